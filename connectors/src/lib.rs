@@ -1,0 +1,31 @@
+//! # weir-connectors: how data gets in and out of Weir
+//!
+//! A connector turns an outside system into something the engine can read or
+//! write. For bounded data that is a DataFusion `TableProvider` (the planner
+//! scans it like any table); for streams it will be a partitioned source that
+//! emits `Message`s and tracks its offsets (see `weir_runtime::message`).
+//!
+//! ```text
+//!   WITH (connector = 'file', path = 'data/*.csv', format = 'csv', header = 'true')
+//!        │  ConnectorOptions::parse        (validated, typed options)
+//!        v
+//!   FileSpec ── file::open_table ──> ListingTable (DataFusion scan: csv/json/parquet)
+//!
+//!   read_csv('...') / read_json('...') / read_parquet('...')
+//!        └── table_functions ──> the same FileSpec path, options as named args
+//! ```
+//!
+//! # Layout
+//! - [`options`]: the `WITH (...)` option bag, and the errors for bad options.
+//! - [`file`]: files on disk (csv, newline-delimited json, parquet; globs).
+//! - [`table_functions`]: `read_csv`, `read_json`, `read_parquet`.
+//! - [`error`]: this crate's error type.
+
+pub mod error;
+pub mod file;
+pub mod options;
+pub mod table_functions;
+
+pub use error::{ConnectorError, Result};
+pub use file::{FileFormatKind, FileSpec};
+pub use options::ConnectorOptions;

@@ -1,0 +1,29 @@
+//! Errors of the planner. Nearly all are the user's fault (bad SQL); each
+//! carries what the server needs to pick a SQLSTATE and a text position.
+
+/// Result alias for this crate.
+pub type Result<T, E = PlanError> = std::result::Result<T, E>;
+
+/// Why a statement could not be understood or planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The text is not valid SQL. `position` is a 1-based character offset.
+    #[error("{message}")]
+    Syntax {
+        message: String,
+        detail: Option<String>,
+        position: Option<usize>,
+    },
+    /// Valid SQL that Weir does not support (yet, or on purpose).
+    #[error("{what} is not supported")]
+    Unsupported { what: String, hint: Option<String> },
+    /// A statement refers to an object that does not exist.
+    #[error("{kind} \"{name}\" does not exist")]
+    UndefinedObject { kind: &'static str, name: String },
+    /// A statement would create an object whose name is taken.
+    #[error("{kind} \"{name}\" already exists")]
+    DuplicateObject { kind: &'static str, name: String },
+    /// A statement is well-formed but its parts do not fit together.
+    #[error("{0}")]
+    Invalid(String),
+}

@@ -1,0 +1,33 @@
+//! # weir-planner: from SQL text to something the runtime can run
+//!
+//! The planner parses Weir's SQL (Postgres-flavoured, with Weir's statements
+//! added), sorts each statement into what it asks for, and turns queries into
+//! plans. It never opens a socket or a file: the server hands it text and
+//! takes back typed statements and plans.
+//!
+//! ```text
+//!   SQL text ──parser::parse──> sqlparser AST (with source spans)
+//!        │                         │
+//!        │       statement::classify
+//!        v                         v
+//!   PlanError (SQLSTATE-ready,   WeirStatement::{Query, CreateTable, CreateView,
+//!   with a text position)          Drop, Set, Show, Transaction, ...}
+//!                                  │ Query
+//!                                  v
+//!                      DataFusion LogicalPlan (bounded queries); the
+//!                      incremental rewrite to a StreamPlan builds on it
+//! ```
+//!
+//! # Layout
+//! - [`parser`]: parsing with spans; syntax errors with their position.
+//! - [`statement`]: the statements Weir understands, classified.
+//! - [`catalog`]: the durable definitions of tables and views.
+//! - [`error`]: this crate's error type.
+
+pub mod catalog;
+pub mod error;
+pub mod parser;
+pub mod statement;
+
+pub use error::{PlanError, Result};
+pub use statement::WeirStatement;

@@ -1,0 +1,383 @@
+//! The statements Weir understands, sorted out of the sqlparser AST.
+//!
+//! Everything DataFusion can plan on its own (SELECT, VALUES, WITH, EXPLAIN)
+//! stays a [`WeirStatement::Query`]; statements whose effect Weir owns (the
+//! durable catalog, session settings, transactions) get their own variant.
+
+use datafusion::sql::sqlparser::ast::{
+    CreateTableOptions, Expr, Ident, ObjectName, ObjectNamePart, ObjectType, Set, SqlOption,
+    Statement, Value,
+};
+
+use crate::error::{PlanError, Result};
+
+/// What kind of named object a statement is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A table (over files, for now).
+    Table,
+    /// A (non-materialized) view.
+    View,
+}
+
+impl ObjectKind {
+    /// The name Postgres uses in messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ObjectKind::Table => "table",
+            ObjectKind::View => "view",
+        }
+    }
+}
+
+/// `CREATE TABLE name [(columns)] WITH (connector = ..., ...)`.
+#[derive(Debug, Clone)]
+pub struct CreateTable {
+    /// Normalized name.
+    pub name: String,
+    /// `IF NOT EXISTS` given.
+    pub if_not_exists: bool,
+    /// Declared columns; empty means "infer from the data".
+    pub columns: Vec<datafusion::sql::sqlparser::ast::ColumnDef>,
+    /// The `WITH (...)` options, keys lowercased, values as text.
+    pub options: Vec<(String, String)>,
+    /// `PRIMARY KEY`, `UNIQUE`, ... were given.
+    pub has_constraints: bool,
+    /// `CREATE TABLE ... AS SELECT` was given.
+    pub has_query: bool,
+}
+
+/// `CREATE [OR REPLACE] VIEW name AS query`.
+#[derive(Debug, Clone)]
+pub struct CreateView {
+    /// Normalized name.
+    pub name: String,
+    /// `OR REPLACE` given.
+    pub or_replace: bool,
+    /// The statement itself, for DataFusion to plan (and to store as text).
+    pub statement: Box<Statement>,
+}
+
+/// Transaction control. Weir's statements each commit on their own; these are
+/// accepted so that drivers which wrap everything in a transaction work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionOp {
+    /// `BEGIN` / `START TRANSACTION`.
+    Begin,
+    /// `COMMIT` / `END`.
+    Commit,
+    /// `ROLLBACK` / `ABORT`.
+    Rollback,
+}
+
+/// A classified statement.
+#[derive(Debug, Clone)]
+pub enum WeirStatement {
+    /// Planned and run by DataFusion.
+    Query(Box<Statement>),
+    /// Create a table over files.
+    CreateTable(CreateTable),
+    /// Create a view.
+    CreateView(CreateView),
+    /// `DROP TABLE | VIEW [IF EXISTS] names`.
+    Drop {
+        /// What is dropped.
+        kind: ObjectKind,
+        /// Normalized names.
+        names: Vec<String>,
+        /// `IF EXISTS` given.
+        if_exists: bool,
+    },
+    /// `SET name = value` (`None`: back to the default).
+    SetVariable {
+        /// Lowercased name.
+        name: String,
+        /// The value as text.
+        value: Option<String>,
+    },
+    /// `SHOW name`.
+    ShowVariable {
+        /// Lowercased name.
+        name: String,
+    },
+    /// `SHOW ALL`.
+    ShowAll,
+    /// `SHOW TABLES`, `SHOW VIEWS`.
+    ShowObjects(ObjectKind),
+    /// `BEGIN`, `COMMIT`, `ROLLBACK`.
+    Transaction(TransactionOp),
+    /// `DISCARD ALL` and friends: nothing to discard beyond prepared
+    /// statements, which the protocol layer owns.
+    Discard,
+}
+
+impl WeirStatement {
+    /// Sort a parsed statement into what it asks Weir to do.
+    pub fn classify(statement: Statement) -> Result<Self> {
+        Ok(match statement {
+            Statement::Query(_) | Statement::Explain { .. } => {
+                WeirStatement::Query(Box::new(statement))
+            }
+            Statement::CreateTable(create) => {
+                let options = match create.table_options {
+                    CreateTableOptions::None => Vec::new(),
+                    CreateTableOptions::With(options) => sql_options(options)?,
+                    other => {
+                        return Err(PlanError::Unsupported {
+                            what: format!("table options \"{other}\""),
+                            hint: Some("write them as WITH (key = 'value', ...)".to_string()),
+                        });
+                    }
+                };
+                if create.or_replace || create.temporary || create.external {
+                    return Err(PlanError::Unsupported {
+                        what: "CREATE OR REPLACE / TEMPORARY / EXTERNAL TABLE".to_string(),
+                        hint: Some(
+                            "use CREATE TABLE name WITH (connector = 'file', ...)".to_string(),
+                        ),
+                    });
+                }
+                WeirStatement::CreateTable(CreateTable {
+                    name: object_name(&create.name),
+                    if_not_exists: create.if_not_exists,
+                    has_constraints: !create.constraints.is_empty()
+                        || create.columns.iter().any(|c| {
+                            c.options.iter().any(|o| {
+                                !matches!(
+                                    o.option,
+                                    datafusion::sql::sqlparser::ast::ColumnOption::Null
+                                        | datafusion::sql::sqlparser::ast::ColumnOption::NotNull
+                                )
+                            })
+                        }),
+                    has_query: create.query.is_some(),
+                    columns: create.columns,
+                    options,
+                })
+            }
+            Statement::CreateView(ref view) if !view.materialized => {
+                WeirStatement::CreateView(CreateView {
+                    name: object_name(&view.name),
+                    or_replace: view.or_replace,
+                    statement: Box::new(statement),
+                })
+            }
+            Statement::Drop {
+                object_type,
+                if_exists,
+                names,
+                ..
+            } => {
+                let kind = match object_type {
+                    ObjectType::Table => ObjectKind::Table,
+                    ObjectType::View => ObjectKind::View,
+                    other => {
+                        return Err(PlanError::Unsupported {
+                            what: format!("DROP {other}"),
+                            hint: None,
+                        });
+                    }
+                };
+                WeirStatement::Drop {
+                    kind,
+                    names: names.iter().map(object_name).collect(),
+                    if_exists,
+                }
+            }
+            Statement::Set(set) => classify_set(set)?,
+            Statement::ShowVariable { variable } => classify_show(&variable),
+            Statement::ShowTables { .. } => WeirStatement::ShowObjects(ObjectKind::Table),
+            Statement::StartTransaction { .. } => WeirStatement::Transaction(TransactionOp::Begin),
+            Statement::Commit { .. } => WeirStatement::Transaction(TransactionOp::Commit),
+            Statement::Rollback { .. } => WeirStatement::Transaction(TransactionOp::Rollback),
+            Statement::Discard { .. } => WeirStatement::Discard,
+            other => {
+                return Err(PlanError::Unsupported {
+                    what: statement_kind(&other),
+                    hint: None,
+                });
+            }
+        })
+    }
+}
+
+fn classify_set(set: Set) -> Result<WeirStatement> {
+    Ok(match set {
+        Set::SingleAssignment {
+            variable, values, ..
+        } => {
+            let name = object_name(&variable);
+            let value = match values.as_slice() {
+                [single] if is_default(single) => None,
+                values => Some(values.iter().map(expr_text).collect::<Vec<_>>().join(", ")),
+            };
+            WeirStatement::SetVariable { name, value }
+        }
+        Set::SetTimeZone { value, .. } => WeirStatement::SetVariable {
+            name: "timezone".to_string(),
+            value: if is_default(&value) {
+                None
+            } else {
+                Some(expr_text(&value))
+            },
+        },
+        Set::SetNames { charset_name, .. } => WeirStatement::SetVariable {
+            name: "client_encoding".to_string(),
+            value: Some(charset_name.value),
+        },
+        Set::SetNamesDefault {} => WeirStatement::SetVariable {
+            name: "client_encoding".to_string(),
+            value: None,
+        },
+        // Transaction characteristics and roles have no effect in Weir, and
+        // drivers send them unasked: accept them.
+        Set::SetTransaction { .. } | Set::SetRole { .. } | Set::SetSessionAuthorization(_) => {
+            WeirStatement::Discard
+        }
+        other => {
+            return Err(PlanError::Unsupported {
+                what: format!("\"{other}\""),
+                hint: None,
+            });
+        }
+    })
+}
+
+fn classify_show(variable: &[Ident]) -> WeirStatement {
+    let words: Vec<String> = variable
+        .iter()
+        .map(|i| i.value.to_ascii_lowercase())
+        .collect();
+    match words.join(" ").as_str() {
+        "all" => WeirStatement::ShowAll,
+        "tables" => WeirStatement::ShowObjects(ObjectKind::Table),
+        "views" => WeirStatement::ShowObjects(ObjectKind::View),
+        name => WeirStatement::ShowVariable {
+            name: name.replace(' ', "_"),
+        },
+    }
+}
+
+fn is_default(expr: &Expr) -> bool {
+    matches!(expr, Expr::Identifier(ident) if ident.value.eq_ignore_ascii_case("default") && ident.quote_style.is_none())
+}
+
+/// The text of a `SET` value or a `WITH` option value, the way Postgres
+/// reads it: strings unquoted, identifiers and numbers as written.
+pub fn expr_text(expr: &Expr) -> String {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s)
+            | Value::DoubleQuotedString(s)
+            | Value::EscapedStringLiteral(s) => s.clone(),
+            Value::Boolean(b) => b.to_string(),
+            other => other.to_string(),
+        },
+        Expr::Identifier(ident) => ident.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn sql_options(options: Vec<SqlOption>) -> Result<Vec<(String, String)>> {
+    options
+        .into_iter()
+        .map(|option| match option {
+            SqlOption::KeyValue { key, value } => {
+                Ok((key.value.to_ascii_lowercase(), expr_text(&value)))
+            }
+            other => Err(PlanError::Invalid(format!(
+                "option \"{other}\" must be of the form key = 'value'"
+            ))),
+        })
+        .collect()
+}
+
+/// A name as Postgres resolves it: unquoted parts folded to lower case;
+/// `public.` is the only schema and is dropped.
+pub fn object_name(name: &ObjectName) -> String {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|part| match part {
+            ObjectNamePart::Identifier(ident) => normalize_ident(ident),
+            other => other.to_string(),
+        })
+        .collect();
+    match parts.as_slice() {
+        [schema, table] if schema == "public" => table.clone(),
+        _ => parts.join("."),
+    }
+}
+
+/// One identifier as Postgres folds it.
+pub fn normalize_ident(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+/// A short name for a statement, for "... is not supported".
+fn statement_kind(statement: &Statement) -> String {
+    let text = statement.to_string();
+    let words: Vec<&str> = text.split_whitespace().take(2).collect();
+    words.join(" ").to_uppercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parser::parse;
+
+    fn classify(sql: &str) -> WeirStatement {
+        let mut statements = parse(sql).expect("parse");
+        WeirStatement::classify(statements.remove(0)).expect("classify")
+    }
+
+    #[test]
+    fn create_table_with_options() {
+        let WeirStatement::CreateTable(t) =
+            classify("CREATE TABLE Trips WITH (connector = 'file', path = 'a.csv', header = true)")
+        else {
+            panic!("not a create table");
+        };
+        assert_eq!(t.name, "trips");
+        assert!(t.columns.is_empty());
+        assert_eq!(
+            t.options,
+            vec![
+                ("connector".to_string(), "file".to_string()),
+                ("path".to_string(), "a.csv".to_string()),
+                ("header".to_string(), "true".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn set_and_show_variables() {
+        assert!(matches!(
+            classify("SET search_path TO public, \"$user\""),
+            WeirStatement::SetVariable { name, value: Some(v) } if name == "search_path" && v == "public, $user"
+        ));
+        assert!(matches!(
+            classify("SET TIME ZONE 'UTC'"),
+            WeirStatement::SetVariable { name, value: Some(v) } if name == "timezone" && v == "UTC"
+        ));
+        assert!(matches!(
+            classify("SHOW transaction isolation level"),
+            WeirStatement::ShowVariable { name } if name == "transaction_isolation_level"
+        ));
+        assert!(matches!(
+            classify("SHOW TABLES"),
+            WeirStatement::ShowObjects(ObjectKind::Table)
+        ));
+    }
+
+    #[test]
+    fn unsupported_statements_say_what() {
+        let mut statements = parse("CREATE INDEX i ON t (a)").expect("parse");
+        let err = WeirStatement::classify(statements.remove(0)).expect_err("unsupported");
+        assert_eq!(err.to_string(), "CREATE INDEX is not supported");
+    }
+}

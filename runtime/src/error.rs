@@ -1,0 +1,23 @@
+//! Errors raised while running work on the runtime.
+
+use datafusion::error::DataFusionError;
+
+/// Result alias for this crate.
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// What went wrong while running a query or an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The query itself failed; DataFusion's error says whose fault it was.
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    /// Our bug: a task panicked. The server survives; the statement fails.
+    #[error("internal error: {0}")]
+    Panic(String),
+    /// The runtime is shutting down and took no more work.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The worker threads could not be started (an outside limit, e.g. threads).
+    #[error("could not start worker threads: {0}")]
+    Start(#[source] std::io::Error),
+}

@@ -1,0 +1,174 @@
+//! The worker runtime: where planning and execution of queries happen.
+//!
+//! Query work is CPU-heavy and can recurse deeply (a client's catalog query,
+//! a long chain of joins). It therefore runs on its own tokio runtime whose
+//! threads have large stacks, never on the threads that serve connections:
+//! a slow query must not stall other sessions' I/O, and a deep plan must not
+//! overflow a small connection-thread stack and abort the process.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::error::{Result, RuntimeError};
+
+/// Stack size of a worker thread. Planning recursion is bounded by
+/// DataFusion's `recursive_protection` (which grows the stack on demand) and by
+/// sqlparser's depth limit; this is the margin on top of both.
+const WORKER_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// How many batches may wait between the worker that produces them and the
+/// connection that sends them. Small on purpose: memory stays bounded and a
+/// slow client slows the producer down (backpressure).
+const BATCH_CHANNEL_CAPACITY: usize = 2;
+
+/// A dedicated multi-threaded runtime for query work.
+#[derive(Clone)]
+pub struct Executor {
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor").finish_non_exhaustive()
+    }
+}
+
+impl Executor {
+    /// Start `threads` worker threads (at least one).
+    pub fn new(threads: usize) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("weir-worker")
+            .thread_stack_size(WORKER_STACK_BYTES)
+            .enable_all()
+            .build()
+            .map_err(RuntimeError::Start)?;
+        Ok(Self {
+            runtime: Arc::new(runtime),
+        })
+    }
+
+    /// Run `work` on a worker thread and wait for it. A panic in `work`
+    /// becomes [`RuntimeError::Panic`]: the statement fails, the server lives.
+    pub async fn run<F, T>(&self, work: F) -> Result<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.runtime.spawn(work).await {
+            Ok(value) => Ok(value),
+            Err(err) if err.is_panic() => {
+                let message = panic_message(err.into_panic());
+                warn!(%message, "a query task panicked");
+                Err(RuntimeError::Panic(message))
+            }
+            Err(_) => Err(RuntimeError::ShuttingDown),
+        }
+    }
+
+    /// Drive `stream` on a worker thread and hand its batches over through a
+    /// bounded channel. Dropping the returned stream cancels the work.
+    pub fn execute(&self, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        let schema: SchemaRef = stream.schema();
+        let (tx, rx) =
+            mpsc::channel::<Result<RecordBatch, DataFusionError>>(BATCH_CHANNEL_CAPACITY);
+        let handle = self.runtime.spawn(drive(stream, tx.clone()));
+        // Report a panic of the producer to the consumer instead of a silently
+        // truncated result.
+        self.runtime.spawn(async move {
+            if let Err(err) = handle.await
+                && err.is_panic()
+            {
+                let message = panic_message(err.into_panic());
+                warn!(%message, "a query stream panicked");
+                let _ = tx
+                    .send(Err(DataFusionError::External(Box::new(
+                        RuntimeError::Panic(message),
+                    ))))
+                    .await;
+            }
+        });
+        let batches = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        Box::pin(RecordBatchStreamAdapter::new(schema, batches))
+    }
+
+    /// Stop the workers without waiting for running tasks; safe to call from
+    /// async code.
+    pub fn shutdown(self) {
+        if let Ok(runtime) = Arc::try_unwrap(self.runtime) {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+async fn drive(
+    mut stream: SendableRecordBatchStream,
+    tx: mpsc::Sender<Result<RecordBatch, DataFusionError>>,
+) {
+    while let Some(item) = stream.next().await {
+        let failed = item.is_err();
+        if tx.send(item).await.is_err() || failed {
+            // The consumer went away (client disconnected or cancelled), or the
+            // query failed: either way there is nothing more to produce.
+            return;
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a task panicked".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::SessionContext;
+
+    #[tokio::test]
+    async fn a_panic_is_an_error_not_a_crash() {
+        let executor = Executor::new(1).expect("start workers");
+        let result: Result<()> = executor.run(async { panic!("boom") }).await;
+        match result {
+            Err(RuntimeError::Panic(msg)) => assert_eq!(msg, "boom"),
+            other => panic!("expected a panic error, got {other:?}"),
+        }
+        // The executor still serves work after a panic.
+        assert_eq!(executor.run(async { 7 }).await.expect("run"), 7);
+        executor.shutdown();
+    }
+
+    #[tokio::test]
+    async fn execute_streams_batches_from_workers() {
+        let executor = Executor::new(2).expect("start workers");
+        let ctx = SessionContext::new();
+        let df = ctx
+            .sql("SELECT * FROM generate_series(1, 100000) AS t(x)")
+            .await
+            .expect("plan");
+        let stream = df.execute_stream().await.expect("execute");
+        let mut out = executor.execute(stream);
+        let mut rows = 0;
+        while let Some(batch) = out.next().await {
+            rows += batch.expect("batch").num_rows();
+        }
+        assert_eq!(rows, 100_000);
+        executor.shutdown();
+    }
+}

@@ -1,0 +1,30 @@
+//! # weir-runtime: where Weir's work runs
+//!
+//! The runtime owns the threads that do CPU-heavy query work and the vocabulary
+//! that streaming operators exchange. It knows nothing about SQL text: the
+//! planner hands it DataFusion physical plans (bounded queries) and, for
+//! continuous queries, stream plans built from the operators here.
+//!
+//! ```text
+//!   server (connection threads)            runtime (worker threads)
+//!   ──────────────────────────             ────────────────────────
+//!   Executor::run(plan a query)  ───────>  plans on a big-stack worker
+//!   Executor::execute(plan)      ───────>  drives the RecordBatch stream
+//!        <── bounded channel of batches ── (backpressure: a slow client
+//!                                           stalls the producer, not memory)
+//! ```
+//!
+//! # Layout
+//! - [`executor`]: the dedicated worker runtime; panics become errors, never
+//!   a dead server.
+//! - [`message`]: `Message::{Batch, Watermark, Barrier}`, what streaming
+//!   operators exchange.
+//! - [`error`]: this crate's error type.
+
+pub mod error;
+pub mod executor;
+pub mod message;
+
+pub use error::{Result, RuntimeError};
+pub use executor::Executor;
+pub use message::{Barrier, Message};

@@ -1,0 +1,144 @@
+//! Configuration: flags win over `WEIR_*` environment variables, which win
+//! over the TOML config file, which wins over the embedded defaults.
+//!
+//! clap resolves flag-over-env for each setting; what neither set is taken
+//! from the file, then from the defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Defaults: everything on one machine, no other service.
+pub const DEFAULT_PG_ADDR: &str = "127.0.0.1:5488";
+/// The HTTP endpoint's default address.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8488";
+/// The data directory's default path.
+pub const DEFAULT_DATA_DIR: &str = "./weir-data";
+
+/// `weir serve` flags (each also read from its `WEIR_*` variable).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "WEIR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the catalog and checkpoints live [default: ./weir-data].
+    #[arg(long, env = "WEIR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Postgres wire protocol address [default: 127.0.0.1:5488].
+    #[arg(long, env = "WEIR_PG_ADDR")]
+    pub pg_addr: Option<SocketAddr>,
+    /// HTTP address for /healthz and /metrics [default: 127.0.0.1:8488].
+    #[arg(long, env = "WEIR_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Worker threads for query work [default: the number of cores].
+    #[arg(long, env = "WEIR_WORKERS")]
+    pub workers: Option<usize>,
+    /// Log filter, e.g. `info` or `weir_server=debug` [default: info].
+    #[arg(long, env = "WEIR_LOG")]
+    pub log: Option<String>,
+    /// Print the bound addresses as one JSON line on stdout once listening
+    /// (for scripts and tests that bind port 0).
+    #[arg(long, env = "WEIR_PRINT_ADDRS")]
+    pub print_addrs: bool,
+}
+
+/// The config file's contents; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    pg_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    workers: Option<usize>,
+    log: Option<String>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// pgwire address.
+    pub pg_addr: SocketAddr,
+    /// HTTP address.
+    pub http_addr: SocketAddr,
+    /// Worker threads.
+    pub workers: usize,
+    /// Log filter.
+    pub log: String,
+    /// Print bound addresses on stdout.
+    pub print_addrs: bool,
+}
+
+impl Config {
+    /// Resolve flags/env (already merged by clap), then the file, then defaults.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("could not read config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let parse = |s: &str| s.parse::<SocketAddr>().expect("default address parses");
+        Ok(Self {
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            pg_addr: args
+                .pg_addr
+                .or(file.pg_addr)
+                .unwrap_or_else(|| parse(DEFAULT_PG_ADDR)),
+            http_addr: args
+                .http_addr
+                .or(file.http_addr)
+                .unwrap_or_else(|| parse(DEFAULT_HTTP_ADDR)),
+            workers: args
+                .workers
+                .or(file.workers)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            log: args.log.or(file.log).unwrap_or_else(|| "info".to_string()),
+            print_addrs: args.print_addrs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_which_wins_over_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, "pg_addr = \"127.0.0.1:6000\"\nworkers = 3\n").expect("write");
+        let args = ServeArgs {
+            config: Some(path),
+            workers: Some(5),
+            ..Default::default()
+        };
+        let config = Config::resolve(args).expect("resolve");
+        assert_eq!(config.pg_addr.port(), 6000);
+        assert_eq!(config.workers, 5);
+        assert_eq!(config.http_addr.port(), 8488);
+        assert_eq!(config.data_dir, PathBuf::from("./weir-data"));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, "pg_adr = \"x\"\n").expect("write");
+        let err = Config::resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .expect_err("typo");
+        assert!(format!("{err:#}").contains("pg_adr"), "{err:#}");
+    }
+}

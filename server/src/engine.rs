@@ -1,0 +1,290 @@
+//! The engine: what every session shares. It owns the DataFusion context
+//! (the live catalog of tables and views), the durable catalog, the worker
+//! runtime and the metrics, and runs one classified statement at a time for
+//! a session.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use tracing::{info, warn};
+use weir_planner::WeirStatement;
+use weir_planner::catalog::Catalog;
+use weir_runtime::Executor;
+
+use crate::catalog_store::CatalogStore;
+use crate::error::{Result, ServerError};
+use crate::metrics::Metrics;
+use crate::session::{ReportedChange, Session};
+use crate::statements;
+
+/// The database (catalog) name clients see.
+pub const DATABASE: &str = "weir";
+/// The one schema.
+pub const SCHEMA: &str = "public";
+
+/// What a statement produced.
+pub enum Output {
+    /// Rows, streamed from the workers.
+    Rows(SendableRecordBatchStream),
+    /// A command that returns no rows: its tag (`CREATE TABLE`) and row count.
+    Command {
+        tag: &'static str,
+        rows: Option<usize>,
+    },
+    /// `SET` done; the client may need to hear about the new value.
+    Set(Option<ReportedChange>),
+    /// `BEGIN`.
+    TransactionStart,
+    /// `COMMIT` / `ROLLBACK` (the tag says which).
+    TransactionEnd(&'static str),
+}
+
+/// What Describe tells a client about a prepared statement.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// The result columns, or `None` for a statement without rows.
+    pub schema: Option<SchemaRef>,
+    /// The `$n` parameters' types, where the plan determines them.
+    pub params: Vec<Option<DataType>>,
+}
+
+/// The shared state of a running server.
+pub struct Engine {
+    pub(crate) ctx: SessionContext,
+    pub(crate) catalog: parking_lot::Mutex<Catalog>,
+    /// DDL runs one statement at a time, so that the durable catalog and the
+    /// live one change together. A tokio mutex: it is held across awaits.
+    pub(crate) ddl_lock: tokio::sync::Mutex<()>,
+    pub(crate) store: CatalogStore,
+    pub(crate) executor: Executor,
+    pub(crate) metrics: Arc<Metrics>,
+    compat: PostgresCompatibilityParser,
+}
+
+impl Engine {
+    /// Open the data directory, start `workers` worker threads and rebuild
+    /// the catalog from disk.
+    pub async fn start(
+        data_dir: &Path,
+        workers: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>> {
+        let store = CatalogStore::open(data_dir)?;
+        let catalog = store.load()?;
+        let executor = Executor::new(workers)?;
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(DATABASE, SCHEMA)
+            .with_information_schema(true)
+            .with_target_partitions(workers.max(1));
+        let ctx = SessionContext::new_with_config(config);
+        // `EmptyContextProvider`, not an `Arc<...>`: the crate's blanket impl
+        // for `Arc<T>` calls itself and overflows the stack.
+        setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
+            .map_err(|e| ServerError::from_datafusion(*e, None))?;
+        for function in weir_connectors::table_functions::ReadFiles::all() {
+            ctx.register_udtf(function.name(), function);
+        }
+        crate::pg_functions::register(&ctx);
+        let engine = Arc::new(Self {
+            ctx,
+            catalog: parking_lot::Mutex::new(Catalog::default()),
+            ddl_lock: tokio::sync::Mutex::new(()),
+            store,
+            executor,
+            metrics,
+            compat: PostgresCompatibilityParser::new(),
+        });
+        statements::ddl::restore(&engine, catalog).await;
+        Ok(engine)
+    }
+
+    /// Parse `sql` into classified statements, each rewritten where needed so
+    /// DataFusion can run what Postgres clients send.
+    pub fn parse(&self, sql: &str) -> Result<Vec<WeirStatement>> {
+        let parsed = weir_planner::parser::parse(sql)?;
+        // Clients' catalog queries (psql's \d, JDBC metadata) need the
+        // compatibility layer's whole-query substitutions, which work on
+        // tokens and lose source positions; users' own queries keep theirs.
+        let parsed = if mentions_system_catalog(sql) {
+            match self.compat.parse(sql) {
+                Ok(rewritten) if rewritten.len() == parsed.len() => rewritten,
+                _ => parsed.into_iter().map(|s| self.compat.rewrite(s)).collect(),
+            }
+        } else {
+            parsed.into_iter().map(|s| self.compat.rewrite(s)).collect()
+        };
+        parsed
+            .into_iter()
+            .map(|s| WeirStatement::classify(s).map_err(ServerError::from))
+            .collect()
+    }
+
+    /// Run one statement for `session`. `sql` is the text it came from, for
+    /// error positions.
+    pub async fn execute(
+        self: &Arc<Self>,
+        session: &Session,
+        statement: WeirStatement,
+        sql: &str,
+        params: Option<datafusion::common::ParamValues>,
+    ) -> Result<Output> {
+        self.metrics.statements.inc();
+        let result = self.execute_inner(session, statement, sql, params).await;
+        if let Err(err) = &result {
+            self.metrics.record_error(err.sqlstate());
+        }
+        result
+    }
+
+    async fn execute_inner(
+        self: &Arc<Self>,
+        session: &Session,
+        statement: WeirStatement,
+        sql: &str,
+        params: Option<datafusion::common::ParamValues>,
+    ) -> Result<Output> {
+        match statement {
+            WeirStatement::Query(statement) => {
+                Ok(Output::Rows(self.run_query(*statement, sql, params).await?))
+            }
+            WeirStatement::CreateTable(create) => statements::ddl::create_table(self, create).await,
+            WeirStatement::CreateView(view) => statements::ddl::create_view(self, view, sql).await,
+            WeirStatement::Drop {
+                kind,
+                names,
+                if_exists,
+            } => statements::ddl::drop(self, kind, names, if_exists).await,
+            WeirStatement::SetVariable { name, value } => {
+                Ok(Output::Set(session.set(&name, value)?))
+            }
+            WeirStatement::ShowVariable { name } => statements::show::variable(session, &name),
+            WeirStatement::ShowAll => statements::show::all(session),
+            WeirStatement::ShowObjects(kind) => statements::show::objects(self, kind),
+            WeirStatement::Transaction(op) => Ok(statements::show::transaction(op)),
+            WeirStatement::Discard => Ok(Output::Command {
+                tag: "SET",
+                rows: None,
+            }),
+        }
+    }
+
+    /// What a prepared statement returns and takes, for Describe.
+    pub async fn describe(
+        self: &Arc<Self>,
+        statement: &WeirStatement,
+        sql: &str,
+    ) -> Result<Described> {
+        let schema = match statement {
+            WeirStatement::Query(statement) => {
+                let plan = self.plan_query((**statement).clone(), sql).await?;
+                let params = plan
+                    .get_parameter_types()
+                    .map_err(|e| ServerError::from_datafusion(e, Some(sql)))?;
+                // `$1`, `$2`, ... in numeric order ($10 after $9).
+                let mut params: Vec<(usize, Option<DataType>)> = params
+                    .into_iter()
+                    .filter_map(|(id, ty)| id.trim_start_matches('$').parse().ok().map(|n| (n, ty)))
+                    .collect();
+                params.sort_by_key(|(n, _)| *n);
+                let count = params.last().map_or(0, |(n, _)| *n);
+                let mut types = vec![None; count];
+                for (n, ty) in params {
+                    types[n - 1] = ty;
+                }
+                let schema = match plan {
+                    LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) => None,
+                    plan => Some(Arc::new(plan.schema().as_arrow().clone())),
+                };
+                return Ok(Described {
+                    schema,
+                    params: types,
+                });
+            }
+            WeirStatement::ShowVariable { name } => Some(statements::show::variable_schema(name)),
+            WeirStatement::ShowAll => Some(statements::show::all_schema()),
+            WeirStatement::ShowObjects(kind) => Some(statements::show::objects_schema(*kind)),
+            WeirStatement::CreateTable(_)
+            | WeirStatement::CreateView(_)
+            | WeirStatement::Drop { .. }
+            | WeirStatement::SetVariable { .. }
+            | WeirStatement::Transaction(_)
+            | WeirStatement::Discard => None,
+        };
+        Ok(Described {
+            schema,
+            params: Vec::new(),
+        })
+    }
+
+    /// Plan a query on a worker thread.
+    pub async fn plan_query(
+        self: &Arc<Self>,
+        statement: Statement,
+        sql: &str,
+    ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        let state = self.ctx.state();
+        let sql_text = sql.to_string();
+        self.executor
+            .run(async move {
+                state
+                    .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                        statement,
+                    )))
+                    .await
+            })
+            .await?
+            .map_err(|e| ServerError::from_datafusion(e, Some(&sql_text)))
+    }
+
+    /// Plan and start a query on the workers; `params` fill `$n` placeholders.
+    pub async fn run_query(
+        self: &Arc<Self>,
+        statement: Statement,
+        sql: &str,
+        params: Option<datafusion::common::ParamValues>,
+    ) -> Result<SendableRecordBatchStream> {
+        let state = self.ctx.state();
+        let ctx = self.ctx.clone();
+        let sql_text = sql.to_string();
+        let stream = self
+            .executor
+            .run(async move {
+                let mut plan = state
+                    .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                        statement,
+                    )))
+                    .await?;
+                if let Some(params) = params {
+                    plan = plan.replace_params_with_values(&params)?;
+                }
+                let df = ctx.execute_logical_plan(plan).await?;
+                df.execute_stream().await
+            })
+            .await?
+            .map_err(|e| ServerError::from_datafusion(e, Some(&sql_text)))?;
+        Ok(self.executor.execute(stream))
+    }
+
+    /// Stop the workers.
+    pub fn shutdown(&self) {
+        self.executor.clone().shutdown();
+        info!("engine stopped");
+    }
+
+    pub(crate) fn warn_restore(&self, name: &str, err: &ServerError) {
+        warn!(object = name, error = %err, "could not restore catalog object; it is kept in the catalog");
+    }
+}
+
+fn mentions_system_catalog(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    lower.contains("pg_") || lower.contains("information_schema") || lower.contains("::reg")
+}

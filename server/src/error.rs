@@ -1,0 +1,518 @@
+//! The server's errors, and how each one goes onto the wire.
+//!
+//! Every error a client can see is a [`ServerError`]; [`ServerError::sqlstate`]
+//! picks its SQLSTATE with an exhaustive `match` (no `_` arm), so a new variant
+//! cannot ship without a code. Errors from the other crates and from
+//! DataFusion are sorted into these variants by the `From` impls below.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::tokenizer::Location;
+use pgwire::error::{ErrorInfo, PgWireError};
+use weir_connectors::ConnectorError;
+use weir_planner::PlanError;
+use weir_runtime::RuntimeError;
+
+/// Result alias for this crate.
+pub type Result<T, E = ServerError> = std::result::Result<T, E>;
+
+/// An error a client sees. `position` fields are 1-based character offsets
+/// into the statement text.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    // ---- the user's fault: the statement ----
+    /// Not valid SQL.
+    #[error("{message}")]
+    Syntax {
+        message: String,
+        detail: Option<String>,
+        position: Option<usize>,
+    },
+    /// Valid SQL that Weir does not support.
+    #[error("{message}")]
+    FeatureNotSupported {
+        message: String,
+        hint: Option<String>,
+    },
+    /// A table or view that does not exist.
+    #[error("relation \"{name}\" does not exist")]
+    UndefinedTable {
+        name: String,
+        position: Option<usize>,
+    },
+    /// A column that does not exist.
+    #[error("{message}")]
+    UndefinedColumn {
+        message: String,
+        hint: Option<String>,
+        position: Option<usize>,
+    },
+    /// A function that does not exist (or not for these argument types).
+    #[error("{message}")]
+    UndefinedFunction {
+        message: String,
+        position: Option<usize>,
+    },
+    /// Any other named thing that does not exist (a setting, a prepared statement).
+    #[error("{message}")]
+    UndefinedObject { message: String },
+    /// A table or view of that name exists already.
+    #[error("relation \"{name}\" already exists")]
+    DuplicateTable { name: String },
+    /// `DROP VIEW` on a table and the like.
+    #[error("{message}")]
+    WrongObjectType { message: String },
+    /// Types that do not fit together in a statement.
+    #[error("{message}")]
+    DatatypeMismatch {
+        message: String,
+        position: Option<usize>,
+    },
+    /// A column reference that could mean more than one column.
+    #[error("{message}")]
+    AmbiguousColumn { message: String },
+    /// Any other statement that cannot be planned.
+    #[error("{message}")]
+    InvalidStatement {
+        message: String,
+        position: Option<usize>,
+    },
+    /// A bad option value (`WITH (...)`, `SET`).
+    #[error("{message}")]
+    InvalidParameterValue {
+        message: String,
+        hint: Option<String>,
+    },
+
+    // ---- the user's fault: the data ----
+    /// A value that cannot be read as its type (`'abc'::int`).
+    #[error("{message}")]
+    InvalidTextRepresentation { message: String },
+    /// Division by zero.
+    #[error("division by zero")]
+    DivisionByZero,
+    /// A number too large for its type.
+    #[error("{message}")]
+    NumericOutOfRange { message: String },
+    /// Any other bad data.
+    #[error("{message}")]
+    DataException { message: String },
+
+    // ---- an outside system's fault ----
+    /// A file that is not there.
+    #[error("{message}")]
+    UndefinedFile { message: String },
+    /// Reading or writing files or object storage failed.
+    #[error("{message}")]
+    Io { message: String },
+    /// Not enough memory (or another resource) for the query.
+    #[error("{message}")]
+    ResourcesExhausted { message: String },
+    /// The statement was cancelled (by the client or a timeout).
+    #[error("canceling statement due to user request")]
+    QueryCanceled,
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+
+    // ---- ours ----
+    /// A bug or a broken invariant in Weir.
+    #[error("internal error: {message}")]
+    Internal { message: String },
+}
+
+impl ServerError {
+    /// The SQLSTATE for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            ServerError::Syntax { .. } => "42601",
+            ServerError::FeatureNotSupported { .. } => "0A000",
+            ServerError::UndefinedTable { .. } => "42P01",
+            ServerError::UndefinedColumn { .. } => "42703",
+            ServerError::UndefinedFunction { .. } => "42883",
+            ServerError::UndefinedObject { .. } => "42704",
+            ServerError::DuplicateTable { .. } => "42P07",
+            ServerError::WrongObjectType { .. } => "42809",
+            ServerError::DatatypeMismatch { .. } => "42804",
+            ServerError::AmbiguousColumn { .. } => "42702",
+            ServerError::InvalidStatement { .. } => "42000",
+            ServerError::InvalidParameterValue { .. } => "22023",
+            ServerError::InvalidTextRepresentation { .. } => "22P02",
+            ServerError::DivisionByZero => "22012",
+            ServerError::NumericOutOfRange { .. } => "22003",
+            ServerError::DataException { .. } => "22000",
+            ServerError::UndefinedFile { .. } => "58P01",
+            ServerError::Io { .. } => "58030",
+            ServerError::ResourcesExhausted { .. } => "53200",
+            ServerError::QueryCanceled => "57014",
+            ServerError::ShuttingDown => "57P01",
+            ServerError::Internal { .. } => "XX000",
+        }
+    }
+
+    /// The position in the statement text, where known.
+    pub fn position(&self) -> Option<usize> {
+        match self {
+            ServerError::Syntax { position, .. }
+            | ServerError::UndefinedTable { position, .. }
+            | ServerError::UndefinedColumn { position, .. }
+            | ServerError::UndefinedFunction { position, .. }
+            | ServerError::DatatypeMismatch { position, .. }
+            | ServerError::InvalidStatement { position, .. } => *position,
+            _ => None,
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        match self {
+            ServerError::Syntax { detail, .. } => detail.clone(),
+            _ => None,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            ServerError::FeatureNotSupported { hint, .. }
+            | ServerError::UndefinedColumn { hint, .. }
+            | ServerError::InvalidParameterValue { hint, .. } => hint.clone(),
+            _ => None,
+        }
+    }
+
+    /// An internal error from any message.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ServerError::Internal {
+            message: message.into(),
+        }
+    }
+
+    /// Sort a DataFusion error, resolving span positions against `sql`.
+    pub fn from_datafusion(err: DataFusionError, sql: Option<&str>) -> Self {
+        let position = err
+            .diagnostic()
+            .and_then(|d| d.span)
+            .zip(sql)
+            .map(|(span, sql)| {
+                weir_planner::parser::location_to_position(
+                    sql,
+                    Location {
+                        line: span.start.line,
+                        column: span.start.column,
+                    },
+                )
+            });
+        classify_datafusion(err.find_root(), position)
+    }
+}
+
+fn classify_datafusion(err: &DataFusionError, position: Option<usize>) -> ServerError {
+    use datafusion::common::SchemaError;
+    match err {
+        DataFusionError::SQL(parser_err, _) => {
+            let PlanError::Syntax {
+                message, detail, ..
+            } = weir_planner::parser::syntax_error("", (**parser_err).clone())
+            else {
+                return ServerError::internal(parser_err.to_string());
+            };
+            ServerError::Syntax {
+                message,
+                detail,
+                position,
+            }
+        }
+        DataFusionError::SchemaError(schema_err, _) => match schema_err.as_ref() {
+            SchemaError::FieldNotFound {
+                field,
+                valid_fields,
+            } => {
+                let hint = (!valid_fields.is_empty() && valid_fields.len() <= 20).then(|| {
+                    let names: Vec<String> = valid_fields.iter().map(|c| c.flat_name()).collect();
+                    format!("valid columns: {}", names.join(", "))
+                });
+                ServerError::UndefinedColumn {
+                    message: format!("column \"{}\" does not exist", field.name),
+                    hint,
+                    position,
+                }
+            }
+            SchemaError::AmbiguousReference { field } => ServerError::AmbiguousColumn {
+                message: format!("column reference \"{}\" is ambiguous", field.name),
+            },
+            other => ServerError::InvalidStatement {
+                message: lower_first(&other.to_string()),
+                position,
+            },
+        },
+        DataFusionError::Plan(message) => classify_plan_message(message, position),
+        DataFusionError::NotImplemented(message) => ServerError::FeatureNotSupported {
+            message: lower_first(message),
+            hint: None,
+        },
+        DataFusionError::Configuration(message) => ServerError::InvalidParameterValue {
+            message: lower_first(message),
+            hint: None,
+        },
+        DataFusionError::ArrowError(arrow, _) => classify_arrow(arrow),
+        DataFusionError::Execution(message) => classify_execution_message(message),
+        DataFusionError::ResourcesExhausted(message) => ServerError::ResourcesExhausted {
+            message: lower_first(message),
+        },
+        DataFusionError::IoError(io) => classify_io(io),
+        DataFusionError::ObjectStore(store) => match store.as_ref() {
+            datafusion::object_store::Error::NotFound { path, .. } => ServerError::UndefinedFile {
+                message: format!("could not open file \"{path}\": no such file"),
+            },
+            other => ServerError::Io {
+                message: other.to_string(),
+            },
+        },
+        DataFusionError::ParquetError(parquet) => ServerError::DataException {
+            message: format!("could not read parquet data: {parquet}"),
+        },
+        DataFusionError::External(inner) => {
+            if let Some(connector) = inner.downcast_ref::<ConnectorError>() {
+                return connector_error(connector);
+            }
+            if let Some(arrow) = inner.downcast_ref::<ArrowError>() {
+                return classify_arrow(arrow);
+            }
+            if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+                return classify_io(io);
+            }
+            if let Some(RuntimeError::Panic(message)) = inner.downcast_ref::<RuntimeError>() {
+                return ServerError::internal(message.clone());
+            }
+            ServerError::Io {
+                message: inner.to_string(),
+            }
+        }
+        DataFusionError::ExecutionJoin(join) => ServerError::internal(join.to_string()),
+        DataFusionError::Internal(message) => ServerError::internal(message.clone()),
+        other => ServerError::internal(other.strip_backtrace()),
+    }
+}
+
+/// DataFusion reports most planning errors as plain text; the common ones a
+/// user meets get their proper SQLSTATE here.
+fn classify_plan_message(message: &str, position: Option<usize>) -> ServerError {
+    if let Some(rest) = message.strip_prefix("table '")
+        && let Some((name, _)) = rest.split_once("' not found")
+    {
+        let name = name.rsplit('.').next().unwrap_or(name).to_string();
+        return ServerError::UndefinedTable { name, position };
+    }
+    if message.starts_with("Invalid function") || message.contains("No function matches") {
+        return ServerError::UndefinedFunction {
+            message: lower_first(message),
+            position,
+        };
+    }
+    if message.contains("Cannot infer common argument type")
+        || message.contains("cannot be cast")
+        || message.contains("Cannot coerce")
+        || message.contains("does not support") && message.contains("type")
+        || message.contains("mismatch")
+    {
+        return ServerError::DatatypeMismatch {
+            message: lower_first(message),
+            position,
+        };
+    }
+    if message.contains("already exists") {
+        return ServerError::DuplicateTable {
+            name: message
+                .split('\'')
+                .nth(1)
+                .unwrap_or(message)
+                .rsplit('.')
+                .next()
+                .unwrap_or(message)
+                .to_string(),
+        };
+    }
+    ServerError::InvalidStatement {
+        message: lower_first(message),
+        position,
+    }
+}
+
+fn classify_execution_message(message: &str) -> ServerError {
+    if message.contains("Divide by zero") || message.contains("division by zero") {
+        return ServerError::DivisionByZero;
+    }
+    if message.contains("overflow") {
+        return ServerError::NumericOutOfRange {
+            message: lower_first(message),
+        };
+    }
+    if message.contains("Cannot cast") || message.contains("Error parsing") {
+        return ServerError::InvalidTextRepresentation {
+            message: lower_first(message),
+        };
+    }
+    ServerError::DataException {
+        message: lower_first(message),
+    }
+}
+
+fn classify_arrow(err: &ArrowError) -> ServerError {
+    match err {
+        ArrowError::DivideByZero => ServerError::DivisionByZero,
+        ArrowError::ArithmeticOverflow(m) => ServerError::NumericOutOfRange {
+            message: lower_first(m),
+        },
+        ArrowError::CastError(m) | ArrowError::ParseError(m) => {
+            ServerError::InvalidTextRepresentation {
+                message: lower_first(m),
+            }
+        }
+        ArrowError::CsvError(m) | ArrowError::JsonError(m) => ServerError::DataException {
+            message: format!("could not read file data: {m}"),
+        },
+        ArrowError::IoError(m, io) => match io.kind() {
+            std::io::ErrorKind::NotFound => ServerError::UndefinedFile { message: m.clone() },
+            _ => ServerError::Io { message: m.clone() },
+        },
+        ArrowError::ExternalError(inner) => ServerError::DataException {
+            message: inner.to_string(),
+        },
+        ArrowError::MemoryError(m) => ServerError::ResourcesExhausted { message: m.clone() },
+        other => ServerError::DataException {
+            message: lower_first(&other.to_string()),
+        },
+    }
+}
+
+fn classify_io(io: &std::io::Error) -> ServerError {
+    match io.kind() {
+        std::io::ErrorKind::NotFound => ServerError::UndefinedFile {
+            message: format!("could not open file: {io}"),
+        },
+        _ => ServerError::Io {
+            message: io.to_string(),
+        },
+    }
+}
+
+fn connector_error(err: &ConnectorError) -> ServerError {
+    match err {
+        ConnectorError::UnknownConnector(_)
+        | ConnectorError::MissingOption { .. }
+        | ConnectorError::UnknownOption { .. }
+        | ConnectorError::InvalidOption { .. } => ServerError::InvalidParameterValue {
+            message: err.to_string(),
+            hint: None,
+        },
+        ConnectorError::NoFiles(_) => ServerError::UndefinedFile {
+            message: err.to_string(),
+        },
+        ConnectorError::DataFusion(inner) => classify_datafusion(inner.find_root(), None),
+    }
+}
+
+impl From<ConnectorError> for ServerError {
+    fn from(err: ConnectorError) -> Self {
+        connector_error(&err)
+    }
+}
+
+impl From<PlanError> for ServerError {
+    fn from(err: PlanError) -> Self {
+        match err {
+            PlanError::Syntax {
+                message,
+                detail,
+                position,
+            } => ServerError::Syntax {
+                message,
+                detail,
+                position,
+            },
+            PlanError::Unsupported { what, hint } => ServerError::FeatureNotSupported {
+                message: format!("{what} is not supported"),
+                hint,
+            },
+            PlanError::UndefinedObject { kind, name } => match kind {
+                "table" | "view" | "relation" => ServerError::UndefinedTable {
+                    name,
+                    position: None,
+                },
+                _ => ServerError::UndefinedObject {
+                    message: format!("{kind} \"{name}\" does not exist"),
+                },
+            },
+            PlanError::DuplicateObject { name, .. } => ServerError::DuplicateTable { name },
+            PlanError::Invalid(message) => ServerError::InvalidStatement {
+                message,
+                position: None,
+            },
+        }
+    }
+}
+
+impl From<RuntimeError> for ServerError {
+    fn from(err: RuntimeError) -> Self {
+        match err {
+            RuntimeError::DataFusion(inner) => ServerError::from_datafusion(inner, None),
+            RuntimeError::Panic(message) => ServerError::Internal { message },
+            RuntimeError::ShuttingDown => ServerError::ShuttingDown,
+            RuntimeError::Start(io) => ServerError::internal(io.to_string()),
+        }
+    }
+}
+
+impl From<ServerError> for ErrorInfo {
+    fn from(err: ServerError) -> Self {
+        let mut info = ErrorInfo::new(
+            "ERROR".to_string(),
+            err.sqlstate().to_string(),
+            err.to_string(),
+        );
+        info.detail = err.detail();
+        info.hint = err.hint();
+        info.position = err.position().map(|p| p.to_string());
+        info
+    }
+}
+
+impl From<ServerError> for PgWireError {
+    fn from(err: ServerError) -> Self {
+        PgWireError::UserError(Box::new(err.into()))
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let s = s.trim();
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) if !chars.as_str().starts_with(|c: char| c.is_uppercase()) => {
+            first.to_lowercase().chain(chars).collect()
+        }
+        _ => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_table_is_42p01() {
+        let err = ServerError::from_datafusion(
+            DataFusionError::Plan("table 'datafusion.public.nope' not found".into()),
+            None,
+        );
+        assert_eq!(err.sqlstate(), "42P01");
+        assert_eq!(err.to_string(), "relation \"nope\" does not exist");
+    }
+
+    #[test]
+    fn arrow_errors_are_data_errors() {
+        let err = ServerError::from_datafusion(
+            DataFusionError::ArrowError(Box::new(ArrowError::DivideByZero), None),
+            None,
+        );
+        assert_eq!(err.sqlstate(), "22012");
+    }
+}

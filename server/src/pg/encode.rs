@@ -1,0 +1,48 @@
+//! Arrow -> Postgres: result columns and rows, through `arrow-pg`.
+
+use std::sync::Arc;
+
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use datafusion::arrow::datatypes::Schema;
+use datafusion::execution::SendableRecordBatchStream;
+use futures::{StreamExt, stream};
+use pgwire::api::portal::Format;
+use pgwire::api::results::{FieldInfo, QueryResponse};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use pgwire::types::format::FormatOptions;
+
+use crate::error::ServerError;
+
+/// Column descriptions for a schema.
+pub fn fields(
+    schema: &Schema,
+    format: &Format,
+    options: Option<Arc<FormatOptions>>,
+) -> PgWireResult<Vec<FieldInfo>> {
+    arrow_schema_to_pg_fields(schema, format, options)
+}
+
+/// A streamed query response: rows are encoded as batches arrive, so a big
+/// result never sits whole in memory. An error in the middle of the stream
+/// reaches the client with its own SQLSTATE.
+pub fn query_response(
+    batches: SendableRecordBatchStream,
+    format: &Format,
+    options: Arc<FormatOptions>,
+) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(fields(batches.schema().as_ref(), format, Some(options))?);
+    let row_fields = fields.clone();
+    let rows = batches
+        .map(move |batch| {
+            let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send> = match batch {
+                Ok(batch) => encode_recordbatch(row_fields.clone(), batch),
+                Err(err) => Box::new(std::iter::once(Err(PgWireError::from(
+                    ServerError::from_datafusion(err, None),
+                )))),
+            };
+            stream::iter(rows)
+        })
+        .flatten();
+    Ok(QueryResponse::new(fields, rows))
+}

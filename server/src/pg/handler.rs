@@ -1,0 +1,310 @@
+//! pgwire handlers: startup, the simple and the extended query protocol,
+//! cancel requests.
+//!
+//! Statements are parsed and classified here, then run by the [`Engine`];
+//! query work happens on the engine's worker threads, so the threads that run
+//! these handlers only move bytes.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arrow_pg::datatypes::df::deserialize_parameters;
+use arrow_pg::datatypes::into_pg_type;
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use futures::{Sink, SinkExt};
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type,
+};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::startup::ParameterStatus;
+use pgwire::types::format::FormatOptions;
+use tracing::debug;
+use weir_planner::WeirStatement;
+
+use crate::engine::{Engine, Output};
+use crate::error::ServerError;
+use crate::pg::encode;
+use crate::session::Session;
+
+/// Everything pgwire needs to serve one server's connections.
+pub struct WeirHandlers {
+    service: Arc<PgService>,
+    startup: Arc<Startup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl WeirHandlers {
+    /// Handlers over `engine`.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        let manager = Arc::new(ConnectionManager::new());
+        Self {
+            service: Arc::new(PgService {
+                parser: Arc::new(PgParser {
+                    engine: engine.clone(),
+                }),
+                engine,
+            }),
+            startup: Arc::new(Startup {
+                manager: manager.clone(),
+            }),
+            cancel: Arc::new(DefaultCancelHandler::new(manager)),
+        }
+    }
+}
+
+impl PgWireServerHandlers for WeirHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.service.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.service.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(LogErrors)
+    }
+}
+
+/// No authentication (yet): any user and database name connect.
+pub struct Startup {
+    manager: Arc<ConnectionManager>,
+}
+
+impl NoopStartupHandler for Startup {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.manager.clone())
+    }
+}
+
+struct LogErrors;
+
+impl ErrorHandler for LogErrors {
+    fn on_error<C: ClientInfo>(&self, client: &C, error: &mut PgWireError) {
+        debug!(client = %client.socket_addr(), %error, "statement failed");
+    }
+}
+
+/// The query handlers.
+pub struct PgService {
+    engine: Arc<Engine>,
+    parser: Arc<PgParser>,
+}
+
+fn session_of<C: ClientInfo + ?Sized>(client: &C) -> Arc<Session> {
+    client.session_extensions().get_or_insert_with(Session::new)
+}
+
+fn format_options<C: ClientInfo + ?Sized>(client: &C) -> Arc<FormatOptions> {
+    Arc::new(FormatOptions::from_client_metadata(client.metadata()))
+}
+
+/// Turn an engine output into a pgwire response, telling the client about
+/// changed settings on the way.
+async fn respond<C>(client: &mut C, output: Output, format: &Format) -> PgWireResult<Response>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    Ok(match output {
+        Output::Rows(batches) => Response::Query(encode::query_response(
+            batches,
+            format,
+            format_options(client),
+        )?),
+        Output::Command { tag, rows } => {
+            let tag = Tag::new(tag);
+            Response::Execution(match rows {
+                Some(rows) => tag.with_rows(rows),
+                None => tag,
+            })
+        }
+        Output::Set(change) => {
+            if let Some(change) = change {
+                if change.name == "TimeZone"
+                    || change.name == "DateStyle"
+                    || change.name == "IntervalStyle"
+                {
+                    // arrow-pg formats dates and times from these metadata keys.
+                    client
+                        .metadata_mut()
+                        .insert(change.name.to_lowercase(), change.value.clone());
+                }
+                client
+                    .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                        change.name,
+                        change.value,
+                    )))
+                    .await?;
+            }
+            Response::Execution(Tag::new("SET"))
+        }
+        Output::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
+        Output::TransactionEnd(tag) => Response::TransactionEnd(Tag::new(tag)),
+    })
+}
+
+#[async_trait]
+impl SimpleQueryHandler for PgService {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client);
+        let statements = self
+            .engine
+            .parse(query)
+            .inspect_err(|e| self.engine.metrics.record_error(e.sqlstate()))?;
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in statements {
+            match self.engine.execute(&session, statement, query, None).await {
+                Ok(output) => responses.push(respond(client, output, &Format::UnifiedText).await?),
+                Err(err) => {
+                    // Postgres stops at the first failing statement.
+                    responses.push(Response::Error(Box::new(err.into())));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+/// A statement prepared with Parse: classified, and described once.
+#[derive(Debug)]
+pub struct Prepared {
+    sql: String,
+    statement: WeirStatement,
+    schema: Option<SchemaRef>,
+    params: Vec<Option<DataType>>,
+}
+
+/// The extended protocol's parser.
+pub struct PgParser {
+    engine: Arc<Engine>,
+}
+
+#[async_trait]
+impl QueryParser for PgParser {
+    type Statement = Arc<Prepared>;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut statements = self.engine.parse(sql)?;
+        let statement = match statements.len() {
+            0 => return Ok(None),
+            1 => statements.remove(0),
+            _ => {
+                return Err(ServerError::Syntax {
+                    message: "cannot insert multiple commands into a prepared statement"
+                        .to_string(),
+                    detail: None,
+                    position: None,
+                }
+                .into());
+            }
+        };
+        let described = self.engine.describe(&statement, sql).await?;
+        Ok(Some(Arc::new(Prepared {
+            sql: sql.to_string(),
+            statement,
+            schema: described.schema,
+            params: described.params,
+        })))
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        stmt.params
+            .iter()
+            .map(|ty| match ty {
+                Some(ty) => into_pg_type(ty),
+                // Untyped: the client sends text and DataFusion coerces it.
+                None => Ok(Type::TEXT),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match &stmt.schema {
+            Some(schema) => {
+                encode::fields(schema, column_format.unwrap_or(&Format::UnifiedText), None)
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for PgService {
+    type Statement = Arc<Prepared>;
+    type QueryParser = PgParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = portal.statement.statement.clone();
+        let session = session_of(client);
+        let params = match &prepared.statement {
+            WeirStatement::Query(_) => {
+                let types: Vec<Option<&DataType>> =
+                    prepared.params.iter().map(|t| t.as_ref()).collect();
+                Some(deserialize_parameters(portal, &types)?)
+            }
+            _ => None,
+        };
+        match self
+            .engine
+            .execute(&session, prepared.statement.clone(), &prepared.sql, params)
+            .await
+        {
+            Ok(output) => respond(client, output, &portal.result_column_format).await,
+            Err(err) => Err(err.into()),
+        }
+    }
+}

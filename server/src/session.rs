@@ -1,0 +1,362 @@
+//! Per-connection state: the session's settings (`SET` / `SHOW`).
+//!
+//! Settings are the ones Postgres clients ask for or set on connect; Weir's
+//! answers are those of a Postgres 16 server in UTC with ISO dates, which is
+//! what drivers and BI tools expect.
+
+use std::collections::BTreeMap;
+
+use parking_lot::Mutex;
+
+use crate::error::{Result, ServerError};
+
+/// (name, default value, reported to the client in ParameterStatus on change, description)
+const SETTINGS: &[(&str, &str, bool, &str)] = &[
+    ("application_name", "", true, "Sets the application name"),
+    (
+        "client_encoding",
+        "UTF8",
+        true,
+        "Sets the client's character set encoding",
+    ),
+    (
+        "client_min_messages",
+        "notice",
+        false,
+        "Sets the message levels sent to the client",
+    ),
+    (
+        "datestyle",
+        "ISO, MDY",
+        true,
+        "Sets the display format for date and time values",
+    ),
+    (
+        "default_transaction_isolation",
+        "read committed",
+        false,
+        "Sets the transaction isolation level of each new transaction",
+    ),
+    (
+        "default_transaction_read_only",
+        "off",
+        true,
+        "Sets the default read-only status of new transactions",
+    ),
+    (
+        "extra_float_digits",
+        "1",
+        false,
+        "Sets the number of digits displayed for floating-point values",
+    ),
+    (
+        "idle_in_transaction_session_timeout",
+        "0",
+        false,
+        "Sets the maximum allowed idle time between queries, when in a transaction",
+    ),
+    (
+        "integer_datetimes",
+        "on",
+        true,
+        "Shows whether datetimes are integer based",
+    ),
+    (
+        "intervalstyle",
+        "postgres",
+        true,
+        "Sets the display format for interval values",
+    ),
+    (
+        "is_superuser",
+        "on",
+        true,
+        "Shows whether the current user is a superuser",
+    ),
+    ("lc_collate", "C", false, "Shows the collation order locale"),
+    (
+        "lc_ctype",
+        "C",
+        false,
+        "Shows the character classification and case conversion locale",
+    ),
+    (
+        "lc_messages",
+        "C",
+        false,
+        "Sets the language in which messages are displayed",
+    ),
+    (
+        "lc_monetary",
+        "C",
+        false,
+        "Sets the locale for formatting monetary amounts",
+    ),
+    (
+        "lc_numeric",
+        "C",
+        false,
+        "Sets the locale for formatting numbers",
+    ),
+    (
+        "lock_timeout",
+        "0",
+        false,
+        "Sets the maximum allowed duration of any wait for a lock",
+    ),
+    (
+        "max_identifier_length",
+        "63",
+        false,
+        "Shows the maximum identifier length",
+    ),
+    (
+        "search_path",
+        "\"$user\", public",
+        true,
+        "Sets the schema search order for names that are not schema-qualified",
+    ),
+    (
+        "server_encoding",
+        "UTF8",
+        true,
+        "Shows the server (database) character set encoding",
+    ),
+    (
+        "server_version",
+        crate::PG_SERVER_VERSION,
+        true,
+        "Shows the server version",
+    ),
+    (
+        "server_version_num",
+        crate::PG_SERVER_VERSION_NUM,
+        false,
+        "Shows the server version as an integer",
+    ),
+    (
+        "standard_conforming_strings",
+        "on",
+        true,
+        "Causes '...' strings to treat backslashes literally",
+    ),
+    (
+        "statement_timeout",
+        "0",
+        false,
+        "Sets the maximum allowed duration of any statement",
+    ),
+    (
+        "timezone",
+        "UTC",
+        true,
+        "Sets the time zone for displaying and interpreting time stamps",
+    ),
+    (
+        "transaction_isolation",
+        "read committed",
+        false,
+        "Sets the current transaction's isolation level",
+    ),
+    (
+        "transaction_read_only",
+        "off",
+        false,
+        "Sets the current transaction's read-only status",
+    ),
+    (
+        "weir_version",
+        env!("CARGO_PKG_VERSION"),
+        false,
+        "Shows the Weir version",
+    ),
+];
+
+/// Settings that cannot be changed with `SET`.
+const READ_ONLY: &[&str] = &[
+    "server_version",
+    "server_version_num",
+    "server_encoding",
+    "integer_datetimes",
+    "max_identifier_length",
+    "lc_collate",
+    "lc_ctype",
+    "is_superuser",
+    "weir_version",
+];
+
+/// One connection's session.
+#[derive(Debug, Default)]
+pub struct Session {
+    overrides: Mutex<BTreeMap<String, String>>,
+}
+
+/// A change a client should hear about (a ParameterStatus message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedChange {
+    /// The parameter's name as Postgres reports it (`TimeZone`, `DateStyle`).
+    pub name: String,
+    /// Its new value.
+    pub value: String,
+}
+
+impl Session {
+    /// A session with every setting at its default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `SET name = value` (or back to the default when `value` is `None`).
+    pub fn set(&self, name: &str, value: Option<String>) -> Result<Option<ReportedChange>> {
+        let name = canonical_name(name);
+        let known = SETTINGS.iter().find(|(n, ..)| *n == name);
+        // Postgres accepts any "prefix.name" as a custom setting.
+        if known.is_none() && !name.contains('.') {
+            return Err(unrecognized(&name));
+        }
+        if READ_ONLY.contains(&name.as_str()) {
+            return Err(ServerError::InvalidParameterValue {
+                message: format!("parameter \"{name}\" cannot be changed"),
+                hint: None,
+            });
+        }
+        let value = match value {
+            Some(v) => normalize_value(&name, v)?,
+            None => {
+                self.overrides.lock().remove(&name);
+                known.map(|k| k.1.to_string()).unwrap_or_default()
+            }
+        };
+        self.overrides.lock().insert(name.clone(), value.clone());
+        Ok(known.filter(|k| k.2).map(|_| ReportedChange {
+            name: reported_name(&name).to_string(),
+            value,
+        }))
+    }
+
+    /// `SHOW name`.
+    pub fn get(&self, name: &str) -> Result<String> {
+        let name = canonical_name(name);
+        if let Some(v) = self.overrides.lock().get(&name) {
+            return Ok(v.clone());
+        }
+        SETTINGS
+            .iter()
+            .find(|(n, ..)| *n == name)
+            .map(|(_, v, ..)| v.to_string())
+            .ok_or_else(|| unrecognized(&name))
+    }
+
+    /// `SHOW ALL`: (name, setting, description) rows.
+    pub fn all(&self) -> Vec<(String, String, String)> {
+        SETTINGS
+            .iter()
+            .map(|(name, _, _, description)| {
+                let value = self.get(name).unwrap_or_default();
+                (name.to_string(), value, description.to_string())
+            })
+            .collect()
+    }
+
+    /// The session's time zone, for timestamp output.
+    pub fn time_zone(&self) -> String {
+        self.get("timezone").unwrap_or_else(|_| "UTC".to_string())
+    }
+}
+
+fn canonical_name(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    match lower.as_str() {
+        "time_zone" | "time zone" => "timezone".to_string(),
+        "transaction_isolation_level" | "transaction isolation level" => {
+            "transaction_isolation".to_string()
+        }
+        "names" => "client_encoding".to_string(),
+        _ => lower,
+    }
+}
+
+fn normalize_value(name: &str, value: String) -> Result<String> {
+    match name {
+        "client_encoding" => {
+            let upper = value.to_ascii_uppercase().replace(['-', '_'], "");
+            if upper == "UTF8" || upper == "UNICODE" {
+                Ok("UTF8".to_string())
+            } else {
+                Err(ServerError::InvalidParameterValue {
+                    message: format!(
+                        "invalid value for parameter \"client_encoding\": \"{value}\""
+                    ),
+                    hint: Some("Weir speaks UTF8 only".to_string()),
+                })
+            }
+        }
+        "timezone" => {
+            let valid = value.eq_ignore_ascii_case("utc")
+                || value.eq_ignore_ascii_case("gmt")
+                || value
+                    .parse::<datafusion::arrow::array::timezone::Tz>()
+                    .is_ok();
+            if valid {
+                Ok(value)
+            } else {
+                Err(ServerError::InvalidParameterValue {
+                    message: format!("invalid value for parameter \"TimeZone\": \"{value}\""),
+                    hint: None,
+                })
+            }
+        }
+        _ => Ok(value),
+    }
+}
+
+fn reported_name(name: &str) -> &str {
+    match name {
+        "timezone" => "TimeZone",
+        "datestyle" => "DateStyle",
+        "intervalstyle" => "IntervalStyle",
+        other => other,
+    }
+}
+
+fn unrecognized(name: &str) -> ServerError {
+    ServerError::UndefinedObject {
+        message: format!("unrecognized configuration parameter \"{name}\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_show_and_reset() {
+        let session = Session::new();
+        assert_eq!(session.get("TimeZone").expect("tz"), "UTC");
+        let change = session
+            .set("timezone", Some("Europe/Berlin".into()))
+            .expect("set");
+        assert_eq!(
+            change,
+            Some(ReportedChange {
+                name: "TimeZone".into(),
+                value: "Europe/Berlin".into()
+            })
+        );
+        assert_eq!(session.get("time zone").expect("tz"), "Europe/Berlin");
+        session.set("timezone", None).expect("reset");
+        assert_eq!(session.get("timezone").expect("tz"), "UTC");
+        assert_eq!(
+            session.get("nope").expect_err("unknown").sqlstate(),
+            "42704"
+        );
+        assert_eq!(
+            session
+                .set("server_version", Some("1".into()))
+                .expect_err("ro")
+                .sqlstate(),
+            "22023"
+        );
+        assert!(session.set("myapp.flag", Some("x".into())).is_ok());
+    }
+}

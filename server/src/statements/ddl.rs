@@ -1,0 +1,262 @@
+//! `CREATE TABLE ... WITH (connector = ...)`, `CREATE VIEW`, `DROP`.
+//!
+//! # Correctness
+//! Each statement first builds what it registers (which may fail on bad
+//! options or missing files), then writes the durable catalog, and only then
+//! changes the live DataFusion catalog. A failure before the write changes
+//! nothing; the write is atomic; the live change cannot fail. So the durable
+//! and the live catalog never disagree about an acknowledged statement.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use tracing::info;
+use weir_connectors::{ConnectorOptions, FileSpec};
+use weir_planner::catalog::{Catalog, CatalogEntry, TableDef, ViewDef};
+use weir_planner::statement::{CreateTable, CreateView, ObjectKind};
+
+use crate::engine::{Engine, Output};
+use crate::error::{Result, ServerError};
+
+/// `CREATE TABLE name [(columns)] WITH (connector = 'file', ...)`.
+pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<Output> {
+    let _ddl = engine.ddl_lock.lock().await;
+    if engine.catalog.lock().get(&create.name).is_some()
+        || engine
+            .ctx
+            .table_exist(create.name.as_str())
+            .unwrap_or(false)
+    {
+        if create.if_not_exists {
+            return Ok(Output::Command {
+                tag: "CREATE TABLE",
+                rows: None,
+            });
+        }
+        return Err(ServerError::DuplicateTable { name: create.name });
+    }
+    if create.options.is_empty() {
+        return Err(ServerError::FeatureNotSupported {
+            message: "tables without a connector are not supported yet".to_string(),
+            hint: Some(
+                "create a table over files: CREATE TABLE t WITH (connector = 'file', path = '...', format = 'csv')"
+                    .to_string(),
+            ),
+        });
+    }
+    if create.has_query || create.has_constraints {
+        return Err(ServerError::FeatureNotSupported {
+            message: "constraints and AS SELECT on tables over files are not supported".to_string(),
+            hint: None,
+        });
+    }
+    let mut options = ConnectorOptions::new(create.options.clone());
+    let stored_options = options.as_map().clone();
+    let connector =
+        options
+            .take("connector")
+            .ok_or_else(|| ServerError::InvalidParameterValue {
+                message: "option \"connector\" is required".to_string(),
+                hint: Some(
+                    "e.g. WITH (connector = 'file', path = 'data/x.csv', format = 'csv')"
+                        .to_string(),
+                ),
+            })?;
+    if connector != weir_connectors::file::CONNECTOR {
+        return Err(weir_connectors::ConnectorError::UnknownConnector(connector).into());
+    }
+    let spec = FileSpec::from_options(&mut options)?;
+    options.finish(&connector)?;
+
+    let declared = if create.columns.is_empty() {
+        None
+    } else {
+        Some(declared_schema(engine, &create).await?)
+    };
+    let state = engine.ctx.state();
+    let table = engine
+        .executor
+        .run(async move { spec.open_table(&state, declared, true).await })
+        .await??;
+    let def = TableDef {
+        name: create.name.clone(),
+        columns: TableDef::columns_of(&table.schema()),
+        options: stored_options,
+    };
+    persist(engine, |catalog| {
+        catalog.insert(CatalogEntry::Table(def)).map_err(Into::into)
+    })?;
+    engine
+        .ctx
+        .register_table(create.name.as_str(), table)
+        .map_err(|e| ServerError::from_datafusion(e, None))?;
+    info!(table = %create.name, "table created");
+    Ok(Output::Command {
+        tag: "CREATE TABLE",
+        rows: None,
+    })
+}
+
+/// The schema of a column list, typed the way DataFusion types SQL columns.
+async fn declared_schema(engine: &Arc<Engine>, create: &CreateTable) -> Result<SchemaRef> {
+    let columns: Vec<String> = create.columns.iter().map(|c| c.to_string()).collect();
+    let sql = format!("CREATE TABLE __weir_columns ({})", columns.join(", "));
+    let statement = weir_planner::parser::parse(&sql)?
+        .pop()
+        .ok_or_else(|| ServerError::internal("column list vanished"))?;
+    let plan = engine.plan_query(statement, &sql).await?;
+    match plan {
+        LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(t)) => {
+            Ok(Arc::new(t.input.schema().as_arrow().clone()))
+        }
+        other => Err(ServerError::internal(format!(
+            "unexpected plan for a column list: {other}"
+        ))),
+    }
+}
+
+/// `CREATE [OR REPLACE] VIEW name AS query`.
+pub async fn create_view(engine: &Arc<Engine>, view: CreateView, sql: &str) -> Result<Output> {
+    let _ddl = engine.ddl_lock.lock().await;
+    let existing = engine.catalog.lock().get(&view.name).map(|e| e.kind());
+    match existing {
+        Some(ObjectKind::View) if view.or_replace => {}
+        Some(ObjectKind::Table) => {
+            return Err(ServerError::WrongObjectType {
+                message: format!("\"{}\" is not a view", view.name),
+            });
+        }
+        Some(ObjectKind::View) => return Err(ServerError::DuplicateTable { name: view.name }),
+        None => {}
+    }
+    // Plan first: a view over a missing table or column fails here and
+    // changes nothing.
+    let plan = engine.plan_query((*view.statement).clone(), sql).await?;
+    let def = ViewDef {
+        name: view.name.clone(),
+        sql: view.statement.to_string(),
+    };
+    persist(engine, |catalog| {
+        catalog.upsert(CatalogEntry::View(def));
+        Ok(())
+    })?;
+    run_plan(engine, plan).await?;
+    info!(view = %view.name, "view created");
+    Ok(Output::Command {
+        tag: "CREATE VIEW",
+        rows: None,
+    })
+}
+
+/// `DROP TABLE | VIEW [IF EXISTS] names`.
+pub async fn drop(
+    engine: &Arc<Engine>,
+    kind: ObjectKind,
+    names: Vec<String>,
+    if_exists: bool,
+) -> Result<Output> {
+    let _ddl = engine.ddl_lock.lock().await;
+    let tag = match kind {
+        ObjectKind::Table => "DROP TABLE",
+        ObjectKind::View => "DROP VIEW",
+    };
+    // Check all names before dropping any, as Postgres does.
+    let mut to_drop = Vec::new();
+    {
+        let catalog = engine.catalog.lock();
+        for name in names {
+            match catalog.get(&name).map(|e| e.kind()) {
+                Some(k) if k == kind => to_drop.push(name),
+                Some(_) => {
+                    return Err(ServerError::WrongObjectType {
+                        message: format!("\"{name}\" is not a {}", kind.name()),
+                    });
+                }
+                None if if_exists => {}
+                None => {
+                    return Err(ServerError::UndefinedTable {
+                        name,
+                        position: None,
+                    });
+                }
+            }
+        }
+    }
+    persist(engine, |catalog| {
+        for name in &to_drop {
+            catalog.remove(kind, name)?;
+        }
+        Ok(())
+    })?;
+    for name in &to_drop {
+        engine
+            .ctx
+            .deregister_table(name.as_str())
+            .map_err(|e| ServerError::from_datafusion(e, None))?;
+        info!(object = %name, kind = kind.name(), "dropped");
+    }
+    Ok(Output::Command { tag, rows: None })
+}
+
+/// Apply `change` to a copy of the catalog, write it durably, then keep it.
+fn persist(engine: &Engine, change: impl FnOnce(&mut Catalog) -> Result<()>) -> Result<()> {
+    let mut next = engine.catalog.lock().clone();
+    change(&mut next)?;
+    engine.store.save(&next)?;
+    *engine.catalog.lock() = next;
+    Ok(())
+}
+
+async fn run_plan(engine: &Arc<Engine>, plan: LogicalPlan) -> Result<()> {
+    let ctx = engine.ctx.clone();
+    engine
+        .executor
+        .run(async move { ctx.execute_logical_plan(plan).await.map(|_| ()) })
+        .await?
+        .map_err(|e| ServerError::from_datafusion(e, None))
+}
+
+/// Rebuild the live catalog from the durable one, in creation order. An
+/// object that cannot be rebuilt (its files are gone, say) is logged and kept
+/// in the catalog, never silently deleted.
+pub async fn restore(engine: &Arc<Engine>, catalog: Catalog) {
+    for entry in &catalog.entries {
+        let result = match entry {
+            CatalogEntry::Table(def) => restore_table(engine, def).await,
+            CatalogEntry::View(def) => restore_view(engine, def).await,
+        };
+        if let Err(err) = result {
+            engine.warn_restore(entry.name(), &err);
+        }
+    }
+    info!(objects = catalog.entries.len(), "catalog restored");
+    *engine.catalog.lock() = catalog;
+}
+
+async fn restore_table(engine: &Arc<Engine>, def: &TableDef) -> Result<()> {
+    let mut options = ConnectorOptions::new(def.options.clone());
+    options.take("connector");
+    let spec = FileSpec::from_options(&mut options)?;
+    let schema = def.schema()?;
+    let state = engine.ctx.state();
+    // Files may be missing right now (a mount not up yet): the table is
+    // still registered, and queries fail with a clear error until they return.
+    let table = engine
+        .executor
+        .run(async move { spec.open_table(&state, Some(schema), false).await })
+        .await??;
+    engine
+        .ctx
+        .register_table(def.name.as_str(), table)
+        .map_err(|e| ServerError::from_datafusion(e, None))?;
+    Ok(())
+}
+
+async fn restore_view(engine: &Arc<Engine>, def: &ViewDef) -> Result<()> {
+    let statement = weir_planner::parser::parse(&def.sql)?
+        .pop()
+        .ok_or_else(|| ServerError::internal("empty view definition"))?;
+    let plan = engine.plan_query(statement, &def.sql).await?;
+    run_plan(engine, plan).await
+}

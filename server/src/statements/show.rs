@@ -1,0 +1,102 @@
+//! Statements Weir answers itself: `SHOW ...` and transaction control.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::physical_plan::memory::MemoryStream;
+use weir_planner::catalog::CatalogEntry;
+use weir_planner::statement::{ObjectKind, TransactionOp};
+
+use crate::engine::{Engine, Output};
+use crate::error::{Result, ServerError};
+use crate::session::Session;
+
+fn text_schema(names: &[&str]) -> SchemaRef {
+    Arc::new(Schema::new(
+        names
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn rows(schema: SchemaRef, columns: Vec<Vec<String>>) -> Result<Output> {
+    let arrays: Vec<ArrayRef> = columns
+        .into_iter()
+        .map(|c| Arc::new(StringArray::from(c)) as ArrayRef)
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), arrays)
+        .map_err(|e| ServerError::internal(e.to_string()))?;
+    let stream = MemoryStream::try_new(vec![batch], schema, None)
+        .map_err(|e| ServerError::from_datafusion(e, None))?;
+    Ok(Output::Rows(Box::pin(stream)))
+}
+
+/// The columns of `SHOW name`.
+pub fn variable_schema(name: &str) -> SchemaRef {
+    text_schema(&[name])
+}
+
+/// `SHOW name`.
+pub fn variable(session: &Session, name: &str) -> Result<Output> {
+    let value = session.get(name)?;
+    rows(variable_schema(name), vec![vec![value]])
+}
+
+/// The columns of `SHOW ALL`.
+pub fn all_schema() -> SchemaRef {
+    text_schema(&["name", "setting", "description"])
+}
+
+/// `SHOW ALL`.
+pub fn all(session: &Session) -> Result<Output> {
+    let (mut names, mut values, mut descriptions) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, v, d) in session.all() {
+        names.push(n);
+        values.push(v);
+        descriptions.push(d);
+    }
+    rows(all_schema(), vec![names, values, descriptions])
+}
+
+/// The columns of `SHOW TABLES` / `SHOW VIEWS`.
+pub fn objects_schema(kind: ObjectKind) -> SchemaRef {
+    match kind {
+        ObjectKind::Table => text_schema(&["name", "connector", "format", "path"]),
+        ObjectKind::View => text_schema(&["name", "definition"]),
+    }
+}
+
+/// `SHOW TABLES` / `SHOW VIEWS`, sorted by name.
+pub fn objects(engine: &Arc<Engine>, kind: ObjectKind) -> Result<Output> {
+    let mut entries: Vec<CatalogEntry> = engine.catalog.lock().of_kind(kind).cloned().collect();
+    entries.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut columns: Vec<Vec<String>> = vec![Vec::new(); objects_schema(kind).fields().len()];
+    for entry in entries {
+        match entry {
+            CatalogEntry::Table(t) => {
+                let opt = |k: &str| t.options.get(k).cloned().unwrap_or_default();
+                columns[0].push(t.name.clone());
+                columns[1].push(opt("connector"));
+                columns[2].push(opt("format"));
+                columns[3].push(opt("path"));
+            }
+            CatalogEntry::View(v) => {
+                columns[0].push(v.name);
+                columns[1].push(v.sql);
+            }
+        }
+    }
+    rows(objects_schema(kind), columns)
+}
+
+/// `BEGIN` / `COMMIT` / `ROLLBACK`. Each Weir statement commits on its own;
+/// the transaction block only tells the client what it expects to hear.
+pub fn transaction(op: TransactionOp) -> Output {
+    match op {
+        TransactionOp::Begin => Output::TransactionStart,
+        TransactionOp::Commit => Output::TransactionEnd("COMMIT"),
+        TransactionOp::Rollback => Output::TransactionEnd("ROLLBACK"),
+    }
+}

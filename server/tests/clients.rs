@@ -1,0 +1,195 @@
+//! Real clients against the real server: psql's meta-commands, Python
+//! (psycopg 3, SQLAlchemy, pandas) and node-postgres. Each client script
+//! asserts the rows it gets back.
+//!
+//! A client that is not installed is skipped with a message, except under
+//! CI (`CI=true`), where `.ci/run` installs them all and a missing one fails.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::WeirProcess;
+
+fn required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn have(program: &str, probe: &[&str]) -> bool {
+    let found = Command::new(program)
+        .args(probe)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            !required(),
+            "{program} is required under CI but is not installed"
+        );
+        eprintln!("skipped: {program} is not installed");
+    }
+    found
+}
+
+async fn server_with_tables(dir: &Path) -> WeirProcess {
+    let server = WeirProcess::start(dir);
+    let client = common::connect(&server).await;
+    client
+        .batch_execute(
+            "CREATE TABLE trips WITH (connector = 'file', path = 'data/trips.csv', format = 'csv');
+             CREATE TABLE cities (city TEXT, country TEXT) WITH (connector = 'file', path = 'data/cities.psv', format = 'csv', delimiter = ';');
+             CREATE VIEW paid_trips AS SELECT id, fare FROM trips WHERE paid;",
+        )
+        .await
+        .expect("create the test tables");
+    server
+}
+
+fn psql(server: &WeirProcess, command: &str) -> String {
+    let output = Command::new("psql")
+        .args([
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "weir",
+            "-d",
+            "weir",
+        ])
+        .args(["-p", &server.pg_port.to_string(), "-c", command])
+        .output()
+        .expect("run psql");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(
+        output.status.success(),
+        "psql {command} failed:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
+
+fn assert_contains(what: &str, output: &str, expected: &[&str]) {
+    for e in expected {
+        assert!(output.contains(e), "{what}: expected {e:?} in:\n{output}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_meta_commands() {
+    if !have("psql", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_tables(dir.path()).await;
+
+    let out = psql(&server, "\\dt");
+    assert_contains("\\dt", &out, &["cities", "trips", "table"]);
+    assert!(!out.contains("paid_trips"), "\\dt lists a view:\n{out}");
+
+    let out = psql(&server, "\\dv");
+    assert_contains("\\dv", &out, &["paid_trips", "view"]);
+
+    let out = psql(&server, "\\d trips");
+    assert_contains(
+        "\\d trips",
+        &out,
+        &[
+            "id",
+            "bigint",
+            "city",
+            "text",
+            "fare",
+            "double precision",
+            "started_at",
+            "timestamp without time zone",
+            "paid",
+            "boolean",
+        ],
+    );
+
+    let out = psql(&server, "\\d");
+    assert_contains("\\d", &out, &["cities", "trips", "paid_trips"]);
+
+    let out = psql(&server, "\\l");
+    assert_contains("\\l", &out, &["weir"]);
+
+    let out = psql(
+        &server,
+        "SELECT city, count(*) FROM trips GROUP BY city ORDER BY city",
+    );
+    assert_contains(
+        "select",
+        &out,
+        &[
+            "berlin |     3",
+            "lisbon |     1",
+            "paris  |     2",
+            "(3 rows)",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_clients() {
+    let script = common::sql_tests_dir().join("clients/python_clients.py");
+    let python = std::env::var("WEIR_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let probe = Command::new(&python)
+        .args(["-c", "import psycopg, sqlalchemy, pandas"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !probe {
+        assert!(
+            !required(),
+            "psycopg, SQLAlchemy and pandas are required under CI"
+        );
+        eprintln!("skipped: psycopg / SQLAlchemy / pandas are not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_tables(dir.path()).await;
+    let output = Command::new(&python)
+        .arg(&script)
+        .arg(server.pg_port.to_string())
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "python clients failed:\n{stdout}\n{stderr}"
+    );
+    eprintln!("{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_postgres() {
+    let node_dir = common::sql_tests_dir().join("clients/node");
+    if !have("node", &["--version"]) {
+        return;
+    }
+    if !node_dir.join("node_modules/pg").exists() {
+        assert!(
+            !required(),
+            "node_modules/pg is required under CI (npm ci in sql-tests/clients/node)"
+        );
+        eprintln!("skipped: run `npm ci` in sql-tests/clients/node");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_tables(dir.path()).await;
+    let output = Command::new("node")
+        .arg("pg_client.js")
+        .arg(server.pg_port.to_string())
+        .current_dir(&node_dir)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "node client failed:\n{stdout}\n{stderr}"
+    );
+    eprintln!("{stdout}");
+}

@@ -1,0 +1,108 @@
+//! Shared test helpers: start the real `weir` binary on free ports.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The repository's `sql-tests/` folder: the server runs there, so test
+/// files name their data as `data/...`.
+pub fn sql_tests_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql-tests")
+}
+
+/// A running `weir serve` process.
+pub struct WeirProcess {
+    child: Child,
+    /// The Postgres port.
+    pub pg_port: u16,
+    /// The HTTP port.
+    pub http_port: u16,
+}
+
+impl WeirProcess {
+    /// Start `weir serve` on ports chosen by the OS, with `data_dir`.
+    pub fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("serve")
+            .args(["--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--workers", "2", "--print-addrs", "--log", "warn"])
+            .current_dir(sql_tests_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the weir binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the address line");
+        let addrs: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("weir printed {line:?} instead of its addresses: {e}"));
+        let port = |key: &str| -> u16 {
+            let addr = addrs[key].as_str().expect("address");
+            addr.rsplit(':')
+                .next()
+                .expect("port")
+                .parse()
+                .expect("port number")
+        };
+        Self {
+            pg_port: port("pg_addr"),
+            http_port: port("http_addr"),
+            child,
+        }
+    }
+
+    /// A tokio-postgres config for this server.
+    pub fn pg_config(&self) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.pg_port)
+            .user("weir")
+            .dbname("weir");
+        config
+    }
+
+    /// A connection string for other clients.
+    pub fn url(&self) -> String {
+        format!("postgresql://weir@127.0.0.1:{}/weir", self.pg_port)
+    }
+
+    /// `kill -9`: no chance to clean up, as in a crash.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and wait for a clean exit; returns the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().expect("wait for weir")
+    }
+}
+
+impl Drop for WeirProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connect with tokio-postgres and drive the connection in the background.
+pub async fn connect(server: &WeirProcess) -> tokio_postgres::Client {
+    let (client, connection) = server
+        .pg_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to weir");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
