@@ -78,8 +78,10 @@ impl TableDef {
 pub struct ViewDef {
     /// Normalized name.
     pub name: String,
-    /// The `CREATE VIEW ...` statement.
+    /// The `CREATE VIEW ...` statement, replayed on start.
     pub sql: String,
+    /// The view's query, as `SHOW VIEWS` and `pg_views` show it.
+    pub definition: String,
 }
 
 /// One catalog entry.
@@ -232,12 +234,14 @@ mod tests {
             .insert(CatalogEntry::View(ViewDef {
                 name: "v".into(),
                 sql: "CREATE VIEW v AS SELECT 1".into(),
+                definition: "SELECT 1".into(),
             }))
             .expect("insert");
         let err = catalog
             .insert(CatalogEntry::View(ViewDef {
                 name: "v".into(),
                 sql: String::new(),
+                definition: String::new(),
             }))
             .expect_err("duplicate");
         assert_eq!(err.to_string(), "view \"v\" already exists");

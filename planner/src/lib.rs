@@ -21,11 +21,15 @@
 //! # Layout
 //! - [`parser`]: parsing with spans; syntax errors with their position.
 //! - [`statement`]: the statements Weir understands, classified.
+//! - [`compat`]: rewrites for clients' catalog queries.
+//! - [`names`]: Postgres-style names for unaliased output columns.
 //! - [`catalog`]: the durable definitions of tables and views.
 //! - [`error`]: this crate's error type.
 
 pub mod catalog;
+pub mod compat;
 pub mod error;
+pub mod names;
 pub mod parser;
 pub mod statement;
 

@@ -106,6 +106,9 @@ pub enum WeirStatement {
     ShowObjects(ObjectKind),
     /// `BEGIN`, `COMMIT`, `ROLLBACK`.
     Transaction(TransactionOp),
+    /// `SAVEPOINT`, `RELEASE`, `ROLLBACK TO`: accepted as no-ops, since every
+    /// statement commits on its own. The value is the command tag.
+    Savepoint(&'static str),
     /// `DISCARD ALL` and friends: nothing to discard beyond prepared
     /// statements, which the protocol layer owns.
     Discard,
@@ -187,9 +190,15 @@ impl WeirStatement {
             Statement::Set(set) => classify_set(set)?,
             Statement::ShowVariable { variable } => classify_show(&variable),
             Statement::ShowTables { .. } => WeirStatement::ShowObjects(ObjectKind::Table),
+            Statement::ShowViews { .. } => WeirStatement::ShowObjects(ObjectKind::View),
             Statement::StartTransaction { .. } => WeirStatement::Transaction(TransactionOp::Begin),
             Statement::Commit { .. } => WeirStatement::Transaction(TransactionOp::Commit),
+            Statement::Rollback {
+                savepoint: Some(_), ..
+            } => WeirStatement::Savepoint("ROLLBACK"),
             Statement::Rollback { .. } => WeirStatement::Transaction(TransactionOp::Rollback),
+            Statement::Savepoint { .. } => WeirStatement::Savepoint("SAVEPOINT"),
+            Statement::ReleaseSavepoint { .. } => WeirStatement::Savepoint("RELEASE"),
             Statement::Discard { .. } => WeirStatement::Discard,
             other => {
                 return Err(PlanError::Unsupported {

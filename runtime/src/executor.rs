@@ -33,7 +33,29 @@ const BATCH_CHANNEL_CAPACITY: usize = 2;
 /// A dedicated multi-threaded runtime for query work.
 #[derive(Clone)]
 pub struct Executor {
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<WorkerRuntime>,
+}
+
+/// Owns the tokio runtime and stops it without blocking when the last
+/// handle goes, which may well happen inside async code (a plain
+/// `Runtime` drop there panics).
+struct WorkerRuntime(Option<tokio::runtime::Runtime>);
+
+impl WorkerRuntime {
+    fn get(&self) -> &tokio::runtime::Runtime {
+        // Only `Drop` takes the runtime out.
+        self.0
+            .as_ref()
+            .expect("the worker runtime is alive until dropped")
+    }
+}
+
+impl Drop for WorkerRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for Executor {
@@ -53,7 +75,7 @@ impl Executor {
             .build()
             .map_err(RuntimeError::Start)?;
         Ok(Self {
-            runtime: Arc::new(runtime),
+            runtime: Arc::new(WorkerRuntime(Some(runtime))),
         })
     }
 
@@ -64,7 +86,7 @@ impl Executor {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        match self.runtime.spawn(work).await {
+        match self.runtime.get().spawn(work).await {
             Ok(value) => Ok(value),
             Err(err) if err.is_panic() => {
                 let message = panic_message(err.into_panic());
@@ -81,10 +103,10 @@ impl Executor {
         let schema: SchemaRef = stream.schema();
         let (tx, rx) =
             mpsc::channel::<Result<RecordBatch, DataFusionError>>(BATCH_CHANNEL_CAPACITY);
-        let handle = self.runtime.spawn(drive(stream, tx.clone()));
+        let handle = self.runtime.get().spawn(drive(stream, tx.clone()));
         // Report a panic of the producer to the consumer instead of a silently
         // truncated result.
-        self.runtime.spawn(async move {
+        self.runtime.get().spawn(async move {
             if let Err(err) = handle.await
                 && err.is_panic()
             {
@@ -103,12 +125,10 @@ impl Executor {
         Box::pin(RecordBatchStreamAdapter::new(schema, batches))
     }
 
-    /// Stop the workers without waiting for running tasks; safe to call from
-    /// async code.
+    /// Let go of this handle; the workers stop, without waiting for running
+    /// tasks, when the last handle is gone. Safe to call from async code.
     pub fn shutdown(self) {
-        if let Ok(runtime) = Arc::try_unwrap(self.runtime) {
-            runtime.shutdown_background();
-        }
+        drop(self);
     }
 }
 

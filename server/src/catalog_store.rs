@@ -79,6 +79,7 @@ mod tests {
             .insert(CatalogEntry::View(ViewDef {
                 name: "v".into(),
                 sql: "CREATE VIEW v AS SELECT 1".into(),
+                definition: "SELECT 1".into(),
             }))
             .expect("insert");
         store.save(&catalog).expect("save");

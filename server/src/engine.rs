@@ -12,7 +12,9 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
-use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_pg_catalog::pg_catalog::{
+    PgCatalogSchemaProvider, PgCatalogStaticTables, setup_pg_catalog,
+};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use tracing::{info, warn};
 use weir_planner::WeirStatement;
@@ -82,13 +84,46 @@ impl Engine {
         let executor = Executor::new(workers)?;
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE, SCHEMA)
-            .with_information_schema(true)
+            // Weir serves its own `information_schema` (Postgres type names).
+            .with_information_schema(false)
             .with_target_partitions(workers.max(1));
+        // Spans let DataFusion's diagnostics point into the SQL text.
+        let mut config = config;
+        config.options_mut().sql_parser.collect_spans = true;
         let ctx = SessionContext::new_with_config(config);
         // `EmptyContextProvider`, not an `Arc<...>`: the crate's blanket impl
         // for `Arc<T>` calls itself and overflows the stack.
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| ServerError::from_datafusion(*e, None))?;
+        // Replace the pg_catalog schema by one over the catalogs without
+        // `information_schema` (see `WithoutInformationSchema`).
+        let visible: Arc<dyn datafusion::catalog::CatalogProviderList> =
+            Arc::new(crate::information_schema::WithoutInformationSchema::new(
+                ctx.state().catalog_list().clone(),
+            ));
+        let pg_catalog = PgCatalogSchemaProvider::try_new(
+            visible,
+            Arc::new(
+                PgCatalogStaticTables::try_new()
+                    .map_err(|e| ServerError::from_datafusion(e, None))?,
+            ),
+            EmptyContextProvider,
+        )
+        .map_err(|e| ServerError::from_datafusion(e, None))?;
+        ctx.catalog(DATABASE)
+            .ok_or_else(|| ServerError::internal("the default catalog is missing"))?
+            .register_schema("pg_catalog", Arc::new(pg_catalog))
+            .map_err(|e| ServerError::from_datafusion(e, None))?;
+        let catalogs = ctx.state().catalog_list().clone();
+        ctx.catalog(DATABASE)
+            .ok_or_else(|| ServerError::internal("the default catalog is missing"))?
+            .register_schema(
+                "information_schema",
+                Arc::new(crate::information_schema::PgInformationSchema::new(
+                    catalogs,
+                )),
+            )
+            .map_err(|e| ServerError::from_datafusion(e, None))?;
         for function in weir_connectors::table_functions::ReadFiles::all() {
             ctx.register_udtf(function.name(), function);
         }
@@ -114,16 +149,23 @@ impl Engine {
         // compatibility layer's whole-query substitutions, which work on
         // tokens and lose source positions; users' own queries keep theirs.
         let parsed = if mentions_system_catalog(sql) {
-            match self.compat.parse(sql) {
+            let mut rewritten: Vec<Statement> = match self.compat.parse(sql) {
                 Ok(rewritten) if rewritten.len() == parsed.len() => rewritten,
                 _ => parsed.into_iter().map(|s| self.compat.rewrite(s)).collect(),
-            }
+            };
+            rewritten
+                .iter_mut()
+                .for_each(weir_planner::compat::aggregate_scalar_subqueries);
+            rewritten
         } else {
             parsed.into_iter().map(|s| self.compat.rewrite(s)).collect()
         };
         parsed
             .into_iter()
-            .map(|s| WeirStatement::classify(s).map_err(ServerError::from))
+            .map(|mut s| {
+                weir_planner::names::name_output_columns(&mut s);
+                WeirStatement::classify(s).map_err(ServerError::from)
+            })
             .collect()
     }
 
@@ -173,6 +215,7 @@ impl Engine {
                 tag: "SET",
                 rows: None,
             }),
+            WeirStatement::Savepoint(tag) => Ok(Output::Command { tag, rows: None }),
         }
     }
 
@@ -216,6 +259,7 @@ impl Engine {
             | WeirStatement::Drop { .. }
             | WeirStatement::SetVariable { .. }
             | WeirStatement::Transaction(_)
+            | WeirStatement::Savepoint(_)
             | WeirStatement::Discard => None,
         };
         Ok(Described {

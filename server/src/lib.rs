@@ -30,6 +30,8 @@
 //! - [`statements`]: one module per statement family.
 //! - [`catalog_store`]: the durable catalog file.
 //! - [`pg_functions`]: Postgres system functions clients expect.
+//! - [`pg_text`]: Postgres text output where arrow-pg's differs.
+//! - [`information_schema`]: `information_schema` with Postgres type names.
 //! - [`http`], [`metrics`]: `/healthz`, `/metrics`.
 //! - [`error`]: `ServerError` and its SQLSTATEs.
 
@@ -38,9 +40,11 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod information_schema;
 pub mod metrics;
 pub mod pg;
 pub mod pg_functions;
+pub mod pg_text;
 pub mod server;
 pub mod session;
 pub mod statements;

@@ -7,12 +7,13 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{StreamExt, stream};
 use pgwire::api::portal::Format;
-use pgwire::api::results::{FieldInfo, QueryResponse};
+use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::types::format::FormatOptions;
 
 use crate::error::ServerError;
+use crate::pg_text;
 
 /// Column descriptions for a schema.
 pub fn fields(
@@ -30,13 +31,28 @@ pub fn query_response(
     batches: SendableRecordBatchStream,
     format: &Format,
     options: Arc<FormatOptions>,
+    time_zone: String,
 ) -> PgWireResult<QueryResponse> {
-    let fields = Arc::new(fields(batches.schema().as_ref(), format, Some(options))?);
+    let schema = batches.schema();
+    let fields = Arc::new(fields(schema.as_ref(), format, Some(options))?);
+    // Text-format columns whose arrow-pg text differs from Postgres's.
+    let text_columns: Vec<usize> = fields
+        .iter()
+        .zip(schema.fields())
+        .enumerate()
+        .filter(|(_, (info, field))| {
+            info.format() == FieldFormat::Text && pg_text::needs_rewrite(field.data_type())
+        })
+        .map(|(i, _)| i)
+        .collect();
     let row_fields = fields.clone();
     let rows = batches
         .map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send> = match batch {
-                Ok(batch) => encode_recordbatch(row_fields.clone(), batch),
+                Ok(batch) => encode_recordbatch(
+                    row_fields.clone(),
+                    pg_text::rewrite_batch(&batch, &text_columns, &time_zone),
+                ),
                 Err(err) => Box::new(std::iter::once(Err(PgWireError::from(
                     ServerError::from_datafusion(err, None),
                 )))),

@@ -119,7 +119,12 @@ fn format_options<C: ClientInfo + ?Sized>(client: &C) -> Arc<FormatOptions> {
 
 /// Turn an engine output into a pgwire response, telling the client about
 /// changed settings on the way.
-async fn respond<C>(client: &mut C, output: Output, format: &Format) -> PgWireResult<Response>
+async fn respond<C>(
+    client: &mut C,
+    session: &Session,
+    output: Output,
+    format: &Format,
+) -> PgWireResult<Response>
 where
     C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
     C::Error: Debug,
@@ -130,6 +135,7 @@ where
             batches,
             format,
             format_options(client),
+            session.time_zone(),
         )?),
         Output::Command { tag, rows } => {
             let tag = Tag::new(tag);
@@ -180,7 +186,9 @@ impl SimpleQueryHandler for PgService {
         let mut responses = Vec::with_capacity(statements.len());
         for statement in statements {
             match self.engine.execute(&session, statement, query, None).await {
-                Ok(output) => responses.push(respond(client, output, &Format::UnifiedText).await?),
+                Ok(output) => {
+                    responses.push(respond(client, &session, output, &Format::UnifiedText).await?)
+                }
                 Err(err) => {
                     // Postgres stops at the first failing statement.
                     responses.push(Response::Error(Box::new(err.into())));
@@ -303,7 +311,7 @@ impl ExtendedQueryHandler for PgService {
             .execute(&session, prepared.statement.clone(), &prepared.sql, params)
             .await
         {
-            Ok(output) => respond(client, output, &portal.result_column_format).await,
+            Ok(output) => respond(client, &session, output, &portal.result_column_format).await,
             Err(err) => Err(err.into()),
         }
     }

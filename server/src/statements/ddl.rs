@@ -133,9 +133,20 @@ pub async fn create_view(engine: &Arc<Engine>, view: CreateView, sql: &str) -> R
     // Plan first: a view over a missing table or column fails here and
     // changes nothing.
     let plan = engine.plan_query((*view.statement).clone(), sql).await?;
+    let mut statement = (*view.statement).clone();
+    let definition = match &mut statement {
+        datafusion::sql::sqlparser::ast::Statement::CreateView(create) => {
+            // Replaying must create, not replace: the catalog holds one
+            // definition per name.
+            create.or_replace = false;
+            create.query.to_string()
+        }
+        other => other.to_string(),
+    };
     let def = ViewDef {
         name: view.name.clone(),
-        sql: view.statement.to_string(),
+        sql: statement.to_string(),
+        definition,
     };
     persist(engine, |catalog| {
         catalog.upsert(CatalogEntry::View(def));

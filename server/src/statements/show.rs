@@ -84,7 +84,7 @@ pub fn objects(engine: &Arc<Engine>, kind: ObjectKind) -> Result<Output> {
             }
             CatalogEntry::View(v) => {
                 columns[0].push(v.name);
-                columns[1].push(v.sql);
+                columns[1].push(v.definition);
             }
         }
     }

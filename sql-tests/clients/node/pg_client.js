@@ -28,7 +28,7 @@ async function main() {
     assert.equal(err.position, '15');
     return true;
   });
-  res = await client.query('SELECT 1 AS one');
+  res = await client.query('SELECT CAST(1 AS INT) AS one');
   assert.equal(res.rows[0].one, 1);
   console.log('ok   node error and recovery');
 
