@@ -63,14 +63,14 @@ pub fn aggregate_scalar_subqueries(statement: &mut Statement) {
             && select.projection.len() == 1
         {
             match &mut select.projection[0] {
-                SelectItem::UnnamedExpr(inner) | SelectItem::ExprWithAlias { expr: inner, .. } => {
-                    if !is_aggregate(inner) {
-                        let taken = std::mem::replace(
-                            inner,
-                            Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
-                        );
-                        *inner = wrap_in_max(taken);
-                    }
+                SelectItem::UnnamedExpr(inner) | SelectItem::ExprWithAlias { expr: inner, .. }
+                    if !is_aggregate(inner) =>
+                {
+                    let taken = std::mem::replace(
+                        inner,
+                        Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
+                    );
+                    *inner = wrap_in_max(taken);
                 }
                 _ => {}
             }

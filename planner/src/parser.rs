@@ -34,7 +34,7 @@ pub fn syntax_error(sql: &str, err: ParserError) -> PlanError {
     let (text, location) = split_location(&raw);
     let position = location.map(|loc| location_to_position(sql, loc));
     let message = match text.rsplit_once(", found: ") {
-        Some((_, found)) if found == "EOF" => "syntax error at end of input".to_string(),
+        Some((_, "EOF")) => "syntax error at end of input".to_string(),
         Some((_, found)) => format!("syntax error at or near \"{found}\""),
         None => lowercase_first(text),
     };

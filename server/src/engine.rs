@@ -242,6 +242,9 @@ impl Engine {
                 for (n, ty) in params {
                     types[n - 1] = ty;
                 }
+                if types.iter().any(Option::is_none) {
+                    fill_from_casts(&plan, &mut types);
+                }
                 let schema = match plan {
                     LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) => None,
                     plan => Some(Arc::new(plan.schema().as_arrow().clone())),
@@ -326,6 +329,29 @@ impl Engine {
     pub(crate) fn warn_restore(&self, name: &str, err: &ServerError) {
         warn!(object = name, error = %err, "could not restore catalog object; it is kept in the catalog");
     }
+}
+
+/// DataFusion types a placeholder from what it is compared with, but not
+/// from a cast around it (`$1::BIGINT`); take the cast's type for those.
+fn fill_from_casts(plan: &LogicalPlan, types: &mut [Option<DataType>]) {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let _ = plan.apply_with_subqueries(|node| {
+        for expr in node.expressions() {
+            let _ = expr.apply(|e| {
+                if let Expr::Cast(cast) = e
+                    && let Expr::Placeholder(placeholder) = cast.expr.as_ref()
+                    && let Ok(n) = placeholder.id.trim_start_matches('$').parse::<usize>()
+                    && let Some(slot) = n.checked_sub(1).and_then(|i| types.get_mut(i))
+                    && slot.is_none()
+                {
+                    *slot = Some(cast.field.data_type().clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
 }
 
 fn mentions_system_catalog(sql: &str) -> bool {

@@ -88,7 +88,7 @@ impl ScalarUDFImpl for JsonBuildObject {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         use datafusion::arrow::array::{Array, StringArray};
         use datafusion::arrow::compute::cast;
-        if args.args.len() % 2 != 0 {
+        if !args.args.len().is_multiple_of(2) {
             return datafusion::common::plan_err!(
                 "json_build_object() needs an even number of arguments"
             );

@@ -56,13 +56,13 @@ async fn errors_carry_sqlstate_and_position() {
 
     let err = db_error(
         client
-            .prepare("SELECT * FORM trips")
+            .prepare("SELECT id FROM trips WHERE id = = 1")
             .await
             .expect_err("syntax"),
     );
     assert_eq!(err.code().code(), "42601");
-    assert_eq!(err.message(), "syntax error at or near \"FORM\"");
-    assert_eq!(err.position(), Some(&ErrorPosition::Original(10)));
+    assert_eq!(err.message(), "syntax error at or near \"=\"");
+    assert_eq!(err.position(), Some(&ErrorPosition::Original(33)));
 
     // The session goes on after errors, in both protocols.
     let rows = client
