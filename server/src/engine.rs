@@ -195,7 +195,13 @@ impl Engine {
     ) -> Result<Output> {
         match statement {
             WeirStatement::Query(statement) => {
-                Ok(Output::Rows(self.run_query(*statement, sql, params).await?))
+                let explain = matches!(*statement, Statement::Explain { .. });
+                let rows = self.run_query(*statement, sql, params).await?;
+                if explain {
+                    Ok(Output::Rows(statements::explain::reshape(rows).await?))
+                } else {
+                    Ok(Output::Rows(rows))
+                }
             }
             WeirStatement::CreateTable(create) => statements::ddl::create_table(self, create).await,
             WeirStatement::CreateView(view) => statements::ddl::create_view(self, view, sql).await,
@@ -247,6 +253,9 @@ impl Engine {
                 }
                 let schema = match plan {
                     LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) => None,
+                    LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => {
+                        Some(statements::explain::schema())
+                    }
                     plan => Some(Arc::new(plan.schema().as_arrow().clone())),
                 };
                 return Ok(Described {

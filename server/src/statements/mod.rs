@@ -1,7 +1,9 @@
 //! One file per statement family.
 //!
 //! - [`ddl`]: `CREATE TABLE`, `CREATE VIEW`, `DROP`, and replaying the catalog on start.
+//! - [`explain`]: `EXPLAIN` as Postgres shapes it.
 //! - [`show`]: `SHOW ...`, transactions: statements Weir answers itself.
 
 pub mod ddl;
+pub mod explain;
 pub mod show;
