@@ -1,5 +1,5 @@
 //! Real clients against the real server: psql's meta-commands, Python
-//! (psycopg 3, SQLAlchemy, pandas) and node-postgres. Each client script
+//! (psycopg 3, SQLAlchemy, pandas), node-postgres and pgjdbc. Each client script
 //! asserts the rows it gets back.
 //!
 //! A client that is not installed is skipped with a message, except under
@@ -190,6 +190,35 @@ async fn node_postgres() {
     assert!(
         output.status.success(),
         "node client failed:\n{stdout}\n{stderr}"
+    );
+    eprintln!("{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgjdbc() {
+    let jar = std::env::var("WEIR_TEST_PGJDBC")
+        .unwrap_or_else(|_| "/usr/share/java/postgresql.jar".to_string());
+    if !have("java", &["-version"]) {
+        return;
+    }
+    if !Path::new(&jar).exists() {
+        assert!(!required(), "pgjdbc ({jar}) is required under CI");
+        eprintln!("skipped: pgjdbc is not installed (Debian: libpostgresql-jdbc-java)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_tables(dir.path()).await;
+    let output = Command::new("java")
+        .args(["-cp", &jar])
+        .arg(common::sql_tests_dir().join("clients/jdbc/WeirJdbcTest.java"))
+        .arg(server.pg_port.to_string())
+        .output()
+        .expect("run java");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "pgjdbc client failed:\n{stdout}\n{stderr}"
     );
     eprintln!("{stdout}");
 }
