@@ -18,12 +18,18 @@
 //! # Layout
 //! - [`options`]: the `WITH (...)` option bag, and the errors for bad options.
 //! - [`file`]: files on disk (csv, newline-delimited json, parquet; globs).
+//! - [`stream`]: a stream's connector as a table and as a streaming source.
+//! - [`nexmark`]: the Nexmark generator (person, auction, bid).
+//! - [`datagen`]: rows made up from declared columns.
 //! - [`table_functions`]: `read_csv`, `read_json`, `read_parquet`.
 //! - [`error`]: this crate's error type.
 
+pub mod datagen;
 pub mod error;
 pub mod file;
+pub mod nexmark;
 pub mod options;
+pub mod stream;
 pub mod table_functions;
 
 pub use error::{ConnectorError, Result};

@@ -97,6 +97,15 @@ impl Executor {
         }
     }
 
+    /// Start a long-running task (a job's source, worker or sink) on the
+    /// workers; the handle aborts it.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::AbortHandle
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.runtime.get().spawn(task).abort_handle()
+    }
+
     /// Drive `stream` on a worker thread and hand its batches over through a
     /// bounded channel. Dropping the returned stream cancels the work.
     pub fn execute(&self, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {

@@ -19,11 +19,25 @@
 //!   a dead server.
 //! - [`message`]: `Message::{Batch, Watermark, Barrier}`, what streaming
 //!   operators exchange.
+//! - [`job`]: running a stream plan: tasks, watermarks, barriers.
+//! - [`materialized`]: materialized views: queryable, subscribable sinks.
+//! - [`source`]: partitioned, positioned sources.
+//! - [`plan`]: a stream plan: source, operators, aggregate, sink.
+//! - [`operators`]: the stream operators.
+//! - [`metrics`]: late rows and job counters.
+//! - [`windows`]: window math shared by batch queries and stream operators.
 //! - [`error`]: this crate's error type.
 
 pub mod error;
 pub mod executor;
+pub mod job;
+pub mod materialized;
 pub mod message;
+pub mod metrics;
+pub mod operators;
+pub mod plan;
+pub mod source;
+pub mod windows;
 
 pub use error::{Result, RuntimeError};
 pub use executor::Executor;

@@ -12,7 +12,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 pub enum Message {
     /// A batch of rows.
     Batch(RecordBatch),
-    /// No row with an event time below this (milliseconds since the epoch)
+    /// No row with an event time below this (nanoseconds since the epoch)
     /// will follow on this channel. `i64::MAX` closes a bounded input.
     Watermark(i64),
     /// A checkpoint barrier: every message before it belongs to the epoch.

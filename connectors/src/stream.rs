@@ -1,0 +1,212 @@
+//! Streams: a connector's rows as a continuous source, and (when bounded) as
+//! a table for ad-hoc queries.
+//!
+//! Every stream is first a DataFusion `TableProvider` (files: a listing
+//! table; generators: a streaming table of partition streams). The streaming
+//! source scans that provider once and reads each output partition as one
+//! source partition, so batch and stream read rows the same way.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use futures::StreamExt;
+use weir_runtime::source::{Source, SourcePosition, SourceReader};
+
+use crate::datagen::Datagen;
+use crate::error::{ConnectorError, Result};
+use crate::file::{self, FileSpec};
+use crate::nexmark::{self, Nexmark};
+use crate::options::ConnectorOptions;
+
+/// A stream's connector, opened.
+#[derive(Debug, Clone)]
+pub struct StreamConnector {
+    name: String,
+    table: Arc<dyn TableProvider>,
+    bounded: bool,
+    /// The event-time column a connector knows by itself (Nexmark's
+    /// `date_time`), used when the stream declares no watermark.
+    default_time_column: Option<String>,
+    description: String,
+}
+
+impl StreamConnector {
+    /// Open the connector named in `options` (consumed) for a stream with the
+    /// `declared` columns (`None`: the connector's own or the files').
+    pub async fn open(
+        state: &dyn Session,
+        options: &mut ConnectorOptions,
+        declared: Option<SchemaRef>,
+    ) -> Result<Self> {
+        let connector = options
+            .take("connector")
+            .ok_or_else(|| ConnectorError::MissingOption {
+                connector: "stream".to_string(),
+                option: "connector",
+            })?;
+        let opened = match connector.to_ascii_lowercase().as_str() {
+            file::CONNECTOR => {
+                let spec = FileSpec::from_options(options)?;
+                let description = format!("file {} ({})", spec.path, spec.format.name());
+                let table = spec.open_table(state, declared, true).await?;
+                Self {
+                    name: connector,
+                    table,
+                    bounded: true,
+                    default_time_column: None,
+                    description,
+                }
+            }
+            nexmark::CONNECTOR => {
+                let generator = Nexmark::from_options(options)?;
+                let table = Arc::new(
+                    StreamingTable::try_new(generator.schema(), generator.partitions())?
+                        .with_infinite_table(!generator.bounded()),
+                );
+                Self {
+                    name: connector,
+                    table,
+                    bounded: generator.bounded(),
+                    default_time_column: Some(generator.time_column().to_string()),
+                    description: "nexmark generator".to_string(),
+                }
+            }
+            crate::datagen::CONNECTOR => {
+                let schema = declared.ok_or_else(|| ConnectorError::InvalidOption {
+                    option: "columns".into(),
+                    value: String::new(),
+                    reason: "a datagen stream needs a column list".into(),
+                })?;
+                let generator = Datagen::from_options(schema, options)?;
+                let table = Arc::new(
+                    StreamingTable::try_new(generator.schema(), generator.partitions())?
+                        .with_infinite_table(!generator.bounded()),
+                );
+                Self {
+                    name: connector,
+                    table,
+                    bounded: generator.bounded(),
+                    default_time_column: None,
+                    description: "datagen generator".to_string(),
+                }
+            }
+            other => return Err(ConnectorError::UnknownConnector(other.to_string())),
+        };
+        options.clone().finish(&opened.name)?;
+        Ok(opened)
+    }
+
+    /// The stream's columns.
+    pub fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+
+    /// Does it end?
+    pub fn bounded(&self) -> bool {
+        self.bounded
+    }
+
+    /// The rows as a table (for `SELECT`; only meaningful when bounded).
+    pub fn table(&self) -> Arc<dyn TableProvider> {
+        self.table.clone()
+    }
+
+    /// The event-time column the connector knows by itself.
+    pub fn default_time_column(&self) -> Option<&str> {
+        self.default_time_column.as_deref()
+    }
+
+    /// A streaming source over the stream's rows.
+    pub async fn source(&self, state: &dyn Session) -> Result<Arc<dyn Source>> {
+        let plan = self.table.scan(state, None, &[], None).await?;
+        Ok(Arc::new(PlanSource {
+            schema: self.schema(),
+            partitions: plan.output_partitioning().partition_count(),
+            plan,
+            task: state.task_ctx(),
+            bounded: self.bounded,
+            description: self.description.clone(),
+        }))
+    }
+}
+
+/// A source that reads the partitions of a DataFusion scan.
+#[derive(Debug)]
+struct PlanSource {
+    schema: SchemaRef,
+    plan: Arc<dyn ExecutionPlan>,
+    partitions: usize,
+    task: Arc<TaskContext>,
+    bounded: bool,
+    description: String,
+}
+
+impl Source for PlanSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn partitions(&self) -> usize {
+        self.partitions
+    }
+
+    fn bounded(&self) -> bool {
+        self.bounded
+    }
+
+    fn open(
+        &self,
+        partition: usize,
+        from: Option<SourcePosition>,
+    ) -> datafusion::common::Result<Box<dyn SourceReader>> {
+        let stream = self.plan.execute(partition, self.task.clone())?;
+        Ok(Box::new(PlanReader {
+            stream,
+            skip: from.map_or(0, |p| p.0),
+            read: 0,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!("{}, {} partition(s)", self.description, self.partitions)
+    }
+}
+
+/// Position = rows read: reopening skips that many rows.
+struct PlanReader {
+    stream: SendableRecordBatchStream,
+    skip: u64,
+    read: u64,
+}
+
+#[async_trait]
+impl SourceReader for PlanReader {
+    async fn next_batch(&mut self) -> Option<datafusion::common::Result<RecordBatch>> {
+        loop {
+            let batch = match self.stream.next().await? {
+                Ok(batch) => batch,
+                Err(e) => return Some(Err(e)),
+            };
+            let rows = batch.num_rows() as u64;
+            if self.skip >= rows {
+                self.skip -= rows;
+                self.read += rows;
+                continue;
+            }
+            let batch = batch.slice(self.skip as usize, (rows - self.skip) as usize);
+            self.read += rows;
+            self.skip = 0;
+            return Some(Ok(batch));
+        }
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition(self.read)
+    }
+}

@@ -1,0 +1,62 @@
+//! The runtime's metrics, registered into the server's Prometheus registry.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// Labels naming a stream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    /// The stream's name.
+    pub stream: String,
+}
+
+/// Labels naming a job.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    /// The job's (materialized view's) name.
+    pub job: String,
+}
+
+/// Counters kept by running jobs.
+#[derive(Debug, Default, Clone)]
+pub struct RuntimeMetrics {
+    /// Rows that arrived after the watermark had passed their window:
+    /// dropped from window state, counted here.
+    pub late_rows: Family<StreamLabels, Counter>,
+    /// Rows read by sources.
+    pub rows_in: Family<JobLabels, Counter>,
+    /// Rows written to sinks (materialized views).
+    pub rows_out: Family<JobLabels, Counter>,
+}
+
+impl RuntimeMetrics {
+    /// Register the families (names get the registry's `weir_` prefix).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "late_rows",
+            "Rows later than the watermark, dropped from window state",
+            self.late_rows.clone(),
+        );
+        registry.register(
+            "job_rows_in",
+            "Rows read by a job's sources",
+            self.rows_in.clone(),
+        );
+        registry.register(
+            "job_rows_out",
+            "Rows written by a job to its view",
+            self.rows_out.clone(),
+        );
+    }
+
+    /// The late-row counter of one stream.
+    pub fn late(&self, stream: &str) -> Counter {
+        self.late_rows
+            .get_or_create(&StreamLabels {
+                stream: stream.to_string(),
+            })
+            .clone()
+    }
+}

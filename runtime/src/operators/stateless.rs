@@ -1,0 +1,78 @@
+//! Filter, project and unnest: no state, one batch in, at most one out.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
+use datafusion::arrow::compute::{filter_record_batch, take};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::common::{Result, exec_err};
+
+use crate::plan::StatelessOp;
+
+/// Run `ops` over `batch` in order. Returns `None` when no row is left.
+pub fn apply(ops: &[StatelessOp], mut batch: RecordBatch) -> Result<Option<RecordBatch>> {
+    for op in ops {
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        batch = match op {
+            StatelessOp::Filter(predicate) => {
+                let mask = predicate.evaluate(&batch)?.into_array(batch.num_rows())?;
+                let Some(mask) = mask.as_any().downcast_ref::<BooleanArray>() else {
+                    return exec_err!("a filter predicate must be boolean");
+                };
+                filter_record_batch(&batch, mask)?
+            }
+            StatelessOp::Project { exprs, schema } => {
+                let columns = exprs
+                    .iter()
+                    .map(|e| e.evaluate(&batch)?.into_array(batch.num_rows()))
+                    .collect::<Result<Vec<_>>>()?;
+                let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+                RecordBatch::try_new_with_options(schema.clone(), columns, &options)?
+            }
+            StatelessOp::Unnest { column, schema } => unnest(&batch, *column, schema)?,
+        };
+    }
+    Ok((batch.num_rows() > 0).then_some(batch))
+}
+
+fn unnest(
+    batch: &RecordBatch,
+    column: usize,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+) -> Result<RecordBatch> {
+    let list = batch.column(column).as_list::<i32>();
+    let offsets = list.value_offsets();
+    let mut parent = Vec::with_capacity(list.values().len());
+    let mut child = Vec::with_capacity(list.values().len());
+    for row in 0..list.len() {
+        if list.is_null(row) {
+            continue;
+        }
+        for i in offsets[row]..offsets[row + 1] {
+            parent.push(row as u32);
+            child.push(i as u32);
+        }
+    }
+    let parent = UInt32Array::from(parent);
+    let child = UInt32Array::from(child);
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == column {
+                take(list.values().as_ref(), &child, None)
+            } else {
+                take(c.as_ref(), &parent, None)
+            }
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(parent.len()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
+}

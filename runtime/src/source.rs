@@ -1,0 +1,41 @@
+//! Sources: where a stream's rows come from.
+//!
+//! A source is split into partitions, each read independently and in order.
+//! Each reader reports its position after every batch, so that a checkpoint
+//! can record it and recovery can reopen the partition where it stopped:
+//! a row count for files, a sequence number for generators, an offset for
+//! Kafka.
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use datafusion::common::Result;
+
+/// Where a partition's reader is: what comes next. Opaque to the runtime,
+/// meaningful to the source that made it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SourcePosition(pub u64);
+
+/// A partitioned, positioned source of batches.
+pub trait Source: Send + Sync + std::fmt::Debug {
+    /// The rows' columns (after projection).
+    fn schema(&self) -> SchemaRef;
+    /// How many partitions there are.
+    fn partitions(&self) -> usize;
+    /// Does every partition end? (files and limited generators do)
+    fn bounded(&self) -> bool;
+    /// Open `partition` at `from` (its start when `None`).
+    fn open(&self, partition: usize, from: Option<SourcePosition>)
+    -> Result<Box<dyn SourceReader>>;
+    /// One line for EXPLAIN.
+    fn describe(&self) -> String;
+}
+
+/// Reads one partition.
+#[async_trait::async_trait]
+pub trait SourceReader: Send {
+    /// The next batch; `None` at the end of a bounded partition.
+    async fn next_batch(&mut self) -> Option<Result<RecordBatch>>;
+    /// The position after the last batch returned.
+    fn position(&self) -> SourcePosition;
+}
