@@ -40,23 +40,27 @@ pub struct TableDef {
     pub options: BTreeMap<String, String>,
 }
 
+/// The schema of stored columns as Arrow sees it.
+pub fn schema_of(name: &str, columns: &[ColumnDef]) -> Result<SchemaRef> {
+    let fields = columns
+        .iter()
+        .map(|c| {
+            let data_type: DataType = c.data_type.parse().map_err(|e| {
+                PlanError::Invalid(format!(
+                    "catalog entry \"{name}\" has an unreadable type \"{}\": {e}",
+                    c.data_type
+                ))
+            })?;
+            Ok(Field::new(&c.name, data_type, c.nullable))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(std::sync::Arc::new(Schema::new(fields)))
+}
+
 impl TableDef {
     /// The schema as Arrow sees it.
     pub fn schema(&self) -> Result<SchemaRef> {
-        let fields = self
-            .columns
-            .iter()
-            .map(|c| {
-                let data_type: DataType = c.data_type.parse().map_err(|e| {
-                    PlanError::Invalid(format!(
-                        "catalog entry for table \"{}\" has an unreadable type \"{}\": {e}",
-                        self.name, c.data_type
-                    ))
-                })?;
-                Ok(Field::new(&c.name, data_type, c.nullable))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(std::sync::Arc::new(Schema::new(fields)))
+        schema_of(&self.name, &self.columns)
     }
 
     /// Columns from an Arrow schema.
@@ -84,6 +88,34 @@ pub struct ViewDef {
     pub definition: String,
 }
 
+/// A stream: its connector, columns and watermark.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamDef {
+    /// Normalized name.
+    pub name: String,
+    /// The columns (declared, inferred from files, or the connector's).
+    pub columns: Vec<ColumnDef>,
+    /// The connector options.
+    pub options: BTreeMap<String, String>,
+    /// The event-time column, if any.
+    pub time_column: Option<String>,
+    /// The watermark delay in nanoseconds.
+    pub watermark_delay_ns: i64,
+    /// The WATERMARK clause as written, for SHOW.
+    pub watermark: Option<String>,
+}
+
+/// A materialized view: its defining statement, rerun on start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaterializedViewDef {
+    /// Normalized name.
+    pub name: String,
+    /// The query.
+    pub query: String,
+    /// `EMIT ON WINDOW CLOSE`.
+    pub emit_on_window_close: bool,
+}
+
 /// One catalog entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -92,6 +124,10 @@ pub enum CatalogEntry {
     Table(TableDef),
     /// A view.
     View(ViewDef),
+    /// A stream.
+    Stream(StreamDef),
+    /// A materialized view.
+    MaterializedView(MaterializedViewDef),
 }
 
 impl CatalogEntry {
@@ -100,6 +136,8 @@ impl CatalogEntry {
         match self {
             CatalogEntry::Table(t) => &t.name,
             CatalogEntry::View(v) => &v.name,
+            CatalogEntry::Stream(s) => &s.name,
+            CatalogEntry::MaterializedView(m) => &m.name,
         }
     }
 
@@ -108,6 +146,8 @@ impl CatalogEntry {
         match self {
             CatalogEntry::Table(_) => ObjectKind::Table,
             CatalogEntry::View(_) => ObjectKind::View,
+            CatalogEntry::Stream(_) => ObjectKind::Stream,
+            CatalogEntry::MaterializedView(_) => ObjectKind::MaterializedView,
         }
     }
 }

@@ -23,6 +23,8 @@
 //! - [`statement`]: the statements Weir understands, classified.
 //! - [`compat`]: rewrites for clients' catalog queries.
 //! - [`names`]: Postgres-style names for unaliased output columns.
+//! - [`stream`]: the incremental rewrite, LogicalPlan to StreamPlan.
+//! - [`windows`]: TUMBLE / HOP / CUMULATE / SESSION, rewritten to plain SQL.
 //! - [`catalog`]: the durable definitions of tables and views.
 //! - [`error`]: this crate's error type.
 
@@ -32,6 +34,8 @@ pub mod error;
 pub mod names;
 pub mod parser;
 pub mod statement;
+pub mod stream;
+pub mod windows;
 
 pub use error::{PlanError, Result};
 pub use statement::WeirStatement;

@@ -18,6 +18,10 @@ pub enum ObjectKind {
     Table,
     /// A (non-materialized) view.
     View,
+    /// A stream: an unbounded (or bounded) source of rows with event time.
+    Stream,
+    /// A materialized view: a continuous query's maintained result.
+    MaterializedView,
 }
 
 impl ObjectKind {
@@ -26,8 +30,38 @@ impl ObjectKind {
         match self {
             ObjectKind::Table => "table",
             ObjectKind::View => "view",
+            ObjectKind::Stream => "stream",
+            ObjectKind::MaterializedView => "materialized view",
         }
     }
+}
+
+/// `CREATE STREAM name [(columns, WATERMARK FOR c AS expr)] WITH (...)`.
+#[derive(Debug, Clone)]
+pub struct CreateStream {
+    /// Normalized name.
+    pub name: String,
+    /// `IF NOT EXISTS` given.
+    pub if_not_exists: bool,
+    /// Declared columns; empty: the connector's or the files'.
+    pub columns: Vec<datafusion::sql::sqlparser::ast::ColumnDef>,
+    /// The `WITH (...)` options.
+    pub options: Vec<(String, String)>,
+    /// The declared watermark.
+    pub watermark: Option<crate::parser::WatermarkClause>,
+}
+
+/// `CREATE MATERIALIZED VIEW name AS query [EMIT ON WINDOW CLOSE]`.
+#[derive(Debug, Clone)]
+pub struct CreateMaterializedView {
+    /// Normalized name.
+    pub name: String,
+    /// `IF NOT EXISTS` given.
+    pub if_not_exists: bool,
+    /// The continuous query.
+    pub query: Box<datafusion::sql::sqlparser::ast::Query>,
+    /// Emit one final row per window when it closes.
+    pub emit_on_window_close: bool,
 }
 
 /// `CREATE TABLE name [(columns)] WITH (connector = ..., ...)`.
@@ -112,9 +146,100 @@ pub enum WeirStatement {
     /// `DISCARD ALL` and friends: nothing to discard beyond prepared
     /// statements, which the protocol layer owns.
     Discard,
+    /// Create a stream.
+    CreateStream(CreateStream),
+    /// Create a materialized view (a continuous job).
+    CreateMaterializedView(CreateMaterializedView),
+    /// `EXPLAIN CREATE MATERIALIZED VIEW ...`: the stream plan.
+    ExplainMaterializedView(CreateMaterializedView),
+    /// Push a view's rows to the client as they are emitted.
+    Subscribe {
+        /// The view.
+        name: String,
+        /// As COPY data (`COPY (SUBSCRIBE TO v) TO STDOUT`).
+        copy: bool,
+    },
+    /// Wait until everything read so far is visible in every view.
+    Flush,
 }
 
 impl WeirStatement {
+    /// Sort a parsed piece of a request into what it asks Weir to do.
+    pub fn classify_piece(kind: crate::parser::PieceKind) -> Result<Self> {
+        use crate::parser::PieceKind;
+        match kind {
+            PieceKind::Flush => Ok(WeirStatement::Flush),
+            PieceKind::Subscribe { name, copy } => Ok(WeirStatement::Subscribe { name, copy }),
+            PieceKind::Sql {
+                statement,
+                stream,
+                watermark,
+                emit_on_window_close,
+            } => match *statement {
+                Statement::CreateTable(create) if stream => {
+                    if create.query.is_some() || !create.constraints.is_empty() {
+                        return Err(PlanError::Unsupported {
+                            what: "constraints and AS SELECT on a stream".into(),
+                            hint: None,
+                        });
+                    }
+                    let options = match create.table_options {
+                        CreateTableOptions::With(options) => sql_options(options)?,
+                        CreateTableOptions::None => Vec::new(),
+                        other => {
+                            return Err(PlanError::Unsupported {
+                                what: format!("stream options \"{other}\""),
+                                hint: Some("write them as WITH (key = 'value', ...)".to_string()),
+                            });
+                        }
+                    };
+                    Ok(WeirStatement::CreateStream(CreateStream {
+                        name: object_name(&create.name),
+                        if_not_exists: create.if_not_exists,
+                        columns: create.columns,
+                        options,
+                        watermark,
+                    }))
+                }
+                Statement::Drop {
+                    object_type: ObjectType::Table,
+                    if_exists,
+                    names,
+                    ..
+                } if stream => Ok(WeirStatement::Drop {
+                    kind: ObjectKind::Stream,
+                    names: names.iter().map(object_name).collect(),
+                    if_exists,
+                }),
+                Statement::CreateView(view) if view.materialized => {
+                    Ok(WeirStatement::CreateMaterializedView(
+                        create_materialized_view(view, emit_on_window_close),
+                    ))
+                }
+                Statement::Explain {
+                    statement,
+                    analyze: false,
+                    ..
+                } if matches!(statement.as_ref(), Statement::CreateView(v) if v.materialized) => {
+                    let Statement::CreateView(view) = *statement else {
+                        unreachable!()
+                    };
+                    Ok(WeirStatement::ExplainMaterializedView(
+                        create_materialized_view(view, emit_on_window_close),
+                    ))
+                }
+                other => {
+                    if emit_on_window_close {
+                        return Err(PlanError::Invalid(
+                            "EMIT ON WINDOW CLOSE belongs to CREATE MATERIALIZED VIEW".to_string(),
+                        ));
+                    }
+                    Self::classify(other)
+                }
+            },
+        }
+    }
+
     /// Sort a parsed statement into what it asks Weir to do.
     pub fn classify(statement: Statement) -> Result<Self> {
         Ok(match statement {
@@ -174,6 +299,7 @@ impl WeirStatement {
                 let kind = match object_type {
                     ObjectType::Table => ObjectKind::Table,
                     ObjectType::View => ObjectKind::View,
+                    ObjectType::MaterializedView => ObjectKind::MaterializedView,
                     other => {
                         return Err(PlanError::Unsupported {
                             what: format!("DROP {other}"),
@@ -190,6 +316,9 @@ impl WeirStatement {
             Statement::Set(set) => classify_set(set)?,
             Statement::ShowVariable { variable } => classify_show(&variable),
             Statement::ShowTables { .. } => WeirStatement::ShowObjects(ObjectKind::Table),
+            Statement::ShowViews {
+                materialized: true, ..
+            } => WeirStatement::ShowObjects(ObjectKind::MaterializedView),
             Statement::ShowViews { .. } => WeirStatement::ShowObjects(ObjectKind::View),
             Statement::StartTransaction { .. } => WeirStatement::Transaction(TransactionOp::Begin),
             Statement::Commit { .. } => WeirStatement::Transaction(TransactionOp::Commit),
@@ -207,6 +336,18 @@ impl WeirStatement {
                 });
             }
         })
+    }
+}
+
+fn create_materialized_view(
+    view: datafusion::sql::sqlparser::ast::CreateView,
+    emit_on_window_close: bool,
+) -> CreateMaterializedView {
+    CreateMaterializedView {
+        name: object_name(&view.name),
+        if_not_exists: view.if_not_exists,
+        query: view.query,
+        emit_on_window_close,
     }
 }
 
@@ -261,6 +402,8 @@ fn classify_show(variable: &[Ident]) -> WeirStatement {
         "all" => WeirStatement::ShowAll,
         "tables" => WeirStatement::ShowObjects(ObjectKind::Table),
         "views" => WeirStatement::ShowObjects(ObjectKind::View),
+        "streams" => WeirStatement::ShowObjects(ObjectKind::Stream),
+        "materialized views" | "jobs" => WeirStatement::ShowObjects(ObjectKind::MaterializedView),
         name => WeirStatement::ShowVariable {
             name: name.replace(' ', "_"),
         },

@@ -75,6 +75,43 @@ pub fn timestamps_as_nanos(array: &ArrayRef) -> Result<PrimitiveArray<TimestampN
 pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(WindowList::hop()));
     ctx.register_udf(ScalarUDF::new_from_impl(WindowList::cumulate()));
+    ctx.register_udf(ScalarUDF::new_from_impl(EpochNanos::new()));
+}
+
+/// `weir_epoch_nanos(ts)`: a timestamp of any unit as nanoseconds since the
+/// epoch (BIGINT), so session gaps compare exactly whatever the column's unit.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct EpochNanos {
+    signature: Signature,
+}
+
+impl EpochNanos {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for EpochNanos {
+    fn name(&self) -> &str {
+        "weir_epoch_nanos"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let input = args.args[0].to_array(args.number_rows)?;
+        let nanos = timestamps_as_nanos(&input)?;
+        let values: Int64Array = nanos.iter().collect();
+        Ok(ColumnarValue::Array(Arc::new(values)))
+    }
 }
 
 /// `weir_hop_starts(ts, slide_ns, size_ns)` and

@@ -19,6 +19,7 @@ use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use tracing::{info, warn};
 use weir_planner::WeirStatement;
 use weir_planner::catalog::Catalog;
+use weir_planner::parser::{Piece, PieceKind};
 use weir_runtime::Executor;
 
 use crate::catalog_store::CatalogStore;
@@ -45,6 +46,14 @@ pub enum Output {
     Set(Option<ReportedChange>),
     /// `BEGIN`.
     TransactionStart,
+    /// `SUBSCRIBE`: a view's snapshot, then its changes as they come, until
+    /// the job ends or the client cancels.
+    Subscribe {
+        /// Batches (with an `op` column for updating views).
+        batches: SendableRecordBatchStream,
+        /// Send as COPY data.
+        copy: bool,
+    },
     /// `COMMIT` / `ROLLBACK` (the tag says which).
     TransactionEnd(&'static str),
 }
@@ -58,6 +67,37 @@ pub struct Described {
     pub params: Vec<Option<DataType>>,
 }
 
+/// One statement of a request, classified, with the text it came from.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// What it asks for.
+    pub statement: WeirStatement,
+    /// Its text (positions inside it are relative to it).
+    pub text: String,
+    /// Characters of the request before it.
+    pub offset: usize,
+}
+
+/// A stream as the engine keeps it.
+pub struct LiveStream {
+    /// Its connector.
+    pub connector: weir_connectors::stream::StreamConnector,
+    /// The event-time column and watermark delay.
+    pub event_time: Option<(String, i64)>,
+}
+
+/// A materialized view as the engine keeps it.
+pub struct LiveView {
+    /// Its contents.
+    pub view: Arc<weir_runtime::materialized::MaterializedView>,
+    /// Its job.
+    pub job: weir_runtime::job::JobHandle,
+    /// Its stream plan, for EXPLAIN and SHOW.
+    pub explain: String,
+    /// The tables and streams it reads.
+    pub inputs: Vec<String>,
+}
+
 /// The shared state of a running server.
 pub struct Engine {
     pub(crate) ctx: SessionContext,
@@ -68,6 +108,10 @@ pub struct Engine {
     pub(crate) store: CatalogStore,
     pub(crate) executor: Executor,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) streams: parking_lot::Mutex<std::collections::HashMap<String, Arc<LiveStream>>>,
+    pub(crate) views: parking_lot::Mutex<std::collections::HashMap<String, Arc<LiveView>>>,
+    pub(crate) parallelism: usize,
+    pub(crate) runtime_metrics: weir_runtime::metrics::RuntimeMetrics,
     compat: PostgresCompatibilityParser,
 }
 
@@ -128,45 +172,87 @@ impl Engine {
             ctx.register_udtf(function.name(), function);
         }
         crate::pg_functions::register(&ctx);
+        weir_runtime::windows::register(&ctx);
         let engine = Arc::new(Self {
             ctx,
             catalog: parking_lot::Mutex::new(Catalog::default()),
             ddl_lock: tokio::sync::Mutex::new(()),
             store,
             executor,
-            metrics,
+            metrics: metrics.clone(),
+            streams: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            views: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            parallelism: workers.max(1),
+            runtime_metrics: metrics.runtime.clone(),
             compat: PostgresCompatibilityParser::new(),
         });
         statements::ddl::restore(&engine, catalog).await;
         Ok(engine)
     }
 
-    /// Parse `sql` into classified statements, each rewritten where needed so
-    /// DataFusion can run what Postgres clients send.
-    pub fn parse(&self, sql: &str) -> Result<Vec<WeirStatement>> {
-        let parsed = weir_planner::parser::parse(sql)?;
+    /// Parse a request into classified statements, each rewritten where
+    /// needed so DataFusion can run what Postgres clients send.
+    pub fn parse(&self, sql: &str) -> Result<Vec<Parsed>> {
+        let pieces = weir_planner::parser::parse_request(sql)?;
+        pieces
+            .into_iter()
+            .map(|piece| {
+                let Piece { kind, text, offset } = piece;
+                let kind = match kind {
+                    PieceKind::Sql {
+                        statement,
+                        stream,
+                        watermark,
+                        emit_on_window_close,
+                    } => PieceKind::Sql {
+                        statement: Box::new(self.rewrite(*statement, &text)?),
+                        stream,
+                        watermark,
+                        emit_on_window_close,
+                    },
+                    other => other,
+                };
+                let statement = WeirStatement::classify_piece(kind).map_err(ServerError::from)?;
+                Ok(Parsed {
+                    statement,
+                    text,
+                    offset,
+                })
+            })
+            .collect()
+    }
+
+    /// Compatibility rewrites, Postgres column names and batch windows.
+    fn rewrite(&self, statement: Statement, text: &str) -> Result<Statement> {
         // Clients' catalog queries (psql's \d, JDBC metadata) need the
         // compatibility layer's whole-query substitutions, which work on
         // tokens and lose source positions; users' own queries keep theirs.
-        let parsed = if mentions_system_catalog(sql) {
-            let mut rewritten: Vec<Statement> = match self.compat.parse(sql) {
-                Ok(rewritten) if rewritten.len() == parsed.len() => rewritten,
-                _ => parsed.into_iter().map(|s| self.compat.rewrite(s)).collect(),
+        let mut statement = if mentions_system_catalog(text) {
+            let mut rewritten = match self.compat.parse(text) {
+                Ok(mut rewritten) if rewritten.len() == 1 => rewritten.remove(0),
+                _ => self.compat.rewrite(statement),
             };
-            rewritten
-                .iter_mut()
-                .for_each(weir_planner::compat::aggregate_scalar_subqueries);
+            weir_planner::compat::aggregate_scalar_subqueries(&mut rewritten);
             rewritten
         } else {
-            parsed.into_iter().map(|s| self.compat.rewrite(s)).collect()
+            self.compat.rewrite(statement)
         };
-        parsed
-            .into_iter()
-            .map(|mut s| {
-                weir_planner::names::name_output_columns(&mut s);
-                WeirStatement::classify(s).map_err(ServerError::from)
-            })
-            .collect()
+        weir_planner::names::name_output_columns(&mut statement);
+        let batch = match &statement {
+            Statement::Query(_) => true,
+            Statement::CreateView(view) => !view.materialized,
+            Statement::Explain { statement, .. } => {
+                !matches!(statement.as_ref(), Statement::CreateView(v) if v.materialized)
+            }
+            _ => false,
+        };
+        if batch {
+            weir_planner::windows::rewrite_windows(
+                &mut statement,
+                weir_planner::windows::Mode::Batch,
+            )?;
+        }
+        Ok(statement)
     }
 
     /// Run one statement for `session`. `sql` is the text it came from, for
@@ -174,12 +260,14 @@ impl Engine {
     pub async fn execute(
         self: &Arc<Self>,
         session: &Session,
-        statement: WeirStatement,
-        sql: &str,
+        parsed: &Parsed,
         params: Option<datafusion::common::ParamValues>,
     ) -> Result<Output> {
         self.metrics.statements.inc();
-        let result = self.execute_inner(session, statement, sql, params).await;
+        let result = self
+            .execute_inner(session, parsed.statement.clone(), &parsed.text, params)
+            .await
+            .map_err(|e| e.shifted(parsed.offset));
         if let Err(err) = &result {
             self.metrics.record_error(err.sqlstate());
         }
@@ -222,6 +310,19 @@ impl Engine {
                 rows: None,
             }),
             WeirStatement::Savepoint(tag) => Ok(Output::Command { tag, rows: None }),
+            WeirStatement::CreateStream(create) => {
+                statements::stream::create_stream(self, create).await
+            }
+            WeirStatement::CreateMaterializedView(create) => {
+                statements::stream::create_materialized_view(self, create, true).await
+            }
+            WeirStatement::ExplainMaterializedView(create) => {
+                statements::stream::explain_materialized_view(self, create).await
+            }
+            WeirStatement::Subscribe { name, copy } => {
+                statements::stream::subscribe(self, &name, copy)
+            }
+            WeirStatement::Flush => statements::stream::flush(self).await,
         }
     }
 
@@ -272,7 +373,18 @@ impl Engine {
             | WeirStatement::SetVariable { .. }
             | WeirStatement::Transaction(_)
             | WeirStatement::Savepoint(_)
-            | WeirStatement::Discard => None,
+            | WeirStatement::Discard
+            | WeirStatement::CreateStream(_)
+            | WeirStatement::CreateMaterializedView(_)
+            | WeirStatement::Flush => None,
+            WeirStatement::ExplainMaterializedView(_) => Some(statements::explain::schema()),
+            WeirStatement::Subscribe { name, copy } => {
+                if *copy {
+                    None
+                } else {
+                    Some(statements::stream::subscribe_schema(self, name)?)
+                }
+            }
         };
         Ok(Described {
             schema,

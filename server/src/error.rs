@@ -71,6 +71,9 @@ pub enum ServerError {
     /// A column reference that could mean more than one column.
     #[error("{message}")]
     AmbiguousColumn { message: String },
+    /// An object others depend on.
+    #[error("{message}")]
+    DependentObjects { message: String },
     /// Any other statement that cannot be planned.
     #[error("{message}")]
     InvalidStatement {
@@ -136,6 +139,7 @@ impl ServerError {
             ServerError::DatatypeMismatch { .. } => "42804",
             ServerError::AmbiguousColumn { .. } => "42702",
             ServerError::InvalidStatement { .. } => "42000",
+            ServerError::DependentObjects { .. } => "2BP01",
             ServerError::InvalidParameterValue { .. } => "22023",
             ServerError::InvalidTextRepresentation { .. } => "22P02",
             ServerError::DivisionByZero => "22012",
@@ -177,6 +181,28 @@ impl ServerError {
             | ServerError::InvalidParameterValue { hint, .. } => hint.clone(),
             _ => None,
         }
+    }
+
+    /// The same error with its position moved by `offset` characters (a
+    /// statement's position inside a longer request).
+    pub fn shifted(mut self, offset: usize) -> Self {
+        if offset == 0 {
+            return self;
+        }
+        match &mut self {
+            ServerError::Syntax { position, .. }
+            | ServerError::UndefinedTable { position, .. }
+            | ServerError::UndefinedColumn { position, .. }
+            | ServerError::UndefinedFunction { position, .. }
+            | ServerError::DatatypeMismatch { position, .. }
+            | ServerError::InvalidStatement { position, .. } => {
+                if let Some(p) = position {
+                    *p += offset;
+                }
+            }
+            _ => {}
+        }
+        self
     }
 
     /// An internal error from any message.

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub statements: Counter,
     /// Statements that failed, by SQLSTATE.
     pub errors: Family<ErrorLabels, Counter>,
+    /// The running jobs' counters.
+    pub runtime: weir_runtime::metrics::RuntimeMetrics,
 }
 
 impl Metrics {
@@ -50,12 +52,15 @@ impl Metrics {
             "Statements that failed, by SQLSTATE",
             errors.clone(),
         );
+        let runtime = weir_runtime::metrics::RuntimeMetrics::default();
+        runtime.register(&mut registry);
         Self {
             registry,
             connections,
             open_connections,
             statements,
             errors,
+            runtime,
         }
     }
 

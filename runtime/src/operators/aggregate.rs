@@ -133,6 +133,11 @@ impl AggregateOperator {
         }
     }
 
+    /// Does this operator emit a changelog (with the op column)?
+    pub fn is_changelog(&self) -> bool {
+        self.spec.emit == Emit::Updates
+    }
+
     /// Add a batch; returns what changed (updating results only).
     pub fn on_batch(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
         if batch.num_rows() == 0 {

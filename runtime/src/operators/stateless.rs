@@ -37,6 +37,37 @@ pub fn apply(ops: &[StatelessOp], mut batch: RecordBatch) -> Result<Option<Recor
     Ok((batch.num_rows() > 0).then_some(batch))
 }
 
+/// Run `ops` over a changelog batch: the last column is the op column, which
+/// filters keep row for row and projections carry along.
+pub fn apply_changelog(ops: &[StatelessOp], mut batch: RecordBatch) -> Result<Option<RecordBatch>> {
+    for op in ops {
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        batch = match op {
+            StatelessOp::Filter(_) => match apply(std::slice::from_ref(op), batch)? {
+                Some(b) => b,
+                None => return Ok(None),
+            },
+            StatelessOp::Project { exprs, schema } => {
+                let mut columns = exprs
+                    .iter()
+                    .map(|e| e.evaluate(&batch)?.into_array(batch.num_rows()))
+                    .collect::<Result<Vec<_>>>()?;
+                columns.push(batch.column(batch.num_columns() - 1).clone());
+                RecordBatch::try_new(
+                    crate::operators::aggregate::changelog_schema(schema),
+                    columns,
+                )?
+            }
+            StatelessOp::Unnest { .. } => {
+                return exec_err!("UNNEST after an updating aggregate is not supported");
+            }
+        };
+    }
+    Ok((batch.num_rows() > 0).then_some(batch))
+}
+
 fn unnest(
     batch: &RecordBatch,
     column: usize,

@@ -12,12 +12,13 @@ use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::into_pg_type;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use futures::{Sink, SinkExt};
+use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::CopyResponse;
 use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
@@ -26,12 +27,13 @@ use pgwire::api::{
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyOutResponse};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::types::format::FormatOptions;
 use tracing::debug;
 use weir_planner::WeirStatement;
 
-use crate::engine::{Engine, Output};
+use crate::engine::{Engine, Output, Parsed};
 use crate::error::ServerError;
 use crate::pg::encode;
 use crate::session::Session;
@@ -164,6 +166,29 @@ where
             }
             Response::Execution(Tag::new("SET"))
         }
+        Output::Subscribe {
+            batches,
+            copy: false,
+        } => Response::Query(encode::query_response(
+            batches,
+            format,
+            format_options(client),
+            session.time_zone(),
+        )?),
+        Output::Subscribe {
+            batches,
+            copy: true,
+        } => {
+            let columns = batches.schema().fields().len();
+            let time_zone = session.time_zone();
+            let data = batches.map(move |batch| match batch {
+                Ok(batch) => crate::pg::copy::text_rows(&batch, &time_zone)
+                    .map(|bytes| CopyData::new(bytes.into()))
+                    .map_err(|e| ServerError::from_datafusion(e, None).into()),
+                Err(e) => Err(ServerError::from_datafusion(e, None).into()),
+            });
+            Response::CopyOut(CopyResponse::new(0, columns, data))
+        }
         Output::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
         Output::TransactionEnd(tag) => Response::TransactionEnd(Tag::new(tag)),
     })
@@ -184,8 +209,24 @@ impl SimpleQueryHandler for PgService {
             .parse(query)
             .inspect_err(|e| self.engine.metrics.record_error(e.sqlstate()))?;
         let mut responses = Vec::with_capacity(statements.len());
-        for statement in statements {
-            match self.engine.execute(&session, statement, query, None).await {
+        for statement in &statements {
+            match self.engine.execute(&session, statement, None).await {
+                Ok(Output::Subscribe {
+                    batches,
+                    copy: true,
+                }) => {
+                    // Streamed here rather than through pgwire's COPY path, to
+                    // flush every batch: psql shows rows as they arrive.
+                    match stream_copy(client, batches, &session.time_zone()).await {
+                        Ok(rows) => {
+                            responses.push(Response::Execution(Tag::new("COPY").with_rows(rows)))
+                        }
+                        Err(err) => {
+                            responses.push(Response::Error(Box::new(err.into())));
+                            break;
+                        }
+                    }
+                }
                 Ok(output) => {
                     responses.push(respond(client, &session, output, &Format::UnifiedText).await?)
                 }
@@ -200,11 +241,56 @@ impl SimpleQueryHandler for PgService {
     }
 }
 
+/// Send a subscription as COPY data, flushing after every batch; returns the
+/// number of rows sent.
+async fn stream_copy<C>(
+    client: &mut C,
+    mut batches: datafusion::execution::SendableRecordBatchStream,
+    time_zone: &str,
+) -> Result<usize, ServerError>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+{
+    let columns = batches.schema().fields().len();
+    let sent = |r: Result<(), C::Error>| {
+        r.map_err(|e| ServerError::Io {
+            message: format!("could not send to the client: {e:?}"),
+        })
+    };
+    sent(
+        client
+            .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+                0,
+                columns as i16,
+                vec![0; columns],
+            )))
+            .await,
+    )?;
+    let mut rows = 0;
+    while let Some(batch) = batches.next().await {
+        let batch = batch.map_err(|e| ServerError::from_datafusion(e, None))?;
+        let bytes = crate::pg::copy::text_rows(&batch, time_zone)
+            .map_err(|e| ServerError::from_datafusion(e, None))?;
+        rows += batch.num_rows();
+        sent(
+            client
+                .send(PgWireBackendMessage::CopyData(CopyData::new(bytes.into())))
+                .await,
+        )?;
+    }
+    sent(
+        client
+            .send(PgWireBackendMessage::CopyDone(CopyDone::new()))
+            .await,
+    )?;
+    Ok(rows)
+}
+
 /// A statement prepared with Parse: classified, and described once.
 #[derive(Debug)]
 pub struct Prepared {
-    sql: String,
-    statement: WeirStatement,
+    parsed: Parsed,
     schema: Option<SchemaRef>,
     params: Vec<Option<DataType>>,
 }
@@ -241,10 +327,13 @@ impl QueryParser for PgParser {
                 .into());
             }
         };
-        let described = self.engine.describe(&statement, sql).await?;
+        let described = self
+            .engine
+            .describe(&statement.statement, &statement.text)
+            .await
+            .map_err(|e| e.shifted(statement.offset))?;
         Ok(Some(Arc::new(Prepared {
-            sql: sql.to_string(),
-            statement,
+            parsed: statement,
             schema: described.schema,
             params: described.params,
         })))
@@ -298,7 +387,7 @@ impl ExtendedQueryHandler for PgService {
     {
         let prepared = portal.statement.statement.clone();
         let session = session_of(client);
-        let params = match &prepared.statement {
+        let params = match &prepared.parsed.statement {
             WeirStatement::Query(_) => {
                 let types: Vec<Option<&DataType>> =
                     prepared.params.iter().map(|t| t.as_ref()).collect();
@@ -308,7 +397,7 @@ impl ExtendedQueryHandler for PgService {
         };
         match self
             .engine
-            .execute(&session, prepared.statement.clone(), &prepared.sql, params)
+            .execute(&session, &prepared.parsed, params)
             .await
         {
             Ok(output) => respond(client, &session, output, &portal.result_column_format).await,

@@ -72,7 +72,7 @@ pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<O
     let declared = if create.columns.is_empty() {
         None
     } else {
-        Some(declared_schema(engine, &create).await?)
+        Some(declared_schema(engine, &create.columns).await?)
     };
     let state = engine.ctx.state();
     let table = engine
@@ -99,8 +99,11 @@ pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<O
 }
 
 /// The schema of a column list, typed the way DataFusion types SQL columns.
-async fn declared_schema(engine: &Arc<Engine>, create: &CreateTable) -> Result<SchemaRef> {
-    let columns: Vec<String> = create.columns.iter().map(|c| c.to_string()).collect();
+pub(crate) async fn declared_schema(
+    engine: &Arc<Engine>,
+    columns: &[datafusion::sql::sqlparser::ast::ColumnDef],
+) -> Result<SchemaRef> {
+    let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
     let sql = format!("CREATE TABLE __weir_columns ({})", columns.join(", "));
     let statement = weir_planner::parser::parse(&sql)?
         .pop()
@@ -122,7 +125,7 @@ pub async fn create_view(engine: &Arc<Engine>, view: CreateView, sql: &str) -> R
     let existing = engine.catalog.lock().get(&view.name).map(|e| e.kind());
     match existing {
         Some(ObjectKind::View) if view.or_replace => {}
-        Some(ObjectKind::Table) => {
+        Some(ObjectKind::Table | ObjectKind::Stream | ObjectKind::MaterializedView) => {
             return Err(ServerError::WrongObjectType {
                 message: format!("\"{}\" is not a view", view.name),
             });
@@ -171,6 +174,8 @@ pub async fn drop(
     let tag = match kind {
         ObjectKind::Table => "DROP TABLE",
         ObjectKind::View => "DROP VIEW",
+        ObjectKind::Stream => "DROP STREAM",
+        ObjectKind::MaterializedView => "DROP MATERIALIZED VIEW",
     };
     // Check all names before dropping any, as Postgres does.
     let mut to_drop = Vec::new();
@@ -194,6 +199,19 @@ pub async fn drop(
             }
         }
     }
+    // A stream that a running view reads cannot go (Postgres: 2BP01).
+    if kind == ObjectKind::Stream {
+        let views = engine.views.lock();
+        for name in &to_drop {
+            if let Some((view, _)) = views.iter().find(|(_, v)| v.inputs.contains(name)) {
+                return Err(ServerError::DependentObjects {
+                    message: format!(
+                        "cannot drop stream \"{name}\" because materialized view \"{view}\" depends on it"
+                    ),
+                });
+            }
+        }
+    }
     persist(engine, |catalog| {
         for name in &to_drop {
             catalog.remove(kind, name)?;
@@ -205,13 +223,22 @@ pub async fn drop(
             .ctx
             .deregister_table(name.as_str())
             .map_err(|e| ServerError::from_datafusion(e, None))?;
+        match kind {
+            // Dropping the live view stops its job.
+            ObjectKind::MaterializedView => std::mem::drop(engine.views.lock().remove(name)),
+            ObjectKind::Stream => std::mem::drop(engine.streams.lock().remove(name)),
+            ObjectKind::Table | ObjectKind::View => {}
+        }
         info!(object = %name, kind = kind.name(), "dropped");
     }
     Ok(Output::Command { tag, rows: None })
 }
 
 /// Apply `change` to a copy of the catalog, write it durably, then keep it.
-fn persist(engine: &Engine, change: impl FnOnce(&mut Catalog) -> Result<()>) -> Result<()> {
+pub(crate) fn persist(
+    engine: &Engine,
+    change: impl FnOnce(&mut Catalog) -> Result<()>,
+) -> Result<()> {
     let mut next = engine.catalog.lock().clone();
     change(&mut next)?;
     engine.store.save(&next)?;
@@ -236,6 +263,8 @@ pub async fn restore(engine: &Arc<Engine>, catalog: Catalog) {
         let result = match entry {
             CatalogEntry::Table(def) => restore_table(engine, def).await,
             CatalogEntry::View(def) => restore_view(engine, def).await,
+            CatalogEntry::Stream(def) => super::stream::restore_stream(engine, def).await,
+            CatalogEntry::MaterializedView(def) => super::stream::restore_view(engine, def).await,
         };
         if let Err(err) = result {
             engine.warn_restore(entry.name(), &err);

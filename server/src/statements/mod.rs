@@ -2,8 +2,10 @@
 //!
 //! - [`ddl`]: `CREATE TABLE`, `CREATE VIEW`, `DROP`, and replaying the catalog on start.
 //! - [`explain`]: `EXPLAIN` as Postgres shapes it.
+//! - [`stream`]: streams, materialized views, SUBSCRIBE, FLUSH.
 //! - [`show`]: `SHOW ...`, transactions: statements Weir answers itself.
 
 pub mod ddl;
 pub mod explain;
 pub mod show;
+pub mod stream;

@@ -65,6 +65,8 @@ pub fn objects_schema(kind: ObjectKind) -> SchemaRef {
     match kind {
         ObjectKind::Table => text_schema(&["name", "connector", "format", "path"]),
         ObjectKind::View => text_schema(&["name", "definition"]),
+        ObjectKind::Stream => text_schema(&["name", "connector", "watermark"]),
+        ObjectKind::MaterializedView => text_schema(&["name", "status", "emit", "definition"]),
     }
 }
 
@@ -85,6 +87,40 @@ pub fn objects(engine: &Arc<Engine>, kind: ObjectKind) -> Result<Output> {
             CatalogEntry::View(v) => {
                 columns[0].push(v.name);
                 columns[1].push(v.definition);
+            }
+            CatalogEntry::Stream(s) => {
+                columns[0].push(s.name.clone());
+                columns[1].push(s.options.get("connector").cloned().unwrap_or_default());
+                columns[2].push(
+                    s.watermark
+                        .clone()
+                        .or(s.time_column.clone())
+                        .unwrap_or_default(),
+                );
+            }
+            CatalogEntry::MaterializedView(m) => {
+                let status = match engine.views.lock().get(&m.name) {
+                    None => "not running".to_string(),
+                    Some(live) => {
+                        let p = live.job.progress();
+                        match (p.failed, p.finished) {
+                            (Some(err), _) => format!("failed: {err}"),
+                            (None, true) => "finished".to_string(),
+                            (None, false) => "running".to_string(),
+                        }
+                    }
+                };
+                columns[0].push(m.name.clone());
+                columns[1].push(status);
+                columns[2].push(
+                    if m.emit_on_window_close {
+                        "on window close"
+                    } else {
+                        "updates"
+                    }
+                    .to_string(),
+                );
+                columns[3].push(m.query.clone());
             }
         }
     }

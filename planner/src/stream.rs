@@ -1,0 +1,503 @@
+//! The incremental rewrite: a DataFusion `LogicalPlan` of a continuous query
+//! becomes a `StreamPlan` of stream operators.
+//!
+//! ```text
+//!   Projection / Filter / Unnest   ──> StreamProject / StreamFilter / StreamUnnest   (stateless)
+//!   Aggregate over window bounds   ──> StreamWindowAggregate (state per window and key)
+//!   Aggregate without a window     ──> StreamGroupAggregate (state per key, updating)
+//!   TableScan of a stream          ──> StreamSource
+//!   Sort, Limit, Join, Window, ... ──> refused, with the reason
+//! ```
+//! Expressions are compiled to DataFusion physical expressions and
+//! aggregates to DataFusion accumulators, so every scalar and aggregate
+//! function DataFusion has works in a view as it does in a `SELECT`.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::{DFSchemaRef, tree_node::TreeNode};
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use weir_runtime::plan::{AggregateSpec, Emit, EventTime, StatelessOp, StreamPlan, WindowKind};
+use weir_runtime::source::Source;
+
+use crate::error::{PlanError, Result};
+use crate::windows::{WindowTvf, WindowUse, format_duration};
+
+/// A stream a continuous query reads, resolved by the caller.
+#[derive(Debug, Clone)]
+pub struct StreamInput {
+    /// Its source.
+    pub source: Arc<dyn Source>,
+    /// Its event time, if it has a watermark.
+    pub event_time: Option<EventTime>,
+    /// The event-time column's name (for EXPLAIN).
+    pub time_column: Option<String>,
+}
+
+/// The names of the tables a plan scans.
+pub fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
+    let mut names = Vec::new();
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            names.push(scan.table_name.table().to_string());
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    names
+}
+
+enum Node {
+    Source {
+        name: String,
+        input: StreamInput,
+        projection: Option<Vec<usize>>,
+        output: DFSchemaRef,
+    },
+    Filter {
+        predicate: Expr,
+        input: DFSchemaRef,
+    },
+    Project {
+        exprs: Vec<Expr>,
+        input: DFSchemaRef,
+        output: DFSchemaRef,
+    },
+    Unnest {
+        column: usize,
+        output: DFSchemaRef,
+    },
+    Aggregate {
+        group: Vec<Expr>,
+        aggregates: Vec<Expr>,
+        input: DFSchemaRef,
+        output: DFSchemaRef,
+    },
+}
+
+fn physical(
+    expr: &Expr,
+    input: &DFSchemaRef,
+    props: &ExecutionProps,
+) -> Result<Arc<dyn datafusion::physical_plan::PhysicalExpr>> {
+    datafusion::physical_expr::create_physical_expr(
+        expr,
+        input,
+        props,
+        &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext::default(),
+    )
+    .map_err(|e| PlanError::Invalid(e.message().to_string()))
+}
+
+fn unsupported(what: &str, why: &str) -> PlanError {
+    PlanError::Unsupported {
+        what: format!("{what} in a materialized view"),
+        hint: Some(why.to_string()),
+    }
+}
+
+fn collect(
+    plan: &LogicalPlan,
+    inputs: &HashMap<String, StreamInput>,
+    nodes: &mut Vec<Node>,
+) -> Result<()> {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            collect(&p.input, inputs, nodes)?;
+            nodes.push(Node::Project {
+                exprs: p.expr.clone(),
+                input: p.input.schema().clone(),
+                output: p.schema.clone(),
+            });
+        }
+        LogicalPlan::Filter(f) => {
+            collect(&f.input, inputs, nodes)?;
+            nodes.push(Node::Filter {
+                predicate: f.predicate.clone(),
+                input: f.input.schema().clone(),
+            });
+        }
+        LogicalPlan::SubqueryAlias(a) => collect(&a.input, inputs, nodes)?,
+        LogicalPlan::Unnest(u) => {
+            collect(&u.input, inputs, nodes)?;
+            match (
+                u.list_type_columns.as_slice(),
+                u.struct_type_columns.is_empty(),
+            ) {
+                ([(column, list)], true) if list.depth == 1 => nodes.push(Node::Unnest {
+                    column: *column,
+                    output: u.schema.clone(),
+                }),
+                _ => {
+                    return Err(unsupported(
+                        "UNNEST of several or nested lists",
+                        "unnest one list column at a time",
+                    ));
+                }
+            }
+        }
+        LogicalPlan::Aggregate(a) => {
+            collect(&a.input, inputs, nodes)?;
+            if nodes.iter().any(|n| matches!(n, Node::Aggregate { .. })) {
+                return Err(unsupported(
+                    "an aggregate over an aggregate",
+                    "build the outer aggregate as a view over the inner one",
+                ));
+            }
+            nodes.push(Node::Aggregate {
+                group: a.group_expr.clone(),
+                aggregates: a.aggr_expr.clone(),
+                input: a.input.schema().clone(),
+                output: a.schema.clone(),
+            });
+        }
+        LogicalPlan::TableScan(scan) => {
+            let name = scan.table_name.table().to_string();
+            let Some(input) = inputs.get(&name) else {
+                return Err(unsupported(
+                    &format!("reading \"{name}\", which is not a stream,"),
+                    "a materialized view reads a stream; joins with tables come later",
+                ));
+            };
+            if !scan.filters.is_empty() {
+                return Err(PlanError::Invalid(
+                    "a stream scan cannot take pushed-down filters".into(),
+                ));
+            }
+            nodes.push(Node::Source {
+                name,
+                input: input.clone(),
+                projection: scan.projection.clone(),
+                output: scan.projected_schema.clone(),
+            });
+        }
+        LogicalPlan::Sort(_) => {
+            return Err(unsupported(
+                "ORDER BY",
+                "a stream has no end to sort up to; order when you query the view",
+            ));
+        }
+        LogicalPlan::Limit(_) => {
+            return Err(unsupported(
+                "LIMIT",
+                "top-N over a stream is not supported yet; limit when you query the view",
+            ));
+        }
+        LogicalPlan::Join(_) => {
+            return Err(unsupported(
+                "a join",
+                "joins in continuous queries are not supported yet",
+            ));
+        }
+        LogicalPlan::Window(_) => {
+            return Err(unsupported(
+                "a window function (OVER)",
+                "use TUMBLE, HOP, CUMULATE or SESSION with GROUP BY",
+            ));
+        }
+        LogicalPlan::Distinct(_) => return Err(unsupported("DISTINCT", "use GROUP BY")),
+        LogicalPlan::Union(_) => return Err(unsupported("UNION", "create one view per input")),
+        LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
+            return Err(unsupported(
+                "a query without a stream",
+                "a materialized view must read a stream",
+            ));
+        }
+        other => {
+            return Err(unsupported(
+                &format!("\"{}\"", other.display()),
+                "this part of the query cannot be maintained incrementally",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Build the stream plan of `plan` (optimized), reading `inputs`.
+pub fn plan_stream(
+    plan: &LogicalPlan,
+    window: Option<&WindowUse>,
+    emit_on_window_close: bool,
+    parallelism: usize,
+    inputs: &HashMap<String, StreamInput>,
+) -> Result<(StreamPlan, String)> {
+    let props = ExecutionProps::new();
+    let mut nodes = Vec::new();
+    collect(plan, inputs, &mut nodes)?;
+    let Some(Node::Source {
+        name,
+        input,
+        projection,
+        output: scan_schema,
+    }) = nodes.first()
+    else {
+        return Err(PlanError::Invalid(
+            "a continuous query must start from a stream".into(),
+        ));
+    };
+    let (stream_name, source_input) = (name.clone(), input.clone());
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    let mut aggregate = None;
+    let mut lines: Vec<String> = Vec::new();
+    let source_schema = source_input.source.schema();
+    lines.push(format!(
+        "StreamSource: {stream_name} [{}] watermark={}",
+        source_input.source.describe(),
+        match (&source_input.time_column, source_input.event_time) {
+            (Some(column), Some(t)) if t.delay > 0 =>
+                format!("{column} - {}", format_duration(t.delay)),
+            (Some(column), Some(_)) => column.clone(),
+            _ => "none".into(),
+        }
+    ));
+    if let Some(projection) = projection {
+        let exprs = projection
+            .iter()
+            .map(|&i| {
+                Ok(
+                    Arc::new(datafusion::physical_expr::expressions::Column::new(
+                        source_schema.field(i).name(),
+                        i,
+                    )) as Arc<dyn datafusion::physical_plan::PhysicalExpr>,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        before.push(StatelessOp::Project {
+            exprs,
+            schema: arrow_schema(scan_schema),
+        });
+    }
+    let mut emit = Emit::Updates;
+    for node in &nodes[1..] {
+        let stage = if aggregate.is_some() {
+            &mut after
+        } else {
+            &mut before
+        };
+        match node {
+            Node::Source { .. } => {
+                return Err(unsupported(
+                    "a second stream",
+                    "joins are not supported yet",
+                ));
+            }
+            Node::Filter { predicate, input } => {
+                stage.push(StatelessOp::Filter(physical(predicate, input, &props)?));
+                lines.push(format!("StreamFilter: {predicate}"));
+            }
+            Node::Project {
+                exprs,
+                input,
+                output,
+            } => {
+                let physical = exprs
+                    .iter()
+                    .map(|e| physical(e, input, &props))
+                    .collect::<Result<Vec<_>>>()?;
+                stage.push(StatelessOp::Project {
+                    exprs: physical,
+                    schema: arrow_schema(output),
+                });
+                let shown: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
+                lines.push(format!("StreamProject: {}", shown.join(", ")));
+            }
+            Node::Unnest { column, output } => {
+                stage.push(StatelessOp::Unnest {
+                    column: *column,
+                    schema: arrow_schema(output),
+                });
+                lines.push(format!("StreamUnnest: column {column}"));
+            }
+            Node::Aggregate {
+                group,
+                aggregates,
+                input,
+                output,
+            } => {
+                let physical_input = arrow_schema(input);
+                let group_physical = group
+                    .iter()
+                    .map(|e| physical(e, input, &props))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut functions = Vec::new();
+                for e in aggregates {
+                    // The deprecated helper is the one-call form of DataFusion's
+                    // aggregate lowering; the builder that replaces it needs the
+                    // physical planner's context, which a view does not have.
+                    #[allow(deprecated)]
+                    let (function, filter, order) =
+                        datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
+                            e,
+                            input,
+                            &physical_input,
+                            &props,
+                        )
+                        .map_err(|e| PlanError::Invalid(e.message().to_string()))?;
+                    if filter.is_some() || !order.is_empty() {
+                        return Err(unsupported(
+                            "FILTER or ORDER BY inside an aggregate",
+                            "filter with WHERE before aggregating",
+                        ));
+                    }
+                    functions.push(function);
+                }
+                let window_key = |name: &str| {
+                    group
+                        .iter()
+                        .position(|g| matches!(g, Expr::Column(c) if c.name == name))
+                };
+                let (start, end) = (window_key("window_start"), window_key("window_end"));
+                let kind = match (window, start, end) {
+                    (Some(w), s, e) if s.is_some() || e.is_some() => match w.tvf {
+                        WindowTvf::Tumble { size } | WindowTvf::Hop { size, .. } => match (s, e) {
+                            (_, Some(e)) => WindowKind::Fixed { key: e, plus: 0 },
+                            (Some(s), None) => WindowKind::Fixed { key: s, plus: size },
+                            _ => unreachable!("one bound is a key"),
+                        },
+                        WindowTvf::Cumulate { .. } => match e {
+                            Some(e) => WindowKind::Fixed { key: e, plus: 0 },
+                            None => {
+                                return Err(PlanError::Invalid(
+                                    "a CUMULATE aggregate must GROUP BY window_end".into(),
+                                ));
+                            }
+                        },
+                        WindowTvf::Session { gap } => {
+                            match (s, e) {
+                                (Some(s), Some(e)) => WindowKind::Session {
+                                    start_key: s,
+                                    end_key: e,
+                                    gap,
+                                },
+                                _ => return Err(PlanError::Invalid(
+                                    "a SESSION aggregate must GROUP BY window_start and window_end"
+                                        .into(),
+                                )),
+                            }
+                        }
+                    },
+                    _ => WindowKind::None,
+                };
+                if emit_on_window_close {
+                    if kind == WindowKind::None {
+                        return Err(PlanError::Invalid(
+                            "EMIT ON WINDOW CLOSE needs a windowed aggregate: GROUP BY window_start or window_end of TUMBLE, HOP, CUMULATE or SESSION".into(),
+                        ));
+                    }
+                    if source_input.event_time.is_none() {
+                        return Err(PlanError::Invalid(format!(
+                            "EMIT ON WINDOW CLOSE needs a watermark: declare WATERMARK FOR <column> AS ... on stream \"{stream_name}\""
+                        )));
+                    }
+                    emit = Emit::OnWindowClose;
+                }
+                let window_keys: Vec<usize> = match kind {
+                    WindowKind::Fixed { key, .. } => {
+                        [start, end, Some(key)].into_iter().flatten().collect()
+                    }
+                    WindowKind::Session {
+                        start_key, end_key, ..
+                    } => vec![start_key, end_key],
+                    WindowKind::None => Vec::new(),
+                };
+                let partition_keys: Vec<usize> = (0..group.len())
+                    .filter(|i| !window_keys.contains(i))
+                    .collect();
+                let keys: Vec<String> = partition_keys
+                    .iter()
+                    .map(|&i| group[i].to_string())
+                    .collect();
+                let shown: Vec<String> = aggregates.iter().map(|e| e.to_string()).collect();
+                let window_text = match (kind, window) {
+                    (WindowKind::None, _) | (_, None) => "none".to_string(),
+                    (_, Some(w)) => w.tvf.describe(),
+                };
+                let operator = if kind == WindowKind::None {
+                    "StreamGroupAggregate"
+                } else {
+                    "StreamWindowAggregate"
+                };
+                let state = match kind {
+                    WindowKind::None => "accumulators per key, kept forever",
+                    WindowKind::Fixed { .. } => {
+                        "accumulators per (window, key), dropped when the watermark passes the window"
+                    }
+                    WindowKind::Session { .. } => {
+                        "open sessions per key, merged on overlap, dropped when the watermark passes their end"
+                    }
+                };
+                lines.push(format!(
+                    "StreamExchange: hash({}) to {parallelism} workers",
+                    if keys.is_empty() {
+                        "-".to_string()
+                    } else {
+                        keys.join(", ")
+                    }
+                ));
+                lines.push(format!(
+                    "{operator}: window={window_text} key=[{}] aggregates=[{}] emit={} state: {state}",
+                    keys.join(", "),
+                    shown.join(", "),
+                    match emit {
+                        Emit::OnWindowClose => "on window close",
+                        Emit::Updates => "updates",
+                    },
+                ));
+                aggregate = Some(Arc::new(AggregateSpec {
+                    group: group_physical,
+                    partition_keys,
+                    aggregates: functions,
+                    window: kind,
+                    emit,
+                    output_schema: arrow_schema(output),
+                }));
+            }
+        }
+    }
+    if emit_on_window_close && aggregate.is_none() {
+        return Err(PlanError::Invalid(
+            "EMIT ON WINDOW CLOSE needs a windowed aggregate".into(),
+        ));
+    }
+    let changelog = aggregate.as_ref().is_some_and(|a| a.emit == Emit::Updates);
+    let output_schema = arrow_schema(plan.schema());
+    lines.push(format!(
+        "StreamMaterialize: {} columns=[{}]",
+        if changelog {
+            "updating (inserts and deletes)"
+        } else {
+            "append-only"
+        },
+        output_schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let mut explain = String::new();
+    for (depth, line) in lines.iter().rev().enumerate() {
+        let _ = writeln!(explain, "{}{line}", "  ".repeat(depth));
+    }
+    Ok((
+        StreamPlan {
+            source: source_input.source.clone(),
+            event_time: source_input.event_time,
+            before,
+            aggregate,
+            after,
+            output_schema,
+            changelog,
+            parallelism: parallelism.max(1),
+            stream_name,
+        },
+        explain,
+    ))
+}
+
+fn arrow_schema(schema: &DFSchemaRef) -> SchemaRef {
+    Arc::new(Schema::new(schema.as_arrow().fields().clone()))
+}
