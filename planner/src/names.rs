@@ -11,6 +11,15 @@ use datafusion::sql::sqlparser::ast::{
     DataType, Expr, Ident, Query, SelectItem, SetExpr, Statement,
 };
 
+/// Separates a repeated column name from the suffix that makes it unique
+/// for DataFusion; clients see the name before it.
+pub const DUPLICATE_MARK: char = '\u{1}';
+
+/// The name a client sees for an output column.
+pub fn client_name(name: &str) -> &str {
+    name.split(DUPLICATE_MARK).next().unwrap_or(name)
+}
+
 /// Name the output columns of a query statement (and of a view's query).
 pub fn name_output_columns(statement: &mut Statement) {
     match statement {
@@ -49,11 +58,16 @@ fn name_set_expr(body: &mut SetExpr) {
                 if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
                     continue;
                 }
-                let (name, _) = figure_name(expr);
+                let (mut name, _) = figure_name(expr);
                 // DataFusion refuses two output columns of one name, which
-                // Postgres allows: a repeated name keeps DataFusion's own.
+                // Postgres allows: a repeat gets a hidden suffix that the
+                // wire encoder strips (see `DUPLICATE_MARK`).
                 if used.contains(&name) {
-                    continue;
+                    let mut n = 2;
+                    while used.contains(&format!("{name}{DUPLICATE_MARK}{n}")) {
+                        n += 1;
+                    }
+                    name = format!("{name}{DUPLICATE_MARK}{n}");
                 }
                 used.push(name.clone());
                 *item = SelectItem::ExprWithAlias {

@@ -161,17 +161,21 @@ fn collect(
                     "a materialized view reads a stream; joins with tables come later",
                 ));
             };
-            if !scan.filters.is_empty() {
-                return Err(PlanError::Invalid(
-                    "a stream scan cannot take pushed-down filters".into(),
-                ));
-            }
             nodes.push(Node::Source {
                 name,
                 input: input.clone(),
                 projection: scan.projection.clone(),
                 output: scan.projected_schema.clone(),
             });
+            // Filters offered to the scan are applied again here: a stream
+            // source does not filter, and re-applying an inexact one does
+            // no harm.
+            for filter in &scan.filters {
+                nodes.push(Node::Filter {
+                    predicate: filter.clone(),
+                    input: scan.projected_schema.clone(),
+                });
+            }
         }
         LogicalPlan::Sort(_) => {
             return Err(unsupported(

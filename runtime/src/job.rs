@@ -57,6 +57,7 @@ pub struct Progress {
 
 /// A running job.
 pub struct JobHandle {
+    bounded: bool,
     progress: watch::Receiver<Progress>,
     flush: watch::Sender<u64>,
     tasks: Vec<tokio::task::AbortHandle>,
@@ -73,9 +74,13 @@ impl JobHandle {
         self.progress.clone()
     }
 
-    /// Wait until everything the sources had read when this was called is in
-    /// the sink (or the job ended). Returns the job's failure, if any.
+    /// Wait until everything is in the sink: for a bounded job, until it
+    /// ended; for an unbounded one, everything its sources had read when this
+    /// was called. Returns the job's failure, if any.
     pub async fn flush(&self) -> std::result::Result<(), String> {
+        if self.bounded {
+            return self.finished().await;
+        }
         let epoch = *self.flush.borrow() + 1;
         self.flush.send_replace(epoch);
         let mut progress = self.progress.clone();
@@ -209,6 +214,7 @@ pub fn start(
         )));
     }
     Ok(JobHandle {
+        bounded: plan.source.bounded(),
         progress,
         flush,
         tasks,
