@@ -171,10 +171,11 @@ mod tests {
     }
 
     #[test]
-    fn repeated_names_are_left_to_datafusion() {
+    fn repeated_names_get_a_hidden_suffix() {
         assert_eq!(
             names("SELECT 1, 2 AS b, 3"),
-            "SELECT 1 AS \"?column?\", 2 AS b, 3"
+            "SELECT 1 AS \"?column?\", 2 AS b, 3 AS \"?column?\u{1}2\""
         );
+        assert_eq!(client_name("?column?\u{1}2"), "?column?");
     }
 }
