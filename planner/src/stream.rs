@@ -114,6 +114,11 @@ fn collect(
         }
         LogicalPlan::Filter(f) => {
             collect(&f.input, inputs, nodes)?;
+            // The same predicate, already applied for the scan: once is enough.
+            if matches!(nodes.last(), Some(Node::Filter { predicate, .. }) if predicate == &f.predicate)
+            {
+                return Ok(());
+            }
             nodes.push(Node::Filter {
                 predicate: f.predicate.clone(),
                 input: f.input.schema().clone(),

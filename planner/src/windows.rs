@@ -7,7 +7,7 @@
 //! FROM SESSION(bids, date_time, INTERVAL '30 seconds')                        -- gap
 //! ```
 //! Each adds `window_start` and `window_end`. They are rewritten into plain
-//! SQL before DataFusion plans the query: tumbling windows are `date_bin`,
+//! SQL before DataFusion plans the query: tumbling windows are `weir_window_start` / `weir_window_end`,
 //! hopping and cumulating windows `unnest` a list of window bounds computed
 //! by `weir_runtime::windows` (the same functions the stream operators use).
 //! Sessions differ by mode: a batch query computes them with window
@@ -191,17 +191,15 @@ fn rewrite_factor(
             let (window, source, time) = window_of(&function, &args)?;
             let sql = match (window, mode) {
                 (WindowTvf::Tumble { size }, _) => format!(
-                    "SELECT *, {start} AS window_start, {start} + INTERVAL '{size} nanoseconds' AS window_end FROM {source}",
-                    start = date_bin(size, &time),
+                    "SELECT *, weir_window_start({time}, {size}) AS window_start, weir_window_end({time}, {size}) AS window_end FROM {source}"
                 ),
                 (WindowTvf::Hop { slide, size }, _) => format!(
-                    "SELECT *, window_start + INTERVAL '{size} nanoseconds' AS window_end \
+                    "SELECT *, weir_add_nanos(window_start, {size}) AS window_end \
                      FROM (SELECT *, unnest(weir_hop_starts({time}, {slide}, {size})) AS window_start FROM {source})"
                 ),
                 (WindowTvf::Cumulate { step, size }, _) => format!(
-                    "SELECT * EXCLUDE (window_end), {start} AS window_start, window_end \
-                     FROM (SELECT *, unnest(weir_cumulate_ends({time}, {step}, {size})) AS window_end FROM {source})",
-                    start = date_bin(size, &time),
+                    "SELECT * EXCLUDE (window_end), weir_window_start({time}, {size}) AS window_start, window_end \
+                     FROM (SELECT *, unnest(weir_cumulate_ends({time}, {step}, {size})) AS window_end FROM {source})"
                 ),
                 (WindowTvf::Session { .. }, Mode::Stream) => {
                     format!("SELECT *, {time} AS window_start, {time} AS window_end FROM {source}")
@@ -294,10 +292,6 @@ fn parse_with_span(
         .parse_statements()
         .map_err(|e| PlanError::Invalid(format!("could not rewrite a window function: {e}")))?;
     Ok(statements.pop())
-}
-
-fn date_bin(size: i64, time: &str) -> String {
-    format!("date_bin(INTERVAL '{size} nanoseconds', {time}, TIMESTAMP '1970-01-01 00:00:00')")
 }
 
 /// Read a window function's arguments: (window, source, time column).
@@ -408,13 +402,13 @@ mod tests {
     }
 
     #[test]
-    fn tumble_becomes_date_bin() {
+    fn tumble_becomes_window_bounds() {
         let (sql, found) = rewrite(
             "SELECT auction, count(*) FROM TUMBLE(bids, date_time, INTERVAL '10 seconds') GROUP BY auction, window_start",
             Mode::Batch,
         );
         assert!(
-            sql.contains("date_bin(INTERVAL '10000000000 nanoseconds', date_time"),
+            sql.contains("weir_window_start(date_time, 10000000000) AS window_start"),
             "{sql}"
         );
         assert!(sql.contains(") AS bids GROUP BY"), "{sql}");

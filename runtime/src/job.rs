@@ -322,7 +322,7 @@ async fn run_source(
 }
 
 /// Rows between two watermarks of a source partition.
-const CHUNK_ROWS: usize = 1024;
+const CHUNK_ROWS: usize = 8192;
 
 /// Row indices of `batch` before which the watermark must be brought up to
 /// date: rows behind the watermark their predecessors set.

@@ -76,6 +76,90 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(WindowList::hop()));
     ctx.register_udf(ScalarUDF::new_from_impl(WindowList::cumulate()));
     ctx.register_udf(ScalarUDF::new_from_impl(EpochNanos::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(WindowBound::new(
+        "weir_window_start",
+        0,
+    )));
+    ctx.register_udf(ScalarUDF::new_from_impl(WindowBound::new(
+        "weir_window_end",
+        1,
+    )));
+    ctx.register_udf(ScalarUDF::new_from_impl(WindowBound::new(
+        "weir_add_nanos",
+        2,
+    )));
+}
+
+/// `weir_window_start(ts, size_ns)`, `weir_window_end(ts, size_ns)`: the
+/// tumbling window bounds of `ts`; `weir_add_nanos(ts, n)`: `ts + n` ns. All
+/// integer arithmetic on the timestamp's own unit, with no calendar
+/// involved (an interval with months would need one; windows never have
+/// months).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct WindowBound {
+    name: &'static str,
+    /// 0: start, 1: end, 2: plain addition.
+    kind: u8,
+    signature: Signature,
+}
+
+impl WindowBound {
+    fn new(name: &'static str, kind: u8) -> Self {
+        Self {
+            name,
+            kind,
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for WindowBound {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match &arg_types[0] {
+            ts @ DataType::Timestamp(_, _) => Ok(ts.clone()),
+            other => plan_err!(
+                "{}: the time column must be a TIMESTAMP, not {other}",
+                self.name
+            ),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let size = constant_i64(&args.args[1], "the window size")?;
+        let input = args.args[0].to_array(args.number_rows)?;
+        let DataType::Timestamp(unit, tz) = input.data_type().clone() else {
+            return exec_err!("{}: the time column must be a TIMESTAMP", self.name);
+        };
+        let per = nanos_per_unit(unit);
+        if size % per != 0 {
+            return exec_err!(
+                "{}: the size is finer than the column's time unit",
+                self.name
+            );
+        }
+        let size = size / per;
+        // Same bits, viewed as plain integers in the column's unit.
+        let raw = cast(&input, &DataType::Int64)?;
+        let raw = raw.as_primitive::<Int64Type>();
+        let out: Int64Array = match self.kind {
+            0 => raw.unary(|t| tumble_start(t, size)),
+            1 => raw.unary(|t| tumble_start(t, size) + size),
+            _ => raw.unary(|t| t + size),
+        };
+        let out: ArrayRef = Arc::new(out);
+        Ok(ColumnarValue::Array(cast(
+            &out,
+            &DataType::Timestamp(unit, tz),
+        )?))
+    }
 }
 
 /// `weir_epoch_nanos(ts)`: a timestamp of any unit as nanoseconds since the

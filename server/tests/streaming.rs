@@ -181,3 +181,46 @@ async fn late_rows_are_dropped_and_counted() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_say_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start(dir.path());
+    let client = common::connect(&server).await;
+    client.batch_execute(BIDS).await.expect("stream");
+    let cases = [
+        (
+            "SELECT * FROM bids ORDER BY price",
+            "0A000",
+            "ORDER BY in a materialized view is not supported",
+        ),
+        (
+            "SELECT * FROM bids LIMIT 10",
+            "0A000",
+            "LIMIT in a materialized view is not supported",
+        ),
+        (
+            "SELECT auction, count(*) FROM bids GROUP BY auction EMIT ON WINDOW CLOSE",
+            "42000",
+            "EMIT ON WINDOW CLOSE needs a windowed aggregate",
+        ),
+        (
+            "SELECT count(*) FROM HOP(bids, date_time, INTERVAL '3 seconds', INTERVAL '10 seconds') GROUP BY window_start",
+            "42000",
+            "HOP: the size must be a multiple of the slide",
+        ),
+    ];
+    for (query, code, message) in cases {
+        let err = client
+            .simple_query(&format!("CREATE MATERIALIZED VIEW bad AS {query}"))
+            .await
+            .expect_err(query);
+        let db = err.as_db_error().expect("a server error");
+        assert_eq!(db.code().code(), code, "{query}");
+        assert!(
+            db.message().starts_with(message),
+            "{query}: {}",
+            db.message()
+        );
+    }
+}

@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Int8Array, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int8Array, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
@@ -54,6 +54,9 @@ pub struct AggregateOperator {
     watermark: i64,
     late: Counter,
     converter: RowConverter,
+    /// Row format of the partition keys alone.
+    partition_converter: RowConverter,
+    partition_types: Vec<DataType>,
     state: State,
 }
 
@@ -63,11 +66,121 @@ enum State {
     Sessions(HashMap<Box<[u8]>, KeySessions>),
 }
 
-/// The groups of one closing window, aggregated column-wise.
+/// The groups of one closing window, aggregated column-wise. The window's
+/// own key columns (its bounds) are the same for every group of a window, so
+/// they are kept once; groups are told apart by the partition keys alone.
 struct WindowTable {
-    index: HashMap<Box<[u8]>, usize>,
-    keys: Rows,
+    index: KeyIndex,
+    /// The window key values, by group-key position (`None`: a partition key).
+    window_values: Vec<Option<ScalarValue>>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
+}
+
+/// Group numbers for partition keys: a plain hash map for the common single
+/// BIGINT key, Arrow's row format for anything else.
+enum KeyIndex {
+    /// No partition key: one group.
+    Single { exists: bool },
+    /// One Int64 key.
+    Int64 {
+        map: HashMap<i64, usize>,
+        null: Option<usize>,
+        keys: Vec<Option<i64>>,
+    },
+    /// Any keys, row-encoded.
+    Rows {
+        map: HashMap<Box<[u8]>, usize>,
+        rows: Rows,
+    },
+}
+
+impl KeyIndex {
+    fn new(types: &[DataType], converter: &RowConverter) -> Self {
+        match types {
+            [] => KeyIndex::Single { exists: false },
+            [DataType::Int64] => KeyIndex::Int64 {
+                map: HashMap::default(),
+                null: None,
+                keys: Vec::new(),
+            },
+            _ => KeyIndex::Rows {
+                map: HashMap::default(),
+                rows: converter.empty_rows(0, 0),
+            },
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            KeyIndex::Single { exists } => usize::from(*exists),
+            KeyIndex::Int64 { keys, .. } => keys.len(),
+            KeyIndex::Rows { map, .. } => map.len(),
+        }
+    }
+
+    /// The group number of each selected row, adding new groups.
+    fn indices(&mut self, keys: &[ArrayRef], rows: Option<&Rows>, selected: &[u32]) -> Vec<usize> {
+        match self {
+            KeyIndex::Single { exists } => {
+                *exists = true;
+                vec![0; selected.len()]
+            }
+            KeyIndex::Int64 {
+                map,
+                null,
+                keys: stored,
+            } => {
+                let array = keys[0].as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                selected
+                    .iter()
+                    .map(|&row| {
+                        let row = row as usize;
+                        if array.is_null(row) {
+                            *null.get_or_insert_with(|| {
+                                stored.push(None);
+                                stored.len() - 1
+                            })
+                        } else {
+                            let key = array.value(row);
+                            *map.entry(key).or_insert_with(|| {
+                                stored.push(Some(key));
+                                stored.len() - 1
+                            })
+                        }
+                    })
+                    .collect()
+            }
+            KeyIndex::Rows { map, rows: stored } => {
+                let rows = rows.expect("row-encoded keys for a row index");
+                selected
+                    .iter()
+                    .map(|&row| {
+                        let bytes = rows.row(row as usize);
+                        match map.get(bytes.as_ref()) {
+                            Some(index) => *index,
+                            None => {
+                                let next = map.len();
+                                map.insert(bytes.as_ref().into(), next);
+                                stored.push(bytes);
+                                next
+                            }
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The key columns, in group order.
+    fn columns(&self, converter: &RowConverter) -> Result<Vec<ArrayRef>> {
+        Ok(match self {
+            KeyIndex::Single { .. } => Vec::new(),
+            KeyIndex::Int64 { keys, .. } => {
+                vec![Arc::new(datafusion::arrow::array::Int64Array::from(keys.clone())) as ArrayRef]
+            }
+            KeyIndex::Rows { rows, .. } => converter.convert_rows(rows)?,
+        })
+    }
 }
 
 struct Group {
@@ -107,6 +220,17 @@ impl AggregateOperator {
             .map(|g| Ok(SortField::new(g.data_type(input_schema)?)))
             .collect::<Result<Vec<_>>>()?;
         let converter = RowConverter::new(fields)?;
+        let partition_types = spec
+            .partition_keys
+            .iter()
+            .map(|&k| spec.group[k].data_type(input_schema))
+            .collect::<Result<Vec<_>>>()?;
+        let partition_converter = RowConverter::new(
+            partition_types
+                .iter()
+                .map(|t| SortField::new(t.clone()))
+                .collect(),
+        )?;
         let state = match (spec.window, spec.emit) {
             (WindowKind::Session { .. }, _) => State::Sessions(HashMap::default()),
             (WindowKind::Fixed { .. }, Emit::OnWindowClose) => State::Closing(BTreeMap::new()),
@@ -120,6 +244,8 @@ impl AggregateOperator {
             watermark: i64::MIN,
             late,
             converter,
+            partition_converter,
+            partition_types,
             state,
         })
     }
@@ -207,7 +333,7 @@ impl AggregateOperator {
                 let closed = std::mem::replace(windows, open);
                 let mut out = Vec::with_capacity(closed.len());
                 for (_, table) in closed {
-                    out.push(table.emit(&spec, &self.converter)?);
+                    out.push(table.emit(&spec, &self.partition_converter)?);
                 }
                 Ok(out)
             }
@@ -290,28 +416,39 @@ impl AggregateOperator {
                 None => by_close.push((*close, vec![row as u32])),
             }
         }
-        let rows = self.converter.convert_columns(keys)?;
+        let partition: Vec<ArrayRef> = self
+            .spec
+            .partition_keys
+            .iter()
+            .map(|&k| keys[k].clone())
+            .collect();
+        let rows = match self.partition_types.as_slice() {
+            [] | [DataType::Int64] => None,
+            _ => Some(self.partition_converter.convert_columns(&partition)?),
+        };
         for (close, selected) in by_close {
             let table = match windows.entry(close) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(WindowTable::new(&self.spec, &self.converter)?)
+                    let first = selected[0] as usize;
+                    let window_values = (0..keys.len())
+                        .map(|k| {
+                            if self.spec.partition_keys.contains(&k) {
+                                Ok(None)
+                            } else {
+                                ScalarValue::try_from_array(&keys[k], first).map(Some)
+                            }
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    e.insert(WindowTable::new(
+                        &self.spec,
+                        &self.partition_types,
+                        &self.partition_converter,
+                        window_values,
+                    )?)
                 }
             };
-            let mut group_indices = Vec::with_capacity(selected.len());
-            for &row in &selected {
-                let bytes = rows.row(row as usize);
-                let index = match table.index.get(bytes.as_ref()) {
-                    Some(index) => *index,
-                    None => {
-                        let next = table.index.len();
-                        table.index.insert(bytes.as_ref().into(), next);
-                        table.keys.push(bytes);
-                        next
-                    }
-                };
-                group_indices.push(index);
-            }
+            let group_indices = table.index.indices(&partition, rows.as_ref(), &selected);
             let total = table.index.len();
             let all = selected.len() == closes.len();
             let take_rows = UInt32Array::from(selected);
@@ -542,7 +679,12 @@ impl AggregateOperator {
 }
 
 impl WindowTable {
-    fn new(spec: &AggregateSpec, converter: &RowConverter) -> Result<Self> {
+    fn new(
+        spec: &AggregateSpec,
+        partition_types: &[DataType],
+        converter: &RowConverter,
+        window_values: Vec<Option<ScalarValue>>,
+    ) -> Result<Self> {
         let accumulators = spec
             .aggregates
             .iter()
@@ -558,14 +700,26 @@ impl WindowTable {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            index: HashMap::default(),
-            keys: converter.empty_rows(0, 0),
+            index: KeyIndex::new(partition_types, converter),
+            window_values,
             accumulators,
         })
     }
 
     fn emit(mut self, spec: &AggregateSpec, converter: &RowConverter) -> Result<RecordBatch> {
-        let mut columns = converter.convert_rows(&self.keys)?;
+        let groups = self.index.len();
+        let mut partition = self.index.columns(converter)?.into_iter();
+        let mut columns = Vec::with_capacity(spec.output_schema.fields().len());
+        for value in &self.window_values {
+            columns.push(match value {
+                Some(value) => value.to_array_of_size(groups)?,
+                None => partition.next().ok_or_else(|| {
+                    datafusion::common::DataFusionError::Internal(
+                        "a partition key is missing".into(),
+                    )
+                })?,
+            });
+        }
         for acc in self.accumulators.iter_mut() {
             columns.push(acc.evaluate(EmitTo::All)?);
         }
