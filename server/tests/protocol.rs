@@ -7,7 +7,6 @@ mod common;
 
 use chrono::{NaiveDate, NaiveDateTime};
 use common::WeirProcess;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::error::ErrorPosition;
 
 async fn setup() -> (tempfile::TempDir, WeirProcess, tokio_postgres::Client) {
@@ -195,27 +194,16 @@ async fn many_concurrent_sessions() {
     }
 }
 
-async fn http_get(port: u16, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect http");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    response
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_metrics_and_clean_shutdown() {
     let (_dir, server, client) = setup().await;
     let _ = client.simple_query("SELECT nope").await;
 
-    let health = http_get(server.http_port, "/healthz").await;
+    let health = common::http_get(server.http_port, "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.ends_with("ok\n"), "{health}");
 
-    let metrics = http_get(server.http_port, "/metrics").await;
+    let metrics = common::http_get(server.http_port, "/metrics").await;
     assert!(metrics.contains("weir_connections_total"), "{metrics}");
     assert!(
         metrics.contains("weir_statement_errors_total{sqlstate=\"42703\"} 1"),

@@ -9,18 +9,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::WeirProcess;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn http_get(port: u16, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect http");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    response
-}
 
 const BIDS: &str =
     "CREATE STREAM bids (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP,
@@ -175,7 +163,7 @@ async fn late_rows_are_dropped_and_counted() {
         .await
         .expect("query");
     assert!(rows.is_empty(), "the late row reached the view");
-    let metrics = http_get(server.http_port, "/metrics").await;
+    let metrics = common::http_get(server.http_port, "/metrics").await;
     assert!(
         metrics.contains("weir_late_rows_total{stream=\"bids\"} 1"),
         "{metrics}"
