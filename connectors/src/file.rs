@@ -7,7 +7,15 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::logical_expr::{Expr, ScalarUDF, TableType};
+use datafusion::physical_expr::ScalarFunctionExpr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::projection::ProjectionExpr;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
+
+use crate::timestamps::ParseTimestamp;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
@@ -127,10 +135,47 @@ impl FileSpec {
             Some(schema) => schema,
             None => listing.infer_schema(state, &url).await?,
         };
+        // CSV timestamps are read as text and parsed by Weir's fast path
+        // (see `timestamps`); other formats carry typed timestamps already.
+        let timestamp_columns: Vec<usize> = match self.format {
+            FileFormatKind::Csv { .. } => schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| matches!(f.data_type(), DataType::Timestamp(_, None)))
+                .map(|(i, _)| i)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let file_schema = if timestamp_columns.is_empty() {
+            schema.clone()
+        } else {
+            let fields: Vec<Field> = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    if timestamp_columns.contains(&i) {
+                        f.as_ref().clone().with_data_type(DataType::Utf8)
+                    } else {
+                        f.as_ref().clone()
+                    }
+                })
+                .collect();
+            Arc::new(Schema::new(fields))
+        };
         let config = ListingTableConfig::new(url)
             .with_listing_options(listing)
-            .with_schema(schema);
-        Ok(Arc::new(ListingTable::try_new(config)?))
+            .with_schema(file_schema);
+        let table: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config)?);
+        if timestamp_columns.is_empty() {
+            return Ok(table);
+        }
+        Ok(Arc::new(CsvTimestamps {
+            inner: table,
+            schema,
+            timestamp_columns,
+        }))
     }
 
     async fn check_files_exist(
@@ -151,6 +196,69 @@ impl FileSpec {
             Some(_) => Ok(()),
             None => Err(ConnectorError::NoFiles(self.path.clone())),
         }
+    }
+}
+
+/// A CSV table whose timestamp columns are read as text and parsed by
+/// `weir_parse_timestamp` in a projection over the scan.
+#[derive(Debug)]
+struct CsvTimestamps {
+    inner: Arc<dyn TableProvider>,
+    schema: SchemaRef,
+    timestamp_columns: Vec<usize>,
+}
+
+#[async_trait::async_trait]
+impl TableProvider for CsvTimestamps {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let input = self.inner.scan(state, projection, &[], limit).await?;
+        let input_schema = input.schema();
+        let indices: Vec<usize> = projection
+            .cloned()
+            .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+        let config = Arc::new(state.config_options().clone());
+        let exprs = indices
+            .iter()
+            .enumerate()
+            .map(|(position, &i)| {
+                let field = self.schema.field(i);
+                let column: Arc<dyn PhysicalExpr> =
+                    Arc::new(Column::new(input_schema.field(position).name(), position));
+                let expr = if self.timestamp_columns.contains(&i) {
+                    let udf = Arc::new(ScalarUDF::new_from_impl(ParseTimestamp::new(
+                        field.data_type().clone(),
+                    )));
+                    Arc::new(ScalarFunctionExpr::new(
+                        "weir_parse_timestamp",
+                        udf,
+                        vec![column],
+                        Arc::new(field.clone()),
+                        config.clone(),
+                    )) as Arc<dyn PhysicalExpr>
+                } else {
+                    column
+                };
+                ProjectionExpr {
+                    expr,
+                    alias: field.name().clone(),
+                }
+            })
+            .collect::<Vec<_>>();
+        Ok(Arc::new(ProjectionExec::try_new(exprs, input)?))
     }
 }
 

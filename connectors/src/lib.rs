@@ -21,6 +21,7 @@
 //! - [`stream`]: a stream's connector as a table and as a streaming source.
 //! - [`nexmark`]: the Nexmark generator (person, auction, bid).
 //! - [`datagen`]: rows made up from declared columns.
+//! - [`timestamps`]: a fast path for CSV timestamp text.
 //! - [`table_functions`]: `read_csv`, `read_json`, `read_parquet`.
 //! - [`error`]: this crate's error type.
 
@@ -31,6 +32,7 @@ pub mod nexmark;
 pub mod options;
 pub mod stream;
 pub mod table_functions;
+pub mod timestamps;
 
 pub use error::{ConnectorError, Result};
 pub use file::{FileFormatKind, FileSpec};
