@@ -25,6 +25,7 @@ pub fn name_output_columns(statement: &mut Statement) {
     match statement {
         Statement::Query(query) => name_query(query),
         Statement::CreateView(view) => name_query(&mut view.query),
+        Statement::Explain { statement, .. } => name_output_columns(statement),
         _ => {}
     }
 }
