@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -236,9 +236,4 @@ impl PartitionStream for Datagen {
         });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
-}
-
-/// Timestamps default to nanoseconds; a helper for callers declaring columns.
-pub fn default_time_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Nanosecond, None)
 }

@@ -301,11 +301,6 @@ pub fn interval_nanos(text: &str) -> Result<i64> {
     Ok(nanos)
 }
 
-/// Int64 helper for tests and callers.
-pub fn as_i64(array: &ArrayRef) -> Option<&PrimitiveArray<Int64Type>> {
-    array.as_primitive_opt::<Int64Type>()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
