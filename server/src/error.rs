@@ -186,23 +186,23 @@ impl ServerError {
     /// The same error with its position moved by `offset` characters (a
     /// statement's position inside a longer request).
     pub fn shifted(mut self, offset: usize) -> Self {
-        if offset == 0 {
-            return self;
+        if let Some(position) = self.position_mut() {
+            *position += offset;
         }
-        match &mut self {
+        self
+    }
+
+    /// The position field of the variants that carry one, when it is set.
+    fn position_mut(&mut self) -> Option<&mut usize> {
+        match self {
             ServerError::Syntax { position, .. }
             | ServerError::UndefinedTable { position, .. }
             | ServerError::UndefinedColumn { position, .. }
             | ServerError::UndefinedFunction { position, .. }
             | ServerError::DatatypeMismatch { position, .. }
-            | ServerError::InvalidStatement { position, .. } => {
-                if let Some(p) = position {
-                    *p += offset;
-                }
-            }
-            _ => {}
+            | ServerError::InvalidStatement { position, .. } => position.as_mut(),
+            _ => None,
         }
-        self
     }
 
     /// An internal error from any message.

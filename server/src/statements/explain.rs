@@ -8,7 +8,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::memory::MemoryStream;
 use futures::TryStreamExt;
 
 use crate::error::{Result, ServerError};
@@ -53,10 +52,5 @@ pub async fn reshape(stream: SendableRecordBatchStream) -> Result<SendableRecord
             }
         }
     }
-    let schema = schema();
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(lines))])
-        .map_err(|e| ServerError::internal(e.to_string()))?;
-    let stream = MemoryStream::try_new(vec![batch], schema, None)
-        .map_err(|e| ServerError::from_datafusion(e, None))?;
-    Ok(Box::pin(stream))
+    super::show::text_stream(schema(), vec![lines])
 }

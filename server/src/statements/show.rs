@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
 use weir_planner::catalog::CatalogEntry;
 use weir_planner::statement::{ObjectKind, TransactionOp};
@@ -21,7 +22,12 @@ fn text_schema(names: &[&str]) -> SchemaRef {
     ))
 }
 
-fn rows(schema: SchemaRef, columns: Vec<Vec<String>>) -> Result<Output> {
+/// Text columns as a one-batch stream: the rows of statements Weir answers
+/// itself (`SHOW`, `EXPLAIN`).
+pub(crate) fn text_stream(
+    schema: SchemaRef,
+    columns: Vec<Vec<String>>,
+) -> Result<SendableRecordBatchStream> {
     let arrays: Vec<ArrayRef> = columns
         .into_iter()
         .map(|c| Arc::new(StringArray::from(c)) as ArrayRef)
@@ -30,7 +36,11 @@ fn rows(schema: SchemaRef, columns: Vec<Vec<String>>) -> Result<Output> {
         .map_err(|e| ServerError::internal(e.to_string()))?;
     let stream = MemoryStream::try_new(vec![batch], schema, None)
         .map_err(|e| ServerError::from_datafusion(e, None))?;
-    Ok(Output::Rows(Box::pin(stream)))
+    Ok(Box::pin(stream))
+}
+
+fn rows(schema: SchemaRef, columns: Vec<Vec<String>>) -> Result<Output> {
+    Ok(Output::Rows(text_stream(schema, columns)?))
 }
 
 /// The columns of `SHOW name`.

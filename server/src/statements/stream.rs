@@ -434,13 +434,10 @@ pub async fn explain_materialized_view(
 ) -> Result<Output> {
     let planned = plan_view(engine, &create).await?;
     let lines: Vec<String> = planned.explain.lines().map(str::to_string).collect();
-    let schema = super::explain::schema();
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(lines))])
-        .map_err(|e| ServerError::internal(e.to_string()))?;
-    let stream =
-        datafusion::physical_plan::memory::MemoryStream::try_new(vec![batch], schema, None)
-            .map_err(|e| ServerError::from_datafusion(e, None))?;
-    Ok(Output::Rows(Box::pin(stream)))
+    Ok(Output::Rows(super::show::text_stream(
+        super::explain::schema(),
+        vec![lines],
+    )?))
 }
 
 fn live_view(engine: &Engine, name: &str) -> Result<Arc<LiveView>> {
