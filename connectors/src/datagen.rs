@@ -9,7 +9,7 @@
 //! at `rate` rows per second.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
 use datafusion::arrow::compute::cast;
@@ -221,13 +221,7 @@ impl PartitionStream for Datagen {
                     Some(rows) if first >= rows => return None,
                     Some(rows) => BATCH_ROWS.min(rows - first),
                     None => {
-                        let due = Duration::from_nanos(
-                            ((first as u128 * 1_000_000_000) / generator.rate as u128) as u64,
-                        );
-                        let elapsed = started.elapsed();
-                        if due > elapsed {
-                            tokio::time::sleep(due - elapsed).await;
-                        }
+                        crate::stream::pace(started, first, generator.rate).await;
                         BATCH_ROWS.min(generator.rate)
                     }
                 };

@@ -10,7 +10,7 @@
 //! hot bidders.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray, TimestampNanosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -367,14 +367,7 @@ impl PartitionStream for NexmarkPartition {
                     .take_while(|n| generator.rows.is_none_or(|rows| *n < rows))
                     .collect();
                 if generator.rows.is_none() {
-                    // Unbounded: keep to `rate` events per wall-clock second.
-                    let due = Duration::from_nanos(
-                        ((first as u128 * 1_000_000_000) / generator.rate as u128) as u64,
-                    );
-                    let elapsed = started.elapsed();
-                    if due > elapsed {
-                        tokio::time::sleep(due - elapsed).await;
-                    }
+                    crate::stream::pace(started, first, generator.rate).await;
                 }
                 let batch = generator.batch(&ids);
                 Some((Ok(batch), k + ids.len() as u64))

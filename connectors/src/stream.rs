@@ -65,10 +65,11 @@ impl StreamConnector {
             }
             nexmark::CONNECTOR => {
                 let generator = Nexmark::from_options(options)?;
-                let table = Arc::new(
-                    StreamingTable::try_new(generator.schema(), generator.partitions())?
-                        .with_infinite_table(!generator.bounded()),
-                );
+                let table = generator_table(
+                    generator.schema(),
+                    generator.partitions(),
+                    generator.bounded(),
+                )?;
                 Self {
                     name: connector,
                     table,
@@ -84,10 +85,11 @@ impl StreamConnector {
                     reason: "a datagen stream needs a column list".into(),
                 })?;
                 let generator = Datagen::from_options(schema, options)?;
-                let table = Arc::new(
-                    StreamingTable::try_new(generator.schema(), generator.partitions())?
-                        .with_infinite_table(!generator.bounded()),
-                );
+                let table = generator_table(
+                    generator.schema(),
+                    generator.partitions(),
+                    generator.bounded(),
+                )?;
                 Self {
                     name: connector,
                     table,
@@ -133,6 +135,28 @@ impl StreamConnector {
             bounded: self.bounded,
             description: self.description.clone(),
         }))
+    }
+}
+
+/// A generator's partitions as a table (unbounded ones flagged infinite).
+fn generator_table(
+    schema: SchemaRef,
+    partitions: Vec<Arc<dyn datafusion::physical_plan::streaming::PartitionStream>>,
+    bounded: bool,
+) -> Result<Arc<dyn TableProvider>> {
+    Ok(Arc::new(
+        StreamingTable::try_new(schema, partitions)?.with_infinite_table(!bounded),
+    ))
+}
+
+/// Keep an unbounded generator to `rate` rows per wall-clock second: wait
+/// until row `emitted` is due, counted from `started`.
+pub(crate) async fn pace(started: std::time::Instant, emitted: u64, rate: u64) {
+    let due =
+        std::time::Duration::from_nanos(((emitted as u128 * 1_000_000_000) / rate as u128) as u64);
+    let elapsed = started.elapsed();
+    if due > elapsed {
+        tokio::time::sleep(due - elapsed).await;
     }
 }
 
