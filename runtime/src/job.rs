@@ -294,18 +294,34 @@ async fn run_source(
         // late (or not) exactly as it would be with one watermark per row.
         // Rows in order cost nothing extra. Large batches are also cut every
         // CHUNK_ROWS rows so watermarks keep flowing.
-        let cuts = late_cuts(&batch, &plan, max_time)?;
+        // Event times once per batch, in nanoseconds, for both the cuts and
+        // each chunk's maximum.
+        let times = match plan.event_time {
+            Some(event_time) => Some(timestamps_as_nanos(batch.column(event_time.column))?),
+            None => None,
+        };
+        let cuts = match (&times, plan.event_time) {
+            (Some(times), Some(event_time)) => late_cuts(times, event_time.delay, max_time),
+            _ => Vec::new(),
+        };
         let mut offset = 0;
         for end in cuts.into_iter().chain(std::iter::once(batch.num_rows())) {
             while offset < end {
-                let chunk = batch.slice(offset, CHUNK_ROWS.min(end - offset));
-                offset += chunk.num_rows();
+                let len = CHUNK_ROWS.min(end - offset);
+                let chunk = batch.slice(offset, len);
+                if let Some(max) = times
+                    .as_ref()
+                    .and_then(|t| datafusion::arrow::compute::max(&t.slice(offset, len)))
+                {
+                    max_time = max_time.max(max);
+                }
+                offset += len;
                 if send_chunk(
                     partition,
                     chunk,
                     &plan,
                     &outputs,
-                    &mut max_time,
+                    max_time,
                     &mut sent_watermark,
                 )
                 .await?
@@ -326,20 +342,20 @@ const CHUNK_ROWS: usize = 8192;
 
 /// Row indices of `batch` before which the watermark must be brought up to
 /// date: rows behind the watermark their predecessors set.
-fn late_cuts(batch: &RecordBatch, plan: &StreamPlan, mut max_time: i64) -> Result<Vec<usize>> {
-    let Some(event_time) = plan.event_time else {
-        return Ok(Vec::new());
-    };
-    let times = timestamps_as_nanos(batch.column(event_time.column))?;
+fn late_cuts(
+    times: &datafusion::arrow::array::TimestampNanosecondArray,
+    delay: i64,
+    mut max_time: i64,
+) -> Vec<usize> {
     let mut cuts = Vec::new();
     for (i, t) in times.iter().enumerate() {
         let Some(t) = t else { continue };
-        if max_time > i64::MIN && t < max_time.saturating_sub(event_time.delay) && i > 0 {
+        if max_time > i64::MIN && t < max_time.saturating_sub(delay) && i > 0 {
             cuts.push(i);
         }
         max_time = max_time.max(t);
     }
-    Ok(cuts)
+    cuts
 }
 
 async fn send_chunk(
@@ -347,49 +363,28 @@ async fn send_chunk(
     batch: RecordBatch,
     plan: &StreamPlan,
     outputs: &[mpsc::Sender<Tagged>],
-    max_time: &mut i64,
+    max_time: i64,
     sent_watermark: &mut i64,
 ) -> Result<std::ops::ControlFlow<()>> {
     use std::ops::ControlFlow;
     let workers = outputs.len();
-    {
-        if let Some(event_time) = plan.event_time {
-            let times = timestamps_as_nanos(batch.column(event_time.column))?;
-            if let Some(max) = datafusion::arrow::compute::max(&times) {
-                *max_time = (*max_time).max(max);
-            }
-        }
-        if let Some(batch) = stateless::apply(&plan.before, batch)? {
-            match &plan.aggregate {
-                Some(spec) => {
-                    let keys = spec
-                        .partition_keys
-                        .iter()
-                        .map(|&k| spec.group[k].evaluate(&batch)?.into_array(batch.num_rows()))
-                        .collect::<Result<Vec<_>>>()?;
-                    for (w, part) in exchange::partition(&batch, &keys, workers)?
-                        .into_iter()
-                        .enumerate()
-                    {
-                        if let Some(part) = part
-                            && outputs[w]
-                                .send(Tagged {
-                                    input: partition,
-                                    message: Message::Batch(part),
-                                })
-                                .await
-                                .is_err()
-                        {
-                            return Ok(ControlFlow::Break(()));
-                        }
-                    }
-                }
-                None => {
-                    if let Some(out) = stateless::apply(&plan.after, batch)?
-                        && outputs[0]
+    if let Some(batch) = stateless::apply(&plan.before, batch)? {
+        match &plan.aggregate {
+            Some(spec) => {
+                let keys = spec
+                    .partition_keys
+                    .iter()
+                    .map(|&k| spec.group[k].evaluate(&batch)?.into_array(batch.num_rows()))
+                    .collect::<Result<Vec<_>>>()?;
+                for (w, part) in exchange::partition(&batch, &keys, workers)?
+                    .into_iter()
+                    .enumerate()
+                {
+                    if let Some(part) = part
+                        && outputs[w]
                             .send(Tagged {
                                 input: partition,
-                                message: Message::Batch(out),
+                                message: Message::Batch(part),
                             })
                             .await
                             .is_err()
@@ -398,13 +393,26 @@ async fn send_chunk(
                     }
                 }
             }
-        }
-        if let Some(event_time) = plan.event_time {
-            let watermark = max_time.saturating_sub(event_time.delay);
-            if *max_time > i64::MIN && watermark > *sent_watermark {
-                *sent_watermark = watermark;
-                send_all(outputs, partition, Message::Watermark(watermark)).await;
+            None => {
+                if let Some(out) = stateless::apply(&plan.after, batch)?
+                    && outputs[0]
+                        .send(Tagged {
+                            input: partition,
+                            message: Message::Batch(out),
+                        })
+                        .await
+                        .is_err()
+                {
+                    return Ok(ControlFlow::Break(()));
+                }
             }
+        }
+    }
+    if let Some(event_time) = plan.event_time {
+        let watermark = max_time.saturating_sub(event_time.delay);
+        if max_time > i64::MIN && watermark > *sent_watermark {
+            *sent_watermark = watermark;
+            send_all(outputs, partition, Message::Watermark(watermark)).await;
         }
     }
     Ok(ControlFlow::Continue(()))
