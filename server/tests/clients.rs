@@ -12,25 +12,6 @@ use std::process::Command;
 
 use common::WeirProcess;
 
-fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-fn have(program: &str, probe: &[&str]) -> bool {
-    let found = Command::new(program)
-        .args(probe)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            !required(),
-            "{program} is required under CI but is not installed"
-        );
-        eprintln!("skipped: {program} is not installed");
-    }
-    found
-}
-
 async fn server_with_tables(dir: &Path) -> WeirProcess {
     let server = WeirProcess::start(dir);
     let client = common::connect(&server).await;
@@ -78,7 +59,7 @@ fn assert_contains(what: &str, output: &str, expected: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_meta_commands() {
-    if !have("psql", &["--version"]) {
+    if !common::have("psql", &["--version"]) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -141,7 +122,7 @@ async fn python_clients() {
         .is_ok_and(|o| o.status.success());
     if !probe {
         assert!(
-            !required(),
+            !common::required(),
             "psycopg, SQLAlchemy and pandas are required under CI"
         );
         eprintln!("skipped: psycopg / SQLAlchemy / pandas are not installed");
@@ -166,12 +147,12 @@ async fn python_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_postgres() {
     let node_dir = common::sql_tests_dir().join("clients/node");
-    if !have("node", &["--version"]) {
+    if !common::have("node", &["--version"]) {
         return;
     }
     if !node_dir.join("node_modules/pg").exists() {
         assert!(
-            !required(),
+            !common::required(),
             "node_modules/pg is required under CI (npm ci in sql-tests/clients/node)"
         );
         eprintln!("skipped: run `npm ci` in sql-tests/clients/node");
@@ -198,11 +179,11 @@ async fn node_postgres() {
 async fn pgjdbc() {
     let jar = std::env::var("WEIR_TEST_PGJDBC")
         .unwrap_or_else(|_| "/usr/share/java/postgresql.jar".to_string());
-    if !have("java", &["-version"]) {
+    if !common::have("java", &["-version"]) {
         return;
     }
     if !Path::new(&jar).exists() {
-        assert!(!required(), "pgjdbc ({jar}) is required under CI");
+        assert!(!common::required(), "pgjdbc ({jar}) is required under CI");
         eprintln!("skipped: pgjdbc is not installed (Debian: libpostgresql-jdbc-java)");
         return;
     }

@@ -119,3 +119,25 @@ pub async fn http_get(port: u16, path: &str) -> String {
     stream.read_to_string(&mut response).await.expect("read");
     response
 }
+
+/// Under CI (`CI=true`) every client the tests use must be installed.
+pub fn required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Is `program` installed (does `program probe...` succeed)? Missing is a
+/// skip locally and a failure under CI.
+pub fn have(program: &str, probe: &[&str]) -> bool {
+    let found = Command::new(program)
+        .args(probe)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            !required(),
+            "{program} is required under CI but is not installed"
+        );
+        eprintln!("skipped: {program} is not installed");
+    }
+    found
+}
