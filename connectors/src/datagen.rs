@@ -21,6 +21,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 
 use crate::error::{ConnectorError, Result};
 use crate::options::ConnectorOptions;
+use crate::stream::SeekablePartition;
 
 /// The connector's name.
 pub const CONNECTOR: &str = "datagen";
@@ -122,7 +123,7 @@ impl Datagen {
     }
 
     /// One partition.
-    pub fn partitions(&self) -> Vec<Arc<dyn PartitionStream>> {
+    pub fn partitions(&self) -> Vec<Arc<dyn SeekablePartition>> {
         vec![Arc::new(self.clone())]
     }
 
@@ -212,16 +213,22 @@ impl PartitionStream for Datagen {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        self.execute_from(0)
+    }
+}
+
+impl SeekablePartition for Datagen {
+    fn execute_from(&self, from: u64) -> SendableRecordBatchStream {
         let generator = self.clone();
         let started = Instant::now();
-        let stream = futures::stream::unfold(0u64, move |first| {
+        let stream = futures::stream::unfold(from, move |first| {
             let generator = generator.clone();
             async move {
                 let count = match generator.rows {
                     Some(rows) if first >= rows => return None,
                     Some(rows) => BATCH_ROWS.min(rows - first),
                     None => {
-                        crate::stream::pace(started, first, generator.rate).await;
+                        crate::stream::pace(started, first - from, generator.rate).await;
                         BATCH_ROWS.min(generator.rate)
                     }
                 };

@@ -21,6 +21,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 
 use crate::error::{ConnectorError, Result};
 use crate::options::ConnectorOptions;
+use crate::stream::SeekablePartition;
 
 /// The connector's name.
 pub const CONNECTOR: &str = "nexmark";
@@ -106,13 +107,13 @@ impl Nexmark {
     }
 
     /// One partition stream per partition.
-    pub fn partitions(&self) -> Vec<Arc<dyn PartitionStream>> {
+    pub fn partitions(&self) -> Vec<Arc<dyn SeekablePartition>> {
         (0..self.partitions)
             .map(|p| {
                 Arc::new(NexmarkPartition {
                     generator: self.clone(),
                     partition: p as u64,
-                }) as Arc<dyn PartitionStream>
+                }) as Arc<dyn SeekablePartition>
             })
             .collect()
     }
@@ -348,12 +349,21 @@ impl PartitionStream for NexmarkPartition {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        self.execute_from(0)
+    }
+}
+
+impl SeekablePartition for NexmarkPartition {
+    fn execute_from(&self, from: u64) -> SendableRecordBatchStream {
         let generator = self.generator.clone();
         let parts = generator.partitions as u64;
         let partition = self.partition;
         let started = Instant::now();
-        // Partition p generates events p, p + P, p + 2P, ...
-        let stream = futures::stream::unfold(0u64, move |k| {
+        // Events due since the (re)start, for pacing.
+        let skipped = from * parts;
+        // Partition p generates events p, p + P, p + 2P, ...; the k-th of
+        // them is its row k, so starting at row `from` is a seek.
+        let stream = futures::stream::unfold(from, move |k| {
             let generator = generator.clone();
             async move {
                 let first = partition + k * parts;
@@ -367,7 +377,8 @@ impl PartitionStream for NexmarkPartition {
                     .take_while(|n| generator.rows.is_none_or(|rows| *n < rows))
                     .collect();
                 if generator.rows.is_none() {
-                    crate::stream::pace(started, first, generator.rate).await;
+                    crate::stream::pace(started, first.saturating_sub(skipped), generator.rate)
+                        .await;
                 }
                 let batch = generator.batch(&ids);
                 Some((Ok(batch), k + ids.len() as u64))

@@ -14,6 +14,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use futures::StreamExt;
 use weir_runtime::source::{Source, SourcePosition, SourceReader};
@@ -34,6 +35,16 @@ pub struct StreamConnector {
     /// `date_time`), used when the stream declares no watermark.
     default_time_column: Option<String>,
     description: String,
+    /// A generator's partitions, which start at any row (a file's are
+    /// reopened and skipped instead).
+    generator: Option<Vec<Arc<dyn SeekablePartition>>>,
+}
+
+/// A generator's partition that can start at any row: rows are a pure
+/// function of their number, so a restored job seeks instead of replaying.
+pub trait SeekablePartition: PartitionStream {
+    /// The partition's rows from row `from` on.
+    fn execute_from(&self, from: u64) -> SendableRecordBatchStream;
 }
 
 impl StreamConnector {
@@ -61,21 +72,20 @@ impl StreamConnector {
                     bounded: true,
                     default_time_column: None,
                     description,
+                    generator: None,
                 }
             }
             nexmark::CONNECTOR => {
                 let generator = Nexmark::from_options(options)?;
-                let table = generator_table(
-                    generator.schema(),
-                    generator.partitions(),
-                    generator.bounded(),
-                )?;
+                let partitions = generator.partitions();
+                let table = generator_table(generator.schema(), &partitions, generator.bounded())?;
                 Self {
                     name: connector,
                     table,
                     bounded: generator.bounded(),
                     default_time_column: Some(generator.time_column().to_string()),
                     description: "nexmark generator".to_string(),
+                    generator: Some(partitions),
                 }
             }
             crate::datagen::CONNECTOR => {
@@ -85,17 +95,15 @@ impl StreamConnector {
                     reason: "a datagen stream needs a column list".into(),
                 })?;
                 let generator = Datagen::from_options(schema, options)?;
-                let table = generator_table(
-                    generator.schema(),
-                    generator.partitions(),
-                    generator.bounded(),
-                )?;
+                let partitions = generator.partitions();
+                let table = generator_table(generator.schema(), &partitions, generator.bounded())?;
                 Self {
                     name: connector,
                     table,
                     bounded: generator.bounded(),
                     default_time_column: None,
                     description: "datagen generator".to_string(),
+                    generator: Some(partitions),
                 }
             }
             other => return Err(ConnectorError::UnknownConnector(other.to_string())),
@@ -126,6 +134,14 @@ impl StreamConnector {
 
     /// A streaming source over the stream's rows.
     pub async fn source(&self, state: &dyn Session) -> Result<Arc<dyn Source>> {
+        if let Some(partitions) = &self.generator {
+            return Ok(Arc::new(GeneratorSource {
+                schema: self.schema(),
+                partitions: partitions.clone(),
+                bounded: self.bounded,
+                description: self.description.clone(),
+            }));
+        }
         let plan = self.table.scan(state, None, &[], None).await?;
         Ok(Arc::new(PlanSource {
             schema: self.schema(),
@@ -141,12 +157,60 @@ impl StreamConnector {
 /// A generator's partitions as a table (unbounded ones flagged infinite).
 fn generator_table(
     schema: SchemaRef,
-    partitions: Vec<Arc<dyn datafusion::physical_plan::streaming::PartitionStream>>,
+    partitions: &[Arc<dyn SeekablePartition>],
     bounded: bool,
 ) -> Result<Arc<dyn TableProvider>> {
+    let partitions = partitions
+        .iter()
+        .map(|p| p.clone() as Arc<dyn PartitionStream>)
+        .collect();
     Ok(Arc::new(
         StreamingTable::try_new(schema, partitions)?.with_infinite_table(!bounded),
     ))
+}
+
+/// A generator as a source: each partition starts where it is asked to.
+#[derive(Debug)]
+struct GeneratorSource {
+    schema: SchemaRef,
+    partitions: Vec<Arc<dyn SeekablePartition>>,
+    bounded: bool,
+    description: String,
+}
+
+impl Source for GeneratorSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn partitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    fn bounded(&self) -> bool {
+        self.bounded
+    }
+
+    fn open(
+        &self,
+        partition: usize,
+        from: Option<SourcePosition>,
+    ) -> datafusion::common::Result<Box<dyn SourceReader>> {
+        let from = from.map_or(0, |p| p.0);
+        Ok(Box::new(PlanReader {
+            stream: self.partitions[partition].execute_from(from),
+            skip: 0,
+            read: from,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}, {} partition(s)",
+            self.description,
+            self.partitions.len()
+        )
+    }
 }
 
 /// Keep an unbounded generator to `rate` rows per wall-clock second: wait

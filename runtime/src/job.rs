@@ -11,13 +11,21 @@
 //! - Watermarks: a task's input watermark is the minimum over its inputs; an
 //!   input that ended counts as `+inf`. An operator emits what a watermark
 //!   closes before forwarding the watermark.
-//! - Barriers (`FLUSH` today, checkpoints next): a source injects
-//!   `Barrier(epoch)` between two batches. A task with several inputs holds
-//!   back every input that delivered the barrier until all have (ended inputs
-//!   count as delivered), then forwards it once. When the sink has it from
-//!   all its inputs, everything read before the barrier is in the view.
+//! - Barriers (checkpoints and `FLUSH`): a source injects `Barrier(epoch)`
+//!   between two batches, for every epoch in order (none is skipped, so
+//!   all inputs of a task deliver the same epochs), after reporting its
+//!   position. A task with several inputs holds back every input that
+//!   delivered the barrier until all have (ended inputs count as
+//!   delivered), then snapshots its state and forwards the barrier once.
+//!   When the sink has it from all its inputs, everything read before the
+//!   barrier is in the view, and the view's state is snapshotted too.
+//! - A checkpoint is complete when the coordinator has every report of its
+//!   epoch (`checkpoint::Coordinator`); restoring gives each task the state
+//!   it had at that barrier: sources their position, largest event time and
+//!   last watermark; workers their keyed state and their inputs'
+//!   watermarks (the sources' at the barrier); the sink the view.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -27,12 +35,16 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
+use crate::checkpoint::{
+    CheckpointMetrics, Coordinator, JobStore, Report, Restored, SourceState, StateWrite, Written,
+};
 use crate::executor::Executor;
 use crate::message::{Barrier, Message};
 use crate::metrics::{JobLabels, RuntimeMetrics};
 use crate::operators::aggregate::AggregateOperator;
 use crate::operators::{exchange, stateless};
 use crate::plan::StreamPlan;
+use crate::source::SourcePosition;
 use crate::windows::timestamps_as_nanos;
 
 /// Batches in flight per channel.
@@ -42,6 +54,40 @@ const CHANNEL_CAPACITY: usize = 8;
 pub trait Sink: Send + Sync {
     /// Apply one batch (with the op column when the plan is a changelog).
     fn apply(&self, batch: RecordBatch) -> Result<()>;
+
+    /// The job checkpoints: keep track of what changes from now on.
+    fn enable_checkpoints(&self) {}
+
+    /// At the barrier of `epoch`: what the checkpoint must hold of this
+    /// sink, per named part (state to write, output files to commit).
+    fn snapshot(&self, _epoch: u64) -> Result<Vec<(String, StateWrite)>> {
+        Ok(Vec::new())
+    }
+
+    /// Before the job runs: the state a checkpoint kept, per part.
+    fn restore(&self, _state: &BTreeMap<String, Vec<(String, RecordBatch)>>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The checkpoint holding the last snapshot is complete (or there are no
+    /// checkpoints): make `pending` output visible. Idempotent: recovery
+    /// commits the latest checkpoint's output again.
+    fn commit(&self, _pending: &BTreeMap<String, Vec<String>>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// How a job checkpoints, and what it restores from.
+#[derive(Default)]
+pub struct Checkpointing {
+    /// Where its checkpoints go (`None`: no checkpoints).
+    pub store: Option<JobStore>,
+    /// The checkpoint to start from.
+    pub restored: Option<Restored>,
+    /// The job's query, recorded in its manifests.
+    pub plan: String,
+    /// Checkpoint metrics.
+    pub metrics: CheckpointMetrics,
 }
 
 /// What a job has done so far.
@@ -59,7 +105,7 @@ pub struct Progress {
 pub struct JobHandle {
     bounded: bool,
     progress: watch::Receiver<Progress>,
-    flush: watch::Sender<u64>,
+    flush: Arc<watch::Sender<u64>>,
     tasks: Vec<tokio::task::AbortHandle>,
 }
 
@@ -81,8 +127,11 @@ impl JobHandle {
         if self.bounded {
             return self.finished().await;
         }
-        let epoch = *self.flush.borrow() + 1;
-        self.flush.send_replace(epoch);
+        let mut epoch = 0;
+        self.flush.send_modify(|e| {
+            *e += 1;
+            epoch = *e;
+        });
         let mut progress = self.progress.clone();
         loop {
             {
@@ -138,64 +187,152 @@ struct Tagged {
     message: Message,
 }
 
-/// Start `plan` on the executor's workers, writing to `sink`.
+/// Start `plan` on the executor's workers, writing to `sink`, from the
+/// restored checkpoint if there is one.
 pub fn start(
     name: &str,
     plan: StreamPlan,
     sink: Arc<dyn Sink>,
     executor: &Executor,
     metrics: &RuntimeMetrics,
+    checkpointing: Checkpointing,
 ) -> Result<JobHandle> {
     let (progress_tx, progress) = watch::channel(Progress::default());
     let progress_tx = Arc::new(progress_tx);
-    let (flush, flush_rx) = watch::channel(0u64);
     let partitions = plan.source.partitions().max(1);
     let workers = if plan.aggregate.is_some() {
         plan.parallelism.max(1)
     } else {
         0
     };
-    let sink_inputs = if workers > 0 { workers } else { partitions };
-    let (sink_tx, sink_rx) = mpsc::channel::<Tagged>(CHANNEL_CAPACITY * sink_inputs);
+    let Checkpointing {
+        store,
+        restored,
+        plan: plan_text,
+        metrics: checkpoint_metrics,
+    } = checkpointing;
+    if store.is_some() {
+        sink.enable_checkpoints();
+    }
+    let restored_epoch = restored.as_ref().map_or(0, |r| r.manifest.epoch);
+    let flush = Arc::new(watch::channel(restored_epoch).0);
+    let (report_tx, report_rx) = mpsc::unbounded_channel::<Report>();
     let job = JobLabels {
         job: name.to_string(),
     };
+    let mut sources: Vec<Option<SourceState>> = vec![None; partitions];
+    let mut operator_state: Vec<(String, RecordBatch)> = Vec::new();
+    let mut operator_watermark = i64::MIN;
+    if let Some(restored) = restored.as_ref() {
+        sink.restore(&restored.sinks)?;
+        // Output the checkpoint made visible may not have been renamed into
+        // place before the crash.
+        sink.commit(
+            &restored
+                .manifest
+                .sinks
+                .iter()
+                .map(|(k, v)| (k.clone(), v.pending.clone()))
+                .collect(),
+        )?;
+        for (p, state) in restored.manifest.sources.iter().enumerate() {
+            if p < partitions {
+                sources[p] = Some(*state);
+            }
+        }
+        for (o, chunks) in restored.manifest.operators.iter().zip(&restored.operators) {
+            operator_watermark = operator_watermark.max(o.watermark);
+            operator_state.extend(chunks.iter().cloned());
+        }
+        if restored.manifest.finished {
+            progress_tx.send_modify(|p| p.finished = true);
+            return Ok(JobHandle {
+                bounded: true,
+                progress,
+                flush,
+                tasks: Vec::new(),
+            });
+        }
+    }
+    let sink_inputs = if workers > 0 { workers } else { partitions };
+    let (sink_tx, sink_rx) = mpsc::channel::<Tagged>(CHANNEL_CAPACITY * sink_inputs);
     let mut tasks = Vec::new();
 
+    tasks.push(
+        executor.spawn(
+            Coordinator {
+                store: store.clone(),
+                plan: plan_text,
+                partitions,
+                workers,
+                last: restored.map(|r| r.manifest),
+                epochs: flush.clone(),
+                sink: sink.clone(),
+                progress: progress_tx.clone(),
+                metrics: checkpoint_metrics,
+                labels: job.clone(),
+            }
+            .run(report_rx),
+        ),
+    );
     tasks.push(executor.spawn(run_sink(
         sink_rx,
         sink_inputs,
         sink,
+        store.clone(),
+        report_tx.clone(),
         progress_tx.clone(),
         metrics.rows_out.get_or_create(&job).clone(),
     )));
 
+    // What each worker's inputs had sent at the barrier: the sources'
+    // last watermarks (an ended source's is +inf).
+    let input_watermarks: Vec<i64> = sources
+        .iter()
+        .map(|s| match s {
+            Some(s) if s.ended => i64::MAX,
+            Some(s) => s.watermark,
+            None => i64::MIN,
+        })
+        .collect();
     let mut worker_txs = Vec::new();
     if let Some(spec) = &plan.aggregate {
         let input_schema = plan_input_schema(&plan);
         for w in 0..workers {
             let (tx, rx) = mpsc::channel::<Tagged>(CHANNEL_CAPACITY * partitions);
             worker_txs.push(tx);
-            let operator = AggregateOperator::new(
+            let mut operator = AggregateOperator::new(
                 spec.clone(),
                 &input_schema,
                 metrics.late(&plan.stream_name),
             )?;
+            if store.is_some() {
+                operator.enable_checkpoints();
+            }
+            if sources.iter().any(Option::is_some) {
+                operator.restore(operator_watermark, &operator_state, w, workers)?;
+            }
             tasks.push(executor.spawn(fail_on_error(
                 run_worker(
-                    w,
+                    Worker {
+                        index: w,
+                        operator,
+                        after: plan.after.clone(),
+                        store: store.clone(),
+                        reports: report_tx.clone(),
+                    },
                     rx,
-                    partitions,
-                    operator,
-                    plan.after.clone(),
+                    input_watermarks.clone(),
                     sink_tx.clone(),
                 ),
                 progress_tx.clone(),
             )));
         }
     }
-    for p in 0..partitions {
-        let reader = plan.source.open(p, None)?;
+    for (p, restored) in sources.into_iter().enumerate() {
+        let reader = plan
+            .source
+            .open(p, restored.map(|s| SourcePosition(s.position)))?;
         let outputs = if workers > 0 {
             worker_txs.clone()
         } else {
@@ -203,11 +340,15 @@ pub fn start(
         };
         tasks.push(executor.spawn(fail_on_error(
             run_source(
-                p,
-                reader,
-                plan.clone(),
-                outputs,
-                flush_rx.clone(),
+                SourceTask {
+                    partition: p,
+                    reader,
+                    plan: plan.clone(),
+                    outputs,
+                    epochs: flush.subscribe(),
+                    reports: report_tx.clone(),
+                    restored,
+                },
                 metrics.rows_in.get_or_create(&job).clone(),
             ),
             progress_tx.clone(),
@@ -259,26 +400,52 @@ async fn send_all(outputs: &[mpsc::Sender<Tagged>], input: usize, message: Messa
     }
 }
 
-async fn run_source(
+struct SourceTask {
     partition: usize,
-    mut reader: Box<dyn crate::source::SourceReader>,
+    reader: Box<dyn crate::source::SourceReader>,
     plan: StreamPlan,
     outputs: Vec<mpsc::Sender<Tagged>>,
-    mut flush: watch::Receiver<u64>,
-    rows_in: Counter,
-) -> Result<()> {
-    let mut max_time = i64::MIN;
-    let mut sent_watermark = i64::MIN;
+    epochs: watch::Receiver<u64>,
+    reports: mpsc::UnboundedSender<Report>,
+    restored: Option<SourceState>,
+}
+
+async fn run_source(task: SourceTask, rows_in: Counter) -> Result<()> {
+    let SourceTask {
+        partition,
+        mut reader,
+        plan,
+        outputs,
+        epochs: mut flush,
+        reports,
+        restored,
+    } = task;
+    let mut max_time = restored.map_or(i64::MIN, |s| s.max_time);
+    let mut sent_watermark = restored.map_or(i64::MIN, |s| s.watermark);
     let mut sent_barrier = *flush.borrow_and_update();
+    let state =
+        |reader: &dyn crate::source::SourceReader, max_time, watermark, ended| SourceState {
+            position: reader.position().0,
+            max_time,
+            watermark,
+            ended,
+        };
     loop {
         let item = tokio::select! {
             biased;
             changed = flush.changed() => {
                 if changed.is_ok() {
                     let epoch = *flush.borrow_and_update();
-                    if epoch > sent_barrier {
-                        sent_barrier = epoch;
-                        send_all(&outputs, partition, Message::Barrier(Barrier { epoch })).await;
+                    // Every epoch, in order: each task sees the same barriers
+                    // from all its inputs.
+                    while sent_barrier < epoch {
+                        sent_barrier += 1;
+                        let _ = reports.send(Report::Source {
+                            partition,
+                            epoch: sent_barrier,
+                            state: state(reader.as_ref(), max_time, sent_watermark, false),
+                        });
+                        send_all(&outputs, partition, Message::Barrier(Barrier { epoch: sent_barrier })).await;
                     }
                 }
                 continue;
@@ -333,6 +500,10 @@ async fn run_source(
         }
     }
     debug!(partition, "source partition ended");
+    let _ = reports.send(Report::SourceEnded {
+        partition,
+        state: state(reader.as_ref(), max_time, sent_watermark, true),
+    });
     send_all(&outputs, partition, Message::END_OF_INPUT).await;
     Ok(())
 }
@@ -435,9 +606,15 @@ enum Event {
 
 impl Inputs {
     fn new(n: usize) -> Self {
+        Self::restored(vec![i64::MIN; n])
+    }
+
+    /// Inputs whose watermarks were `watermarks` at a checkpoint.
+    fn restored(watermarks: Vec<i64>) -> Self {
+        let n = watermarks.len();
         Self {
-            watermarks: vec![i64::MIN; n],
-            watermark: i64::MIN,
+            watermark: watermarks.iter().copied().min().unwrap_or(i64::MIN),
+            watermarks,
             barrier: None,
             arrived: vec![false; n],
             held: vec![VecDeque::new(); n],
@@ -493,35 +670,78 @@ impl Inputs {
     }
 }
 
-async fn run_worker(
-    worker: usize,
-    mut rx: mpsc::Receiver<Tagged>,
-    inputs: usize,
-    mut operator: AggregateOperator,
+struct Worker {
+    index: usize,
+    operator: AggregateOperator,
     after: Vec<crate::plan::StatelessOp>,
+    store: Option<JobStore>,
+    reports: mpsc::UnboundedSender<Report>,
+}
+
+impl Worker {
+    /// At a barrier: snapshot the state now (the operator goes on at once),
+    /// write it in the background, and report when it is stored.
+    fn checkpoint(&mut self, epoch: u64) -> Result<()> {
+        let worker = self.index;
+        let watermark = self.operator.watermark();
+        let Some(store) = self.store.clone() else {
+            let _ = self.reports.send(Report::Operator {
+                worker,
+                epoch,
+                watermark,
+                written: Ok(Written::default()),
+            });
+            return Ok(());
+        };
+        let write = self.operator.snapshot(epoch)?;
+        let reports = self.reports.clone();
+        tokio::spawn(async move {
+            let written = store.write(epoch, &format!("w{worker}"), write).await;
+            let _ = reports.send(Report::Operator {
+                worker,
+                epoch,
+                watermark,
+                written,
+            });
+        });
+        Ok(())
+    }
+}
+
+async fn run_worker(
+    mut worker: Worker,
+    mut rx: mpsc::Receiver<Tagged>,
+    input_watermarks: Vec<i64>,
     sink: mpsc::Sender<Tagged>,
 ) -> Result<()> {
-    let mut align = Inputs::new(inputs);
+    let mut align = Inputs::restored(input_watermarks);
     let mut events = Vec::new();
-    let changelog = operator.is_changelog();
+    let changelog = worker.operator.is_changelog();
+    let index = worker.index;
     while let Some(Tagged { input, message }) = rx.recv().await {
         align.offer(input, message, &mut events);
         for event in events.drain(..) {
             let (outputs, forward) = match event {
-                Event::Batch(batch) => (operator.on_batch(&batch)?, None),
-                Event::Watermark(t) => (operator.on_watermark(t)?, Some(Message::Watermark(t))),
-                Event::Barrier(epoch) => (Vec::new(), Some(Message::Barrier(Barrier { epoch }))),
+                Event::Batch(batch) => (worker.operator.on_batch(&batch)?, None),
+                Event::Watermark(t) => (
+                    worker.operator.on_watermark(t)?,
+                    Some(Message::Watermark(t)),
+                ),
+                Event::Barrier(epoch) => {
+                    worker.checkpoint(epoch)?;
+                    (Vec::new(), Some(Message::Barrier(Barrier { epoch })))
+                }
             };
             for batch in outputs {
                 let out = if changelog {
-                    stateless::apply_changelog(&after, batch)?
+                    stateless::apply_changelog(&worker.after, batch)?
                 } else {
-                    stateless::apply(&after, batch)?
+                    stateless::apply(&worker.after, batch)?
                 };
                 if let Some(out) = out
                     && sink
                         .send(Tagged {
-                            input: worker,
+                            input: index,
                             message: Message::Batch(out),
                         })
                         .await
@@ -533,7 +753,7 @@ async fn run_worker(
             if let Some(message) = forward
                 && sink
                     .send(Tagged {
-                        input: worker,
+                        input: index,
                         message,
                     })
                     .await
@@ -549,15 +769,52 @@ async fn run_worker(
     Ok(())
 }
 
+/// A snapshot of the sink, on its way to the store.
+type SinkSnapshot = (Option<u64>, u64, Result<Vec<(String, StateWrite)>>);
+
+/// Writes the sink's snapshots one after the other, so the coordinator gets
+/// the sink's reports in barrier order (the final one last).
+async fn write_sink_snapshots(
+    mut snapshots: mpsc::UnboundedReceiver<SinkSnapshot>,
+    store: Option<JobStore>,
+    reports: mpsc::UnboundedSender<Report>,
+) {
+    while let Some((epoch, label, parts)) = snapshots.recv().await {
+        let written = async {
+            let mut written = Vec::new();
+            for (name, write) in parts? {
+                written.push((
+                    name.clone(),
+                    match &store {
+                        Some(store) => store.write(label, &format!("s-{name}"), write).await?,
+                        None => Written {
+                            pending: write.pending,
+                            ..Default::default()
+                        },
+                    },
+                ));
+            }
+            Ok(written)
+        }
+        .await;
+        let _ = reports.send(Report::Sink { epoch, written });
+    }
+}
+
 async fn run_sink(
     mut rx: mpsc::Receiver<Tagged>,
     inputs: usize,
     sink: Arc<dyn Sink>,
+    store: Option<JobStore>,
+    reports: mpsc::UnboundedSender<Report>,
     progress: Arc<watch::Sender<Progress>>,
     rows_out: Counter,
 ) {
     let mut align = Inputs::new(inputs);
     let mut events = Vec::new();
+    let mut last_epoch = 0;
+    let (snapshots, snapshots_rx) = mpsc::unbounded_channel();
+    tokio::spawn(write_sink_snapshots(snapshots_rx, store, reports));
     while let Some(Tagged { input, message }) = rx.recv().await {
         align.offer(input, message, &mut events);
         for event in events.drain(..) {
@@ -570,12 +827,21 @@ async fn run_sink(
                     }
                 }
                 Event::Watermark(_) => {}
-                Event::Barrier(epoch) => progress.send_modify(|p| p.flushed = p.flushed.max(epoch)),
+                Event::Barrier(epoch) => {
+                    last_epoch = epoch;
+                    // The snapshot is taken here, in order with the data;
+                    // only the writing happens elsewhere.
+                    let _ = snapshots.send((Some(epoch), epoch, sink.snapshot(epoch)));
+                    progress.send_modify(|p| p.flushed = p.flushed.max(epoch));
+                }
             }
         }
         if align.watermark == i64::MAX {
             break;
         }
     }
-    progress.send_modify(|p| p.finished = true);
+    // Every input ended: the final state; the coordinator marks the job
+    // finished once it is stored and the sink's output is committed.
+    let label = last_epoch + 1;
+    let _ = snapshots.send((None, label, sink.snapshot(label)));
 }

@@ -20,6 +20,7 @@
 //! - [`message`]: `Message::{Batch, Watermark, Barrier}`, what streaming
 //!   operators exchange.
 //! - [`job`]: running a stream plan: tasks, watermarks, barriers.
+//! - [`checkpoint`]: aligned checkpoints into an object store, and restore.
 //! - [`materialized`]: materialized views: queryable, subscribable sinks.
 //! - [`source`]: partitioned, positioned sources.
 //! - [`plan`]: a stream plan: source, operators, aggregate, sink.
@@ -28,6 +29,7 @@
 //! - [`windows`]: window math shared by batch queries and stream operators.
 //! - [`error`]: this crate's error type.
 
+pub mod checkpoint;
 pub mod error;
 pub mod executor;
 pub mod job;

@@ -6,12 +6,19 @@
 //! applying a changelog in order leaves exactly the current result.
 //! Subscribers get every applied batch through a broadcast channel, after a
 //! snapshot taken under the same lock, so they miss and repeat nothing.
+//!
+//! A view's contents are part of its job's checkpoints, written as deltas:
+//! an append-only view writes the batches appended since the last barrier
+//! (small chunks merge into bigger ones, so a view of n rows is O(log n)
+//! chunks); an updating view writes the current count of every row that
+//! changed (0: gone), and a full snapshot once the deltas outgrow it.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{Int8Type, SchemaRef};
+use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{HashMap, Result};
@@ -21,7 +28,14 @@ use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
+use crate::checkpoint::StateWrite;
 use crate::job::Sink;
+
+/// The name of a view's part of a job's sink state.
+pub const VIEW_STATE: &str = "view";
+
+/// The count column of an updating view's state chunks.
+const COUNT_COLUMN: &str = "__weir_count";
 
 /// How many batches a subscriber may fall behind before it is dropped.
 const SUBSCRIBER_BUFFER: usize = 4096;
@@ -32,13 +46,24 @@ pub struct MaterializedView {
     changelog: bool,
     state: Mutex<ViewState>,
     changes: broadcast::Sender<RecordBatch>,
+    /// Its job checkpoints: record what changes between barriers.
+    tracking: std::sync::atomic::AtomicBool,
 }
 
 enum ViewState {
-    Append(Vec<RecordBatch>),
+    Append {
+        batches: Vec<RecordBatch>,
+        /// Checkpointed chunks: id and the batch range each holds.
+        chunks: Vec<(String, std::ops::Range<usize>, usize)>,
+    },
     Multiset {
         converter: RowConverter,
         counts: HashMap<Box<[u8]>, i64>,
+        /// Rows whose count changed since the last snapshot.
+        dirty: HashSet<Box<[u8]>>,
+        /// Rows in the last full snapshot, and in the deltas since.
+        base_rows: usize,
+        delta_rows: usize,
     },
 }
 
@@ -62,9 +87,15 @@ impl MaterializedView {
             ViewState::Multiset {
                 converter: RowConverter::new(fields)?,
                 counts: HashMap::default(),
+                dirty: HashSet::new(),
+                base_rows: 0,
+                delta_rows: 0,
             }
         } else {
-            ViewState::Append(Vec::new())
+            ViewState::Append {
+                batches: Vec::new(),
+                chunks: Vec::new(),
+            }
         };
         let (changes, _) = broadcast::channel(SUBSCRIBER_BUFFER);
         Ok(Arc::new(Self {
@@ -72,6 +103,7 @@ impl MaterializedView {
             changelog,
             state: Mutex::new(state),
             changes,
+            tracking: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -99,8 +131,10 @@ impl MaterializedView {
 
 fn snapshot(state: &ViewState, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
     match state {
-        ViewState::Append(batches) => Ok(batches.clone()),
-        ViewState::Multiset { converter, counts } => {
+        ViewState::Append { batches, .. } => Ok(batches.clone()),
+        ViewState::Multiset {
+            converter, counts, ..
+        } => {
             if counts.is_empty() {
                 return Ok(Vec::new());
             }
@@ -119,16 +153,25 @@ fn snapshot(state: &ViewState, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
 
 impl Sink for MaterializedView {
     fn apply(&self, batch: RecordBatch) -> Result<()> {
+        let tracking = self.tracking.load(std::sync::atomic::Ordering::Relaxed);
         let mut state = self.state.lock();
         match &mut *state {
-            ViewState::Append(batches) => batches.push(batch.clone()),
-            ViewState::Multiset { converter, counts } => {
+            ViewState::Append { batches, .. } => batches.push(batch.clone()),
+            ViewState::Multiset {
+                converter,
+                counts,
+                dirty,
+                ..
+            } => {
                 let n = self.schema.fields().len();
                 let ops = batch.column(n).as_primitive::<Int8Type>();
                 let rows = converter.convert_columns(&batch.columns()[..n])?;
                 for i in 0..batch.num_rows() {
                     let key = rows.row(i);
                     let delta = i64::from(ops.value(i));
+                    if tracking && !dirty.contains(key.as_ref()) {
+                        dirty.insert(key.as_ref().into());
+                    }
                     match counts.get_mut(key.as_ref()) {
                         Some(count) => {
                             *count += delta;
@@ -148,6 +191,169 @@ impl Sink for MaterializedView {
         let _ = self.changes.send(batch);
         Ok(())
     }
+
+    fn enable_checkpoints(&self) {
+        self.tracking
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn snapshot(&self, epoch: u64) -> Result<Vec<(String, StateWrite)>> {
+        if !self.tracking.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(Vec::new());
+        }
+        let mut state = self.state.lock();
+        let write = match &mut *state {
+            ViewState::Append { batches, chunks } => append_snapshot(batches, chunks, epoch)?,
+            ViewState::Multiset {
+                converter,
+                counts,
+                dirty,
+                base_rows,
+                delta_rows,
+            } => {
+                let full = *base_rows == 0 || *delta_rows + dirty.len() > *base_rows;
+                let keys: Vec<(&[u8], i64)> = if full {
+                    counts.iter().map(|(k, c)| (k.as_ref(), *c)).collect()
+                } else {
+                    dirty
+                        .iter()
+                        .map(|k| (k.as_ref(), counts.get(k).copied().unwrap_or(0)))
+                        .collect()
+                };
+                let batch = counts_batch(converter, &self.schema, &keys)?;
+                let rows = keys.len();
+                drop(keys);
+                dirty.clear();
+                if full {
+                    *base_rows = rows.max(1);
+                    *delta_rows = 0;
+                } else {
+                    *delta_rows += rows;
+                }
+                let mut write = StateWrite {
+                    reset: full,
+                    ..Default::default()
+                };
+                if full || rows > 0 {
+                    write
+                        .put
+                        .push((format!("{}{epoch}", if full { "b" } else { "d" }), batch));
+                }
+                write
+            }
+        };
+        Ok(vec![(VIEW_STATE.to_string(), write)])
+    }
+
+    fn restore(&self, state: &BTreeMap<String, Vec<(String, RecordBatch)>>) -> Result<()> {
+        let Some(chunks) = state.get(VIEW_STATE) else {
+            return Ok(());
+        };
+        let mut view = self.state.lock();
+        let n = self.schema.fields().len();
+        match &mut *view {
+            ViewState::Append {
+                batches,
+                chunks: kept,
+            } => {
+                for (id, batch) in chunks {
+                    let start = batches.len();
+                    if batch.num_rows() > 0 {
+                        batches.push(RecordBatch::try_new(
+                            self.schema.clone(),
+                            batch.columns()[..n].to_vec(),
+                        )?);
+                    }
+                    kept.push((id.clone(), start..batches.len(), batch.num_rows()));
+                }
+            }
+            ViewState::Multiset {
+                converter,
+                counts,
+                base_rows,
+                ..
+            } => {
+                for (_, batch) in chunks {
+                    let rows = converter.convert_columns(&batch.columns()[..n])?;
+                    let values = batch.column(n).as_primitive::<Int64Type>();
+                    for i in 0..batch.num_rows() {
+                        let count = values.value(i);
+                        if count > 0 {
+                            counts.insert(rows.row(i).as_ref().into(), count);
+                        } else {
+                            counts.remove(rows.row(i).as_ref());
+                        }
+                    }
+                }
+                *base_rows = counts.len().max(1);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The appended batches since the last snapshot as a new chunk; then, while
+/// the newest chunk is at least half the size of the one before, the two
+/// merge (each row is rewritten O(log n) times over the view's life).
+fn append_snapshot(
+    batches: &[RecordBatch],
+    chunks: &mut Vec<(String, std::ops::Range<usize>, usize)>,
+    epoch: u64,
+) -> Result<StateWrite> {
+    let covered = chunks.last().map_or(0, |(_, r, _)| r.end);
+    if covered == batches.len() {
+        return Ok(StateWrite::default());
+    }
+    let rows = |range: &std::ops::Range<usize>| -> usize {
+        batches[range.clone()].iter().map(|b| b.num_rows()).sum()
+    };
+    let mut write = StateWrite::default();
+    let mut range = covered..batches.len();
+    let mut size = rows(&range);
+    let mut merged = 0;
+    while let Some((id, previous, previous_rows)) = chunks.last() {
+        if size * 2 < *previous_rows {
+            break;
+        }
+        write.remove.push(id.clone());
+        range = previous.start..range.end;
+        size += previous_rows;
+        merged += 1;
+        chunks.pop();
+    }
+    let id = format!("a{epoch}-{merged}");
+    let schema = batches[range.start].schema();
+    let batch = datafusion::arrow::compute::concat_batches(&schema, &batches[range.clone()])?;
+    chunks.push((id.clone(), range, size));
+    write.put.push((id, batch));
+    Ok(write)
+}
+
+/// Rows (as row-format keys) with their counts, as a state chunk.
+fn counts_batch(
+    converter: &RowConverter,
+    schema: &SchemaRef,
+    keys: &[(&[u8], i64)],
+) -> Result<RecordBatch> {
+    let parser = converter.parser();
+    let mut rows = converter.empty_rows(keys.len(), 64 * keys.len());
+    for (bytes, _) in keys {
+        rows.push(parser.parse(bytes));
+    }
+    let mut columns: Vec<ArrayRef> = converter.convert_rows(&rows)?;
+    columns.push(Arc::new(Int64Array::from(
+        keys.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
+    )));
+    let mut fields: Vec<Arc<Field>> = schema
+        .fields()
+        .iter()
+        .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
+        .collect();
+    fields.push(Arc::new(Field::new(COUNT_COLUMN, DataType::Int64, false)));
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// A view as a DataFusion table: scans read a snapshot.

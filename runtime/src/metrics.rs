@@ -29,6 +29,8 @@ pub struct RuntimeMetrics {
     pub rows_in: Family<JobLabels, Counter>,
     /// Rows written to sinks (materialized views).
     pub rows_out: Family<JobLabels, Counter>,
+    /// Checkpoints, per job.
+    pub checkpoints: crate::checkpoint::CheckpointMetrics,
 }
 
 impl RuntimeMetrics {
@@ -49,6 +51,7 @@ impl RuntimeMetrics {
             "Rows written by a job to its view",
             self.rows_out.clone(),
         );
+        self.checkpoints.register(registry);
     }
 
     /// The late-row counter of one stream.

@@ -16,6 +16,10 @@ pub const DEFAULT_PG_ADDR: &str = "127.0.0.1:5488";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8488";
 /// The data directory's default path.
 pub const DEFAULT_DATA_DIR: &str = "./weir-data";
+/// How often jobs checkpoint by default.
+pub const DEFAULT_CHECKPOINT_INTERVAL: &str = "10s";
+/// Complete checkpoints kept per job by default.
+pub const DEFAULT_CHECKPOINT_RETAIN: usize = 3;
 
 /// `weir serve` flags (each also read from its `WEIR_*` variable).
 #[derive(Debug, Default, Clone, clap::Args)]
@@ -38,6 +42,17 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `weir_server=debug` [default: info].
     #[arg(long, env = "WEIR_LOG")]
     pub log: Option<String>,
+    /// How often jobs checkpoint, e.g. `5s`, `500ms`; `off` or `0s` turns
+    /// checkpoints off [default: 10s].
+    #[arg(long, env = "WEIR_CHECKPOINT_INTERVAL")]
+    pub checkpoint_interval: Option<String>,
+    /// Complete checkpoints kept per job [default: 3].
+    #[arg(long, env = "WEIR_CHECKPOINT_RETAIN")]
+    pub checkpoint_retain: Option<usize>,
+    /// Where checkpoints go: a folder, or an object store URL such as
+    /// `s3://bucket/prefix` [default: <data dir>/checkpoints].
+    #[arg(long, env = "WEIR_CHECKPOINT_URL")]
+    pub checkpoint_url: Option<String>,
     /// Print the bound addresses as one JSON line on stdout once listening
     /// (for scripts and tests that bind port 0).
     #[arg(long, env = "WEIR_PRINT_ADDRS")]
@@ -53,6 +68,9 @@ struct FileConfig {
     http_addr: Option<SocketAddr>,
     workers: Option<usize>,
     log: Option<String>,
+    checkpoint_interval: Option<String>,
+    checkpoint_retain: Option<usize>,
+    checkpoint_url: Option<String>,
 }
 
 /// The resolved configuration.
@@ -70,6 +88,12 @@ pub struct Config {
     pub log: String,
     /// Print bound addresses on stdout.
     pub print_addrs: bool,
+    /// Between two checkpoints of a job; `None`: checkpoints are off.
+    pub checkpoint_interval: Option<std::time::Duration>,
+    /// Complete checkpoints kept per job.
+    pub checkpoint_retain: usize,
+    /// Where checkpoints go (`None`: `<data dir>/checkpoints`).
+    pub checkpoint_url: Option<String>,
 }
 
 impl Config {
@@ -104,8 +128,32 @@ impl Config {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             log: args.log.or(file.log).unwrap_or_else(|| "info".to_string()),
             print_addrs: args.print_addrs,
+            checkpoint_interval: parse_interval(
+                &args
+                    .checkpoint_interval
+                    .or(file.checkpoint_interval)
+                    .unwrap_or_else(|| DEFAULT_CHECKPOINT_INTERVAL.to_string()),
+            )?,
+            checkpoint_retain: args
+                .checkpoint_retain
+                .or(file.checkpoint_retain)
+                .unwrap_or(DEFAULT_CHECKPOINT_RETAIN)
+                .max(1),
+            checkpoint_url: args.checkpoint_url.or(file.checkpoint_url),
         })
     }
+}
+
+/// `10s`, `500ms`, `1m`; `off` and zero turn checkpoints off.
+fn parse_interval(text: &str) -> anyhow::Result<Option<std::time::Duration>> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let interval = humantime::parse_duration(text).with_context(|| {
+        format!("invalid checkpoint interval \"{text}\" (write e.g. 10s, 500ms, or off)")
+    })?;
+    Ok((!interval.is_zero()).then_some(interval))
 }
 
 #[cfg(test)]
@@ -127,6 +175,21 @@ mod tests {
         assert_eq!(config.workers, 5);
         assert_eq!(config.http_addr.port(), 8488);
         assert_eq!(config.data_dir, PathBuf::from("./weir-data"));
+    }
+
+    #[test]
+    fn checkpoint_intervals_parse_or_turn_off() {
+        assert_eq!(
+            parse_interval("5s").expect("5s"),
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(
+            parse_interval("250ms").expect("ms"),
+            Some(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(parse_interval("off").expect("off"), None);
+        assert_eq!(parse_interval("0s").expect("0s"), None);
+        assert!(parse_interval("soon").is_err());
     }
 
     #[test]

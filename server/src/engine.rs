@@ -3,7 +3,6 @@
 //! runtime and the metrics, and runs one classified statement at a time for
 //! a session.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -112,18 +111,18 @@ pub struct Engine {
     pub(crate) views: parking_lot::Mutex<std::collections::HashMap<String, Arc<LiveView>>>,
     pub(crate) parallelism: usize,
     pub(crate) runtime_metrics: weir_runtime::metrics::RuntimeMetrics,
+    /// Where jobs checkpoint (`None`: checkpoints are off).
+    pub(crate) checkpoints: Option<weir_runtime::checkpoint::CheckpointStore>,
     compat: PostgresCompatibilityParser,
 }
 
 impl Engine {
     /// Open the data directory, start `workers` worker threads and rebuild
     /// the catalog from disk.
-    pub async fn start(
-        data_dir: &Path,
-        workers: usize,
-        metrics: Arc<Metrics>,
-    ) -> Result<Arc<Self>> {
+    pub async fn start(config: &crate::config::Config, metrics: Arc<Metrics>) -> Result<Arc<Self>> {
+        let (data_dir, workers) = (config.data_dir.as_path(), config.workers);
         let store = CatalogStore::open(data_dir)?;
+        let checkpoints = crate::checkpoints::open(config)?;
         let catalog = store.load()?;
         let executor = Executor::new(workers)?;
         let config = SessionConfig::new()
@@ -184,6 +183,7 @@ impl Engine {
             views: parking_lot::Mutex::new(std::collections::HashMap::new()),
             parallelism: workers.max(1),
             runtime_metrics: metrics.runtime.clone(),
+            checkpoints,
             compat: PostgresCompatibilityParser::new(),
         });
         statements::ddl::restore(&engine, catalog).await;

@@ -117,6 +117,9 @@ pub enum ServerError {
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The server's configuration is unusable (the operator's to fix).
+    #[error("{message}")]
+    Config { message: String },
 
     // ---- ours ----
     /// A bug or a broken invariant in Weir.
@@ -147,6 +150,7 @@ impl ServerError {
             ServerError::DataException { .. } => "22000",
             ServerError::UndefinedFile { .. } => "58P01",
             ServerError::Io { .. } => "58030",
+            ServerError::Config { .. } => "F0000",
             ServerError::ResourcesExhausted { .. } => "53200",
             ServerError::QueryCanceled => "57014",
             ServerError::ShuttingDown => "57P01",

@@ -29,6 +29,7 @@
 //! - [`session`]: per-connection settings.
 //! - [`statements`]: one module per statement family.
 //! - [`catalog_store`]: the durable catalog file.
+//! - [`checkpoints`]: the checkpoint store, and what a job restores from.
 //! - [`pg_functions`]: Postgres system functions clients expect.
 //! - [`pg_text`]: Postgres text output where arrow-pg's differs.
 //! - [`information_schema`]: `information_schema` with Postgres type names.
@@ -36,6 +37,7 @@
 //! - [`error`]: `ServerError` and its SQLSTATEs.
 
 pub mod catalog_store;
+pub mod checkpoints;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -32,7 +32,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let http_addr = http.local_addr()?;
 
     let metrics = Arc::new(Metrics::new());
-    let engine = Engine::start(&config.data_dir, config.workers, metrics.clone())
+    let engine = Engine::start(&config, metrics.clone())
         .await
         .with_context(|| {
             format!(

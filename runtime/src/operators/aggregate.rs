@@ -37,6 +37,8 @@ use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::GroupsAccumulatorAdapter;
 use prometheus_client::metrics::counter::Counter;
 
+mod checkpoint;
+
 use crate::operators::OP_COLUMN;
 use crate::plan::{AggregateSpec, Emit, WindowKind};
 use crate::windows::timestamps_as_nanos;
@@ -57,7 +59,10 @@ pub struct AggregateOperator {
     /// Row format of the partition keys alone.
     partition_converter: RowConverter,
     partition_types: Vec<DataType>,
+    /// The group keys' types, as the group expressions give them.
+    group_types: Vec<DataType>,
     state: State,
+    tracking: checkpoint::Tracking,
 }
 
 enum State {
@@ -74,6 +79,8 @@ struct WindowTable {
     /// The window key values, by group-key position (`None`: a partition key).
     window_values: Vec<Option<ScalarValue>>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    /// Took rows since the last checkpoint.
+    dirty: bool,
 }
 
 /// Group numbers for partition keys: a plain hash map for the common single
@@ -214,12 +221,17 @@ struct KeySessions {
 impl AggregateOperator {
     /// A new, empty aggregate.
     pub fn new(spec: Arc<AggregateSpec>, input_schema: &SchemaRef, late: Counter) -> Result<Self> {
-        let fields = spec
+        let group_types = spec
             .group
             .iter()
-            .map(|g| Ok(SortField::new(g.data_type(input_schema)?)))
+            .map(|g| g.data_type(input_schema))
             .collect::<Result<Vec<_>>>()?;
-        let converter = RowConverter::new(fields)?;
+        let converter = RowConverter::new(
+            group_types
+                .iter()
+                .map(|t| SortField::new(t.clone()))
+                .collect(),
+        )?;
         let partition_types = spec
             .partition_keys
             .iter()
@@ -246,7 +258,9 @@ impl AggregateOperator {
             converter,
             partition_converter,
             partition_types,
+            group_types,
             state,
+            tracking: checkpoint::Tracking::default(),
         })
     }
 
@@ -341,6 +355,7 @@ impl AggregateOperator {
                 let open = groups.by_close.split_off(&watermark.saturating_add(1));
                 for (_, keys) in std::mem::replace(&mut groups.by_close, open) {
                     for key in keys {
+                        self.tracking.touch(&key);
                         groups.groups.remove(&key);
                     }
                 }
@@ -354,12 +369,15 @@ impl AggregateOperator {
                     return Ok(Vec::new());
                 };
                 let mut rows = Vec::new();
-                for key in keys.values_mut() {
+                for (bytes, key) in keys.iter_mut() {
                     let (closed, open): (Vec<Session>, Vec<Session>) =
                         std::mem::take(&mut key.sessions)
                             .into_iter()
                             .partition(|s| s.end <= watermark);
                     key.sessions = open;
+                    if !closed.is_empty() {
+                        self.tracking.touch(bytes);
+                    }
                     if spec.emit == Emit::OnWindowClose {
                         for mut session in closed {
                             let values = evaluate_all(&mut session.accumulators)?;
@@ -448,6 +466,7 @@ impl AggregateOperator {
                     )?)
                 }
             };
+            table.dirty = true;
             let group_indices = table.index.indices(&partition, rows.as_ref(), &selected);
             let total = table.index.len();
             let all = selected.len() == closes.len();
@@ -516,6 +535,7 @@ impl AggregateOperator {
                 }
                 state.groups.insert(key.clone(), group);
             }
+            self.tracking.touch(&key);
             let Some(group) = state.groups.get_mut(&key) else {
                 continue;
             };
@@ -585,6 +605,7 @@ impl AggregateOperator {
         };
         let mut changes = Vec::new();
         for (key_bytes, mut list) in members {
+            self.tracking.touch(&key_bytes);
             list.sort_unstable();
             let first = list[0].1 as usize;
             let entry = match state.entry(key_bytes) {
@@ -703,6 +724,7 @@ impl WindowTable {
             index: KeyIndex::new(partition_types, converter),
             window_values,
             accumulators,
+            dirty: true,
         })
     }
 

@@ -225,7 +225,10 @@ pub async fn drop(
             .map_err(|e| ServerError::from_datafusion(e, None))?;
         match kind {
             // Dropping the live view stops its job.
-            ObjectKind::MaterializedView => std::mem::drop(engine.views.lock().remove(name)),
+            ObjectKind::MaterializedView => {
+                std::mem::drop(engine.views.lock().remove(name));
+                crate::checkpoints::drop_job(engine, name).await;
+            }
             ObjectKind::Stream => std::mem::drop(engine.streams.lock().remove(name)),
             ObjectKind::Table | ObjectKind::View => {}
         }

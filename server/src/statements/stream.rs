@@ -373,12 +373,21 @@ pub async fn create_materialized_view(
                 .map_err(Into::into)
         })?;
     }
+    let checkpointing = crate::checkpoints::for_job(
+        engine,
+        &create.name,
+        &create.query.to_string(),
+        planned.plan.source.partitions().max(1),
+        !persist_it,
+    )
+    .await?;
     let handle = job::start(
         &create.name,
         planned.plan,
         view.clone(),
         &engine.executor,
         &engine.runtime_metrics,
+        checkpointing,
     )
     .map_err(|e| ServerError::from_datafusion(e, None))?;
     engine
@@ -401,8 +410,8 @@ pub async fn create_materialized_view(
     })
 }
 
-/// Rebuild a materialized view on start: its job runs again from the start
-/// of its stream.
+/// Rebuild a materialized view on start: its job resumes from its latest
+/// checkpoint (or runs again from the start of its stream without one).
 pub async fn restore_view(engine: &Arc<Engine>, def: &MaterializedViewDef) -> Result<()> {
     let statement = weir_planner::parser::parse(&def.query)?
         .pop()

@@ -1,0 +1,386 @@
+//! The checkpoint coordinator: one task per job that starts epochs, gathers
+//! every participant's report, and completes checkpoints in epoch order.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use datafusion::common::Result;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use super::{
+    JobStore, KEY_GROUPS, MANIFEST_VERSION, Manifest, OperatorState, SinkState, SourceState,
+    Written, now_ms,
+};
+use crate::job::{Progress, Sink};
+use crate::metrics::JobLabels;
+
+/// What a participant tells the coordinator.
+#[derive(Debug)]
+pub enum Report {
+    /// A source partition injected the barrier of `epoch` at `state`.
+    Source {
+        /// Which partition.
+        partition: usize,
+        /// The barrier's epoch.
+        epoch: u64,
+        /// Where it was.
+        state: SourceState,
+    },
+    /// A source partition ended at `state`; it takes part in no more barriers.
+    SourceEnded {
+        /// Which partition.
+        partition: usize,
+        /// Where it ended.
+        state: SourceState,
+    },
+    /// A worker wrote its state for `epoch`.
+    Operator {
+        /// Which worker.
+        worker: usize,
+        /// The barrier's epoch.
+        epoch: u64,
+        /// Its watermark at the barrier.
+        watermark: i64,
+        /// What it wrote, or why it could not.
+        written: Result<Written>,
+    },
+    /// The sink wrote its state for `epoch` (`None`: the job finished, this
+    /// is the last state).
+    Sink {
+        /// The barrier's epoch; `None` when every input ended.
+        epoch: Option<u64>,
+        /// What each part of the sink wrote.
+        written: Result<Vec<(String, Written)>>,
+    },
+}
+
+/// Checkpoint metrics, per job.
+#[derive(Debug, Default, Clone)]
+pub struct CheckpointMetrics {
+    /// Completed checkpoints.
+    pub completed: Family<JobLabels, Counter>,
+    /// Checkpoints that failed (the job fails with them).
+    pub failed: Family<JobLabels, Counter>,
+    /// Seconds from injecting the barrier to writing the manifest, last one.
+    pub duration: Family<JobLabels, Gauge<f64, AtomicU64>>,
+    /// Bytes of state the last checkpoint names.
+    pub size: Family<JobLabels, Gauge>,
+    /// Bytes the last checkpoint wrote (its delta).
+    pub written: Family<JobLabels, Gauge>,
+    /// Seconds since the last completed checkpoint.
+    pub age: Family<JobLabels, Gauge<f64, AtomicU64>>,
+    /// The last completed epoch.
+    pub epoch: Family<JobLabels, Gauge>,
+}
+
+impl CheckpointMetrics {
+    /// Register the families.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "checkpoints_completed",
+            "Checkpoints completed",
+            self.completed.clone(),
+        );
+        registry.register(
+            "checkpoints_failed",
+            "Checkpoints that failed",
+            self.failed.clone(),
+        );
+        registry.register(
+            "checkpoint_duration_seconds",
+            "Barrier injection to manifest written, last checkpoint",
+            self.duration.clone(),
+        );
+        registry.register(
+            "checkpoint_size_bytes",
+            "State bytes the last checkpoint names",
+            self.size.clone(),
+        );
+        registry.register(
+            "checkpoint_written_bytes",
+            "Bytes the last checkpoint wrote",
+            self.written.clone(),
+        );
+        registry.register(
+            "checkpoint_age_seconds",
+            "Seconds since the last completed checkpoint",
+            self.age.clone(),
+        );
+        registry.register(
+            "checkpoint_epoch",
+            "Epoch of the last completed checkpoint",
+            self.epoch.clone(),
+        );
+    }
+}
+
+struct Pending {
+    started: Instant,
+    sources: Vec<Option<SourceState>>,
+    operators: Vec<Option<(i64, Written)>>,
+    sink: Option<Vec<(String, Written)>>,
+}
+
+/// Runs a job's checkpoints.
+pub struct Coordinator {
+    /// Where checkpoints go (`None`: checkpoints are off; sinks still commit
+    /// at every barrier).
+    pub store: Option<JobStore>,
+    /// The job's query, recorded in manifests.
+    pub plan: String,
+    /// Source partitions.
+    pub partitions: usize,
+    /// Aggregate workers.
+    pub workers: usize,
+    /// The checkpoint restored from, if any.
+    pub last: Option<Manifest>,
+    /// Barrier epochs: bumping it makes the sources inject a barrier.
+    pub epochs: Arc<watch::Sender<u64>>,
+    /// The sink, to commit.
+    pub sink: Arc<dyn Sink>,
+    /// Progress, to mark the job finished or failed.
+    pub progress: Arc<watch::Sender<Progress>>,
+    /// Metrics.
+    pub metrics: CheckpointMetrics,
+    /// Labels.
+    pub labels: JobLabels,
+}
+
+impl Coordinator {
+    /// Run until the job finishes or fails.
+    pub async fn run(mut self, mut reports: mpsc::UnboundedReceiver<Report>) {
+        let interval = self.store.as_ref().and_then(|s| s.config().interval);
+        let mut tick = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let mut age = tokio::time::interval(Duration::from_secs(1));
+        let mut last_completed = Instant::now();
+        let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+        let mut ended_sources: Vec<Option<SourceState>> = vec![None; self.partitions];
+        let mut sources_alive = self.partitions;
+        let mut final_state: Option<Result<Vec<(String, Written)>>> = None;
+        if let Some(last) = &self.last {
+            for (p, state) in last.sources.iter().enumerate() {
+                if state.ended && p < ended_sources.len() {
+                    ended_sources[p] = Some(*state);
+                }
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = tick.tick(), if interval.is_some() => {
+                    // One checkpoint in flight at a time; a slow one delays the next.
+                    let completed = self.last.as_ref().map_or(0, |m| m.epoch);
+                    if completed >= *self.epochs.borrow() && sources_alive > 0 {
+                        self.epochs.send_modify(|e| *e += 1);
+                    }
+                }
+                _ = age.tick() => {
+                    if self.store.is_some() && self.last.is_some() {
+                        self.metrics.age.get_or_create(&self.labels).set(last_completed.elapsed().as_secs_f64());
+                    }
+                }
+                report = reports.recv() => {
+                    let Some(report) = report else { return };
+                    let finished = match report {
+                        Report::Source { partition, epoch, state } => {
+                            self.entry(&mut pending, epoch).sources[partition] = Some(state);
+                            None
+                        }
+                        Report::SourceEnded { partition, state } => {
+                            if ended_sources[partition].is_none() {
+                                sources_alive = sources_alive.saturating_sub(1);
+                            }
+                            ended_sources[partition] = Some(state);
+                            None
+                        }
+                        Report::Operator { worker, epoch, watermark, written } => match written {
+                            Ok(written) => {
+                                self.entry(&mut pending, epoch).operators[worker] = Some((watermark, written));
+                                None
+                            }
+                            Err(err) => {
+                                self.fail(&format!("checkpoint {epoch} failed: {err}"));
+                                return;
+                            }
+                        },
+                        Report::Sink { epoch: Some(epoch), written } => match written {
+                            Ok(written) => {
+                                self.entry(&mut pending, epoch).sink = Some(written);
+                                None
+                            }
+                            Err(err) => {
+                                self.fail(&format!("checkpoint {epoch} failed: {err}"));
+                                return;
+                            }
+                        },
+                        Report::Sink { epoch: None, written } => Some(written),
+                    };
+                    if let Some(written) = finished {
+                        final_state = Some(written);
+                    }
+                    while let Some((&epoch, first)) = pending.iter().next() {
+                        let ready = first.sink.is_some()
+                            && first.sources.iter().zip(&ended_sources).all(|(s, e)| s.is_some() || e.is_some())
+                            && first.operators.iter().all(Option::is_some);
+                        if !ready {
+                            break;
+                        }
+                        let Some(done) = pending.remove(&epoch) else { break };
+                        let sources = done.sources.iter().zip(&ended_sources)
+                            .map(|(s, e)| s.or(*e).unwrap_or(SourceState { position: 0, max_time: i64::MIN, watermark: i64::MIN, ended: false }))
+                            .collect();
+                        let operators = done.operators.into_iter().map(|o| o.unwrap_or((i64::MIN, Written::default()))).collect();
+                        match self.complete(epoch, sources, operators, done.sink.unwrap_or_default(), false, done.started).await {
+                            Ok(()) => last_completed = Instant::now(),
+                            Err(err) => {
+                                self.fail(&format!("checkpoint {epoch} failed: {err}"));
+                                return;
+                            }
+                        }
+                    }
+                    // The job ended. Epochs the sink saw complete first (their
+                    // workers' writes may still be arriving); epochs it never
+                    // saw never will be (ended tasks see no more barriers).
+                    if final_state.is_some() && pending.values().all(|p| p.sink.is_none()) {
+                        let written = match final_state.take().unwrap_or_else(|| Ok(Vec::new())) {
+                            Ok(w) => w,
+                            Err(err) => {
+                                self.fail(&format!("the final checkpoint failed: {err}"));
+                                return;
+                            }
+                        };
+                        let epoch = (*self.epochs.borrow()).max(self.last.as_ref().map_or(0, |m| m.epoch)) + 1;
+                        let sources = ended_sources.iter().map(|s| s.unwrap_or(SourceState {
+                            position: 0, max_time: i64::MIN, watermark: i64::MAX, ended: true,
+                        })).collect();
+                        if let Err(err) = self.complete(epoch, sources, Vec::new(), written, true, Instant::now()).await {
+                            self.fail(&format!("the final checkpoint failed: {err}"));
+                            return;
+                        }
+                        self.progress.send_modify(|p| p.finished = true);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn entry<'a>(&self, pending: &'a mut BTreeMap<u64, Pending>, epoch: u64) -> &'a mut Pending {
+        pending.entry(epoch).or_insert_with(|| Pending {
+            started: Instant::now(),
+            sources: vec![None; self.partitions],
+            operators: (0..self.workers).map(|_| None).collect(),
+            sink: None,
+        })
+    }
+
+    fn fail(&self, message: &str) {
+        warn!(job = %self.labels.job, message, "checkpointing failed; the job stops");
+        self.metrics.failed.get_or_create(&self.labels).inc();
+        self.progress.send_modify(|p| {
+            if p.failed.is_none() {
+                p.failed = Some(message.to_string());
+            }
+        });
+    }
+
+    /// Write the manifest of `epoch`, then let the sinks commit.
+    async fn complete(
+        &mut self,
+        epoch: u64,
+        sources: Vec<SourceState>,
+        operators: Vec<(i64, Written)>,
+        sink: Vec<(String, Written)>,
+        finished: bool,
+        started: Instant,
+    ) -> Result<()> {
+        let pending: BTreeMap<String, Vec<String>> = sink
+            .iter()
+            .map(|(name, w)| (name.clone(), w.pending.clone()))
+            .collect();
+        let Some(store) = &self.store else {
+            return self.sink.commit(&pending);
+        };
+        let previous = self.last.take();
+        let mut manifest = Manifest {
+            version: MANIFEST_VERSION,
+            job: store.job().to_string(),
+            epoch,
+            plan: self.plan.clone(),
+            finished,
+            written_at_ms: now_ms(),
+            key_groups: KEY_GROUPS.to_string(),
+            workers: self.workers,
+            sources,
+            operators: Vec::new(),
+            sinks: BTreeMap::new(),
+        };
+        let mut written_bytes = 0;
+        if !finished {
+            for (w, (watermark, written)) in operators.into_iter().enumerate() {
+                let mut state = previous
+                    .as_ref()
+                    .filter(|p| p.workers == self.workers)
+                    .and_then(|p| p.operators.get(w))
+                    .map(|o| o.state.clone())
+                    .unwrap_or_default();
+                state.apply(&written);
+                written_bytes += written.put.iter().map(|c| c.bytes).sum::<u64>();
+                manifest.operators.push(OperatorState { watermark, state });
+            }
+        }
+        for (name, written) in &sink {
+            let mut state = previous
+                .as_ref()
+                .and_then(|p| p.sinks.get(name))
+                .map(|s| s.state.clone())
+                .unwrap_or_default();
+            state.apply(written);
+            written_bytes += written.put.iter().map(|c| c.bytes).sum::<u64>();
+            manifest.sinks.insert(
+                name.clone(),
+                SinkState {
+                    state,
+                    pending: written.pending.clone(),
+                },
+            );
+        }
+        store.write_manifest(&manifest).await?;
+        self.sink.commit(&pending)?;
+        let elapsed = started.elapsed();
+        let labels = &self.labels;
+        self.metrics.completed.get_or_create(labels).inc();
+        self.metrics
+            .duration
+            .get_or_create(labels)
+            .set(elapsed.as_secs_f64());
+        self.metrics
+            .size
+            .get_or_create(labels)
+            .set(manifest.state_bytes() as i64);
+        self.metrics
+            .written
+            .get_or_create(labels)
+            .set(written_bytes as i64);
+        self.metrics.age.get_or_create(labels).set(0.0);
+        self.metrics.epoch.get_or_create(labels).set(epoch as i64);
+        debug!(job = %labels.job, epoch, ms = elapsed.as_millis() as u64, bytes = written_bytes, "checkpoint complete");
+        if finished {
+            info!(job = %labels.job, epoch, "final checkpoint written");
+        }
+        let retain = store.config().retain;
+        if let Err(err) = store.cleanup(retain, epoch).await {
+            warn!(job = %labels.job, %err, "removing old checkpoints failed; they stay until the next try");
+        }
+        self.last = Some(manifest);
+        Ok(())
+    }
+}

@@ -1,0 +1,532 @@
+//! Checkpoints: a job's state, written at aligned barriers, restored after a
+//! crash.
+//!
+//! ```text
+//!  coordinator ──epoch──> sources: record position, inject Barrier(epoch)
+//!                          workers: aligned barrier -> snapshot -> write chunks (async)
+//!                          sink:    aligned barrier -> snapshot view, pre-commit sink files
+//!  every report for the epoch in ──> manifest (written last, atomically) ──> sinks commit
+//! ```
+//!
+//! State is a list of **chunks** per participant (each aggregate worker, each
+//! sink): Arrow IPC files in the checkpoint store (`object_store`: a folder
+//! under the data dir, or a bucket). A snapshot writes only what changed since
+//! the previous one: it puts new chunks, replaces or removes old ones by id,
+//! or resets the list with a full snapshot when the deltas outgrow it. A
+//! manifest names every chunk a checkpoint needs, so old chunks stay until no
+//! retained manifest refers to them.
+//!
+//! # Correctness
+//! - A checkpoint's chunks are written before its manifest; a manifest is
+//!   one atomic object (`put` is atomic in every object store), named by its
+//!   epoch. The latest manifest that parses is the checkpoint; chunks that no
+//!   manifest names (a crash between the two) are garbage, removed later.
+//! - Manifests are written in epoch order: epoch `e + 1` waits for `e`,
+//!   because its chunk lists are `e`'s lists with `e + 1`'s writes applied.
+//! - Sinks make output visible (`commit`) only after the manifest that covers
+//!   it is written; recovery commits again what the latest manifest lists
+//!   (commit is idempotent) and discards what no manifest lists.
+//! - Rows hash to workers by the fixed-seed exchange; every chunk starts with
+//!   its rows' partition-key columns, so a restore can hand each row to the
+//!   worker that now owns its key, whatever the old parallelism was.
+
+mod coordinator;
+
+pub use coordinator::{CheckpointMetrics, Coordinator, Report};
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::object_store::path::Path;
+use datafusion::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+
+/// The manifest format; bumped when an old one can no longer be read.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// How the rows of a keyed operator are spread over workers.
+pub const KEY_GROUPS: &str = "exchange-hash-fixed-seed-v1";
+
+/// How a job checkpoints.
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    /// Between two checkpoints; `None`: only when asked (FLUSH barriers).
+    pub interval: Option<Duration>,
+    /// Complete checkpoints kept.
+    pub retain: usize,
+}
+
+/// What an operator or a sink writes at a barrier.
+#[derive(Debug, Default)]
+pub struct StateWrite {
+    /// Forget every earlier chunk first: this is a full snapshot.
+    pub reset: bool,
+    /// Chunks no longer part of the state.
+    pub remove: Vec<String>,
+    /// New chunks, or replacements of chunks with the same id.
+    pub put: Vec<(String, RecordBatch)>,
+    /// Output files written in this epoch, made visible on commit (sinks).
+    pub pending: Vec<String>,
+}
+
+impl StateWrite {
+    /// Nothing changed.
+    pub fn is_empty(&self) -> bool {
+        !self.reset && self.remove.is_empty() && self.put.is_empty() && self.pending.is_empty()
+    }
+}
+
+/// One chunk of state in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// The owner's name for it (e.g. a window's close time).
+    pub id: String,
+    /// Where it is, relative to the job's folder.
+    pub file: String,
+    /// Rows in it.
+    pub rows: u64,
+    /// Bytes in it.
+    pub bytes: u64,
+}
+
+/// A participant's state after applying one epoch's write to the previous.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkList {
+    /// In the order they apply.
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// What a written `StateWrite` became.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// As in the write.
+    pub reset: bool,
+    /// As in the write.
+    pub remove: Vec<String>,
+    /// The chunks written.
+    pub put: Vec<ChunkRef>,
+    /// As in the write.
+    pub pending: Vec<String>,
+}
+
+impl ChunkList {
+    /// Apply one epoch's write.
+    pub fn apply(&mut self, written: &Written) {
+        if written.reset {
+            self.chunks.clear();
+        }
+        self.chunks.retain(|c| !written.remove.contains(&c.id));
+        for chunk in &written.put {
+            match self.chunks.iter_mut().find(|c| c.id == chunk.id) {
+                Some(old) => *old = chunk.clone(),
+                None => self.chunks.push(chunk.clone()),
+            }
+        }
+    }
+
+    /// Bytes of state.
+    pub fn bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| c.bytes).sum()
+    }
+}
+
+/// Where a source partition was when the barrier left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceState {
+    /// The reader's position (what comes next).
+    pub position: u64,
+    /// The largest event time read (nanoseconds), `i64::MIN` for none.
+    pub max_time: i64,
+    /// The last watermark sent downstream.
+    pub watermark: i64,
+    /// Did the partition end?
+    pub ended: bool,
+}
+
+/// An aggregate worker's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorState {
+    /// The operator's watermark.
+    pub watermark: i64,
+    /// Its chunks.
+    pub state: ChunkList,
+}
+
+/// A complete checkpoint: written last, names everything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_VERSION`].
+    pub version: u32,
+    /// The job.
+    pub job: String,
+    /// The checkpoint.
+    pub epoch: u64,
+    /// What the job runs (its query); a checkpoint of another plan is not
+    /// restored.
+    pub plan: String,
+    /// The job had ended (a bounded input) when this was taken.
+    pub finished: bool,
+    /// Milliseconds since the epoch, when written.
+    pub written_at_ms: u64,
+    /// How keyed state is spread: [`KEY_GROUPS`] over `workers`.
+    pub key_groups: String,
+    /// Aggregate workers when written.
+    pub workers: usize,
+    /// One per source partition.
+    pub sources: Vec<SourceState>,
+    /// One per aggregate worker.
+    pub operators: Vec<OperatorState>,
+    /// Per sink name.
+    pub sinks: std::collections::BTreeMap<String, SinkState>,
+}
+
+/// A sink's state and its output awaiting commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkState {
+    /// Its chunks.
+    pub state: ChunkList,
+    /// Output files this checkpoint makes visible.
+    pub pending: Vec<String>,
+}
+
+impl Manifest {
+    /// Every chunk file it names.
+    fn files(&self) -> impl Iterator<Item = &str> {
+        self.operators
+            .iter()
+            .flat_map(|o| o.state.chunks.iter())
+            .chain(self.sinks.values().flat_map(|s| s.state.chunks.iter()))
+            .map(|c| c.file.as_str())
+    }
+
+    /// Bytes of state it names.
+    pub fn state_bytes(&self) -> u64 {
+        self.operators.iter().map(|o| o.state.bytes()).sum::<u64>()
+            + self.sinks.values().map(|s| s.state.bytes()).sum::<u64>()
+    }
+}
+
+/// Every job's checkpoints: one folder (prefix) per job in an object store.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    config: CheckpointConfig,
+}
+
+impl CheckpointStore {
+    /// Checkpoints under `root` of `store`.
+    pub fn new(store: Arc<dyn ObjectStore>, root: Path, config: CheckpointConfig) -> Self {
+        Self {
+            store,
+            root,
+            config,
+        }
+    }
+
+    /// How jobs checkpoint.
+    pub fn config(&self) -> &CheckpointConfig {
+        &self.config
+    }
+
+    /// One job's folder.
+    pub fn job(&self, name: &str) -> JobStore {
+        JobStore {
+            store: self.store.clone(),
+            prefix: self.root.clone().join(name),
+            job: name.to_string(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// One job's checkpoints.
+#[derive(Debug, Clone)]
+pub struct JobStore {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    job: String,
+    config: CheckpointConfig,
+}
+
+/// A checkpoint read back, ready to restore.
+#[derive(Debug)]
+pub struct Restored {
+    /// What was restored.
+    pub manifest: Manifest,
+    /// Each old worker's chunks (id, rows), in order.
+    pub operators: Vec<Vec<(String, RecordBatch)>>,
+    /// Each sink part's chunks (id, rows), in order.
+    pub sinks: std::collections::BTreeMap<String, Vec<(String, RecordBatch)>>,
+}
+
+fn manifest_name(epoch: u64) -> String {
+    format!("manifest-{epoch:020}.json")
+}
+
+fn epoch_of_file(file: &str) -> Option<u64> {
+    let name = file.rsplit('/').next()?;
+    let digits = name
+        .strip_prefix("manifest-")
+        .and_then(|n| n.strip_suffix(".json"))
+        .or_else(|| name.strip_prefix('e').and_then(|n| n.split('-').next()))?;
+    digits.parse().ok()
+}
+
+impl JobStore {
+    /// The job's name.
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    /// How the job checkpoints.
+    pub fn config(&self) -> &CheckpointConfig {
+        &self.config
+    }
+
+    /// Write one chunk of `epoch` as Arrow IPC.
+    pub async fn write_chunk(
+        &self,
+        epoch: u64,
+        owner: &str,
+        id: &str,
+        batch: &RecordBatch,
+    ) -> Result<ChunkRef> {
+        let mut buffer = Vec::new();
+        {
+            let mut writer = StreamWriter::try_new(&mut buffer, batch.schema_ref())?;
+            writer.write(batch)?;
+            writer.finish()?;
+        }
+        let safe: String = id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let file = format!("e{epoch:020}-{owner}-{safe}.arrow");
+        let bytes = buffer.len() as u64;
+        self.store
+            .put(
+                &self.prefix.clone().join(file.as_str()),
+                PutPayload::from(buffer),
+            )
+            .await?;
+        Ok(ChunkRef {
+            id: id.to_string(),
+            file,
+            rows: batch.num_rows() as u64,
+            bytes,
+        })
+    }
+
+    /// Write every chunk of a participant's snapshot.
+    pub async fn write(&self, epoch: u64, owner: &str, write: StateWrite) -> Result<Written> {
+        let mut put = Vec::with_capacity(write.put.len());
+        for (id, batch) in &write.put {
+            put.push(self.write_chunk(epoch, owner, id, batch).await?);
+        }
+        Ok(Written {
+            reset: write.reset,
+            remove: write.remove,
+            put,
+            pending: write.pending,
+        })
+    }
+
+    async fn read_chunk(&self, file: &str) -> Result<RecordBatch> {
+        let bytes: Bytes = self
+            .store
+            .get(&self.prefix.clone().join(file))
+            .await?
+            .bytes()
+            .await?;
+        let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
+        let schema = reader.schema();
+        let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(datafusion::arrow::compute::concat_batches(
+            &schema, &batches,
+        )?)
+    }
+
+    /// Write `manifest`: the checkpoint is complete once this returns.
+    pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
+        let json = serde_json::to_vec_pretty(manifest)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        self.store
+            .put(
+                &self
+                    .prefix
+                    .clone()
+                    .join(manifest_name(manifest.epoch).as_str()),
+                PutPayload::from(json),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn names(&self) -> Result<Vec<String>> {
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&self.prefix))
+            .try_collect()
+            .await
+            .map_err(DataFusionError::from)?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|meta| meta.location.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// The latest complete checkpoint, if any (a manifest that fails to
+    /// parse is skipped: it cannot be a complete write, or it is not ours).
+    pub async fn latest(&self) -> Result<Option<Manifest>> {
+        let mut manifests: Vec<String> = self
+            .names()
+            .await?
+            .into_iter()
+            .filter(|n| n.starts_with("manifest-"))
+            .collect();
+        manifests.sort();
+        while let Some(name) = manifests.pop() {
+            let bytes = self
+                .store
+                .get(&self.prefix.clone().join(name.as_str()))
+                .await?;
+            let bytes = bytes.bytes().await?;
+            match serde_json::from_slice::<Manifest>(&bytes) {
+                Ok(m) if m.version == MANIFEST_VERSION => return Ok(Some(m)),
+                Ok(m) => {
+                    tracing::warn!(job = %self.job, version = m.version, "checkpoint manifest of another version skipped")
+                }
+                Err(err) => {
+                    tracing::warn!(job = %self.job, %name, %err, "unreadable checkpoint manifest skipped")
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Read every chunk `manifest` names.
+    pub async fn load(&self, manifest: Manifest) -> Result<Restored> {
+        let mut operators = Vec::with_capacity(manifest.operators.len());
+        for operator in &manifest.operators {
+            let mut batches = Vec::with_capacity(operator.state.chunks.len());
+            for chunk in &operator.state.chunks {
+                batches.push((chunk.id.clone(), self.read_chunk(&chunk.file).await?));
+            }
+            operators.push(batches);
+        }
+        let mut sinks = std::collections::BTreeMap::new();
+        for (name, sink) in &manifest.sinks {
+            let mut batches = Vec::with_capacity(sink.state.chunks.len());
+            for chunk in &sink.state.chunks {
+                batches.push((chunk.id.clone(), self.read_chunk(&chunk.file).await?));
+            }
+            sinks.insert(name.clone(), batches);
+        }
+        Ok(Restored {
+            manifest,
+            operators,
+            sinks,
+        })
+    }
+
+    /// Keep the latest `retain` manifests and the chunks they name; remove
+    /// everything else up to epoch `upto` (later files belong to
+    /// checkpoints still being written).
+    pub async fn cleanup(&self, retain: usize, upto: u64) -> Result<()> {
+        let names = self.names().await?;
+        let mut manifests: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with("manifest-"))
+            .collect();
+        manifests.sort();
+        let keep_from = manifests.len().saturating_sub(retain.max(1));
+        let mut keep: BTreeSet<String> = BTreeSet::new();
+        for name in &manifests[keep_from..] {
+            keep.insert((*name).clone());
+            let bytes = self
+                .store
+                .get(&self.prefix.clone().join(name.as_str()))
+                .await?;
+            if let Ok(m) = serde_json::from_slice::<Manifest>(&bytes.bytes().await?) {
+                keep.extend(m.files().map(str::to_string));
+            }
+        }
+        for name in names {
+            if keep.contains(&name) || epoch_of_file(&name).is_none_or(|e| e > upto) {
+                continue;
+            }
+            self.store
+                .delete(&self.prefix.clone().join(name.as_str()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Remove every checkpoint of the job (it was dropped or created anew).
+    pub async fn delete_all(&self) -> Result<()> {
+        for name in self.names().await? {
+            self.store
+                .delete(&self.prefix.clone().join(name.as_str()))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_lists_apply_puts_replacements_removals_and_resets() {
+        let chunk = |id: &str, file: &str| ChunkRef {
+            id: id.into(),
+            file: file.into(),
+            rows: 1,
+            bytes: 10,
+        };
+        let mut list = ChunkList::default();
+        list.apply(&Written {
+            put: vec![chunk("a", "1"), chunk("b", "1")],
+            ..Default::default()
+        });
+        list.apply(&Written {
+            put: vec![chunk("a", "2")],
+            remove: vec!["b".into()],
+            ..Default::default()
+        });
+        assert_eq!(list.chunks, vec![chunk("a", "2")]);
+        list.apply(&Written {
+            reset: true,
+            put: vec![chunk("c", "3")],
+            ..Default::default()
+        });
+        assert_eq!(list.chunks, vec![chunk("c", "3")]);
+        assert_eq!(list.bytes(), 10);
+    }
+
+    #[test]
+    fn file_names_carry_their_epoch() {
+        assert_eq!(epoch_of_file(&manifest_name(42)), Some(42));
+        assert_eq!(
+            epoch_of_file("e00000000000000000007-w0-c123.arrow"),
+            Some(7)
+        );
+        assert_eq!(epoch_of_file("something-else"), None);
+    }
+}

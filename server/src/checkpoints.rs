@@ -1,0 +1,122 @@
+//! Where jobs checkpoint, and what a job restores from on start.
+//!
+//! The store is an `object_store`: a folder (by default
+//! `<data dir>/checkpoints`) or a bucket URL. Each job has its own prefix,
+//! named after it; creating a job anew clears the prefix, so a dropped and
+//! recreated view never sees its namesake's state.
+
+use std::sync::Arc;
+
+use datafusion::object_store::local::LocalFileSystem;
+use datafusion::object_store::path::Path as ObjectPath;
+use tracing::{info, warn};
+use weir_runtime::checkpoint::{CheckpointConfig, CheckpointStore};
+use weir_runtime::job::Checkpointing;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Result, ServerError};
+
+/// Open the configured checkpoint store (`None` when checkpoints are off).
+pub fn open(config: &Config) -> Result<Option<CheckpointStore>> {
+    let Some(interval) = config.checkpoint_interval else {
+        return Ok(None);
+    };
+    let checkpoint_config = CheckpointConfig {
+        interval: Some(interval),
+        retain: config.checkpoint_retain,
+    };
+    let location = config.checkpoint_url.clone().unwrap_or_else(|| {
+        config
+            .data_dir
+            .join("checkpoints")
+            .to_string_lossy()
+            .into_owned()
+    });
+    let folder = match location.strip_prefix("file://") {
+        Some(path) => path.to_string(),
+        None if location.contains("://") => {
+            return Err(ServerError::Config {
+                message: format!(
+                    "checkpoint_url \"{location}\": only folders (or file:// URLs) are supported by this build"
+                ),
+            });
+        }
+        None => location,
+    };
+    std::fs::create_dir_all(&folder).map_err(|e| ServerError::Config {
+        message: format!("could not create the checkpoint folder {folder}: {e}"),
+    })?;
+    let store = LocalFileSystem::new_with_prefix(&folder).map_err(|e| ServerError::Config {
+        message: format!("could not open the checkpoint folder {folder}: {e}"),
+    })?;
+    info!(%folder, ?interval, "checkpoints on");
+    Ok(Some(CheckpointStore::new(
+        Arc::new(store),
+        ObjectPath::from(""),
+        checkpoint_config,
+    )))
+}
+
+/// How the job of view `name` (running `query`) checkpoints: a new job
+/// starts clean; a restored one starts from its latest checkpoint if that
+/// checkpoint is of the same query over the same source partitions.
+pub async fn for_job(
+    engine: &Arc<Engine>,
+    name: &str,
+    query: &str,
+    partitions: usize,
+    restore: bool,
+) -> Result<Checkpointing> {
+    let metrics = engine.runtime_metrics.checkpoints.clone();
+    let Some(checkpoints) = &engine.checkpoints else {
+        return Ok(Checkpointing {
+            plan: query.to_string(),
+            metrics,
+            ..Default::default()
+        });
+    };
+    let store = checkpoints.job(name);
+    let io = |e: datafusion::error::DataFusionError| ServerError::Io {
+        message: format!("the checkpoints of \"{name}\": {e}"),
+    };
+    let mut restored = None;
+    if restore {
+        if let Some(manifest) = store.latest().await.map_err(io)? {
+            if manifest.plan != query {
+                warn!(
+                    job = name,
+                    "the latest checkpoint is of another query; starting fresh"
+                );
+            } else if manifest.sources.len() != partitions {
+                warn!(
+                    job = name,
+                    was = manifest.sources.len(),
+                    now = partitions,
+                    "the source's partitions changed; starting fresh"
+                );
+            } else {
+                let epoch = manifest.epoch;
+                restored = Some(store.load(manifest).await.map_err(io)?);
+                info!(job = name, epoch, "restoring from checkpoint");
+            }
+        }
+    } else {
+        store.delete_all().await.map_err(io)?;
+    }
+    Ok(Checkpointing {
+        store: Some(store),
+        restored,
+        plan: query.to_string(),
+        metrics,
+    })
+}
+
+/// Remove a dropped job's checkpoints.
+pub async fn drop_job(engine: &Arc<Engine>, name: &str) {
+    if let Some(checkpoints) = &engine.checkpoints
+        && let Err(err) = checkpoints.job(name).delete_all().await
+    {
+        warn!(job = name, %err, "could not remove the checkpoints of a dropped job");
+    }
+}
