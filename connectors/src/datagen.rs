@@ -6,7 +6,8 @@
 //! floats are random in `[min, max]`; text is `<column>-<n>` or random
 //! digits; timestamps start at 2024-01-01 and step `fields.<c>.step_ms`
 //! (default 1000) per row; booleans alternate. Without `rows` it runs forever
-//! at `rate` rows per second.
+//! at `rate` rows per second (default 1000); with `rows` it ends there, as
+//! fast as it can unless a `rate` is set (as Flink's datagen).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +27,9 @@ use crate::stream::SeekablePartition;
 /// The connector's name.
 pub const CONNECTOR: &str = "datagen";
 const BATCH_ROWS: u64 = 4096;
+
+/// Rows per second of an unbounded generator without a `rate`.
+const DEFAULT_RATE: u64 = 1000;
 const START_NS: i64 = 1_704_067_200_000_000_000;
 
 #[derive(Debug, Clone)]
@@ -42,7 +46,7 @@ pub struct Datagen {
     schema: SchemaRef,
     fields: Vec<FieldSpec>,
     rows: Option<u64>,
-    rate: u64,
+    rate: Option<u64>,
     seed: u64,
 }
 
@@ -107,7 +111,7 @@ impl Datagen {
             schema,
             fields,
             rows: int(options, "rows")?,
-            rate: int(options, "rate")?.unwrap_or(1000).max(1),
+            rate: int(options, "rate")?.map(|r| r.max(1)),
             seed: int(options, "seed")?.unwrap_or(42),
         })
     }
@@ -224,12 +228,16 @@ impl SeekablePartition for Datagen {
         let stream = futures::stream::unfold(from, move |first| {
             let generator = generator.clone();
             async move {
-                let count = match generator.rows {
-                    Some(rows) if first >= rows => return None,
-                    Some(rows) => BATCH_ROWS.min(rows - first),
-                    None => {
-                        crate::stream::pace(started, first - from, generator.rate).await;
-                        BATCH_ROWS.min(generator.rate)
+                // Unbounded: `rate` rows per second (1000 unless set).
+                // Bounded: as fast as it goes, unless a `rate` is set.
+                let count = match (generator.rows, generator.rate) {
+                    (Some(rows), _) if first >= rows => return None,
+                    (Some(rows), None) => BATCH_ROWS.min(rows - first),
+                    (rows, rate) => {
+                        let rate = rate.unwrap_or(DEFAULT_RATE);
+                        crate::stream::pace(started, first - from, rate).await;
+                        let left = rows.map_or(u64::MAX, |rows| rows - first);
+                        BATCH_ROWS.min(rate).min(left)
                     }
                 };
                 Some((generator.batch(first, count), first + count))

@@ -224,6 +224,7 @@ pub fn start(
     let mut operator_state: Vec<(String, RecordBatch)> = Vec::new();
     let mut operator_watermark = i64::MIN;
     if let Some(restored) = restored.as_ref() {
+        crate::failpoint::hit("restore");
         sink.restore(&restored.sinks)?;
         // Output the checkpoint made visible may not have been renamed into
         // place before the crash.

@@ -27,11 +27,13 @@
 //! - [`operators`]: the stream operators.
 //! - [`metrics`]: late rows and job counters.
 //! - [`windows`]: window math shared by batch queries and stream operators.
+//! - [`failpoint`]: named crash points for crash tests.
 //! - [`error`]: this crate's error type.
 
 pub mod checkpoint;
 pub mod error;
 pub mod executor;
+pub mod failpoint;
 pub mod job;
 pub mod materialized;
 pub mod message;

@@ -353,7 +353,9 @@ impl Coordinator {
                 },
             );
         }
+        crate::failpoint::hit("checkpoint-before-manifest");
         store.write_manifest(&manifest).await?;
+        crate::failpoint::hit("checkpoint-after-manifest");
         self.sink.commit(&pending)?;
         let elapsed = started.elapsed();
         let labels = &self.labels;

@@ -24,12 +24,25 @@ pub struct WeirProcess {
 impl WeirProcess {
     /// Start `weir serve` on ports chosen by the OS, with `data_dir`.
     pub fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[], &[])
+    }
+
+    /// Start `weir serve` with extra flags and environment variables.
+    pub fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::try_start_with(data_dir, args, env).expect("weir exited before listening")
+    }
+
+    /// Start `weir serve`; `None` if it exited before listening (a crash
+    /// during start-up, e.g. at a failpoint).
+    pub fn try_start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Option<Self> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .arg("serve")
             .args(["--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--workers", "2", "--print-addrs", "--log", "warn"])
+            .args(args)
+            .envs(env.iter().copied())
             .current_dir(sql_tests_dir())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -40,6 +53,10 @@ impl WeirProcess {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("read the address line");
+        if line.is_empty() {
+            let _ = child.wait();
+            return None;
+        }
         let addrs: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("weir printed {line:?} instead of its addresses: {e}"));
         let port = |key: &str| -> u16 {
@@ -50,11 +67,11 @@ impl WeirProcess {
                 .parse()
                 .expect("port number")
         };
-        Self {
+        Some(Self {
             pg_port: port("pg_addr"),
             http_port: port("http_addr"),
             child,
-        }
+        })
     }
 
     /// A tokio-postgres config for this server.
@@ -71,6 +88,11 @@ impl WeirProcess {
     /// A connection string for other clients.
     pub fn url(&self) -> String {
         format!("postgresql://weir@127.0.0.1:{}/weir", self.pg_port)
+    }
+
+    /// Has the process exited by itself (e.g. at a failpoint)?
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// `kill -9`: no chance to clean up, as in a crash.

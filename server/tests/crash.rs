@@ -1,0 +1,199 @@
+//! Crash tests through the front door: the real `weir` binary runs windowed
+//! jobs with a short checkpoint interval and is killed with SIGKILL at random
+//! moments (and aborted at failpoints: after the state is written but before
+//! the manifest, after the manifest but before sinks commit, and while
+//! recovering), restarted each time; at the end every view must hold exactly
+//! what a run that never crashed holds.
+//!
+//! The seed is printed; `WEIR_CRASH_SEED` replays a run, `WEIR_CRASH_ROWS`
+//! makes it longer (the soak in `bench/crash-soak.sh`).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{WeirProcess, connect};
+
+/// The same pipeline for both runs; `{rows}` and `{rate}` filled in.
+const PIPELINE: &[&str] = &[
+    "CREATE STREAM ev (id BIGINT, k BIGINT, ts TIMESTAMP,
+       WATERMARK FOR ts AS ts - INTERVAL '3 seconds')
+     WITH (connector = 'datagen', rows = '{rows}', rate = '{rate}',
+       'fields.k.kind' = 'random', 'fields.k.min' = '0', 'fields.k.max' = '49',
+       'fields.ts.step_ms' = '100')",
+    "CREATE MATERIALIZED VIEW per_key AS
+       SELECT k, count(*) AS n, sum(id) AS s FROM ev GROUP BY k",
+    "CREATE MATERIALIZED VIEW tumbling AS
+       SELECT k, window_start, window_end, count(*) AS n, sum(id) AS s
+       FROM TUMBLE(ev, ts, INTERVAL '10 seconds')
+       GROUP BY k, window_start, window_end EMIT ON WINDOW CLOSE",
+    "CREATE MATERIALIZED VIEW hopping AS
+       SELECT window_start, count(*) AS n, max(id) AS top
+       FROM HOP(ev, ts, INTERVAL '5 seconds', INTERVAL '20 seconds')
+       GROUP BY window_start",
+    "CREATE MATERIALIZED VIEW sessions AS
+       SELECT k, window_start, window_end, count(*) AS n
+       FROM SESSION(ev, ts, INTERVAL '8 seconds')
+       GROUP BY k, window_start, window_end EMIT ON WINDOW CLOSE",
+];
+
+const VIEWS: &[&str] = &["per_key", "tumbling", "hopping", "sessions"];
+
+/// xorshift64*: a seeded, dependency-free random sequence.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low + 1)
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+async fn contents(server: &WeirProcess) -> Vec<Vec<String>> {
+    let client = connect(server).await;
+    client.simple_query("FLUSH").await.expect("FLUSH");
+    let mut all = Vec::new();
+    for view in VIEWS {
+        let mut rows: Vec<String> = client
+            .simple_query(&format!("SELECT * FROM {view}"))
+            .await
+            .expect("read the view")
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).unwrap_or("NULL").to_string())
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                ),
+                _ => None,
+            })
+            .collect();
+        rows.sort();
+        all.push(rows);
+    }
+    all
+}
+
+async fn create(server: &WeirProcess, rows: u64, rate: u64) {
+    let client = connect(server).await;
+    for statement in PIPELINE {
+        let sql = statement
+            .replace("{rows}", &rows.to_string())
+            .replace("{rate}", &rate.to_string());
+        client.batch_execute(&sql).await.expect(statement);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_random_moments_the_views_match_an_uncrashed_run() {
+    let seed = env_u64("WEIR_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1
+    });
+    let rows = env_u64("WEIR_CRASH_ROWS").unwrap_or(40_000);
+    let rate = 8_000;
+    eprintln!("crash test: seed {seed} (WEIR_CRASH_SEED={seed} replays it), {rows} rows");
+    // Spread nearby seeds (clock readings) apart before xorshift.
+    let mut rng = Rng((seed ^ 0x9E37_79B9_7F4A_7C15).wrapping_mul(0xBF58_476D_1CE4_E5B9) | 1);
+
+    // The run that never crashes (checkpoints off: nothing to restore).
+    let reference_dir = tempfile::tempdir().expect("tempdir");
+    let reference =
+        WeirProcess::start_with(reference_dir.path(), &["--checkpoint-interval", "off"], &[]);
+    create(&reference, rows, rate * 100).await;
+    let expected = contents(&reference).await;
+    reference.kill();
+    assert!(expected.iter().all(|v| !v.is_empty()), "{expected:?}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = ["--checkpoint-interval", "100ms", "--checkpoint-retain", "2"];
+    let mut server = WeirProcess::start_with(dir.path(), &args, &[]);
+    create(&server, rows, rate).await;
+    // Planned crashes at the failpoints, then random SIGKILLs.
+    let mut failpoints = vec![
+        "checkpoint-before-manifest@3",
+        "checkpoint-after-manifest@2",
+        "restore@1",
+    ];
+    let started = Instant::now();
+    let mut crashes = 0;
+    let budget = Duration::from_secs(rows / rate * 4 + 30);
+    loop {
+        let wait = rng.between(100, 900);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let done = {
+            let client = connect(&server).await;
+            let status = client
+                .simple_query("SHOW MATERIALIZED VIEWS")
+                .await
+                .expect("show views");
+            let finished = status
+                .iter()
+                .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(1) == Some("finished")))
+                .count();
+            finished == VIEWS.len()
+        };
+        if done || started.elapsed() > budget {
+            break;
+        }
+        server.kill();
+        crashes += 1;
+        let failpoint = if failpoints.is_empty() || rng.next().is_multiple_of(2) {
+            None
+        } else {
+            Some(failpoints.remove(0))
+        };
+        eprintln!("crash {crashes} after {wait} ms; next start with failpoint {failpoint:?}");
+        let env: Vec<(&str, &str)> = failpoint.iter().map(|f| ("WEIR_FAILPOINT", *f)).collect();
+        server = match WeirProcess::try_start_with(dir.path(), &args, &env) {
+            Some(mut s) => {
+                // A failpoint may abort it a moment later: wait for that.
+                if failpoint.is_some() {
+                    for _ in 0..50 {
+                        if s.exited() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                if s.exited() {
+                    eprintln!("aborted at {failpoint:?}");
+                    crashes += 1;
+                    WeirProcess::start_with(dir.path(), &args, &[])
+                } else {
+                    s
+                }
+            }
+            None => {
+                eprintln!("aborted while recovering ({failpoint:?})");
+                crashes += 1;
+                WeirProcess::start_with(dir.path(), &args, &[])
+            }
+        };
+    }
+    assert!(
+        crashes >= 3,
+        "only {crashes} crashes: the run was too short"
+    );
+    let got = contents(&server).await;
+    for ((view, want), have) in VIEWS.iter().zip(&expected).zip(&got) {
+        assert_eq!(
+            have, want,
+            "view {view} differs from the uncrashed run (seed {seed})"
+        );
+    }
+    eprintln!("{crashes} crashes, views identical (seed {seed})");
+}
