@@ -18,6 +18,7 @@
 //! # Layout
 //! - [`options`]: the `WITH (...)` option bag, and the errors for bad options.
 //! - [`file`]: files on disk (csv, newline-delimited json, parquet; globs).
+//! - [`file_sink`]: a view's rows written to files, exactly once.
 //! - [`stream`]: a stream's connector as a table and as a streaming source.
 //! - [`nexmark`]: the Nexmark generator (person, auction, bid).
 //! - [`datagen`]: rows made up from declared columns.
@@ -28,6 +29,7 @@
 pub mod datagen;
 pub mod error;
 pub mod file;
+pub mod file_sink;
 pub mod nexmark;
 pub mod options;
 pub mod stream;

@@ -128,6 +128,19 @@ pub enum CatalogEntry {
     Stream(StreamDef),
     /// A materialized view.
     MaterializedView(MaterializedViewDef),
+    /// A sink.
+    Sink(SinkDef),
+}
+
+/// A sink: a materialized view's rows, written out by a connector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkDef {
+    /// Its name.
+    pub name: String,
+    /// The materialized view it writes out.
+    pub from: String,
+    /// Connector options as given.
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 impl CatalogEntry {
@@ -138,6 +151,7 @@ impl CatalogEntry {
             CatalogEntry::View(v) => &v.name,
             CatalogEntry::Stream(s) => &s.name,
             CatalogEntry::MaterializedView(m) => &m.name,
+            CatalogEntry::Sink(s) => &s.name,
         }
     }
 
@@ -148,6 +162,7 @@ impl CatalogEntry {
             CatalogEntry::View(_) => ObjectKind::View,
             CatalogEntry::Stream(_) => ObjectKind::Stream,
             CatalogEntry::MaterializedView(_) => ObjectKind::MaterializedView,
+            CatalogEntry::Sink(_) => ObjectKind::Sink,
         }
     }
 }

@@ -6,7 +6,9 @@
 //! position inside it (sqlparser's or DataFusion's) maps back to the text the
 //! client sent. Weir's additions are handled before sqlparser sees them:
 //!
-//! - `SUBSCRIBE TO v`, `COPY (SUBSCRIBE TO v) TO STDOUT`, `FLUSH`: parsed here.
+//! - `SUBSCRIBE TO v`, `COPY (SUBSCRIBE TO v) TO STDOUT`, `FLUSH`,
+//!   `CREATE SINK s FROM v WITH (...)`, `DROP SINK [IF EXISTS] s`: parsed
+//!   here.
 //! - `CREATE STREAM` / `DROP STREAM`: `STREAM` is read as `TABLE` (same
 //!   length, so positions hold), and the `WATERMARK FOR col AS expr` clause is
 //!   cut out of the column list (blanked, again keeping positions).
@@ -57,6 +59,24 @@ pub enum PieceKind {
     },
     /// `FLUSH`: wait until everything written so far is visible in views.
     Flush,
+    /// `CREATE SINK [IF NOT EXISTS] name FROM view WITH (key = 'value', ...)`.
+    CreateSink {
+        /// The sink (normalized).
+        name: String,
+        /// `IF NOT EXISTS` given.
+        if_not_exists: bool,
+        /// The view it writes out (normalized).
+        from: String,
+        /// The connector options, keys lowercased.
+        options: Vec<(String, String)>,
+    },
+    /// `DROP SINK [IF EXISTS] names`.
+    DropSink {
+        /// Normalized names.
+        names: Vec<String>,
+        /// `IF EXISTS` given.
+        if_exists: bool,
+    },
 }
 
 /// A stream's declared watermark.
@@ -75,8 +95,8 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         .into_iter()
         .map(|piece| match piece.kind {
             PieceKind::Sql { statement, .. } => Ok(*statement),
-            PieceKind::Subscribe { .. } | PieceKind::Flush => Err(PlanError::Invalid(
-                "SUBSCRIBE and FLUSH cannot be used here".to_string(),
+            _ => Err(PlanError::Invalid(
+                "SUBSCRIBE, FLUSH and sinks cannot be used here".to_string(),
             )),
         })
         .collect()
@@ -102,7 +122,7 @@ pub fn parse_request(sql: &str) -> Result<Vec<Piece>> {
         let end = char_index(&line_starts, significant[significant.len() - 1].span.end);
         let mut text: Vec<char> = chars[start..end.max(start)].to_vec();
         let local = |loc: Location| char_index(&line_starts, loc) - start;
-        let kind = match special(&significant) {
+        let kind = match special(&significant).map_err(|e| syntax_error(sql, e))? {
             Some(kind) => kind,
             None => {
                 let words = leading_words(&significant, 3);
@@ -216,9 +236,100 @@ fn ident(t: &TokenWithSpan) -> Option<String> {
     }
 }
 
-/// SUBSCRIBE / COPY (SUBSCRIBE ...) TO STDOUT / FLUSH.
-fn special(tokens: &[&TokenWithSpan]) -> Option<PieceKind> {
+/// SUBSCRIBE / COPY (SUBSCRIBE ...) TO STDOUT / FLUSH / CREATE and DROP SINK.
+fn special(tokens: &[&TokenWithSpan]) -> std::result::Result<Option<PieceKind>, ParserError> {
     let words = leading_words(tokens, 8);
+    if words.len() >= 2 && words[1] == "SINK" {
+        match words[0].as_str() {
+            "CREATE" => return create_sink(tokens).map(Some),
+            "DROP" => return drop_sink(tokens).map(Some),
+            _ => {}
+        }
+    }
+    Ok(subscribe_or_flush(tokens, &words))
+}
+
+fn expected(what: &str, found: Option<&&TokenWithSpan>) -> ParserError {
+    ParserError::ParserError(match found {
+        Some(t) => format!(
+            "Expected: {what}, found: {} at Line: {}, Column: {}",
+            t.token, t.span.start.line, t.span.start.column
+        ),
+        None => format!("Expected: {what}, found: EOF"),
+    })
+}
+
+/// `CREATE SINK [IF NOT EXISTS] name FROM view WITH (options)`.
+fn create_sink(tokens: &[&TokenWithSpan]) -> std::result::Result<PieceKind, ParserError> {
+    let mut at = 2;
+    let if_not_exists = leading_words(&tokens[at..], 3) == ["IF", "NOT", "EXISTS"];
+    if if_not_exists {
+        at += 3;
+    }
+    let name = tokens
+        .get(at)
+        .and_then(|t| ident(t))
+        .ok_or_else(|| expected("a sink name", tokens.get(at)))?;
+    at += 1;
+    if tokens.get(at).and_then(|t| word(t)).as_deref() != Some("FROM") {
+        return Err(expected("FROM", tokens.get(at)));
+    }
+    at += 1;
+    let from = tokens
+        .get(at)
+        .and_then(|t| ident(t))
+        .ok_or_else(|| expected("the name of a materialized view", tokens.get(at)))?;
+    at += 1;
+    if tokens.get(at).and_then(|t| word(t)).as_deref() != Some("WITH") {
+        return Err(expected("WITH (connector = ...)", tokens.get(at)));
+    }
+    // The options are sqlparser's `WITH (key = value, ...)`.
+    let rest: Vec<String> = tokens[at..].iter().map(|t| t.token.to_string()).collect();
+    let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(&rest.join(" "))?;
+    let options = parser.parse_options(datafusion::sql::sqlparser::keywords::Keyword::WITH)?;
+    if parser.peek_token().token != Token::EOF {
+        return Err(ParserError::ParserError(format!(
+            "Expected: end of statement, found: {}",
+            parser.peek_token().token
+        )));
+    }
+    let options = crate::statement::sql_options(options)
+        .map_err(|e| ParserError::ParserError(e.to_string()))?;
+    Ok(PieceKind::CreateSink {
+        name,
+        if_not_exists,
+        from,
+        options,
+    })
+}
+
+/// `DROP SINK [IF EXISTS] name, ...`.
+fn drop_sink(tokens: &[&TokenWithSpan]) -> std::result::Result<PieceKind, ParserError> {
+    let mut at = 2;
+    let if_exists = leading_words(&tokens[at..], 2) == ["IF", "EXISTS"];
+    if if_exists {
+        at += 2;
+    }
+    let mut names = Vec::new();
+    loop {
+        names.push(
+            tokens
+                .get(at)
+                .and_then(|t| ident(t))
+                .ok_or_else(|| expected("a sink name", tokens.get(at)))?,
+        );
+        at += 1;
+        match tokens.get(at).map(|t| &t.token) {
+            None => break,
+            Some(Token::Comma) => at += 1,
+            Some(_) => return Err(expected("a comma or the end", tokens.get(at))),
+        }
+    }
+    Ok(PieceKind::DropSink { names, if_exists })
+}
+
+/// SUBSCRIBE / COPY (SUBSCRIBE ...) TO STDOUT / FLUSH.
+fn subscribe_or_flush(tokens: &[&TokenWithSpan], words: &[String]) -> Option<PieceKind> {
     match words.first().map(String::as_str) {
         Some("FLUSH") if tokens.len() == 1 => Some(PieceKind::Flush),
         Some("SUBSCRIBE") => {

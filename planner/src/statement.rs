@@ -22,6 +22,8 @@ pub enum ObjectKind {
     Stream,
     /// A materialized view: a continuous query's maintained result.
     MaterializedView,
+    /// A sink: a materialized view's rows written out.
+    Sink,
 }
 
 impl ObjectKind {
@@ -32,6 +34,7 @@ impl ObjectKind {
             ObjectKind::View => "view",
             ObjectKind::Stream => "stream",
             ObjectKind::MaterializedView => "materialized view",
+            ObjectKind::Sink => "sink",
         }
     }
 }
@@ -161,6 +164,21 @@ pub enum WeirStatement {
     },
     /// Wait until everything read so far is visible in every view.
     Flush,
+    /// Write a materialized view's rows out.
+    CreateSink(CreateSink),
+}
+
+/// `CREATE SINK [IF NOT EXISTS] name FROM view WITH (...)`.
+#[derive(Debug, Clone)]
+pub struct CreateSink {
+    /// Normalized name.
+    pub name: String,
+    /// `IF NOT EXISTS` given.
+    pub if_not_exists: bool,
+    /// The materialized view written out.
+    pub from: String,
+    /// Connector options, keys lowercased.
+    pub options: Vec<(String, String)>,
 }
 
 impl WeirStatement {
@@ -170,6 +188,22 @@ impl WeirStatement {
         match kind {
             PieceKind::Flush => Ok(WeirStatement::Flush),
             PieceKind::Subscribe { name, copy } => Ok(WeirStatement::Subscribe { name, copy }),
+            PieceKind::CreateSink {
+                name,
+                if_not_exists,
+                from,
+                options,
+            } => Ok(WeirStatement::CreateSink(CreateSink {
+                name,
+                if_not_exists,
+                from,
+                options,
+            })),
+            PieceKind::DropSink { names, if_exists } => Ok(WeirStatement::Drop {
+                kind: ObjectKind::Sink,
+                names,
+                if_exists,
+            }),
             PieceKind::Sql {
                 statement,
                 stream,
@@ -404,6 +438,7 @@ fn classify_show(variable: &[Ident]) -> WeirStatement {
         "views" => WeirStatement::ShowObjects(ObjectKind::View),
         "streams" => WeirStatement::ShowObjects(ObjectKind::Stream),
         "materialized views" | "jobs" => WeirStatement::ShowObjects(ObjectKind::MaterializedView),
+        "sinks" => WeirStatement::ShowObjects(ObjectKind::Sink),
         name => WeirStatement::ShowVariable {
             name: name.replace(' ', "_"),
         },
@@ -430,7 +465,7 @@ pub fn expr_text(expr: &Expr) -> String {
     }
 }
 
-fn sql_options(options: Vec<SqlOption>) -> Result<Vec<(String, String)>> {
+pub(crate) fn sql_options(options: Vec<SqlOption>) -> Result<Vec<(String, String)>> {
     options
         .into_iter()
         .map(|option| match option {

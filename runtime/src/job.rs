@@ -64,8 +64,15 @@ pub trait Sink: Send + Sync {
         Ok(Vec::new())
     }
 
-    /// Before the job runs: the state a checkpoint kept, per part.
-    fn restore(&self, _state: &BTreeMap<String, Vec<(String, RecordBatch)>>) -> Result<()> {
+    /// Before the job runs: the state a checkpoint kept, per part, and the
+    /// output that checkpoint made visible (commit it again: the crash may
+    /// have come before the commit; discard any other uncommitted output).
+    /// Called with nothing when the job starts afresh.
+    fn restore(
+        &self,
+        _state: &BTreeMap<String, Vec<(String, RecordBatch)>>,
+        _pending: &BTreeMap<String, Vec<String>>,
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -113,6 +120,11 @@ impl JobHandle {
     /// The job's progress now.
     pub fn progress(&self) -> Progress {
         self.progress.borrow().clone()
+    }
+
+    /// Does every source of the job end?
+    pub fn is_bounded(&self) -> bool {
+        self.bounded
     }
 
     /// Watch the job's progress.
@@ -223,19 +235,22 @@ pub fn start(
     let mut sources: Vec<Option<SourceState>> = vec![None; partitions];
     let mut operator_state: Vec<(String, RecordBatch)> = Vec::new();
     let mut operator_watermark = i64::MIN;
+    match restored.as_ref() {
+        Some(restored) => {
+            crate::failpoint::hit("restore");
+            sink.restore(
+                &restored.sinks,
+                &restored
+                    .manifest
+                    .sinks
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.pending.clone()))
+                    .collect(),
+            )?;
+        }
+        None => sink.restore(&BTreeMap::new(), &BTreeMap::new())?,
+    }
     if let Some(restored) = restored.as_ref() {
-        crate::failpoint::hit("restore");
-        sink.restore(&restored.sinks)?;
-        // Output the checkpoint made visible may not have been renamed into
-        // place before the crash.
-        sink.commit(
-            &restored
-                .manifest
-                .sinks
-                .iter()
-                .map(|(k, v)| (k.clone(), v.pending.clone()))
-                .collect(),
-        )?;
         for (p, state) in restored.manifest.sources.iter().enumerate() {
             if p < partitions {
                 sources[p] = Some(*state);

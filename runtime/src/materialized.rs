@@ -245,7 +245,11 @@ impl Sink for MaterializedView {
         Ok(vec![(VIEW_STATE.to_string(), write)])
     }
 
-    fn restore(&self, state: &BTreeMap<String, Vec<(String, RecordBatch)>>) -> Result<()> {
+    fn restore(
+        &self,
+        state: &BTreeMap<String, Vec<(String, RecordBatch)>>,
+        _pending: &BTreeMap<String, Vec<String>>,
+    ) -> Result<()> {
         let Some(chunks) = state.get(VIEW_STATE) else {
             return Ok(());
         };
@@ -354,6 +358,151 @@ fn counts_batch(
         Arc::new(Schema::new(fields)),
         columns,
     )?)
+}
+
+/// A view's job's sink: the view itself, then the sinks that write it out
+/// (`CREATE SINK ... FROM view`), each fed every batch the view applies.
+///
+/// A sink attached while the job runs first gets the view's contents, taken
+/// under the same lock that applies batches, so it misses and repeats
+/// nothing. Each sink's part of a checkpoint is named `sink:<name>`.
+pub struct ViewSink {
+    view: Arc<MaterializedView>,
+    sinks: Mutex<Vec<(String, Arc<dyn Sink>)>>,
+}
+
+/// The checkpoint part of sink `name`.
+pub fn sink_part(name: &str) -> String {
+    format!("sink:{name}")
+}
+
+impl ViewSink {
+    /// The job sink of `view`, with no sink attached yet.
+    pub fn new(view: Arc<MaterializedView>) -> Arc<Self> {
+        Arc::new(Self {
+            view,
+            sinks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The view.
+    pub fn view(&self) -> &Arc<MaterializedView> {
+        &self.view
+    }
+
+    /// Add sink `name`; `with_contents`: give it the view's rows so far
+    /// first (a new sink, or one a checkpoint does not know yet).
+    pub fn attach(&self, name: &str, sink: Arc<dyn Sink>, with_contents: bool) -> Result<()> {
+        let mut sinks = self.sinks.lock();
+        if with_contents {
+            let contents = self.view.snapshot()?;
+            let changelog = self.view.is_changelog();
+            for batch in contents {
+                sink.apply(if changelog {
+                    as_inserts(&batch)?
+                } else {
+                    batch
+                })?;
+            }
+        }
+        sinks.push((name.to_string(), sink));
+        Ok(())
+    }
+
+    /// Remove sink `name`.
+    pub fn detach(&self, name: &str) {
+        self.sinks.lock().retain(|(n, _)| n != name);
+    }
+}
+
+/// A snapshot batch of an updating view as changelog inserts.
+fn as_inserts(batch: &RecordBatch) -> Result<RecordBatch> {
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(datafusion::arrow::array::Int8Array::from(vec![
+        1i8;
+        batch.num_rows()
+    ])));
+    Ok(RecordBatch::try_new(
+        crate::operators::aggregate::changelog_schema(&batch.schema()),
+        columns,
+    )?)
+}
+
+impl Sink for ViewSink {
+    fn apply(&self, batch: RecordBatch) -> Result<()> {
+        let sinks = self.sinks.lock();
+        self.view.apply(batch.clone())?;
+        for (_, sink) in sinks.iter() {
+            sink.apply(batch.clone())?;
+        }
+        Ok(())
+    }
+
+    fn enable_checkpoints(&self) {
+        self.view.enable_checkpoints();
+        for (_, sink) in self.sinks.lock().iter() {
+            sink.enable_checkpoints();
+        }
+    }
+
+    fn snapshot(&self, epoch: u64) -> Result<Vec<(String, StateWrite)>> {
+        let sinks = self.sinks.lock();
+        let mut parts = Sink::snapshot(self.view.as_ref(), epoch)?;
+        for (name, sink) in sinks.iter() {
+            let mut write = StateWrite::default();
+            for (_, part) in sink.snapshot(epoch)? {
+                write.put.extend(part.put);
+                write.pending.extend(part.pending);
+            }
+            parts.push((sink_part(name), write));
+        }
+        Ok(parts)
+    }
+
+    fn restore(
+        &self,
+        state: &BTreeMap<String, Vec<(String, RecordBatch)>>,
+        pending: &BTreeMap<String, Vec<String>>,
+    ) -> Result<()> {
+        self.view.restore(state, pending)?;
+        let contents = self.view.snapshot()?;
+        for (name, sink) in self.sinks.lock().iter() {
+            let part = sink_part(name);
+            let state: BTreeMap<String, Vec<(String, RecordBatch)>> = state
+                .get(&part)
+                .map(|v| (part.clone(), v.clone()))
+                .into_iter()
+                .collect();
+            let pending: BTreeMap<String, Vec<String>> = pending
+                .get(&part)
+                .map(|v| (part.clone(), v.clone()))
+                .into_iter()
+                .collect();
+            sink.restore(&state, &pending)?;
+            // A sink the checkpoint does not know (created after it) starts
+            // with the view's contents, as it did when it was created.
+            if state.is_empty() && pending.is_empty() {
+                for batch in &contents {
+                    sink.apply(if self.view.is_changelog() {
+                        as_inserts(batch)?
+                    } else {
+                        batch.clone()
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, pending: &BTreeMap<String, Vec<String>>) -> Result<()> {
+        for (name, sink) in self.sinks.lock().iter() {
+            let part = sink_part(name);
+            if let Some(files) = pending.get(&part) {
+                sink.commit(&BTreeMap::from([(part, files.clone())]))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A view as a DataFusion table: scans read a snapshot.

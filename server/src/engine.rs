@@ -89,6 +89,8 @@ pub struct LiveStream {
 pub struct LiveView {
     /// Its contents.
     pub view: Arc<weir_runtime::materialized::MaterializedView>,
+    /// Its job's sink: the view, and the sinks writing it out.
+    pub sink: Arc<weir_runtime::materialized::ViewSink>,
     /// Its job.
     pub job: weir_runtime::job::JobHandle,
     /// Its stream plan, for EXPLAIN and SHOW.
@@ -323,6 +325,7 @@ impl Engine {
                 statements::stream::subscribe(self, &name, copy)
             }
             WeirStatement::Flush => statements::stream::flush(self).await,
+            WeirStatement::CreateSink(create) => statements::sink::create(self, create).await,
         }
     }
 
@@ -376,6 +379,7 @@ impl Engine {
             | WeirStatement::Discard
             | WeirStatement::CreateStream(_)
             | WeirStatement::CreateMaterializedView(_)
+            | WeirStatement::CreateSink(_)
             | WeirStatement::Flush => None,
             WeirStatement::ExplainMaterializedView(_) => Some(statements::explain::schema()),
             WeirStatement::Subscribe { name, copy } => {

@@ -125,7 +125,12 @@ pub async fn create_view(engine: &Arc<Engine>, view: CreateView, sql: &str) -> R
     let existing = engine.catalog.lock().get(&view.name).map(|e| e.kind());
     match existing {
         Some(ObjectKind::View) if view.or_replace => {}
-        Some(ObjectKind::Table | ObjectKind::Stream | ObjectKind::MaterializedView) => {
+        Some(
+            ObjectKind::Table
+            | ObjectKind::Stream
+            | ObjectKind::MaterializedView
+            | ObjectKind::Sink,
+        ) => {
             return Err(ServerError::WrongObjectType {
                 message: format!("\"{}\" is not a view", view.name),
             });
@@ -176,6 +181,7 @@ pub async fn drop(
         ObjectKind::View => "DROP VIEW",
         ObjectKind::Stream => "DROP STREAM",
         ObjectKind::MaterializedView => "DROP MATERIALIZED VIEW",
+        ObjectKind::Sink => "DROP SINK",
     };
     // Check all names before dropping any, as Postgres does.
     let mut to_drop = Vec::new();
@@ -212,13 +218,50 @@ pub async fn drop(
             }
         }
     }
+    // A view that a sink writes out cannot go either.
+    if kind == ObjectKind::MaterializedView {
+        let catalog = engine.catalog.lock();
+        for name in &to_drop {
+            if let Some(CatalogEntry::Sink(sink)) = catalog
+                .of_kind(ObjectKind::Sink)
+                .find(|e| matches!(e, CatalogEntry::Sink(s) if &s.from == name))
+            {
+                return Err(ServerError::DependentObjects {
+                    message: format!(
+                        "cannot drop materialized view \"{name}\" because sink \"{}\" depends on it",
+                        sink.name
+                    ),
+                });
+            }
+        }
+    }
+    let sinks_of: Vec<(String, String)> = engine
+        .catalog
+        .lock()
+        .of_kind(ObjectKind::Sink)
+        .filter_map(|e| match e {
+            CatalogEntry::Sink(s) if to_drop.contains(&s.name) => {
+                Some((s.name.clone(), s.from.clone()))
+            }
+            _ => None,
+        })
+        .collect();
     persist(engine, |catalog| {
         for name in &to_drop {
             catalog.remove(kind, name)?;
         }
         Ok(())
     })?;
+    for (sink, view) in &sinks_of {
+        if let Some(live) = engine.views.lock().get(view) {
+            live.sink.detach(sink);
+        }
+    }
     for name in &to_drop {
+        if kind == ObjectKind::Sink {
+            info!(object = %name, kind = kind.name(), "dropped");
+            continue;
+        }
         engine
             .ctx
             .deregister_table(name.as_str())
@@ -230,7 +273,7 @@ pub async fn drop(
                 crate::checkpoints::drop_job(engine, name).await;
             }
             ObjectKind::Stream => std::mem::drop(engine.streams.lock().remove(name)),
-            ObjectKind::Table | ObjectKind::View => {}
+            ObjectKind::Table | ObjectKind::View | ObjectKind::Sink => {}
         }
         info!(object = %name, kind = kind.name(), "dropped");
     }
@@ -262,12 +305,16 @@ async fn run_plan(engine: &Arc<Engine>, plan: LogicalPlan) -> Result<()> {
 /// object that cannot be rebuilt (its files are gone, say) is logged and kept
 /// in the catalog, never silently deleted.
 pub async fn restore(engine: &Arc<Engine>, catalog: Catalog) {
+    // Views look up their sinks while they are rebuilt.
+    *engine.catalog.lock() = catalog.clone();
     for entry in &catalog.entries {
         let result = match entry {
             CatalogEntry::Table(def) => restore_table(engine, def).await,
             CatalogEntry::View(def) => restore_view(engine, def).await,
             CatalogEntry::Stream(def) => super::stream::restore_stream(engine, def).await,
             CatalogEntry::MaterializedView(def) => super::stream::restore_view(engine, def).await,
+            // Attached by their view's restore.
+            CatalogEntry::Sink(_) => Ok(()),
         };
         if let Err(err) = result {
             engine.warn_restore(entry.name(), &err);

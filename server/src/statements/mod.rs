@@ -3,9 +3,11 @@
 //! - [`ddl`]: `CREATE TABLE`, `CREATE VIEW`, `DROP`, and replaying the catalog on start.
 //! - [`explain`]: `EXPLAIN` as Postgres shapes it.
 //! - [`stream`]: streams, materialized views, SUBSCRIBE, FLUSH.
+//! - [`sink`]: `CREATE SINK`: a view's rows written out.
 //! - [`show`]: `SHOW ...`, transactions: statements Weir answers itself.
 
 pub mod ddl;
 pub mod explain;
 pub mod show;
+pub mod sink;
 pub mod stream;

@@ -77,6 +77,7 @@ pub fn objects_schema(kind: ObjectKind) -> SchemaRef {
         ObjectKind::View => text_schema(&["name", "definition"]),
         ObjectKind::Stream => text_schema(&["name", "connector", "watermark"]),
         ObjectKind::MaterializedView => text_schema(&["name", "status", "emit", "definition"]),
+        ObjectKind::Sink => text_schema(&["name", "from", "connector", "format", "path"]),
     }
 }
 
@@ -131,6 +132,14 @@ pub fn objects(engine: &Arc<Engine>, kind: ObjectKind) -> Result<Output> {
                     .to_string(),
                 );
                 columns[3].push(m.query.clone());
+            }
+            CatalogEntry::Sink(s) => {
+                let opt = |k: &str| s.options.get(k).cloned().unwrap_or_default();
+                columns[0].push(s.name.clone());
+                columns[1].push(s.from.clone());
+                columns[2].push(opt("connector"));
+                columns[3].push(opt("format"));
+                columns[4].push(opt("path"));
             }
         }
     }

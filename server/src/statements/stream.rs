@@ -22,13 +22,14 @@ use datafusion::sql::sqlparser::ast::{self as ast, Statement};
 use tracing::info;
 use weir_connectors::ConnectorOptions;
 use weir_connectors::stream::StreamConnector;
-use weir_planner::catalog::{CatalogEntry, MaterializedViewDef, StreamDef, TableDef};
+use weir_planner::catalog::{CatalogEntry, MaterializedViewDef, SinkDef, StreamDef, TableDef};
 use weir_planner::parser::WatermarkClause;
+use weir_planner::statement::ObjectKind;
 use weir_planner::statement::{CreateMaterializedView, CreateStream};
 use weir_planner::stream::{StreamInput, plan_stream, scanned_tables};
 use weir_planner::windows::{Mode, rewrite_windows};
 use weir_runtime::job;
-use weir_runtime::materialized::{MaterializedView, ViewTable};
+use weir_runtime::materialized::{MaterializedView, ViewSink, ViewTable};
 use weir_runtime::plan::EventTime;
 
 use crate::engine::{Engine, LiveStream, LiveView, Output};
@@ -373,6 +374,28 @@ pub async fn create_materialized_view(
                 .map_err(Into::into)
         })?;
     }
+    let job_sink = ViewSink::new(view.clone());
+    if !persist_it {
+        // Sinks of this view, from the catalog: attached before the job
+        // runs, so the restore hands them their part of the checkpoint.
+        let sinks: Vec<SinkDef> = engine
+            .catalog
+            .lock()
+            .of_kind(ObjectKind::Sink)
+            .filter_map(|e| match e {
+                CatalogEntry::Sink(def) if def.from == create.name => Some(def.clone()),
+                _ => None,
+            })
+            .collect();
+        for def in sinks {
+            match super::sink::open(&def, &view) {
+                Ok(sink) => job_sink
+                    .attach(&def.name, sink, false)
+                    .map_err(|e| ServerError::from_datafusion(e, None))?,
+                Err(err) => engine.warn_restore(&def.name, &err),
+            }
+        }
+    }
     let checkpointing = crate::checkpoints::for_job(
         engine,
         &create.name,
@@ -384,7 +407,7 @@ pub async fn create_materialized_view(
     let handle = job::start(
         &create.name,
         planned.plan,
-        view.clone(),
+        job_sink.clone(),
         &engine.executor,
         &engine.runtime_metrics,
         checkpointing,
@@ -398,6 +421,7 @@ pub async fn create_materialized_view(
         create.name.clone(),
         Arc::new(LiveView {
             view,
+            sink: job_sink,
             job: handle,
             explain: planned.explain,
             inputs: planned.inputs,

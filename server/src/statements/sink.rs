@@ -1,0 +1,118 @@
+//! `CREATE SINK name FROM view WITH (connector = 'file', ...)` and
+//! `DROP SINK`: a materialized view's rows written out by its job, exactly
+//! once (see `weir_connectors::file_sink`).
+//!
+//! A sink is part of its view's job: it gets the view's contents when it is
+//! created, then every change, and takes part in the job's checkpoints.
+
+use std::sync::Arc;
+
+use tracing::info;
+use weir_connectors::ConnectorOptions;
+use weir_connectors::file_sink::FileSink;
+use weir_planner::catalog::{CatalogEntry, SinkDef};
+use weir_planner::statement::CreateSink;
+use weir_runtime::job::Sink;
+
+use crate::engine::{Engine, Output};
+use crate::error::{Result, ServerError};
+use crate::statements::ddl::persist;
+
+/// Open the connector of sink `def` for the rows of `view`.
+pub fn open(
+    def: &SinkDef,
+    view: &weir_runtime::materialized::MaterializedView,
+) -> Result<Arc<dyn Sink>> {
+    let mut options = ConnectorOptions::new(def.options.clone());
+    let connector = options.take("connector").unwrap_or_default();
+    match connector.to_ascii_lowercase().as_str() {
+        weir_connectors::file::CONNECTOR => {
+            let sink = FileSink::new(&def.name, view.schema(), view.is_changelog(), &mut options)?;
+            options.finish(weir_connectors::file::CONNECTOR)?;
+            Ok(Arc::new(sink))
+        }
+        "" => Err(weir_connectors::ConnectorError::MissingOption {
+            connector: "sink".into(),
+            option: "connector",
+        }
+        .into()),
+        other => Err(weir_connectors::ConnectorError::UnknownConnector(other.to_string()).into()),
+    }
+}
+
+/// `CREATE SINK`.
+pub async fn create(engine: &Arc<Engine>, create: CreateSink) -> Result<Output> {
+    let _ddl = engine.ddl_lock.lock().await;
+    let done = Output::Command {
+        tag: "CREATE SINK",
+        rows: None,
+    };
+    if engine.catalog.lock().get(&create.name).is_some() {
+        if create.if_not_exists {
+            return Ok(done);
+        }
+        return Err(ServerError::DuplicateTable { name: create.name });
+    }
+    let Some(live) = engine.views.lock().get(&create.from).cloned() else {
+        return Err(ServerError::UndefinedTable {
+            name: create.from,
+            position: None,
+        });
+    };
+    let def = SinkDef {
+        name: create.name.clone(),
+        from: create.from.clone(),
+        options: create.options.into_iter().collect(),
+    };
+    let sink = open(&def, live.sink.view())?;
+    // Leftovers of an earlier sink of this name are not ours to commit.
+    sink.restore(&Default::default(), &Default::default())
+        .map_err(|e| ServerError::from_datafusion(e, None))?;
+    persist(engine, |catalog| {
+        catalog.insert(CatalogEntry::Sink(def)).map_err(Into::into)
+    })?;
+    live.sink
+        .attach(&create.name, sink.clone(), true)
+        .map_err(|e| ServerError::from_datafusion(e, None))?;
+    if live.job.is_bounded() {
+        // A bounded job that ends (or ended) before a checkpoint saw this
+        // sink takes no more barriers: once it is done, commit what the
+        // sink wrote. If the final checkpoint did see the sink, its file is
+        // committed already and this finds nothing left to do.
+        let progress = live.job.watch();
+        let name = create.name.clone();
+        tokio::spawn(async move {
+            if let Err(err) = commit_when_finished(progress, sink).await {
+                tracing::warn!(sink = %name, %err, "committing the sink's files failed");
+            }
+        });
+    }
+    info!(sink = %create.name, view = %create.from, "sink created");
+    Ok(done)
+}
+
+async fn commit_when_finished(
+    mut progress: tokio::sync::watch::Receiver<weir_runtime::job::Progress>,
+    sink: Arc<dyn Sink>,
+) -> datafusion::common::Result<()> {
+    loop {
+        {
+            let p = progress.borrow_and_update();
+            if p.failed.is_some() {
+                return Ok(());
+            }
+            if p.finished {
+                break;
+            }
+        }
+        if progress.changed().await.is_err() {
+            return Ok(());
+        }
+    }
+    let pending = sink
+        .snapshot(0)?
+        .into_iter()
+        .map(|(part, write)| (part, write.pending))
+        .collect();
+    sink.commit(&pending)
+}
