@@ -198,6 +198,10 @@ fn sync_folder(folder: &Path) {
 }
 
 impl Sink for FileSink {
+    fn writes_out(&self) -> bool {
+        true
+    }
+
     fn apply(&self, batch: RecordBatch) -> DfResult<()> {
         if batch.num_rows() == 0 {
             return Ok(());

@@ -36,7 +36,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use crate::checkpoint::{
-    CheckpointMetrics, Coordinator, JobStore, Report, Restored, SourceState, StateWrite, Written,
+    CheckpointMetrics, Coordinator, JobStore, LateRequest, Report, Restored, SourceState,
+    StateWrite, Written,
 };
 use crate::executor::Executor;
 use crate::message::{Barrier, Message};
@@ -57,6 +58,14 @@ pub trait Sink: Send + Sync {
 
     /// The job checkpoints: keep track of what changes from now on.
     fn enable_checkpoints(&self) {}
+
+    /// Does it write output outside Weir (files, topics)? Such output must
+    /// be committed by a final checkpoint when a bounded job ends; a job
+    /// whose only sink is its view needs none (a restart recomputes the
+    /// rest from the last checkpoint, with identical results).
+    fn writes_out(&self) -> bool {
+        false
+    }
 
     /// At the barrier of `epoch`: what the checkpoint must hold of this
     /// sink, per named part (state to write, output files to commit).
@@ -113,6 +122,7 @@ pub struct JobHandle {
     bounded: bool,
     progress: watch::Receiver<Progress>,
     flush: Arc<watch::Sender<u64>>,
+    late: mpsc::UnboundedSender<LateRequest>,
     tasks: Vec<tokio::task::AbortHandle>,
 }
 
@@ -178,6 +188,18 @@ impl JobHandle {
                 return Ok(());
             }
         }
+    }
+
+    /// After the job ended: checkpoint (and commit) what its sinks got
+    /// since it ended, e.g. a sink created on a finished view.
+    pub async fn checkpoint_finished(&self) -> std::result::Result<(), String> {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        self.late
+            .send(reply)
+            .map_err(|_| "the job's coordinator is gone".to_string())?;
+        outcome
+            .await
+            .map_err(|_| "the job's coordinator is gone".to_string())?
     }
 
     /// Stop every task of the job.
@@ -260,15 +282,32 @@ pub fn start(
             operator_watermark = operator_watermark.max(o.watermark);
             operator_state.extend(chunks.iter().cloned());
         }
-        if restored.manifest.finished {
-            progress_tx.send_modify(|p| p.finished = true);
-            return Ok(JobHandle {
-                bounded: true,
-                progress,
-                flush,
-                tasks: Vec::new(),
-            });
-        }
+    }
+    let (late_tx, late_rx) = mpsc::unbounded_channel();
+    if let Some(restored) = restored.as_ref().filter(|r| r.manifest.finished) {
+        progress_tx.send_modify(|p| p.finished = true);
+        let coordinator = Coordinator {
+            store,
+            plan: plan_text,
+            partitions,
+            workers,
+            last: Some(restored.manifest.clone()),
+            epochs: flush.clone(),
+            sink,
+            progress: progress_tx,
+            metrics: checkpoint_metrics,
+            labels: job,
+            finished: true,
+            late: late_rx,
+        };
+        let (_, reports) = mpsc::unbounded_channel();
+        return Ok(JobHandle {
+            bounded: true,
+            progress,
+            flush,
+            late: late_tx,
+            tasks: vec![executor.spawn(coordinator.run(reports))],
+        });
     }
     let sink_inputs = if workers > 0 { workers } else { partitions };
     let (sink_tx, sink_rx) = mpsc::channel::<Tagged>(CHANNEL_CAPACITY * sink_inputs);
@@ -287,6 +326,8 @@ pub fn start(
                 progress: progress_tx.clone(),
                 metrics: checkpoint_metrics,
                 labels: job.clone(),
+                finished: false,
+                late: late_rx,
             }
             .run(report_rx),
         ),
@@ -374,6 +415,7 @@ pub fn start(
         bounded: plan.source.bounded(),
         progress,
         flush,
+        late: late_tx,
         tasks,
     })
 }
@@ -830,7 +872,7 @@ async fn run_sink(
     let mut events = Vec::new();
     let mut last_epoch = 0;
     let (snapshots, snapshots_rx) = mpsc::unbounded_channel();
-    tokio::spawn(write_sink_snapshots(snapshots_rx, store, reports));
+    tokio::spawn(write_sink_snapshots(snapshots_rx, store.clone(), reports));
     while let Some(Tagged { input, message }) = rx.recv().await {
         align.offer(input, message, &mut events);
         for event in events.drain(..) {
@@ -859,5 +901,10 @@ async fn run_sink(
     // Every input ended: the final state; the coordinator marks the job
     // finished once it is stored and the sink's output is committed.
     let label = last_epoch + 1;
-    let _ = snapshots.send((None, label, sink.snapshot(label)));
+    let parts = if store.is_none() || sink.writes_out() {
+        sink.snapshot(label)
+    } else {
+        Ok(Vec::new())
+    };
+    let _ = snapshots.send((None, label, parts));
 }

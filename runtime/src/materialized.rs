@@ -438,6 +438,10 @@ impl Sink for ViewSink {
         Ok(())
     }
 
+    fn writes_out(&self) -> bool {
+        self.sinks.lock().iter().any(|(_, s)| s.writes_out())
+    }
+
     fn enable_checkpoints(&self) {
         self.view.enable_checkpoints();
         for (_, sink) in self.sinks.lock().iter() {

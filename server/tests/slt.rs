@@ -86,7 +86,9 @@ async fn run_file(path: &Path, protocol: Protocol) -> Result<(), String> {
             server.kill();
             server = WeirProcess::start(data_dir.path());
         }
-        run_segment(&server, protocol, &name, segment).await?;
+        // `__DATA_DIR__`: this run's data directory (sinks write there).
+        let segment = segment.replace("__DATA_DIR__", &data_dir.path().to_string_lossy());
+        run_segment(&server, protocol, &name, &segment).await?;
     }
     Ok(())
 }

@@ -151,11 +151,27 @@ pub struct Coordinator {
     pub metrics: CheckpointMetrics,
     /// Labels.
     pub labels: JobLabels,
+    /// The job had finished before it started (restored as finished).
+    pub finished: bool,
+    /// Requests for a checkpoint after the job ended.
+    pub late: mpsc::UnboundedReceiver<LateRequest>,
 }
+
+/// A request for a checkpoint after the job ended, and where its outcome goes.
+pub type LateRequest = tokio::sync::oneshot::Sender<std::result::Result<(), String>>;
 
 impl Coordinator {
     /// Run until the job finishes or fails.
     pub async fn run(mut self, mut reports: mpsc::UnboundedReceiver<Report>) {
+        if self.finished {
+            let sources = self
+                .last
+                .as_ref()
+                .map(|m| m.sources.clone())
+                .unwrap_or_default();
+            self.serve_late(sources).await;
+            return;
+        }
         let interval = self.store.as_ref().and_then(|s| s.config().interval);
         let mut tick = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -257,6 +273,13 @@ impl Coordinator {
                                 return;
                             }
                         };
+                        if written.is_empty() && self.store.is_some() {
+                            // Nothing to commit: no final checkpoint (see
+                            // `Sink::writes_out`); a restart recomputes the
+                            // end from the last one.
+                            self.progress.send_modify(|p| p.finished = true);
+                            break;
+                        }
                         let epoch = (*self.epochs.borrow()).max(self.last.as_ref().map_or(0, |m| m.epoch)) + 1;
                         let sources = ended_sources.iter().map(|s| s.unwrap_or(SourceState {
                             position: 0, max_time: i64::MIN, watermark: i64::MAX, ended: true,
@@ -266,11 +289,53 @@ impl Coordinator {
                             return;
                         }
                         self.progress.send_modify(|p| p.finished = true);
-                        return;
+                        break;
                     }
                 }
             }
         }
+        let sources: Vec<SourceState> = ended_sources
+            .iter()
+            .map(|s| {
+                s.unwrap_or(SourceState {
+                    position: 0,
+                    max_time: i64::MIN,
+                    watermark: i64::MAX,
+                    ended: true,
+                })
+            })
+            .collect();
+        self.serve_late(sources).await;
+    }
+
+    /// After the job ended: checkpoint on request what its sinks got since
+    /// (a sink created after the end), so a restart neither loses nor
+    /// repeats that output.
+    async fn serve_late(&mut self, sources: Vec<SourceState>) {
+        while let Some(reply) = self.late.recv().await {
+            let result = self.late_final(sources.clone()).await;
+            let _ = reply.send(result.map_err(|e| e.to_string()));
+        }
+    }
+
+    async fn late_final(&mut self, sources: Vec<SourceState>) -> Result<()> {
+        let epoch = (*self.epochs.borrow()).max(self.last.as_ref().map_or(0, |m| m.epoch)) + 1;
+        self.epochs.send_modify(|e| *e = epoch);
+        let mut written = Vec::new();
+        for (name, write) in self.sink.snapshot(epoch)? {
+            written.push((
+                name.clone(),
+                match &self.store {
+                    Some(store) => store.write(epoch, &format!("s-{name}"), write).await?,
+                    None => Written {
+                        pending: write.pending,
+                        ..Default::default()
+                    },
+                },
+            ));
+        }
+        self.complete(epoch, sources, Vec::new(), written, true, Instant::now())
+            .await
     }
 
     fn entry<'a>(&self, pending: &'a mut BTreeMap<u64, Pending>, epoch: u64) -> &'a mut Pending {

@@ -32,7 +32,7 @@
 
 mod coordinator;
 
-pub use coordinator::{CheckpointMetrics, Coordinator, Report};
+pub use coordinator::{CheckpointMetrics, Coordinator, LateRequest, Report};
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

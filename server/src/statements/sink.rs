@@ -75,44 +75,26 @@ pub async fn create(engine: &Arc<Engine>, create: CreateSink) -> Result<Output> 
         .attach(&create.name, sink.clone(), true)
         .map_err(|e| ServerError::from_datafusion(e, None))?;
     if live.job.is_bounded() {
-        // A bounded job that ends (or ended) before a checkpoint saw this
-        // sink takes no more barriers: once it is done, commit what the
-        // sink wrote. If the final checkpoint did see the sink, its file is
-        // committed already and this finds nothing left to do.
-        let progress = live.job.watch();
+        // A bounded job that ended before a checkpoint saw this sink takes
+        // no more barriers: once it is done, a checkpoint of the ended job
+        // records and commits what the sink got (if the job's final
+        // checkpoint saw the sink, this finds nothing new to commit).
+        let finished_now = live.job.progress().finished;
+        let job = live.clone();
         let name = create.name.clone();
-        tokio::spawn(async move {
-            if let Err(err) = commit_when_finished(progress, sink).await {
+        let late = async move {
+            if job.job.finished().await.is_ok()
+                && let Err(err) = job.job.checkpoint_finished().await
+            {
                 tracing::warn!(sink = %name, %err, "committing the sink's files failed");
             }
-        });
+        };
+        if finished_now {
+            late.await;
+        } else {
+            tokio::spawn(late);
+        }
     }
     info!(sink = %create.name, view = %create.from, "sink created");
     Ok(done)
-}
-
-async fn commit_when_finished(
-    mut progress: tokio::sync::watch::Receiver<weir_runtime::job::Progress>,
-    sink: Arc<dyn Sink>,
-) -> datafusion::common::Result<()> {
-    loop {
-        {
-            let p = progress.borrow_and_update();
-            if p.failed.is_some() {
-                return Ok(());
-            }
-            if p.finished {
-                break;
-            }
-        }
-        if progress.changed().await.is_err() {
-            return Ok(());
-        }
-    }
-    let pending = sink
-        .snapshot(0)?
-        .into_iter()
-        .map(|(part, write)| (part, write.pending))
-        .collect();
-    sink.commit(&pending)
 }
