@@ -23,7 +23,6 @@ Also measured: `weir serve` spawn to the first answered query, and a
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -131,7 +130,7 @@ class WeirServer:
         self.stop()
 
 
-def dump(conn, sql, columns, out):
+def dump(conn, sql, out):
     """Write a query's rows to `out` as headerless CSV (untimed)."""
     n = 0
     with conn.cursor() as cur, open(out, "w") as f:
@@ -155,6 +154,7 @@ def run_weir_stream(args, query, data, out, checkpoint):
             if checkpoint:
                 raise Skipped("checkpoints: not available in this build")
             server = WeirServer(args.weir_bin)  # no flag at all: checkpoints are off
+            args.no_checkpoint_flag = True
         else:
             raise
     with server:
@@ -172,7 +172,7 @@ def run_weir_stream(args, query, data, out, checkpoint):
         wall, cpu = time.perf_counter() - t0, server.cpu() - c0
         rss = server.peak_rss()
         cols = ", ".join(n for n, _ in queries.COLUMNS[query])
-        rows = dump(conn, f"SELECT {cols} FROM r", queries.COLUMNS[query], out)
+        rows = dump(conn, f"SELECT {cols} FROM r", out)
         conn.close()
     return {"wall": wall, "cpu": cpu, "rss": rss, "rows": rows}
 
@@ -185,7 +185,7 @@ def run_weir_batch(args, query, data, out):
         conn.execute(queries.weir_digest(query)).fetchall()
         wall, cpu = time.perf_counter() - t0, server.cpu() - c0
         rss = server.peak_rss()
-        rows = dump(conn, queries.WEIR[query], queries.COLUMNS[query], out)
+        rows = dump(conn, queries.WEIR[query], out)
         conn.close()
     return {"wall": wall, "cpu": cpu, "rss": rss, "rows": rows}
 
@@ -283,7 +283,7 @@ def run_flink(args, query, data, out, mode):
 
 
 # --------------------------------------------------------------- check ----
-def read_result(con, path, query):
+def read_result(path, query):
     cols = ", ".join(f"'{n}': '{t}'" for n, t in queries.COLUMNS[query])
     files = f"{path}/**" if Path(path).is_dir() else str(path)
     return (f"(SELECT * FROM read_csv('{files}', header = false, columns = {{{cols}}}, "
@@ -294,7 +294,7 @@ def compare(query, ref_path, path):
     """(rows only in the reference, rows only in `path`, rows in `path`)."""
     import duckdb
     con = duckdb.connect()
-    a, b = read_result(con, ref_path, query), read_result(con, path, query)
+    a, b = read_result(ref_path, query), read_result(path, query)
     missing = con.execute(f"SELECT count(*) FROM ({a} EXCEPT ALL {b})").fetchone()[0]
     extra = con.execute(f"SELECT count(*) FROM ({b} EXCEPT ALL {a})").fetchone()[0]
     rows = con.execute(f"SELECT count(*) FROM {b}").fetchone()[0]
@@ -338,6 +338,9 @@ def report(results, meta, out_dir):
             f"{fmt(r.get('cpu'), '.2f')} | {fmt(r.get('eps') and r['eps'] / 1e6, '.2f')} | "
             f"{fmt(r.get('rss') and r['rss'] / 2**20, '.0f')} | {fmt(r.get('cpu_ratio'), '.2f')} | "
             f"{fmt(r.get('wall_ratio'), '.2f')} | {fmt(r.get('rows'), ',')} | {r.get('check', '')} |")
+    targets = target_lines(results, meta)
+    if targets:
+        lines += ["", "Against the targets of issue 10:", ""] + targets
     lines += ["", "Queries:", ""]
     for q in meta["queries"]:
         lines.append(f"- `{q}`: {queries.DESCRIBE[q]}")
@@ -350,6 +353,31 @@ def report(results, meta, out_dir):
         {"meta": meta, "results": results}, indent=1, default=str) + "\n")
     chart(results, meta, out_dir / f"bench-{meta['rows']}.png")
     return md
+
+
+def target_lines(results, meta):
+    def row(q, e):
+        return next((r for r in results if r["query"] == q and r["engine"] == e
+                     and r["status"] == "ok"), None)
+    out = []
+    weir, flink, duck = row("tumble", "weir"), row("tumble", "flink"), row("tumble", "duckdb")
+    if weir:
+        out.append(f"- Weir streaming, tumble: {weir['eps'] / 1e6:.2f} M events/CPU-s "
+                   "(target >= 5)")
+        if flink:
+            out.append(f"- Flink streaming / Weir streaming CPU, tumble: {flink['cpu_ratio']:.1f}x "
+                       "(target >= 10x)")
+        if duck:
+            out.append(f"- DuckDB / Weir streaming CPU, tumble: {duck['cpu_ratio']:.2f}x "
+                       "(target: DuckDB's batch speed, i.e. >= 1)")
+        ckpt = row("tumble", "weir-ckpt")
+        if ckpt:
+            out.append(f"- checkpoints every {meta.get('checkpoint_interval')}: "
+                       f"{(ckpt['cpu'] / weir['cpu'] - 1) * 100:+.1f} % CPU (target <= 3 %)")
+    if "startup_ms" in meta:
+        out.append(f"- start to first query: {meta['startup_ms']:.0f} ms (target < 100 ms)")
+        out.append(f"- 100K-row job: {meta['small_job_ms']:.0f} ms (target < 300 ms)")
+    return out
 
 
 def chart(results, meta, path):
@@ -375,7 +403,8 @@ def chart(results, meta, path):
         del bars
     ax.set_xticks([j + width * (len(engines) - 1) / 2 for j in range(len(qs))])
     ax.set_xticklabels(qs)
-    ax.set_ylabel("million events per CPU-second (higher is better)")
+    ax.set_yscale("log")
+    ax.set_ylabel("million events per CPU-second (log scale; higher is better)")
     ax.set_title(f"{meta['rows']:,} bids from CSV, parallelism {meta['parallelism']}")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -414,7 +443,7 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
 
     meta = {"rows": args.rows, "queries": qs, "engines": engines, "parallelism": args.parallelism,
-            "data": str(data.relative_to(ROOT)), "size_mb": data.stat().st_size / 1e6,
+            "checkpoint_interval": args.checkpoint_interval, "data": str(data.relative_to(ROOT)), "size_mb": data.stat().st_size / 1e6,
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{os.cpu_count()} cores, shared", "notes": []}
 
@@ -493,6 +522,9 @@ def main():
            for r in results):
         meta["notes"].append("Flink batch has no session windows (2.x: \"not supported in batch "
                              "mode yet\"); it computes sessions with LAG and a running SUM.")
+    if getattr(args, "no_checkpoint_flag", False):
+        meta["notes"].append("This weir build has no --checkpoint-interval flag: `weir` ran without "
+                             "it (no checkpoints) and `weir-ckpt` could not run.")
     md = report(results, meta, args.out)
     print(md.read_text())
     log(f"wrote {md}, {md.with_suffix('.png')} and {md.with_suffix('.json')}")
