@@ -1,15 +1,36 @@
 //! `weir-bench gen-bids`: Nexmark-shaped bids (auction, bidder, price,
-//! date_time) as CSV or JSON lines, deterministic by seed, with Nexmark's
-//! hot-auction and hot-bidder skew and bounded out-of-orderness.
+//! date_time) as CSV, JSON lines or Parquet, deterministic by seed, with
+//! Nexmark's hot-auction and hot-bidder skew and bounded out-of-orderness.
 //!
-//! Written without dependencies on purpose: it only formats numbers, and a
-//! build of it must cost CI nothing.
+//! The only dependency is `datafusion`, for its re-exported `arrow` and
+//! `parquet` (the versions the engine reads with, so they never drift); the
+//! workspace builds it anyway, so CI pays only for linking.
 //!
 //! ```text
 //! weir-bench gen-bids --rows 20000000 --format csv --out bench/data/bids-20m.csv
+//! weir-bench gen-bids --rows 20000000 --format parquet --out bench/data/bids-20m.parquet
 //! ```
+//!
+//! Row `n` (0-based), for seed `s` and `rate` events per second:
+//! - `auction`: 90 % among the hottest 1 % of the `n / 10 + 10` auctions so
+//!   far, 10 % uniform over all of them (ids from 1000);
+//! - `bidder`: 80 % among the hottest 1 % of the `n / 20 + 10` people so far,
+//!   20 % uniform (ids from 1000);
+//! - `price`: uniform in 100..10100;
+//! - `date_time`: 2024-01-01 + `n / rate` seconds, minus a jitter uniform in
+//!   `0..disorder_ms` milliseconds: never more than `disorder_ms` behind the
+//!   latest event before it, so a watermark that lags by `disorder_ms` drops
+//!   nothing.
 
 use std::io::{BufWriter, Write};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, TimestampMillisecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
 
 struct Args {
     rows: u64,
@@ -60,7 +81,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn usage() -> String {
-    "usage: weir-bench gen-bids [--rows N] [--format csv|json] [--out FILE|-] [--seed N] [--rate EVENTS_PER_S] [--disorder-ms MS]".into()
+    "usage: weir-bench gen-bids [--rows N] [--format csv|json|parquet] [--out FILE|-] [--seed N] [--rate EVENTS_PER_S] [--disorder-ms MS]".into()
 }
 
 fn mix(seed: u64, n: u64, field: u64) -> u64 {
@@ -97,6 +118,98 @@ fn timestamp(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02}.{milli:03}")
 }
 
+/// One bid: (auction, bidder, price, event time in ms since the epoch).
+fn bid(args: &Args, n: u64) -> (u64, u64, u64, i64) {
+    const START_MS: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
+    let s = args.seed;
+    let auctions = n / 10 + 10;
+    let r = mix(s, n, 1);
+    let auction = 1000
+        + if r % 10 < 9 {
+            (r >> 8) % (auctions / 100 + 1)
+        } else {
+            (r >> 8) % auctions
+        };
+    let people = n / 20 + 10;
+    let r = mix(s, n, 2);
+    let bidder = 1000
+        + if r % 10 < 8 {
+            (r >> 8) % (people / 100 + 1)
+        } else {
+            (r >> 8) % people
+        };
+    let price = 100 + mix(s, n, 3) % 10_000;
+    let in_order = START_MS + (n as i128 * 1000 / args.rate as i128) as i64;
+    let jitter = if args.disorder_ms == 0 {
+        0
+    } else {
+        (mix(s, n, 4) % args.disorder_ms) as i64
+    };
+    (auction, bidder, price, in_order - jitter)
+}
+
+fn write_text(args: &Args, out: &mut impl Write, json: bool) -> std::io::Result<()> {
+    if !json {
+        writeln!(out, "auction,bidder,price,date_time")?;
+    }
+    for n in 0..args.rows {
+        let (auction, bidder, price, ms) = bid(args, n);
+        let ts = timestamp(ms);
+        if json {
+            writeln!(
+                out,
+                "{{\"auction\":{auction},\"bidder\":{bidder},\"price\":{price},\"date_time\":\"{ts}\"}}"
+            )?;
+        } else {
+            writeln!(out, "{auction},{bidder},{price},{ts}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Parquet in row groups of 1M rows (a batch of 64K at a time), snappy.
+/// `date_time` is a millisecond timestamp without time zone.
+fn write_parquet(args: &Args, out: impl Write + Send) -> Result<(), String> {
+    const BATCH: u64 = 65_536;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("auction", DataType::Int64, false),
+        Field::new("bidder", DataType::Int64, false),
+        Field::new("price", DataType::Int64, false),
+        Field::new(
+            "date_time",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+    ]));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(1 << 20))
+        .build();
+    let mut writer =
+        ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
+    let mut n = 0;
+    while n < args.rows {
+        let end = (n + BATCH).min(args.rows);
+        let rows: Vec<_> = (n..end).map(|i| bid(args, i)).collect();
+        let column = |f: fn(&(u64, u64, u64, i64)) -> i64| -> ArrayRef {
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
+        };
+        let columns = vec![
+            column(|r| r.0 as i64),
+            column(|r| r.1 as i64),
+            column(|r| r.2 as i64),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.3),
+            )) as ArrayRef,
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
+        writer.write(&batch).map_err(|e| e.to_string())?;
+        n = end;
+    }
+    writer.close().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(args) => args,
@@ -105,8 +218,16 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let out: Box<dyn Write> = if args.out == "-" {
-        Box::new(std::io::stdout().lock())
+    if !matches!(args.format.as_str(), "csv" | "json" | "parquet") {
+        eprintln!(
+            "--format: expected csv, json or parquet, not {}\n{}",
+            args.format,
+            usage()
+        );
+        std::process::exit(2);
+    }
+    let out: Box<dyn Write + Send> = if args.out == "-" {
+        Box::new(std::io::stdout())
     } else {
         if let Some(parent) = std::path::Path::new(&args.out).parent() {
             let _ = std::fs::create_dir_all(parent);
@@ -117,48 +238,16 @@ fn main() {
         }))
     };
     let mut out = BufWriter::with_capacity(1 << 20, out);
-    let json = args.format == "json";
-    if !json {
-        writeln!(out, "auction,bidder,price,date_time").expect("write");
+    let written = match args.format.as_str() {
+        "parquet" => write_parquet(&args, &mut out),
+        format => write_text(&args, &mut out, format == "json").map_err(|e| e.to_string()),
     }
-    const START_MS: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
-    for n in 0..args.rows {
-        let s = args.seed;
-        let auctions = n / 10 + 10;
-        let r = mix(s, n, 1);
-        let auction = 1000
-            + if r % 10 < 9 {
-                (r >> 8) % (auctions / 100 + 1)
-            } else {
-                (r >> 8) % auctions
-            };
-        let people = n / 20 + 10;
-        let r = mix(s, n, 2);
-        let bidder = 1000
-            + if r % 10 < 8 {
-                (r >> 8) % (people / 100 + 1)
-            } else {
-                (r >> 8) % people
-            };
-        let price = 100 + mix(s, n, 3) % 10_000;
-        let in_order = START_MS + (n as i128 * 1000 / args.rate as i128) as i64;
-        let jitter = if args.disorder_ms == 0 {
-            0
-        } else {
-            (mix(s, n, 4) % args.disorder_ms) as i64
-        };
-        let ts = timestamp(in_order - jitter);
-        let written = if json {
-            writeln!(
-                out,
-                "{{\"auction\":{auction},\"bidder\":{bidder},\"price\":{price},\"date_time\":\"{ts}\"}}"
-            )
-        } else {
-            writeln!(out, "{auction},{bidder},{price},{ts}")
-        };
-        if written.is_err() {
-            return; // a closed pipe ends the run
+    .and_then(|()| out.flush().map_err(|e| e.to_string()));
+    if let Err(message) = written {
+        // A closed pipe (`| head`) ends the run quietly.
+        if !message.contains("Broken pipe") {
+            eprintln!("could not write {}: {message}", args.out);
+            std::process::exit(1);
         }
     }
-    out.flush().expect("flush");
 }
