@@ -33,12 +33,34 @@ pub fn open(config: &Config) -> Result<Option<CheckpointStore>> {
             .to_string_lossy()
             .into_owned()
     });
+    if let Some(bucket_and_prefix) = location.strip_prefix("s3://") {
+        // Credentials, region and endpoint come from the usual AWS_*
+        // variables (AWS_ENDPOINT and AWS_ALLOW_HTTP for S3-compatible
+        // servers such as MinIO).
+        // s3://bucket/prefix: the store is the bucket, jobs go under prefix.
+        let prefix = bucket_and_prefix
+            .split_once('/')
+            .map_or("", |(_, p)| p.trim_matches('/'))
+            .to_string();
+        let store = object_store::aws::AmazonS3Builder::from_env()
+            .with_url(location.as_str())
+            .build()
+            .map_err(|e| ServerError::Config {
+                message: format!("checkpoint_url \"{location}\": {e}"),
+            })?;
+        info!(%location, ?interval, "checkpoints on");
+        return Ok(Some(CheckpointStore::new(
+            Arc::new(store),
+            ObjectPath::from(prefix.as_str()),
+            checkpoint_config,
+        )));
+    }
     let folder = match location.strip_prefix("file://") {
         Some(path) => path.to_string(),
         None if location.contains("://") => {
             return Err(ServerError::Config {
                 message: format!(
-                    "checkpoint_url \"{location}\": only folders (or file:// URLs) are supported by this build"
+                    "checkpoint_url \"{location}\": expected a folder, file://... or s3://bucket/prefix"
                 ),
             });
         }
