@@ -52,6 +52,28 @@ impl Tracking {
         self.base_rows == 0 || self.delta_rows + self.dirty.len() > self.base_rows
     }
 
+    /// A full (`b<epoch>`) or delta (`d<epoch>`) chunk of keyed rows.
+    fn keyed_write(
+        &mut self,
+        rows: StateRows,
+        full: bool,
+        key_types: &[DataType],
+        epoch: u64,
+    ) -> Result<StateWrite> {
+        let n = rows.len();
+        let chunk = rows.finish(key_types)?;
+        self.wrote(full, n);
+        let mut write = StateWrite {
+            reset: full,
+            ..Default::default()
+        };
+        if full || n > 0 {
+            let kind = if full { "b" } else { "d" };
+            write.put.push((format!("{kind}{epoch}"), chunk));
+        }
+        Ok(write)
+    }
+
     fn wrote(&mut self, full: bool, rows: usize) {
         self.dirty.clear();
         if full {
@@ -156,15 +178,9 @@ impl AggregateOperator {
                     }
                     rows.push_dropped(&self.converter, &dropped)?;
                 }
-                let n = rows.len();
-                let chunk = rows.finish(&self.group_types)?;
-                self.tracking.wrote(full, n);
-                write.reset = full;
-                if full || n > 0 {
-                    write
-                        .put
-                        .push((format!("{}{epoch}", if full { "b" } else { "d" }), chunk));
-                }
+                write = self
+                    .tracking
+                    .keyed_write(rows, full, &self.group_types, epoch)?;
             }
             State::Sessions(keys) => {
                 let full = self.tracking.full();
@@ -197,15 +213,9 @@ impl AggregateOperator {
                         }
                     }
                 }
-                let n = rows.len();
-                let chunk = rows.finish(&self.partition_types)?;
-                self.tracking.wrote(full, n);
-                write.reset = full;
-                if full || n > 0 {
-                    write
-                        .put
-                        .push((format!("{}{epoch}", if full { "b" } else { "d" }), chunk));
-                }
+                write = self
+                    .tracking
+                    .keyed_write(rows, full, &self.partition_types, epoch)?;
             }
         }
         Ok(write)
