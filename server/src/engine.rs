@@ -56,6 +56,15 @@ pub enum Output {
     },
     /// `COMMIT` / `ROLLBACK` (the tag says which).
     TransactionEnd(&'static str),
+    /// `COPY t FROM STDIN`: the client sends the data next.
+    CopyIn(Box<statements::dml::CopyIn>),
+    /// `COPY ... TO STDOUT`: rows to send as COPY data.
+    CopyOut {
+        /// The rows.
+        batches: SendableRecordBatchStream,
+        /// Their format.
+        options: weir_connectors::copy_format::CopyOptions,
+    },
 }
 
 /// What Describe tells a client about a prepared statement.
@@ -112,6 +121,8 @@ pub struct Engine {
     pub(crate) views: parking_lot::Mutex<std::collections::HashMap<String, Arc<LiveView>>>,
     pub(crate) parallelism: usize,
     pub(crate) runtime_metrics: weir_runtime::metrics::RuntimeMetrics,
+    /// The tables Weir owns and their log.
+    pub(crate) tables: weir_connectors::table_store::TableStore,
     compat: PostgresCompatibilityParser,
 }
 
@@ -125,6 +136,11 @@ impl Engine {
     ) -> Result<Arc<Self>> {
         let store = CatalogStore::open(data_dir)?;
         let catalog = store.load()?;
+        // Replay the table log before anything reads the tables.
+        let tables = weir_connectors::table_store::TableStore::open(
+            &data_dir.join("tables"),
+            statements::dml::owned_specs(&catalog),
+        )?;
         let executor = Executor::new(workers)?;
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE, SCHEMA)
@@ -184,6 +200,7 @@ impl Engine {
             views: parking_lot::Mutex::new(std::collections::HashMap::new()),
             parallelism: workers.max(1),
             runtime_metrics: metrics.runtime.clone(),
+            tables,
             compat: PostgresCompatibilityParser::new(),
         });
         statements::ddl::restore(&engine, catalog).await;
@@ -323,6 +340,9 @@ impl Engine {
                 statements::stream::subscribe(self, &name, copy)
             }
             WeirStatement::Flush => statements::stream::flush(self).await,
+            WeirStatement::Dml(dml) => statements::dml::execute(self, dml, sql, params).await,
+            WeirStatement::Copy(copy) if copy.to => statements::dml::copy_to(self, copy).await,
+            WeirStatement::Copy(copy) => statements::dml::copy_from(self, copy),
         }
     }
 
@@ -333,7 +353,8 @@ impl Engine {
         sql: &str,
     ) -> Result<Described> {
         let schema = match statement {
-            WeirStatement::Query(statement) => {
+            WeirStatement::Query(statement)
+            | WeirStatement::Dml(weir_planner::dml::Dml { statement, .. }) => {
                 let plan = self.plan_query((**statement).clone(), sql).await?;
                 let params = plan
                     .get_parameter_types()
@@ -376,6 +397,7 @@ impl Engine {
             | WeirStatement::Discard
             | WeirStatement::CreateStream(_)
             | WeirStatement::CreateMaterializedView(_)
+            | WeirStatement::Copy(_)
             | WeirStatement::Flush => None,
             WeirStatement::ExplainMaterializedView(_) => Some(statements::explain::schema()),
             WeirStatement::Subscribe { name, copy } => {
