@@ -22,7 +22,9 @@
 //! - [`wal`]: the log: framing, checksums, group commit, recovery.
 //! - [`record`]: what a record says (a table's deleted and inserted rows).
 //! - [`table`]: a table's rows and index, and its `TableProvider`.
+//! - [`changelog`]: an append-only table as a streaming source.
 
+pub mod changelog;
 pub mod record;
 pub mod table;
 pub mod wal;
@@ -57,7 +59,7 @@ pub struct OwnedTableSpec {
 
 /// The log and the transaction ids handed out over it.
 pub(crate) struct Log {
-    wal: Wal,
+    pub(crate) wal: Wal,
     next_txn: AtomicU64,
 }
 
@@ -153,6 +155,15 @@ impl TableStore {
     /// Forget a dropped table; its records in the log are skipped from now on.
     pub fn remove(&self, id: u64) {
         self.tables.write().remove(&id);
+    }
+
+    /// The table called `name`.
+    pub fn named(&self, name: &str) -> Option<OwnedTable> {
+        self.tables
+            .read()
+            .values()
+            .find(|t| t.name() == name)
+            .cloned()
     }
 
     /// Forget the table called `name`, if the store has one.

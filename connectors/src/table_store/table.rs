@@ -53,7 +53,7 @@ const MERGE_AFTER: usize = 64;
 /// A table Weir owns, as DataFusion sees it.
 #[derive(Clone)]
 pub struct OwnedTable {
-    inner: Arc<TableInner>,
+    pub(crate) inner: Arc<TableInner>,
 }
 
 pub(crate) struct TableInner {
@@ -61,8 +61,10 @@ pub(crate) struct TableInner {
     /// The same columns, all nullable: what DataFusion hands the insert sink,
     /// so that NOT NULL is checked here, with Postgres's message.
     sink_schema: SchemaRef,
-    log: Arc<Log>,
+    pub(crate) log: Arc<Log>,
     data: Mutex<TableData>,
+    /// How far each changelog reader has read (rows), for `catch_up`.
+    pub(crate) readers: Mutex<Vec<std::sync::Weak<std::sync::atomic::AtomicU64>>>,
 }
 
 /// Where a live row is.
@@ -416,6 +418,7 @@ impl TableInner {
             sink_schema,
             log,
             data: Mutex::new(data),
+            readers: Mutex::new(Vec::new()),
         }
     }
 
@@ -604,6 +607,39 @@ impl TableInner {
         Ok(Some(
             state.create_physical_expr(filter, &self.df_schema()?)?,
         ))
+    }
+
+    /// The durable rows from row `from` on (at most one chunk's worth), in
+    /// insertion order; `None` when there are none yet. Append-only tables
+    /// only: rows are never removed, so offsets are stable.
+    pub(crate) fn rows_after(&self, from: u64) -> Result<Option<RecordBatch>> {
+        let durable = self.log.wal.durable();
+        let data = self.data.lock();
+        let mut start = 0u64;
+        for chunk in &data.chunks {
+            if chunk.lsn > durable {
+                break;
+            }
+            let rows = chunk.batch.num_rows() as u64;
+            if from < start + rows {
+                let offset = (from - start) as usize;
+                return Ok(Some(chunk.batch.slice(offset, rows as usize - offset)));
+            }
+            start += rows;
+        }
+        Ok(None)
+    }
+
+    /// How many rows are durable (append-only tables).
+    pub(crate) fn visible_rows(&self) -> u64 {
+        let durable = self.log.wal.durable();
+        self.data
+            .lock()
+            .chunks
+            .iter()
+            .take_while(|c| c.lsn <= durable)
+            .map(|c| c.batch.num_rows() as u64)
+            .sum()
     }
 
     /// Visible rows now.

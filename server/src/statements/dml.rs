@@ -145,6 +145,58 @@ pub fn dropped(engine: &Engine, name: &str) {
     engine.tables.remove_named(name);
 }
 
+/// A materialized view's input when it reads a table Weir owns: its rows
+/// as they are inserted. `None` when `name` is not such a table.
+pub fn stream_input(
+    engine: &Engine,
+    name: &str,
+) -> Result<Option<weir_planner::stream::StreamInput>> {
+    // By name in the store: on start, views are restored before the
+    // engine's catalog is filled in.
+    let Some(table) = engine.tables.named(name) else {
+        return Ok(None);
+    };
+    if table.has_primary_key() {
+        return Err(ServerError::FeatureNotSupported {
+            message: format!(
+                "a materialized view over the table \"{name}\", which has a primary key, is not supported yet"
+            ),
+            hint: Some(
+                "views read tables without a primary key (append-only) for now: updates and deletes need retractions"
+                    .into(),
+            ),
+        });
+    }
+    Ok(Some(weir_planner::stream::StreamInput {
+        source: Arc::new(weir_connectors::table_store::changelog::TableSource::new(
+            table,
+        )),
+        event_time: None,
+        time_column: None,
+    }))
+}
+
+/// Before a FLUSH: wait until the views reading tables Weir owns have read
+/// every row written so far, so the FLUSH barrier follows those rows.
+pub async fn catch_up(engine: &Engine) -> Result<()> {
+    let inputs: Vec<String> = engine
+        .views
+        .lock()
+        .values()
+        .flat_map(|v| v.inputs.clone())
+        .collect();
+    for name in inputs {
+        if let Some(table) = engine.tables.named(&name)
+            && !table.catch_up(std::time::Duration::from_secs(60)).await
+        {
+            return Err(ServerError::Io {
+                message: format!("views reading table \"{name}\" did not catch up within 60 s"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The table Weir owns called `name`, or why a write to it is refused.
 fn owned_table(engine: &Engine, name: &str, what: &str) -> Result<Option<OwnedTable>> {
     let id = match engine.catalog.lock().get(name) {
