@@ -60,7 +60,7 @@ pub(crate) struct TableInner {
     spec: OwnedTableSpec,
     /// The same columns, all nullable: what DataFusion hands the insert sink,
     /// so that NOT NULL is checked here, with Postgres's message.
-    sink_schema: SchemaRef,
+    pub(crate) sink_schema: SchemaRef,
     pub(crate) log: Arc<Log>,
     data: Mutex<TableData>,
     /// How far each changelog reader has read (rows), for `catch_up`.
@@ -640,6 +640,14 @@ impl TableInner {
             .take_while(|c| c.lsn <= durable)
             .map(|c| c.batch.num_rows() as u64)
             .sum()
+    }
+
+    /// The durable rows and the LSN they are as of, read under the lock so
+    /// that no change is half in them.
+    pub(crate) fn durable_snapshot(&self) -> Result<(Lsn, Vec<RecordBatch>)> {
+        let data = self.data.lock();
+        let durable = self.log.wal.durable();
+        Ok((durable, data.snapshot(durable)?))
     }
 
     /// Visible rows now.
