@@ -49,6 +49,8 @@ const ALIVE: Lsn = Lsn::MAX;
 /// batches.
 const SMALL_CHUNK: usize = 8192;
 const MERGE_AFTER: usize = 64;
+/// Scans hand out batches of at most this many rows.
+const SCAN_BATCH_ROWS: usize = 64 * 1024;
 
 /// A table Weir owns, as DataFusion sees it.
 #[derive(Clone)]
@@ -141,6 +143,7 @@ impl TableData {
         let Some(keys) = self.keys(batch)? else {
             return Ok(());
         };
+        self.index.reserve(keys.num_rows());
         for row in 0..keys.num_rows() {
             let key: Box<[u8]> = keys.row(row).as_ref().into();
             if self.index.contains_key(&key) {
@@ -745,7 +748,18 @@ impl TableProvider for OwnedTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        let batches = self.inner.snapshot()?;
+        // Big chunks (a COPY) are cut so every partition gets work.
+        let batches: Vec<RecordBatch> = self
+            .inner
+            .snapshot()?
+            .into_iter()
+            .flat_map(|b| {
+                (0..b.num_rows())
+                    .step_by(SCAN_BATCH_ROWS)
+                    .map(move |at| b.slice(at, SCAN_BATCH_ROWS.min(b.num_rows() - at)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         let n = state
             .config()
             .target_partitions()
