@@ -81,7 +81,7 @@ kill -TERM "$weir_pid"; wait "$weir_pid" || true; weir_pid=
 pg_port=$(( 20000 + RANDOM % 20000 ))
 mkdir -p "$work/pg" && chown postgres "$work/pg" 2>/dev/null || true
 as_pg "$PGBIN/initdb -D $work/pg -A trust -U postgres" >/dev/null
-as_pg "$PGBIN/pg_ctl -D $work/pg -l $work/pg.log -o '-p $pg_port -k $work -c listen_addresses=127.0.0.1' -w start" >/dev/null
+as_pg "$PGBIN/pg_ctl -D $work/pg -l $work/pg/server.log -o '-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1' -w start" >/dev/null
 run_both postgres "$pg_port" postgres postgres | tee "$work/pg.out"
 as_pg "$PGBIN/pg_ctl -D $work/pg -m fast stop" >/dev/null
 
