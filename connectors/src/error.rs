@@ -31,6 +31,35 @@ pub enum ConnectorError {
     /// The path matched no file (user's fault, or the files went away).
     #[error("could not find any file at \"{0}\"")]
     NoFiles(String),
+    // ---- tables Weir owns ----
+    /// A row whose primary key is taken (the user's data).
+    #[error("duplicate key value violates unique constraint \"{constraint}\"")]
+    UniqueViolation { constraint: String, detail: String },
+    /// A NULL in a NOT NULL column (the user's data).
+    #[error(
+        "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
+    )]
+    NotNullViolation { table: String, column: String },
+    /// UPDATE or DELETE on a table without a primary key (the user's).
+    #[error("cannot {statement} table \"{table}\" because it has no primary key")]
+    AppendOnly { table: String, statement: String },
+    /// COPY data with a value that is not of its column's type (the user's).
+    #[error("{message}")]
+    InvalidText { message: String, context: String },
+    /// COPY data that is not in the format it claims (the user's).
+    #[error("{message}")]
+    BadCopyData { message: String, context: String },
+    /// Weir's own files could not be read or written (an outside system: the disk).
+    #[error("could not {action} \"{path}\": {source}")]
+    Storage {
+        action: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The table log failed and takes no more writes until a restart (the disk, or ours).
+    #[error("the table log failed: {0}")]
+    LogFailed(String),
     /// Reading or listing the files failed; DataFusion says why.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),

@@ -24,8 +24,11 @@
 //! - [`datagen`]: rows made up from declared columns.
 //! - [`timestamps`]: a fast path for CSV timestamp text.
 //! - [`table_functions`]: `read_csv`, `read_json`, `read_parquet`.
+//! - [`table_store`]: tables Weir owns: the write-ahead log, rows, index.
+//! - [`copy_format`]: COPY text and csv data, parsed into Arrow.
 //! - [`error`]: this crate's error type.
 
+pub mod copy_format;
 pub mod datagen;
 pub mod error;
 pub mod file;
@@ -34,6 +37,7 @@ pub mod nexmark;
 pub mod options;
 pub mod stream;
 pub mod table_functions;
+pub mod table_store;
 pub mod timestamps;
 
 pub use error::{ConnectorError, Result};

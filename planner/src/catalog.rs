@@ -38,6 +38,18 @@ pub struct TableDef {
     pub columns: Vec<ColumnDef>,
     /// The connector options (`connector`, `path`, `format`, ...).
     pub options: BTreeMap<String, String>,
+    /// Set for a table Weir owns (no connector): its rows live in Weir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owned: Option<OwnedTableDef>,
+}
+
+/// What a table Weir owns adds to its definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnedTableDef {
+    /// Its id in the table log, never reused.
+    pub id: u64,
+    /// The primary-key columns; empty: append-only.
+    pub primary_key: Vec<String>,
 }
 
 /// The schema of stored columns as Arrow sees it.
@@ -272,6 +284,7 @@ mod tests {
             name: "t".into(),
             columns: TableDef::columns_of(&schema),
             options: BTreeMap::new(),
+            owned: None,
         };
         let mut catalog = Catalog::default();
         catalog.insert(CatalogEntry::Table(def)).expect("insert");

@@ -26,10 +26,12 @@
 //! - [`stream`]: the incremental rewrite, LogicalPlan to StreamPlan.
 //! - [`windows`]: TUMBLE / HOP / CUMULATE / SESSION, rewritten to plain SQL.
 //! - [`catalog`]: the durable definitions of tables and views.
+//! - [`dml`]: INSERT / UPDATE / DELETE / COPY on tables Weir owns.
 //! - [`error`]: this crate's error type.
 
 pub mod catalog;
 pub mod compat;
+pub mod dml;
 pub mod error;
 pub mod names;
 pub mod parser;

@@ -78,8 +78,10 @@ pub struct CreateTable {
     pub columns: Vec<datafusion::sql::sqlparser::ast::ColumnDef>,
     /// The `WITH (...)` options, keys lowercased, values as text.
     pub options: Vec<(String, String)>,
-    /// `PRIMARY KEY`, `UNIQUE`, ... were given.
+    /// Constraints other than `PRIMARY KEY`, `NULL` and `NOT NULL` were given.
     pub has_constraints: bool,
+    /// The `PRIMARY KEY` columns (normalized), table- or column-level.
+    pub primary_key: Vec<String>,
     /// `CREATE TABLE ... AS SELECT` was given.
     pub has_query: bool,
 }
@@ -166,6 +168,11 @@ pub enum WeirStatement {
     Flush,
     /// Write a materialized view's rows out.
     CreateSink(CreateSink),
+    // ---- tables Weir owns (issue 7) ----
+    /// INSERT / UPDATE / DELETE.
+    Dml(crate::dml::Dml),
+    /// `COPY t FROM STDIN`, `COPY t | (query) TO STDOUT`.
+    Copy(crate::dml::Copy),
 }
 
 /// `CREATE SINK [IF NOT EXISTS] name FROM view WITH (...)`.
@@ -280,8 +287,9 @@ impl WeirStatement {
             Statement::Query(_) | Statement::Explain { .. } => {
                 WeirStatement::Query(Box::new(statement))
             }
-            Statement::CreateTable(create) => {
-                let options = match create.table_options {
+            Statement::CreateTable(mut create) => {
+                let (primary_key, has_constraints) = crate::dml::table_constraints(&create)?;
+                let options = match std::mem::take(&mut create.table_options) {
                     CreateTableOptions::None => Vec::new(),
                     CreateTableOptions::With(options) => sql_options(options)?,
                     other => {
@@ -302,16 +310,8 @@ impl WeirStatement {
                 WeirStatement::CreateTable(CreateTable {
                     name: object_name(&create.name),
                     if_not_exists: create.if_not_exists,
-                    has_constraints: !create.constraints.is_empty()
-                        || create.columns.iter().any(|c| {
-                            c.options.iter().any(|o| {
-                                !matches!(
-                                    o.option,
-                                    datafusion::sql::sqlparser::ast::ColumnOption::Null
-                                        | datafusion::sql::sqlparser::ast::ColumnOption::NotNull
-                                )
-                            })
-                        }),
+                    has_constraints,
+                    primary_key,
                     has_query: create.query.is_some(),
                     columns: create.columns,
                     options,
@@ -363,6 +363,10 @@ impl WeirStatement {
             Statement::Savepoint { .. } => WeirStatement::Savepoint("SAVEPOINT"),
             Statement::ReleaseSavepoint { .. } => WeirStatement::Savepoint("RELEASE"),
             Statement::Discard { .. } => WeirStatement::Discard,
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                WeirStatement::Dml(crate::dml::classify_dml(statement)?)
+            }
+            Statement::Copy { .. } => WeirStatement::Copy(crate::dml::classify_copy(statement)?),
             other => {
                 return Err(PlanError::Unsupported {
                     what: statement_kind(&other),

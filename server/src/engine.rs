@@ -55,6 +55,15 @@ pub enum Output {
     },
     /// `COMMIT` / `ROLLBACK` (the tag says which).
     TransactionEnd(&'static str),
+    /// `COPY t FROM STDIN`: the client sends the data next.
+    CopyIn(Box<statements::dml::CopyIn>),
+    /// `COPY ... TO STDOUT`: rows to send as COPY data.
+    CopyOut {
+        /// The rows.
+        batches: SendableRecordBatchStream,
+        /// Their format.
+        options: weir_connectors::copy_format::CopyOptions,
+    },
 }
 
 /// What Describe tells a client about a prepared statement.
@@ -115,6 +124,8 @@ pub struct Engine {
     pub(crate) runtime_metrics: weir_runtime::metrics::RuntimeMetrics,
     /// Where jobs checkpoint (`None`: checkpoints are off).
     pub(crate) checkpoints: Option<weir_runtime::checkpoint::CheckpointStore>,
+    /// The tables Weir owns and their log.
+    pub(crate) tables: weir_connectors::table_store::TableStore,
     compat: PostgresCompatibilityParser,
 }
 
@@ -126,6 +137,11 @@ impl Engine {
         let store = CatalogStore::open(data_dir)?;
         let checkpoints = crate::checkpoints::open(config)?;
         let catalog = store.load()?;
+        // Replay the table log before anything reads the tables.
+        let tables = weir_connectors::table_store::TableStore::open(
+            &data_dir.join("tables"),
+            statements::dml::owned_specs(&catalog),
+        )?;
         let executor = Executor::new(workers)?;
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE, SCHEMA)
@@ -186,6 +202,7 @@ impl Engine {
             parallelism: workers.max(1),
             runtime_metrics: metrics.runtime.clone(),
             checkpoints,
+            tables,
             compat: PostgresCompatibilityParser::new(),
         });
         statements::ddl::restore(&engine, catalog).await;
@@ -326,6 +343,9 @@ impl Engine {
             }
             WeirStatement::Flush => statements::stream::flush(self).await,
             WeirStatement::CreateSink(create) => statements::sink::create(self, create).await,
+            WeirStatement::Dml(dml) => statements::dml::execute(self, dml, sql, params).await,
+            WeirStatement::Copy(copy) if copy.to => statements::dml::copy_to(self, copy).await,
+            WeirStatement::Copy(copy) => statements::dml::copy_from(self, copy),
         }
     }
 
@@ -336,7 +356,8 @@ impl Engine {
         sql: &str,
     ) -> Result<Described> {
         let schema = match statement {
-            WeirStatement::Query(statement) => {
+            WeirStatement::Query(statement)
+            | WeirStatement::Dml(weir_planner::dml::Dml { statement, .. }) => {
                 let plan = self.plan_query((**statement).clone(), sql).await?;
                 let params = plan
                     .get_parameter_types()
@@ -380,6 +401,7 @@ impl Engine {
             | WeirStatement::CreateStream(_)
             | WeirStatement::CreateMaterializedView(_)
             | WeirStatement::CreateSink(_)
+            | WeirStatement::Copy(_)
             | WeirStatement::Flush => None,
             WeirStatement::ExplainMaterializedView(_) => Some(statements::explain::schema()),
             WeirStatement::Subscribe { name, copy } => {

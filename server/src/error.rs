@@ -101,6 +101,20 @@ pub enum ServerError {
     #[error("{message}")]
     DataException { message: String },
 
+    // ---- the user's fault: writes to tables Weir owns ----
+    /// A primary key that is taken.
+    #[error("{message}")]
+    UniqueViolation { message: String, detail: String },
+    /// A NULL in a NOT NULL column.
+    #[error("{message}")]
+    NotNullViolation { message: String },
+    /// COPY data that does not follow its format (a missing or extra field).
+    #[error("{message}")]
+    BadCopyFormat { message: String, context: String },
+    /// A COPY value that is not of its column's type.
+    #[error("{message}")]
+    CopyInvalidText { message: String, context: String },
+
     // ---- an outside system's fault ----
     /// A file that is not there.
     #[error("{message}")]
@@ -148,6 +162,10 @@ impl ServerError {
             ServerError::DivisionByZero => "22012",
             ServerError::NumericOutOfRange { .. } => "22003",
             ServerError::DataException { .. } => "22000",
+            ServerError::UniqueViolation { .. } => "23505",
+            ServerError::NotNullViolation { .. } => "23502",
+            ServerError::BadCopyFormat { .. } => "22P04",
+            ServerError::CopyInvalidText { .. } => "22P02",
             ServerError::UndefinedFile { .. } => "58P01",
             ServerError::Io { .. } => "58030",
             ServerError::Config { .. } => "F0000",
@@ -174,6 +192,16 @@ impl ServerError {
     fn detail(&self) -> Option<String> {
         match self {
             ServerError::Syntax { detail, .. } => detail.clone(),
+            ServerError::UniqueViolation { detail, .. } => Some(detail.clone()),
+            _ => None,
+        }
+    }
+
+    /// Where in the input the error is (Postgres's CONTEXT: a COPY line).
+    fn context(&self) -> Option<String> {
+        match self {
+            ServerError::BadCopyFormat { context, .. }
+            | ServerError::CopyInvalidText { context, .. } => Some(context.clone()),
             _ => None,
         }
     }
@@ -394,7 +422,7 @@ fn classify_arrow(err: &ArrowError) -> ServerError {
         },
         ArrowError::CastError(m) | ArrowError::ParseError(m) => {
             ServerError::InvalidTextRepresentation {
-                message: lower_first(m),
+                message: cast_message(m),
             }
         }
         ArrowError::CsvError(m) | ArrowError::JsonError(m) => ServerError::DataException {
@@ -411,6 +439,27 @@ fn classify_arrow(err: &ArrowError) -> ServerError {
         other => ServerError::DataException {
             message: lower_first(&other.to_string()),
         },
+    }
+}
+
+/// Arrow's "Cannot cast string 'abc' to value of Int64 type" in Postgres's
+/// words: `invalid input syntax for type bigint: "abc"`.
+fn cast_message(message: &str) -> String {
+    let parsed = message
+        .strip_prefix("Cannot cast string '")
+        .and_then(|rest| rest.rsplit_once("' to value of "))
+        .and_then(|(value, rest)| Some((value, rest.strip_suffix(" type")?)));
+    match parsed.and_then(|(value, ty)| {
+        Some((
+            value,
+            ty.parse::<datafusion::arrow::datatypes::DataType>().ok()?,
+        ))
+    }) {
+        Some((value, ty)) => format!(
+            "invalid input syntax for type {}: \"{value}\"",
+            weir_connectors::copy_format::pg_type_name(&ty)
+        ),
+        None => lower_first(message),
     }
 }
 
@@ -438,6 +487,31 @@ fn connector_error(err: &ConnectorError) -> ServerError {
             message: err.to_string(),
         },
         ConnectorError::DataFusion(inner) => classify_datafusion(inner.find_root(), None),
+        ConnectorError::UniqueViolation { detail, .. } => ServerError::UniqueViolation {
+            message: err.to_string(),
+            detail: detail.clone(),
+        },
+        ConnectorError::NotNullViolation { .. } => ServerError::NotNullViolation {
+            message: err.to_string(),
+        },
+        ConnectorError::AppendOnly { .. } => ServerError::FeatureNotSupported {
+            message: err.to_string(),
+            hint: Some(
+                "a table without a PRIMARY KEY is append-only: declare one to UPDATE or DELETE rows"
+                    .into(),
+            ),
+        },
+        ConnectorError::InvalidText { message, context } => ServerError::CopyInvalidText {
+            message: message.clone(),
+            context: context.clone(),
+        },
+        ConnectorError::BadCopyData { message, context } => ServerError::BadCopyFormat {
+            message: message.clone(),
+            context: context.clone(),
+        },
+        ConnectorError::Storage { .. } | ConnectorError::LogFailed(_) => ServerError::Io {
+            message: err.to_string(),
+        },
     }
 }
 
@@ -502,6 +576,7 @@ impl From<ServerError> for ErrorInfo {
         info.detail = err.detail();
         info.hint = err.hint();
         info.position = err.position().map(|p| p.to_string());
+        info.where_context = err.context();
         info
     }
 }

@@ -2,6 +2,9 @@
 //! `weir` binary over pgwire, once with the simple and once with the extended
 //! query protocol, each run on a fresh server and data directory.
 //!
+//! `WEIR_SLT=part` runs only the files whose path under `sql-tests/`
+//! contains `part`.
+//!
 //! A line `# weir: restart` in a file kills the server with SIGKILL and starts
 //! it again on the same data directory: what follows tests durability.
 
@@ -31,7 +34,16 @@ fn slt_files() -> Vec<PathBuf> {
         }
     }
     let mut files = Vec::new();
-    walk(&common::sql_tests_dir(), &mut files);
+    let root = common::sql_tests_dir();
+    walk(&root, &mut files);
+    // `WEIR_SLT=tables` runs only the files whose path under sql-tests/
+    // contains "tables".
+    if let Ok(only) = std::env::var("WEIR_SLT") {
+        files.retain(|f| {
+            f.strip_prefix(&root)
+                .is_ok_and(|p| p.display().to_string().contains(&only))
+        });
+    }
     assert!(!files.is_empty(), "no .slt files found");
     files
 }

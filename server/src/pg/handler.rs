@@ -16,6 +16,7 @@ use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::CopyResponse;
@@ -27,7 +28,7 @@ use pgwire::api::{
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
-use pgwire::messages::copy::{CopyData, CopyDone, CopyOutResponse};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::types::format::FormatOptions;
 use tracing::debug;
@@ -83,6 +84,10 @@ impl PgWireServerHandlers for WeirHandlers {
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
         Arc::new(LogErrors)
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.service.clone()
     }
 }
 
@@ -189,6 +194,17 @@ where
             });
             Response::CopyOut(CopyResponse::new(0, columns, data))
         }
+        Output::CopyIn(copy) => {
+            let columns = copy.columns();
+            *copy_slot(client).0.lock() = Some(copy);
+            Response::CopyIn(CopyResponse::new(0, columns, futures::stream::empty()))
+        }
+        Output::CopyOut { batches, options } => {
+            let columns = batches.schema().fields().len();
+            let data = copy_out_data(batches, options, session.time_zone())
+                .map(|bytes| bytes.map(|b| CopyData::new(b.into())).map_err(Into::into));
+            Response::CopyOut(CopyResponse::new(0, columns, data))
+        }
         Output::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
         Output::TransactionEnd(tag) => Response::TransactionEnd(Tag::new(tag)),
     })
@@ -227,8 +243,26 @@ impl SimpleQueryHandler for PgService {
                         }
                     }
                 }
+                Ok(Output::CopyOut { batches, options }) => {
+                    let data = copy_out_data(batches, options, session.time_zone());
+                    match stream_copy_data(client, columns_of(&data), data).await {
+                        Ok(rows) => {
+                            responses.push(Response::Execution(Tag::new("COPY").with_rows(rows)))
+                        }
+                        Err(err) => {
+                            responses.push(Response::Error(Box::new(err.into())));
+                            break;
+                        }
+                    }
+                }
                 Ok(output) => {
-                    responses.push(respond(client, &session, output, &Format::UnifiedText).await?)
+                    let copy_in = matches!(output, Output::CopyIn(_));
+                    responses.push(respond(client, &session, output, &Format::UnifiedText).await?);
+                    if copy_in {
+                        // The client sends the data next; statements after a
+                        // COPY FROM STDIN in the same request are not run.
+                        break;
+                    }
                 }
                 Err(err) => {
                     // Postgres stops at the first failing statement.
@@ -388,7 +422,7 @@ impl ExtendedQueryHandler for PgService {
         let prepared = portal.statement.statement.clone();
         let session = session_of(client);
         let params = match &prepared.parsed.statement {
-            WeirStatement::Query(_) => {
+            WeirStatement::Query(_) | WeirStatement::Dml(_) => {
                 let types: Vec<Option<&DataType>> =
                     prepared.params.iter().map(|t| t.as_ref()).collect();
                 Some(deserialize_parameters(portal, &types)?)
@@ -403,5 +437,158 @@ impl ExtendedQueryHandler for PgService {
             Ok(output) => respond(client, &session, output, &portal.result_column_format).await,
             Err(err) => Err(err.into()),
         }
+    }
+}
+
+/// The COPY FROM STDIN in progress on a connection.
+#[derive(Default)]
+struct CopySlot(parking_lot::Mutex<Option<Box<crate::statements::dml::CopyIn>>>);
+
+fn copy_slot<C: ClientInfo + ?Sized>(client: &C) -> Arc<CopySlot> {
+    client
+        .session_extensions()
+        .get_or_insert_with(CopySlot::default)
+}
+
+/// A stream of COPY data with its column count.
+struct CopyOutData {
+    columns: usize,
+    stream: futures::stream::BoxStream<'static, Result<Vec<u8>, ServerError>>,
+}
+
+impl futures::Stream for CopyOutData {
+    type Item = Result<Vec<u8>, ServerError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.stream.as_mut().poll_next(cx)
+    }
+}
+
+fn columns_of(data: &CopyOutData) -> usize {
+    data.columns
+}
+
+/// `COPY ... TO STDOUT` rows as COPY data: the csv header, if asked for,
+/// then one message per batch.
+fn copy_out_data(
+    batches: datafusion::execution::SendableRecordBatchStream,
+    options: weir_connectors::copy_format::CopyOptions,
+    time_zone: String,
+) -> CopyOutData {
+    let schema = batches.schema();
+    let header = crate::pg::copy::header(&schema, &options);
+    let rows = batches.map(move |batch| match batch {
+        Ok(batch) => crate::pg::copy::encode_rows(&batch, &time_zone, &options)
+            .map_err(|e| ServerError::from_datafusion(e, None)),
+        Err(e) => Err(ServerError::from_datafusion(e, None)),
+    });
+    CopyOutData {
+        columns: schema.fields().len(),
+        stream: futures::stream::iter(header.map(Ok)).chain(rows).boxed(),
+    }
+}
+
+/// Send COPY data, flushing after every message; returns the rows sent.
+async fn stream_copy_data<C>(
+    client: &mut C,
+    columns: usize,
+    mut data: CopyOutData,
+) -> Result<usize, ServerError>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+{
+    let sent = |r: Result<(), C::Error>| {
+        r.map_err(|e| ServerError::Io {
+            message: format!("could not send to the client: {e:?}"),
+        })
+    };
+    sent(
+        client
+            .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+                0,
+                columns as i16,
+                vec![0; columns],
+            )))
+            .await,
+    )?;
+    let mut rows = 0;
+    while let Some(bytes) = data.next().await {
+        let bytes = bytes?;
+        rows += bytes.iter().filter(|&&b| b == b'\n').count();
+        sent(
+            client
+                .feed(PgWireBackendMessage::CopyData(CopyData::new(bytes.into())))
+                .await,
+        )?;
+    }
+    sent(
+        client
+            .send(PgWireBackendMessage::CopyDone(CopyDone::new()))
+            .await,
+    )?;
+    Ok(rows)
+}
+
+#[async_trait]
+impl CopyHandler for PgService {
+    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let slot = copy_slot(client);
+        // Taken out while it awaits parsing, so the lock is never held
+        // across an await.
+        let copy = slot.0.lock().take();
+        if let Some(mut copy) = copy {
+            copy.data(&copy_data.data).await;
+            *slot.0.lock() = Some(copy);
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let copy = copy_slot(client).0.lock().take();
+        let Some(copy) = copy else {
+            return Err(ServerError::internal("COPY data without a COPY statement").into());
+        };
+        match copy.finish().await {
+            Ok(rows) => {
+                client
+                    .send(PgWireBackendMessage::CommandComplete(
+                        Tag::new("COPY").with_rows(rows).into(),
+                    ))
+                    .await?;
+                Ok(())
+            }
+            Err(err) => {
+                self.engine.metrics.record_error(err.sqlstate());
+                Err(err.into())
+            }
+        }
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        copy_slot(client).0.lock().take();
+        PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
+            "ERROR".to_string(),
+            "57014".to_string(),
+            format!("COPY from stdin failed: {}", fail.message),
+        )))
     }
 }

@@ -37,15 +37,9 @@ pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<O
         return Err(ServerError::DuplicateTable { name: create.name });
     }
     if create.options.is_empty() {
-        return Err(ServerError::FeatureNotSupported {
-            message: "tables without a connector are not supported yet".to_string(),
-            hint: Some(
-                "create a table over files: CREATE TABLE t WITH (connector = 'file', path = '...', format = 'csv')"
-                    .to_string(),
-            ),
-        });
+        return super::dml::create_table(engine, create).await;
     }
-    if create.has_query || create.has_constraints {
+    if create.has_query || create.has_constraints || !create.primary_key.is_empty() {
         return Err(ServerError::FeatureNotSupported {
             message: "constraints and AS SELECT on tables over files are not supported".to_string(),
             hint: None,
@@ -83,6 +77,7 @@ pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<O
         name: create.name.clone(),
         columns: TableDef::columns_of(&table.schema()),
         options: stored_options,
+        owned: None,
     };
     persist(engine, |catalog| {
         catalog.insert(CatalogEntry::Table(def)).map_err(Into::into)
@@ -205,14 +200,15 @@ pub async fn drop(
             }
         }
     }
-    // A stream that a running view reads cannot go (Postgres: 2BP01).
-    if kind == ObjectKind::Stream {
+    // A stream or table that a running view reads cannot go (Postgres: 2BP01).
+    if matches!(kind, ObjectKind::Stream | ObjectKind::Table) {
         let views = engine.views.lock();
         for name in &to_drop {
             if let Some((view, _)) = views.iter().find(|(_, v)| v.inputs.contains(name)) {
                 return Err(ServerError::DependentObjects {
                     message: format!(
-                        "cannot drop stream \"{name}\" because materialized view \"{view}\" depends on it"
+                        "cannot drop {} \"{name}\" because materialized view \"{view}\" depends on it",
+                        kind.name()
                     ),
                 });
             }
@@ -273,7 +269,8 @@ pub async fn drop(
                 crate::checkpoints::drop_job(engine, name).await;
             }
             ObjectKind::Stream => std::mem::drop(engine.streams.lock().remove(name)),
-            ObjectKind::Table | ObjectKind::View | ObjectKind::Sink => {}
+            ObjectKind::Table => super::dml::dropped(engine, name),
+            ObjectKind::View | ObjectKind::Sink => {}
         }
         info!(object = %name, kind = kind.name(), "dropped");
     }
@@ -325,6 +322,9 @@ pub async fn restore(engine: &Arc<Engine>, catalog: Catalog) {
 }
 
 async fn restore_table(engine: &Arc<Engine>, def: &TableDef) -> Result<()> {
+    if let Some(owned) = &def.owned {
+        return super::dml::restore_table(engine, def, owned);
+    }
     let mut options = ConnectorOptions::new(def.options.clone());
     options.take("connector");
     let spec = FileSpec::from_options(&mut options)?;

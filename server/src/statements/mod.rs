@@ -1,12 +1,14 @@
 //! One file per statement family.
 //!
 //! - [`ddl`]: `CREATE TABLE`, `CREATE VIEW`, `DROP`, and replaying the catalog on start.
+//! - [`dml`]: tables Weir owns: CREATE TABLE, INSERT, UPDATE, DELETE, COPY.
 //! - [`explain`]: `EXPLAIN` as Postgres shapes it.
 //! - [`stream`]: streams, materialized views, SUBSCRIBE, FLUSH.
 //! - [`sink`]: `CREATE SINK`: a view's rows written out.
 //! - [`show`]: `SHOW ...`, transactions: statements Weir answers itself.
 
 pub mod ddl;
+pub mod dml;
 pub mod explain;
 pub mod show;
 pub mod sink;

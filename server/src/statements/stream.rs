@@ -300,6 +300,10 @@ async fn plan_view(engine: &Arc<Engine>, create: &CreateMaterializedView) -> Res
                 hint: Some("define it over the stream the other view reads".into()),
             });
         }
+        if let Some(input) = super::dml::stream_input(engine, table)? {
+            inputs.insert(table.clone(), input);
+            continue;
+        }
         let Some(stream) = engine.streams.lock().get(table).cloned() else {
             continue;
         };
@@ -593,6 +597,7 @@ pub fn subscribe(engine: &Arc<Engine>, name: &str, copy: bool) -> Result<Output>
 
 /// `FLUSH`: wait until everything the sources have read is in every view.
 pub async fn flush(engine: &Arc<Engine>) -> Result<Output> {
+    super::dml::catch_up(engine).await?;
     let views: Vec<(String, Arc<LiveView>)> = engine
         .views
         .lock()
