@@ -384,6 +384,7 @@ def chart(results, meta, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     qs = meta["queries"]
     engines = [e for e in meta["engines"] if any(r["engine"] == e and r.get("eps")
@@ -396,14 +397,17 @@ def chart(results, meta, path):
             r = next((r for r in results if r["engine"] == e and r["query"] == q), None)
             vals.append(r["eps"] / 1e6 if r and r.get("eps") else 0)
         xs = [j + i * width for j in range(len(qs))]
-        bars = ax.bar(xs, vals, width, label=e)
+        ax.bar(xs, vals, width, label=e)
         for x, v in zip(xs, vals):
             if v:
-                ax.text(x, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
-        del bars
+                ax.text(x, v, f"{v:.1f}" if v >= 1 else f"{v:.2f}", ha="center", va="bottom",
+                        fontsize=7)
     ax.set_xticks([j + width * (len(engines) - 1) / 2 for j in range(len(qs))])
     ax.set_xticklabels(qs)
     ax.set_yscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
     ax.set_ylabel("million events per CPU-second (log scale; higher is better)")
     ax.set_title(f"{meta['rows']:,} bids from CSV, parallelism {meta['parallelism']}")
     ax.legend(fontsize=8)
