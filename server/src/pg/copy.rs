@@ -15,11 +15,6 @@ use weir_connectors::copy_format::{CopyFormat, CopyOptions};
 
 use crate::pg_text;
 
-/// The COPY text lines of a batch (default text options).
-pub fn text_rows(batch: &RecordBatch, time_zone: &str) -> Result<Vec<u8>> {
-    encode_rows(batch, time_zone, &CopyOptions::new(CopyFormat::Text))
-}
-
 /// The header line of a csv COPY with HEADER, if asked for.
 pub fn header(
     batch_schema: &datafusion::arrow::datatypes::Schema,

@@ -183,27 +183,14 @@ where
         Output::Subscribe {
             batches,
             copy: true,
-        } => {
-            let columns = batches.schema().fields().len();
-            let time_zone = session.time_zone();
-            let data = batches.map(move |batch| match batch {
-                Ok(batch) => crate::pg::copy::text_rows(&batch, &time_zone)
-                    .map(|bytes| CopyData::new(bytes.into()))
-                    .map_err(|e| ServerError::from_datafusion(e, None).into()),
-                Err(e) => Err(ServerError::from_datafusion(e, None).into()),
-            });
-            Response::CopyOut(CopyResponse::new(0, columns, data))
-        }
+        } => copy_out_response(copy_out_data(batches, text_copy(), session.time_zone())),
         Output::CopyIn(copy) => {
             let columns = copy.columns();
             *copy_slot(client).0.lock() = Some(copy);
             Response::CopyIn(CopyResponse::new(0, columns, futures::stream::empty()))
         }
         Output::CopyOut { batches, options } => {
-            let columns = batches.schema().fields().len();
-            let data = copy_out_data(batches, options, session.time_zone())
-                .map(|bytes| bytes.map(|b| CopyData::new(b.into())).map_err(Into::into));
-            Response::CopyOut(CopyResponse::new(0, columns, data))
+            copy_out_response(copy_out_data(batches, options, session.time_zone()))
         }
         Output::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
         Output::TransactionEnd(tag) => Response::TransactionEnd(Tag::new(tag)),
@@ -233,7 +220,8 @@ impl SimpleQueryHandler for PgService {
                 }) => {
                     // Streamed here rather than through pgwire's COPY path, to
                     // flush every batch: psql shows rows as they arrive.
-                    match stream_copy(client, batches, &session.time_zone()).await {
+                    let data = copy_out_data(batches, text_copy(), session.time_zone());
+                    match stream_copy(client, data).await {
                         Ok(rows) => {
                             responses.push(Response::Execution(Tag::new("COPY").with_rows(rows)))
                         }
@@ -245,7 +233,7 @@ impl SimpleQueryHandler for PgService {
                 }
                 Ok(Output::CopyOut { batches, options }) => {
                     let data = copy_out_data(batches, options, session.time_zone());
-                    match stream_copy_data(client, columns_of(&data), data).await {
+                    match stream_copy(client, data).await {
                         Ok(rows) => {
                             responses.push(Response::Execution(Tag::new("COPY").with_rows(rows)))
                         }
@@ -273,52 +261,6 @@ impl SimpleQueryHandler for PgService {
         }
         Ok(responses)
     }
-}
-
-/// Send a subscription as COPY data, flushing after every batch; returns the
-/// number of rows sent.
-async fn stream_copy<C>(
-    client: &mut C,
-    mut batches: datafusion::execution::SendableRecordBatchStream,
-    time_zone: &str,
-) -> Result<usize, ServerError>
-where
-    C: Sink<PgWireBackendMessage> + Unpin + Send,
-    C::Error: Debug,
-{
-    let columns = batches.schema().fields().len();
-    let sent = |r: Result<(), C::Error>| {
-        r.map_err(|e| ServerError::Io {
-            message: format!("could not send to the client: {e:?}"),
-        })
-    };
-    sent(
-        client
-            .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
-                0,
-                columns as i16,
-                vec![0; columns],
-            )))
-            .await,
-    )?;
-    let mut rows = 0;
-    while let Some(batch) = batches.next().await {
-        let batch = batch.map_err(|e| ServerError::from_datafusion(e, None))?;
-        let bytes = crate::pg::copy::text_rows(&batch, time_zone)
-            .map_err(|e| ServerError::from_datafusion(e, None))?;
-        rows += batch.num_rows();
-        sent(
-            client
-                .send(PgWireBackendMessage::CopyData(CopyData::new(bytes.into())))
-                .await,
-        )?;
-    }
-    sent(
-        client
-            .send(PgWireBackendMessage::CopyDone(CopyDone::new()))
-            .await,
-    )?;
-    Ok(rows)
 }
 
 /// A statement prepared with Parse: classified, and described once.
@@ -450,53 +392,51 @@ fn copy_slot<C: ClientInfo + ?Sized>(client: &C) -> Arc<CopySlot> {
         .get_or_insert_with(CopySlot::default)
 }
 
-/// A stream of COPY data with its column count.
+/// COPY data with its column count: each message's bytes and the rows in
+/// it (a csv header is a message of no rows).
 struct CopyOutData {
     columns: usize,
-    stream: futures::stream::BoxStream<'static, Result<Vec<u8>, ServerError>>,
+    stream: futures::stream::BoxStream<'static, Result<(Vec<u8>, usize), ServerError>>,
 }
 
-impl futures::Stream for CopyOutData {
-    type Item = Result<Vec<u8>, ServerError>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.stream.as_mut().poll_next(cx)
-    }
+/// How `COPY (SUBSCRIBE ...) TO STDOUT` sends rows: Postgres's text format.
+fn text_copy() -> weir_connectors::copy_format::CopyOptions {
+    weir_connectors::copy_format::CopyOptions::new(weir_connectors::copy_format::CopyFormat::Text)
 }
 
-fn columns_of(data: &CopyOutData) -> usize {
-    data.columns
-}
-
-/// `COPY ... TO STDOUT` rows as COPY data: the csv header, if asked for,
-/// then one message per batch.
+/// Rows as COPY data: the csv header, if asked for, then one message per
+/// batch.
 fn copy_out_data(
     batches: datafusion::execution::SendableRecordBatchStream,
     options: weir_connectors::copy_format::CopyOptions,
     time_zone: String,
 ) -> CopyOutData {
     let schema = batches.schema();
-    let header = crate::pg::copy::header(&schema, &options);
-    let rows = batches.map(move |batch| match batch {
-        Ok(batch) => crate::pg::copy::encode_rows(&batch, &time_zone, &options)
-            .map_err(|e| ServerError::from_datafusion(e, None)),
-        Err(e) => Err(ServerError::from_datafusion(e, None)),
+    let header = crate::pg::copy::header(&schema, &options).map(|h| Ok((h, 0)));
+    let rows = batches.map(move |batch| {
+        let batch = batch.map_err(|e| ServerError::from_datafusion(e, None))?;
+        crate::pg::copy::encode_rows(&batch, &time_zone, &options)
+            .map(|bytes| (bytes, batch.num_rows()))
+            .map_err(|e| ServerError::from_datafusion(e, None))
     });
     CopyOutData {
         columns: schema.fields().len(),
-        stream: futures::stream::iter(header.map(Ok)).chain(rows).boxed(),
+        stream: futures::stream::iter(header).chain(rows).boxed(),
     }
 }
 
-/// Send COPY data, flushing after every message; returns the rows sent.
-async fn stream_copy_data<C>(
-    client: &mut C,
-    columns: usize,
-    mut data: CopyOutData,
-) -> Result<usize, ServerError>
+/// COPY data as pgwire's response (the extended protocol's path).
+fn copy_out_response(data: CopyOutData) -> Response {
+    let stream = data.stream.map(|item| {
+        item.map(|(bytes, _)| CopyData::new(bytes.into()))
+            .map_err(Into::into)
+    });
+    Response::CopyOut(CopyResponse::new(0, data.columns, stream))
+}
+
+/// Send COPY data, flushing after every message (psql shows a
+/// subscription's rows as they arrive); returns the rows sent.
+async fn stream_copy<C>(client: &mut C, mut data: CopyOutData) -> Result<usize, ServerError>
 where
     C: Sink<PgWireBackendMessage> + Unpin + Send,
     C::Error: Debug,
@@ -510,18 +450,18 @@ where
         client
             .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
                 0,
-                columns as i16,
-                vec![0; columns],
+                data.columns as i16,
+                vec![0; data.columns],
             )))
             .await,
     )?;
     let mut rows = 0;
-    while let Some(bytes) = data.next().await {
-        let bytes = bytes?;
-        rows += bytes.iter().filter(|&&b| b == b'\n').count();
+    while let Some(item) = data.stream.next().await {
+        let (bytes, count) = item?;
+        rows += count;
         sent(
             client
-                .feed(PgWireBackendMessage::CopyData(CopyData::new(bytes.into())))
+                .send(PgWireBackendMessage::CopyData(CopyData::new(bytes.into())))
                 .await,
         )?;
     }
