@@ -247,6 +247,7 @@ pub fn plan_stream(
         ));
     };
     let (stream_name, source_input) = (name.clone(), input.clone());
+    let input_changelog = source_input.source.changelog();
     let mut before = Vec::new();
     let mut after = Vec::new();
     let mut aggregate = None;
@@ -353,6 +354,32 @@ pub fn plan_stream(
                     }
                     functions.push(function);
                 }
+                let retracting = if input_changelog {
+                    for f in &functions {
+                        if let Some(what) =
+                            weir_runtime::operators::aggregate::retract::unsupported(f)
+                        {
+                            return Err(unsupported(
+                                &format!("{what} over an updating input"),
+                                &format!(
+                                    "\"{stream_name}\" has a primary key, so its rows can be updated and deleted; views over it take count, sum, avg, min, max and count(DISTINCT)"
+                                ),
+                            ));
+                        }
+                    }
+                    Some(
+                        functions
+                            .iter()
+                            .map(|f| {
+                                f.expressions()[0]
+                                    .data_type(&physical_input)
+                                    .map_err(|e| PlanError::Invalid(e.message().to_string()))
+                            })
+                            .collect::<Result<Vec<_>>>()?,
+                    )
+                } else {
+                    None
+                };
                 let window_key = |name: &str| {
                     group
                         .iter()
@@ -390,6 +417,22 @@ pub fn plan_stream(
                     },
                     _ => WindowKind::None,
                 };
+                if input_changelog && matches!(kind, WindowKind::Session { .. }) {
+                    return Err(unsupported(
+                        "SESSION windows over an updating input",
+                        &format!(
+                            "\"{stream_name}\" has a primary key; session windows need an append-only input"
+                        ),
+                    ));
+                }
+                if emit_on_window_close && input_changelog {
+                    return Err(unsupported(
+                        "EMIT ON WINDOW CLOSE over an updating input",
+                        &format!(
+                            "\"{stream_name}\" has a primary key, so a closed window could still change; leave out EMIT ON WINDOW CLOSE for updating results"
+                        ),
+                    ));
+                }
                 if emit_on_window_close {
                     if kind == WindowKind::None {
                         return Err(PlanError::Invalid(
@@ -462,6 +505,7 @@ pub fn plan_stream(
                     window: kind,
                     emit,
                     output_schema: arrow_schema(output),
+                    retracting,
                 }));
             }
         }
@@ -471,7 +515,10 @@ pub fn plan_stream(
             "EMIT ON WINDOW CLOSE needs a windowed aggregate".into(),
         ));
     }
-    let changelog = aggregate.as_ref().is_some_and(|a| a.emit == Emit::Updates);
+    let changelog = match &aggregate {
+        Some(a) => a.emit == Emit::Updates,
+        None => input_changelog,
+    };
     let output_schema = arrow_schema(plan.schema());
     lines.push(format!(
         "StreamMaterialize: {} columns=[{}]",
@@ -495,6 +542,7 @@ pub fn plan_stream(
         StreamPlan {
             source: source_input.source.clone(),
             event_time: source_input.event_time,
+            input_changelog,
             before,
             aggregate,
             after,

@@ -114,6 +114,7 @@ fn spec(emit: Emit) -> Arc<AggregateSpec> {
             Field::new("bids", DataType::Int64, true),
             Field::new("total", DataType::Int64, true),
         ])),
+        retracting: None,
     })
 }
 

@@ -597,7 +597,14 @@ async fn send_chunk(
 ) -> Result<std::ops::ControlFlow<()>> {
     use std::ops::ControlFlow;
     let workers = outputs.len();
-    if let Some(batch) = stateless::apply(&plan.before, batch)? {
+    let run = |ops: &[crate::plan::StatelessOp], batch| {
+        if plan.input_changelog {
+            stateless::apply_changelog(ops, batch)
+        } else {
+            stateless::apply(ops, batch)
+        }
+    };
+    if let Some(batch) = run(&plan.before, batch)? {
         match &plan.aggregate {
             Some(spec) => {
                 let keys = spec
@@ -623,7 +630,7 @@ async fn send_chunk(
                 }
             }
             None => {
-                if let Some(out) = stateless::apply(&plan.after, batch)?
+                if let Some(out) = run(&plan.after, batch)?
                     && outputs[0]
                         .send(Tagged {
                             input: partition,

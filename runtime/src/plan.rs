@@ -9,10 +9,13 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, FieldRef, SchemaRef};
+use datafusion::common::Result;
+use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_plan::PhysicalExpr;
 
+use crate::operators::aggregate::retract;
 use crate::source::Source;
 
 /// A continuous query, ready to run.
@@ -23,6 +26,8 @@ pub struct StreamPlan {
     /// The event-time column of the source and its watermark delay, if the
     /// stream declared a watermark.
     pub event_time: Option<EventTime>,
+    /// Do the source's batches carry the op column (an updating input)?
+    pub input_changelog: bool,
     /// Stateless operators run on each source partition.
     pub before: Vec<StatelessOp>,
     /// The keyed, stateful aggregate, if any.
@@ -119,4 +124,32 @@ pub struct AggregateSpec {
     pub emit: Emit,
     /// Group columns then aggregate columns.
     pub output_schema: SchemaRef,
+    /// When the input is updating (its batches end with the op column):
+    /// each aggregate's argument type, for accumulators that retract.
+    pub retracting: Option<Vec<DataType>>,
+}
+
+impl AggregateSpec {
+    /// A fresh accumulator for aggregate `i`.
+    pub fn accumulator(&self, i: usize) -> Result<Box<dyn Accumulator>> {
+        match &self.retracting {
+            Some(types) => retract::accumulator(&self.aggregates[i], &types[i]),
+            None => self.aggregates[i].create_accumulator(),
+        }
+    }
+
+    /// Fresh accumulators, one per aggregate.
+    pub fn accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
+        (0..self.aggregates.len())
+            .map(|i| self.accumulator(i))
+            .collect()
+    }
+
+    /// The fields of aggregate `i`'s state, as its accumulator gives it.
+    pub fn state_fields(&self, i: usize) -> Result<Vec<FieldRef>> {
+        match &self.retracting {
+            Some(types) => retract::state_fields(&self.aggregates[i], &types[i]),
+            None => self.aggregates[i].state_fields(),
+        }
+    }
 }

@@ -29,6 +29,17 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     -> Result<Box<dyn SourceReader>>;
     /// One line for EXPLAIN.
     fn describe(&self) -> String;
+    /// Do its batches end with the op column (+1 insert, -1 delete), as a
+    /// table with a primary key's changes do? The schema above is without it.
+    fn changelog(&self) -> bool {
+        false
+    }
+    /// Can `partition` still be reopened at `position` (a checkpoint's)? A
+    /// source whose history was compacted away says no, and the job starts
+    /// afresh rather than from a gap.
+    fn resumable(&self, _partition: usize, _position: SourcePosition) -> bool {
+        true
+    }
 }
 
 /// Reads one partition.

@@ -87,9 +87,10 @@ pub async fn for_job(
     engine: &Arc<Engine>,
     name: &str,
     query: &str,
-    partitions: usize,
+    source: &dyn weir_runtime::source::Source,
     restore: bool,
 ) -> Result<Checkpointing> {
+    let partitions = source.partitions().max(1);
     let metrics = engine.runtime_metrics.checkpoints.clone();
     let Some(checkpoints) = &engine.checkpoints else {
         return Ok(Checkpointing {
@@ -116,6 +117,14 @@ pub async fn for_job(
                     was = manifest.sources.len(),
                     now = partitions,
                     "the source's partitions changed; starting fresh"
+                );
+            } else if let Some(p) = manifest.sources.iter().enumerate().position(|(p, s)| {
+                !source.resumable(p, weir_runtime::source::SourcePosition(s.position))
+            }) {
+                warn!(
+                    job = name,
+                    partition = p,
+                    "the source can no longer resume from the latest checkpoint (its history was compacted); starting fresh"
                 );
             } else {
                 let epoch = manifest.epoch;

@@ -1,11 +1,16 @@
-//! An append-only table as a streaming source, so that a materialized view
-//! over it is maintained as rows are inserted.
+//! Tables as streaming sources, so that a materialized view over a table is
+//! maintained as it is written.
 //!
-//! The position is the number of rows read: an append-only table never
-//! reorders or removes rows (merging small chunks keeps their order), so a
-//! row offset names the same place after a restart, as an LSN would. Tables
-//! with a primary key need their deletions as retractions, which views do
-//! not take yet (see `docs/design/0004-owned-tables.md`).
+//! - [`TableSource`], an append-only table: its rows as they are inserted.
+//!   The position is the number of rows read: an append-only table never
+//!   reorders or removes rows (merging small chunks keeps their order), so
+//!   a row offset names the same place after a restart, as an LSN would.
+//! - [`ChangelogSource`], a table with a primary key: first its rows (as
+//!   inserts), then every change after them, from the table's history (old
+//!   rows with op -1, new rows with op +1). The position is one past the
+//!   end LSN of the last change read (0: the first rows are not read yet),
+//!   so a view resumes from its checkpoint's LSN; the history reaches back
+//!   to the table's last compacted segment after a restart.
 //!
 //! # Correctness
 //! A reader only returns rows that are durable, and publishes how far it
@@ -25,6 +30,7 @@ use tokio::sync::watch;
 use weir_runtime::source::{Source, SourcePosition, SourceReader};
 
 use super::OwnedTable;
+use super::table::TableInner;
 use super::wal::Lsn;
 
 /// The rows of an append-only table, as they are inserted.
@@ -111,7 +117,13 @@ impl OwnedTable {
     /// Wait until every reader of this table has read the rows visible now
     /// (gives up after `timeout`, returning false).
     pub async fn catch_up(&self, timeout: std::time::Duration) -> bool {
-        let target = self.inner.visible_rows();
+        // Readers count rows of an append-only table, and LSNs (one past the
+        // last change read) of a table with a primary key.
+        let target = if self.has_primary_key() {
+            self.inner.last_change() + 1
+        } else {
+            self.inner.visible_rows()
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let behind = {
@@ -130,5 +142,137 @@ impl OwnedTable {
             }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
+    }
+}
+
+/// The changes of a table with a primary key.
+#[derive(Debug)]
+pub struct ChangelogSource {
+    table: OwnedTable,
+}
+
+impl ChangelogSource {
+    /// A source over `table`, which has a primary key.
+    pub fn new(table: OwnedTable) -> Self {
+        Self { table }
+    }
+}
+
+/// Changes returned together at most (single-row writes are many).
+const CHANGES_PER_BATCH: usize = 256;
+
+impl Source for ChangelogSource {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+
+    fn partitions(&self) -> usize {
+        1
+    }
+
+    fn bounded(&self) -> bool {
+        false
+    }
+
+    fn changelog(&self) -> bool {
+        true
+    }
+
+    fn resumable(&self, _partition: usize, position: SourcePosition) -> bool {
+        position.0 == 0 || position.0 > self.table.inner.history_from()
+    }
+
+    fn open(
+        &self,
+        _partition: usize,
+        from: Option<SourcePosition>,
+    ) -> datafusion::common::Result<Box<dyn SourceReader>> {
+        let read = Arc::new(AtomicU64::new(from.map_or(0, |p| p.0)));
+        // Registered before the snapshot: every change after it is kept.
+        self.table.inner.readers.lock().push(Arc::downgrade(&read));
+        let snapshot = match read.load(Ordering::Acquire) {
+            0 => Some(self.table.inner.applied_snapshot()?),
+            _ => None,
+        };
+        Ok(Box::new(ChangelogReader {
+            table: self.table.inner.clone(),
+            durable: self.table.inner.log.wal.watch_durable(),
+            read,
+            snapshot,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!("table {} (its rows, then its changes)", self.table.name())
+    }
+}
+
+struct ChangelogReader {
+    table: Arc<TableInner>,
+    durable: watch::Receiver<Lsn>,
+    read: Arc<AtomicU64>,
+    snapshot: Option<(Lsn, Vec<RecordBatch>)>,
+}
+
+impl ChangelogReader {
+    /// The first rows, as inserts, once they are durable.
+    async fn first_rows(&mut self) -> datafusion::common::Result<Option<RecordBatch>> {
+        let Some((lsn, batches)) = self.snapshot.as_ref() else {
+            return Ok(None);
+        };
+        let lsn = *lsn;
+        self.table.wait_durable(lsn).await?;
+        let schema = weir_runtime::operators::aggregate::changelog_schema(&self.table.sink_schema);
+        let rows: Vec<RecordBatch> = batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| {
+                let mut columns = b.columns().to_vec();
+                columns.push(Arc::new(datafusion::arrow::array::Int8Array::from(vec![
+                    1i8;
+                    b.num_rows()
+                ])));
+                RecordBatch::try_new(schema.clone(), columns)
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        // One batch: a barrier between two parts of it would record a
+        // position no restart could resume from.
+        let batch = datafusion::arrow::compute::concat_batches(&schema, &rows)?;
+        self.snapshot = None;
+        self.read.store(lsn + 1, Ordering::Release);
+        Ok((batch.num_rows() > 0).then_some(batch))
+    }
+}
+
+#[async_trait]
+impl SourceReader for ChangelogReader {
+    async fn next_batch(&mut self) -> Option<datafusion::common::Result<RecordBatch>> {
+        if self.snapshot.is_some() {
+            match self.first_rows().await {
+                Ok(Some(batch)) => return Some(Ok(batch)),
+                Ok(None) => {}
+                Err(err) => return Some(Err(err)),
+            }
+        }
+        loop {
+            self.durable.borrow_and_update();
+            let after = self.read.load(Ordering::Acquire) - 1;
+            match self.table.changes_after(after, CHANGES_PER_BATCH) {
+                Ok(Some((last, batch))) => {
+                    self.read.store(last + 1, Ordering::Release);
+                    self.table.release_history();
+                    return Some(Ok(batch));
+                }
+                Ok(None) => {}
+                Err(err) => return Some(Err(err.into())),
+            }
+            if self.durable.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition(self.read.load(Ordering::Acquire))
     }
 }

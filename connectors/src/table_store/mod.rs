@@ -65,6 +65,10 @@ pub struct OwnedTableSpec {
 pub(crate) struct Log {
     pub(crate) wal: Wal,
     next_txn: AtomicU64,
+    /// Every view was started (restored ones at their checkpoint's
+    /// position): from now on a table's history need only reach back to
+    /// its slowest reader.
+    pub(crate) readers_started: std::sync::atomic::AtomicBool,
 }
 
 impl Log {
@@ -111,6 +115,7 @@ impl TableStore {
                     )?;
                 }
                 covered.insert(spec.id, *lsn);
+                table.history_from = *lsn;
             }
             data.insert(spec.id, (spec, table));
         }
@@ -150,6 +155,7 @@ impl TableStore {
         let log = Arc::new(Log {
             wal,
             next_txn: AtomicU64::new(next_txn),
+            readers_started: Default::default(),
         });
         let tables = data
             .into_iter()
@@ -220,6 +226,16 @@ impl TableStore {
     /// Forget the table called `name`, if the store has one.
     pub fn remove_named(&self, name: &str) {
         self.inner.tables.write().retain(|_, t| t.name() != name);
+    }
+
+    /// Every view over these tables is running: changes that every reader
+    /// has read may be forgotten. Until then the tables keep every change
+    /// since their segment, for views that resume from a checkpoint.
+    pub fn readers_started(&self) {
+        self.inner
+            .log
+            .readers_started
+            .store(true, Ordering::Release);
     }
 
     /// An id no table had: past every LSN and transaction id so far.

@@ -97,6 +97,12 @@ pub(crate) struct TableData {
     /// Encoded primary key -> live row. Only for tables with a primary key.
     index: HashMap<Box<[u8]>, Loc, ahash::RandomState>,
     converter: Option<RowConverter>,
+    /// Tables with a primary key: their changes since `history_from`, each
+    /// with the end LSN of its record, as batches with the op column (old
+    /// rows -1, new rows +1), for the views that read the table.
+    pub(crate) history: std::collections::VecDeque<(Lsn, RecordBatch)>,
+    /// Every change with an end LSN above this is in `history`.
+    pub(crate) history_from: Lsn,
 }
 
 impl TableData {
@@ -119,7 +125,56 @@ impl TableData {
             chunks: Vec::new(),
             index: HashMap::default(),
             converter,
+            history: Default::default(),
+            history_from: 0,
         })
+    }
+
+    /// Keep a change for the views over a table with a primary key.
+    fn record_change(
+        &mut self,
+        deleted: Option<&RecordBatch>,
+        inserted: Option<&RecordBatch>,
+        lsn: Lsn,
+        keep: bool,
+    ) -> Result<()> {
+        if self.primary_key.is_empty() {
+            return Ok(());
+        }
+        if !keep {
+            self.trim_history(lsn);
+            return Ok(());
+        }
+        let schema = weir_runtime::operators::aggregate::changelog_schema(&self.schema);
+        let mut parts = Vec::new();
+        for (batch, op) in [(deleted, -1i8), (inserted, 1i8)] {
+            let Some(batch) = batch.filter(|b| b.num_rows() > 0) else {
+                continue;
+            };
+            let mut columns = batch.columns().to_vec();
+            columns.push(Arc::new(datafusion::arrow::array::Int8Array::from(vec![
+                op;
+                batch.num_rows()
+            ])));
+            parts.push(
+                RecordBatch::try_new(schema.clone(), columns)
+                    .map_err(|e| ConnectorError::DataFusion(e.into()))?,
+            );
+        }
+        if !parts.is_empty() {
+            let change = concat_batches(&schema, &parts)
+                .map_err(|e| ConnectorError::DataFusion(e.into()))?;
+            self.history.push_back((lsn, change));
+        }
+        Ok(())
+    }
+
+    /// Forget the history at or below `lsn`.
+    pub(crate) fn trim_history(&mut self, lsn: Lsn) {
+        while self.history.front().is_some_and(|(at, _)| *at <= lsn) {
+            self.history.pop_front();
+        }
+        self.history_from = self.history_from.max(lsn);
     }
 
     fn keys(&self, batch: &RecordBatch) -> Result<Option<Rows>> {
@@ -231,6 +286,10 @@ impl TableData {
 
     /// A change read back from the log, already checked when it was made.
     pub(crate) fn apply_replayed(&mut self, change: Change, lsn: Lsn) -> Result<()> {
+        if lsn > 0 {
+            // From the log (not a segment): a change views may not have read.
+            self.record_change(change.deleted.as_ref(), change.inserted.as_ref(), lsn, true)?;
+        }
         if let Some(deleted) = &change.deleted
             && let Some(keys) = self.keys(deleted)?
         {
@@ -456,6 +515,7 @@ impl TableInner {
                     return Err(err);
                 }
             };
+            data.record_change(None, Some(&batch), end, self.keep_history())?;
             data.push(batch, end);
             let durable = self.log.wal.durable();
             data.merge_small_chunks(durable)?;
@@ -489,6 +549,7 @@ impl TableInner {
             let (_, end) = self.log.wal.append(&payload)?;
             data.unindex(&old)?;
             data.mark_deleted(&locs, end);
+            data.record_change(Some(&old), None, end, self.keep_history())?;
             (locs.len() as u64, end)
         };
         self.log.wal.wait_durable(end).await?;
@@ -571,12 +632,13 @@ impl TableInner {
                 self.log.next_txn(),
                 COMMIT,
                 &Change {
-                    deleted: Some(old),
+                    deleted: Some(old.clone()),
                     inserted: Some(new.clone()),
                 },
             )?;
             let (_, end) = self.log.wal.append(&payload)?;
             data.mark_deleted(&locs, end);
+            data.record_change(Some(&old), Some(&new), end, self.keep_history())?;
             data.push(new, end);
             (locs.len() as u64, end)
         };
@@ -633,6 +695,97 @@ impl TableInner {
         Ok(None)
     }
 
+    /// Durable changes after `lsn` (at most `limit` records, concatenated)
+    /// and the end LSN of the last; `None` when there are none yet.
+    pub(crate) fn changes_after(
+        &self,
+        lsn: Lsn,
+        limit: usize,
+    ) -> Result<Option<(Lsn, RecordBatch)>> {
+        let durable = self.log.wal.durable();
+        let data = self.data.lock();
+        let start = data.history.partition_point(|(at, _)| *at <= lsn);
+        let picked: Vec<&(Lsn, RecordBatch)> = data
+            .history
+            .range(start..)
+            .take_while(|(at, _)| *at <= durable)
+            .take(limit)
+            .collect();
+        let Some((last, first)) = picked.last().map(|(at, _)| *at).zip(picked.first()) else {
+            return Ok(None);
+        };
+        let batch = if picked.len() == 1 {
+            first.1.clone()
+        } else {
+            let batches: Vec<RecordBatch> = picked.iter().map(|(_, b)| b.clone()).collect();
+            concat_batches(&first.1.schema(), &batches)
+                .map_err(|e| ConnectorError::DataFusion(e.into()))?
+        };
+        Ok(Some((last, batch)))
+    }
+
+    /// The end LSN of the last durable change a view can read (tables with
+    /// a primary key), or where the history starts when it is empty.
+    pub(crate) fn last_change(&self) -> Lsn {
+        let durable = self.log.wal.durable();
+        let data = self.data.lock();
+        data.history
+            .iter()
+            .rev()
+            .map(|(at, _)| *at)
+            .find(|at| *at <= durable)
+            .unwrap_or(0)
+            .max(data.history_from)
+    }
+
+    /// Must a change be kept for views? Yes while views are starting (one
+    /// may resume from before it) and while any view reads the table.
+    fn keep_history(&self) -> bool {
+        if !self
+            .log
+            .readers_started
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return true;
+        }
+        let mut readers = self.readers.lock();
+        readers.retain(|r| r.strong_count() > 0);
+        !readers.is_empty()
+    }
+
+    /// After a read: forget the changes every reader has read.
+    pub(crate) fn release_history(&self) {
+        if !self
+            .log
+            .readers_started
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        // Positions are one past the LSN read; 0: the reader has not taken
+        // its snapshot yet.
+        let min = self
+            .readers
+            .lock()
+            .iter()
+            .filter_map(|r| r.upgrade())
+            .map(|r| r.load(std::sync::atomic::Ordering::Acquire))
+            .min();
+        if let Some(min) = min.filter(|&m| m > 0) {
+            self.trim_history(min - 1);
+        }
+    }
+
+    /// Where the history starts: changes above this LSN can be replayed.
+    pub(crate) fn history_from(&self) -> Lsn {
+        self.data.lock().history_from
+    }
+
+    /// Forget changes every reader has read, up to `lsn` at most.
+    pub(crate) fn trim_history(&self, lsn: Lsn) {
+        self.data.lock().trim_history(lsn);
+    }
+
     /// How many rows are durable (append-only tables).
     pub(crate) fn visible_rows(&self) -> u64 {
         let durable = self.log.wal.durable();
@@ -651,6 +804,20 @@ impl TableInner {
         let data = self.data.lock();
         let durable = self.log.wal.durable();
         Ok((durable, data.snapshot(durable)?))
+    }
+
+    /// Every row applied so far (durable or not) and the log end they are
+    /// as of: a change to this table either is in them or ends after it.
+    /// Wait until that end is durable before using them.
+    pub(crate) fn applied_snapshot(&self) -> Result<(Lsn, Vec<RecordBatch>)> {
+        let data = self.data.lock();
+        // Every live row: not one deleted at or before the last LSN there is.
+        Ok((self.log.wal.end(), data.snapshot(ALIVE - 1)?))
+    }
+
+    /// Wait until the log is durable up to `lsn`.
+    pub(crate) async fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        self.log.wal.wait_durable(lsn).await
     }
 
     /// Visible rows now.

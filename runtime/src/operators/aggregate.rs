@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int8Array, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{cast, take};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::{HashMap, Result, ScalarValue, exec_err};
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
@@ -38,6 +38,7 @@ use datafusion::physical_expr::GroupsAccumulatorAdapter;
 use prometheus_client::metrics::counter::Counter;
 
 mod checkpoint;
+pub mod retract;
 
 use crate::operators::OP_COLUMN;
 use crate::plan::{AggregateSpec, Emit, WindowKind};
@@ -196,6 +197,9 @@ struct Group {
     /// The aggregate values last emitted, to retract on change.
     emitted: Option<Vec<ScalarValue>>,
     close: Option<i64>,
+    /// Input rows in the group (inserts minus retractions): at zero the
+    /// group is gone. Kept for retracting aggregates only.
+    rows: i64,
 }
 
 #[derive(Default)]
@@ -289,7 +293,7 @@ impl AggregateOperator {
             .iter()
             .map(|g| g.evaluate(batch)?.into_array(batch.num_rows()))
             .collect::<Result<Vec<_>>>()?;
-        let inputs = self
+        let mut inputs = self
             .spec
             .aggregates
             .iter()
@@ -300,6 +304,11 @@ impl AggregateOperator {
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
+        if self.spec.retracting.is_some() {
+            // The op column rides along as one more input, so that the rows
+            // picked below keep their ops.
+            inputs.push(vec![batch.column(batch.num_columns() - 1).clone()]);
+        }
         match self.spec.window {
             WindowKind::Session { start_key, gap, .. } => {
                 self.sessions_batch(&keys, &inputs, start_key, gap)
@@ -327,10 +336,10 @@ impl AggregateOperator {
                     self.closing_batch(&keys, &inputs, &closes)?;
                     Ok(Vec::new())
                 } else {
-                    self.updating_batch(&keys, &inputs, Some(&closes))
+                    self.updating_batch(closes.len(), &keys, &inputs, Some(&closes))
                 }
             }
-            WindowKind::None => self.updating_batch(&keys, &inputs, None),
+            WindowKind::None => self.updating_batch(batch.num_rows(), &keys, &inputs, None),
         }
     }
 
@@ -485,29 +494,31 @@ impl AggregateOperator {
 
     fn updating_batch(
         &mut self,
+        n: usize,
         keys: &[ArrayRef],
         inputs: &[Vec<ArrayRef>],
         closes: Option<&[i64]>,
     ) -> Result<Vec<RecordBatch>> {
-        let n = keys.first().map_or(0, |k| k.len());
         if n == 0 {
             return Ok(Vec::new());
         }
         let State::Updating(state) = &mut self.state else {
             return Ok(Vec::new());
         };
-        let rows = self.converter.convert_columns(keys)?;
+        let (inputs, ops) = match (&self.spec.retracting, inputs.split_last()) {
+            (Some(_), Some((ops, inputs))) => (inputs, Some(ops[0].as_primitive::<Int8Type>())),
+            _ => (inputs, None),
+        };
+        let rows = key_rows(&self.converter, keys, n)?;
         // Rows per group, in first-seen order.
         let mut order: Vec<Box<[u8]>> = Vec::new();
         let mut members: HashMap<Box<[u8]>, Vec<u32>> = HashMap::default();
-        for row in 0..n {
-            let bytes = rows.row(row);
-            match members.get_mut(bytes.as_ref()) {
+        for (row, bytes) in rows.into_iter().enumerate() {
+            match members.get_mut(&bytes) {
                 Some(list) => list.push(row as u32),
                 None => {
-                    let key: Box<[u8]> = bytes.as_ref().into();
-                    order.push(key.clone());
-                    members.insert(key, vec![row as u32]);
+                    order.push(bytes.clone());
+                    members.insert(bytes, vec![row as u32]);
                 }
             }
         }
@@ -521,14 +532,10 @@ impl AggregateOperator {
                         .iter()
                         .map(|k| ScalarValue::try_from_array(k, first))
                         .collect::<Result<_>>()?,
-                    accumulators: self
-                        .spec
-                        .aggregates
-                        .iter()
-                        .map(|a| a.create_accumulator())
-                        .collect::<Result<_>>()?,
+                    accumulators: self.spec.accumulators()?,
                     emitted: None,
                     close: closes.map(|c| c[first]),
+                    rows: 0,
                 };
                 if let Some(close) = group.close {
                     state.by_close.entry(close).or_default().push(key.clone());
@@ -539,9 +546,35 @@ impl AggregateOperator {
             let Some(group) = state.groups.get_mut(&key) else {
                 continue;
             };
-            let take_rows = UInt32Array::from(selected.clone());
-            for (acc, values) in group.accumulators.iter_mut().zip(inputs) {
-                acc.update_batch(&take_all(values, &take_rows)?)?;
+            match &ops {
+                None => {
+                    let take_rows = UInt32Array::from(selected.clone());
+                    for (acc, values) in group.accumulators.iter_mut().zip(inputs) {
+                        acc.update_batch(&take_all(values, &take_rows)?)?;
+                    }
+                }
+                Some(ops) => {
+                    let (plus, minus): (Vec<u32>, Vec<u32>) =
+                        selected.iter().partition(|&&r| ops.value(r as usize) > 0);
+                    group.rows += plus.len() as i64 - minus.len() as i64;
+                    let (plus, minus) = (UInt32Array::from(plus), UInt32Array::from(minus));
+                    for (acc, values) in group.accumulators.iter_mut().zip(inputs) {
+                        if !plus.is_empty() {
+                            acc.update_batch(&take_all(values, &plus)?)?;
+                        }
+                        if !minus.is_empty() {
+                            acc.retract_batch(&take_all(values, &minus)?)?;
+                        }
+                    }
+                    if group.rows <= 0 {
+                        // Every row of the group was retracted: it is gone.
+                        if let Some(old) = group.emitted.take() {
+                            changes.push((group.key.clone(), old, -1i8));
+                        }
+                        state.groups.remove(&key);
+                        continue;
+                    }
+                }
             }
             let values = evaluate_all(&mut group.accumulators)?;
             if group.emitted.as_ref() == Some(&values) {
@@ -626,11 +659,7 @@ impl AggregateOperator {
                 }
                 let run = &list[run_start..run_end];
                 let (start, end) = (run[0].0, run[run.len() - 1].0 + gap);
-                let mut accumulators: Vec<Box<dyn Accumulator>> = spec
-                    .aggregates
-                    .iter()
-                    .map(|a| a.create_accumulator())
-                    .collect::<Result<_>>()?;
+                let mut accumulators = spec.accumulators()?;
                 let take_rows = UInt32Array::from(run.iter().map(|(_, r)| *r).collect::<Vec<_>>());
                 for (acc, values) in accumulators.iter_mut().zip(inputs) {
                     acc.update_batch(&take_all(values, &take_rows)?)?;
@@ -748,6 +777,16 @@ impl WindowTable {
         let columns = conform(&spec.output_schema, columns)?;
         Ok(RecordBatch::try_new(spec.output_schema.clone(), columns)?)
     }
+}
+
+/// Each row's group key in the row format; a GROUP BY without keys (one
+/// global group) has the empty key, which the row format cannot express.
+fn key_rows(converter: &RowConverter, keys: &[ArrayRef], n: usize) -> Result<Vec<Box<[u8]>>> {
+    if keys.is_empty() {
+        return Ok(vec![Box::default(); n]);
+    }
+    let rows = converter.convert_columns(keys)?;
+    Ok((0..n).map(|r| rows.row(r).as_ref().into()).collect())
 }
 
 /// Cast columns to the declared output types (an accumulator may return,

@@ -60,9 +60,13 @@ pub fn apply_changelog(ops: &[StatelessOp], mut batch: RecordBatch) -> Result<Op
                     columns,
                 )?
             }
-            StatelessOp::Unnest { .. } => {
-                return exec_err!("UNNEST after an updating aggregate is not supported");
-            }
+            // The op column is one more parent column: each element's row
+            // keeps its parent's op.
+            StatelessOp::Unnest { column, schema } => unnest(
+                &batch,
+                *column,
+                &crate::operators::aggregate::changelog_schema(schema),
+            )?,
         };
     }
     Ok((batch.num_rows() > 0).then_some(batch))

@@ -317,6 +317,9 @@ pub async fn restore(engine: &Arc<Engine>, catalog: Catalog) {
             engine.warn_restore(entry.name(), &err);
         }
     }
+    // Every view resumed where its checkpoint was: tables may now forget
+    // the changes their readers have read.
+    engine.tables.readers_started();
     info!(objects = catalog.entries.len(), "catalog restored");
     *engine.catalog.lock() = catalog;
 }

@@ -146,7 +146,8 @@ pub fn dropped(engine: &Engine, name: &str) {
 }
 
 /// A materialized view's input when it reads a table Weir owns: its rows
-/// as they are inserted. `None` when `name` is not such a table.
+/// as they are inserted, or its changes when it has a primary key. `None`
+/// when `name` is not such a table.
 pub fn stream_input(
     engine: &Engine,
     name: &str,
@@ -156,21 +157,16 @@ pub fn stream_input(
     let Some(table) = engine.tables.named(name) else {
         return Ok(None);
     };
-    if table.has_primary_key() {
-        return Err(ServerError::FeatureNotSupported {
-            message: format!(
-                "a materialized view over the table \"{name}\", which has a primary key, is not supported yet"
-            ),
-            hint: Some(
-                "views read tables without a primary key (append-only) for now: updates and deletes need retractions"
-                    .into(),
-            ),
-        });
-    }
+    use weir_connectors::table_store::changelog::{ChangelogSource, TableSource};
+    // A table with a primary key is read as its changes (updates and
+    // deletes retract rows); an append-only one as its rows.
+    let source: Arc<dyn weir_runtime::source::Source> = if table.has_primary_key() {
+        Arc::new(ChangelogSource::new(table))
+    } else {
+        Arc::new(TableSource::new(table))
+    };
     Ok(Some(weir_planner::stream::StreamInput {
-        source: Arc::new(weir_connectors::table_store::changelog::TableSource::new(
-            table,
-        )),
+        source,
         event_time: None,
         time_column: None,
     }))

@@ -404,7 +404,7 @@ pub async fn create_materialized_view(
         engine,
         &create.name,
         &create.query.to_string(),
-        planned.plan.source.partitions().max(1),
+        planned.plan.source.as_ref(),
         !persist_it,
     )
     .await?;

@@ -157,7 +157,7 @@ impl AggregateOperator {
                         rows.push(
                             &g.key,
                             g.close,
-                            None,
+                            Some(g.rows),
                             &mut g.accumulators,
                             g.emitted.as_ref(),
                         )?;
@@ -169,7 +169,7 @@ impl AggregateOperator {
                             Some(g) => rows.push(
                                 &g.key,
                                 g.close,
-                                None,
+                                Some(g.rows),
                                 &mut g.accumulators,
                                 g.emitted.as_ref(),
                             )?,
@@ -298,12 +298,16 @@ impl AggregateOperator {
                 }
                 State::Updating(state) => {
                     let groups = spec.group.len();
-                    let key_rows = self.converter.convert_columns(&mine.columns()[..groups])?;
+                    let key_rows = super::key_rows(
+                        &self.converter,
+                        &mine.columns()[..groups],
+                        mine.num_rows(),
+                    )?;
                     let ops = mine.column(groups).as_primitive::<Int8Type>();
                     let closes = mine.column(groups + 1).as_primitive::<Int64Type>();
+                    let counts = mine.column(groups + 2).as_primitive::<Int64Type>();
                     let emitted = mine.column(groups + 3).as_boolean();
-                    for row in 0..mine.num_rows() {
-                        let key: Box<[u8]> = key_rows.row(row).as_ref().into();
+                    for (row, key) in key_rows.into_iter().enumerate() {
                         if ops.value(row) < 0 {
                             state.groups.remove(&key);
                             continue;
@@ -328,6 +332,11 @@ impl AggregateOperator {
                                 accumulators,
                                 emitted: values,
                                 close,
+                                rows: if counts.is_null(row) {
+                                    0
+                                } else {
+                                    counts.value(row)
+                                },
                             },
                         );
                     }
@@ -432,14 +441,14 @@ fn restore_accumulators(
     let take_row = UInt32Array::from(vec![row as u32]);
     let mut column = first_state;
     let mut accumulators = Vec::with_capacity(spec.aggregates.len());
-    for aggregate in &spec.aggregates {
-        let width = aggregate.state_fields()?.len();
+    for i in 0..spec.aggregates.len() {
+        let width = spec.state_fields(i)?.len();
         let states = chunk.columns()[column..column + width]
             .iter()
             .map(|c| Ok(take(c.as_ref(), &take_row, None)?))
             .collect::<Result<Vec<_>>>()?;
         column += width;
-        let mut acc = aggregate.create_accumulator()?;
+        let mut acc = spec.accumulator(i)?;
         acc.merge_batch(&states)?;
         accumulators.push(acc);
     }
@@ -473,8 +482,8 @@ struct StateRows<'a> {
 impl<'a> StateRows<'a> {
     fn new(spec: &'a super::AggregateSpec, key_count: usize) -> Result<Self> {
         let mut state_fields = Vec::new();
-        for aggregate in &spec.aggregates {
-            state_fields.extend(aggregate.state_fields()?);
+        for i in 0..spec.aggregates.len() {
+            state_fields.extend(spec.state_fields(i)?);
         }
         Ok(Self {
             spec,
@@ -537,12 +546,17 @@ impl<'a> StateRows<'a> {
         if keys.is_empty() {
             return Ok(());
         }
-        let parser = converter.parser();
-        let mut encoded = converter.empty_rows(keys.len(), 0);
-        for key in keys {
-            encoded.push(parser.parse(key));
-        }
-        let columns = converter.convert_rows(&encoded)?;
+        // No key columns (one global group): nothing to decode.
+        let columns = if self.keys.is_empty() {
+            Vec::new()
+        } else {
+            let parser = converter.parser();
+            let mut encoded = converter.empty_rows(keys.len(), 0);
+            for key in keys {
+                encoded.push(parser.parse(key));
+            }
+            converter.convert_rows(&encoded)?
+        };
         for row in 0..keys.len() {
             for (column, values) in self.keys.iter_mut().zip(&columns) {
                 column.push(ScalarValue::try_from_array(values, row)?);
