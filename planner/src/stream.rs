@@ -20,7 +20,10 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::{DFSchemaRef, tree_node::TreeNode};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use weir_runtime::plan::{AggregateSpec, Emit, EventTime, StatelessOp, StreamPlan, WindowKind};
+use weir_runtime::operators::join::{JoinKind, JoinSpec};
+use weir_runtime::plan::{
+    AggregateSpec, Emit, EventTime, JoinPlan, StatelessOp, StreamPlan, WindowKind,
+};
 use weir_runtime::source::Source;
 
 use crate::error::{PlanError, Result};
@@ -73,6 +76,15 @@ enum Node {
         group: Vec<Expr>,
         aggregates: Vec<Expr>,
         input: DFSchemaRef,
+        output: DFSchemaRef,
+    },
+    /// Two inputs, each a chain of its own, joined on equal keys.
+    Join {
+        left: Vec<Node>,
+        right: Vec<Node>,
+        on: Vec<(Expr, Expr)>,
+        kind: JoinKind,
+        schemas: [DFSchemaRef; 2],
         output: DFSchemaRef,
     },
 }
@@ -194,11 +206,53 @@ fn collect(
                 "top-N over a stream is not supported yet; limit when you query the view",
             ));
         }
-        LogicalPlan::Join(_) => {
-            return Err(unsupported(
-                "a join",
-                "joins in continuous queries are not supported yet",
-            ));
+        LogicalPlan::Join(join) => {
+            let kind = match join.join_type {
+                datafusion::logical_expr::JoinType::Inner => JoinKind::Inner,
+                datafusion::logical_expr::JoinType::Left => JoinKind::Left,
+                other => {
+                    return Err(unsupported(
+                        &format!("a {other} join"),
+                        "inner and LEFT joins are supported; write a RIGHT JOIN as a LEFT JOIN with the inputs swapped",
+                    ));
+                }
+            };
+            if join.on.is_empty() {
+                return Err(unsupported(
+                    "a join without an equality between the two inputs",
+                    "join on equal keys (a.k = b.k); a cross join would keep every pair forever",
+                ));
+            }
+            if join.null_equality != datafusion::common::NullEquality::NullEqualsNothing {
+                return Err(unsupported(
+                    "a join where NULL equals NULL",
+                    "join on keys that are not NULL",
+                ));
+            }
+            if join.filter.is_some() && kind != JoinKind::Inner {
+                return Err(unsupported(
+                    "a LEFT JOIN with a condition other than equal keys",
+                    "move the condition to WHERE, or join on equal keys only",
+                ));
+            }
+            let (mut left, mut right) = (Vec::new(), Vec::new());
+            collect(&join.left, inputs, &mut left)?;
+            collect(&join.right, inputs, &mut right)?;
+            nodes.push(Node::Join {
+                left,
+                right,
+                on: join.on.clone(),
+                kind,
+                schemas: [join.left.schema().clone(), join.right.schema().clone()],
+                output: join.schema.clone(),
+            });
+            // The rest of an inner join's condition filters the pairs.
+            if let Some(filter) = &join.filter {
+                nodes.push(Node::Filter {
+                    predicate: filter.clone(),
+                    input: join.schema.clone(),
+                });
+            }
         }
         LogicalPlan::Window(_) => {
             return Err(unsupported(
@@ -235,51 +289,105 @@ pub fn plan_stream(
     let props = ExecutionProps::new();
     let mut nodes = Vec::new();
     collect(plan, inputs, &mut nodes)?;
-    let Some(Node::Source {
-        name,
-        input,
-        projection,
-        output: scan_schema,
-    }) = nodes.first()
-    else {
-        return Err(PlanError::Invalid(
-            "a continuous query must start from a stream".into(),
-        ));
-    };
-    let (stream_name, source_input) = (name.clone(), input.clone());
-    let input_changelog = source_input.source.changelog();
-    let mut before = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
     let mut after = Vec::new();
     let mut aggregate = None;
-    let mut lines: Vec<String> = Vec::new();
-    let source_schema = source_input.source.schema();
-    lines.push(format!(
-        "StreamSource: {stream_name} [{}] watermark={}",
-        source_input.source.describe(),
-        match (&source_input.time_column, source_input.event_time) {
-            (Some(column), Some(t)) if t.delay > 0 =>
-                format!("{column} - {}", format_duration(t.delay)),
-            (Some(column), Some(_)) => column.clone(),
-            _ => "none".into(),
+    // Without a join: the source's chain, which the loop below extends up to
+    // the aggregate. With one: both inputs' chains, and the loop's
+    // operators run on the join's output.
+    let (stream_name, source_input, mut before, joined) = match nodes.first() {
+        Some(Node::Join {
+            left,
+            right,
+            on,
+            kind,
+            schemas,
+            output,
+        }) => {
+            let left = input_chain(left, &props)?;
+            let right = input_chain(right, &props)?;
+            let mut keys = [Vec::new(), Vec::new()];
+            let left_arrow = arrow_schema(&schemas[0]);
+            let right_arrow = arrow_schema(&schemas[1]);
+            for (l, r) in on {
+                let l = physical(l, &schemas[0], &props)?;
+                let mut r = physical(r, &schemas[1], &props)?;
+                let (lt, rt) = (
+                    l.data_type(&left_arrow)
+                        .map_err(|e| PlanError::Invalid(e.message().to_string()))?,
+                    r.data_type(&right_arrow)
+                        .map_err(|e| PlanError::Invalid(e.message().to_string()))?,
+                );
+                if lt != rt {
+                    // Equal keys must hash alike on both sides.
+                    r = Arc::new(datafusion::physical_expr::expressions::CastExpr::new(
+                        r, lt, None,
+                    ));
+                }
+                keys[0].push(l);
+                keys[1].push(r);
+            }
+            let spec = Arc::new(JoinSpec {
+                kind: *kind,
+                keys,
+                inputs: [left_arrow, right_arrow],
+                input_changelog: [
+                    left.input.source.changelog(),
+                    right.input.source.changelog(),
+                ],
+                output_schema: arrow_schema(output),
+            });
+            let shown: Vec<String> = on.iter().map(|(l, r)| format!("{l} = {r}")).collect();
+            lines.push(format!(
+                "StreamExchange: hash({}) to {parallelism} workers, from both inputs",
+                on.iter()
+                    .map(|(l, _)| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            lines.push(format!(
+                "StreamHashJoin: {} on [{}] output={} state: both inputs' rows by key, kept forever",
+                match kind {
+                    JoinKind::Inner => "inner",
+                    JoinKind::Left => "left",
+                },
+                shown.join(", "),
+                if spec.changelog() {
+                    "updating"
+                } else {
+                    "append-only"
+                },
+            ));
+            let name = left.name.clone();
+            let input = left.input.clone();
+            (name, input, Vec::new(), Some((left, right, spec)))
         }
-    ));
-    if let Some(projection) = projection {
-        let exprs = projection
-            .iter()
-            .map(|&i| {
-                Ok(
-                    Arc::new(datafusion::physical_expr::expressions::Column::new(
-                        source_schema.field(i).name(),
-                        i,
-                    )) as Arc<dyn datafusion::physical_plan::PhysicalExpr>,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
-        before.push(StatelessOp::Project {
-            exprs,
-            schema: arrow_schema(scan_schema),
-        });
+        Some(Node::Source { .. }) => {
+            let chain = input_chain(&nodes[..1], &props)?;
+            lines.extend(chain.lines);
+            (chain.name, chain.input, chain.before, None)
+        }
+        _ => {
+            return Err(PlanError::Invalid(
+                "a continuous query must start from a stream".into(),
+            ));
+        }
+    };
+    let stream_name = stream_name.clone();
+    let input_changelog = match &joined {
+        Some((_, _, spec)) => spec.changelog(),
+        None => source_input.source.changelog(),
+    };
+    // A join's output has no watermark: a row arriving on one side joins
+    // the other side's rows of any age (a changed table row, its earlier
+    // stream rows), so no time bounds what it may still emit.
+    if joined.is_some() && emit_on_window_close {
+        return Err(unsupported(
+            "EMIT ON WINDOW CLOSE over a join",
+            "a join's rows can still arrive for a window after it closed (a table row joins earlier stream rows); leave out EMIT ON WINDOW CLOSE for updating results",
+        ));
     }
+    let has_event_time = joined.is_none() && source_input.event_time.is_some();
     let mut emit = Emit::Updates;
     for node in &nodes[1..] {
         let stage = if aggregate.is_some() {
@@ -288,10 +396,10 @@ pub fn plan_stream(
             &mut before
         };
         match node {
-            Node::Source { .. } => {
+            Node::Source { .. } | Node::Join { .. } => {
                 return Err(unsupported(
-                    "a second stream",
-                    "joins are not supported yet",
+                    "a join of more than two inputs, or over an aggregate",
+                    "build the inner join or aggregate as a view of its own",
                 ));
             }
             Node::Filter { predicate, input } => {
@@ -439,7 +547,7 @@ pub fn plan_stream(
                             "EMIT ON WINDOW CLOSE needs a windowed aggregate: GROUP BY window_start or window_end of TUMBLE, HOP, CUMULATE or SESSION".into(),
                         ));
                     }
-                    if source_input.event_time.is_none() {
+                    if !has_event_time {
                         return Err(PlanError::Invalid(format!(
                             "EMIT ON WINDOW CLOSE needs a watermark: declare WATERMARK FOR <column> AS ... on stream \"{stream_name}\""
                         )));
@@ -538,12 +646,34 @@ pub fn plan_stream(
     for (depth, line) in lines.iter().rev().enumerate() {
         let _ = writeln!(explain, "{}{line}", "  ".repeat(depth));
     }
+    let (plan_before, join) = match joined {
+        Some((left, right, spec)) => {
+            // Each input's chain under the join, left then right.
+            for chain in [&left, &right] {
+                for (depth, line) in chain.lines.iter().rev().enumerate() {
+                    let _ = writeln!(explain, "{}{line}", "  ".repeat(lines.len() + depth));
+                }
+            }
+            (
+                left.before,
+                Some(JoinPlan {
+                    source: right.input.source.clone(),
+                    event_time: right.input.event_time,
+                    before: right.before,
+                    spec,
+                    then: before,
+                }),
+            )
+        }
+        None => (before, None),
+    };
     Ok((
         StreamPlan {
             source: source_input.source.clone(),
             event_time: source_input.event_time,
-            input_changelog,
-            before,
+            input_changelog: source_input.source.changelog(),
+            before: plan_before,
+            join,
             aggregate,
             after,
             output_schema,
@@ -553,6 +683,101 @@ pub fn plan_stream(
         },
         explain,
     ))
+}
+
+/// One input of a continuous query: its source and the stateless
+/// operators on it, with their EXPLAIN lines (source first).
+struct Chain {
+    name: String,
+    input: StreamInput,
+    before: Vec<StatelessOp>,
+    lines: Vec<String>,
+}
+
+/// The chain of `nodes`: a source, then filters, projections and unnests.
+fn input_chain(nodes: &[Node], props: &ExecutionProps) -> Result<Chain> {
+    let Some(Node::Source {
+        name,
+        input,
+        projection,
+        output: scan_schema,
+    }) = nodes.first()
+    else {
+        return Err(unsupported(
+            "a join input that is not a stream or table read with filters and projections",
+            "build the aggregate or inner join as a view of its own",
+        ));
+    };
+    let mut lines = vec![format!(
+        "StreamSource: {name} [{}] watermark={}",
+        input.source.describe(),
+        match (&input.time_column, input.event_time) {
+            (Some(column), Some(t)) if t.delay > 0 =>
+                format!("{column} - {}", format_duration(t.delay)),
+            (Some(column), Some(_)) => column.clone(),
+            _ => "none".into(),
+        }
+    )];
+    let mut before = Vec::new();
+    let source_schema = input.source.schema();
+    if let Some(projection) = projection {
+        let exprs = projection
+            .iter()
+            .map(|&i| {
+                Arc::new(datafusion::physical_expr::expressions::Column::new(
+                    source_schema.field(i).name(),
+                    i,
+                )) as Arc<dyn datafusion::physical_plan::PhysicalExpr>
+            })
+            .collect();
+        before.push(StatelessOp::Project {
+            exprs,
+            schema: arrow_schema(scan_schema),
+        });
+    }
+    for node in &nodes[1..] {
+        match node {
+            Node::Filter { predicate, input } => {
+                before.push(StatelessOp::Filter(physical(predicate, input, props)?));
+                lines.push(format!("StreamFilter: {predicate}"));
+            }
+            Node::Project {
+                exprs,
+                input,
+                output,
+            } => {
+                let physical = exprs
+                    .iter()
+                    .map(|e| physical(e, input, props))
+                    .collect::<Result<Vec<_>>>()?;
+                before.push(StatelessOp::Project {
+                    exprs: physical,
+                    schema: arrow_schema(output),
+                });
+                let shown: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
+                lines.push(format!("StreamProject: {}", shown.join(", ")));
+            }
+            Node::Unnest { column, output } => {
+                before.push(StatelessOp::Unnest {
+                    column: *column,
+                    schema: arrow_schema(output),
+                });
+                lines.push(format!("StreamUnnest: column {column}"));
+            }
+            Node::Aggregate { .. } | Node::Source { .. } | Node::Join { .. } => {
+                return Err(unsupported(
+                    "a join over an aggregate or of more than two inputs",
+                    "build the aggregate or inner join as a view of its own",
+                ));
+            }
+        }
+    }
+    Ok(Chain {
+        name: name.clone(),
+        input: input.clone(),
+        before,
+        lines,
+    })
 }
 
 fn arrow_schema(schema: &DFSchemaRef) -> SchemaRef {

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
+use datafusion::physical_plan::PhysicalExpr;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
@@ -43,8 +44,9 @@ use crate::executor::Executor;
 use crate::message::{Barrier, Message};
 use crate::metrics::{JobLabels, RuntimeMetrics};
 use crate::operators::aggregate::AggregateOperator;
+use crate::operators::join::JoinOperator;
 use crate::operators::{exchange, stateless};
-use crate::plan::StreamPlan;
+use crate::plan::{StatelessOp, StreamPlan};
 use crate::source::SourcePosition;
 use crate::windows::timestamps_as_nanos;
 
@@ -233,12 +235,25 @@ pub fn start(
 ) -> Result<JobHandle> {
     let (progress_tx, progress) = watch::channel(Progress::default());
     let progress_tx = Arc::new(progress_tx);
-    let partitions = plan.source.partitions().max(1);
-    let workers = if plan.aggregate.is_some() {
-        plan.parallelism.max(1)
+    let inputs = Input::of(&plan);
+    // Source partitions are numbered across the inputs, left then right.
+    let first_partition: Vec<usize> = inputs
+        .iter()
+        .scan(0, |next, input| {
+            let first = *next;
+            *next += input.source.partitions().max(1);
+            Some(first)
+        })
+        .collect();
+    let partitions: usize = inputs.iter().map(|i| i.source.partitions().max(1)).sum();
+    let parallelism = plan.parallelism.max(1);
+    let join_workers = if plan.join.is_some() { parallelism } else { 0 };
+    let aggregate_workers = if plan.aggregate.is_some() {
+        parallelism
     } else {
         0
     };
+    let workers = join_workers + aggregate_workers;
     let Checkpointing {
         store,
         restored,
@@ -255,8 +270,9 @@ pub fn start(
         job: name.to_string(),
     };
     let mut sources: Vec<Option<SourceState>> = vec![None; partitions];
-    let mut operator_state: Vec<(String, RecordBatch)> = Vec::new();
-    let mut operator_watermark = i64::MIN;
+    // Per stage (join, aggregate): the old workers' chunks and watermark.
+    let mut join_state = Restoring::default();
+    let mut aggregate_state = Restoring::default();
     match restored.as_ref() {
         Some(restored) => {
             crate::failpoint::hit("restore");
@@ -278,9 +294,28 @@ pub fn start(
                 sources[p] = Some(*state);
             }
         }
-        for (o, chunks) in restored.manifest.operators.iter().zip(&restored.operators) {
-            operator_watermark = operator_watermark.max(o.watermark);
-            operator_state.extend(chunks.iter().cloned());
+        // Both stages have `parallelism` workers, so the old join stage is
+        // the first half of the old workers.
+        let old_join = match (plan.join.is_some(), plan.aggregate.is_some()) {
+            (true, true) => restored.manifest.workers / 2,
+            (true, false) => restored.manifest.workers,
+            _ => 0,
+        };
+        for (w, (o, chunks)) in restored
+            .manifest
+            .operators
+            .iter()
+            .zip(&restored.operators)
+            .enumerate()
+        {
+            let stage = if w < old_join {
+                &mut join_state
+            } else {
+                &mut aggregate_state
+            };
+            stage.restored = true;
+            stage.watermark = stage.watermark.max(o.watermark);
+            stage.chunks.extend(chunks.iter().cloned());
         }
     }
     let (late_tx, late_rx) = mpsc::unbounded_channel();
@@ -309,7 +344,11 @@ pub fn start(
             tasks: vec![executor.spawn(coordinator.run(reports))],
         });
     }
-    let sink_inputs = if workers > 0 { workers } else { partitions };
+    let sink_inputs = match (aggregate_workers, join_workers) {
+        (0, 0) => partitions,
+        (0, j) => j,
+        (a, _) => a,
+    };
     let (sink_tx, sink_rx) = mpsc::channel::<Tagged>(CHANNEL_CAPACITY * sink_inputs);
     let mut tasks = Vec::new();
 
@@ -342,22 +381,43 @@ pub fn start(
         metrics.rows_out.get_or_create(&job).clone(),
     )));
 
-    // What each worker's inputs had sent at the barrier: the sources'
-    // last watermarks (an ended source's is +inf).
-    let input_watermarks: Vec<i64> = sources
+    // What each source partition had sent at the barrier: its last
+    // watermark (an ended one's is +inf); partitions of an input without
+    // event time send none and do not hold the watermark back.
+    let source_inputs: Vec<InputClock> = inputs
         .iter()
-        .map(|s| match s {
-            Some(s) if s.ended => i64::MAX,
-            Some(s) => s.watermark,
-            None => i64::MIN,
+        .flat_map(|input| {
+            (0..input.source.partitions().max(1)).map(move |_| input.event_time.is_some())
+        })
+        .zip(&sources)
+        .map(|(timed, s)| InputClock {
+            timed,
+            watermark: match s {
+                Some(s) if s.ended => i64::MAX,
+                Some(s) => s.watermark,
+                None => i64::MIN,
+            },
         })
         .collect();
-    let mut worker_txs = Vec::new();
+
+    // The aggregate stage, fed by the join stage or by the sources.
+    let mut aggregate_txs = Vec::new();
     if let Some(spec) = &plan.aggregate {
-        let input_schema = plan_input_schema(&plan);
-        for w in 0..workers {
-            let (tx, rx) = mpsc::channel::<Tagged>(CHANNEL_CAPACITY * partitions);
-            worker_txs.push(tx);
+        let input_schema = aggregate_input_schema(&plan);
+        let clocks = if join_workers > 0 {
+            vec![
+                InputClock {
+                    timed: false,
+                    watermark: join_state.watermark,
+                };
+                join_workers
+            ]
+        } else {
+            source_inputs.clone()
+        };
+        for w in 0..aggregate_workers {
+            let (tx, rx) = mpsc::channel::<Tagged>(CHANNEL_CAPACITY * clocks.len());
+            aggregate_txs.push(tx);
             let mut operator = AggregateOperator::new(
                 spec.clone(),
                 &input_schema,
@@ -366,53 +426,149 @@ pub fn start(
             if store.is_some() {
                 operator.enable_checkpoints();
             }
-            if sources.iter().any(Option::is_some) {
-                operator.restore(operator_watermark, &operator_state, w, workers)?;
+            if aggregate_state.restored || sources.iter().any(Option::is_some) {
+                operator.restore(
+                    aggregate_state.watermark,
+                    &aggregate_state.chunks,
+                    w,
+                    aggregate_workers,
+                )?;
             }
             tasks.push(executor.spawn(fail_on_error(
                 run_worker(
                     Worker {
-                        index: w,
-                        operator,
+                        index: join_workers + w,
+                        local: w,
+                        operator: Operator::Aggregate(operator),
                         after: plan.after.clone(),
                         store: store.clone(),
                         reports: report_tx.clone(),
+                        downstream: Downstream::Sink(sink_tx.clone()),
                     },
                     rx,
-                    input_watermarks.clone(),
-                    sink_tx.clone(),
+                    clocks.clone(),
                 ),
                 progress_tx.clone(),
             )));
         }
     }
-    for (p, restored) in sources.into_iter().enumerate() {
-        let reader = plan
-            .source
-            .open(p, restored.map(|s| SourcePosition(s.position)))?;
-        let outputs = if workers > 0 {
-            worker_txs.clone()
-        } else {
-            vec![sink_tx.clone()]
+
+    // The join stage, fed by both inputs' sources.
+    let mut join_txs = Vec::new();
+    if let Some(join) = &plan.join {
+        let downstream = match &plan.aggregate {
+            Some(spec) => Downstream::Exchange {
+                outputs: aggregate_txs.clone(),
+                keys: spec
+                    .partition_keys
+                    .iter()
+                    .map(|&k| spec.group[k].clone())
+                    .collect(),
+            },
+            None => Downstream::Sink(sink_tx.clone()),
         };
-        tasks.push(executor.spawn(fail_on_error(
-            run_source(
-                SourceTask {
-                    partition: p,
-                    reader,
-                    plan: plan.clone(),
-                    outputs,
-                    epochs: flush.subscribe(),
-                    reports: report_tx.clone(),
-                    restored,
-                },
-                metrics.rows_in.get_or_create(&job).clone(),
-            ),
-            progress_tx.clone(),
-        )));
+        let after = if plan.aggregate.is_some() {
+            join.then.clone()
+        } else {
+            join.then.iter().chain(&plan.after).cloned().collect()
+        };
+        for w in 0..join_workers {
+            let (tx, rx) = mpsc::channel::<Tagged>(CHANNEL_CAPACITY * partitions);
+            join_txs.push(tx);
+            let mut operator = JoinOperator::new(join.spec.clone())?;
+            if join_state.restored {
+                operator.restore(&join_state.chunks, w, join_workers)?;
+            }
+            tasks.push(
+                executor.spawn(fail_on_error(
+                    run_worker(
+                        Worker {
+                            index: w,
+                            local: w,
+                            operator: Operator::Join {
+                                join: operator,
+                                left_partitions: first_partition[1],
+                                watermark: join_state.watermark,
+                            },
+                            after: after.clone(),
+                            store: store.clone(),
+                            reports: report_tx.clone(),
+                            downstream: downstream.clone(),
+                        },
+                        rx,
+                        // A join forwards no watermark but the end (see
+                        // `operators::join`): its inputs' times do not bound
+                        // what it emits.
+                        source_inputs
+                            .iter()
+                            .map(|c| InputClock { timed: false, ..*c })
+                            .collect(),
+                    ),
+                    progress_tx.clone(),
+                )),
+            );
+        }
+    }
+
+    for (k, input) in inputs.iter().enumerate() {
+        let route = Arc::new(match (&plan.join, &plan.aggregate) {
+            (Some(join), _) => Route {
+                event_time: input.event_time,
+                changelog: input.changelog,
+                before: input.before.clone(),
+                exchange: Some(join.spec.keys[k].clone()),
+                after: Vec::new(),
+            },
+            (None, Some(spec)) => Route {
+                event_time: input.event_time,
+                changelog: input.changelog,
+                before: input.before.clone(),
+                exchange: Some(
+                    spec.partition_keys
+                        .iter()
+                        .map(|&k| spec.group[k].clone())
+                        .collect(),
+                ),
+                after: Vec::new(),
+            },
+            (None, None) => Route {
+                event_time: input.event_time,
+                changelog: input.changelog,
+                before: input.before.clone(),
+                exchange: None,
+                after: plan.after.clone(),
+            },
+        });
+        let outputs = match (join_workers, aggregate_workers) {
+            (0, 0) => vec![sink_tx.clone()],
+            (0, _) => aggregate_txs.clone(),
+            _ => join_txs.clone(),
+        };
+        for local in 0..input.source.partitions().max(1) {
+            let partition = first_partition[k] + local;
+            let restored = sources[partition];
+            let reader = input
+                .source
+                .open(local, restored.map(|s| SourcePosition(s.position)))?;
+            tasks.push(executor.spawn(fail_on_error(
+                run_source(
+                    SourceTask {
+                        partition,
+                        reader,
+                        route: route.clone(),
+                        outputs: outputs.clone(),
+                        epochs: flush.subscribe(),
+                        reports: report_tx.clone(),
+                        restored,
+                    },
+                    metrics.rows_in.get_or_create(&job).clone(),
+                ),
+                progress_tx.clone(),
+            )));
+        }
     }
     Ok(JobHandle {
-        bounded: plan.source.bounded(),
+        bounded: inputs.iter().all(|i| i.source.bounded()),
         progress,
         flush,
         late: late_tx,
@@ -420,17 +576,58 @@ pub fn start(
     })
 }
 
-/// The schema the aggregate reads: the source's after the `before` ops.
-fn plan_input_schema(plan: &StreamPlan) -> SchemaRef {
-    plan.before
-        .iter()
+/// What a stage restores: its old workers' chunks and largest watermark.
+#[derive(Default)]
+struct Restoring {
+    restored: bool,
+    watermark: i64,
+    chunks: Vec<(String, RecordBatch)>,
+}
+
+/// One input of a plan: the left (or only) one, or a join's right one.
+struct Input {
+    source: Arc<dyn crate::source::Source>,
+    event_time: Option<crate::plan::EventTime>,
+    changelog: bool,
+    before: Vec<StatelessOp>,
+}
+
+impl Input {
+    fn of(plan: &StreamPlan) -> Vec<Input> {
+        let mut inputs = vec![Input {
+            source: plan.source.clone(),
+            event_time: plan.event_time,
+            changelog: plan.input_changelog,
+            before: plan.before.clone(),
+        }];
+        if let Some(join) = &plan.join {
+            inputs.push(Input {
+                source: join.source.clone(),
+                event_time: join.event_time,
+                changelog: join.source.changelog(),
+                before: join.before.clone(),
+            });
+        }
+        inputs
+    }
+}
+
+/// The schema the aggregate reads: the join's output after `then`, or the
+/// source's after `before`.
+fn aggregate_input_schema(plan: &StreamPlan) -> SchemaRef {
+    let (ops, start) = match &plan.join {
+        Some(join) => (&join.then, join.spec.output_schema.clone()),
+        None => (&plan.before, plan.source.schema()),
+    };
+    ops.iter()
         .rev()
         .find_map(|op| match op {
-            crate::plan::StatelessOp::Project { schema, .. }
-            | crate::plan::StatelessOp::Unnest { schema, .. } => Some(schema.clone()),
-            crate::plan::StatelessOp::Filter(_) => None,
+            StatelessOp::Project { schema, .. } | StatelessOp::Unnest { schema, .. } => {
+                Some(schema.clone())
+            }
+            StatelessOp::Filter(_) => None,
         })
-        .unwrap_or_else(|| plan.source.schema())
+        .unwrap_or(start)
 }
 
 async fn fail_on_error(
@@ -458,10 +655,23 @@ async fn send_all(outputs: &[mpsc::Sender<Tagged>], input: usize, message: Messa
     }
 }
 
+/// What a source partition does with its rows: its input's stateless
+/// operators, then either a hash exchange to the next stage's workers or
+/// the `after` operators and the sink.
+struct Route {
+    event_time: Option<crate::plan::EventTime>,
+    /// The input's batches carry the op column.
+    changelog: bool,
+    before: Vec<StatelessOp>,
+    /// Exchange by these keys (`None`: straight to the sink).
+    exchange: Option<Vec<Arc<dyn PhysicalExpr>>>,
+    after: Vec<StatelessOp>,
+}
+
 struct SourceTask {
     partition: usize,
     reader: Box<dyn crate::source::SourceReader>,
-    plan: StreamPlan,
+    route: Arc<Route>,
     outputs: Vec<mpsc::Sender<Tagged>>,
     epochs: watch::Receiver<u64>,
     reports: mpsc::UnboundedSender<Report>,
@@ -472,7 +682,7 @@ async fn run_source(task: SourceTask, rows_in: Counter) -> Result<()> {
     let SourceTask {
         partition,
         mut reader,
-        plan,
+        route,
         outputs,
         epochs: mut flush,
         reports,
@@ -521,11 +731,11 @@ async fn run_source(task: SourceTask, rows_in: Counter) -> Result<()> {
         // CHUNK_ROWS rows so watermarks keep flowing.
         // Event times once per batch, in nanoseconds, for both the cuts and
         // each chunk's maximum.
-        let times = match plan.event_time {
+        let times = match route.event_time {
             Some(event_time) => Some(timestamps_as_nanos(batch.column(event_time.column))?),
             None => None,
         };
-        let cuts = match (&times, plan.event_time) {
+        let cuts = match (&times, route.event_time) {
             (Some(times), Some(event_time)) => late_cuts(times, event_time.delay, max_time),
             _ => Vec::new(),
         };
@@ -544,7 +754,7 @@ async fn run_source(task: SourceTask, rows_in: Counter) -> Result<()> {
                 if send_chunk(
                     partition,
                     chunk,
-                    &plan,
+                    &route,
                     &outputs,
                     max_time,
                     &mut sent_watermark,
@@ -587,50 +797,71 @@ fn late_cuts(
     cuts
 }
 
+/// Run stateless `ops` over `batch`, carrying the op column when `changelog`.
+fn run_ops(
+    ops: &[StatelessOp],
+    batch: RecordBatch,
+    changelog: bool,
+) -> Result<Option<RecordBatch>> {
+    if changelog {
+        stateless::apply_changelog(ops, batch)
+    } else {
+        stateless::apply(ops, batch)
+    }
+}
+
+/// Send `batch` to the workers that own its keys. `Break` when they are gone.
+async fn exchange_out(
+    input: usize,
+    batch: RecordBatch,
+    keys: &[Arc<dyn PhysicalExpr>],
+    outputs: &[mpsc::Sender<Tagged>],
+) -> Result<std::ops::ControlFlow<()>> {
+    use std::ops::ControlFlow;
+    let keys = keys
+        .iter()
+        .map(|k| k.evaluate(&batch)?.into_array(batch.num_rows()))
+        .collect::<Result<Vec<_>>>()?;
+    for (w, part) in exchange::partition(&batch, &keys, outputs.len())?
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(part) = part
+            && outputs[w]
+                .send(Tagged {
+                    input,
+                    message: Message::Batch(part),
+                })
+                .await
+                .is_err()
+        {
+            return Ok(ControlFlow::Break(()));
+        }
+    }
+    Ok(ControlFlow::Continue(()))
+}
+
 async fn send_chunk(
     partition: usize,
     batch: RecordBatch,
-    plan: &StreamPlan,
+    route: &Route,
     outputs: &[mpsc::Sender<Tagged>],
     max_time: i64,
     sent_watermark: &mut i64,
 ) -> Result<std::ops::ControlFlow<()>> {
     use std::ops::ControlFlow;
-    let workers = outputs.len();
-    let run = |ops: &[crate::plan::StatelessOp], batch| {
-        if plan.input_changelog {
-            stateless::apply_changelog(ops, batch)
-        } else {
-            stateless::apply(ops, batch)
-        }
-    };
-    if let Some(batch) = run(&plan.before, batch)? {
-        match &plan.aggregate {
-            Some(spec) => {
-                let keys = spec
-                    .partition_keys
-                    .iter()
-                    .map(|&k| spec.group[k].evaluate(&batch)?.into_array(batch.num_rows()))
-                    .collect::<Result<Vec<_>>>()?;
-                for (w, part) in exchange::partition(&batch, &keys, workers)?
-                    .into_iter()
-                    .enumerate()
+    if let Some(batch) = run_ops(&route.before, batch, route.changelog)? {
+        match &route.exchange {
+            Some(keys) => {
+                if exchange_out(partition, batch, keys, outputs)
+                    .await?
+                    .is_break()
                 {
-                    if let Some(part) = part
-                        && outputs[w]
-                            .send(Tagged {
-                                input: partition,
-                                message: Message::Batch(part),
-                            })
-                            .await
-                            .is_err()
-                    {
-                        return Ok(ControlFlow::Break(()));
-                    }
+                    return Ok(ControlFlow::Break(()));
                 }
             }
             None => {
-                if let Some(out) = run(&plan.after, batch)?
+                if let Some(out) = run_ops(&route.after, batch, route.changelog)?
                     && outputs[0]
                         .send(Tagged {
                             input: partition,
@@ -644,7 +875,7 @@ async fn send_chunk(
             }
         }
     }
-    if let Some(event_time) = plan.event_time {
+    if let Some(event_time) = route.event_time {
         let watermark = max_time.saturating_sub(event_time.delay);
         if max_time > i64::MIN && watermark > *sent_watermark {
             *sent_watermark = watermark;
@@ -654,9 +885,19 @@ async fn send_chunk(
     Ok(ControlFlow::Continue(()))
 }
 
+/// An input's watermark, and whether it has event time at all.
+#[derive(Debug, Clone, Copy)]
+struct InputClock {
+    /// Does it send watermarks? An input without event time (a table)
+    /// never does, and does not hold back the others'.
+    timed: bool,
+    watermark: i64,
+}
+
 /// Watermark and barrier alignment over several inputs.
 struct Inputs {
-    watermarks: Vec<i64>,
+    clocks: Vec<InputClock>,
+    ended: Vec<bool>,
     watermark: i64,
     barrier: Option<u64>,
     arrived: Vec<bool>,
@@ -664,30 +905,54 @@ struct Inputs {
 }
 
 enum Event {
-    Batch(RecordBatch),
+    Batch(usize, RecordBatch),
     Watermark(i64),
     Barrier(u64),
 }
 
 impl Inputs {
     fn new(n: usize) -> Self {
-        Self::restored(vec![i64::MIN; n])
+        Self::restored(vec![
+            InputClock {
+                timed: true,
+                watermark: i64::MIN,
+            };
+            n
+        ])
     }
 
-    /// Inputs whose watermarks were `watermarks` at a checkpoint.
-    fn restored(watermarks: Vec<i64>) -> Self {
-        let n = watermarks.len();
-        Self {
-            watermark: watermarks.iter().copied().min().unwrap_or(i64::MIN),
-            watermarks,
+    /// Inputs whose watermarks were these at a checkpoint.
+    fn restored(clocks: Vec<InputClock>) -> Self {
+        let n = clocks.len();
+        let mut inputs = Self {
+            ended: clocks.iter().map(|c| c.watermark == i64::MAX).collect(),
+            clocks,
+            watermark: i64::MIN,
             barrier: None,
             arrived: vec![false; n],
             held: vec![VecDeque::new(); n],
-        }
+        };
+        inputs.watermark = inputs.current();
+        inputs
     }
 
-    fn ended(&self, input: usize) -> bool {
-        self.watermarks[input] == i64::MAX
+    /// Every input ended.
+    fn finished(&self) -> bool {
+        self.ended.iter().all(|e| *e)
+    }
+
+    /// The minimum over the inputs with event time; `+inf` only once every
+    /// input ended (it means the end, downstream).
+    fn current(&self) -> i64 {
+        if self.finished() {
+            return i64::MAX;
+        }
+        self.clocks
+            .iter()
+            .filter(|c| c.timed)
+            .map(|c| c.watermark)
+            .min()
+            .map_or(i64::MIN, |m| m.min(i64::MAX - 1))
     }
 
     fn offer(&mut self, input: usize, message: Message, out: &mut Vec<Event>) {
@@ -696,13 +961,16 @@ impl Inputs {
             return;
         }
         match message {
-            Message::Batch(batch) => out.push(Event::Batch(batch)),
+            Message::Batch(batch) => out.push(Event::Batch(input, batch)),
             Message::Watermark(t) => {
-                self.watermarks[input] = self.watermarks[input].max(t);
-                let min = self.watermarks.iter().copied().min().unwrap_or(i64::MIN);
-                if min > self.watermark {
-                    self.watermark = min;
-                    out.push(Event::Watermark(min));
+                self.clocks[input].watermark = self.clocks[input].watermark.max(t);
+                if t == i64::MAX {
+                    self.ended[input] = true;
+                }
+                let now = self.current();
+                if now > self.watermark {
+                    self.watermark = now;
+                    out.push(Event::Watermark(now));
                 }
                 self.try_release(out);
             }
@@ -718,7 +986,7 @@ impl Inputs {
 
     fn try_release(&mut self, out: &mut Vec<Event>) {
         let Some(epoch) = self.barrier else { return };
-        if !(0..self.arrived.len()).all(|i| self.arrived[i] || self.ended(i)) {
+        if !(0..self.arrived.len()).all(|i| self.arrived[i] || self.ended[i]) {
             return;
         }
         out.push(Event::Barrier(epoch));
@@ -735,12 +1003,132 @@ impl Inputs {
     }
 }
 
+/// A worker's stateful operator.
+enum Operator {
+    Aggregate(AggregateOperator),
+    Join {
+        join: JoinOperator,
+        /// Inputs below this are the left input's partitions.
+        left_partitions: usize,
+        /// The last watermark forwarded, for the checkpoint.
+        watermark: i64,
+    },
+}
+
+impl Operator {
+    fn is_changelog(&self) -> bool {
+        match self {
+            Operator::Aggregate(a) => a.is_changelog(),
+            Operator::Join { join, .. } => join.is_changelog(),
+        }
+    }
+
+    fn on_batch(&mut self, input: usize, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+        match self {
+            Operator::Aggregate(a) => a.on_batch(batch),
+            Operator::Join {
+                join,
+                left_partitions,
+                ..
+            } => join.on_batch(usize::from(input >= *left_partitions), batch),
+        }
+    }
+
+    fn on_watermark(&mut self, t: i64) -> Result<Vec<RecordBatch>> {
+        match self {
+            Operator::Aggregate(a) => a.on_watermark(t),
+            Operator::Join { watermark, .. } => {
+                *watermark = (*watermark).max(t);
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    fn watermark(&self) -> i64 {
+        match self {
+            Operator::Aggregate(a) => a.watermark(),
+            Operator::Join { watermark, .. } => *watermark,
+        }
+    }
+
+    fn snapshot(&mut self, epoch: u64) -> Result<StateWrite> {
+        match self {
+            Operator::Aggregate(a) => a.snapshot(epoch),
+            Operator::Join { join, .. } => join.snapshot(),
+        }
+    }
+}
+
+/// Where a worker's output goes.
+#[derive(Clone)]
+enum Downstream {
+    Sink(mpsc::Sender<Tagged>),
+    /// The next stage's workers, by these keys.
+    Exchange {
+        outputs: Vec<mpsc::Sender<Tagged>>,
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+    },
+}
+
+impl Downstream {
+    /// Send a batch on. `Break` when downstream is gone.
+    async fn send(&self, local: usize, batch: RecordBatch) -> Result<std::ops::ControlFlow<()>> {
+        use std::ops::ControlFlow;
+        match self {
+            Downstream::Sink(sink) => Ok(
+                if sink
+                    .send(Tagged {
+                        input: local,
+                        message: Message::Batch(batch),
+                    })
+                    .await
+                    .is_err()
+                {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                },
+            ),
+            Downstream::Exchange { outputs, keys } => {
+                exchange_out(local, batch, keys, outputs).await
+            }
+        }
+    }
+
+    /// Forward a watermark or barrier to every downstream input.
+    async fn forward(&self, local: usize, message: Message) -> std::ops::ControlFlow<()> {
+        use std::ops::ControlFlow;
+        match self {
+            Downstream::Sink(sink) => {
+                if sink
+                    .send(Tagged {
+                        input: local,
+                        message,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return ControlFlow::Break(());
+                }
+            }
+            Downstream::Exchange { outputs, .. } => {
+                send_all(outputs, local, message).await;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 struct Worker {
+    /// Its number among all the job's workers (checkpoint reports).
     index: usize,
-    operator: AggregateOperator,
-    after: Vec<crate::plan::StatelessOp>,
+    /// Its number in its stage (the input number downstream).
+    local: usize,
+    operator: Operator,
+    after: Vec<StatelessOp>,
     store: Option<JobStore>,
     reports: mpsc::UnboundedSender<Report>,
+    downstream: Downstream,
 }
 
 impl Worker {
@@ -776,18 +1164,16 @@ impl Worker {
 async fn run_worker(
     mut worker: Worker,
     mut rx: mpsc::Receiver<Tagged>,
-    input_watermarks: Vec<i64>,
-    sink: mpsc::Sender<Tagged>,
+    clocks: Vec<InputClock>,
 ) -> Result<()> {
-    let mut align = Inputs::restored(input_watermarks);
+    let mut align = Inputs::restored(clocks);
     let mut events = Vec::new();
     let changelog = worker.operator.is_changelog();
-    let index = worker.index;
     while let Some(Tagged { input, message }) = rx.recv().await {
         align.offer(input, message, &mut events);
         for event in events.drain(..) {
             let (outputs, forward) = match event {
-                Event::Batch(batch) => (worker.operator.on_batch(&batch)?, None),
+                Event::Batch(input, batch) => (worker.operator.on_batch(input, &batch)?, None),
                 Event::Watermark(t) => (
                     worker.operator.on_watermark(t)?,
                     Some(Message::Watermark(t)),
@@ -798,36 +1184,23 @@ async fn run_worker(
                 }
             };
             for batch in outputs {
-                let out = if changelog {
-                    stateless::apply_changelog(&worker.after, batch)?
-                } else {
-                    stateless::apply(&worker.after, batch)?
-                };
-                if let Some(out) = out
-                    && sink
-                        .send(Tagged {
-                            input: index,
-                            message: Message::Batch(out),
-                        })
-                        .await
-                        .is_err()
+                if let Some(out) = run_ops(&worker.after, batch, changelog)?
+                    && worker.downstream.send(worker.local, out).await?.is_break()
                 {
                     return Ok(());
                 }
             }
             if let Some(message) = forward
-                && sink
-                    .send(Tagged {
-                        input: index,
-                        message,
-                    })
+                && worker
+                    .downstream
+                    .forward(worker.local, message)
                     .await
-                    .is_err()
+                    .is_break()
             {
                 return Ok(());
             }
         }
-        if align.watermark == i64::MAX {
+        if align.finished() {
             break;
         }
     }
@@ -884,7 +1257,7 @@ async fn run_sink(
         align.offer(input, message, &mut events);
         for event in events.drain(..) {
             match event {
-                Event::Batch(batch) => {
+                Event::Batch(_, batch) => {
                     rows_out.inc_by(batch.num_rows() as u64);
                     if let Err(err) = sink.apply(batch) {
                         progress.send_modify(|p| p.failed = Some(err.to_string()));
@@ -901,7 +1274,7 @@ async fn run_sink(
                 }
             }
         }
-        if align.watermark == i64::MAX {
+        if align.finished() {
             break;
         }
     }

@@ -5,7 +5,12 @@
 //!   (one task each)       stateless      bounded channels        N workers     stateless   one task
 //! ```
 //! Without an aggregate the source tasks run `before` and `after` and feed
-//! the sink directly.
+//! the sink directly. A join adds a stage of join workers in front:
+//!
+//! ```text
+//!   left partitions ──> before ──┐ (hash exchange      join ──> then ──> (exchange by group key) ──> aggregate ──> ...
+//!   right partitions ─> before ──┘  by join key)       N workers
+//! ```
 
 use std::sync::Arc;
 
@@ -16,6 +21,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_plan::PhysicalExpr;
 
 use crate::operators::aggregate::retract;
+use crate::operators::join::JoinSpec;
 use crate::source::Source;
 
 /// A continuous query, ready to run.
@@ -30,6 +36,8 @@ pub struct StreamPlan {
     pub input_changelog: bool,
     /// Stateless operators run on each source partition.
     pub before: Vec<StatelessOp>,
+    /// A second input joined with the first, if any.
+    pub join: Option<JoinPlan>,
     /// The keyed, stateful aggregate, if any.
     pub aggregate: Option<Arc<AggregateSpec>>,
     /// Stateless operators run on the aggregate's output.
@@ -42,6 +50,37 @@ pub struct StreamPlan {
     pub parallelism: usize,
     /// The stream's name, for metrics.
     pub stream_name: String,
+}
+
+impl StreamPlan {
+    /// Each source partition of the plan, numbered across its inputs (left,
+    /// then a join's right), as its source and its number there.
+    pub fn partitions(&self) -> Vec<(Arc<dyn Source>, usize)> {
+        let mut sources = vec![self.source.clone()];
+        if let Some(join) = &self.join {
+            sources.push(join.source.clone());
+        }
+        sources
+            .into_iter()
+            .flat_map(|s| (0..s.partitions().max(1)).map(move |p| (s.clone(), p)))
+            .collect()
+    }
+}
+
+/// The right input of a join and the join itself. The plan's `source`,
+/// `event_time` and `before` are the left input's.
+#[derive(Debug, Clone)]
+pub struct JoinPlan {
+    /// Where the right input's rows come from.
+    pub source: Arc<dyn Source>,
+    /// Its event time, if it has a watermark.
+    pub event_time: Option<EventTime>,
+    /// Stateless operators run on each of its partitions.
+    pub before: Vec<StatelessOp>,
+    /// The join.
+    pub spec: Arc<JoinSpec>,
+    /// Stateless operators run on the join's output (before the aggregate).
+    pub then: Vec<StatelessOp>,
 }
 
 /// Where event time comes from.

@@ -87,10 +87,11 @@ pub async fn for_job(
     engine: &Arc<Engine>,
     name: &str,
     query: &str,
-    source: &dyn weir_runtime::source::Source,
+    plan: &weir_runtime::plan::StreamPlan,
     restore: bool,
 ) -> Result<Checkpointing> {
-    let partitions = source.partitions().max(1);
+    let sources = plan.partitions();
+    let partitions = sources.len();
     let metrics = engine.runtime_metrics.checkpoints.clone();
     let Some(checkpoints) = &engine.checkpoints else {
         return Ok(Checkpointing {
@@ -118,9 +119,15 @@ pub async fn for_job(
                     now = partitions,
                     "the source's partitions changed; starting fresh"
                 );
-            } else if let Some(p) = manifest.sources.iter().enumerate().position(|(p, s)| {
-                !source.resumable(p, weir_runtime::source::SourcePosition(s.position))
-            }) {
+            } else if let Some(p) =
+                manifest
+                    .sources
+                    .iter()
+                    .zip(&sources)
+                    .position(|(state, (source, p))| {
+                        !source.resumable(*p, weir_runtime::source::SourcePosition(state.position))
+                    })
+            {
                 warn!(
                     job = name,
                     partition = p,

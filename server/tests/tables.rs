@@ -351,7 +351,7 @@ async fn sorted_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> 
 /// show as a difference).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_over_a_keyed_table_survive_kill_9() {
-    const VIEWS: [(&str, &str); 3] = [
+    const VIEWS: [(&str, &str); 5] = [
         (
             "per_group",
             "SELECT grp, count(*) AS n, sum(amount) AS total, max(amount) AS high, min(amount) AS low FROM accounts GROUP BY grp",
@@ -363,6 +363,14 @@ async fn views_over_a_keyed_table_survive_kill_9() {
         (
             "overall",
             "SELECT count(*) AS n, sum(amount) AS total, avg(amount) AS mean FROM accounts",
+        ),
+        (
+            "per_label",
+            "SELECT g.label, count(*) AS n, sum(a.amount) AS total FROM accounts a JOIN groups g ON a.grp = g.grp GROUP BY g.label",
+        ),
+        (
+            "labelled",
+            "SELECT a.id, a.amount, g.label FROM accounts a LEFT JOIN groups g ON a.grp = g.grp",
         ),
     ];
     let dir = tempfile::tempdir().expect("tempdir");
@@ -379,6 +387,13 @@ async fn views_over_a_keyed_table_survive_kill_9() {
         .batch_execute("INSERT INTO accounts VALUES (0, 0, 10), (1, 1, 11), (2, 2, 12)")
         .await
         .expect("seed");
+    setup
+        .batch_execute(
+            "CREATE TABLE groups (grp BIGINT PRIMARY KEY, label TEXT); \
+             INSERT INTO groups VALUES (0, 'zero'), (1, 'one'), (2, 'two')",
+        )
+        .await
+        .expect("groups");
     for (name, query) in VIEWS {
         setup
             .batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
@@ -395,13 +410,19 @@ async fn views_over_a_keyed_table_survive_kill_9() {
             writers.push(tokio::spawn(async move {
                 for n in 0u64.. {
                     let id = (n * 7 + round * 13) % 60 * 4 + writer;
-                    let sql = match n % 3 {
+                    let sql = match n % 4 {
+                        // Labels come and go, so the joins retract and re-add.
+                        3 if writer == 0 => format!(
+                            "DELETE FROM groups WHERE grp = {0}; INSERT INTO groups VALUES ({0}, 'label{1}')",
+                            n % 5,
+                            n % 3
+                        ),
                         0 => format!(
                             "INSERT INTO accounts VALUES ({id}, {}, {})",
                             id % 5,
                             n % 100
                         ),
-                        1 => format!(
+                        1 | 3 => format!(
                             "UPDATE accounts SET amount = amount + {}, grp = {} WHERE id = {id}",
                             n % 7,
                             n % 5

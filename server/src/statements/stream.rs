@@ -404,7 +404,7 @@ pub async fn create_materialized_view(
         engine,
         &create.name,
         &create.query.to_string(),
-        planned.plan.source.as_ref(),
+        &planned.plan,
         !persist_it,
     )
     .await?;
