@@ -50,6 +50,10 @@ pub struct OwnedTableDef {
     pub id: u64,
     /// The primary-key columns; empty: append-only.
     pub primary_key: Vec<String>,
+    /// A stream created without a connector: its event-time column and
+    /// watermark delay (nanoseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<(String, i64)>,
 }
 
 /// The schema of stored columns as Arrow sees it.

@@ -59,6 +59,9 @@ pub struct OwnedTableSpec {
     pub schema: SchemaRef,
     /// Column indexes of the primary key; empty: append-only.
     pub primary_key: Vec<usize>,
+    /// A stream without a connector: its event-time column (index) and
+    /// watermark delay in nanoseconds.
+    pub event_time: Option<(usize, i64)>,
 }
 
 /// The log and the transaction ids handed out over it.
@@ -303,6 +306,7 @@ mod tests {
                 Field::new("name", DataType::Utf8, true),
             ])),
             primary_key: vec![0],
+            event_time: None,
         }
     }
 

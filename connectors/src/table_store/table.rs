@@ -842,6 +842,12 @@ impl OwnedTable {
         &self.inner.spec.name
     }
 
+    /// A stream without a connector: its event-time column and watermark
+    /// delay (nanoseconds).
+    pub fn event_time(&self) -> Option<(usize, i64)> {
+        self.inner.spec.event_time
+    }
+
     /// Does the table have a primary key (or is it append-only)?
     pub fn has_primary_key(&self) -> bool {
         !self.inner.spec.primary_key.is_empty()

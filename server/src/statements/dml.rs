@@ -37,6 +37,36 @@ pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<O
             hint: None,
         });
     }
+    create_owned(
+        engine,
+        Owned {
+            name: create.name,
+            columns: create.columns,
+            primary_key: create.primary_key,
+            watermark: None,
+            tag: "CREATE TABLE",
+        },
+    )
+    .await
+}
+
+/// What a table or stream Weir owns is created from.
+pub struct Owned {
+    /// Its name.
+    pub name: String,
+    /// Its declared columns.
+    pub columns: Vec<datafusion::sql::sqlparser::ast::ColumnDef>,
+    /// Primary-key columns (none: append-only).
+    pub primary_key: Vec<String>,
+    /// A stream's watermark.
+    pub watermark: Option<weir_planner::parser::WatermarkClause>,
+    /// The command tag.
+    pub tag: &'static str,
+}
+
+/// A table Weir owns, or a stream without a connector (an append-only
+/// table with a watermark). The caller holds the DDL lock.
+pub async fn create_owned(engine: &Arc<Engine>, create: Owned) -> Result<Output> {
     if create.columns.is_empty() {
         return Err(ServerError::InvalidStatement {
             message: format!("table \"{}\" needs at least one column", create.name),
@@ -67,11 +97,48 @@ pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<O
             })
             .collect::<Vec<_>>(),
     ));
+    let watermark = match &create.watermark {
+        Some(clause) => {
+            let delay = super::stream::watermark_delay(clause)?;
+            match schema.index_of(&clause.column) {
+                Ok(i)
+                    if matches!(
+                        schema.field(i).data_type(),
+                        datafusion::arrow::datatypes::DataType::Timestamp(_, _)
+                    ) =>
+                {
+                    Some((clause.column.clone(), i, delay))
+                }
+                Ok(i) => {
+                    return Err(ServerError::DatatypeMismatch {
+                        message: format!(
+                            "the watermark column \"{}\" must be a TIMESTAMP, not {}",
+                            clause.column,
+                            schema.field(i).data_type()
+                        ),
+                        position: None,
+                    });
+                }
+                Err(_) => {
+                    return Err(ServerError::UndefinedColumn {
+                        message: format!(
+                            "the watermark column \"{}\" does not exist in stream \"{}\"",
+                            clause.column, create.name
+                        ),
+                        hint: None,
+                        position: None,
+                    });
+                }
+            }
+        }
+        None => None,
+    };
     let spec = OwnedTableSpec {
         id: engine.tables.new_table_id(),
         name: create.name.clone(),
         schema: schema.clone(),
         primary_key: key,
+        event_time: watermark.as_ref().map(|(_, i, d)| (*i, *d)),
     };
     let table = engine.tables.create(spec.clone())?;
     let def = TableDef {
@@ -81,6 +148,7 @@ pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<O
         owned: Some(OwnedTableDef {
             id: spec.id,
             primary_key: create.primary_key.clone(),
+            watermark: watermark.map(|(c, _, d)| (c, d)),
         }),
     };
     persist(engine, |catalog| {
@@ -93,7 +161,7 @@ pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<O
         .map_err(|e| ServerError::from_datafusion(e, None))?;
     info!(table = %create.name, id = spec.id, "table created");
     Ok(Output::Command {
-        tag: "CREATE TABLE",
+        tag: create.tag,
         rows: None,
     })
 }
@@ -113,11 +181,16 @@ pub fn owned_specs(catalog: &Catalog) -> Vec<OwnedTableSpec> {
                     .iter()
                     .filter_map(|c| schema.index_of(c).ok())
                     .collect();
+                let event_time = owned
+                    .watermark
+                    .as_ref()
+                    .and_then(|(column, delay)| schema.index_of(column).ok().map(|i| (i, *delay)));
                 Some(OwnedTableSpec {
                     id: owned.id,
                     name: def.name.clone(),
                     schema,
                     primary_key,
+                    event_time,
                 })
             }
             _ => None,
@@ -160,15 +233,18 @@ pub fn stream_input(
     use weir_connectors::table_store::changelog::{ChangelogSource, TableSource};
     // A table with a primary key is read as its changes (updates and
     // deletes retract rows); an append-only one as its rows.
+    let event_time = table.event_time();
     let source: Arc<dyn weir_runtime::source::Source> = if table.has_primary_key() {
         Arc::new(ChangelogSource::new(table))
     } else {
         Arc::new(TableSource::new(table))
     };
+    let schema = source.schema();
     Ok(Some(weir_planner::stream::StreamInput {
         source,
-        event_time: None,
-        time_column: None,
+        event_time: event_time
+            .map(|(column, delay)| weir_runtime::plan::EventTime { column, delay }),
+        time_column: event_time.map(|(column, _)| schema.field(column).name().clone()),
     }))
 }
 

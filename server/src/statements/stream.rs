@@ -52,6 +52,20 @@ pub async fn create_stream(engine: &Arc<Engine>, create: CreateStream) -> Result
         }
         return Err(ServerError::DuplicateTable { name: create.name });
     }
+    if create.options.is_empty() {
+        // No connector: a stream Weir owns, written with INSERT and COPY.
+        return super::dml::create_owned(
+            engine,
+            super::dml::Owned {
+                name: create.name,
+                columns: create.columns,
+                primary_key: Vec::new(),
+                watermark: create.watermark,
+                tag: "CREATE STREAM",
+            },
+        )
+        .await;
+    }
     let declared = if create.columns.is_empty() {
         None
     } else {
@@ -147,7 +161,7 @@ async fn open_stream(
 }
 
 /// `col` or `col - INTERVAL '...'`.
-fn watermark_delay(clause: &WatermarkClause) -> Result<i64> {
+pub(crate) fn watermark_delay(clause: &WatermarkClause) -> Result<i64> {
     let bad = || ServerError::InvalidStatement {
         message: format!(
             "a watermark must be \"{0}\" or \"{0} - INTERVAL '...'\", not \"{1}\"",
