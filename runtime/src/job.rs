@@ -117,11 +117,16 @@ pub struct Progress {
     pub flushed: u64,
     /// Why the job stopped, if it failed.
     pub failed: Option<String>,
+    /// Source partitions that reached their end.
+    pub sources_ended: usize,
 }
 
 /// A running job.
 pub struct JobHandle {
     bounded: bool,
+    /// Partitions of bounded sources (files) in a job that does not end
+    /// (one joined with a table, say).
+    bounded_partitions: usize,
     progress: watch::Receiver<Progress>,
     flush: Arc<watch::Sender<u64>>,
     late: mpsc::UnboundedSender<LateRequest>,
@@ -150,6 +155,25 @@ impl JobHandle {
     pub async fn flush(&self) -> std::result::Result<(), String> {
         if self.bounded {
             return self.finished().await;
+        }
+        // Everything a file holds is there now: its part of the job is read
+        // to the end before the barrier, as a bounded job would be.
+        if self.bounded_partitions > 0 {
+            let mut progress = self.progress.clone();
+            loop {
+                {
+                    let p = progress.borrow_and_update();
+                    if let Some(err) = &p.failed {
+                        return Err(err.clone());
+                    }
+                    if p.sources_ended >= self.bounded_partitions {
+                        break;
+                    }
+                }
+                if progress.changed().await.is_err() {
+                    return Ok(());
+                }
+            }
         }
         let mut epoch = 0;
         self.flush.send_modify(|e| {
@@ -338,6 +362,7 @@ pub fn start(
         let (_, reports) = mpsc::unbounded_channel();
         return Ok(JobHandle {
             bounded: true,
+            bounded_partitions: 0,
             progress,
             flush,
             late: late_tx,
@@ -554,6 +579,7 @@ pub fn start(
                 run_source(
                     SourceTask {
                         partition,
+                        progress: progress_tx.clone(),
                         reader,
                         route: route.clone(),
                         outputs: outputs.clone(),
@@ -569,6 +595,11 @@ pub fn start(
     }
     Ok(JobHandle {
         bounded: inputs.iter().all(|i| i.source.bounded()),
+        bounded_partitions: inputs
+            .iter()
+            .filter(|i| i.source.bounded())
+            .map(|i| i.source.partitions().max(1))
+            .sum(),
         progress,
         flush,
         late: late_tx,
@@ -670,6 +701,7 @@ struct Route {
 
 struct SourceTask {
     partition: usize,
+    progress: Arc<watch::Sender<Progress>>,
     reader: Box<dyn crate::source::SourceReader>,
     route: Arc<Route>,
     outputs: Vec<mpsc::Sender<Tagged>>,
@@ -681,6 +713,7 @@ struct SourceTask {
 async fn run_source(task: SourceTask, rows_in: Counter) -> Result<()> {
     let SourceTask {
         partition,
+        progress,
         mut reader,
         route,
         outputs,
@@ -773,6 +806,7 @@ async fn run_source(task: SourceTask, rows_in: Counter) -> Result<()> {
         state: state(reader.as_ref(), max_time, sent_watermark, true),
     });
     send_all(&outputs, partition, Message::END_OF_INPUT).await;
+    progress.send_modify(|p| p.sources_ended += 1);
     Ok(())
 }
 
