@@ -1,6 +1,7 @@
 //! Operator-level benchmarks: the windowed aggregate (closing on the
 //! watermark, and updating, which encodes its output as a changelog of
-//! retractions and inserts) and the hash exchange, on Nexmark-shaped bids.
+//! retractions and inserts), the hash exchange and a stream-table join, on
+//! Nexmark-shaped bids.
 //!
 //! `cargo bench -p weir-runtime --bench operators`. They use only the
 //! crate's public API: the aggregate is fed batches that already carry their
@@ -179,5 +180,70 @@ fn hash_exchange(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, window_aggregate, hash_exchange);
+/// A stream joined with a table: the bids (left) against an auctions table
+/// (right, updating: it carries the op column) of 200,000 rows, the table
+/// loaded first, as a view over a dimension table starts. Each bid is
+/// matched and kept (a regular join keeps both sides).
+fn stream_table_join(c: &mut Criterion) {
+    use weir_runtime::operators::aggregate::changelog_schema;
+    use weir_runtime::operators::join::{JoinKind, JoinOperator, JoinSpec};
+    let batches = bids();
+    let table = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("category", DataType::Int64, false),
+    ]));
+    let ids: Vec<i64> = (0..200_000).collect();
+    let auctions = RecordBatch::try_new(
+        changelog_schema(&table),
+        vec![
+            Arc::new(Int64Array::from(ids.clone())),
+            Arc::new(Int64Array::from(
+                ids.iter().map(|i| i % 50).collect::<Vec<_>>(),
+            )),
+            Arc::new(datafusion::arrow::array::Int8Array::from(vec![
+                1i8;
+                ids.len()
+            ])),
+        ],
+    )
+    .expect("auctions");
+    let mut fields: Vec<Field> = input_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend(table.fields().iter().map(|f| f.as_ref().clone()));
+    let spec = Arc::new(JoinSpec {
+        kind: JoinKind::Inner,
+        keys: [
+            vec![Arc::new(Column::new("auction", 0)) as Arc<dyn PhysicalExpr>],
+            vec![Arc::new(Column::new("id", 0)) as Arc<dyn PhysicalExpr>],
+        ],
+        inputs: [input_schema(), table],
+        input_changelog: [false, true],
+        output_schema: Arc::new(Schema::new(fields)),
+    });
+    let mut group = c.benchmark_group("join");
+    group.throughput(Throughput::Elements(ROWS as u64));
+    group.sample_size(10);
+    group.bench_function("bids_with_auctions_table", |b| {
+        b.iter(|| {
+            let mut join = JoinOperator::new(spec.clone()).expect("join");
+            join.on_batch(1, &auctions).expect("table");
+            let mut out = 0;
+            for batch in &batches {
+                out += join
+                    .on_batch(0, batch)
+                    .expect("bids")
+                    .iter()
+                    .map(RecordBatch::num_rows)
+                    .sum::<usize>();
+            }
+            black_box(out)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, window_aggregate, hash_exchange, stream_table_join);
 criterion_main!(benches);

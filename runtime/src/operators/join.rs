@@ -220,16 +220,28 @@ impl JoinOperator {
                     out.push((Some(row.as_ref().into()), None, op));
                 }
             }
-            let per_key = self.sides[side]
-                .state
-                .entry(key.as_ref().into())
-                .or_default();
-            let count = per_key.entry(row.as_ref().into()).or_insert(0);
-            *count += op as i64;
-            if *count == 0 {
+            // Look up before inserting: keys and rows are copied only when new.
+            let state = &mut self.sides[side].state;
+            if !state.contains_key(key.as_ref()) {
+                state.insert(key.as_ref().into(), HashMap::default());
+            }
+            let Some(per_key) = state.get_mut(key.as_ref()) else {
+                continue;
+            };
+            let count = match per_key.get_mut(row.as_ref()) {
+                Some(count) => {
+                    *count += op as i64;
+                    *count
+                }
+                None => {
+                    per_key.insert(row.as_ref().into(), op as i64);
+                    op as i64
+                }
+            };
+            if count == 0 {
                 per_key.remove(row.as_ref());
                 if per_key.is_empty() {
-                    self.sides[side].state.remove(key.as_ref());
+                    state.remove(key.as_ref());
                 }
             }
         }
