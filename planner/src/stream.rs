@@ -402,32 +402,8 @@ pub fn plan_stream(
                     "build the inner join or aggregate as a view of its own",
                 ));
             }
-            Node::Filter { predicate, input } => {
-                stage.push(StatelessOp::Filter(physical(predicate, input, &props)?));
-                lines.push(format!("StreamFilter: {predicate}"));
-            }
-            Node::Project {
-                exprs,
-                input,
-                output,
-            } => {
-                let physical = exprs
-                    .iter()
-                    .map(|e| physical(e, input, &props))
-                    .collect::<Result<Vec<_>>>()?;
-                stage.push(StatelessOp::Project {
-                    exprs: physical,
-                    schema: arrow_schema(output),
-                });
-                let shown: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
-                lines.push(format!("StreamProject: {}", shown.join(", ")));
-            }
-            Node::Unnest { column, output } => {
-                stage.push(StatelessOp::Unnest {
-                    column: *column,
-                    schema: arrow_schema(output),
-                });
-                lines.push(format!("StreamUnnest: column {column}"));
+            Node::Filter { .. } | Node::Project { .. } | Node::Unnest { .. } => {
+                stateless(node, &props, stage, &mut lines)?;
             }
             Node::Aggregate {
                 group,
@@ -685,6 +661,47 @@ pub fn plan_stream(
     ))
 }
 
+/// A filter, projection or unnest as a stream operator, with its EXPLAIN
+/// line; false for any other node.
+fn stateless(
+    node: &Node,
+    props: &ExecutionProps,
+    ops: &mut Vec<StatelessOp>,
+    lines: &mut Vec<String>,
+) -> Result<bool> {
+    match node {
+        Node::Filter { predicate, input } => {
+            ops.push(StatelessOp::Filter(physical(predicate, input, props)?));
+            lines.push(format!("StreamFilter: {predicate}"));
+        }
+        Node::Project {
+            exprs,
+            input,
+            output,
+        } => {
+            let physical = exprs
+                .iter()
+                .map(|e| physical(e, input, props))
+                .collect::<Result<Vec<_>>>()?;
+            ops.push(StatelessOp::Project {
+                exprs: physical,
+                schema: arrow_schema(output),
+            });
+            let shown: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
+            lines.push(format!("StreamProject: {}", shown.join(", ")));
+        }
+        Node::Unnest { column, output } => {
+            ops.push(StatelessOp::Unnest {
+                column: *column,
+                schema: arrow_schema(output),
+            });
+            lines.push(format!("StreamUnnest: column {column}"));
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 /// One input of a continuous query: its source and the stateless
 /// operators on it, with their EXPLAIN lines (source first).
 struct Chain {
@@ -736,40 +753,11 @@ fn input_chain(nodes: &[Node], props: &ExecutionProps) -> Result<Chain> {
         });
     }
     for node in &nodes[1..] {
-        match node {
-            Node::Filter { predicate, input } => {
-                before.push(StatelessOp::Filter(physical(predicate, input, props)?));
-                lines.push(format!("StreamFilter: {predicate}"));
-            }
-            Node::Project {
-                exprs,
-                input,
-                output,
-            } => {
-                let physical = exprs
-                    .iter()
-                    .map(|e| physical(e, input, props))
-                    .collect::<Result<Vec<_>>>()?;
-                before.push(StatelessOp::Project {
-                    exprs: physical,
-                    schema: arrow_schema(output),
-                });
-                let shown: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
-                lines.push(format!("StreamProject: {}", shown.join(", ")));
-            }
-            Node::Unnest { column, output } => {
-                before.push(StatelessOp::Unnest {
-                    column: *column,
-                    schema: arrow_schema(output),
-                });
-                lines.push(format!("StreamUnnest: column {column}"));
-            }
-            Node::Aggregate { .. } | Node::Source { .. } | Node::Join { .. } => {
-                return Err(unsupported(
-                    "a join over an aggregate or of more than two inputs",
-                    "build the aggregate or inner join as a view of its own",
-                ));
-            }
+        if !stateless(node, props, &mut before, &mut lines)? {
+            return Err(unsupported(
+                "a join over an aggregate or of more than two inputs",
+                "build the aggregate or inner join as a view of its own",
+            ));
         }
     }
     Ok(Chain {

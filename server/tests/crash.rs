@@ -109,23 +109,7 @@ async fn contents(server: &WeirProcess) -> Vec<Vec<String>> {
     client.simple_query("FLUSH").await.expect("FLUSH");
     let mut all = Vec::new();
     for view in VIEWS {
-        let mut rows: Vec<String> = client
-            .simple_query(&format!("SELECT * FROM {view}"))
-            .await
-            .expect("read the view")
-            .into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                    (0..row.len())
-                        .map(|i| row.get(i).unwrap_or("NULL").to_string())
-                        .collect::<Vec<_>>()
-                        .join("|"),
-                ),
-                _ => None,
-            })
-            .collect();
-        rows.sort();
-        all.push(rows);
+        all.push(common::sorted_rows(&client, &format!("SELECT * FROM {view}")).await);
     }
     all
 }

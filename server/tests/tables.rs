@@ -323,27 +323,6 @@ async fn kill_9_keeps_every_acknowledged_insert() {
     assert_eq!(sqlstate(&err), "23505");
 }
 
-/// A view's rows as sorted text, to compare with the same query over the table.
-async fn sorted_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
-    let mut rows: Vec<String> = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).unwrap_or("NULL").to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            ),
-            _ => None,
-        })
-        .collect();
-    rows.sort();
-    rows
-}
-
 /// Views over a table with a primary key take its changes exactly once:
 /// writers insert, update and delete while the server checkpoints every
 /// 100 ms and is killed with SIGKILL; after each restart every view equals
@@ -454,8 +433,8 @@ async fn views_over_a_keyed_table_survive_kill_9() {
         let client = common::connect(&server).await;
         client.batch_execute("FLUSH").await.expect("flush");
         for (name, query) in VIEWS {
-            let view = sorted_rows(&client, &format!("SELECT * FROM {name}")).await;
-            let table = sorted_rows(&client, query).await;
+            let view = common::sorted_rows(&client, &format!("SELECT * FROM {name}")).await;
+            let table = common::sorted_rows(&client, query).await;
             assert_eq!(
                 view, table,
                 "round {round}: view {name} differs from its query"

@@ -791,7 +791,7 @@ fn key_rows(converter: &RowConverter, keys: &[ArrayRef], n: usize) -> Result<Vec
 
 /// Cast columns to the declared output types (an accumulator may return,
 /// say, a dictionary or a view type where the plan promised plain).
-fn conform(schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result<Vec<ArrayRef>> {
+pub(crate) fn conform(schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result<Vec<ArrayRef>> {
     columns
         .into_iter()
         .zip(schema.fields())

@@ -27,10 +27,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Int8Array, Int64Array, RecordBatch, UInt32Array,
-};
-use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::array::{Array, AsArray, Int8Array, Int64Array, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{HashMap, Result, exec_err};
@@ -292,17 +290,7 @@ impl JoinOperator {
             }
         }
         let schema = self.spec.output_schema.clone();
-        let columns: Vec<ArrayRef> = columns
-            .into_iter()
-            .zip(schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    Ok(cast(&c, f.data_type())?)
-                }
-            })
-            .collect::<Result<_>>()?;
+        let columns = crate::operators::aggregate::conform(&schema, columns)?;
         if self.is_changelog() {
             let mut columns = columns;
             columns.push(Arc::new(Int8Array::from(

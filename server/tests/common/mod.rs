@@ -163,3 +163,25 @@ pub fn have(program: &str, probe: &[&str]) -> bool {
     }
     found
 }
+
+/// The rows of `sql` as sorted text lines (cells joined by `|`), to compare
+/// two results as multisets.
+pub async fn sorted_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    let mut rows: Vec<String> = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("NULL").to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            ),
+            _ => None,
+        })
+        .collect();
+    rows.sort();
+    rows
+}
