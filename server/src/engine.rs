@@ -157,11 +157,12 @@ impl Engine {
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| ServerError::from_datafusion(*e, None))?;
         // Replace the pg_catalog schema by one over the catalogs without
-        // `information_schema` (see `WithoutInformationSchema`).
-        let visible: Arc<dyn datafusion::catalog::CatalogProviderList> =
-            Arc::new(crate::information_schema::WithoutInformationSchema::new(
+        // `information_schema` (see `ClientCatalogs`).
+        let visible: Arc<dyn datafusion::catalog::CatalogProviderList> = Arc::new(
+            crate::information_schema::ClientCatalogs::without_information_schema(
                 ctx.state().catalog_list().clone(),
-            ));
+            ),
+        );
         let pg_catalog = PgCatalogSchemaProvider::try_new(
             visible,
             Arc::new(
