@@ -467,7 +467,12 @@ fn typed(values: &[&Literal], data_type: &DataType) -> Result<ArrayRef> {
 /// Postgres's words.
 fn bad_value(value: &Literal, text: &str, data_type: &DataType) -> ServerError {
     let name = pg_type_name(data_type);
-    let number = text.trim().parse::<f64>().is_ok();
+    // Text that is a number of the column's kind, only too big for it.
+    let number = if data_type.is_integer() {
+        text.trim().parse::<i128>().is_ok()
+    } else {
+        data_type.is_numeric() && text.trim().parse::<f64>().is_ok()
+    };
     match value {
         // A number literal that does not fit: `integer out of range`.
         Literal::Number(_) if data_type.is_decimal() => ServerError::NumericOutOfRange {
@@ -477,7 +482,7 @@ fn bad_value(value: &Literal, text: &str, data_type: &DataType) -> ServerError {
             message: format!("{name} out of range"),
         },
         // A string that is a number, but too big for the column.
-        Literal::Text(_) if number && data_type.is_numeric() => ServerError::NumericOutOfRange {
+        Literal::Text(_) if number => ServerError::NumericOutOfRange {
             message: format!("value \"{text}\" is out of range for type {name}"),
         },
         _ => ServerError::InvalidTextRepresentation {
@@ -623,6 +628,8 @@ mod tests {
             "22003"
         );
         assert_eq!(code("INSERT INTO t (at) VALUES ('yesterday-ish')"), "22P02");
+        // Postgres reads '1.5' as integer text, and rejects it.
+        assert_eq!(code("INSERT INTO t (n) VALUES ('1.5')"), "22P02");
         let err = batch("INSERT INTO t (id) VALUES (1), ('x')").expect_err("bad");
         assert_eq!(
             err.to_string(),
