@@ -243,6 +243,37 @@ async fn prepared_inserts_with_parameters() {
     assert!(row.get::<_, bool>(1));
     assert_eq!(row.get::<_, f64>(2), 2.5);
 
+    // A long VALUES list (inserted on a worker thread), one bad row in a
+    // second one: all or nothing.
+    let values: Vec<String> = (0..3000)
+        .map(|i| format!("({}, {i})", 10_000 + i))
+        .collect();
+    let rows = client
+        .execute(
+            &format!("INSERT INTO p (id, n) VALUES {}", values.join(", ")),
+            &[],
+        )
+        .await
+        .expect("long VALUES");
+    assert_eq!(rows, 3000);
+    let mut values: Vec<String> = (0..3000)
+        .map(|i| format!("({}, {i})", 20_000 + i))
+        .collect();
+    values[2500] = "(22500, NULL)".into();
+    let err = client
+        .execute(
+            &format!("INSERT INTO p (id, n) VALUES {}", values.join(", ")),
+            &[],
+        )
+        .await
+        .expect_err("a NULL n");
+    assert_eq!(sqlstate(&err), "23502");
+    let row = client
+        .query_one("SELECT count(*) FROM p WHERE id >= 10000", &[])
+        .await
+        .expect("count");
+    assert_eq!(row.get::<_, i64>(0), 3000);
+
     // What the fast path leaves to DataFusion still takes parameters.
     let rows = client
         .execute(

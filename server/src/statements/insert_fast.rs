@@ -41,6 +41,10 @@ use weir_planner::statement::normalize_ident;
 use crate::engine::{Described, Engine, Output};
 use crate::error::{Result, ServerError};
 
+/// Statements of at most this many rows are inserted on the connection's
+/// thread.
+const INLINE_ROWS: usize = 1024;
+
 /// Run `dml` here if it is an INSERT of plain values into a table Weir
 /// owns; `None` when it must take the DataFusion path.
 pub async fn execute(
@@ -58,9 +62,17 @@ pub async fn execute(
     let Some(batch) = values.batch(&schema, params)? else {
         return Ok(None);
     };
-    // The rows are few and built already; the insert itself only waits for
-    // the log, so it runs here rather than on a worker thread.
-    let rows = table.insert(vec![batch]).await?;
+    // A few rows cost less to insert here than to hand to a worker (the
+    // insert mostly waits for the log); a long VALUES list is CPU work
+    // (encoding, indexing) to keep off the connection threads.
+    let rows = if batch.num_rows() <= INLINE_ROWS {
+        table.insert(vec![batch]).await?
+    } else {
+        engine
+            .executor
+            .run(async move { table.insert(vec![batch]).await })
+            .await??
+    };
     Ok(Some(Output::Command {
         tag: DmlKind::Insert.tag(),
         rows: Some(rows as usize),
