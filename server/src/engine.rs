@@ -157,11 +157,12 @@ impl Engine {
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| ServerError::from_datafusion(*e, None))?;
         // Replace the pg_catalog schema by one over the catalogs without
-        // `information_schema` (see `WithoutInformationSchema`).
-        let visible: Arc<dyn datafusion::catalog::CatalogProviderList> =
-            Arc::new(crate::information_schema::WithoutInformationSchema::new(
+        // `information_schema` (see `ClientCatalogs`).
+        let visible: Arc<dyn datafusion::catalog::CatalogProviderList> = Arc::new(
+            crate::information_schema::ClientCatalogs::without_information_schema(
                 ctx.state().catalog_list().clone(),
-            ));
+            ),
+        );
         let pg_catalog = PgCatalogSchemaProvider::try_new(
             visible,
             Arc::new(
@@ -243,6 +244,9 @@ impl Engine {
 
     /// Compatibility rewrites, Postgres column names and batch windows.
     fn rewrite(&self, statement: Statement, text: &str) -> Result<Statement> {
+        if statements::insert_fast::takes_no_rewrite(&statement) {
+            return Ok(statement);
+        }
         // Clients' catalog queries (psql's \d, JDBC metadata) need the
         // compatibility layer's whole-query substitutions, which work on
         // tokens and lose source positions; users' own queries keep theirs.
@@ -343,7 +347,12 @@ impl Engine {
             }
             WeirStatement::Flush => statements::stream::flush(self).await,
             WeirStatement::CreateSink(create) => statements::sink::create(self, create).await,
-            WeirStatement::Dml(dml) => statements::dml::execute(self, dml, sql, params).await,
+            WeirStatement::Dml(dml) => {
+                match statements::insert_fast::execute(self, &dml, params.as_ref()).await? {
+                    Some(output) => Ok(output),
+                    None => statements::dml::execute(self, dml, sql, params).await,
+                }
+            }
             WeirStatement::Copy(copy) if copy.to => statements::dml::copy_to(self, copy).await,
             WeirStatement::Copy(copy) => statements::dml::copy_from(self, copy),
         }
@@ -355,6 +364,9 @@ impl Engine {
         statement: &WeirStatement,
         sql: &str,
     ) -> Result<Described> {
+        if let Some(described) = statements::insert_fast::describe(self, statement) {
+            return Ok(described);
+        }
         let schema = match statement {
             WeirStatement::Query(statement)
             | WeirStatement::Dml(weir_planner::dml::Dml { statement, .. }) => {

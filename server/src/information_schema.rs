@@ -3,7 +3,9 @@
 //! DataFusion's own `information_schema` names column types the Arrow way
 //! (`Int64`, `Utf8`); clients (Grafana, DBeaver, hand-written queries) expect
 //! Postgres's names (`bigint`, `text`). This schema wraps DataFusion's and
-//! rewrites `columns.data_type`; everything else passes through.
+//! rewrites `columns.data_type`; everything else passes through. Both it and
+//! `pg_catalog` read the catalogs through [`ClientCatalogs`], which shows
+//! the declared nullability of tables Weir owns.
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::{ExecutionPlan, collect};
+use weir_connectors::table_store::OwnedTable;
 
 /// The `information_schema` schema.
 #[derive(Debug)]
@@ -29,7 +32,7 @@ impl PgInformationSchema {
     /// Over every catalog in `catalogs`.
     pub fn new(catalogs: Arc<dyn CatalogProviderList>) -> Self {
         Self {
-            inner: InformationSchemaProvider::new(catalogs),
+            inner: InformationSchemaProvider::new(Arc::new(ClientCatalogs::new(catalogs))),
         }
     }
 }
@@ -147,26 +150,48 @@ pub fn sql_type_name(data_type: &DataType) -> &'static str {
     }
 }
 
-/// The catalogs as `pg_catalog` sees them: without `information_schema`.
+/// The catalogs as clients' catalog tables (`pg_catalog`,
+/// `information_schema`) see them.
 ///
-/// In Postgres the `information_schema` views live in `pg_class` but are not
-/// visible on the search path; `datafusion-pg-catalog` has no notion of
-/// visibility, so clients that list "all visible views" (SQLAlchemy) would
-/// report them as user views. Hiding the schema from `pg_catalog` keeps those
-/// listings to the user's objects.
+/// - Tables Weir owns show the nullability they were declared with. Their
+///   providers show every column nullable, so that DataFusion leaves NOT
+///   NULL to the table (which reports it with Postgres's message); `\d`,
+///   `pg_attribute.attnotnull` and `information_schema.columns.is_nullable`
+///   should still say NOT NULL.
+/// - For `pg_catalog`, without `information_schema`: in Postgres its views
+///   live in `pg_class` but are not visible on the search path;
+///   `datafusion-pg-catalog` has no notion of visibility, so clients that
+///   list "all visible views" (SQLAlchemy) would report them as user views.
+///   Hiding the schema from `pg_catalog` keeps those listings to the user's
+///   objects.
+///
+/// Only catalog tables read these providers, and only for their schemas:
+/// queries resolve tables through the session's own catalogs.
 #[derive(Debug)]
-pub struct WithoutInformationSchema {
+pub struct ClientCatalogs {
     inner: Arc<dyn CatalogProviderList>,
+    hide_information_schema: bool,
 }
 
-impl WithoutInformationSchema {
-    /// Wrap `inner`.
-    pub fn new(inner: Arc<dyn CatalogProviderList>) -> Self {
-        Self { inner }
+impl ClientCatalogs {
+    /// `inner` as `pg_catalog` sees it: without `information_schema`.
+    pub fn without_information_schema(inner: Arc<dyn CatalogProviderList>) -> Self {
+        Self {
+            inner,
+            hide_information_schema: true,
+        }
+    }
+
+    /// `inner` as `information_schema` sees it.
+    fn new(inner: Arc<dyn CatalogProviderList>) -> Self {
+        Self {
+            inner,
+            hide_information_schema: false,
+        }
     }
 }
 
-impl CatalogProviderList for WithoutInformationSchema {
+impl CatalogProviderList for ClientCatalogs {
     fn register_catalog(
         &self,
         name: String,
@@ -181,32 +206,38 @@ impl CatalogProviderList for WithoutInformationSchema {
 
     fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
         self.inner.catalog(name).map(|inner| {
-            Arc::new(CatalogWithoutInformationSchema { inner }) as Arc<dyn CatalogProvider>
+            Arc::new(ClientCatalog {
+                inner,
+                hide_information_schema: self.hide_information_schema,
+            }) as Arc<dyn CatalogProvider>
         })
     }
 }
 
 #[derive(Debug)]
-struct CatalogWithoutInformationSchema {
+struct ClientCatalog {
     inner: Arc<dyn CatalogProvider>,
+    hide_information_schema: bool,
 }
 
 const HIDDEN: &str = "information_schema";
 
-impl CatalogProvider for CatalogWithoutInformationSchema {
+impl CatalogProvider for ClientCatalog {
     fn schema_names(&self) -> Vec<String> {
         self.inner
             .schema_names()
             .into_iter()
-            .filter(|s| s != HIDDEN)
+            .filter(|s| !(self.hide_information_schema && s == HIDDEN))
             .collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        if name == HIDDEN {
+        if self.hide_information_schema && name == HIDDEN {
             None
         } else {
-            self.inner.schema(name)
+            self.inner
+                .schema(name)
+                .map(|inner| Arc::new(DeclaredColumns { inner }) as Arc<dyn SchemaProvider>)
         }
     }
 
@@ -224,5 +255,68 @@ impl CatalogProvider for CatalogWithoutInformationSchema {
         cascade: bool,
     ) -> Result<Option<Arc<dyn SchemaProvider>>> {
         self.inner.deregister_schema(name, cascade)
+    }
+}
+
+/// A schema whose tables Weir owns show their declared columns.
+#[derive(Debug)]
+struct DeclaredColumns {
+    inner: Arc<dyn SchemaProvider>,
+}
+
+#[async_trait]
+impl SchemaProvider for DeclaredColumns {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let table = self.inner.table(name).await?;
+        Ok(table.map(|table| {
+            match table
+                .downcast_ref::<OwnedTable>()
+                .map(OwnedTable::declared_schema)
+            {
+                Some(schema) => Arc::new(Declared { table, schema }) as Arc<dyn TableProvider>,
+                None => table,
+            }
+        }))
+    }
+
+    async fn table_type(&self, name: &str) -> Result<Option<TableType>> {
+        self.inner.table_type(name).await
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
+}
+
+/// A table Weir owns, with the schema it was declared with.
+#[derive(Debug)]
+struct Declared {
+    table: Arc<dyn TableProvider>,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for Declared {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.table.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        // Catalog tables never scan it; should anything, it gets the rows.
+        self.table.scan(state, projection, filters, limit).await
     }
 }

@@ -163,6 +163,128 @@ async fn copy_in_and_out_with_tokio_postgres() {
         .expect("still serving");
 }
 
+/// Prepared INSERTs with `$n` parameters, as JDBC and psycopg send them:
+/// Describe types each parameter as its column, and Bind's values are
+/// checked like literals (NOT NULL, the key, the type).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_inserts_with_parameters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start(dir.path());
+    let client = common::connect(&server).await;
+    client
+        .batch_execute(
+            "CREATE TABLE p (id BIGINT PRIMARY KEY, n INT NOT NULL, name TEXT, at TIMESTAMP, ok BOOLEAN, x DOUBLE PRECISION)",
+        )
+        .await
+        .expect("create");
+    let insert = client
+        .prepare("INSERT INTO p (name, id, n) VALUES ($1, $2, $3)")
+        .await
+        .expect("prepare");
+    use tokio_postgres::types::Type;
+    assert_eq!(insert.params(), &[Type::TEXT, Type::INT8, Type::INT4]);
+    assert!(insert.columns().is_empty());
+    for i in 0..50i64 {
+        let rows = client
+            .execute(&insert, &[&format!("row {i}"), &i, &(i as i32 * 2)])
+            .await
+            .expect("insert");
+        assert_eq!(rows, 1);
+    }
+    let none: Option<&str> = None;
+    client
+        .execute(&insert, &[&none, &100i64, &-1i32])
+        .await
+        .expect("a NULL name");
+
+    let err = client
+        .execute(&insert, &[&"dup", &7i64, &1i32])
+        .await
+        .expect_err("duplicate key");
+    assert_eq!(sqlstate(&err), "23505");
+    let err = client
+        .execute(&insert, &[&"no n", &200i64, &None::<i32>])
+        .await
+        .expect_err("NULL n");
+    assert_eq!(sqlstate(&err), "23502");
+
+    // Several rows, literals among the parameters, every column type.
+    let at = chrono::NaiveDate::from_ymd_opt(2024, 1, 2)
+        .and_then(|d| d.and_hms_opt(3, 4, 5))
+        .expect("date");
+    let rows = client
+        .execute(
+            "INSERT INTO p (id, n, at, ok, x) VALUES ($1, $2, $3, $4, $5), (301, 1, '2024-01-01', NULL, -0.5)",
+            &[&300i64, &3i32, &at, &true, &2.5f64],
+        )
+        .await
+        .expect("multi-row insert");
+    assert_eq!(rows, 2);
+
+    let row = client
+        .query_one(
+            "SELECT count(*), sum(id), sum(n), count(name) FROM p WHERE id < 300",
+            &[],
+        )
+        .await
+        .expect("count");
+    assert_eq!(row.get::<_, i64>(0), 51);
+    assert_eq!(row.get::<_, i64>(1), (0..50).sum::<i64>() + 100);
+    assert_eq!(
+        row.get::<_, i64>(2),
+        (0..50).map(|i| i * 2).sum::<i64>() - 1
+    );
+    assert_eq!(row.get::<_, i64>(3), 50);
+    let row = client
+        .query_one("SELECT at, ok, x FROM p WHERE id = 300", &[])
+        .await
+        .expect("row 300");
+    assert_eq!(row.get::<_, chrono::NaiveDateTime>(0), at);
+    assert!(row.get::<_, bool>(1));
+    assert_eq!(row.get::<_, f64>(2), 2.5);
+
+    // A long VALUES list (inserted on a worker thread), one bad row in a
+    // second one: all or nothing.
+    let values: Vec<String> = (0..3000)
+        .map(|i| format!("({}, {i})", 10_000 + i))
+        .collect();
+    let rows = client
+        .execute(
+            &format!("INSERT INTO p (id, n) VALUES {}", values.join(", ")),
+            &[],
+        )
+        .await
+        .expect("long VALUES");
+    assert_eq!(rows, 3000);
+    let mut values: Vec<String> = (0..3000)
+        .map(|i| format!("({}, {i})", 20_000 + i))
+        .collect();
+    values[2500] = "(22500, NULL)".into();
+    let err = client
+        .execute(
+            &format!("INSERT INTO p (id, n) VALUES {}", values.join(", ")),
+            &[],
+        )
+        .await
+        .expect_err("a NULL n");
+    assert_eq!(sqlstate(&err), "23502");
+    let row = client
+        .query_one("SELECT count(*) FROM p WHERE id >= 10000", &[])
+        .await
+        .expect("count");
+    assert_eq!(row.get::<_, i64>(0), 3000);
+
+    // What the fast path leaves to DataFusion still takes parameters.
+    let rows = client
+        .execute(
+            "INSERT INTO p (id, n) SELECT id + 1000, $1::INT FROM p WHERE id < $2",
+            &[&9i32, &3i64],
+        )
+        .await
+        .expect("insert select");
+    assert_eq!(rows, 3);
+}
+
 fn psql(server: &WeirProcess, args: &[&str]) -> (bool, String) {
     let output = Command::new("psql")
         .args(["-X", "-h", "127.0.0.1", "-U", "weir", "-d", "weir"])

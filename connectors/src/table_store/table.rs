@@ -853,6 +853,13 @@ impl OwnedTable {
         !self.inner.spec.primary_key.is_empty()
     }
 
+    /// The columns as declared: NOT NULL where the table says so. The
+    /// provider's `schema()` shows every column nullable (see [`nullable`]);
+    /// catalogs (`pg_attribute`, `information_schema`) report this one.
+    pub fn declared_schema(&self) -> SchemaRef {
+        self.inner.spec.schema.clone()
+    }
+
     /// Insert rows (columns in table order, any nullability) as one
     /// statement; returns the row count once durable.
     pub async fn insert(&self, batches: Vec<RecordBatch>) -> Result<u64> {

@@ -2,6 +2,7 @@
 //!
 //! - [`ddl`]: `CREATE TABLE`, `CREATE VIEW`, `DROP`, and replaying the catalog on start.
 //! - [`dml`]: tables Weir owns: CREATE TABLE, INSERT, UPDATE, DELETE, COPY.
+//! - [`insert_fast`]: INSERT ... VALUES of plain values, without DataFusion.
 //! - [`explain`]: `EXPLAIN` as Postgres shapes it.
 //! - [`stream`]: streams, materialized views, SUBSCRIBE, FLUSH.
 //! - [`sink`]: `CREATE SINK`: a view's rows written out.
@@ -10,6 +11,7 @@
 pub mod ddl;
 pub mod dml;
 pub mod explain;
+pub mod insert_fast;
 pub mod show;
 pub mod sink;
 pub mod stream;
