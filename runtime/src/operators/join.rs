@@ -2,8 +2,12 @@
 //! with a primary key) and both maintained: a symmetric hash join.
 //!
 //! One instance runs per join worker and owns the keys the exchange sends
-//! it. Each side keeps its rows by join key, as Arrow row-format bytes with
-//! a count (a multiset, so duplicates and retractions are exact). A row in
+//! it. Each side keeps its rows by join key. An updating side (a table with
+//! a primary key) keeps them as Arrow row-format bytes with a count (a
+//! multiset, so duplicates and retractions are exact); an append-only side
+//! (a stream) keeps its batches as they came and, per key, where its rows
+//! are, so nothing is copied per row and pairs are gathered with
+//! `interleave`. A row in
 //! on one side is matched against the other side's rows of its key, and the
 //! pairs are emitted with the row's op: an insert inserts its pairs, a
 //! retraction retracts them. A LEFT JOIN also keeps the null-padded row of
@@ -27,8 +31,10 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, Int8Array, Int64Array, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::take;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int8Array, Int64Array, RecordBatch, UInt32Array,
+};
+use datafusion::arrow::compute::{interleave, take};
 use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{HashMap, Result, exec_err};
@@ -71,26 +77,70 @@ impl JoinSpec {
     }
 }
 
-/// One side's rows: key -> row -> how many times it is there.
-type Rows = HashMap<Box<[u8]>, HashMap<Box<[u8]>, i64>>;
+/// Row-format rows of one key, each with how many times it is there.
+type Counts = HashMap<Box<[u8]>, i64>;
+
+/// One side's rows by key.
+enum Stored {
+    /// An updating side: key -> row (row format) -> how many times it is
+    /// there, so a retraction finds its row.
+    Counted(HashMap<Box<[u8]>, Counts>),
+    /// An append-only side (a stream): its batches as they came, and per key
+    /// where its rows are. Nothing is re-encoded or copied per row; pairs
+    /// are gathered from the batches.
+    Appended {
+        batches: Vec<RecordBatch>,
+        by_key: HashMap<Box<[u8]>, Vec<(u32, u32)>>,
+    },
+}
 
 struct Side {
     keys: RowConverter,
     rows: RowConverter,
-    state: Rows,
+    stored: Stored,
 }
+
+impl Side {
+    /// How many rows the side has for `key`.
+    fn count(&self, key: &[u8]) -> i64 {
+        match &self.stored {
+            Stored::Counted(map) => map.get(key).map_or(0, |m| m.values().sum()),
+            Stored::Appended { by_key, .. } => by_key.get(key).map_or(0, |v| v.len() as i64),
+        }
+    }
+
+    /// The side's rows for `key`, each with how many times it is there.
+    fn matches(&self, key: &[u8]) -> Vec<(Part<'_>, i64)> {
+        match &self.stored {
+            Stored::Counted(map) => map.get(key).map_or_else(Vec::new, |m| {
+                m.iter().map(|(row, &c)| (Part::Row(row), c)).collect()
+            }),
+            Stored::Appended { by_key, .. } => by_key.get(key).map_or_else(Vec::new, |v| {
+                v.iter().map(|&(b, r)| (Part::At(b, r), 1)).collect()
+            }),
+        }
+    }
+}
+
+/// One side's row in an output row.
+#[derive(Clone, Copy)]
+enum Part<'a> {
+    /// NULLs (the right side of an unmatched LEFT JOIN row).
+    Null,
+    /// A row in the row format.
+    Row(&'a [u8]),
+    /// Row `1` of stored batch `0` (an append-only side).
+    At(u32, u32),
+}
+
+/// An output row: the left part, the right part, the op.
+type Pair<'a> = (Part<'a>, Part<'a>, i8);
 
 /// One worker's join.
 pub struct JoinOperator {
     spec: Arc<JoinSpec>,
     sides: [Side; 2],
 }
-
-/// One side's row in an output row (`None`: NULLs).
-type Part = Option<Box<[u8]>>;
-
-/// An output row: the left row, the right row, the op.
-type Pair = (Part, Part, i8);
 
 impl JoinOperator {
     /// A new, empty join.
@@ -109,7 +159,14 @@ impl JoinOperator {
                         .map(|f| SortField::new(f.data_type().clone()))
                         .collect(),
                 )?,
-                state: HashMap::default(),
+                stored: if spec.input_changelog[i] {
+                    Stored::Counted(HashMap::default())
+                } else {
+                    Stored::Appended {
+                        batches: Vec::new(),
+                        by_key: HashMap::default(),
+                    }
+                },
             })
         };
         let sides = [side(0)?, side(1)?];
@@ -143,166 +200,132 @@ impl JoinOperator {
             .iter()
             .map(|k| k.evaluate(batch)?.into_array(n))
             .collect::<Result<Vec<_>>>()?;
-        let key_rows = self.sides[side].keys.convert_columns(&keys)?;
-        let rows = self.sides[side]
-            .rows
-            .convert_columns(&batch.columns()[..width])?;
         let left_join = self.spec.kind == JoinKind::Left;
-        let other = 1 - side;
-        let mut out: Vec<Pair> = Vec::new();
-        let pair = |mine: &[u8], theirs: Option<&[u8]>| -> (Part, Part) {
-            let mine = Some(mine.into());
-            let theirs = theirs.map(Into::into);
-            if side == 0 {
-                (mine, theirs)
-            } else {
-                (theirs, mine)
+        let (mine, theirs) = match &mut self.sides {
+            [left, right] if side == 0 => (left, &*right),
+            [left, right] => (right, &*left),
+        };
+        let key_rows = mine.keys.convert_columns(&keys)?;
+        // The input's rows as this side keeps them: row-format bytes for an
+        // updating side, a stored batch for an append-only one.
+        let (rows, stored_at) = match &mut mine.stored {
+            Stored::Counted(_) => (
+                Some(mine.rows.convert_columns(&batch.columns()[..width])?),
+                0,
+            ),
+            Stored::Appended { batches, .. } => {
+                batches.push(batch.project(&(0..width).collect::<Vec<_>>())?);
+                (None, (batches.len() - 1) as u32)
             }
         };
+        let this = |i: usize| match &rows {
+            Some(rows) => Part::Row(rows.row(i).data()),
+            None => Part::At(stored_at, i as u32),
+        };
+        fn pair<'a>(side: usize, mine: Part<'a>, other: Part<'a>) -> (Part<'a>, Part<'a>) {
+            if side == 0 {
+                (mine, other)
+            } else {
+                (other, mine)
+            }
+        }
+        let mut out: Vec<Pair<'_>> = Vec::new();
         for i in 0..n {
             let op = ops.as_ref().map_or(1, |o| o.value(i));
-            let row = rows.row(i);
             if keys.iter().any(|k| k.is_null(i)) {
                 if left_join && side == 0 {
-                    out.push((Some(row.as_ref().into()), None, op));
+                    out.push((this(i), Part::Null, op));
                 }
                 continue;
             }
             let key = key_rows.row(i);
-            let matches = self.sides[other].state.get(key.as_ref());
+            let matches = theirs.matches(key.as_ref());
             if side == 1 && left_join {
                 // The right side of a LEFT JOIN: the null-padded left rows
                 // go when the key's first right row comes, and come back
                 // when its last one goes.
-                let before: i64 = self.sides[1]
-                    .state
-                    .get(key.as_ref())
-                    .map_or(0, |m| m.values().sum());
+                let before = mine.count(key.as_ref());
                 let after = before + op as i64;
-                let lefts = matches;
-                if let Some(lefts) = lefts {
-                    if before <= 0 && after > 0 {
-                        for (l, &c) in lefts {
-                            for _ in 0..c {
-                                out.push((Some(l.clone()), None, -1));
-                            }
-                        }
-                    }
-                    for (l, &c) in lefts {
+                if before <= 0 && after > 0 {
+                    for &(l, c) in &matches {
                         for _ in 0..c {
-                            out.push((Some(l.clone()), Some(row.as_ref().into()), op));
+                            out.push((l, Part::Null, -1));
                         }
                     }
-                    if before > 0 && after <= 0 {
-                        for (l, &c) in lefts {
-                            for _ in 0..c {
-                                out.push((Some(l.clone()), None, 1));
-                            }
+                }
+                for &(l, c) in &matches {
+                    for _ in 0..c {
+                        out.push((l, this(i), op));
+                    }
+                }
+                if before > 0 && after <= 0 {
+                    for &(l, c) in &matches {
+                        for _ in 0..c {
+                            out.push((l, Part::Null, 1));
                         }
                     }
                 }
             } else {
                 let mut matched = false;
-                if let Some(theirs) = matches {
-                    for (t, &c) in theirs {
-                        if c > 0 {
-                            matched = true;
-                        }
-                        for _ in 0..c {
-                            let (l, r) = pair(row.as_ref(), Some(t));
-                            out.push((l, r, op));
-                        }
+                for &(t, c) in &matches {
+                    matched |= c > 0;
+                    for _ in 0..c {
+                        let (l, r) = pair(side, this(i), t);
+                        out.push((l, r, op));
                     }
                 }
                 if left_join && !matched {
-                    out.push((Some(row.as_ref().into()), None, op));
+                    out.push((this(i), Part::Null, op));
                 }
             }
-            // Look up before inserting: keys and rows are copied only when new.
-            let state = &mut self.sides[side].state;
-            if !state.contains_key(key.as_ref()) {
-                state.insert(key.as_ref().into(), HashMap::default());
-            }
-            let Some(per_key) = state.get_mut(key.as_ref()) else {
-                continue;
-            };
-            let count = match per_key.get_mut(row.as_ref()) {
-                Some(count) => {
-                    *count += op as i64;
-                    *count
-                }
-                None => {
-                    per_key.insert(row.as_ref().into(), op as i64);
-                    op as i64
-                }
-            };
-            if count == 0 {
-                per_key.remove(row.as_ref());
-                if per_key.is_empty() {
-                    state.remove(key.as_ref());
-                }
-            }
-        }
-        Ok(self.pairs_batch(out)?.into_iter().collect())
-    }
-
-    fn pairs_batch(&self, pairs: Vec<Pair>) -> Result<Option<RecordBatch>> {
-        if pairs.is_empty() {
-            return Ok(None);
-        }
-        let mut columns = Vec::with_capacity(self.spec.output_schema.fields().len() + 1);
-        for (s, side) in self.sides.iter().enumerate() {
-            let present: Vec<&[u8]> = pairs
-                .iter()
-                .filter_map(|p| {
-                    if s == 0 {
-                        p.0.as_deref()
-                    } else {
-                        p.1.as_deref()
+            // The row joins this side's state only now: it was matched
+            // against the other side as it was when it arrived.
+            match (&mut mine.stored, &rows) {
+                (Stored::Counted(state), Some(rows)) => {
+                    let row = rows.row(i);
+                    // Look up before inserting: keys and rows are copied
+                    // only when new.
+                    if !state.contains_key(key.as_ref()) {
+                        state.insert(key.as_ref().into(), HashMap::default());
                     }
-                })
-                .collect();
-            let parser = side.rows.parser();
-            let mut encoded = side.rows.empty_rows(present.len(), 0);
-            for bytes in &present {
-                encoded.push(parser.parse(bytes));
-            }
-            let arrays = side.rows.convert_rows(&encoded)?;
-            let mut next = 0u32;
-            let indices: UInt32Array = pairs
-                .iter()
-                .map(|p| {
-                    let there = if s == 0 { p.0.is_some() } else { p.1.is_some() };
-                    there.then(|| {
-                        next += 1;
-                        next - 1
-                    })
-                })
-                .collect();
-            for array in arrays {
-                columns.push(
-                    if indices.null_count() == 0 && indices.len() == array.len() {
-                        array
-                    } else {
-                        take(array.as_ref(), &indices, None)?
-                    },
-                );
+                    let Some(per_key) = state.get_mut(key.as_ref()) else {
+                        continue;
+                    };
+                    let op = op as i64;
+                    let count = match per_key.get_mut(row.as_ref()) {
+                        Some(count) => {
+                            *count += op;
+                            *count
+                        }
+                        None => {
+                            per_key.insert(row.as_ref().into(), op);
+                            op
+                        }
+                    };
+                    if count == 0 {
+                        per_key.remove(row.as_ref());
+                        if per_key.is_empty() {
+                            state.remove(key.as_ref());
+                        }
+                    }
+                }
+                (Stored::Appended { by_key, .. }, _) => match by_key.get_mut(key.as_ref()) {
+                    Some(list) => list.push((stored_at, i as u32)),
+                    None => {
+                        by_key.insert(key.as_ref().into(), vec![(stored_at, i as u32)]);
+                    }
+                },
+                (Stored::Counted(_), None) => {
+                    return exec_err!("an updating join side without its rows");
+                }
             }
         }
-        let schema = self.spec.output_schema.clone();
-        let columns = crate::operators::aggregate::conform(&schema, columns)?;
-        if self.is_changelog() {
-            let mut columns = columns;
-            columns.push(Arc::new(Int8Array::from(
-                pairs.iter().map(|p| p.2).collect::<Vec<_>>(),
-            )));
-            Ok(Some(RecordBatch::try_new(
-                changelog_schema(&schema),
-                columns,
-            )?))
+        let sides = if side == 0 {
+            [&*mine, theirs]
         } else {
-            Ok(Some(RecordBatch::try_new(schema, columns)?))
-        }
+            [theirs, &*mine]
+        };
+        Ok(pairs_batch(&self.spec, sides, &out)?.into_iter().collect())
     }
 
     /// Both sides' rows with their counts, whole (at a barrier).
@@ -312,21 +335,38 @@ impl JoinOperator {
             ..Default::default()
         };
         for (s, side) in self.sides.iter().enumerate() {
-            let total: usize = side.state.values().map(|m| m.len()).sum();
-            if total == 0 {
-                continue;
-            }
-            let parser = side.rows.parser();
-            let mut encoded = side.rows.empty_rows(total, 0);
-            let mut counts = Vec::with_capacity(total);
-            for per_key in side.state.values() {
-                for (row, &count) in per_key {
-                    encoded.push(parser.parse(row));
-                    counts.push(count);
+            let mut columns = match &side.stored {
+                Stored::Counted(state) => {
+                    let total: usize = state.values().map(|m| m.len()).sum();
+                    if total == 0 {
+                        continue;
+                    }
+                    let parser = side.rows.parser();
+                    let mut encoded = side.rows.empty_rows(total, 0);
+                    let mut counts = Vec::with_capacity(total);
+                    for per_key in state.values() {
+                        for (row, &count) in per_key {
+                            encoded.push(parser.parse(row));
+                            counts.push(count);
+                        }
+                    }
+                    let mut columns = side.rows.convert_rows(&encoded)?;
+                    columns.push(Arc::new(Int64Array::from(counts)) as ArrayRef);
+                    columns
                 }
-            }
-            let mut columns = side.rows.convert_rows(&encoded)?;
-            columns.push(Arc::new(Int64Array::from(counts)));
+                Stored::Appended { batches, .. } => {
+                    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                    if total == 0 {
+                        continue;
+                    }
+                    let whole =
+                        datafusion::arrow::compute::concat_batches(&batches[0].schema(), batches)?;
+                    let mut columns = whole.columns().to_vec();
+                    columns.push(Arc::new(Int64Array::from(vec![1i64; total])) as ArrayRef);
+                    columns
+                }
+            };
+            columns.truncate(self.spec.inputs[s].fields().len() + 1);
             let mut fields: Vec<Arc<Field>> =
                 self.spec.inputs[s].fields().iter().cloned().collect();
             fields.push(Arc::new(Field::new("__weir_count", DataType::Int64, false)));
@@ -376,18 +416,121 @@ impl JoinOperator {
                 .collect::<Result<Vec<_>>>()?;
             let side = &mut self.sides[s];
             let key_rows = side.keys.convert_columns(&keys)?;
-            let rows = side.rows.convert_columns(&mine.columns()[..width])?;
             let counts = mine.column(width).as_primitive::<Int64Type>();
-            for i in 0..n {
-                *side
-                    .state
-                    .entry(key_rows.row(i).as_ref().into())
-                    .or_default()
-                    .entry(rows.row(i).as_ref().into())
-                    .or_insert(0) += counts.value(i);
+            match &mut side.stored {
+                Stored::Counted(state) => {
+                    let rows = side.rows.convert_columns(&mine.columns()[..width])?;
+                    for i in 0..n {
+                        *state
+                            .entry(key_rows.row(i).as_ref().into())
+                            .or_default()
+                            .entry(rows.row(i).as_ref().into())
+                            .or_insert(0) += counts.value(i);
+                    }
+                }
+                Stored::Appended { batches, by_key } => {
+                    // A row counted twice is there twice.
+                    let repeat: Vec<u32> = (0..n as u32)
+                        .flat_map(|i| {
+                            std::iter::repeat_n(i, counts.value(i as usize).max(0) as usize)
+                        })
+                        .collect();
+                    let rows = RecordBatch::try_new(
+                        self.spec.inputs[s].clone(),
+                        mine.columns()[..width]
+                            .iter()
+                            .map(|c| take(c.as_ref(), &UInt32Array::from(repeat.clone()), None))
+                            .collect::<std::result::Result<Vec<_>, _>>()?,
+                    )?;
+                    let at = batches.len() as u32;
+                    for (r, &i) in repeat.iter().enumerate() {
+                        by_key
+                            .entry(key_rows.row(i as usize).as_ref().into())
+                            .or_default()
+                            .push((at, r as u32));
+                    }
+                    batches.push(rows);
+                }
             }
         }
         Ok(())
+    }
+}
+
+/// The output rows of `pairs`: each side's columns gathered from its stored
+/// batches or decoded from the row format, NULLs where a part is missing.
+fn pairs_batch<'a>(
+    spec: &JoinSpec,
+    sides: [&Side; 2],
+    pairs: &[Pair<'a>],
+) -> Result<Option<RecordBatch>> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut columns = Vec::with_capacity(spec.output_schema.fields().len() + 1);
+    for (s, side) in sides.into_iter().enumerate() {
+        let part = |p: &Pair<'a>| -> Part<'a> { if s == 0 { p.0 } else { p.1 } };
+        // Where each output row's part is among the gathered ones.
+        let mut next = 0u32;
+        let indices: UInt32Array = pairs
+            .iter()
+            .map(|p| match part(p) {
+                Part::Null => None,
+                _ => {
+                    next += 1;
+                    Some(next - 1)
+                }
+            })
+            .collect();
+        let gathered: Vec<ArrayRef> = match &side.stored {
+            Stored::Counted(_) => {
+                let parser = side.rows.parser();
+                let mut encoded = side.rows.empty_rows(next as usize, 0);
+                for p in pairs {
+                    if let Part::Row(bytes) = part(p) {
+                        encoded.push(parser.parse(bytes));
+                    }
+                }
+                side.rows.convert_rows(&encoded)?
+            }
+            Stored::Appended { batches, .. } => {
+                let at: Vec<(usize, usize)> = pairs
+                    .iter()
+                    .filter_map(|p| match part(p) {
+                        Part::At(b, r) => Some((b as usize, r as usize)),
+                        _ => None,
+                    })
+                    .collect();
+                (0..spec.inputs[s].fields().len())
+                    .map(|c| {
+                        let arrays: Vec<&dyn Array> =
+                            batches.iter().map(|b| b.column(c).as_ref()).collect();
+                        Ok(interleave(&arrays, &at)?)
+                    })
+                    .collect::<Result<_>>()?
+            }
+        };
+        for array in gathered {
+            columns.push(if indices.null_count() == 0 {
+                array
+            } else {
+                take(array.as_ref(), &indices, None)?
+            });
+        }
+    }
+    let schema = spec.output_schema.clone();
+    let columns = crate::operators::aggregate::conform(&schema, columns)?;
+    if spec.changelog() {
+        let mut columns = columns;
+        columns.push(Arc::new(Int8Array::from(
+            pairs.iter().map(|p| p.2).collect::<Vec<_>>(),
+        )));
+        Ok(Some(RecordBatch::try_new(
+            changelog_schema(&schema),
+            columns,
+        )?))
+    } else {
+        Ok(Some(RecordBatch::try_new(schema, columns)?))
     }
 }
 
