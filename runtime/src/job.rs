@@ -608,11 +608,21 @@ pub fn start(
 }
 
 /// What a stage restores: its old workers' chunks and largest watermark.
-#[derive(Default)]
 struct Restoring {
     restored: bool,
     watermark: i64,
     chunks: Vec<(String, RecordBatch)>,
+}
+
+impl Default for Restoring {
+    fn default() -> Self {
+        Self {
+            restored: false,
+            // No watermark seen yet.
+            watermark: i64::MIN,
+            chunks: Vec::new(),
+        }
+    }
 }
 
 /// One input of a plan: the left (or only) one, or a join's right one.
