@@ -348,13 +348,18 @@ impl Engine {
             WeirStatement::Flush => statements::stream::flush(self).await,
             WeirStatement::CreateSink(create) => statements::sink::create(self, create).await,
             WeirStatement::Dml(dml) => {
+                // Each statement commits on its own: a later ROLLBACK is told.
+                session.note_write();
                 match statements::insert_fast::execute(self, &dml, params.as_ref()).await? {
                     Some(output) => Ok(output),
                     None => statements::dml::execute(self, dml, sql, params).await,
                 }
             }
             WeirStatement::Copy(copy) if copy.to => statements::dml::copy_to(self, copy).await,
-            WeirStatement::Copy(copy) => statements::dml::copy_from(self, copy),
+            WeirStatement::Copy(copy) => {
+                session.note_write();
+                statements::dml::copy_from(self, copy)
+            }
         }
     }
 

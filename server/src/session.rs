@@ -189,6 +189,8 @@ const READ_ONLY: &[&str] = &[
 #[derive(Debug, Default)]
 pub struct Session {
     overrides: Mutex<BTreeMap<String, String>>,
+    /// Wrote to a table Weir owns since the last BEGIN, COMMIT or ROLLBACK.
+    wrote: std::sync::atomic::AtomicBool,
 }
 
 /// A change a client should hear about (a ParameterStatus message).
@@ -204,6 +206,16 @@ impl Session {
     /// A session with every setting at its default.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The session wrote to a table Weir owns.
+    pub fn note_write(&self) {
+        self.wrote.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Did it write since the last call? (and start counting afresh)
+    pub fn take_writes(&self) -> bool {
+        self.wrote.swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `SET name = value` (or back to the default when `value` is `None`).

@@ -302,6 +302,48 @@ fn psql(server: &WeirProcess, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// Each statement commits on its own, so ROLLBACK cannot undo a write: the
+/// client is warned (only when the transaction wrote).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_after_a_write_warns() {
+    if !common::have("psql", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start(dir.path());
+    let (ok, out) = psql(
+        &server,
+        &[
+            "-c",
+            "CREATE TABLE r (id BIGINT PRIMARY KEY)",
+            "-c",
+            "BEGIN",
+            "-c",
+            "SELECT 1",
+            "-c",
+            "ROLLBACK",
+        ],
+    );
+    assert!(ok && !out.contains("WARNING"), "{out}");
+    let (ok, out) = psql(
+        &server,
+        &[
+            "-c",
+            "BEGIN",
+            "-c",
+            "INSERT INTO r VALUES (1)",
+            "-c",
+            "ROLLBACK",
+            "-c",
+            "SELECT count(*) FROM r",
+        ],
+    );
+    assert!(
+        ok && out.contains("WARNING:  ROLLBACK does not undo writes to tables Weir owns"),
+        "{out}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_copy_and_command_tags() {
     if !common::have("psql", &["--version"]) {

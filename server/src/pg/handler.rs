@@ -192,8 +192,28 @@ where
         Output::CopyOut { batches, options } => {
             copy_out_response(copy_out_data(batches, options, session.time_zone()))
         }
-        Output::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
-        Output::TransactionEnd(tag) => Response::TransactionEnd(Tag::new(tag)),
+        Output::TransactionStart => {
+            session.take_writes();
+            Response::TransactionStart(Tag::new("BEGIN"))
+        }
+        Output::TransactionEnd(tag) => {
+            // Writes to tables Weir owns commit statement by statement, so a
+            // ROLLBACK cannot undo them: say so rather than let the client
+            // believe they are gone.
+            if session.take_writes() && tag == "ROLLBACK" {
+                client
+                    .feed(PgWireBackendMessage::NoticeResponse(
+                        pgwire::error::ErrorInfo::new(
+                            "WARNING".into(),
+                            "01000".into(),
+                            "ROLLBACK does not undo writes to tables Weir owns: each statement was committed when it completed".into(),
+                        )
+                        .into(),
+                    ))
+                    .await?;
+            }
+            Response::TransactionEnd(Tag::new(tag))
+        }
     })
 }
 
