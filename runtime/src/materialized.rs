@@ -399,7 +399,7 @@ impl ViewSink {
             let changelog = self.view.is_changelog();
             for batch in contents {
                 sink.apply(if changelog {
-                    as_inserts(&batch)?
+                    crate::operators::aggregate::with_op(&batch, 1)?
                 } else {
                     batch
                 })?;
@@ -413,19 +413,6 @@ impl ViewSink {
     pub fn detach(&self, name: &str) {
         self.sinks.lock().retain(|(n, _)| n != name);
     }
-}
-
-/// A snapshot batch of an updating view as changelog inserts.
-fn as_inserts(batch: &RecordBatch) -> Result<RecordBatch> {
-    let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(datafusion::arrow::array::Int8Array::from(vec![
-        1i8;
-        batch.num_rows()
-    ])));
-    Ok(RecordBatch::try_new(
-        crate::operators::aggregate::changelog_schema(&batch.schema()),
-        columns,
-    )?)
 }
 
 impl Sink for ViewSink {
@@ -488,7 +475,7 @@ impl Sink for ViewSink {
             if state.is_empty() && pending.is_empty() {
                 for batch in &contents {
                     sink.apply(if self.view.is_changelog() {
-                        as_inserts(batch)?
+                        crate::operators::aggregate::with_op(batch, 1)?
                     } else {
                         batch.clone()
                     })?;

@@ -87,29 +87,42 @@ struct TableReader {
 #[async_trait]
 impl SourceReader for TableReader {
     async fn next_batch(&mut self) -> Option<datafusion::common::Result<RecordBatch>> {
-        loop {
-            // Marked seen before reading, so a commit after the read wakes
-            // the wait below. Cancel-safe: nothing changes until a batch is
-            // returned.
-            self.durable.borrow_and_update();
-            let from = self.read.load(Ordering::Acquire);
-            match self.table.inner.rows_after(from) {
-                Ok(Some(batch)) => {
-                    self.read
-                        .store(from + batch.num_rows() as u64, Ordering::Release);
-                    return Some(Ok(batch));
-                }
-                Ok(None) => {}
-                Err(err) => return Some(Err(err.into())),
+        let (table, read) = (&self.table, &self.read);
+        when_durable(&mut self.durable, || {
+            let from = read.load(Ordering::Acquire);
+            let batch = table.inner.rows_after(from)?;
+            if let Some(batch) = &batch {
+                read.store(from + batch.num_rows() as u64, Ordering::Release);
             }
-            if self.durable.changed().await.is_err() {
-                return None;
-            }
-        }
+            Ok(batch)
+        })
+        .await
     }
 
     fn position(&self) -> SourcePosition {
         SourcePosition(self.read.load(Ordering::Acquire))
+    }
+}
+
+/// Call `read` until it finds something, again each time more of the log is
+/// durable; `None` once the log is gone. Cancel-safe as long as `read`
+/// changes nothing when it finds nothing.
+async fn when_durable<T>(
+    durable: &mut watch::Receiver<Lsn>,
+    mut read: impl FnMut() -> crate::error::Result<Option<T>>,
+) -> Option<datafusion::common::Result<T>> {
+    loop {
+        // Marked seen before reading, so a commit after the read wakes the
+        // wait below.
+        durable.borrow_and_update();
+        match read() {
+            Ok(Some(found)) => return Some(Ok(found)),
+            Ok(None) => {}
+            Err(err) => return Some(Err(err.into())),
+        }
+        if durable.changed().await.is_err() {
+            return None;
+        }
     }
 }
 
@@ -226,15 +239,8 @@ impl ChangelogReader {
         let rows: Vec<RecordBatch> = batches
             .iter()
             .filter(|b| b.num_rows() > 0)
-            .map(|b| {
-                let mut columns = b.columns().to_vec();
-                columns.push(Arc::new(datafusion::arrow::array::Int8Array::from(vec![
-                    1i8;
-                    b.num_rows()
-                ])));
-                RecordBatch::try_new(schema.clone(), columns)
-            })
-            .collect::<std::result::Result<_, _>>()?;
+            .map(|b| weir_runtime::operators::aggregate::with_op(b, 1))
+            .collect::<datafusion::common::Result<_>>()?;
         // One batch: a barrier between two parts of it would record a
         // position no restart could resume from.
         let batch = datafusion::arrow::compute::concat_batches(&schema, &rows)?;
@@ -254,22 +260,17 @@ impl SourceReader for ChangelogReader {
                 Err(err) => return Some(Err(err)),
             }
         }
-        loop {
-            self.durable.borrow_and_update();
-            let after = self.read.load(Ordering::Acquire) - 1;
-            match self.table.changes_after(after, CHANGES_PER_BATCH) {
-                Ok(Some((last, batch))) => {
-                    self.read.store(last + 1, Ordering::Release);
-                    self.table.release_history();
-                    return Some(Ok(batch));
-                }
-                Ok(None) => {}
-                Err(err) => return Some(Err(err.into())),
-            }
-            if self.durable.changed().await.is_err() {
-                return None;
-            }
-        }
+        let (table, read) = (&self.table, &self.read);
+        when_durable(&mut self.durable, || {
+            let after = read.load(Ordering::Acquire) - 1;
+            let Some((last, batch)) = table.changes_after(after, CHANGES_PER_BATCH)? else {
+                return Ok(None);
+            };
+            read.store(last + 1, Ordering::Release);
+            table.release_history();
+            Ok(Some(batch))
+        })
+        .await
     }
 
     fn position(&self) -> SourcePosition {

@@ -148,18 +148,9 @@ impl TableData {
         let schema = weir_runtime::operators::aggregate::changelog_schema(&self.schema);
         let mut parts = Vec::new();
         for (batch, op) in [(deleted, -1i8), (inserted, 1i8)] {
-            let Some(batch) = batch.filter(|b| b.num_rows() > 0) else {
-                continue;
-            };
-            let mut columns = batch.columns().to_vec();
-            columns.push(Arc::new(datafusion::arrow::array::Int8Array::from(vec![
-                op;
-                batch.num_rows()
-            ])));
-            parts.push(
-                RecordBatch::try_new(schema.clone(), columns)
-                    .map_err(|e| ConnectorError::DataFusion(e.into()))?,
-            );
+            if let Some(batch) = batch.filter(|b| b.num_rows() > 0) {
+                parts.push(weir_runtime::operators::aggregate::with_op(batch, op)?);
+            }
         }
         if !parts.is_empty() {
             let change = concat_batches(&schema, &parts)

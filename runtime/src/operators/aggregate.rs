@@ -51,6 +51,16 @@ pub fn changelog_schema(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// `batch` as a changelog whose every row has op `op` (1 insert, -1 delete).
+pub fn with_op(batch: &RecordBatch, op: i8) -> Result<RecordBatch> {
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(Int8Array::from(vec![op; batch.num_rows()])));
+    Ok(RecordBatch::try_new(
+        changelog_schema(&batch.schema()),
+        columns,
+    )?)
+}
+
 /// One worker's aggregate.
 pub struct AggregateOperator {
     spec: Arc<AggregateSpec>,

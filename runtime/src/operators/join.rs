@@ -110,15 +110,21 @@ impl Side {
     }
 
     /// The side's rows for `key`, each with how many times it is there.
-    fn matches(&self, key: &[u8]) -> Vec<(Part<'_>, i64)> {
-        match &self.stored {
-            Stored::Counted(map) => map.get(key).map_or_else(Vec::new, |m| {
-                m.iter().map(|(row, &c)| (Part::Row(row), c)).collect()
-            }),
-            Stored::Appended { by_key, .. } => by_key.get(key).map_or_else(Vec::new, |v| {
-                v.iter().map(|&(b, r)| (Part::At(b, r), 1)).collect()
-            }),
-        }
+    /// An iterator, not a list: it runs once per input row.
+    fn matches(&self, key: &[u8]) -> impl Iterator<Item = (Part<'_>, i64)> + Clone {
+        let (counted, appended) = match &self.stored {
+            Stored::Counted(map) => (map.get(key), None),
+            Stored::Appended { by_key, .. } => (None, by_key.get(key)),
+        };
+        let counted = counted
+            .into_iter()
+            .flatten()
+            .map(|(row, &c)| (Part::Row(row), c));
+        let appended = appended
+            .into_iter()
+            .flatten()
+            .map(|&(b, r)| (Part::At(b, r), 1));
+        counted.chain(appended)
     }
 }
 
@@ -247,19 +253,19 @@ impl JoinOperator {
                 let before = mine.count(key.as_ref());
                 let after = before + op as i64;
                 if before <= 0 && after > 0 {
-                    for &(l, c) in &matches {
+                    for (l, c) in matches.clone() {
                         for _ in 0..c {
                             out.push((l, Part::Null, -1));
                         }
                     }
                 }
-                for &(l, c) in &matches {
+                for (l, c) in matches.clone() {
                     for _ in 0..c {
                         out.push((l, this(i), op));
                     }
                 }
                 if before > 0 && after <= 0 {
-                    for &(l, c) in &matches {
+                    for (l, c) in matches.clone() {
                         for _ in 0..c {
                             out.push((l, Part::Null, 1));
                         }
@@ -267,7 +273,7 @@ impl JoinOperator {
                 }
             } else {
                 let mut matched = false;
-                for &(t, c) in &matches {
+                for (t, c) in matches.clone() {
                     matched |= c > 0;
                     for _ in 0..c {
                         let (l, r) = pair(side, this(i), t);
