@@ -12,8 +12,8 @@ cd "$(dirname "$0")/.."
 KEYS=${1:-1000000}
 RATE=${2:-100000}
 SECONDS_TO_RUN=${3:-30}
-WEIR=target/release/weir
-[ -x "$WEIR" ] || cargo build --release --bin weir
+WEIR=target/${PROFILE:-dist}/weir
+[ -x "$WEIR" ] || cargo build --profile "${PROFILE:-dist}" --bin weir
 
 dir=$(mktemp -d)
 port=$(( 20000 + RANDOM % 20000 ))

@@ -18,9 +18,9 @@ cd "$(dirname "$0")/.."
 ROWS=${1:-5000000}
 DATA=bench/data/bids-$ROWS.csv
 AUCTIONS=bench/data/auctions-$ROWS.csv
-WEIR=${WEIR:-target/release/weir}
-[ -x target/release/weir-bench ] && [ -x "$WEIR" ] || cargo build --release --bin weir --bin weir-bench
-[ -f "$DATA" ] || target/release/weir-bench gen-bids --rows "$ROWS" --out "$DATA"
+WEIR=${WEIR:-target/${PROFILE:-dist}/weir}
+[ -x target/${PROFILE:-dist}/weir-bench ] && [ -x "$WEIR" ] || cargo build --profile "${PROFILE:-dist}" --bin weir --bin weir-bench
+[ -f "$DATA" ] || target/${PROFILE:-dist}/weir-bench gen-bids --rows "$ROWS" --out "$DATA"
 # Auction ids run from 1000 to 1000 + ROWS / 10 + 10 (see bench/src/main.rs).
 [ -f "$AUCTIONS" ] || seq 1000 $(( 1000 + ROWS / 10 + 10 )) | awk '{ print $1 ",cat" $1 % 50 }' > "$AUCTIONS"
 AUCTION_ROWS=$(wc -l < "$AUCTIONS")

@@ -12,7 +12,7 @@
 # engine, bench/.venv-flink from bench/requirements-flink.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-nice -n 10 cargo build --release --bin weir --bin weir-bench >&2
+nice -n 10 cargo build --profile "${PROFILE:-dist}" --bin weir --bin weir-bench >&2
 if [ ! -x bench/.venv/bin/python ] || ! bench/.venv/bin/python -c 'import duckdb, psycopg, psutil, matplotlib' 2>/dev/null; then
   python3 -m venv bench/.venv
   bench/.venv/bin/pip install -q -r bench/requirements.txt

@@ -3,7 +3,7 @@
 # Prints the milliseconds from spawn to the first answered `SELECT 1`.
 # Usage: bench/startup.sh [path/to/weir]
 set -euo pipefail
-WEIR=${1:-target/release/weir}
+WEIR=${1:-target/${PROFILE:-dist}/weir}
 dir=$(mktemp -d)
 port=$(( 20000 + RANDOM % 20000 ))
 start=$(date +%s%N)

@@ -10,15 +10,15 @@
 # and the ratios weir/postgres.
 #
 # Usage: bench/tables.sh [ROWS] [CLIENTS] [SECONDS]
-# Needs a release build (cargo build --release --bin weir), psql, pgbench
+# Needs a build (cargo build --profile dist --bin weir; PROFILE=release picks the other), psql, pgbench
 # and PostgreSQL's server binaries (apt-get install -y postgresql).
 set -euo pipefail
 ROWS=${1:-10000000}
 CLIENTS=${2:-10}
 SECONDS_=${3:-10}
-WEIR=${WEIR:-target/release/weir}
+WEIR=${WEIR:-target/${PROFILE:-dist}/weir}
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
-[ -x "$WEIR" ] || { echo "build it first: cargo build --release --bin weir" >&2; exit 1; }
+[ -x "$WEIR" ] || { echo "build it first: cargo build --profile ${PROFILE:-dist} --bin weir" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/weir-tables-bench.XXXXXX)
 chmod 755 "$work"

@@ -11,9 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-20000000}
 DATA=bench/data/bids-$ROWS.csv
-WEIR=target/release/weir
-[ -x target/release/weir-bench ] && [ -x "$WEIR" ] || cargo build --release --bin weir --bin weir-bench
-[ -f "$DATA" ] || target/release/weir-bench gen-bids --rows "$ROWS" --out "$DATA"
+WEIR=target/${PROFILE:-dist}/weir
+[ -x target/${PROFILE:-dist}/weir-bench ] && [ -x "$WEIR" ] || cargo build --profile "${PROFILE:-dist}" --bin weir --bin weir-bench
+[ -f "$DATA" ] || target/${PROFILE:-dist}/weir-bench gen-bids --rows "$ROWS" --out "$DATA"
 
 dir=$(mktemp -d)
 port=$(( 20000 + RANDOM % 20000 ))

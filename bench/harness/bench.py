@@ -425,8 +425,8 @@ def main():
     p.add_argument("--queries", default=",".join(queries.QUERIES))
     p.add_argument("--parallelism", type=int, default=2)
     p.add_argument("--checkpoint-interval", default="5s")
-    p.add_argument("--weir-bin", type=Path, default=ROOT / "target/release/weir")
-    p.add_argument("--bench-bin", type=Path, default=ROOT / "target/release/weir-bench")
+    p.add_argument("--weir-bin", type=Path, default=ROOT / "target" / os.environ.get("PROFILE", "dist") / "weir")
+    p.add_argument("--bench-bin", type=Path, default=ROOT / "target" / os.environ.get("PROFILE", "dist") / "weir-bench")
     p.add_argument("--out", type=Path, default=BENCH / "results")
     p.add_argument("--no-check", dest="check", action="store_false",
                    help="skip writing and comparing result rows (Flink then runs once)")
