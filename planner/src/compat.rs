@@ -7,8 +7,9 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, SelectItem, SetExpr,
-    Statement, visit_expressions_mut,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
+    GroupByExpr, Ident, ObjectName, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement,
+    Value, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -79,6 +80,152 @@ pub fn aggregate_scalar_subqueries(statement: &mut Statement) {
     });
 }
 
+/// `information_schema._pg_expandarray(a)` returns a set of rows `(x, n)`
+/// in Postgres; Weir's function (server `pg_functions`) returns them as a
+/// list of structs, and `unnest` turns that list into the rows. pgjdbc's
+/// key queries (`getPrimaryKeys`, `getIndexInfo`) call it in the select
+/// list and read `(keys).x`, `(keys).n`.
+pub fn expand_arrays(statement: &mut Statement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Function(function) = expr
+            && function
+                .name
+                .0
+                .last()
+                .is_some_and(|n| n.to_string().eq_ignore_ascii_case("_pg_expandarray"))
+        {
+            function.name = ObjectName::from(vec![Ident::new("_pg_expandarray")]);
+            let call = std::mem::replace(expr, Expr::value(Value::Null));
+            *expr = call_function("unnest", vec![call]);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `ARRAY(SELECT e FROM ... ORDER BY o)` (psql's `\d+`, `\du`) is, in
+/// DataFusion's terms, the scalar subquery `(SELECT array_agg(e ORDER BY o)
+/// FROM ...)`. One difference stays: over no rows it is NULL, not `{}`.
+pub fn array_subqueries(statement: &mut Statement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Function(function) = expr
+            && function.name.to_string().eq_ignore_ascii_case("array")
+            && let FunctionArguments::Subquery(query) = &function.args
+            && let Some(rewritten) = array_agg_subquery(query)
+        {
+            *expr = rewritten;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+fn array_agg_subquery(query: &Query) -> Option<Expr> {
+    let mut query = query.clone();
+    let order = query.order_by.take();
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    let [SelectItem::UnnamedExpr(element) | SelectItem::ExprWithAlias { expr: element, .. }] =
+        select.projection.as_mut_slice()
+    else {
+        return None;
+    };
+    let mut order_text = Vec::new();
+    if let Some(OrderBy {
+        kind: OrderByKind::Expressions(exprs),
+        ..
+    }) = &order
+    {
+        for o in exprs {
+            // `ORDER BY 1` names the one selected column.
+            let key = match &o.expr {
+                Expr::Value(v) if v.value == Value::Number("1".into(), false) => {
+                    element.to_string()
+                }
+                other => other.to_string(),
+            };
+            order_text.push(format!("{key}{}", o.options));
+        }
+    }
+    let order_clause = if order_text.is_empty() {
+        String::new()
+    } else {
+        format!(" ORDER BY {}", order_text.join(", "))
+    };
+    let aggregate = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("array_agg({element}{order_clause})"))
+        .and_then(|mut p| p.parse_expr())
+        .ok()?;
+    *element = aggregate;
+    Some(Expr::Subquery(Box::new(query)))
+}
+
+/// `current_setting('name' [, missing_ok])` (Grafana reads `search_path`
+/// this way) is the session's setting as text, as `SHOW name` gives it:
+/// each call on a literal name becomes that literal. `lookup` answers for
+/// the session; its error (an unknown setting) is returned unless
+/// `missing_ok` is true, in which case the call is NULL, as in Postgres.
+pub fn substitute_settings<E>(
+    statement: &mut Statement,
+    lookup: impl Fn(&str) -> std::result::Result<String, E>,
+) -> std::result::Result<(), E> {
+    let flow = visit_expressions_mut(statement, |expr| {
+        let Expr::Function(function) = expr else {
+            return ControlFlow::Continue(());
+        };
+        if !function
+            .name
+            .0
+            .last()
+            .is_some_and(|n| n.to_string().eq_ignore_ascii_case("current_setting"))
+        {
+            return ControlFlow::Continue(());
+        }
+        let FunctionArguments::List(list) = &function.args else {
+            return ControlFlow::Continue(());
+        };
+        let literal = |arg: Option<&FunctionArg>| match arg {
+            Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) => {
+                Some(v.value.clone())
+            }
+            _ => None,
+        };
+        let Some(Value::SingleQuotedString(name)) = literal(list.args.first()) else {
+            return ControlFlow::Continue(());
+        };
+        let missing_ok = matches!(literal(list.args.get(1)), Some(Value::Boolean(true)));
+        match lookup(&name) {
+            Ok(value) => *expr = Expr::value(Value::SingleQuotedString(value)),
+            Err(_) if missing_ok => *expr = Expr::value(Value::Null),
+            Err(e) => return ControlFlow::Break(e),
+        }
+        ControlFlow::Continue(())
+    });
+    match flow {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+fn call_function(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
 fn is_aggregate(expr: &Expr) -> bool {
     match expr {
         Expr::Function(function) => function
@@ -124,6 +271,57 @@ mod tests {
         assert_eq!(
             statement.to_string(),
             "SELECT a.x, (SELECT max(d.y) FROM d WHERE d.k = a.k) AS y, (SELECT count(*) FROM e) FROM a"
+        );
+    }
+
+    #[test]
+    fn expandarray_calls_are_unnested() {
+        let mut statement = parse(
+            "SELECT (information_schema._pg_expandarray(i.indkey)).n, \
+             information_schema._pg_expandarray(i.indkey) AS keys FROM pg_index i",
+        )
+        .expect("parse")
+        .remove(0);
+        expand_arrays(&mut statement);
+        assert_eq!(
+            statement.to_string(),
+            "SELECT (unnest(_pg_expandarray(i.indkey))).n, \
+             unnest(_pg_expandarray(i.indkey)) AS keys FROM pg_index i"
+        );
+    }
+
+    #[test]
+    fn settings_become_literals() {
+        let mut statement = parse(
+            "SELECT current_setting('search_path'), pg_catalog.current_setting('nope', true)",
+        )
+        .expect("parse")
+        .remove(0);
+        substitute_settings(&mut statement, |name| match name {
+            "search_path" => Ok("public".to_string()),
+            other => Err(other.to_string()),
+        })
+        .expect("known settings");
+        assert_eq!(statement.to_string(), "SELECT 'public', NULL");
+
+        let mut unknown = parse("SELECT current_setting('nope')")
+            .expect("parse")
+            .remove(0);
+        let err = substitute_settings(&mut unknown, |name| Err::<String, _>(name.to_string()));
+        assert_eq!(err, Err("nope".to_string()));
+    }
+
+    #[test]
+    fn array_subqueries_aggregate() {
+        let mut statement = parse(
+            "SELECT array_to_string(array(SELECT rolname FROM pg_roles WHERE oid = 1 ORDER BY 1), ',')",
+        )
+        .expect("parse")
+        .remove(0);
+        array_subqueries(&mut statement);
+        assert_eq!(
+            statement.to_string(),
+            "SELECT array_to_string((SELECT array_agg(rolname ORDER BY rolname) FROM pg_roles WHERE oid = 1), ',')"
         );
     }
 }

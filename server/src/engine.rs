@@ -172,6 +172,13 @@ impl Engine {
             EmptyContextProvider,
         )
         .map_err(|e| ServerError::from_datafusion(e, None))?;
+        // Weir's keys and materialized views, which the crate cannot see.
+        let keys = Arc::new(crate::pg_catalog::KeyDefinitions::default());
+        let pg_catalog = crate::pg_catalog::PgCatalog::new(
+            Arc::new(pg_catalog),
+            ctx.state().catalog_list().clone(),
+            keys.clone(),
+        );
         ctx.catalog(DATABASE)
             .ok_or_else(|| ServerError::internal("the default catalog is missing"))?
             .register_schema("pg_catalog", Arc::new(pg_catalog))
@@ -190,6 +197,10 @@ impl Engine {
             ctx.register_udtf(function.name(), function);
         }
         crate::pg_functions::register(&ctx);
+        crate::pg_catalog::register_functions(&ctx, &keys);
+        crate::pg_proc::register(&ctx)
+            .await
+            .map_err(|e| ServerError::from_datafusion(e, None))?;
         weir_runtime::windows::register(&ctx);
         let engine = Arc::new(Self {
             ctx,
@@ -255,6 +266,8 @@ impl Engine {
                 Ok(mut rewritten) if rewritten.len() == 1 => rewritten.remove(0),
                 _ => self.compat.rewrite(statement),
             };
+            weir_planner::compat::expand_arrays(&mut rewritten);
+            weir_planner::compat::array_subqueries(&mut rewritten);
             weir_planner::compat::aggregate_scalar_subqueries(&mut rewritten);
             rewritten
         } else {
@@ -305,7 +318,12 @@ impl Engine {
         params: Option<datafusion::common::ParamValues>,
     ) -> Result<Output> {
         match statement {
-            WeirStatement::Query(statement) => {
+            WeirStatement::Query(mut statement) => {
+                if sql.to_ascii_lowercase().contains("current_setting") {
+                    weir_planner::compat::substitute_settings(&mut statement, |name| {
+                        session.get(name)
+                    })?;
+                }
                 let explain = matches!(*statement, Statement::Explain { .. });
                 let rows = self.run_query(*statement, sql, params).await?;
                 if explain {

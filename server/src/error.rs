@@ -338,6 +338,15 @@ fn classify_datafusion(err: &DataFusionError, position: Option<usize>) -> Server
             if let Some(io) = inner.downcast_ref::<std::io::Error>() {
                 return classify_io(io);
             }
+            // A function that reports a setting it does not know
+            // (`current_setting`), as `SHOW` does.
+            if let Some(ServerError::UndefinedObject { message }) =
+                inner.downcast_ref::<ServerError>()
+            {
+                return ServerError::UndefinedObject {
+                    message: message.clone(),
+                };
+            }
             if let Some(RuntimeError::Panic(message)) = inner.downcast_ref::<RuntimeError>() {
                 return ServerError::internal(message.clone());
             }

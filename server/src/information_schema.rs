@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::array::{Array, ArrayRef, Int32Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::information_schema::InformationSchemaProvider;
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider,
@@ -26,46 +26,208 @@ use weir_connectors::table_store::OwnedTable;
 #[derive(Debug)]
 pub struct PgInformationSchema {
     inner: InformationSchemaProvider,
+    /// The session's catalogs, for the primary keys of tables Weir owns.
+    catalogs: Arc<dyn CatalogProviderList>,
 }
 
 impl PgInformationSchema {
     /// Over every catalog in `catalogs`.
     pub fn new(catalogs: Arc<dyn CatalogProviderList>) -> Self {
         Self {
-            inner: InformationSchemaProvider::new(Arc::new(ClientCatalogs::new(catalogs))),
+            inner: InformationSchemaProvider::new(Arc::new(ClientCatalogs::new(catalogs.clone()))),
+            catalogs,
         }
     }
 }
 
+/// The views DataFusion's `information_schema` lacks, which BI tools read
+/// for keys (Metabase, Grafana, hand-written queries).
+const KEY_VIEWS: [&str; 3] = [
+    "table_constraints",
+    "key_column_usage",
+    "constraint_column_usage",
+];
+
 #[async_trait]
 impl SchemaProvider for PgInformationSchema {
     fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
+        let mut names = self.inner.table_names();
+        names.extend(KEY_VIEWS.iter().map(|v| v.to_string()));
+        names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let lower = name.to_ascii_lowercase();
+        if let Some(view) = KEY_VIEWS.iter().find(|v| **v == lower) {
+            return Ok(Some(Arc::new(KeyView {
+                view: *view,
+                schema: key_view_schema(view),
+                catalogs: self.catalogs.clone(),
+            })));
+        }
         let table = self.inner.table(name).await?;
-        Ok(match (name.to_ascii_lowercase().as_str(), table) {
-            ("columns", Some(inner)) => Some(Arc::new(PgColumns { inner })),
+        Ok(match (lower.as_str(), table) {
+            ("columns", Some(inner)) => Some(Arc::new(PgColumns::new(inner))),
             (_, table) => table,
         })
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        self.inner.table_exist(name) || KEY_VIEWS.contains(&name.to_ascii_lowercase().as_str())
     }
 }
 
-/// `information_schema.columns` with Postgres type names.
+/// `table_constraints`, `key_column_usage` or `constraint_column_usage`:
+/// one row per primary key (or key column) of the tables Weir owns, the
+/// only constraints Weir has besides NOT NULL.
+#[derive(Debug)]
+struct KeyView {
+    view: &'static str,
+    schema: SchemaRef,
+    catalogs: Arc<dyn CatalogProviderList>,
+}
+
+fn key_view_schema(view: &str) -> SchemaRef {
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    let fields = match view {
+        "table_constraints" => vec![
+            text("constraint_catalog"),
+            text("constraint_schema"),
+            text("constraint_name"),
+            text("table_catalog"),
+            text("table_schema"),
+            text("table_name"),
+            text("constraint_type"),
+            text("is_deferrable"),
+            text("initially_deferred"),
+            text("enforced"),
+            text("nulls_distinct"),
+        ],
+        "key_column_usage" => vec![
+            text("constraint_catalog"),
+            text("constraint_schema"),
+            text("constraint_name"),
+            text("table_catalog"),
+            text("table_schema"),
+            text("table_name"),
+            text("column_name"),
+            Field::new("ordinal_position", DataType::Int32, true),
+            Field::new("position_in_unique_constraint", DataType::Int32, true),
+        ],
+        _ => vec![
+            text("table_catalog"),
+            text("table_schema"),
+            text("table_name"),
+            text("column_name"),
+            text("constraint_catalog"),
+            text("constraint_schema"),
+            text("constraint_name"),
+        ],
+    };
+    Arc::new(Schema::new(fields))
+}
+
+#[async_trait]
+impl TableProvider for KeyView {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let keys = crate::pg_catalog::primary_keys(self.catalogs.as_ref()).await?;
+        // One row per key for table_constraints, per key column otherwise.
+        let rows: Vec<(&crate::pg_catalog::PrimaryKey, Option<(usize, &str)>)> = keys
+            .iter()
+            .flat_map(|key| -> Vec<_> {
+                if self.view == "table_constraints" {
+                    vec![(key, None)]
+                } else {
+                    key.columns
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (column, _))| (key, Some((i, column.as_str()))))
+                        .collect()
+                }
+            })
+            .collect();
+        let columns: Vec<ArrayRef> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|field| -> ArrayRef {
+                let text = |f: &dyn Fn(
+                    &crate::pg_catalog::PrimaryKey,
+                    Option<(usize, &str)>,
+                ) -> Option<String>|
+                 -> ArrayRef {
+                    Arc::new(rows.iter().map(|(k, c)| f(k, *c)).collect::<StringArray>())
+                };
+                match field.name().as_str() {
+                    "constraint_catalog" | "table_catalog" => text(&|k, _| Some(k.catalog.clone())),
+                    "constraint_schema" | "table_schema" => text(&|k, _| Some(k.schema.clone())),
+                    "constraint_name" => text(&|k, _| Some(k.constraint_name())),
+                    "table_name" => text(&|k, _| Some(k.table.clone())),
+                    "column_name" => text(&|_, c| c.map(|(_, name)| name.to_string())),
+                    "constraint_type" => text(&|_, _| Some("PRIMARY KEY".to_string())),
+                    "is_deferrable" | "initially_deferred" => text(&|_, _| Some("NO".to_string())),
+                    "enforced" => text(&|_, _| Some("YES".to_string())),
+                    "ordinal_position" => Arc::new(
+                        rows.iter()
+                            .map(|(_, c)| c.map(|(i, _)| i as i32 + 1))
+                            .collect::<Int32Array>(),
+                    ),
+                    _ => datafusion::arrow::array::new_null_array(field.data_type(), rows.len()),
+                }
+            })
+            .collect();
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
+/// `information_schema.columns` with Postgres type names, and the
+/// `udt_*` columns that name each type as `pg_type` does (Grafana and
+/// Metabase read `udt_name`).
 #[derive(Debug)]
 struct PgColumns {
     inner: Arc<dyn TableProvider>,
+    schema: SchemaRef,
+}
+
+const UDT_COLUMNS: [&str; 3] = ["udt_catalog", "udt_schema", "udt_name"];
+
+impl PgColumns {
+    fn new(inner: Arc<dyn TableProvider>) -> Self {
+        let mut fields: Vec<Field> = inner
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.extend(UDT_COLUMNS.map(|name| Field::new(name, DataType::Utf8, true)));
+        Self {
+            inner,
+            schema: Arc::new(Schema::new(fields)),
+        }
+    }
 }
 
 #[async_trait]
 impl TableProvider for PgColumns {
     fn schema(&self) -> SchemaRef {
-        self.inner.schema()
+        self.schema.clone()
     }
 
     fn table_type(&self) -> TableType {
@@ -83,17 +245,24 @@ impl TableProvider for PgColumns {
         // whole, rename the types, then serve the scan from memory.
         let plan = self.inner.scan(state, None, &[], None).await?;
         let batches = collect(plan, state.task_ctx()).await?;
-        let schema = self.inner.schema();
-        let type_index = schema.index_of("data_type")?;
+        let type_index = self.inner.schema().index_of("data_type")?;
         let renamed = batches
             .into_iter()
             .map(|batch| {
                 let mut columns = batch.columns().to_vec();
-                columns[type_index] = pg_type_names(&columns[type_index]);
-                RecordBatch::try_new(schema.clone(), columns)
+                let arrow_types = columns[type_index].clone();
+                columns[type_index] = pg_type_names(&arrow_types);
+                let rows = batch.num_rows();
+                columns.push(Arc::new(StringArray::from(vec![
+                    crate::engine::DATABASE;
+                    rows
+                ])));
+                columns.push(Arc::new(StringArray::from(vec!["pg_catalog"; rows])));
+                columns.push(udt_names(&arrow_types));
+                RecordBatch::try_new(self.schema.clone(), columns)
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        MemTable::try_new(schema, vec![renamed])?
+        MemTable::try_new(self.schema.clone(), vec![renamed])?
             .scan(state, projection, filters, limit)
             .await
     }
@@ -113,6 +282,23 @@ fn pg_type_names(arrow_names: &ArrayRef) -> ArrayRef {
         })
         .collect();
     Arc::new(renamed)
+}
+
+/// `pg_type.typname` of each Arrow type name (`int8`, `text`).
+fn udt_names(arrow_names: &ArrayRef) -> ArrayRef {
+    let Some(strings) = arrow_names.as_any().downcast_ref::<StringArray>() else {
+        return datafusion::arrow::array::new_null_array(&DataType::Utf8, arrow_names.len());
+    };
+    let names: StringArray = strings
+        .iter()
+        .map(|name| {
+            let data_type = name?.parse::<DataType>().ok()?;
+            arrow_pg::datatypes::into_pg_type(&data_type)
+                .ok()
+                .map(|t| t.name().to_string())
+        })
+        .collect();
+    Arc::new(names)
 }
 
 /// The SQL-standard name Postgres reports for a type in

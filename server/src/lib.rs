@@ -30,7 +30,9 @@
 //! - [`statements`]: one module per statement family.
 //! - [`catalog_store`]: the durable catalog file.
 //! - [`checkpoints`]: the checkpoint store, and what a job restores from.
+//! - [`pg_catalog`]: `pg_catalog` with Weir's keys and materialized views.
 //! - [`pg_functions`]: Postgres system functions clients expect.
+//! - [`pg_proc`]: what `\df` and `\sf` say about a built-in function.
 //! - [`pg_text`]: Postgres text output where arrow-pg's differs.
 //! - [`information_schema`]: `information_schema` with Postgres type names.
 //! - [`http`], [`metrics`]: `/healthz`, `/metrics`.
@@ -45,7 +47,9 @@ pub mod http;
 pub mod information_schema;
 pub mod metrics;
 pub mod pg;
+pub mod pg_catalog;
 pub mod pg_functions;
+pub mod pg_proc;
 pub mod pg_text;
 pub mod server;
 pub mod session;

@@ -6,9 +6,11 @@
 //! replication, no indexes; the answer a Postgres server with none of those
 //! would give is the right one.
 
-use datafusion::arrow::datatypes::DataType;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::ScalarValue;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
     Volatility,
@@ -47,12 +49,237 @@ pub fn register(ctx: &SessionContext) {
         Constant::new("pg_function_is_visible", ScalarValue::Boolean(Some(true))),
         Constant::new("pg_postmaster_start_time", ScalarValue::Utf8(None)),
         Constant::new("txid_current", ScalarValue::Int64(Some(1))),
+        // Weir does not keep a table's size apart from the others' (they
+        // share one log), so it does not know it: NULL, as Postgres answers
+        // for a relation it cannot size.
+        Constant::new("pg_table_size", ScalarValue::Int64(None)),
+        Constant::new("pg_indexes_size", ScalarValue::Int64(None)),
     ];
     for f in functions {
         ctx.register_udf(ScalarUDF::new_from_impl(f));
     }
     ctx.register_udf(ScalarUDF::new_from_impl(ToRegtype::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(SizePretty::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(CurrentSetting::new()));
+}
+
+/// `current_setting(name [, missing_ok])` where the engine could not put
+/// the session's value in first (it does for a literal name, see
+/// `weir_planner::compat::substitute_settings`): when a prepared statement
+/// is described, or for a name computed per row. It answers with the
+/// setting's default, which a `SET` in the session does not change.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CurrentSetting {
+    signature: Signature,
+}
+
+impl CurrentSetting {
+    fn new() -> Self {
+        Self {
+            signature: Signature::one_of(
+                vec![TypeSignature::Any(1), TypeSignature::Any(2)],
+                Volatility::Stable,
+            ),
+        }
+    }
+}
+
+impl ScalarUDFImpl for CurrentSetting {
+    fn name(&self) -> &str {
+        "current_setting"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, BooleanArray, StringArray};
+        use datafusion::arrow::compute::cast;
+        let rows = args.number_rows;
+        let names = cast(&args.args[0].to_array(rows)?, &DataType::Utf8)?;
+        let names = names
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| DataFusionError::Internal("current_setting: not text".into()))?;
+        let missing_ok = match args.args.get(1) {
+            Some(arg) => Some(cast(&arg.to_array(rows)?, &DataType::Boolean)?),
+            None => None,
+        };
+        let defaults = crate::session::Session::new();
+        let mut values = Vec::with_capacity(rows);
+        for row in 0..rows {
+            if names.is_null(row) {
+                values.push(None);
+                continue;
+            }
+            match defaults.get(names.value(row)) {
+                Ok(value) => values.push(Some(value)),
+                Err(e) => {
+                    let ok = missing_ok
+                        .as_ref()
+                        .and_then(|m| m.as_any().downcast_ref::<BooleanArray>())
+                        .is_some_and(|m| m.is_valid(row) && m.value(row));
+                    if !ok {
+                        return Err(DataFusionError::External(Box::new(e)));
+                    }
+                    values.push(None);
+                }
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(StringArray::from(values))))
+    }
+}
+
+/// `pg_size_pretty(bytes)`: a size in bytes, kB, MB, GB, TB or PB, rounded
+/// as Postgres 15 rounds it (`src/backend/utils/adt/dbsize.c`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SizePretty {
+    signature: Signature,
+}
+
+impl SizePretty {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+/// Postgres's units: a size stays in a unit while below its limit; units
+/// after bytes are rounded half away from zero.
+const SIZE_UNITS: &[(&str, i64, bool, u32)] = &[
+    ("bytes", 10 * 1024, false, 0),
+    ("kB", 20 * 1024 - 1, true, 10),
+    ("MB", 20 * 1024 - 1, true, 20),
+    ("GB", 20 * 1024 - 1, true, 30),
+    ("TB", 20 * 1024 - 1, true, 40),
+    ("PB", 20 * 1024 - 1, true, 50),
+];
+
+/// `pg_size_pretty` of one size.
+pub fn size_pretty(mut size: i64) -> String {
+    let half_rounded = |x: i64| (x + if x < 0 { -1 } else { 1 }) / 2;
+    for (i, &(unit, limit, round, bits)) in SIZE_UNITS.iter().enumerate() {
+        let next = SIZE_UNITS.get(i + 1);
+        if next.is_none() || size.unsigned_abs() < limit as u64 {
+            if round {
+                size = half_rounded(size);
+            }
+            return format!("{size} {unit}");
+        }
+        if let Some(&(_, _, next_round, next_bits)) = next {
+            // Keep one bit more than the next unit needs when it rounds.
+            let shift = next_bits - bits - u32::from(next_round) + u32::from(round);
+            size /= 1 << shift;
+        }
+    }
+    unreachable!("the last unit always answers")
+}
+
+impl ScalarUDFImpl for SizePretty {
+    fn name(&self) -> &str {
+        "pg_size_pretty"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{Int64Array, StringArray};
+        let sizes = args.args[0].to_array(args.number_rows)?;
+        let sizes = datafusion::arrow::compute::cast(&sizes, &DataType::Int64)?;
+        let sizes = sizes
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| DataFusionError::Internal("pg_size_pretty: not a number".into()))?;
+        let pretty: StringArray = sizes.iter().map(|s| s.map(size_pretty)).collect();
+        Ok(ColumnarValue::Array(std::sync::Arc::new(pretty)))
+    }
+}
+
+/// `information_schema._pg_expandarray(array)`: each element `x` with its
+/// position `n` (from 1), as a list of `{x, n}` structs. Postgres returns a
+/// set of rows; the catalog rewrite (`weir_planner::compat::expand_arrays`)
+/// wraps each call in `unnest`, which gives the same rows.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ExpandArray {
+    signature: Signature,
+}
+
+impl ExpandArray {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+
+    fn element_fields(element: &DataType) -> Fields {
+        Fields::from(vec![
+            Field::new("x", element.clone(), true),
+            Field::new("n", DataType::Int32, false),
+        ])
+    }
+}
+
+impl ScalarUDFImpl for ExpandArray {
+    fn name(&self) -> &str {
+        "_pg_expandarray"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match &arg_types[0] {
+            DataType::List(field) => Ok(DataType::List(Arc::new(Field::new_list_field(
+                DataType::Struct(Self::element_fields(field.data_type())),
+                true,
+            )))),
+            other => datafusion::common::plan_err!("_pg_expandarray() takes an array, not {other}"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, Int32Array, ListArray, StructArray};
+        let input = args.args[0].to_array(args.number_rows)?;
+        let lists = input.as_list::<i32>();
+        let values = lists.values().clone();
+        // Each value's position within its list; the lists keep their
+        // offsets, so `x` is the input's values as they are.
+        let mut positions = vec![0i32; values.len()];
+        for window in lists.offsets().windows(2) {
+            let (start, end) = (window[0] as usize, window[1] as usize);
+            for (n, slot) in positions[start..end].iter_mut().enumerate() {
+                *slot = n as i32 + 1;
+            }
+        }
+        let fields = Self::element_fields(values.data_type());
+        let elements = StructArray::try_new(
+            fields.clone(),
+            vec![values, Arc::new(Int32Array::from(positions))],
+            None,
+        )?;
+        let expanded = ListArray::try_new(
+            Arc::new(Field::new_list_field(DataType::Struct(fields), true)),
+            lists.offsets().clone(),
+            Arc::new(elements),
+            lists.nulls().cloned(),
+        )?;
+        Ok(ColumnarValue::Array(Arc::new(expanded)))
+    }
 }
 
 /// `json_build_object(key, value, ...)`: a JSON object as text.
@@ -263,5 +490,28 @@ impl ScalarUDFImpl for Constant {
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         Ok(ColumnarValue::Scalar(self.value.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_pretty;
+
+    #[test]
+    fn size_pretty_rounds_as_postgres_15() {
+        // Each expected text is what Postgres 15's pg_size_pretty answers.
+        for (size, expected) in [
+            (0, "0 bytes"),
+            (10239, "10239 bytes"),
+            (10240, "10 kB"),
+            (-10240, "-10 kB"),
+            (1536000, "1500 kB"),
+            (20971520, "20 MB"),
+            (1000000000, "954 MB"),
+            (123456789012345, "112 TB"),
+            (-5000000000000000000, "-4441 PB"),
+        ] {
+            assert_eq!(size_pretty(size), expected, "pg_size_pretty({size})");
+        }
     }
 }

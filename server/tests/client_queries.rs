@@ -32,7 +32,9 @@ async fn client_catalog_queries_never_take_the_server_down() {
     client
         .batch_execute(
             "CREATE TABLE trips WITH (connector = 'file', path = 'data/trips.csv', format = 'csv');
-             CREATE VIEW paid_trips AS SELECT id, fare FROM trips WHERE paid;",
+             CREATE VIEW paid_trips AS SELECT id, fare FROM trips WHERE paid;
+             CREATE TABLE users (id BIGINT PRIMARY KEY, name TEXT NOT NULL, country TEXT);
+             CREATE MATERIALIZED VIEW per_country AS SELECT country, count(*) AS n FROM users GROUP BY country;",
         )
         .await
         .expect("create tables");

@@ -19,7 +19,9 @@ async fn server_with_tables(dir: &Path) -> WeirProcess {
         .batch_execute(
             "CREATE TABLE trips WITH (connector = 'file', path = 'data/trips.csv', format = 'csv');
              CREATE TABLE cities (city TEXT, country TEXT) WITH (connector = 'file', path = 'data/cities.psv', format = 'csv', delimiter = ';');
-             CREATE VIEW paid_trips AS SELECT id, fare FROM trips WHERE paid;",
+             CREATE VIEW paid_trips AS SELECT id, fare FROM trips WHERE paid;
+             CREATE TABLE users (id BIGINT PRIMARY KEY, name TEXT NOT NULL, country TEXT);
+             CREATE MATERIALIZED VIEW per_country AS SELECT country, count(*) AS n FROM users GROUP BY country;",
         )
         .await
         .expect("create the test tables");
@@ -92,6 +94,34 @@ async fn psql_meta_commands() {
 
     let out = psql(&server, "\\d");
     assert_contains("\\d", &out, &["cities", "trips", "paid_trips"]);
+
+    // A primary key shows as its index, as in Postgres.
+    let out = psql(&server, "\\d+ users");
+    assert_contains(
+        "\\d+ users",
+        &out,
+        &[
+            "Table \"public.users\"",
+            "not null",
+            "Indexes:",
+            "\"users_pkey\" PRIMARY KEY, btree (id)",
+        ],
+    );
+    let out = psql(&server, "\\dt+");
+    assert_contains("\\dt+", &out, &["cities", "trips", "users", "Size"]);
+    let out = psql(&server, "\\dm");
+    assert_contains("\\dm", &out, &["per_country", "materialized view"]);
+    let out = psql(&server, "\\dv");
+    assert!(
+        !out.contains("per_country"),
+        "\\dv lists a materialized view:\n{out}"
+    );
+    let out = psql(&server, "\\df");
+    assert_contains("\\df", &out, &["List of functions", "Result data type"]);
+    let out = psql(&server, "\\df pg_catalog.lower");
+    assert_contains("\\df lower", &out, &["lower", "text"]);
+    let out = psql(&server, "\\du");
+    assert_contains("\\du", &out, &["List of roles", "weir"]);
 
     let out = psql(&server, "\\l");
     assert_contains("\\l", &out, &["weir"]);
@@ -202,4 +232,80 @@ async fn pgjdbc() {
         "pgjdbc client failed:\n{stdout}\n{stderr}"
     );
     eprintln!("{stdout}");
+}
+
+/// README.md's first session (its first two ```sql blocks: a file table, a
+/// table Weir owns loaded with `\copy`, views over it), run through psql
+/// from the repository root as the README says, with the server started
+/// there too. The third block subscribes to an endless stream and stays out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_first_session_runs_in_psql() {
+    if !common::have("psql", &["--version"]) {
+        return;
+    }
+    let root = common::sql_tests_dir().join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("read README.md");
+    let blocks: Vec<&str> = readme
+        .split("```sql\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().expect("a closed sql block"))
+        .collect();
+    assert!(blocks.len() >= 2, "README.md has fewer than two sql blocks");
+    let session = blocks[..2].concat();
+    assert!(
+        session.contains("\\copy users from"),
+        "README's first session no longer loads users"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::try_start_in(&root, dir.path(), &[], &[]).expect("start weir");
+    let mut child = Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args([
+            "-U",
+            "weir",
+            "-d",
+            "weir",
+            "-p",
+            &server.pg_port.to_string(),
+        ])
+        .current_dir(&root)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run psql");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("psql stdin");
+        stdin
+            .write_all(session.as_bytes())
+            .expect("send the session");
+    }
+    let output = child.wait_with_output().expect("wait for psql");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "README's first session failed in psql:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("ERROR"),
+        "README's first session printed an error:\n{stdout}\n{stderr}"
+    );
+    assert_contains(
+        "README first session",
+        &stdout,
+        &[
+            // \copy loaded sql-tests/data/users.csv beside the two inserted rows.
+            "COPY 3",
+            "PT,2",
+            "DE,1",
+            "US,1",
+            "KR,1",
+            // per_page, and per_country after user 1 moved to ES.
+            " home | 1",
+            " ES      |      2",
+        ],
+    );
 }

@@ -66,8 +66,28 @@ with psycopg.connect(url) as conn:
 # SQLAlchemy: reflection through the catalog.
 engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
 inspector = sa.inspect(engine)
-check("sqlalchemy get_table_names", sorted(inspector.get_table_names()), ["cities", "trips"])
+check("sqlalchemy get_table_names", sorted(inspector.get_table_names()), ["cities", "trips", "users"])
 check("sqlalchemy get_view_names", inspector.get_view_names(), ["paid_trips"])
+check("sqlalchemy get_materialized_view_names", inspector.get_materialized_view_names(), ["per_country"])
+pk = inspector.get_pk_constraint("users")
+check("sqlalchemy get_pk_constraint", (pk["constrained_columns"], pk["name"]), (["id"], "users_pkey"))
+# The primary key's index is the constraint's; SQLAlchemy lists other indexes only.
+check("sqlalchemy get_indexes", inspector.get_indexes("users"), [])
+check("sqlalchemy get_foreign_keys", inspector.get_foreign_keys("users"), [])
+check("sqlalchemy get_unique_constraints", inspector.get_unique_constraints("users"), [])
+check(
+    "sqlalchemy get_columns users",
+    [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns("users")],
+    [("id", "BIGINT", False), ("name", "TEXT", False), ("country", "TEXT", True)],
+)
+users = sa.Table("users", sa.MetaData(), autoload_with=engine)
+check("sqlalchemy reflected primary key", [c.name for c in users.primary_key.columns], ["id"])
+with engine.begin() as conn:
+    conn.execute(users.insert(), [{"id": 1, "name": "a_b", "country": "DE"}, {"id": 2, "name": "ab", "country": "FR"}])
+with engine.connect() as conn:
+    # startswith(autoescape=True) sends LIKE .. ESCAPE '/'.
+    rows = conn.execute(sa.select(users.c.id).where(users.c.name.startswith("a_", autoescape=True))).all()
+    check("sqlalchemy LIKE ESCAPE", [tuple(r) for r in rows], [(1,)])
 columns = [(c["name"], str(c["type"])) for c in inspector.get_columns("trips")]
 check(
     "sqlalchemy get_columns",

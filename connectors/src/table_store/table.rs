@@ -844,6 +844,12 @@ impl OwnedTable {
         !self.inner.spec.primary_key.is_empty()
     }
 
+    /// The primary key's columns, as positions in the declared schema, in
+    /// key order; empty for an append-only table.
+    pub fn primary_key(&self) -> &[usize] {
+        &self.inner.spec.primary_key
+    }
+
     /// The columns as declared: NOT NULL where the table says so. The
     /// provider's `schema()` shows every column nullable (see [`nullable`]);
     /// catalogs (`pg_attribute`, `information_schema`) report this one.

@@ -369,6 +369,46 @@ impl ExtendedQueryHandler for PgService {
         self.parser.clone()
     }
 
+    /// Describe of a statement that returns no rows but takes parameters
+    /// (`INSERT ... VALUES ($1, $2)`) answers ParameterDescription, then
+    /// NoData, as Postgres does. pgwire's default sends an empty
+    /// RowDescription instead, which pgjdbc reads as a result set: its
+    /// `executeBatch` then reported 0 for every row it wrote.
+    async fn on_describe<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::extendedquery::Describe,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use pgwire::api::store::Entry;
+        use pgwire::messages::data::{NoData, ParameterDescription};
+        use pgwire::messages::extendedquery::TARGET_TYPE_BYTE_STATEMENT;
+        if message.target_type == TARGET_TYPE_BYTE_STATEMENT {
+            let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+            if let Some(Entry::Value(statement)) = client.portal_store().get_statement(name) {
+                let described = self.do_describe_statement(client, &statement).await?;
+                if described.fields.is_empty() {
+                    let types = described.parameters.iter().map(Type::oid).collect();
+                    client
+                        .send(PgWireBackendMessage::ParameterDescription(
+                            ParameterDescription::new(types),
+                        ))
+                        .await?;
+                    client
+                        .send(PgWireBackendMessage::NoData(NoData::new()))
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
+        self._on_describe(client, message).await
+    }
+
     async fn do_query<C>(
         &self,
         client: &mut C,

@@ -35,6 +35,17 @@ impl WeirProcess {
     /// Start `weir serve`; `None` if it exited before listening (a crash
     /// during start-up, e.g. at a failpoint).
     pub fn try_start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Option<Self> {
+        Self::try_start_in(&sql_tests_dir(), data_dir, args, env)
+    }
+
+    /// Start `weir serve` in `cwd` (relative paths in SQL are read from
+    /// there); `None` if it exited before listening.
+    pub fn try_start_in(
+        cwd: &Path,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Option<Self> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .arg("serve")
             .args(["--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
@@ -43,7 +54,7 @@ impl WeirProcess {
             .args(["--workers", "2", "--print-addrs", "--log", "warn"])
             .args(args)
             .envs(env.iter().copied())
-            .current_dir(sql_tests_dir())
+            .current_dir(cwd)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

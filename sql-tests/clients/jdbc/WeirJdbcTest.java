@@ -24,13 +24,57 @@ public class WeirJdbcTest {
                 while (rs.next()) tables.add(rs.getString("TABLE_NAME"));
             }
             Collections.sort(tables);
-            check("getTables", tables, List.of("cities", "trips"));
+            check("getTables", tables, List.of("cities", "trips", "users"));
 
             List<String> views = new ArrayList<>();
             try (ResultSet rs = meta.getTables(null, "public", "%", new String[] {"VIEW"})) {
                 while (rs.next()) views.add(rs.getString("TABLE_NAME"));
             }
             check("getTables views", views, List.of("paid_trips"));
+
+            List<String> matviews = new ArrayList<>();
+            try (ResultSet rs = meta.getTables(null, "public", "%", new String[] {"MATERIALIZED VIEW"})) {
+                while (rs.next()) matviews.add(rs.getString("TABLE_NAME"));
+            }
+            check("getTables materialized views", matviews, List.of("per_country"));
+
+            // Keys, as DBeaver, DataGrip and Metabase read them.
+            List<String> keys = new ArrayList<>();
+            try (ResultSet rs = meta.getPrimaryKeys(null, "public", "users")) {
+                while (rs.next()) {
+                    keys.add(rs.getString("COLUMN_NAME") + ":" + rs.getInt("KEY_SEQ") + ":" + rs.getString("PK_NAME"));
+                }
+            }
+            check("getPrimaryKeys", keys, List.of("id:1:users_pkey"));
+
+            List<String> indexes = new ArrayList<>();
+            try (ResultSet rs = meta.getIndexInfo(null, "public", "users", false, true)) {
+                while (rs.next()) {
+                    indexes.add(rs.getString("INDEX_NAME") + ":" + rs.getBoolean("NON_UNIQUE") + ":"
+                            + rs.getString("COLUMN_NAME") + ":" + rs.getInt("ORDINAL_POSITION"));
+                }
+            }
+            check("getIndexInfo", indexes, List.of("users_pkey:false:id:1"));
+
+            int imported = 0;
+            try (ResultSet rs = meta.getImportedKeys(null, "public", "users")) {
+                while (rs.next()) imported++;
+            }
+            check("getImportedKeys", imported, 0);
+
+            Set<String> typeNames = new HashSet<>();
+            try (ResultSet rs = meta.getTypeInfo()) {
+                while (rs.next()) typeNames.add(rs.getString("TYPE_NAME"));
+            }
+            check("getTypeInfo", typeNames.containsAll(List.of("bool", "int8", "text", "float8", "timestamp")), true);
+
+            List<String> userColumns = new ArrayList<>();
+            try (ResultSet rs = meta.getColumns(null, "public", "users", "%")) {
+                while (rs.next()) {
+                    userColumns.add(rs.getString("COLUMN_NAME") + ":" + rs.getString("TYPE_NAME") + ":" + rs.getString("IS_NULLABLE"));
+                }
+            }
+            check("getColumns users", userColumns, List.of("id:int8:NO", "name:text:NO", "country:text:YES"));
 
             List<String> columns = new ArrayList<>();
             try (ResultSet rs = meta.getColumns(null, "public", "trips", "%")) {
@@ -76,6 +120,31 @@ public class WeirJdbcTest {
                     rs.next();
                     check("after error", rs.getLong("n"), 1L);
                 }
+            }
+        }
+        // executeBatch, as every JVM tool writes: several Bind/Execute
+        // pairs before one Sync, each with its own update count.
+        try (Connection conn = DriverManager.getConnection(url, "weir", "")) {
+            try (Statement st = conn.createStatement()) {
+                st.execute("CREATE TABLE batch_rows (id BIGINT PRIMARY KEY, name TEXT)");
+            }
+            int[] counts;
+            try (PreparedStatement ps = conn.prepareStatement("INSERT INTO batch_rows (id, name) VALUES (?, ?)")) {
+                for (int i = 1; i <= 500; i++) {
+                    ps.setLong(1, i);
+                    ps.setString(2, "row " + i);
+                    ps.addBatch();
+                }
+                counts = ps.executeBatch();
+            }
+            check("executeBatch count", counts.length, 500);
+            int[] ones = new int[500];
+            Arrays.fill(ones, 1);
+            check("executeBatch update counts", Arrays.toString(counts), Arrays.toString(ones));
+            try (Statement st = conn.createStatement();
+                 ResultSet rs = st.executeQuery("SELECT count(*), min(id), max(id) FROM batch_rows")) {
+                rs.next();
+                check("executeBatch rows", rs.getLong(1) + "/" + rs.getLong(2) + "/" + rs.getLong(3), "500/1/500");
             }
         }
         System.out.println("jdbc client: all checks passed");
