@@ -14,7 +14,10 @@
 //!   (their last rows stay in the view).
 //! - **Sessions**: per partition key, the open sessions with their
 //!   accumulators; a row opens `[t, t + gap)` and merges every session it
-//!   overlaps.
+//!   overlaps or touches, as Flink does (its windows intersect when
+//!   `start <= other.end && end >= other.start`): rows exactly `gap` apart
+//!   are one session. So a session ending at `e` closes once the watermark
+//!   is past `e` (a row at `e` would still join it), not at `e`.
 //!
 //! A row whose window already closed (its close time is at or before the
 //! watermark) is late: it is dropped and counted, never silently lost.
@@ -392,7 +395,7 @@ impl AggregateOperator {
                     let (closed, open): (Vec<Session>, Vec<Session>) =
                         std::mem::take(&mut key.sessions)
                             .into_iter()
-                            .partition(|s| s.end <= watermark);
+                            .partition(|s| s.end < watermark);
                     key.sessions = open;
                     if !closed.is_empty() {
                         self.tracking.touch(bytes);
@@ -625,7 +628,7 @@ impl AggregateOperator {
                 .collect(),
         )?;
         let rows = converter.convert_columns(&partition)?;
-        // Rows per partition key, sorted by time, cut into runs closer than the gap.
+        // Rows per partition key, sorted by time, cut into runs at most the gap apart.
         let mut members: HashMap<Box<[u8]>, Vec<(i64, u32)>> = HashMap::default();
         let mut late = 0;
         for row in 0..times.len() {
@@ -633,7 +636,8 @@ impl AggregateOperator {
                 continue;
             }
             let t = times.value(row);
-            if t.saturating_add(gap) <= self.watermark {
+            // Its session would be closed already (see `on_watermark`).
+            if t.saturating_add(gap) < self.watermark {
                 late += 1;
                 continue;
             }
@@ -664,7 +668,7 @@ impl AggregateOperator {
             let mut run_start = 0;
             while run_start < list.len() {
                 let mut run_end = run_start + 1;
-                while run_end < list.len() && list[run_end].0 - list[run_end - 1].0 < gap {
+                while run_end < list.len() && list[run_end].0 - list[run_end - 1].0 <= gap {
                     run_end += 1;
                 }
                 let run = &list[run_start..run_end];
@@ -680,11 +684,11 @@ impl AggregateOperator {
                     accumulators,
                     emitted: None,
                 };
-                // Merge every open session this run overlaps.
+                // Merge every open session this run overlaps or touches.
                 let (overlapping, rest): (Vec<Session>, Vec<Session>) =
                     std::mem::take(&mut entry.sessions)
                         .into_iter()
-                        .partition(|s| s.start < merged.end && merged.start < s.end);
+                        .partition(|s| s.start <= merged.end && merged.start <= s.end);
                 entry.sessions = rest;
                 for mut old in overlapping {
                     merged.start = merged.start.min(old.start);
