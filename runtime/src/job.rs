@@ -1213,6 +1213,17 @@ async fn run_worker(
     let mut align = Inputs::restored(clocks);
     let mut events = Vec::new();
     let changelog = worker.operator.is_changelog();
+    if let Operator::Aggregate(aggregate) = &mut worker.operator
+        && worker.local == 0
+    {
+        for batch in aggregate.on_start()? {
+            if let Some(out) = run_ops(&worker.after, batch, changelog)?
+                && worker.downstream.send(worker.local, out).await?.is_break()
+            {
+                return Ok(());
+            }
+        }
+    }
     while let Some(Tagged { input, message }) = rx.recv().await {
         align.offer(input, message, &mut events);
         for event in events.drain(..) {

@@ -295,6 +295,46 @@ impl AggregateOperator {
         self.spec.emit == Emit::Updates
     }
 
+    /// Is it a global aggregate (no GROUP BY, no window)? As in Postgres,
+    /// its result is always one row, over no input too (count 0, sum NULL).
+    fn is_global(&self) -> bool {
+        self.spec.group.is_empty() && self.spec.window == WindowKind::None
+    }
+
+    /// Before any input: a global aggregate's one row, from empty
+    /// accumulators, so the view has it as a batch query would (every row
+    /// of a global aggregate goes to the first worker; only it calls this).
+    /// Nothing when a checkpoint restored the group, whose row the view
+    /// already holds.
+    pub fn on_start(&mut self) -> Result<Vec<RecordBatch>> {
+        if !self.is_global() {
+            return Ok(Vec::new());
+        }
+        let State::Updating(state) = &mut self.state else {
+            return Ok(Vec::new());
+        };
+        let key: Box<[u8]> = Box::default();
+        if state.groups.contains_key(&key) {
+            return Ok(Vec::new());
+        }
+        let mut accumulators = self.spec.accumulators()?;
+        let values = evaluate_all(&mut accumulators)?;
+        state.groups.insert(
+            key.clone(),
+            Group {
+                key: Vec::new(),
+                accumulators,
+                emitted: Some(values.clone()),
+                close: None,
+                rows: 0,
+            },
+        );
+        self.tracking.touch(&key);
+        Ok(rows_to_batch(&self.spec, None, vec![(Vec::new(), values, 1i8)], true)?
+            .into_iter()
+            .collect())
+    }
+
     /// Add a batch; returns what changed (updating results only).
     pub fn on_batch(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
         if batch.num_rows() == 0 {
@@ -515,6 +555,7 @@ impl AggregateOperator {
         if n == 0 {
             return Ok(Vec::new());
         }
+        let global = self.is_global();
         let State::Updating(state) = &mut self.state else {
             return Ok(Vec::new());
         };
@@ -579,8 +620,9 @@ impl AggregateOperator {
                             acc.retract_batch(&take_all(values, &minus)?)?;
                         }
                     }
-                    if group.rows <= 0 {
+                    if group.rows <= 0 && !global {
                         // Every row of the group was retracted: it is gone.
+                        // (A global aggregate's one row stays, with count 0.)
                         if let Some(old) = group.emitted.take() {
                             changes.push((group.key.clone(), old, -1i8));
                         }
