@@ -517,11 +517,6 @@ def main():
                 r["cpu_ratio"] = r["cpu"] / base["cpu"] if base["cpu"] else None
                 r["wall_ratio"] = r["wall"] / base["wall"] if base["wall"] else None
 
-    if any(r["engine"] == "flink" and r["query"] == "session" and r["status"] == "ok"
-           for r in results):
-        meta["notes"].append("Flink streaming sessions run with a 2.999 s gap and window_end "
-                             "+ 1 ms: Flink merges sessions exactly `gap` apart, Weir does not "
-                             "(see bench/harness/queries.py).")
     if any(r["engine"] == "flink-batch" and r["query"] == "session" and r["status"] == "ok"
            for r in results):
         meta["notes"].append("Flink batch has no session windows (2.x: \"not supported in batch "

@@ -4,16 +4,13 @@ Every engine computes the same result multiset for a query; the texts differ
 only where the dialects do. Window bounds are epoch-aligned everywhere and
 every timestamp is a millisecond event time without time zone.
 
-Sessions: Weir, DuckDB and the Flink batch formulation start a new session
-when two events of a bidder are `gap` or more apart (Weir: "activity
-separated by less than gap"). Flink's streaming SESSION window merges windows
-that touch, i.e. it continues a session at exactly `gap` apart. With
-millisecond timestamps the two agree when Flink streaming runs with a gap of
-`gap - 1 ms` and its `window_end` is moved on by 1 ms, which is what it runs.
-Flink 2.x has no session windows in batch mode ("Unaligned windows like
-session are not supported in batch mode yet"), so Flink batch computes
-sessions with LAG and a running SUM over the bidder's events, like DuckDB and
-like Weir's own batch rewrite.
+Sessions: every engine starts a new session when two events of a bidder are
+more than `gap` apart; events exactly `gap` apart are one session. That is
+Flink's streaming SESSION window (it merges windows that touch) and Weir's
+SESSION, streaming and batch. Flink 2.x has no session windows in batch mode
+("Unaligned windows like session are not supported in batch mode yet"), so
+Flink batch computes sessions with LAG and a running SUM over the bidder's
+events, like DuckDB and like Weir's own batch rewrite.
 
 Join: Nexmark Q7-style, the highest bid(s) of every 10-second window, as a
 join of the bids with their per-window maximum. In Flink streaming this is a
@@ -111,7 +108,7 @@ DUCKDB = {
        count(*) AS bids, sum(price) AS total
   FROM (SELECT *, sum(new) OVER (PARTITION BY bidder ORDER BY date_time ROWS UNBOUNDED PRECEDING) AS sid
         FROM (SELECT bidder, price, date_time,
-                     CASE WHEN date_time < lag(date_time) OVER (PARTITION BY bidder ORDER BY date_time)
+                     CASE WHEN date_time <= lag(date_time) OVER (PARTITION BY bidder ORDER BY date_time)
                                            + INTERVAL 3 SECOND THEN 0 ELSE 1 END AS new
               FROM bids))
   GROUP BY bidder, sid""",
@@ -139,14 +136,13 @@ _FLINK_SESSION_BATCH = """SELECT bidder, MIN(date_time) AS window_start,
                SUM(new_s) OVER (PARTITION BY bidder ORDER BY date_time
                                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid
         FROM (SELECT bidder, price, date_time,
-                     CASE WHEN date_time < LAG(date_time) OVER (PARTITION BY bidder ORDER BY date_time)
+                     CASE WHEN date_time <= LAG(date_time) OVER (PARTITION BY bidder ORDER BY date_time)
                                            + INTERVAL '3' SECOND THEN 0 ELSE 1 END AS new_s
               FROM bids))
   GROUP BY bidder, sid"""
 
-_FLINK_SESSION_STREAM = """SELECT bidder, window_start, window_end + INTERVAL '0.001' SECOND AS window_end,
-       COUNT(*) AS bids, SUM(price) AS total
-  FROM TABLE(SESSION(TABLE bids PARTITION BY bidder, DESCRIPTOR(date_time), INTERVAL '2.999' SECOND))
+_FLINK_SESSION_STREAM = """SELECT bidder, window_start, window_end, COUNT(*) AS bids, SUM(price) AS total
+  FROM TABLE(SESSION(TABLE bids PARTITION BY bidder, DESCRIPTOR(date_time), INTERVAL '3' SECOND))
   GROUP BY bidder, window_start, window_end"""
 
 

@@ -57,8 +57,12 @@ pub enum PieceKind {
         /// The COPY form: rows stream as COPY data.
         copy: bool,
     },
-    /// `FLUSH`: wait until everything written so far is visible in views.
-    Flush,
+    /// `FLUSH [view]`: wait until everything written so far is visible in
+    /// views (in that one view).
+    Flush {
+        /// The view named, normalized.
+        view: Option<String>,
+    },
     /// `CREATE SINK [IF NOT EXISTS] name FROM view WITH (key = 'value', ...)`.
     CreateSink {
         /// The sink (normalized).
@@ -331,7 +335,10 @@ fn drop_sink(tokens: &[&TokenWithSpan]) -> std::result::Result<PieceKind, Parser
 /// SUBSCRIBE / COPY (SUBSCRIBE ...) TO STDOUT / FLUSH.
 fn subscribe_or_flush(tokens: &[&TokenWithSpan], words: &[String]) -> Option<PieceKind> {
     match words.first().map(String::as_str) {
-        Some("FLUSH") if tokens.len() == 1 => Some(PieceKind::Flush),
+        Some("FLUSH") if tokens.len() == 1 => Some(PieceKind::Flush { view: None }),
+        Some("FLUSH") if tokens.len() == 2 => {
+            ident(tokens[1]).map(|name| PieceKind::Flush { view: Some(name) })
+        }
         Some("SUBSCRIBE") => {
             let name_at = if words.get(1).is_some_and(|w| w == "TO") {
                 2
@@ -628,7 +635,7 @@ mod tests {
         assert!(
             matches!(&pieces[1].kind, PieceKind::Subscribe { name, copy: true } if name == "v")
         );
-        assert!(matches!(pieces[2].kind, PieceKind::Flush));
+        assert!(matches!(pieces[2].kind, PieceKind::Flush { view: None }));
         assert!(matches!(
             pieces[3].kind,
             PieceKind::Sql {

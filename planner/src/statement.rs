@@ -164,8 +164,12 @@ pub enum WeirStatement {
         /// As COPY data (`COPY (SUBSCRIBE TO v) TO STDOUT`).
         copy: bool,
     },
-    /// Wait until everything read so far is visible in every view.
-    Flush,
+    /// Wait until everything read so far is visible in every view (in the
+    /// one named).
+    Flush {
+        /// The view named (`FLUSH v`).
+        view: Option<String>,
+    },
     /// Write a materialized view's rows out.
     CreateSink(CreateSink),
     // ---- tables Weir owns (issue 7) ----
@@ -193,7 +197,7 @@ impl WeirStatement {
     pub fn classify_piece(kind: crate::parser::PieceKind) -> Result<Self> {
         use crate::parser::PieceKind;
         match kind {
-            PieceKind::Flush => Ok(WeirStatement::Flush),
+            PieceKind::Flush { view } => Ok(WeirStatement::Flush { view }),
             PieceKind::Subscribe { name, copy } => Ok(WeirStatement::Subscribe { name, copy }),
             PieceKind::CreateSink {
                 name,

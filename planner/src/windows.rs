@@ -31,7 +31,8 @@ pub enum WindowTvf {
     Hop { slide: i64, size: i64 },
     /// Windows growing by `step` up to `size`, then starting over.
     Cumulate { step: i64, size: i64 },
-    /// Activity separated by less than `gap`.
+    /// Activity with no pause longer than `gap`: rows exactly `gap` apart
+    /// are one session, as in Flink (touching session windows merge).
     Session { gap: i64 },
 }
 
@@ -221,7 +222,7 @@ fn rewrite_factor(
                            max({time}) OVER ({with_sid}) + INTERVAL '{gap} nanoseconds' AS window_end \
                          FROM (SELECT * EXCLUDE (__weir_new), \
                                  sum(__weir_new) OVER ({partition} ORDER BY {time} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __weir_sid \
-                               FROM (SELECT *, CASE WHEN weir_epoch_nanos({time}) - lag(weir_epoch_nanos({time})) OVER ({partition} ORDER BY {time}) < {gap} \
+                               FROM (SELECT *, CASE WHEN weir_epoch_nanos({time}) - lag(weir_epoch_nanos({time})) OVER ({partition} ORDER BY {time}) <= {gap} \
                                                  THEN 0 ELSE 1 END AS __weir_new \
                                      FROM {source}))"
                     )

@@ -14,6 +14,15 @@ pub enum RuntimeError {
     /// Our bug: a task panicked. The server survives; the statement fails.
     #[error("internal error: {0}")]
     Panic(String),
+    /// A materialized view's job failed: its contents are not to be trusted,
+    /// so reading it says why instead. The failure keeps its class.
+    #[error("materialized view \"{view}\" failed: {failure}")]
+    JobFailed {
+        /// The view.
+        view: String,
+        /// Why its job stopped.
+        failure: crate::failure::JobFailure,
+    },
     /// The runtime is shutting down and took no more work.
     #[error("the server is shutting down")]
     ShuttingDown,

@@ -2,7 +2,9 @@
 //!
 //! `WEIR_FAILPOINT=<name>@<n>` aborts the process (as `kill -9` would: no
 //! destructors, no flushing) the `n`-th time the code passes `<name>`
-//! (`@1` when omitted). Unset, a failpoint is one relaxed atomic load.
+//! (`@1` when omitted). `WEIR_FAILPOINT=<name>@<n>:panic` panics there
+//! instead, as a bug would: the process must contain it. Unset, a failpoint
+//! is one relaxed atomic load.
 //!
 //! Written here rather than taken from the `fail` crate: `fail` compiles
 //! its points only under a cargo feature, so the binary under test would
@@ -10,7 +12,9 @@
 //!
 //! Names: `checkpoint-before-manifest` (state written, manifest not),
 //! `checkpoint-after-manifest` (manifest written, sinks not committed),
-//! `restore` (a job's checkpoint read, the job not started).
+//! `restore` (a job's checkpoint read, the job not started);
+//! `worker-batch/<job>` (a worker of job `<job>` is about to hand a batch
+//! to its operator).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 struct Armed {
     name: String,
     at: u64,
+    /// Panic rather than abort.
+    panic: bool,
     hits: AtomicU64,
 }
 
@@ -26,6 +32,10 @@ fn armed() -> Option<&'static Armed> {
     ARMED
         .get_or_init(|| {
             let spec = std::env::var("WEIR_FAILPOINT").ok()?;
+            let (spec, panic) = match spec.strip_suffix(":panic") {
+                Some(spec) => (spec.to_string(), true),
+                None => (spec, false),
+            };
             let (name, at) = match spec.split_once('@') {
                 Some((name, at)) => (name.to_string(), at.parse().ok()?),
                 None => (spec, 1),
@@ -33,19 +43,44 @@ fn armed() -> Option<&'static Armed> {
             Some(Armed {
                 name,
                 at,
+                panic,
                 hits: AtomicU64::new(0),
             })
         })
         .as_ref()
 }
 
-/// Abort here if `WEIR_FAILPOINT` names this place and its count is up.
+/// Abort (or panic) here if `WEIR_FAILPOINT` names this place and its count
+/// is up.
 pub fn hit(name: &str) {
     if let Some(armed) = armed()
         && armed.name == name
-        && armed.hits.fetch_add(1, Ordering::Relaxed) + 1 == armed.at
     {
-        eprintln!("failpoint {name} hit: aborting");
-        std::process::abort();
+        trigger(armed);
     }
+}
+
+/// [`hit`] for a place inside job `job`: armed as `<name>/<job>`, so one
+/// job of several can be made to fail.
+pub fn hit_in(name: &str, job: &str) {
+    if let Some(armed) = armed()
+        && armed
+            .name
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('/'))
+            == Some(job)
+    {
+        trigger(armed);
+    }
+}
+
+fn trigger(armed: &Armed) {
+    if armed.hits.fetch_add(1, Ordering::Relaxed) + 1 != armed.at {
+        return;
+    }
+    if armed.panic {
+        panic!("failpoint {} hit", armed.name);
+    }
+    eprintln!("failpoint {} hit: aborting", armed.name);
+    std::process::abort();
 }

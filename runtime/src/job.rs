@@ -34,13 +34,15 @@ use datafusion::common::Result;
 use datafusion::physical_plan::PhysicalExpr;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::checkpoint::{
     CheckpointMetrics, Coordinator, JobStore, LateRequest, Report, Restored, SourceState,
     StateWrite, Written,
 };
 use crate::executor::Executor;
+pub use crate::failure::JobFailure;
+use crate::failure::Failer;
 use crate::message::{Barrier, Message};
 use crate::metrics::{JobLabels, RuntimeMetrics};
 use crate::operators::aggregate::AggregateOperator;
@@ -109,14 +111,14 @@ pub struct Checkpointing {
 }
 
 /// What a job has done so far.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Progress {
     /// Every source ended and everything reached the sink.
     pub finished: bool,
     /// The last barrier epoch that reached the sink from every input.
     pub flushed: u64,
     /// Why the job stopped, if it failed.
-    pub failed: Option<String>,
+    pub failed: Option<JobFailure>,
     /// Source partitions that reached their end.
     pub sources_ended: usize,
 }
@@ -151,8 +153,9 @@ impl JobHandle {
 
     /// Wait until everything is in the sink: for a bounded job, until it
     /// ended; for an unbounded one, everything its sources had read when this
-    /// was called. Returns the job's failure, if any.
-    pub async fn flush(&self) -> std::result::Result<(), String> {
+    /// was called. Returns the job's failure, if any, at once when it had
+    /// failed before.
+    pub async fn flush(&self) -> std::result::Result<(), JobFailure> {
         if self.bounded {
             return self.finished().await;
         }
@@ -198,7 +201,7 @@ impl JobHandle {
     }
 
     /// Wait until the job ends (bounded sources) or fails.
-    pub async fn finished(&self) -> std::result::Result<(), String> {
+    pub async fn finished(&self) -> std::result::Result<(), JobFailure> {
         let mut progress = self.progress.clone();
         loop {
             {
@@ -293,6 +296,11 @@ pub fn start(
     let job = JobLabels {
         job: name.to_string(),
     };
+    let failer = Failer {
+        job: name.into(),
+        progress: progress_tx.clone(),
+        failures: metrics.job_failures.get_or_create(&job).clone(),
+    };
     let mut sources: Vec<Option<SourceState>> = vec![None; partitions];
     // Per stage (join, aggregate): the old workers' chunks and watermark.
     let mut join_state = Restoring::default();
@@ -366,7 +374,10 @@ pub fn start(
             progress,
             flush,
             late: late_tx,
-            tasks: vec![executor.spawn(coordinator.run(reports))],
+            tasks: vec![executor.spawn(failer.guard(
+                "the checkpoint coordinator".into(),
+                coordinator.run(reports),
+            ))],
         });
     }
     let sink_inputs = match (aggregate_workers, join_workers) {
@@ -378,7 +389,8 @@ pub fn start(
     let mut tasks = Vec::new();
 
     tasks.push(
-        executor.spawn(
+        executor.spawn(failer.guard(
+            "the checkpoint coordinator".into(),
             Coordinator {
                 store: store.clone(),
                 plan: plan_text,
@@ -394,16 +406,19 @@ pub fn start(
                 late: late_rx,
             }
             .run(report_rx),
-        ),
+        )),
     );
-    tasks.push(executor.spawn(run_sink(
-        sink_rx,
-        sink_inputs,
-        sink,
-        store.clone(),
-        report_tx.clone(),
-        progress_tx.clone(),
-        metrics.rows_out.get_or_create(&job).clone(),
+    tasks.push(executor.spawn(failer.guard(
+        "the sink".into(),
+        run_sink(
+            sink_rx,
+            sink_inputs,
+            sink,
+            store.clone(),
+            report_tx.clone(),
+            progress_tx.clone(),
+            metrics.rows_out.get_or_create(&job).clone(),
+        ),
     )));
 
     // What each source partition had sent at the barrier: its last
@@ -459,9 +474,11 @@ pub fn start(
                     aggregate_workers,
                 )?;
             }
-            tasks.push(executor.spawn(fail_on_error(
+            tasks.push(executor.spawn(failer.guard(
+                format!("aggregate worker {w}"),
                 run_worker(
                     Worker {
+                        job: failer.job.clone(),
                         index: join_workers + w,
                         local: w,
                         operator: Operator::Aggregate(operator),
@@ -473,7 +490,6 @@ pub fn start(
                     rx,
                     clocks.clone(),
                 ),
-                progress_tx.clone(),
             )));
         }
     }
@@ -505,9 +521,11 @@ pub fn start(
                 operator.restore(&join_state.chunks, w, join_workers)?;
             }
             tasks.push(
-                executor.spawn(fail_on_error(
+                executor.spawn(failer.guard(
+                    format!("join worker {w}"),
                     run_worker(
                         Worker {
+                            job: failer.job.clone(),
                             index: w,
                             local: w,
                             operator: Operator::Join {
@@ -529,7 +547,6 @@ pub fn start(
                             .map(|c| InputClock { timed: false, ..*c })
                             .collect(),
                     ),
-                    progress_tx.clone(),
                 )),
             );
         }
@@ -575,7 +592,8 @@ pub fn start(
             let reader = input
                 .source
                 .open(local, restored.map(|s| SourcePosition(s.position)))?;
-            tasks.push(executor.spawn(fail_on_error(
+            tasks.push(executor.spawn(failer.guard(
+                format!("source partition {partition}"),
                 run_source(
                     SourceTask {
                         partition,
@@ -589,7 +607,6 @@ pub fn start(
                     },
                     metrics.rows_in.get_or_create(&job).clone(),
                 ),
-                progress_tx.clone(),
             )));
         }
     }
@@ -669,20 +686,6 @@ fn aggregate_input_schema(plan: &StreamPlan) -> SchemaRef {
             StatelessOp::Filter(_) => None,
         })
         .unwrap_or(start)
-}
-
-async fn fail_on_error(
-    task: impl std::future::Future<Output = Result<()>>,
-    progress: Arc<watch::Sender<Progress>>,
-) {
-    if let Err(err) = task.await {
-        warn!(%err, "a job task failed");
-        progress.send_modify(|p| {
-            if p.failed.is_none() {
-                p.failed = Some(err.to_string());
-            }
-        });
-    }
 }
 
 async fn send_all(outputs: &[mpsc::Sender<Tagged>], input: usize, message: Message) {
@@ -1164,6 +1167,8 @@ impl Downstream {
 }
 
 struct Worker {
+    /// The job's name (failpoints name the job they are in).
+    job: Arc<str>,
     /// Its number among all the job's workers (checkpoint reports).
     index: usize,
     /// Its number in its stage (the input number downstream).
@@ -1213,11 +1218,25 @@ async fn run_worker(
     let mut align = Inputs::restored(clocks);
     let mut events = Vec::new();
     let changelog = worker.operator.is_changelog();
+    if let Operator::Aggregate(aggregate) = &mut worker.operator
+        && worker.local == 0
+    {
+        for batch in aggregate.on_start()? {
+            if let Some(out) = run_ops(&worker.after, batch, changelog)?
+                && worker.downstream.send(worker.local, out).await?.is_break()
+            {
+                return Ok(());
+            }
+        }
+    }
     while let Some(Tagged { input, message }) = rx.recv().await {
         align.offer(input, message, &mut events);
         for event in events.drain(..) {
             let (outputs, forward) = match event {
-                Event::Batch(input, batch) => (worker.operator.on_batch(input, &batch)?, None),
+                Event::Batch(input, batch) => {
+                    crate::failpoint::hit_in("worker-batch", &worker.job);
+                    (worker.operator.on_batch(input, &batch)?, None)
+                }
                 Event::Watermark(t) => (
                     worker.operator.on_watermark(t)?,
                     Some(Message::Watermark(t)),
@@ -1291,7 +1310,7 @@ async fn run_sink(
     reports: mpsc::UnboundedSender<Report>,
     progress: Arc<watch::Sender<Progress>>,
     rows_out: Counter,
-) {
+) -> Result<()> {
     let mut align = Inputs::new(inputs);
     let mut events = Vec::new();
     let mut last_epoch = 0;
@@ -1303,10 +1322,7 @@ async fn run_sink(
             match event {
                 Event::Batch(_, batch) => {
                     rows_out.inc_by(batch.num_rows() as u64);
-                    if let Err(err) = sink.apply(batch) {
-                        progress.send_modify(|p| p.failed = Some(err.to_string()));
-                        return;
-                    }
+                    sink.apply(batch)?;
                 }
                 Event::Watermark(_) => {}
                 Event::Barrier(epoch) => {
@@ -1331,4 +1347,5 @@ async fn run_sink(
         Ok(Vec::new())
     };
     let _ = snapshots.send((None, label, parts));
+    Ok(())
 }

@@ -20,6 +20,8 @@
 //! - [`message`]: `Message::{Batch, Watermark, Barrier}`, what streaming
 //!   operators exchange.
 //! - [`job`]: running a stream plan: tasks, watermarks, barriers.
+//! - [`failure`]: how a job fails: one reason with its class, every task
+//!   stopped, panics caught.
 //! - [`checkpoint`]: aligned checkpoints into an object store, and restore.
 //! - [`materialized`]: materialized views: queryable, subscribable sinks.
 //! - [`source`]: partitioned, positioned sources.
@@ -34,6 +36,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod executor;
 pub mod failpoint;
+pub mod failure;
 pub mod job;
 pub mod materialized;
 pub mod message;

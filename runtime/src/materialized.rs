@@ -496,16 +496,33 @@ impl Sink for ViewSink {
     }
 }
 
-/// A view as a DataFusion table: scans read a snapshot.
+/// A view as a DataFusion table: scans read a snapshot, or fail once the
+/// view's job failed.
 #[derive(Debug)]
 pub struct ViewTable {
     view: Arc<MaterializedView>,
+    /// The view's name and its job's progress.
+    job: Option<(String, tokio::sync::watch::Receiver<crate::job::Progress>)>,
 }
 
 impl ViewTable {
     /// The table over `view`.
     pub fn new(view: Arc<MaterializedView>) -> Self {
-        Self { view }
+        Self { view, job: None }
+    }
+
+    /// The table over `view`, named `name`, whose job reports `progress`: a
+    /// scan after the job failed is an error naming the view and the
+    /// reason, not the rows the job got to before it stopped.
+    pub fn of_job(
+        view: Arc<MaterializedView>,
+        name: &str,
+        progress: tokio::sync::watch::Receiver<crate::job::Progress>,
+    ) -> Self {
+        Self {
+            view,
+            job: Some((name.to_string(), progress)),
+        }
     }
 }
 
@@ -526,6 +543,16 @@ impl TableProvider for ViewTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if let Some((name, progress)) = &self.job
+            && let Some(failure) = progress.borrow().failed.clone()
+        {
+            return Err(datafusion::error::DataFusionError::External(Box::new(
+                crate::RuntimeError::JobFailed {
+                    view: name.clone(),
+                    failure,
+                },
+            )));
+        }
         let batches = self.view.snapshot()?;
         MemTable::try_new(self.view.schema(), vec![batches])?
             .scan(state, projection, filters, limit)

@@ -29,6 +29,8 @@ pub struct RuntimeMetrics {
     pub rows_in: Family<JobLabels, Counter>,
     /// Rows written to sinks (materialized views).
     pub rows_out: Family<JobLabels, Counter>,
+    /// Jobs that failed (0 or 1 per job: a failed job stays failed).
+    pub job_failures: Family<JobLabels, Counter>,
     /// Checkpoints, per job.
     pub checkpoints: crate::checkpoint::CheckpointMetrics,
 }
@@ -50,6 +52,11 @@ impl RuntimeMetrics {
             "job_rows_out",
             "Rows written by a job to its view",
             self.rows_out.clone(),
+        );
+        registry.register(
+            "job_failures",
+            "Jobs that failed: an error in their data, an outside system, or a bug",
+            self.job_failures.clone(),
         );
         self.checkpoints.register(registry);
     }

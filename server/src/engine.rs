@@ -57,6 +57,13 @@ pub enum Output {
     TransactionEnd(&'static str),
     /// `COPY t FROM STDIN`: the client sends the data next.
     CopyIn(Box<statements::dml::CopyIn>),
+    /// An output, after a WARNING the client should see first.
+    Warned {
+        /// The warning's message.
+        warning: String,
+        /// What the statement returns.
+        output: Box<Output>,
+    },
     /// `COPY ... TO STDOUT`: rows to send as COPY data.
     CopyOut {
         /// The rows.
@@ -363,7 +370,7 @@ impl Engine {
             WeirStatement::Subscribe { name, copy } => {
                 statements::stream::subscribe(self, &name, copy)
             }
-            WeirStatement::Flush => statements::stream::flush(self).await,
+            WeirStatement::Flush { view } => statements::stream::flush(self, view.as_deref()).await,
             WeirStatement::CreateSink(create) => statements::sink::create(self, create).await,
             WeirStatement::Dml(dml) => {
                 // Each statement commits on its own: a later ROLLBACK is told.
@@ -437,7 +444,7 @@ impl Engine {
             | WeirStatement::CreateMaterializedView(_)
             | WeirStatement::CreateSink(_)
             | WeirStatement::Copy(_)
-            | WeirStatement::Flush => None,
+            | WeirStatement::Flush { .. } => None,
             WeirStatement::ExplainMaterializedView(_) => Some(statements::explain::schema()),
             WeirStatement::Subscribe { name, copy } => {
                 if *copy {

@@ -135,6 +135,16 @@ pub enum ServerError {
     #[error("{message}")]
     Config { message: String },
 
+    // ---- whoever's fault the cause was ----
+    /// A materialized view whose job failed, read, subscribed to or
+    /// flushed: the cause keeps its class (a bad value in the data is the
+    /// user's, a panic is ours).
+    #[error("materialized view \"{view}\" failed: {cause}")]
+    JobFailed {
+        view: String,
+        cause: Box<ServerError>,
+    },
+
     // ---- ours ----
     /// A bug or a broken invariant in Weir.
     #[error("internal error: {message}")]
@@ -173,6 +183,7 @@ impl ServerError {
             ServerError::QueryCanceled => "57014",
             ServerError::ShuttingDown => "57P01",
             ServerError::Internal { .. } => "XX000",
+            ServerError::JobFailed { cause, .. } => cause.sqlstate(),
         }
     }
 
@@ -241,6 +252,38 @@ impl ServerError {
     pub fn internal(message: impl Into<String>) -> Self {
         ServerError::Internal {
             message: message.into(),
+        }
+    }
+
+    /// The error of a materialized view whose job failed with `failure`.
+    pub fn job_failed(view: &str, failure: &weir_runtime::job::JobFailure) -> Self {
+        let cause = classify_datafusion(failure.error.find_root(), None);
+        ServerError::JobFailed {
+            view: view.to_string(),
+            cause: Box::new(match &failure.context {
+                // "checkpoint 3 failed: ..." with the cause's class.
+                Some(context) => cause.with_context(context),
+                None => cause,
+            }),
+        }
+    }
+
+    /// This error with `context` before its message, of the same class.
+    fn with_context(self, context: &str) -> Self {
+        match self {
+            ServerError::Io { message } => ServerError::Io {
+                message: format!("{context}: {message}"),
+            },
+            ServerError::Internal { message } => ServerError::Internal {
+                message: format!("{context}: {message}"),
+            },
+            ServerError::ResourcesExhausted { message } => ServerError::ResourcesExhausted {
+                message: format!("{context}: {message}"),
+            },
+            ServerError::UndefinedFile { message } => ServerError::UndefinedFile {
+                message: format!("{context}: {message}"),
+            },
+            other => other,
         }
     }
 
@@ -347,8 +390,12 @@ fn classify_datafusion(err: &DataFusionError, position: Option<usize>) -> Server
                     message: message.clone(),
                 };
             }
-            if let Some(RuntimeError::Panic(message)) = inner.downcast_ref::<RuntimeError>() {
-                return ServerError::internal(message.clone());
+            match inner.downcast_ref::<RuntimeError>() {
+                Some(RuntimeError::Panic(message)) => return ServerError::internal(message.clone()),
+                Some(RuntimeError::JobFailed { view, failure }) => {
+                    return ServerError::job_failed(view, failure);
+                }
+                _ => {}
             }
             ServerError::Io {
                 message: inner.to_string(),
@@ -458,16 +505,38 @@ fn cast_message(message: &str) -> String {
         .strip_prefix("Cannot cast string '")
         .and_then(|rest| rest.rsplit_once("' to value of "))
         .and_then(|(value, rest)| Some((value, rest.strip_suffix(" type")?)));
+    // Arrow's CSV reader: "Error while parsing value 'x' as type 'Int64'
+    // for column 0 at line 3. Row data: '[x]'" (where it is is kept).
+    let (parsed, place) = match parsed {
+        Some(parsed) => (Some(parsed), None),
+        None => match message
+            .strip_prefix("Error while parsing value '")
+            .and_then(|rest| rest.split_once("' as type '"))
+            .and_then(|(value, rest)| {
+                let (ty, rest) = rest.split_once('\'')?;
+                let place = rest.strip_prefix(" for ")?.split_once(". Row data")?.0;
+                Some(((value, ty), place))
+            }) {
+            Some((parsed, place)) => (Some(parsed), Some(place)),
+            None => (None, None),
+        },
+    };
     match parsed.and_then(|(value, ty)| {
         Some((
             value,
             ty.parse::<datafusion::arrow::datatypes::DataType>().ok()?,
         ))
     }) {
-        Some((value, ty)) => format!(
-            "invalid input syntax for type {}: \"{value}\"",
-            weir_connectors::copy_format::pg_type_name(&ty)
-        ),
+        Some((value, ty)) => {
+            let text = format!(
+                "invalid input syntax for type {}: \"{value}\"",
+                weir_connectors::copy_format::pg_type_name(&ty)
+            );
+            match place {
+                Some(place) => format!("{text} ({place})"),
+                None => text,
+            }
+        }
         None => lower_first(message),
     }
 }
@@ -569,6 +638,7 @@ impl From<RuntimeError> for ServerError {
         match err {
             RuntimeError::DataFusion(inner) => ServerError::from_datafusion(inner, None),
             RuntimeError::Panic(message) => ServerError::Internal { message },
+            RuntimeError::JobFailed { view, failure } => ServerError::job_failed(&view, &failure),
             RuntimeError::ShuttingDown => ServerError::ShuttingDown,
             RuntimeError::Start(io) => ServerError::internal(io.to_string()),
         }
@@ -619,6 +689,24 @@ mod tests {
         );
         assert_eq!(err.sqlstate(), "42P01");
         assert_eq!(err.to_string(), "relation \"nope\" does not exist");
+    }
+
+    #[test]
+    fn a_bad_csv_value_is_invalid_text() {
+        let err = ServerError::from_datafusion(
+            DataFusionError::ArrowError(
+                Box::new(ArrowError::ParseError(
+                    "Error while parsing value 'x' as type 'Int64' for column 0 at line 3. Row data: '[x]'".into(),
+                )),
+                None,
+            ),
+            None,
+        );
+        assert_eq!(err.sqlstate(), "22P02");
+        assert_eq!(
+            err.to_string(),
+            "invalid input syntax for type bigint: \"x\" (column 0 at line 3)"
+        );
     }
 
     #[test]

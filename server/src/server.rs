@@ -14,6 +14,37 @@ use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::pg::WeirHandlers;
 
+/// The lock file in a data directory.
+const LOCK_FILE: &str = "weir.lock";
+
+/// Take an exclusive OS lock (`flock`) on `<data_dir>/weir.lock`, so a second
+/// `weir` on the same directory refuses to start instead of replaying the
+/// table log and running the same jobs beside the first. The OS drops the
+/// lock when the process exits, however it exits (kill -9 included), so a
+/// crash never leaves a stale lock behind.
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("could not create data directory {}", data_dir.display()))?;
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("could not open lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "data directory {} is in use by another weir process (it holds the lock on {}); stop it or choose another --data-dir",
+            data_dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(err)) => {
+            Err(err).with_context(|| format!("could not lock {}", path.display()))
+        }
+    }
+}
+
 /// Run a server with `config` until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -30,6 +61,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .with_context(|| format!("could not listen for HTTP on {}", config.http_addr))?;
     let pg_addr = pg.local_addr()?;
     let http_addr = http.local_addr()?;
+    // Held until this function returns: the process owns the directory.
+    let _lock = lock_data_dir(&config.data_dir)?;
 
     let metrics = Arc::new(Metrics::new());
     let engine = Engine::start(&config, metrics.clone())

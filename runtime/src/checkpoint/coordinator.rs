@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use datafusion::common::Result;
+use datafusion::error::DataFusionError;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -161,8 +162,9 @@ pub struct Coordinator {
 pub type LateRequest = tokio::sync::oneshot::Sender<std::result::Result<(), String>>;
 
 impl Coordinator {
-    /// Run until the job finishes or fails.
-    pub async fn run(mut self, mut reports: mpsc::UnboundedReceiver<Report>) {
+    /// Run until the job finishes or a checkpoint fails (the error fails
+    /// the job).
+    pub async fn run(mut self, mut reports: mpsc::UnboundedReceiver<Report>) -> Result<()> {
         if self.finished {
             let sources = self
                 .last
@@ -170,7 +172,7 @@ impl Coordinator {
                 .map(|m| m.sources.clone())
                 .unwrap_or_default();
             self.serve_late(sources).await;
-            return;
+            return Ok(());
         }
         let interval = self.store.as_ref().and_then(|s| s.config().interval);
         let mut tick = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
@@ -204,7 +206,7 @@ impl Coordinator {
                     }
                 }
                 report = reports.recv() => {
-                    let Some(report) = report else { return };
+                    let Some(report) = report else { return Ok(()) };
                     let finished = match report {
                         Report::Source { partition, epoch, state } => {
                             self.entry(&mut pending, epoch).sources[partition] = Some(state);
@@ -223,8 +225,7 @@ impl Coordinator {
                                 None
                             }
                             Err(err) => {
-                                self.fail(&format!("checkpoint {epoch} failed: {err}"));
-                                return;
+                                return Err(self.fail(format!("checkpoint {epoch} failed"), err));
                             }
                         },
                         Report::Sink { epoch: Some(epoch), written } => match written {
@@ -233,8 +234,7 @@ impl Coordinator {
                                 None
                             }
                             Err(err) => {
-                                self.fail(&format!("checkpoint {epoch} failed: {err}"));
-                                return;
+                                return Err(self.fail(format!("checkpoint {epoch} failed"), err));
                             }
                         },
                         Report::Sink { epoch: None, written } => Some(written),
@@ -257,8 +257,7 @@ impl Coordinator {
                         match self.complete(epoch, sources, operators, done.sink.unwrap_or_default(), false, done.started).await {
                             Ok(()) => last_completed = Instant::now(),
                             Err(err) => {
-                                self.fail(&format!("checkpoint {epoch} failed: {err}"));
-                                return;
+                                return Err(self.fail(format!("checkpoint {epoch} failed"), err));
                             }
                         }
                     }
@@ -269,8 +268,7 @@ impl Coordinator {
                         let written = match final_state.take().unwrap_or_else(|| Ok(Vec::new())) {
                             Ok(w) => w,
                             Err(err) => {
-                                self.fail(&format!("the final checkpoint failed: {err}"));
-                                return;
+                                return Err(self.fail("the final checkpoint failed".to_string(), err));
                             }
                         };
                         if written.is_empty() && self.store.is_some() {
@@ -285,8 +283,7 @@ impl Coordinator {
                             position: 0, max_time: i64::MIN, watermark: i64::MAX, ended: true,
                         })).collect();
                         if let Err(err) = self.complete(epoch, sources, Vec::new(), written, true, Instant::now()).await {
-                            self.fail(&format!("the final checkpoint failed: {err}"));
-                            return;
+                            return Err(self.fail("the final checkpoint failed".to_string(), err));
                         }
                         self.progress.send_modify(|p| p.finished = true);
                         break;
@@ -306,6 +303,7 @@ impl Coordinator {
             })
             .collect();
         self.serve_late(sources).await;
+        Ok(())
     }
 
     /// After the job ended: checkpoint on request what its sinks got since
@@ -347,14 +345,12 @@ impl Coordinator {
         })
     }
 
-    fn fail(&self, message: &str) {
-        warn!(job = %self.labels.job, message, "checkpointing failed; the job stops");
+    /// A checkpoint failed: count it, and fail the job with it (`context`
+    /// says which checkpoint; the error keeps its class).
+    fn fail(&self, context: String, err: DataFusionError) -> DataFusionError {
+        warn!(job = %self.labels.job, %context, %err, "checkpointing failed; the job stops");
         self.metrics.failed.get_or_create(&self.labels).inc();
-        self.progress.send_modify(|p| {
-            if p.failed.is_none() {
-                p.failed = Some(message.to_string());
-            }
-        });
+        DataFusionError::Context(context, Box::new(err))
     }
 
     /// Write the manifest of `epoch`, then let the sinks commit.

@@ -14,7 +14,10 @@
 //!   (their last rows stay in the view).
 //! - **Sessions**: per partition key, the open sessions with their
 //!   accumulators; a row opens `[t, t + gap)` and merges every session it
-//!   overlaps.
+//!   overlaps or touches, as Flink does (its windows intersect when
+//!   `start <= other.end && end >= other.start`): rows exactly `gap` apart
+//!   are one session. So a session ending at `e` closes once the watermark
+//!   is past `e` (a row at `e` would still join it), not at `e`.
 //!
 //! A row whose window already closed (its close time is at or before the
 //! watermark) is late: it is dropped and counted, never silently lost.
@@ -292,6 +295,46 @@ impl AggregateOperator {
         self.spec.emit == Emit::Updates
     }
 
+    /// Is it a global aggregate (no GROUP BY, no window)? As in Postgres,
+    /// its result is always one row, over no input too (count 0, sum NULL).
+    fn is_global(&self) -> bool {
+        self.spec.group.is_empty() && self.spec.window == WindowKind::None
+    }
+
+    /// Before any input: a global aggregate's one row, from empty
+    /// accumulators, so the view has it as a batch query would (every row
+    /// of a global aggregate goes to the first worker; only it calls this).
+    /// Nothing when a checkpoint restored the group, whose row the view
+    /// already holds.
+    pub fn on_start(&mut self) -> Result<Vec<RecordBatch>> {
+        if !self.is_global() {
+            return Ok(Vec::new());
+        }
+        let State::Updating(state) = &mut self.state else {
+            return Ok(Vec::new());
+        };
+        let key: Box<[u8]> = Box::default();
+        if state.groups.contains_key(&key) {
+            return Ok(Vec::new());
+        }
+        let mut accumulators = self.spec.accumulators()?;
+        let values = evaluate_all(&mut accumulators)?;
+        state.groups.insert(
+            key.clone(),
+            Group {
+                key: Vec::new(),
+                accumulators,
+                emitted: Some(values.clone()),
+                close: None,
+                rows: 0,
+            },
+        );
+        self.tracking.touch(&key);
+        Ok(rows_to_batch(&self.spec, None, vec![(Vec::new(), values, 1i8)], true)?
+            .into_iter()
+            .collect())
+    }
+
     /// Add a batch; returns what changed (updating results only).
     pub fn on_batch(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
         if batch.num_rows() == 0 {
@@ -392,7 +435,7 @@ impl AggregateOperator {
                     let (closed, open): (Vec<Session>, Vec<Session>) =
                         std::mem::take(&mut key.sessions)
                             .into_iter()
-                            .partition(|s| s.end <= watermark);
+                            .partition(|s| s.end < watermark);
                     key.sessions = open;
                     if !closed.is_empty() {
                         self.tracking.touch(bytes);
@@ -512,6 +555,7 @@ impl AggregateOperator {
         if n == 0 {
             return Ok(Vec::new());
         }
+        let global = self.is_global();
         let State::Updating(state) = &mut self.state else {
             return Ok(Vec::new());
         };
@@ -576,8 +620,9 @@ impl AggregateOperator {
                             acc.retract_batch(&take_all(values, &minus)?)?;
                         }
                     }
-                    if group.rows <= 0 {
+                    if group.rows <= 0 && !global {
                         // Every row of the group was retracted: it is gone.
+                        // (A global aggregate's one row stays, with count 0.)
                         if let Some(old) = group.emitted.take() {
                             changes.push((group.key.clone(), old, -1i8));
                         }
@@ -625,7 +670,7 @@ impl AggregateOperator {
                 .collect(),
         )?;
         let rows = converter.convert_columns(&partition)?;
-        // Rows per partition key, sorted by time, cut into runs closer than the gap.
+        // Rows per partition key, sorted by time, cut into runs at most the gap apart.
         let mut members: HashMap<Box<[u8]>, Vec<(i64, u32)>> = HashMap::default();
         let mut late = 0;
         for row in 0..times.len() {
@@ -633,7 +678,8 @@ impl AggregateOperator {
                 continue;
             }
             let t = times.value(row);
-            if t.saturating_add(gap) <= self.watermark {
+            // Its session would be closed already (see `on_watermark`).
+            if t.saturating_add(gap) < self.watermark {
                 late += 1;
                 continue;
             }
@@ -664,7 +710,7 @@ impl AggregateOperator {
             let mut run_start = 0;
             while run_start < list.len() {
                 let mut run_end = run_start + 1;
-                while run_end < list.len() && list[run_end].0 - list[run_end - 1].0 < gap {
+                while run_end < list.len() && list[run_end].0 - list[run_end - 1].0 <= gap {
                     run_end += 1;
                 }
                 let run = &list[run_start..run_end];
@@ -680,11 +726,11 @@ impl AggregateOperator {
                     accumulators,
                     emitted: None,
                 };
-                // Merge every open session this run overlaps.
+                // Merge every open session this run overlaps or touches.
                 let (overlapping, rest): (Vec<Session>, Vec<Session>) =
                     std::mem::take(&mut entry.sessions)
                         .into_iter()
-                        .partition(|s| s.start < merged.end && merged.start < s.end);
+                        .partition(|s| s.start <= merged.end && merged.start <= s.end);
                 entry.sessions = rest;
                 for mut old in overlapping {
                     merged.start = merged.start.min(old.start);

@@ -196,6 +196,14 @@ where
             session.take_writes();
             Response::TransactionStart(Tag::new("BEGIN"))
         }
+        Output::Warned { warning, output } => {
+            client
+                .feed(PgWireBackendMessage::NoticeResponse(
+                    pgwire::error::ErrorInfo::new("WARNING".into(), "01000".into(), warning).into(),
+                ))
+                .await?;
+            Box::pin(respond(client, session, *output, format)).await?
+        }
         Output::TransactionEnd(tag) => {
             // Writes to tables Weir owns commit statement by statement, so a
             // ROLLBACK cannot undo them: say so rather than let the client

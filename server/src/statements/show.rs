@@ -76,7 +76,9 @@ pub fn objects_schema(kind: ObjectKind) -> SchemaRef {
         ObjectKind::Table => text_schema(&["name", "connector", "format", "path"]),
         ObjectKind::View => text_schema(&["name", "definition"]),
         ObjectKind::Stream => text_schema(&["name", "connector", "watermark"]),
-        ObjectKind::MaterializedView => text_schema(&["name", "status", "emit", "definition"]),
+        ObjectKind::MaterializedView => {
+            text_schema(&["name", "status", "emit", "definition", "error"])
+        }
         ObjectKind::Sink => text_schema(&["name", "from", "connector", "format", "path"]),
     }
 }
@@ -110,19 +112,26 @@ pub fn objects(engine: &Arc<Engine>, kind: ObjectKind) -> Result<Output> {
                 );
             }
             CatalogEntry::MaterializedView(m) => {
-                let status = match engine.views.lock().get(&m.name) {
-                    None => "not running".to_string(),
+                let (status, error) = match engine.views.lock().get(&m.name) {
+                    None => ("not running", String::new()),
                     Some(live) => {
                         let p = live.job.progress();
                         match (p.failed, p.finished) {
-                            (Some(err), _) => format!("failed: {err}"),
-                            (None, true) => "finished".to_string(),
-                            (None, false) => "running".to_string(),
+                            (Some(failure), _) => (
+                                "failed",
+                                // The cause alone: the row names the view.
+                                match ServerError::job_failed(&m.name, &failure) {
+                                    ServerError::JobFailed { cause, .. } => cause.to_string(),
+                                    other => other.to_string(),
+                                },
+                            ),
+                            (None, true) => ("finished", String::new()),
+                            (None, false) => ("running", String::new()),
                         }
                     }
                 };
                 columns[0].push(m.name.clone());
-                columns[1].push(status);
+                columns[1].push(status.to_string());
                 columns[2].push(
                     if m.emit_on_window_close {
                         "on window close"
@@ -132,6 +141,7 @@ pub fn objects(engine: &Arc<Engine>, kind: ObjectKind) -> Result<Output> {
                     .to_string(),
                 );
                 columns[3].push(m.query.clone());
+                columns[4].push(error);
             }
             CatalogEntry::Sink(s) => {
                 let opt = |k: &str| s.options.get(k).cloned().unwrap_or_default();

@@ -433,7 +433,10 @@ pub async fn create_materialized_view(
     .map_err(|e| ServerError::from_datafusion(e, None))?;
     engine
         .ctx
-        .register_table(create.name.as_str(), Arc::new(ViewTable::new(view.clone())))
+        .register_table(
+            create.name.as_str(),
+            Arc::new(ViewTable::of_job(view.clone(), &create.name, handle.watch())),
+        )
         .map_err(|e| ServerError::from_datafusion(e, None))?;
     engine.views.lock().insert(
         create.name.clone(),
@@ -523,9 +526,13 @@ fn subscription_schema(schema: &SchemaRef, changelog: bool) -> SchemaRef {
 }
 
 /// `SUBSCRIBE TO v`: the current rows, then every change, until the job
-/// ends (a bounded stream) or the client cancels.
+/// ends (a bounded stream) or the client cancels. A failed job is an error,
+/// at once or when it fails.
 pub fn subscribe(engine: &Arc<Engine>, name: &str, copy: bool) -> Result<Output> {
     let live = live_view(engine, name)?;
+    if let Some(failure) = live.job.progress().failed {
+        return Err(ServerError::job_failed(name, &failure));
+    }
     let changelog = live.view.is_changelog();
     let view_schema = live.view.schema();
     let schema = subscription_schema(&view_schema, changelog);
@@ -560,25 +567,40 @@ pub fn subscribe(engine: &Arc<Engine>, name: &str, copy: bool) -> Result<Output>
         changes: tokio::sync::broadcast::Receiver<RecordBatch>,
         progress: tokio::sync::watch::Receiver<job::Progress>,
         done: bool,
+        /// The job failed: said after the changes it made before.
+        failed: Option<job::JobFailure>,
     }
     let state = State {
         snapshot: snapshot.into_iter(),
         changes,
         progress,
         done: false,
+        failed: None,
     };
+    let view_name = name.to_string();
     let batches = futures::stream::unfold(state, move |mut state| {
         let to_output = to_output.clone();
+        let view_name = view_name.clone();
         async move {
             if let Some(batch) = state.snapshot.next() {
                 return Some((to_output(batch, true), state));
             }
             loop {
                 if state.done {
-                    // The job ended: deliver what is still queued, then stop.
+                    // The job ended: deliver what is still queued, then stop
+                    // (with the job's error, if it failed).
                     return match state.changes.try_recv() {
                         Ok(batch) => Some((to_output(batch, false), state)),
-                        Err(_) => None,
+                        Err(_) => state.failed.take().map(|failure| {
+                            let error = weir_runtime::RuntimeError::JobFailed {
+                                view: view_name,
+                                failure,
+                            };
+                            (
+                                Err(datafusion::error::DataFusionError::External(Box::new(error))),
+                                state,
+                            )
+                        }),
                     };
                 }
                 tokio::select! {
@@ -594,6 +616,7 @@ pub fn subscribe(engine: &Arc<Engine>, name: &str, copy: bool) -> Result<Output>
                     changed = state.progress.changed() => {
                         let finished = changed.is_err() || {
                             let p = state.progress.borrow();
+                            state.failed = p.failed.clone();
                             p.finished || p.failed.is_some()
                         };
                         if finished {
@@ -610,23 +633,50 @@ pub fn subscribe(engine: &Arc<Engine>, name: &str, copy: bool) -> Result<Output>
 }
 
 /// `FLUSH`: wait until everything the sources have read is in every view.
-pub async fn flush(engine: &Arc<Engine>) -> Result<Output> {
+/// A failed view does not hold up the others: they are all flushed, and a
+/// warning names the failed ones. `FLUSH v`: that view alone; its job's
+/// failure, if it failed, is the statement's error.
+pub async fn flush(engine: &Arc<Engine>, only: Option<&str>) -> Result<Output> {
+    let views: Vec<(String, Arc<LiveView>)> = match only {
+        Some(name) => vec![(name.to_string(), live_view(engine, name)?)],
+        None => {
+            let mut views: Vec<(String, Arc<LiveView>)> = engine
+                .views
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            views.sort_by(|a, b| a.0.cmp(&b.0));
+            views
+        }
+    };
+    if let Some(name) = only
+        && let Some(failure) = views[0].1.job.progress().failed
+    {
+        return Err(ServerError::job_failed(name, &failure));
+    }
     super::dml::catch_up(engine).await?;
-    let views: Vec<(String, Arc<LiveView>)> = engine
-        .views
-        .lock()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for (name, live) in views {
-        if let Err(err) = live.job.flush().await {
-            return Err(ServerError::Io {
-                message: format!("the job of materialized view \"{name}\" failed: {err}"),
-            });
+    // Concurrently: one view's wait does not add to the next one's.
+    let outcomes = futures::future::join_all(views.iter().map(|(_, live)| live.job.flush())).await;
+    let mut failed = Vec::new();
+    for ((name, _), outcome) in views.iter().zip(outcomes) {
+        if let Err(failure) = outcome {
+            if only.is_some() {
+                return Err(ServerError::job_failed(name, &failure));
+            }
+            failed.push(ServerError::job_failed(name, &failure).to_string());
         }
     }
-    Ok(Output::Command {
+    let done = Output::Command {
         tag: "FLUSH",
         rows: None,
+    };
+    Ok(if failed.is_empty() {
+        done
+    } else {
+        Output::Warned {
+            warning: format!("FLUSH skipped failed views: {}", failed.join("; ")),
+            output: Box::new(done),
+        }
     })
 }
