@@ -60,6 +60,12 @@ pub enum ConnectorError {
     /// The table log failed and takes no more writes until a restart (the disk, or ours).
     #[error("the table log failed: {0}")]
     LogFailed(String),
+    /// An outside system (a Kafka broker) failed or refused a request.
+    #[error("{system}: {message}")]
+    External {
+        system: &'static str,
+        message: String,
+    },
     /// Reading or listing the files failed; DataFusion says why.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),

@@ -22,6 +22,7 @@
 //! - [`stream`]: a stream's connector as a table and as a streaming source.
 //! - [`nexmark`]: the Nexmark generator (person, auction, bid).
 //! - [`datagen`]: rows made up from declared columns.
+//! - [`kafka`]: topics as streams (offsets in checkpoints) and as sinks.
 //! - [`timestamps`]: a fast path for CSV timestamp text.
 //! - [`table_functions`]: `read_csv`, `read_json`, `read_parquet`.
 //! - [`table_store`]: tables Weir owns: the write-ahead log, rows, index.
@@ -33,6 +34,7 @@ pub mod datagen;
 pub mod error;
 pub mod file;
 pub mod file_sink;
+pub mod kafka;
 pub mod nexmark;
 pub mod options;
 pub mod stream;

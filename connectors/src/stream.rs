@@ -38,6 +38,8 @@ pub struct StreamConnector {
     /// A generator's partitions, which start at any row (a file's are
     /// reopened and skipped instead).
     generator: Option<Vec<Arc<dyn SeekablePartition>>>,
+    /// A Kafka topic's settings (its partitions are asked for per job).
+    kafka: Option<Arc<crate::kafka::source::KafkaStream>>,
 }
 
 /// A generator's partition that can start at any row: rows are a pure
@@ -73,6 +75,7 @@ impl StreamConnector {
                     default_time_column: None,
                     description,
                     generator: None,
+                    kafka: None,
                 }
             }
             nexmark::CONNECTOR => {
@@ -86,6 +89,7 @@ impl StreamConnector {
                     default_time_column: Some(generator.time_column().to_string()),
                     description: "nexmark generator".to_string(),
                     generator: Some(partitions),
+                    kafka: None,
                 }
             }
             crate::datagen::CONNECTOR => {
@@ -104,12 +108,37 @@ impl StreamConnector {
                     default_time_column: None,
                     description: "datagen generator".to_string(),
                     generator: Some(partitions),
+                    kafka: None,
+                }
+            }
+            crate::kafka::CONNECTOR => {
+                let kafka = crate::kafka::source::KafkaStream::from_options(options, declared)?;
+                // Unbounded: no table for ad-hoc scans (views read it).
+                let table = Arc::new(
+                    StreamingTable::try_new(kafka.schema(), Vec::new())?.with_infinite_table(true),
+                );
+                Self {
+                    name: connector,
+                    table,
+                    bounded: false,
+                    default_time_column: None,
+                    description: kafka.describe(),
+                    generator: None,
+                    kafka: Some(Arc::new(kafka)),
                 }
             }
             other => return Err(ConnectorError::UnknownConnector(other.to_string())),
         };
         options.clone().finish(&opened.name)?;
         Ok(opened)
+    }
+
+    /// Count the stream's undecodable records in `counter` (the server's
+    /// `weir_bad_rows_total` for this stream). Call before the first job.
+    pub fn count_bad_rows(&mut self, counter: prometheus_client::metrics::counter::Counter) {
+        if let Some(kafka) = self.kafka.as_mut().and_then(Arc::get_mut) {
+            kafka.bad_rows = counter;
+        }
     }
 
     /// The stream's columns.
@@ -134,6 +163,17 @@ impl StreamConnector {
 
     /// A streaming source over the stream's rows.
     pub async fn source(&self, state: &dyn Session) -> Result<Arc<dyn Source>> {
+        if let Some(kafka) = &self.kafka {
+            // Asks the broker for the partitions: blocking.
+            let kafka = kafka.clone();
+            let source = tokio::task::spawn_blocking(move || kafka.source())
+                .await
+                .map_err(|e| ConnectorError::External {
+                    system: "kafka",
+                    message: e.to_string(),
+                })??;
+            return Ok(Arc::new(source));
+        }
         if let Some(partitions) = &self.generator {
             return Ok(Arc::new(GeneratorSource {
                 schema: self.schema(),

@@ -586,6 +586,12 @@ pub fn start(
             (0, _) => aggregate_txs.clone(),
             _ => join_txs.clone(),
         };
+        // The highest watermark any partition of this input sent: what an
+        // idle partition moves to.
+        let idle = input
+            .source
+            .idle_timeout()
+            .map(|timeout| (timeout, Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN))));
         for local in 0..input.source.partitions().max(1) {
             let partition = first_partition[k] + local;
             let restored = sources[partition];
@@ -604,6 +610,7 @@ pub fn start(
                         epochs: flush.subscribe(),
                         reports: report_tx.clone(),
                         restored,
+                        idle: idle.clone(),
                     },
                     metrics.rows_in.get_or_create(&job).clone(),
                 ),
@@ -721,6 +728,8 @@ struct SourceTask {
     epochs: watch::Receiver<u64>,
     reports: mpsc::UnboundedSender<Report>,
     restored: Option<SourceState>,
+    /// The idle timeout, and the input's highest watermark sent.
+    idle: Option<(std::time::Duration, Arc<std::sync::atomic::AtomicI64>)>,
 }
 
 async fn run_source(task: SourceTask, rows_in: Counter) -> Result<()> {
@@ -733,7 +742,9 @@ async fn run_source(task: SourceTask, rows_in: Counter) -> Result<()> {
         epochs: mut flush,
         reports,
         restored,
+        idle,
     } = task;
+    let mut last_rows = tokio::time::Instant::now();
     let mut max_time = restored.map_or(i64::MIN, |s| s.max_time);
     let mut sent_watermark = restored.map_or(i64::MIN, |s| s.watermark);
     let mut sent_barrier = *flush.borrow_and_update();
@@ -765,7 +776,20 @@ async fn run_source(task: SourceTask, rows_in: Counter) -> Result<()> {
                 continue;
             }
             item = reader.next_batch() => item,
+            () = idle_check(&idle, last_rows), if idle.is_some() => {
+                // Idle: the input's highest watermark, so that this partition
+                // does not hold back windows that the others closed.
+                if let Some((_, highest)) = &idle {
+                    let highest = highest.load(std::sync::atomic::Ordering::Acquire);
+                    if route.event_time.is_some() && highest > sent_watermark {
+                        sent_watermark = highest;
+                        send_all(&outputs, partition, Message::Watermark(highest)).await;
+                    }
+                }
+                continue;
+            }
         };
+        last_rows = tokio::time::Instant::now();
         let Some(batch) = item else { break };
         let batch = batch?;
         rows_in.inc_by(batch.num_rows() as u64);
@@ -810,6 +834,9 @@ async fn run_source(task: SourceTask, rows_in: Counter) -> Result<()> {
                 {
                     return Ok(());
                 }
+                if let Some((_, highest)) = &idle {
+                    highest.fetch_max(sent_watermark, std::sync::atomic::Ordering::AcqRel);
+                }
             }
         }
     }
@@ -821,6 +848,25 @@ async fn run_source(task: SourceTask, rows_in: Counter) -> Result<()> {
     send_all(&outputs, partition, Message::END_OF_INPUT).await;
     progress.send_modify(|p| p.sources_ended += 1);
     Ok(())
+}
+
+/// Wait until a partition that read its last rows at `last_rows` counts as
+/// idle, then (while it stays idle) a tenth of the timeout between checks.
+async fn idle_check(
+    idle: &Option<(std::time::Duration, Arc<std::sync::atomic::AtomicI64>)>,
+    last_rows: tokio::time::Instant,
+) {
+    let Some((timeout, _)) = idle else {
+        return std::future::pending().await;
+    };
+    let now = tokio::time::Instant::now();
+    let idle_at = last_rows + *timeout;
+    let at = if now < idle_at {
+        idle_at
+    } else {
+        now + (*timeout / 10).max(std::time::Duration::from_millis(10))
+    };
+    tokio::time::sleep_until(at).await;
 }
 
 /// Rows between two watermarks of a source partition.

@@ -25,6 +25,9 @@ pub struct RuntimeMetrics {
     /// Rows that arrived after the watermark had passed their window:
     /// dropped from window state, counted here.
     pub late_rows: Family<StreamLabels, Counter>,
+    /// Input records that could not be decoded and were skipped or sent to
+    /// a dead-letter topic, per stream.
+    pub bad_rows: Family<StreamLabels, Counter>,
     /// Rows read by sources.
     pub rows_in: Family<JobLabels, Counter>,
     /// Rows written to sinks (materialized views).
@@ -44,6 +47,11 @@ impl RuntimeMetrics {
             self.late_rows.clone(),
         );
         registry.register(
+            "bad_rows",
+            "Input records that could not be decoded (skipped or dead-lettered)",
+            self.bad_rows.clone(),
+        );
+        registry.register(
             "job_rows_in",
             "Rows read by a job's sources",
             self.rows_in.clone(),
@@ -59,6 +67,15 @@ impl RuntimeMetrics {
             self.job_failures.clone(),
         );
         self.checkpoints.register(registry);
+    }
+
+    /// The bad-record counter of one stream.
+    pub fn bad(&self, stream: &str) -> Counter {
+        self.bad_rows
+            .get_or_create(&StreamLabels {
+                stream: stream.to_string(),
+            })
+            .clone()
     }
 
     /// The late-row counter of one stream.

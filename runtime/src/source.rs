@@ -40,6 +40,16 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn resumable(&self, _partition: usize, _position: SourcePosition) -> bool {
         true
     }
+    /// After how long without rows a partition stops holding back the
+    /// stream's watermark (`None`: never; a partition that has nothing to
+    /// read then stalls window closing, as it must when it is only slow).
+    ///
+    /// # Correctness
+    /// An idle partition takes the highest watermark of its stream's
+    /// other partitions; rows it reads later that are behind it are late.
+    fn idle_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Reads one partition.

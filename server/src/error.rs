@@ -587,7 +587,9 @@ fn connector_error(err: &ConnectorError) -> ServerError {
             message: message.clone(),
             context: context.clone(),
         },
-        ConnectorError::Storage { .. } | ConnectorError::LogFailed(_) => ServerError::Io {
+        ConnectorError::Storage { .. }
+        | ConnectorError::LogFailed(_)
+        | ConnectorError::External { .. } => ServerError::Io {
             message: err.to_string(),
         },
     }

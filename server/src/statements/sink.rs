@@ -31,6 +31,16 @@ pub fn open(
             options.finish(weir_connectors::file::CONNECTOR)?;
             Ok(Arc::new(sink))
         }
+        weir_connectors::kafka::CONNECTOR => {
+            let sink = weir_connectors::kafka::sink::KafkaSink::new(
+                &def.name,
+                view.schema(),
+                view.is_changelog(),
+                &mut options,
+            )?;
+            options.finish(weir_connectors::kafka::CONNECTOR)?;
+            Ok(Arc::new(sink))
+        }
         "" => Err(weir_connectors::ConnectorError::MissingOption {
             connector: "sink".into(),
             option: "connector",

@@ -104,10 +104,11 @@ async fn open_stream(
     watermark: Option<&WatermarkClause>,
 ) -> Result<(LiveStream, StreamDef)> {
     let state = engine.ctx.state();
-    let connector = engine
+    let mut connector = engine
         .executor
         .run(async move { StreamConnector::open(&state, &mut options, declared).await })
         .await??;
+    connector.count_bad_rows(engine.runtime_metrics.bad(name));
     let schema = connector.schema();
     let (time_column, delay, written) = match watermark {
         Some(clause) => {

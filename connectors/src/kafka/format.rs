@@ -1,0 +1,694 @@
+//! Message bytes to Arrow rows (the source) and rows to message bytes (the
+//! sink), with Arrow's own JSON and CSV decoders and writers.
+//!
+//! A batch of messages is decoded in one pass: their payloads, one per line,
+//! go through one decoder. Only when that fails (or yields a different
+//! number of rows than lines) is each message decoded alone, to tell the bad
+//! ones from the good, so well-formed input pays nothing for the policy on
+//! bad input.
+//!
+//! Metadata columns are filled from the message, not its payload: a column
+//! declared as `_partition`, `_offset`, `_key` or `_kafka_timestamp`.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, Int8Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Schema, SchemaRef};
+use datafusion::common::Result as DfResult;
+
+use crate::error::{ConnectorError, Result};
+use crate::options::ConnectorOptions;
+
+/// How message payloads are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per message.
+    Json,
+    /// One CSV line per message.
+    Csv {
+        /// Field separator.
+        delimiter: u8,
+    },
+    /// The payload itself, as the stream's one TEXT or BYTEA column.
+    Raw,
+    /// Debezium change events (`before`, `after`, `op`): an updating input.
+    DebeziumJson,
+}
+
+impl Format {
+    /// Take `format` (and `delimiter` for csv) from `options`.
+    pub fn from_options(options: &mut ConnectorOptions) -> Result<Self> {
+        let format = options.require(super::CONNECTOR, "format")?;
+        let delimiter = options.take_char("delimiter")?;
+        let parsed = match format.to_ascii_lowercase().as_str() {
+            "json" => Format::Json,
+            "csv" => Format::Csv {
+                delimiter: delimiter.unwrap_or(b','),
+            },
+            "raw" => Format::Raw,
+            "debezium-json" => Format::DebeziumJson,
+            _ => {
+                return Err(ConnectorError::InvalidOption {
+                    option: "format".into(),
+                    value: format,
+                    reason: "expected json, csv, raw or debezium-json".into(),
+                });
+            }
+        };
+        if delimiter.is_some() && !matches!(parsed, Format::Csv { .. }) {
+            return Err(ConnectorError::InvalidOption {
+                option: "delimiter".into(),
+                value: (delimiter.unwrap_or_default() as char).to_string(),
+                reason: "only the csv format has a delimiter".into(),
+            });
+        }
+        Ok(parsed)
+    }
+
+    /// Does it carry changes (an updating input or output)?
+    pub fn changelog(&self) -> bool {
+        matches!(self, Format::DebeziumJson)
+    }
+}
+
+/// A metadata column, filled from the message rather than its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Meta {
+    Partition,
+    Offset,
+    Key,
+    Timestamp,
+}
+
+impl Meta {
+    fn of(name: &str) -> Option<Self> {
+        match name {
+            "_partition" => Some(Meta::Partition),
+            "_offset" => Some(Meta::Offset),
+            "_key" => Some(Meta::Key),
+            "_kafka_timestamp" => Some(Meta::Timestamp),
+            _ => None,
+        }
+    }
+}
+
+/// Where an output column comes from.
+#[derive(Debug, Clone, Copy)]
+enum Column {
+    Payload(usize),
+    Meta(Meta),
+}
+
+/// One message, borrowed from the consumer.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// The value (`None`: a tombstone).
+    pub payload: Option<&'a [u8]>,
+    /// The key.
+    pub key: Option<&'a [u8]>,
+    /// Where it is.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// The message's timestamp, in milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A message that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord {
+    /// Its index in the messages given to [`Decoder::decode`].
+    pub index: usize,
+    /// Why.
+    pub error: String,
+}
+
+/// Decodes messages of one stream.
+#[derive(Debug)]
+pub struct Decoder {
+    format: Format,
+    /// The declared columns (without the op column).
+    schema: SchemaRef,
+    /// The columns read from payloads.
+    payload: SchemaRef,
+    columns: Vec<Column>,
+}
+
+/// The lines one message makes, and their ops.
+struct Lines {
+    buf: Vec<u8>,
+    /// Per line: the message it came from, and its op (+1 or -1).
+    rows: Vec<(u32, i8)>,
+}
+
+impl Decoder {
+    /// A decoder of `format` into the declared `schema`.
+    pub fn new(format: Format, schema: SchemaRef) -> Result<Self> {
+        let mut payload = Vec::new();
+        let mut columns = Vec::new();
+        for field in schema.fields() {
+            match Meta::of(field.name()) {
+                Some(meta) => columns.push(Column::Meta(meta)),
+                None => {
+                    columns.push(Column::Payload(payload.len()));
+                    payload.push(field.clone());
+                }
+            }
+        }
+        if format == Format::Raw
+            && !matches!(
+                payload.as_slice(),
+                [f] if matches!(f.data_type(), DataType::Utf8 | DataType::Binary)
+            )
+        {
+            return Err(ConnectorError::InvalidOption {
+                option: "format".into(),
+                value: "raw".into(),
+                reason: "a raw stream has one TEXT or BYTEA column for the message (besides metadata columns)"
+                    .into(),
+            });
+        }
+        Ok(Self {
+            format,
+            schema,
+            payload: Arc::new(Schema::new(payload)),
+            columns,
+        })
+    }
+
+    /// The batches' schema: the declared columns, and the op column for a
+    /// changelog format.
+    pub fn output_schema(&self) -> SchemaRef {
+        if self.format.changelog() {
+            weir_runtime::operators::aggregate::changelog_schema(&self.schema)
+        } else {
+            self.schema.clone()
+        }
+    }
+
+    /// Decode `records`: the good ones as one batch (`None` if none), and
+    /// the bad ones.
+    pub fn decode(&self, records: &[Record<'_>]) -> DfResult<(Option<RecordBatch>, Vec<BadRecord>)> {
+        let mut bad = Vec::new();
+        let mut lines = Lines {
+            buf: Vec::new(),
+            rows: Vec::with_capacity(records.len()),
+        };
+        for (i, record) in records.iter().enumerate() {
+            if let Err(error) = self.lines(i as u32, record, &mut lines) {
+                bad.push(BadRecord { index: i, error });
+            }
+        }
+        if lines.rows.is_empty() {
+            return Ok((None, bad));
+        }
+        let payload = match self.decode_lines(&lines) {
+            Ok(batch) => Some((batch, lines.rows)),
+            Err(_) => {
+                // Find the bad ones: each message alone.
+                let mut good = Vec::new();
+                let mut rows = Vec::new();
+                let mut start = 0;
+                while start < lines.rows.len() {
+                    let index = lines.rows[start].0;
+                    let end = start
+                        + lines.rows[start..]
+                            .iter()
+                            .take_while(|(r, _)| *r == index)
+                            .count();
+                    let one = self.lines_of(records, index, &lines.rows[start..end]);
+                    match one.and_then(|one| self.decode_lines(&one).map(|b| (b, one.rows))) {
+                        Ok((batch, r)) => {
+                            good.push(batch);
+                            rows.extend(r);
+                        }
+                        Err(error) => bad.push(BadRecord {
+                            index: index as usize,
+                            error,
+                        }),
+                    }
+                    start = end;
+                }
+                bad.sort_by_key(|b| b.index);
+                if good.is_empty() {
+                    None
+                } else {
+                    Some((concat_batches(&self.payload, &good)?, rows))
+                }
+            }
+        };
+        let Some((payload, rows)) = payload else {
+            return Ok((None, bad));
+        };
+        Ok((Some(self.assemble(records, &payload, &rows)?), bad))
+    }
+
+    /// The lines of message `index` again, for decoding it alone.
+    fn lines_of(
+        &self,
+        records: &[Record<'_>],
+        index: u32,
+        _rows: &[(u32, i8)],
+    ) -> std::result::Result<Lines, String> {
+        let mut one = Lines {
+            buf: Vec::new(),
+            rows: Vec::new(),
+        };
+        self.lines(index, &records[index as usize], &mut one)?;
+        Ok(one)
+    }
+
+    /// Append the lines of `record` (message `index`) to `lines`.
+    fn lines(&self, index: u32, record: &Record<'_>, lines: &mut Lines) -> std::result::Result<(), String> {
+        match self.format {
+            Format::Json | Format::Csv { .. } | Format::Raw => {
+                let Some(payload) = record.payload else {
+                    return Err("the message has no value".into());
+                };
+                if self.format == Format::Raw {
+                    lines.rows.push((index, 1));
+                    return Ok(());
+                }
+                if payload.contains(&b'\n') && self.format != Format::Json {
+                    return Err("a csv message must be one line".into());
+                }
+                lines.buf.extend_from_slice(payload);
+                lines.buf.push(b'\n');
+                lines.rows.push((index, 1));
+                Ok(())
+            }
+            Format::DebeziumJson => {
+                // A tombstone follows a delete for log compaction: no change.
+                let Some(payload) = record.payload else {
+                    return Ok(());
+                };
+                let event: serde_json::Value =
+                    serde_json::from_slice(payload).map_err(|e| format!("invalid json: {e}"))?;
+                // With the JSON converter's schemas on, the event is wrapped.
+                let event = match event.get("payload") {
+                    Some(inner) if inner.get("op").is_some() => inner,
+                    _ => &event,
+                };
+                let op = event
+                    .get("op")
+                    .and_then(|o| o.as_str())
+                    .ok_or("a debezium event needs an \"op\"")?;
+                let image = |name: &str| -> std::result::Result<Vec<u8>, String> {
+                    match event.get(name) {
+                        Some(row @ serde_json::Value::Object(_)) => {
+                            serde_json::to_vec(row).map_err(|e| e.to_string())
+                        }
+                        _ => Err(format!("a debezium \"{op}\" event needs \"{name}\"")),
+                    }
+                };
+                let images: Vec<(Vec<u8>, i8)> = match op {
+                    "c" | "r" => vec![(image("after")?, 1)],
+                    "u" => vec![(image("before")?, -1), (image("after")?, 1)],
+                    "d" => vec![(image("before")?, -1)],
+                    other => return Err(format!("unknown debezium op \"{other}\"")),
+                };
+                for (row, op) in images {
+                    lines.buf.extend_from_slice(&row);
+                    lines.buf.push(b'\n');
+                    lines.rows.push((index, op));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Decode `lines` into the payload columns: exactly one row per line.
+    fn decode_lines(&self, lines: &Lines) -> std::result::Result<RecordBatch, String> {
+        let n = lines.rows.len();
+        let batch = match self.format {
+            Format::Json | Format::DebeziumJson => {
+                let mut decoder = datafusion::arrow::json::ReaderBuilder::new(self.payload.clone())
+                    .with_batch_size(n + 1)
+                    .build_decoder()
+                    .map_err(|e| e.to_string())?;
+                feed(&lines.buf, |b| decoder.decode(b))?;
+                decoder.flush().map_err(|e| e.to_string())?
+            }
+            Format::Csv { delimiter } => {
+                let mut decoder = datafusion::arrow::csv::ReaderBuilder::new(self.payload.clone())
+                    .with_header(false)
+                    .with_delimiter(delimiter)
+                    .with_batch_size(n + 1)
+                    .build_decoder();
+                feed(&lines.buf, |b| decoder.decode(b))?;
+                decoder.flush().map_err(|e| e.to_string())?
+            }
+            // Filled from the messages in `assemble`.
+            Format::Raw => Some(
+                RecordBatch::try_new(
+                    self.payload.clone(),
+                    vec![datafusion::arrow::array::new_null_array(
+                        self.payload.field(0).data_type(),
+                        n,
+                    )],
+                )
+                .map_err(|e| e.to_string())?,
+            ),
+        };
+        let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(self.payload.clone()));
+        if batch.num_rows() != n {
+            return Err(format!(
+                "expected one row per message, got {} from {n}",
+                batch.num_rows()
+            ));
+        }
+        Ok(batch)
+    }
+
+    /// The output batch: payload columns and metadata in declared order.
+    fn assemble(
+        &self,
+        records: &[Record<'_>],
+        payload: &RecordBatch,
+        rows: &[(u32, i8)],
+    ) -> DfResult<RecordBatch> {
+        let record = |row: &(u32, i8)| &records[row.0 as usize];
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.columns.len() + 1);
+        for (column, field) in self.columns.iter().zip(self.schema.fields()) {
+            let array: ArrayRef = match column {
+                Column::Payload(i) => payload.column(*i).clone(),
+                Column::Meta(Meta::Partition) => Arc::new(Int32Array::from_iter_values(
+                    rows.iter().map(|r| record(r).partition),
+                )),
+                Column::Meta(Meta::Offset) => Arc::new(Int64Array::from_iter_values(
+                    rows.iter().map(|r| record(r).offset),
+                )),
+                Column::Meta(Meta::Timestamp) => Arc::new(TimestampMillisecondArray::from_iter(
+                    rows.iter().map(|r| record(r).timestamp_ms),
+                )),
+                Column::Meta(Meta::Key) if field.data_type() == &DataType::Utf8 => {
+                    Arc::new(StringArray::from_iter(rows.iter().map(|r| {
+                        record(r)
+                            .key
+                            .map(|k| String::from_utf8_lossy(k).into_owned())
+                    })))
+                }
+                Column::Meta(Meta::Key) => {
+                    Arc::new(BinaryArray::from_iter(rows.iter().map(|r| record(r).key)))
+                }
+            };
+            columns.push(if array.data_type() == field.data_type() {
+                array
+            } else {
+                cast(&array, field.data_type())?
+            });
+        }
+        if self.format == Format::Raw {
+            // The payload column, straight from the messages.
+            let index = self
+                .columns
+                .iter()
+                .position(|c| matches!(c, Column::Payload(_)))
+                .unwrap_or(0);
+            let values = rows.iter().map(|r| record(r).payload);
+            columns[index] = match self.schema.field(index).data_type() {
+                DataType::Utf8 => Arc::new(StringArray::from_iter(
+                    values.map(|v| v.map(|v| String::from_utf8_lossy(v).into_owned())),
+                )),
+                _ => Arc::new(BinaryArray::from_iter(values)),
+            };
+        }
+        if self.format.changelog() {
+            columns.push(Arc::new(Int8Array::from_iter_values(
+                rows.iter().map(|r| r.1),
+            )));
+        }
+        Ok(RecordBatch::try_new(self.output_schema(), columns)?)
+    }
+}
+
+/// Give all of `buf` to a decoder that may take it in parts.
+fn feed(
+    mut buf: &[u8],
+    mut decode: impl FnMut(&[u8]) -> std::result::Result<usize, datafusion::arrow::error::ArrowError>,
+) -> std::result::Result<(), String> {
+    while !buf.is_empty() {
+        let read = decode(buf).map_err(|e| e.to_string())?;
+        if read == 0 {
+            return Err("the decoder took no more input".into());
+        }
+        buf = &buf[read..];
+    }
+    Ok(())
+}
+
+/// Writes a view's rows (and changes) as messages.
+#[derive(Debug)]
+pub struct Encoder {
+    format: Format,
+    /// The view's columns (without the op column).
+    schema: SchemaRef,
+    /// Columns of the message key (empty: no key).
+    key: Vec<usize>,
+    /// The view is updating: batches end with the op column.
+    changelog: bool,
+}
+
+/// One message to send: key and value.
+pub type Message = (Option<Vec<u8>>, Vec<u8>);
+
+impl Encoder {
+    /// An encoder of the view's `schema` rows; `key` names key columns.
+    pub fn new(format: Format, schema: SchemaRef, key: &[String], changelog: bool) -> Result<Self> {
+        if format == Format::Raw {
+            return Err(ConnectorError::InvalidOption {
+                option: "format".into(),
+                value: "raw".into(),
+                reason: "a kafka sink writes json, csv or debezium-json".into(),
+            });
+        }
+        let key = key
+            .iter()
+            .map(|k| {
+                schema.index_of(k).map_err(|_| ConnectorError::InvalidOption {
+                    option: "key".into(),
+                    value: k.clone(),
+                    reason: "not a column of the view".into(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            format,
+            schema,
+            key,
+            changelog,
+        })
+    }
+
+    /// The messages of `batch`, one per row.
+    pub fn encode(&self, batch: &RecordBatch) -> DfResult<Vec<Message>> {
+        let n = self.schema.fields().len();
+        let rows = RecordBatch::try_new(self.schema.clone(), batch.columns()[..n].to_vec())?;
+        let ops: Option<Vec<i8>> = self
+            .changelog
+            .then(|| batch.column(n).as_primitive::<Int8Type>().values().to_vec());
+        let values = match self.format {
+            Format::DebeziumJson => {
+                let images = json_lines(&rows)?;
+                images
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, row)| {
+                        let row = String::from_utf8_lossy(&row);
+                        let delete = ops.as_ref().is_some_and(|o| o[i] < 0);
+                        let event = if delete {
+                            format!("{{\"before\":{row},\"after\":null,\"op\":\"d\"}}")
+                        } else {
+                            format!("{{\"before\":null,\"after\":{row},\"op\":\"c\"}}")
+                        };
+                        event.into_bytes()
+                    })
+                    .collect()
+            }
+            Format::Json | Format::Csv { .. } => {
+                // An updating view in a plain format: each change with its
+                // op, as the file sink writes it.
+                let rows = match &ops {
+                    Some(ops) => {
+                        let mut fields: Vec<Arc<Field>> = self.schema.fields().iter().cloned().collect();
+                        fields.push(Arc::new(Field::new("op", DataType::Utf8, false)));
+                        let mut columns = rows.columns().to_vec();
+                        columns.push(Arc::new(StringArray::from_iter_values(
+                            ops.iter().map(|o| if *o < 0 { "delete" } else { "insert" }),
+                        )));
+                        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?
+                    }
+                    None => rows.clone(),
+                };
+                match self.format {
+                    Format::Csv { delimiter } => csv_lines(&rows, delimiter)?,
+                    _ => json_lines(&rows)?,
+                }
+            }
+            Format::Raw => Vec::new(),
+        };
+        let keys: Vec<Option<Vec<u8>>> = if self.key.is_empty() {
+            vec![None; rows.num_rows()]
+        } else {
+            let keys = rows.project(&self.key)?;
+            let lines = match self.format {
+                Format::Csv { delimiter } => csv_lines(&keys, delimiter)?,
+                _ => json_lines(&keys)?,
+            };
+            lines.into_iter().map(Some).collect()
+        };
+        Ok(keys.into_iter().zip(values).collect())
+    }
+}
+
+/// Each row as one JSON object.
+fn json_lines(batch: &RecordBatch) -> DfResult<Vec<Vec<u8>>> {
+    let mut buf = Vec::new();
+    {
+        let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
+        writer.write(batch)?;
+        writer.finish()?;
+    }
+    // JSON text escapes newlines inside strings: one line per row.
+    Ok(buf
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// Each row as one CSV line (no header), written alone so that a quoted
+/// newline stays inside its message.
+fn csv_lines(batch: &RecordBatch, delimiter: u8) -> DfResult<Vec<Vec<u8>>> {
+    (0..batch.num_rows())
+        .map(|i| {
+            let mut buf = Vec::new();
+            {
+                let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                    .with_header(false)
+                    .with_delimiter(delimiter)
+                    .build(&mut buf);
+                writer.write(&batch.slice(i, 1))?;
+            }
+            while buf.last() == Some(&b'\n') {
+                buf.pop();
+            }
+            Ok(buf)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::TimeUnit;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("auction", DataType::Int64, true),
+            Field::new("price", DataType::Int64, true),
+            Field::new("_partition", DataType::Int32, true),
+            Field::new("_offset", DataType::Int64, true),
+            Field::new(
+                "_kafka_timestamp",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                true,
+            ),
+        ]))
+    }
+
+    fn record(payload: &[u8], offset: i64) -> Record<'_> {
+        Record {
+            payload: Some(payload),
+            key: None,
+            partition: 2,
+            offset,
+            timestamp_ms: Some(1_000 + offset),
+        }
+    }
+
+    #[test]
+    fn json_rows_with_metadata_and_bad_messages_apart() {
+        let decoder = Decoder::new(Format::Json, schema()).expect("decoder");
+        let records = [
+            record(br#"{"auction": 1, "price": 10}"#, 5),
+            record(b"{not json", 6),
+            record(br#"{"auction": 2, "price": 20}"#, 7),
+        ];
+        let (batch, bad) = decoder.decode(&records).expect("decode");
+        let batch = batch.expect("good rows");
+        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].index, 1);
+        let offsets = batch.column(3).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        assert_eq!(offsets.values().to_vec(), vec![5, 7]);
+        let partitions = batch.column(2).as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        assert_eq!(partitions.value(0), 2);
+    }
+
+    #[test]
+    fn csv_rows_and_a_short_line_is_bad() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Utf8, true),
+        ]));
+        let decoder = Decoder::new(Format::Csv { delimiter: b',' }, schema).expect("decoder");
+        let records = [record(b"1,x", 0), record(b"2", 1), record(b"3,\"y,z\"", 2)];
+        let (batch, bad) = decoder.decode(&records).expect("decode");
+        assert_eq!(batch.expect("rows").num_rows(), 2);
+        assert_eq!(bad.iter().map(|b| b.index).collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[test]
+    fn debezium_updates_are_a_delete_and_an_insert() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("v", DataType::Utf8, true),
+        ]));
+        let decoder = Decoder::new(Format::DebeziumJson, schema).expect("decoder");
+        let records = [
+            record(br#"{"before":null,"after":{"id":1,"v":"a"},"op":"c"}"#, 0),
+            record(
+                br#"{"payload":{"before":{"id":1,"v":"a"},"after":{"id":1,"v":"b"},"op":"u"}}"#,
+                1,
+            ),
+            record(br#"{"before":{"id":1,"v":"b"},"after":null,"op":"d"}"#, 2),
+            record(br#"{"op":"x"}"#, 3),
+        ];
+        let (batch, bad) = decoder.decode(&records).expect("decode");
+        let batch = batch.expect("rows");
+        let ops = batch.column(2).as_primitive::<Int8Type>();
+        assert_eq!(ops.values().to_vec(), vec![1, -1, 1, -1]);
+        assert_eq!(bad.len(), 1);
+    }
+
+    #[test]
+    fn encoded_changes_decode_back() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("v", DataType::Utf8, true),
+        ]));
+        let encoder = Encoder::new(Format::DebeziumJson, schema.clone(), &["id".into()], true)
+            .expect("encoder");
+        let batch = RecordBatch::try_new(
+            weir_runtime::operators::aggregate::changelog_schema(&schema),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 1])),
+                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(Int8Array::from(vec![-1, 1])),
+            ],
+        )
+        .expect("batch");
+        let messages = encoder.encode(&batch).expect("encode");
+        assert_eq!(messages[0].0.as_deref(), Some(&br#"{"id":1}"#[..]));
+        let decoder = Decoder::new(Format::DebeziumJson, schema).expect("decoder");
+        let records: Vec<Record<'_>> = messages.iter().map(|m| record(&m.1, 0)).collect();
+        let (decoded, bad) = decoder.decode(&records).expect("decode");
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(decoded.expect("rows"), batch);
+    }
+}

@@ -1,0 +1,522 @@
+//! A topic as a streaming source: one source partition per topic partition.
+//!
+//! Each partition has its own consumer, assigned that partition at an
+//! explicit offset (no consumer group decides anything). The position a
+//! checkpoint records is the next offset to read, so recovery reopens each
+//! partition exactly where the checkpoint's barrier was.
+//!
+//! # Correctness
+//! - A reader returns the messages it polled in one batch, and only then
+//!   moves its position past them; it awaits only while it holds nothing,
+//!   so the job's task may drop `next_batch` at a barrier without losing a
+//!   message (cancel safety).
+//! - The start offset is resolved when a partition is opened (earliest,
+//!   latest or by timestamp), so even a partition that has read nothing yet
+//!   reports a real offset, and a restart does not jump to "latest" again.
+//! - A bad message is failed, skipped or sent to the dead-letter topic
+//!   before the batch after it is returned: the dead-letter producer is
+//!   flushed first, so a checkpoint past it never loses it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::DataFusionError;
+use prometheus_client::metrics::counter::Counter;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::warn;
+use weir_runtime::source::{Source, SourcePosition, SourceReader};
+
+use super::format::{BadRecord, Decoder, Format, Record};
+use super::{BROKER_TIMEOUT, CONNECTOR, KafkaOptions, kafka_error};
+use crate::error::{ConnectorError, Result};
+use crate::options::ConnectorOptions;
+
+/// Messages decoded together at most.
+const MESSAGES_PER_BATCH: usize = 8192;
+
+/// How long a reader with nothing to read waits before polling again.
+const IDLE_POLL: Duration = Duration::from_millis(5);
+
+/// Where a partition starts when no checkpoint says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Startup {
+    /// Its oldest message.
+    Earliest,
+    /// After its newest message (when the job starts).
+    Latest,
+    /// Its first message at or after this time (ms since the epoch).
+    Timestamp(i64),
+}
+
+/// What a message that cannot be decoded does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnError {
+    /// The job fails, naming the message.
+    Fail,
+    /// It is dropped (and counted).
+    Skip,
+    /// Its raw bytes go to this topic, with the error and its position.
+    DeadLetter(String),
+}
+
+/// A Kafka stream's settings, checked at `CREATE STREAM`.
+#[derive(Debug)]
+pub struct KafkaStream {
+    kafka: KafkaOptions,
+    format: Format,
+    /// The declared columns.
+    schema: SchemaRef,
+    startup: Startup,
+    on_error: OnError,
+    /// After how long without messages a partition stops holding back the
+    /// watermark (`idle_timeout`; `None`: never).
+    idle_timeout: Option<Duration>,
+    /// Messages that could not be decoded (skipped or dead-lettered):
+    /// `weir_bad_rows_total` once the server hands in its counter.
+    pub(crate) bad_rows: Counter,
+}
+
+impl KafkaStream {
+    /// Take the stream's options; `declared` are its columns.
+    pub fn from_options(options: &mut ConnectorOptions, declared: Option<SchemaRef>) -> Result<Self> {
+        let kafka = KafkaOptions::from_options(options)?;
+        let format = Format::from_options(options)?;
+        let schema = declared.ok_or_else(|| ConnectorError::InvalidOption {
+            option: "columns".into(),
+            value: String::new(),
+            reason: "a kafka stream needs a column list".into(),
+        })?;
+        let start_timestamp = options.take("start_timestamp");
+        let startup = match options.take("scan_startup").map(|s| s.to_ascii_lowercase()) {
+            None => Startup::Earliest,
+            Some(s) if s == "earliest" => Startup::Earliest,
+            Some(s) if s == "latest" => Startup::Latest,
+            Some(s) if s == "timestamp" => {
+                let value = start_timestamp.clone().ok_or(ConnectorError::MissingOption {
+                    connector: CONNECTOR.into(),
+                    option: "start_timestamp",
+                })?;
+                Startup::Timestamp(parse_timestamp_ms(&value)?)
+            }
+            Some(other) => {
+                return Err(ConnectorError::InvalidOption {
+                    option: "scan_startup".into(),
+                    value: other,
+                    reason: "expected earliest, latest or timestamp".into(),
+                });
+            }
+        };
+        if let (Some(value), false) = (&start_timestamp, matches!(startup, Startup::Timestamp(_))) {
+            return Err(ConnectorError::InvalidOption {
+                option: "start_timestamp".into(),
+                value: value.clone(),
+                reason: "only used with scan_startup = 'timestamp'".into(),
+            });
+        }
+        let dead_letter = options.take("dead_letter_topic");
+        let on_error = match options.take("on_error").map(|s| s.to_ascii_lowercase()).as_deref() {
+            None | Some("fail") => OnError::Fail,
+            Some("skip") => OnError::Skip,
+            Some("dead_letter") => OnError::DeadLetter(dead_letter.clone().ok_or(
+                ConnectorError::MissingOption {
+                    connector: CONNECTOR.into(),
+                    option: "dead_letter_topic",
+                },
+            )?),
+            Some(other) => {
+                return Err(ConnectorError::InvalidOption {
+                    option: "on_error".into(),
+                    value: other.to_string(),
+                    reason: "expected fail, skip or dead_letter".into(),
+                });
+            }
+        };
+        if let (Some(topic), false) = (&dead_letter, matches!(on_error, OnError::DeadLetter(_))) {
+            return Err(ConnectorError::InvalidOption {
+                option: "dead_letter_topic".into(),
+                value: topic.clone(),
+                reason: "only used with on_error = 'dead_letter'".into(),
+            });
+        }
+        let idle_timeout = options
+            .take("idle_timeout")
+            .map(|v| super::parse_duration("idle_timeout", &v))
+            .transpose()?;
+        // Checked now, so that a bad column list fails at CREATE STREAM.
+        Decoder::new(format, schema.clone())?;
+        Ok(Self {
+            kafka,
+            format,
+            schema,
+            startup,
+            on_error,
+            idle_timeout,
+            bad_rows: Counter::default(),
+        })
+    }
+
+    /// The stream's columns.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// One line for EXPLAIN.
+    pub fn describe(&self) -> String {
+        format!("kafka topic {} ({})", self.kafka.topic, format_name(self.format))
+    }
+
+    /// Messages skipped or dead-lettered so far.
+    pub fn bad_rows(&self) -> u64 {
+        self.bad_rows.get()
+    }
+
+    /// A source over the topic's partitions as they are now (asks the
+    /// broker: blocking, so run it off the async workers).
+    pub fn source(&self) -> Result<KafkaSource> {
+        let consumer: BaseConsumer = self
+            .consumer_config()
+            .create()
+            .map_err(|e| kafka_error("creating a consumer", e))?;
+        let metadata = consumer
+            .fetch_metadata(Some(&self.kafka.topic), BROKER_TIMEOUT)
+            .map_err(|e| kafka_error(&format!("reading the metadata of topic \"{}\"", self.kafka.topic), e))?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.kafka.topic)
+            .filter(|t| t.error().is_none())
+            .map_or(0, |t| t.partitions().len());
+        if partitions == 0 {
+            return Err(kafka_error(
+                "opening the stream",
+                format!("topic \"{}\" does not exist", self.kafka.topic),
+            ));
+        }
+        let decoder = Arc::new(Decoder::new(self.format, self.schema.clone())?);
+        let dead_letter = match &self.on_error {
+            OnError::DeadLetter(_) => Some(Arc::new(
+                self.kafka
+                    .client_config(&[("enable.idempotence", "true")])
+                    .create::<ThreadedProducer<DefaultProducerContext>>()
+                    .map_err(|e| kafka_error("creating the dead-letter producer", e))?,
+            )),
+            _ => None,
+        };
+        Ok(KafkaSource {
+            settings: KafkaStream {
+                kafka: self.kafka.clone(),
+                format: self.format,
+                schema: self.schema.clone(),
+                startup: self.startup,
+                on_error: self.on_error.clone(),
+                idle_timeout: self.idle_timeout,
+                bad_rows: self.bad_rows.clone(),
+            },
+            partitions,
+            metadata: consumer,
+            decoder,
+            dead_letter,
+        })
+    }
+
+    fn consumer_config(&self) -> rdkafka::ClientConfig {
+        // The group only names the consumers (offsets are Weir's, in its
+        // checkpoints); nothing is committed to it automatically.
+        let group = format!("weir-{}", self.kafka.topic);
+        self.kafka.client_config(&[
+            ("group.id", &group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", "false"),
+            ("isolation.level", "read_committed"),
+        ])
+    }
+}
+
+fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Json => "json",
+        Format::Csv { .. } => "csv",
+        Format::Raw => "raw",
+        Format::DebeziumJson => "debezium-json",
+    }
+}
+
+/// `start_timestamp`: milliseconds since the epoch, or a timestamp text
+/// (`2026-01-01 00:00:00`, UTC).
+fn parse_timestamp_ms(value: &str) -> Result<i64> {
+    if let Ok(ms) = value.trim().parse::<i64>() {
+        return Ok(ms);
+    }
+    datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(value.trim())
+        .map(|ns| ns.div_euclid(1_000_000))
+        .map_err(|e| ConnectorError::InvalidOption {
+            option: "start_timestamp".into(),
+            value: value.to_string(),
+            reason: format!("expected milliseconds since 1970 or a timestamp: {e}"),
+        })
+}
+
+/// The topic's partitions, each read by its own consumer.
+pub struct KafkaSource {
+    settings: KafkaStream,
+    partitions: usize,
+    /// For offsets and metadata.
+    metadata: BaseConsumer,
+    decoder: Arc<Decoder>,
+    dead_letter: Option<Arc<ThreadedProducer<DefaultProducerContext>>>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("topic", &self.settings.kafka.topic)
+            .field("partitions", &self.partitions)
+            .finish()
+    }
+}
+
+impl KafkaSource {
+    fn topic(&self) -> &str {
+        &self.settings.kafka.topic
+    }
+
+    /// Where `partition` starts by the stream's `scan_startup`.
+    fn start_offset(&self, partition: i32) -> Result<i64> {
+        let topic = self.topic();
+        let (low, high) = self
+            .metadata
+            .fetch_watermarks(topic, partition, BROKER_TIMEOUT)
+            .map_err(|e| kafka_error(&format!("reading the offsets of topic \"{topic}\""), e))?;
+        Ok(match self.settings.startup {
+            Startup::Earliest => low,
+            Startup::Latest => high,
+            Startup::Timestamp(ms) => {
+                let mut wanted = TopicPartitionList::new();
+                wanted
+                    .add_partition_offset(topic, partition, Offset::Offset(ms))
+                    .map_err(|e| kafka_error("looking up an offset by time", e))?;
+                let found = self
+                    .metadata
+                    .offsets_for_times(wanted, BROKER_TIMEOUT)
+                    .map_err(|e| kafka_error("looking up an offset by time", e))?;
+                match found.find_partition(topic, partition).map(|p| p.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    // No message that late: start after the last one.
+                    _ => high,
+                }
+            }
+        })
+    }
+}
+
+impl Source for KafkaSource {
+    fn schema(&self) -> SchemaRef {
+        self.settings.schema.clone()
+    }
+
+    fn partitions(&self) -> usize {
+        self.partitions
+    }
+
+    fn bounded(&self) -> bool {
+        false
+    }
+
+    fn changelog(&self) -> bool {
+        self.settings.format.changelog()
+    }
+
+    fn idle_timeout(&self) -> Option<Duration> {
+        self.settings.idle_timeout
+    }
+
+    fn resumable(&self, partition: usize, position: SourcePosition) -> bool {
+        // Retention may have deleted what the checkpoint had not read yet.
+        match self
+            .metadata
+            .fetch_watermarks(self.topic(), partition as i32, BROKER_TIMEOUT)
+        {
+            Ok((low, _)) => position.0 as i64 >= low,
+            // Unknown now: try, and let reading report the problem.
+            Err(_) => true,
+        }
+    }
+
+    fn open(
+        &self,
+        partition: usize,
+        from: Option<SourcePosition>,
+    ) -> datafusion::common::Result<Box<dyn SourceReader>> {
+        let partition = partition as i32;
+        let next = match from {
+            Some(p) => p.0 as i64,
+            None => self.start_offset(partition)?,
+        };
+        let consumer: BaseConsumer = self
+            .settings
+            .consumer_config()
+            .create()
+            .map_err(|e| DataFusionError::from(kafka_error("creating a consumer", e)))?;
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(self.topic(), partition, Offset::Offset(next))
+            .and_then(|()| consumer.assign(&assignment))
+            .map_err(|e| DataFusionError::from(kafka_error("assigning a partition", e)))?;
+        Ok(Box::new(KafkaReader {
+            topic: self.topic().to_string(),
+            partition,
+            consumer,
+            next,
+            decoder: self.decoder.clone(),
+            on_error: self.settings.on_error.clone(),
+            dead_letter: self.dead_letter.clone(),
+            bad_rows: self.settings.bad_rows.clone(),
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!("{}, {} partition(s)", self.settings.describe(), self.partitions)
+    }
+}
+
+/// Reads one partition.
+struct KafkaReader {
+    topic: String,
+    partition: i32,
+    consumer: BaseConsumer,
+    /// The next offset to read: the position.
+    next: i64,
+    decoder: Arc<Decoder>,
+    on_error: OnError,
+    dead_letter: Option<Arc<ThreadedProducer<DefaultProducerContext>>>,
+    bad_rows: Counter,
+}
+
+impl KafkaReader {
+    /// Poll what is there now, decode it, and move past it.
+    fn read_available(&mut self) -> datafusion::common::Result<Option<RecordBatch>> {
+        let mut messages = Vec::new();
+        while messages.len() < MESSAGES_PER_BATCH {
+            match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(message)) => messages.push(message),
+                // Transient (a broker restarting): librdkafka retries.
+                Some(Err(err)) => {
+                    warn!(topic = %self.topic, partition = self.partition, %err, "kafka consumer error");
+                    break;
+                }
+            }
+        }
+        let Some(last) = messages.last() else {
+            return Ok(None);
+        };
+        let next = last.offset() + 1;
+        let records: Vec<Record<'_>> = messages
+            .iter()
+            .map(|m| Record {
+                payload: m.payload(),
+                key: m.key(),
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp_ms: m.timestamp().to_millis(),
+            })
+            .collect();
+        let (batch, bad) = self.decoder.decode(&records)?;
+        if !bad.is_empty() {
+            handle_bad(
+                &self.topic,
+                &self.on_error,
+                self.dead_letter.as_deref(),
+                &records,
+                &bad,
+            )?;
+            self.bad_rows.inc_by(bad.len() as u64);
+        }
+        self.next = next;
+        Ok(batch.filter(|b| b.num_rows() > 0))
+    }
+}
+
+fn handle_bad(
+    topic: &str,
+    on_error: &OnError,
+    dead_letter: Option<&ThreadedProducer<DefaultProducerContext>>,
+    records: &[Record<'_>],
+    bad: &[BadRecord],
+) -> datafusion::common::Result<()> {
+    let first = &bad[0];
+    let at = &records[first.index];
+    match (on_error, dead_letter) {
+        (OnError::DeadLetter(dlq), Some(producer)) => {
+            for b in bad {
+                let r = &records[b.index];
+                let partition = r.partition.to_string();
+                let offset = r.offset.to_string();
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: "weir.error",
+                        value: Some(b.error.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: "weir.topic",
+                        value: Some(topic.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: "weir.partition",
+                        value: Some(partition.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: "weir.offset",
+                        value: Some(offset.as_bytes()),
+                    });
+                let mut record: BaseRecord<'_, [u8], [u8]> =
+                    BaseRecord::to(dlq).headers(headers);
+                if let Some(payload) = r.payload {
+                    record = record.payload(payload);
+                }
+                if let Some(key) = r.key {
+                    record = record.key(key);
+                }
+                producer.send(record).map_err(|(e, _)| {
+                    DataFusionError::from(kafka_error("sending to the dead-letter topic", e))
+                })?;
+            }
+            // Durable before the source moves past them.
+            producer
+                .flush(BROKER_TIMEOUT)
+                .map_err(|e| DataFusionError::from(kafka_error("flushing the dead-letter topic", e)))
+        }
+        (OnError::Skip, _) => {
+            warn!(topic, partition = at.partition, offset = at.offset, error = %first.error, skipped = bad.len(), "skipping bad kafka messages");
+            Ok(())
+        }
+        _ => Err(DataFusionError::Execution(format!(
+            "kafka topic \"{topic}\" partition {} offset {}: could not decode the message: {}",
+            at.partition, at.offset, first.error
+        ))),
+    }
+}
+
+#[async_trait]
+impl SourceReader for KafkaReader {
+    async fn next_batch(&mut self) -> Option<datafusion::common::Result<RecordBatch>> {
+        loop {
+            match self.read_available() {
+                Ok(Some(batch)) => return Some(Ok(batch)),
+                Ok(None) => tokio::time::sleep(IDLE_POLL).await,
+                Err(err) => return Some(Err(err)),
+            }
+        }
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition(self.next as u64)
+    }
+}

@@ -1,0 +1,462 @@
+//! Kafka end to end, against a real broker the test starts (noida-db, see
+//! `common/kafka.rs`): a windowed view over a multi-partition topic equals
+//! the batch answer over the same rows; bad messages go where their policy
+//! says; a Debezium change topic feeds an aggregate and a join; an
+//! exactly-once sink holds each result row once across `kill -9`.
+//!
+//! A view over an unbounded topic is complete when its rows equal the batch
+//! answer; the tests wait for that (with a generous deadline that only
+//! turns a hang into a failure) and then compare exactly.
+
+mod common;
+#[path = "common/kafka.rs"]
+mod kafka_broker;
+
+use std::time::{Duration, Instant};
+
+use common::{WeirProcess, connect, sorted_rows};
+use kafka_broker::Broker;
+
+/// Rows of `sql` once they equal `expected` (sorted), or a failure with
+/// both after the deadline.
+async fn wait_for_rows(client: &tokio_postgres::Client, sql: &str, expected: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let rows = sorted_rows(client, sql).await;
+        if rows == expected {
+            return;
+        }
+        if Instant::now() > deadline {
+            assert_eq!(rows, expected, "{sql} never reached the batch answer");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `n` bids as JSON, spread over `partitions`, each partition in event-time
+/// order, `ms_step` apart, starting at second `from_s`.
+fn bids(n: usize, partitions: i32, from_s: u64) -> Vec<(i32, String, (i64, i64, String))> {
+    (0..n)
+        .map(|i| {
+            let ms = from_s * 1000 + i as u64 * 37;
+            let ts = format!(
+                "2026-01-01T00:{:02}:{:02}.{:03}",
+                ms / 60_000,
+                (ms / 1000) % 60,
+                ms % 1000
+            );
+            let auction = (i % 7) as i64;
+            let price = ((i * 7919) % 1000) as i64;
+            let json = format!(r#"{{"auction": {auction}, "price": {price}, "date_time": "{ts}"}}"#);
+            ((i as i32) % partitions, json, (auction, price, ts))
+        })
+        .collect()
+}
+
+/// The same rows as a batch table, so the batch answer comes from Weir's
+/// batch path over identical input.
+async fn batch_table(client: &tokio_postgres::Client, name: &str, rows: &[(i64, i64, String)]) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {name} (auction BIGINT, price BIGINT, date_time TIMESTAMP)"
+        ))
+        .await
+        .expect("create the batch table");
+    for chunk in rows.chunks(500) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|(a, p, t)| format!("({a}, {p}, TIMESTAMP '{}')", t.replace('T', " ")))
+            .collect();
+        client
+            .batch_execute(&format!("INSERT INTO {name} VALUES {}", values.join(", ")))
+            .await
+            .expect("insert");
+    }
+}
+
+/// A message per partition far ahead in event time, so every window of the
+/// data closes (the stream's watermark is the minimum over partitions).
+fn closers(partitions: i32) -> Vec<(i32, String)> {
+    (0..partitions)
+        .map(|p| {
+            (
+                p,
+                r#"{"auction": 99, "price": 0, "date_time": "2026-01-01T05:00:00"}"#.to_string(),
+            )
+        })
+        .collect()
+}
+
+fn produce(broker: &Broker, topic: &str, messages: &[(i32, String)]) {
+    let messages: Vec<(i32, Option<&str>, Option<&str>)> = messages
+        .iter()
+        .map(|(p, v)| (*p, None, Some(v.as_str())))
+        .collect();
+    broker.produce(topic, &messages);
+}
+
+const WINDOWED: &str = "SELECT auction, window_start, window_end, count(*) AS n, max(price) AS top, sum(price) AS total
+   FROM TUMBLE({input}, date_time, INTERVAL '10 seconds')
+   WHERE auction < 99
+   GROUP BY auction, window_start, window_end";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windowed_view_over_a_partitioned_topic_equals_the_batch_answer() {
+    let broker = Broker::start();
+    broker.create_topic("bids", 3);
+    let data = bids(3000, 3, 0);
+    let messages: Vec<(i32, String)> = data.iter().map(|(p, j, _)| (*p, j.clone())).collect();
+    produce(&broker, "bids", &messages);
+    produce(&broker, "bids", &closers(3));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start(dir.path());
+    let client = connect(&server).await;
+    client
+        .batch_execute(&format!(
+            "CREATE STREAM bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+                _partition INT, _offset BIGINT,
+                WATERMARK FOR date_time AS date_time - INTERVAL '1 second')
+             WITH (connector = 'kafka', topic = 'bids', brokers = '{}', format = 'json',
+                   scan_startup = 'earliest');
+             CREATE MATERIALIZED VIEW hot AS {} EMIT ON WINDOW CLOSE;
+             CREATE MATERIALIZED VIEW per_partition AS
+               SELECT _partition, count(*) AS n, min(_offset) AS lo, max(_offset) AS hi
+               FROM bids GROUP BY _partition;",
+            broker.addr,
+            WINDOWED.replace("{input}", "bids"),
+        ))
+        .await
+        .expect("create the stream and views");
+
+    let rows: Vec<(i64, i64, String)> = data.into_iter().map(|(_, _, r)| r).collect();
+    batch_table(&client, "bids_batch", &rows).await;
+    let expected = sorted_rows(&client, &WINDOWED.replace("{input}", "bids_batch")).await;
+    assert!(expected.len() > 20, "the data spans many windows");
+    wait_for_rows(&client, "SELECT * FROM hot", &expected).await;
+    // 1000 bids and a closer per partition, offsets 0..=1000.
+    wait_for_rows(
+        &client,
+        "SELECT * FROM per_partition",
+        &["0|1001|0|1000".into(), "1|1001|0|1000".into(), "2|1001|0|1000".into()],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_follow_the_stream_policy() {
+    let broker = Broker::start();
+    for topic in ["mixed", "dead"] {
+        broker.create_topic(topic, 1);
+    }
+    let messages: Vec<(i32, String)> = [
+        r#"{"id": 1, "v": "a"}"#,
+        "{this is not json",
+        r#"{"id": 2, "v": "b"}"#,
+        r#"{"id": "three", "v": "c"}"#,
+        r#"{"id": 4, "v": "d"}"#,
+    ]
+    .iter()
+    .map(|m| (0, m.to_string()))
+    .collect();
+    produce(&broker, "mixed", &messages);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start(dir.path());
+    let client = connect(&server).await;
+    let stream = |name: &str, policy: &str| {
+        format!(
+            "CREATE STREAM {name} (id BIGINT, v TEXT) WITH (connector = 'kafka', topic = 'mixed',
+               brokers = '{}', format = 'json', {policy});
+             CREATE MATERIALIZED VIEW {name}_rows AS SELECT id, v FROM {name};",
+            broker.addr
+        )
+    };
+    client
+        .batch_execute(&stream("skipping", "on_error = 'skip'"))
+        .await
+        .expect("skip stream");
+    client
+        .batch_execute(&stream(
+            "dead_lettering",
+            "on_error = 'dead_letter', dead_letter_topic = 'dead'",
+        ))
+        .await
+        .expect("dead-letter stream");
+    let good: Vec<String> = vec!["1|a".into(), "2|b".into(), "4|d".into()];
+    wait_for_rows(&client, "SELECT * FROM skipping_rows", &good).await;
+    wait_for_rows(&client, "SELECT * FROM dead_lettering_rows", &good).await;
+    // The raw bytes of both bad messages, in order.
+    let dead: Vec<String> = broker
+        .read_all("dead", false)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(dead, vec!["{this is not json", r#"{"id": "three", "v": "c"}"#]);
+    let metrics = common::http_get(server.http_port, "/metrics").await;
+    for stream in ["skipping", "dead_lettering"] {
+        let line = format!("weir_bad_rows_total{{stream=\"{stream}\"}} 2");
+        assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
+    }
+
+    // 'fail' (the default) stops the view's job at the first bad message,
+    // naming where it is.
+    client
+        .batch_execute(&stream("failing", "on_error = 'fail'"))
+        .await
+        .expect("fail stream");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = client
+            .simple_query("SHOW MATERIALIZED VIEWS")
+            .await
+            .expect("show views");
+        let text: Vec<String> = jobs
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).unwrap_or("").to_string())
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                ),
+                _ => None,
+            })
+            .filter(|r| r.contains("failing_rows"))
+            .collect();
+        if text.iter().any(|r| r.contains("partition 0 offset 1")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job did not fail: {text:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debezium_changes_feed_an_aggregate_and_a_join() {
+    let broker = Broker::start();
+    broker.create_topic("orders", 2);
+    broker.create_topic("customers", 1);
+    let event = |op: &str, before: Option<String>, after: Option<String>| {
+        format!(
+            r#"{{"before": {}, "after": {}, "op": "{op}", "source": {{"table": "t"}}}}"#,
+            before.unwrap_or_else(|| "null".into()),
+            after.unwrap_or_else(|| "null".into())
+        )
+    };
+    let order = |id: i64, customer: i64, amount: i64| {
+        Some(format!(r#"{{"id": {id}, "customer": {customer}, "amount": {amount}}}"#))
+    };
+    let customer = |id: i64, name: &str| Some(format!(r#"{{"id": {id}, "name": "{name}"}}"#));
+    // Orders keyed by id, so each order's changes stay in one partition.
+    let mut orders: Vec<(i32, String)> = Vec::new();
+    for id in 0..40 {
+        orders.push(((id % 2) as i32, event("c", None, order(id, id % 4, 10 + id))));
+    }
+    for id in (0..40).step_by(3) {
+        orders.push((
+            (id % 2) as i32,
+            event("u", order(id, id % 4, 10 + id), order(id, (id + 1) % 4, 100 + id)),
+        ));
+    }
+    for id in (0..40).step_by(5) {
+        let (c, a) = if id % 3 == 0 {
+            ((id + 1) % 4, 100 + id)
+        } else {
+            (id % 4, 10 + id)
+        };
+        orders.push(((id % 2) as i32, event("d", order(id, c, a), None)));
+    }
+    produce(&broker, "orders", &orders);
+    let customers: Vec<(i32, String)> = vec![
+        (0, event("r", None, customer(0, "ada"))),
+        (0, event("r", None, customer(1, "bob"))),
+        (0, event("c", None, customer(2, "cy"))),
+        (0, event("c", None, customer(3, "dee"))),
+        (0, event("u", customer(1, "bob"), customer(1, "bobby"))),
+        (0, event("d", customer(3, "dee"), None)),
+    ];
+    produce(&broker, "customers", &customers);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start(dir.path());
+    let client = connect(&server).await;
+    let by_customer = "SELECT customer, count(*) AS n, sum(amount) AS total FROM {orders} GROUP BY customer";
+    let joined = "SELECT c.name, count(*) AS n, sum(o.amount) AS total
+        FROM {orders} o JOIN {customers} c ON o.customer = c.id GROUP BY c.name";
+    client
+        .batch_execute(&format!(
+            "CREATE STREAM orders (id BIGINT, customer BIGINT, amount BIGINT)
+               WITH (connector = 'kafka', topic = 'orders', brokers = '{0}', format = 'debezium-json');
+             CREATE STREAM customers (id BIGINT, name TEXT)
+               WITH (connector = 'kafka', topic = 'customers', brokers = '{0}', format = 'debezium-json');
+             CREATE MATERIALIZED VIEW by_customer AS {1};
+             CREATE MATERIALIZED VIEW joined AS {2};",
+            broker.addr,
+            by_customer.replace("{orders}", "orders"),
+            joined
+                .replace("{orders}", "orders")
+                .replace("{customers}", "customers"),
+        ))
+        .await
+        .expect("create the change streams and views");
+
+    // The final rows, as tables: the batch answer.
+    client
+        .batch_execute(
+            "CREATE TABLE orders_now (id BIGINT PRIMARY KEY, customer BIGINT, amount BIGINT);
+             CREATE TABLE customers_now (id BIGINT PRIMARY KEY, name TEXT);
+             INSERT INTO customers_now VALUES (0, 'ada'), (1, 'bobby'), (2, 'cy');",
+        )
+        .await
+        .expect("batch tables");
+    let mut final_orders = Vec::new();
+    for id in 0..40i64 {
+        if id % 5 == 0 {
+            continue;
+        }
+        let (c, a) = if id % 3 == 0 {
+            ((id + 1) % 4, 100 + id)
+        } else {
+            (id % 4, 10 + id)
+        };
+        final_orders.push(format!("({id}, {c}, {a})"));
+    }
+    client
+        .batch_execute(&format!(
+            "INSERT INTO orders_now VALUES {}",
+            final_orders.join(", ")
+        ))
+        .await
+        .expect("insert final orders");
+    let expected = sorted_rows(&client, &by_customer.replace("{orders}", "orders_now")).await;
+    wait_for_rows(&client, "SELECT * FROM by_customer", &expected).await;
+    let expected = sorted_rows(
+        &client,
+        &joined
+            .replace("{orders}", "orders_now")
+            .replace("{customers}", "customers_now"),
+    )
+    .await;
+    wait_for_rows(&client, "SELECT * FROM joined", &expected).await;
+}
+
+/// The JSON rows of a sink topic as `auction|window_start|window_end|n|top|total`
+/// lines, sorted, as the view prints them.
+fn sink_rows(broker: &Broker, topic: &str) -> Vec<String> {
+    let mut rows: Vec<String> = broker
+        .read_all(topic, true)
+        .into_iter()
+        .map(|(_, v)| {
+            let row: serde_json::Value = serde_json::from_str(&v).expect("a json row");
+            let time = |k: &str| row[k].as_str().expect("a timestamp").replace('T', " ");
+            format!(
+                "{}|{}|{}|{}|{}|{}",
+                row["auction"],
+                time("window_start"),
+                time("window_end"),
+                row["n"],
+                row["top"],
+                row["total"]
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_sink_across_kill_9() {
+    let broker = Broker::start();
+    broker.create_topic("bids", 2);
+    broker.create_topic("hot", 2);
+    let data = bids(6000, 2, 0);
+    let (first, second) = data.split_at(3000);
+    let part = |rows: &[(i32, String, (i64, i64, String))]| -> Vec<(i32, String)> {
+        rows.iter().map(|(p, j, _)| (*p, j.clone())).collect()
+    };
+    produce(&broker, "bids", &part(first));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = ["--checkpoint-interval", "100ms"];
+    let server = WeirProcess::start_with(dir.path(), &args, &[]);
+    let client = connect(&server).await;
+    client
+        .batch_execute(&format!(
+            "CREATE STREAM bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+                WATERMARK FOR date_time AS date_time - INTERVAL '1 second')
+             WITH (connector = 'kafka', topic = 'bids', brokers = '{0}', format = 'json');
+             CREATE MATERIALIZED VIEW hot AS {1} EMIT ON WINDOW CLOSE;
+             CREATE SINK hot_out FROM hot WITH (connector = 'kafka', topic = 'hot',
+               brokers = '{0}', format = 'json', key = 'auction', delivery = 'exactly-once');",
+            broker.addr,
+            WINDOWED.replace("{input}", "bids"),
+        ))
+        .await
+        .expect("create the pipeline");
+    // Some windows are out (and committed) before the crash.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sink_rows(&broker, "hot").is_empty() {
+        assert!(Instant::now() < deadline, "the sink wrote nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(client);
+    server.kill();
+
+    // The rest arrives while Weir is down.
+    produce(&broker, "bids", &part(second));
+    produce(&broker, "bids", &closers(2));
+    let server = WeirProcess::start_with(dir.path(), &args, &[]);
+    let client = connect(&server).await;
+    let rows: Vec<(i64, i64, String)> = data.iter().map(|(_, _, r)| r.clone()).collect();
+    batch_table(&client, "bids_batch", &rows).await;
+    let expected = sorted_rows(&client, &WINDOWED.replace("{input}", "bids_batch")).await;
+    wait_for_rows(&client, "SELECT * FROM hot", &expected).await;
+    // The view is complete; its last rows reach the topic when the next
+    // checkpoint commits them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = sink_rows(&broker, "hot");
+        if out.len() >= expected.len() || Instant::now() > deadline {
+            assert_eq!(out, expected, "each result row exactly once in the topic");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_partition_does_not_stall_window_closing() {
+    let broker = Broker::start();
+    broker.create_topic("quiet", 2);
+    // Partition 1 has a few early bids and then nothing; partition 0 goes
+    // on for two minutes of event time and ends with a closer.
+    let data = bids(3000, 1, 0);
+    let mut messages: Vec<(i32, String)> = data.iter().map(|(_, j, _)| (0, j.clone())).collect();
+    let early = bids(5, 1, 0);
+    messages.extend(early.iter().map(|(_, j, _)| (1, j.clone())));
+    messages.push((0, closers(1)[0].1.clone()));
+    produce(&broker, "quiet", &messages);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start(dir.path());
+    let client = connect(&server).await;
+    client
+        .batch_execute(&format!(
+            "CREATE STREAM quiet (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+                WATERMARK FOR date_time AS date_time - INTERVAL '1 second')
+             WITH (connector = 'kafka', topic = 'quiet', brokers = '{}', format = 'json',
+                   idle_timeout = '500ms');
+             CREATE MATERIALIZED VIEW hot AS {} EMIT ON WINDOW CLOSE;",
+            broker.addr,
+            WINDOWED.replace("{input}", "quiet"),
+        ))
+        .await
+        .expect("create the stream and view");
+    let mut rows: Vec<(i64, i64, String)> = data.into_iter().map(|(_, _, r)| r).collect();
+    rows.extend(early.into_iter().map(|(_, _, r)| r));
+    batch_table(&client, "quiet_batch", &rows).await;
+    let expected = sorted_rows(&client, &WINDOWED.replace("{input}", "quiet_batch")).await;
+    // Every window closes, the last ones long after partition 1 went quiet.
+    wait_for_rows(&client, "SELECT * FROM hot", &expected).await;
+}
