@@ -7,9 +7,9 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
-    GroupByExpr, Ident, ObjectName, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement,
-    Value, visit_expressions_mut,
+    AccessExpr, BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, GroupByExpr, Ident, ObjectName, OrderBy, OrderByKind, Query, SelectItem,
+    SetExpr, Statement, Value, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -206,6 +206,180 @@ pub fn substitute_settings<E>(
     }
 }
 
+/// `(row).field` on a composite value (pgjdbc reads `(keys).x` from
+/// `_pg_expandarray`) is DataFusion's `get_field(row, 'field')`; its SQL
+/// planner takes dot access after parentheses only for map keys.
+pub fn field_accesses(statement: &mut Statement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::CompoundFieldAccess { root, access_chain } = expr
+            && matches!(root.as_ref(), Expr::Nested(_))
+            && access_chain
+                .iter()
+                .all(|a| matches!(a, AccessExpr::Dot(Expr::Identifier(_))))
+        {
+            let mut value = std::mem::replace(root.as_mut(), Expr::value(Value::Null));
+            for access in access_chain.drain(..) {
+                if let AccessExpr::Dot(Expr::Identifier(field)) = access {
+                    value = call_function(
+                        "get_field",
+                        vec![value, Expr::value(Value::SingleQuotedString(field.value))],
+                    );
+                }
+            }
+            *expr = value;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `generate_subscripts(a, 1)` in a select list (SQLAlchemy pairs it with
+/// `unnest(a)` to number a key's columns) is each position of `a` in turn:
+/// `unnest(range(1, array_length(a, 1) + 1))` (the length cast to BIGINT,
+/// which `range` takes), which DataFusion zips with
+/// the other `unnest` as Postgres does.
+pub fn generate_subscripts(statement: &mut Statement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Function(function) = expr
+            && function
+                .name
+                .0
+                .last()
+                .is_some_and(|n| n.to_string().eq_ignore_ascii_case("generate_subscripts"))
+            && let FunctionArguments::List(list) = &function.args
+            && let [
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(array)),
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(dimension)),
+            ] = list.args.as_slice()
+            && let Ok(rewritten) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&format!(
+                    "unnest(range(1, CAST(array_length({array}, {dimension}) AS BIGINT) + 1))"
+                ))
+                .and_then(|mut p| p.parse_expr())
+        {
+            *expr = rewritten;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `LIKE pattern ESCAPE 'c'` with an escape character other than the
+/// backslash (SQLAlchemy's `autoescape` uses `/`), which DataFusion
+/// refuses: the pattern is rewritten to backslash escapes by
+/// `like_escape_backslash(pattern, 'c')` (a server function), and the
+/// backslash is DataFusion's default escape. Applies to every statement:
+/// the meaning of the LIKE is unchanged.
+pub fn like_escapes(statement: &mut Statement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Like {
+            pattern,
+            escape_char,
+            ..
+        }
+        | Expr::ILike {
+            pattern,
+            escape_char,
+            ..
+        } = expr
+            && let Some(escape) = escape_char.take()
+        {
+            let is_backslash = matches!(&escape.value, Value::SingleQuotedString(c) if c == "\\");
+            if is_backslash {
+                *escape_char = Some(escape);
+            } else {
+                let original = std::mem::replace(pattern.as_mut(), Expr::value(Value::Null));
+                **pattern = call_function(
+                    "like_escape_backslash",
+                    vec![original, Expr::value(escape.value)],
+                );
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `pg_type`'s regproc columns (`typinput`, `typoutput`, ...) hold
+/// function names in `datafusion-pg-catalog`, which turns `'f'::regproc`
+/// into a lookup of `f`'s OID: comparing the two made DataFusion cast every
+/// name to an integer (pgjdbc `getTypeInfo`: invalid input syntax for type
+/// integer: "boolin"). Compared with such a column, the cast is the bare
+/// name it names.
+pub fn regproc_names(statement: &mut Statement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::BinaryOp { left, op, right } = expr
+            && matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq)
+        {
+            if is_regproc_column(left)
+                && let Some(name) = proc_lookup_name(right)
+            {
+                **right = Expr::value(Value::SingleQuotedString(name));
+            } else if is_regproc_column(right)
+                && let Some(name) = proc_lookup_name(left)
+            {
+                **left = Expr::value(Value::SingleQuotedString(name));
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+const REGPROC_COLUMNS: &[&str] = &[
+    "typinput",
+    "typoutput",
+    "typreceive",
+    "typsend",
+    "typmodin",
+    "typmodout",
+    "typanalyze",
+];
+
+fn is_regproc_column(expr: &Expr) -> bool {
+    let name = match expr {
+        Expr::Identifier(ident) => &ident.value,
+        Expr::CompoundIdentifier(parts) => match parts.last() {
+            Some(ident) => &ident.value,
+            None => return false,
+        },
+        _ => return false,
+    };
+    REGPROC_COLUMNS.contains(&name.to_ascii_lowercase().as_str())
+}
+
+/// The function name of `(SELECT oid FROM pg_catalog.pg_proc WHERE proname
+/// = 'name')`, the compatibility layer's form of `'name'::regproc`,
+/// without a `pg_catalog.` qualifier.
+fn proc_lookup_name(expr: &Expr) -> Option<String> {
+    let Expr::Subquery(query) = expr else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let from = select
+        .from
+        .first()?
+        .relation
+        .to_string()
+        .to_ascii_lowercase();
+    if !from.ends_with("pg_proc") {
+        return None;
+    }
+    let Some(Expr::BinaryOp {
+        right,
+        op: BinaryOperator::Eq,
+        ..
+    }) = &select.selection
+    else {
+        return None;
+    };
+    let Expr::Value(value) = right.as_ref() else {
+        return None;
+    };
+    let Value::SingleQuotedString(name) = &value.value else {
+        return None;
+    };
+    Some(name.trim_start_matches("pg_catalog.").to_string())
+}
+
 fn call_function(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(name)]),
@@ -309,6 +483,23 @@ mod tests {
             .remove(0);
         let err = substitute_settings(&mut unknown, |name| Err::<String, _>(name.to_string()));
         assert_eq!(err, Err("nope".to_string()));
+    }
+
+    #[test]
+    fn field_access_and_subscripts() {
+        let mut statement = parse(
+            "SELECT (r.keys).x, generate_subscripts(i.indkey, 1) AS ord FROM r, i WHERE a LIKE 'x/_%' ESCAPE '/'",
+        )
+        .expect("parse")
+        .remove(0);
+        field_accesses(&mut statement);
+        generate_subscripts(&mut statement);
+        like_escapes(&mut statement);
+        assert_eq!(
+            statement.to_string(),
+            "SELECT get_field((r.keys), 'x'), unnest(range(1, CAST(array_length(i.indkey, 1) AS BIGINT) + 1)) AS ord \
+             FROM r, i WHERE a LIKE like_escape_backslash('x/_%', '/')"
+        );
     }
 
     #[test]

@@ -176,7 +176,7 @@ impl Engine {
                 PgCatalogStaticTables::try_new()
                     .map_err(|e| ServerError::from_datafusion(e, None))?,
             ),
-            EmptyContextProvider,
+            crate::pg_catalog::WeirRoles,
         )
         .map_err(|e| ServerError::from_datafusion(e, None))?;
         // Weir's keys and materialized views, which the crate cannot see.
@@ -274,12 +274,16 @@ impl Engine {
                 _ => self.compat.rewrite(statement),
             };
             weir_planner::compat::expand_arrays(&mut rewritten);
+            weir_planner::compat::field_accesses(&mut rewritten);
+            weir_planner::compat::generate_subscripts(&mut rewritten);
+            weir_planner::compat::regproc_names(&mut rewritten);
             weir_planner::compat::array_subqueries(&mut rewritten);
             weir_planner::compat::aggregate_scalar_subqueries(&mut rewritten);
             rewritten
         } else {
             self.compat.rewrite(statement)
         };
+        weir_planner::compat::like_escapes(&mut statement);
         weir_planner::names::name_output_columns(&mut statement);
         let batch = match &statement {
             Statement::Query(_) => true,

@@ -56,6 +56,32 @@ const BTREE_AM_OID: i32 = 403;
 /// Who owns every object (Weir has one user).
 const OWNER: &str = "weir";
 
+/// The roles `pg_roles` lists (psql's `\\du`): Weir has one user, `weir`,
+/// who may do everything. The crate's empty provider listed none.
+#[derive(Debug, Clone)]
+pub struct WeirRoles;
+
+#[async_trait]
+impl datafusion_pg_catalog::pg_catalog::context::PgCatalogContextProvider for WeirRoles {
+    async fn roles(&self) -> Vec<String> {
+        vec![OWNER.to_string()]
+    }
+
+    async fn role(&self, name: &str) -> Option<datafusion_pg_catalog::pg_catalog::context::Role> {
+        (name == OWNER).then(|| datafusion_pg_catalog::pg_catalog::context::Role {
+            name: OWNER.to_string(),
+            is_superuser: true,
+            can_login: true,
+            can_create_db: true,
+            can_create_role: true,
+            can_create_user: true,
+            can_replication: false,
+            grants: Vec::new(),
+            inherited_roles: Vec::new(),
+        })
+    }
+}
+
 /// The `pg_catalog` schema: the crate's, with Weir's keys and views.
 #[derive(Debug)]
 pub struct PgCatalog {
@@ -100,13 +126,16 @@ impl SchemaProvider for PgCatalog {
             "pg_index" => Derived::Index,
             "pg_constraint" => Derived::Constraint,
             "pg_matviews" => Derived::MatViews,
+            "pg_settings" => Derived::Settings,
             _ => return self.shared.inner.table(name).await,
         };
         let schema = match derived {
-            Derived::Class | Derived::MatViews => match self.shared.inner.table(name).await? {
-                Some(inner) => inner.schema(),
-                None => return Ok(None),
-            },
+            Derived::Class | Derived::MatViews | Derived::Settings => {
+                match self.shared.inner.table(name).await? {
+                    Some(inner) => with_reloptions(inner.schema()),
+                    None => return Ok(None),
+                }
+            }
             Derived::Index => pg_index_schema(),
             Derived::Constraint => pg_constraint_schema(),
         };
@@ -128,6 +157,7 @@ enum Derived {
     Index,
     Constraint,
     MatViews,
+    Settings,
 }
 
 /// A catalog table computed when scanned (catalogs are small: a row per
@@ -156,12 +186,13 @@ impl TableProvider for DerivedTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let objects = Objects::read(&self.shared, state).await?;
+        let objects = || Objects::read(&self.shared, state);
         let batch = match self.derived {
-            Derived::Class => objects.pg_class(&self.schema)?,
-            Derived::Index => objects.pg_index(&self.schema)?,
-            Derived::Constraint => objects.pg_constraint(&self.schema)?,
-            Derived::MatViews => objects.pg_matviews(&self.schema)?,
+            Derived::Class => objects().await?.pg_class(&self.schema)?,
+            Derived::Index => objects().await?.pg_index(&self.schema)?,
+            Derived::Constraint => objects().await?.pg_constraint(&self.schema)?,
+            Derived::MatViews => objects().await?.pg_matviews(&self.schema)?,
+            Derived::Settings => pg_settings(&self.schema)?,
         };
         MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
             .scan(state, projection, filters, limit)
@@ -385,7 +416,15 @@ impl Objects {
                 ),
             ],
         )?;
-        Ok(concat_batches(schema, &[tables, indexes])?)
+        let rows = concat_batches(&self.class.schema(), &[tables, indexes])?;
+        let mut columns = rows.columns().to_vec();
+        if columns.len() < schema.fields().len() {
+            columns.push(new_null_array(
+                &DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+                rows.num_rows(),
+            ));
+        }
+        Ok(RecordBatch::try_new(schema.clone(), columns)?)
     }
 
     fn pg_index(&self, schema: &SchemaRef) -> Result<RecordBatch> {
@@ -545,6 +584,51 @@ pub(crate) async fn primary_keys(catalogs: &dyn CatalogProviderList) -> Result<V
         .collect();
     keys.sort_by(|a, b| (&a.schema, &a.table).cmp(&(&b.schema, &b.table)));
     Ok(keys)
+}
+
+/// `pg_class` with `reloptions` (storage options, a `text[]`; SQLAlchemy's
+/// `get_indexes` reads them), which the crate lacks: always NULL, as for a
+/// relation created without options. Other schemas pass unchanged.
+fn with_reloptions(schema: SchemaRef) -> SchemaRef {
+    if schema.index_of("relkind").is_err() || schema.index_of("reloptions").is_ok() {
+        return schema;
+    }
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(
+        "reloptions",
+        DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+        true,
+    ));
+    Arc::new(Schema::new(fields))
+}
+
+/// `pg_settings`: Weir's settings as `SHOW ALL` lists them, with their
+/// defaults (a catalog table does not see the session, so a `SET` does
+/// not show here; `SHOW` and `current_setting` see it). The crate's
+/// view had one row.
+fn pg_settings(schema: &SchemaRef) -> Result<RecordBatch> {
+    let settings = crate::session::Session::new().all();
+    let n = settings.len();
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|field| -> ArrayRef {
+            let text = |f: &dyn Fn(&(String, String, String)) -> String| -> ArrayRef {
+                Arc::new(StringArray::from_iter_values(settings.iter().map(f)))
+            };
+            match field.name().as_str() {
+                "name" => text(&|(name, _, _)| name.clone()),
+                "setting" | "reset_val" | "boot_val" => text(&|(_, value, _)| value.clone()),
+                "short_desc" => text(&|(_, _, description)| description.clone()),
+                "vartype" => text(&|_| "string".to_string()),
+                "source" => text(&|_| "default".to_string()),
+                "context" => text(&|_| "user".to_string()),
+                "pending_restart" => Arc::new(BooleanArray::from(vec![false; n])),
+                _ => new_null_array(field.data_type(), n),
+            }
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// The user relations whose catalog rows need more than the crate gives:

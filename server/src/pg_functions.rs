@@ -63,6 +63,90 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(SizePretty::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(CurrentSetting::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(LikeEscape::new()));
+}
+
+/// `like_escape_backslash(pattern, escape)`: a LIKE pattern written with
+/// `escape` as its escape character, rewritten to use the backslash, the
+/// only one DataFusion takes (see `weir_planner::compat::like_escapes`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct LikeEscape {
+    signature: Signature,
+}
+
+impl LikeEscape {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+/// `pattern` with `escape` as escape character, in backslash escapes.
+pub fn like_escape_backslash(pattern: &str, escape: Option<char>) -> String {
+    let literal = |out: &mut String, c: char| {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    };
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if Some(c) == escape {
+            // The escaped character stands for itself; an escape at the
+            // very end stands for itself too.
+            literal(&mut out, chars.next().unwrap_or(c));
+        } else if c == '\\' {
+            // Not the escape character here: a plain backslash.
+            literal(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl ScalarUDFImpl for LikeEscape {
+    fn name(&self) -> &str {
+        "like_escape_backslash"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, StringArray};
+        use datafusion::arrow::compute::cast;
+        let rows = args.number_rows;
+        let text = |i: usize| -> Result<StringArray> {
+            let array = cast(&args.args[i].to_array(rows)?, &DataType::Utf8)?;
+            Ok(array
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| DataFusionError::Internal("like_escape_backslash: not text".into()))?
+                .clone())
+        };
+        let (patterns, escapes) = (text(0)?, text(1)?);
+        let rewritten: StringArray = (0..rows)
+            .map(|i| {
+                if patterns.is_null(i) {
+                    return None;
+                }
+                // ESCAPE '' turns escaping off.
+                let escape = (!escapes.is_null(i))
+                    .then(|| escapes.value(i).chars().next())
+                    .flatten();
+                Some(like_escape_backslash(patterns.value(i), escape))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(rewritten)))
+    }
 }
 
 /// `current_setting(name [, missing_ok])` where the engine could not put
@@ -495,7 +579,16 @@ impl ScalarUDFImpl for Constant {
 
 #[cfg(test)]
 mod tests {
-    use super::size_pretty;
+    use super::{like_escape_backslash, size_pretty};
+
+    #[test]
+    fn like_patterns_move_to_backslash_escapes() {
+        assert_eq!(like_escape_backslash("a/_%", Some('/')), "a\\_%");
+        assert_eq!(like_escape_backslash("a//b%", Some('/')), "a/b%");
+        assert_eq!(like_escape_backslash("a\\b", Some('/')), "a\\\\b");
+        assert_eq!(like_escape_backslash("50/%", Some('/')), "50\\%");
+        assert_eq!(like_escape_backslash("a_b", None), "a_b");
+    }
 
     #[test]
     fn size_pretty_rounds_as_postgres_15() {

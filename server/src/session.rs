@@ -110,6 +110,13 @@ const SETTINGS: &[(&str, &str, bool, &str)] = &[
         false,
         "Shows the maximum identifier length",
     ),
+    // pgjdbc reads it (from pg_settings) before describing foreign keys.
+    (
+        "max_index_keys",
+        "32",
+        false,
+        "Shows the maximum number of index keys",
+    ),
     (
         "search_path",
         "\"$user\", public",
@@ -179,6 +186,7 @@ const READ_ONLY: &[&str] = &[
     "server_encoding",
     "integer_datetimes",
     "max_identifier_length",
+    "max_index_keys",
     "lc_collate",
     "lc_ctype",
     "is_superuser",

@@ -45,10 +45,13 @@ async fn client_catalog_queries_never_take_the_server_down() {
     for (i, (who, sql)) in queries.iter().enumerate() {
         match client.simple_query(sql).await {
             Ok(_) => simple_ok += 1,
-            Err(e) => failures.push(format!(
-                "#{i} {who} (simple): {}",
-                e.as_db_error()
-                    .map_or_else(|| e.to_string(), |d| d.message().to_string())
+            Err(e) => failures.push((
+                format!(
+                    "#{i} {who} (simple): {}",
+                    e.as_db_error()
+                        .map_or_else(|| e.to_string(), |d| d.message().to_string())
+                ),
+                sql.clone(),
             )),
         }
         // Parse + Describe: planning through the extended protocol.
@@ -66,15 +69,58 @@ async fn client_catalog_queries_never_take_the_server_down() {
         queries.len(),
         queries.len()
     );
-    for failure in &failures {
+    for (failure, _) in &failures {
         eprintln!("  {failure}");
     }
-    // Today's floor: a regression below it fails the test.
+    // Every query runs but the known failures below; a new failure is a
+    // regression. A known failure that starts to work is reported, so the
+    // list can shrink.
+    let unexpected: Vec<&String> = failures
+        .iter()
+        .filter(|(_, sql)| !KNOWN_FAILURES.iter().any(|(piece, _)| sql.contains(piece)))
+        .map(|(message, _)| message)
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "client catalog queries that used to run fail now:\n{unexpected:#?}"
+    );
+    for (piece, why) in KNOWN_FAILURES {
+        if !failures.iter().any(|(_, sql)| sql.contains(piece)) {
+            eprintln!("a known failure now runs (remove it from KNOWN_FAILURES): {piece} ({why})");
+        }
+    }
     assert!(
         simple_ok >= MIN_SIMPLE_OK,
         "only {simple_ok} client queries ran, expected at least {MIN_SIMPLE_OK}"
     );
 }
 
-/// How many of the collected queries run today; raise it as support grows.
-const MIN_SIMPLE_OK: usize = 63;
+/// How many of the collected queries run today (of 131; PostgreSQL 15 runs
+/// 128 of them over the same tables: it lacks `datdaticurules`, the
+/// `clubs` table of the ADBC query, and one DBeaver query casts a schema
+/// name to an OID).
+const MIN_SIMPLE_OK: usize = 126;
+
+/// The queries that fail today, by a piece of their text, and why.
+const KNOWN_FAILURES: &[(&str, &str)] = &[
+    (
+        "COALESCE(proallargtypes::regtype[], proargtypes::regtype[])",
+        "pgcli: regtype[] casts of pg_proc's oidvector columns",
+    ),
+    (
+        "array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x)",
+        "psql \\d+: unnest over a correlated column (a lateral join) inside ARRAY(...)",
+    ),
+    (
+        "oid = any (pol.polroles)",
+        "psql \\d+: pg_policy.polroles is text in the exported rows, so = ANY fails",
+    ),
+    (
+        "'d' = any(stxkind)",
+        "psql \\d+: pg_statistic_ext.stxkind is text in the exported rows, so = ANY fails",
+    ),
+    (
+        "::pg_catalog.regprocedure",
+        "psql \\sf: no regprocedure casts",
+    ),
+];
