@@ -113,7 +113,11 @@ impl Failer {
 
     /// Run `task`, one task of the job called `name`: an error or a panic in
     /// it fails the job, and a failure anywhere in the job stops it.
-    pub(crate) fn guard<F>(&self, name: String, task: F) -> impl Future<Output = ()> + Send + 'static
+    pub(crate) fn guard<F>(
+        &self,
+        name: String,
+        task: F,
+    ) -> impl Future<Output = ()> + Send + 'static
     where
         F: Future<Output = datafusion::common::Result<()>> + Send + 'static,
     {

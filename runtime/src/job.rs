@@ -41,8 +41,8 @@ use crate::checkpoint::{
     StateWrite, Written,
 };
 use crate::executor::Executor;
-pub use crate::failure::JobFailure;
 use crate::failure::Failer;
+pub use crate::failure::JobFailure;
 use crate::message::{Barrier, Message};
 use crate::metrics::{JobLabels, RuntimeMetrics};
 use crate::operators::aggregate::AggregateOperator;
@@ -389,24 +389,26 @@ pub fn start(
     let mut tasks = Vec::new();
 
     tasks.push(
-        executor.spawn(failer.guard(
-            "the checkpoint coordinator".into(),
-            Coordinator {
-                store: store.clone(),
-                plan: plan_text,
-                partitions,
-                workers,
-                last: restored.map(|r| r.manifest),
-                epochs: flush.clone(),
-                sink: sink.clone(),
-                progress: progress_tx.clone(),
-                metrics: checkpoint_metrics,
-                labels: job.clone(),
-                finished: false,
-                late: late_rx,
-            }
-            .run(report_rx),
-        )),
+        executor.spawn(
+            failer.guard(
+                "the checkpoint coordinator".into(),
+                Coordinator {
+                    store: store.clone(),
+                    plan: plan_text,
+                    partitions,
+                    workers,
+                    last: restored.map(|r| r.manifest),
+                    epochs: flush.clone(),
+                    sink: sink.clone(),
+                    progress: progress_tx.clone(),
+                    metrics: checkpoint_metrics,
+                    labels: job.clone(),
+                    finished: false,
+                    late: late_rx,
+                }
+                .run(report_rx),
+            ),
+        ),
     );
     tasks.push(executor.spawn(failer.guard(
         "the sink".into(),
@@ -521,33 +523,35 @@ pub fn start(
                 operator.restore(&join_state.chunks, w, join_workers)?;
             }
             tasks.push(
-                executor.spawn(failer.guard(
-                    format!("join worker {w}"),
-                    run_worker(
-                        Worker {
-                            job: failer.job.clone(),
-                            index: w,
-                            local: w,
-                            operator: Operator::Join {
-                                join: operator,
-                                left_partitions: first_partition[1],
-                                watermark: join_state.watermark,
+                executor.spawn(
+                    failer.guard(
+                        format!("join worker {w}"),
+                        run_worker(
+                            Worker {
+                                job: failer.job.clone(),
+                                index: w,
+                                local: w,
+                                operator: Operator::Join {
+                                    join: operator,
+                                    left_partitions: first_partition[1],
+                                    watermark: join_state.watermark,
+                                },
+                                after: after.clone(),
+                                store: store.clone(),
+                                reports: report_tx.clone(),
+                                downstream: downstream.clone(),
                             },
-                            after: after.clone(),
-                            store: store.clone(),
-                            reports: report_tx.clone(),
-                            downstream: downstream.clone(),
-                        },
-                        rx,
-                        // A join forwards no watermark but the end (see
-                        // `operators::join`): its inputs' times do not bound
-                        // what it emits.
-                        source_inputs
-                            .iter()
-                            .map(|c| InputClock { timed: false, ..*c })
-                            .collect(),
+                            rx,
+                            // A join forwards no watermark but the end (see
+                            // `operators::join`): its inputs' times do not bound
+                            // what it emits.
+                            source_inputs
+                                .iter()
+                                .map(|c| InputClock { timed: false, ..*c })
+                                .collect(),
+                        ),
                     ),
-                )),
+                ),
             );
         }
     }

@@ -391,7 +391,9 @@ fn classify_datafusion(err: &DataFusionError, position: Option<usize>) -> Server
                 };
             }
             match inner.downcast_ref::<RuntimeError>() {
-                Some(RuntimeError::Panic(message)) => return ServerError::internal(message.clone()),
+                Some(RuntimeError::Panic(message)) => {
+                    return ServerError::internal(message.clone());
+                }
                 Some(RuntimeError::JobFailed { view, failure }) => {
                     return ServerError::job_failed(view, failure);
                 }

@@ -14,7 +14,9 @@ async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
     let first = WeirProcess::start(dir.path());
     let client = common::connect(&first).await;
     client
-        .batch_execute("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a')")
+        .batch_execute(
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a')",
+        )
         .await
         .expect("write through the first server");
 
@@ -240,7 +242,10 @@ async fn a_panic_in_one_job_fails_that_job_alone() {
     client.simple_query("FLUSH").await.expect("FLUSH");
     let first = count(common::sorted_rows(&client, "SELECT c FROM steady").await);
     loop {
-        client.simple_query("FLUSH steady").await.expect("FLUSH steady");
+        client
+            .simple_query("FLUSH steady")
+            .await
+            .expect("FLUSH steady");
         let now = count(common::sorted_rows(&client, "SELECT c FROM steady").await);
         if now > first {
             break;

@@ -330,9 +330,11 @@ impl AggregateOperator {
             },
         );
         self.tracking.touch(&key);
-        Ok(rows_to_batch(&self.spec, None, vec![(Vec::new(), values, 1i8)], true)?
-            .into_iter()
-            .collect())
+        Ok(
+            rows_to_batch(&self.spec, None, vec![(Vec::new(), values, 1i8)], true)?
+                .into_iter()
+                .collect(),
+        )
     }
 
     /// Add a batch; returns what changed (updating results only).

@@ -436,7 +436,11 @@ pub async fn create_materialized_view(
         .ctx
         .register_table(
             create.name.as_str(),
-            Arc::new(ViewTable::of_job(view.clone(), &create.name, handle.watch())),
+            Arc::new(ViewTable::of_job(
+                view.clone(),
+                &create.name,
+                handle.watch(),
+            )),
         )
         .map_err(|e| ServerError::from_datafusion(e, None))?;
     engine.views.lock().insert(
@@ -598,7 +602,9 @@ pub fn subscribe(engine: &Arc<Engine>, name: &str, copy: bool) -> Result<Output>
                                 failure,
                             };
                             (
-                                Err(datafusion::error::DataFusionError::External(Box::new(error))),
+                                Err(datafusion::error::DataFusionError::External(Box::new(
+                                    error,
+                                ))),
                                 state,
                             )
                         }),
