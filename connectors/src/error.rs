@@ -60,6 +60,15 @@ pub enum ConnectorError {
     /// The table log failed and takes no more writes until a restart (the disk, or ours).
     #[error("the table log failed: {0}")]
     LogFailed(String),
+    /// Text in a file that is not a timestamp (the user's data).
+    #[error("invalid input syntax for type timestamp: \"{value}\"")]
+    InvalidTimestamp { value: String },
+    /// A timestamp in a file with a field out of range (the user's data).
+    #[error("date/time field value out of range: \"{value}\"")]
+    TimestampOutOfRange { value: String },
+    /// A file with nothing to infer columns from (the user's).
+    #[error("could not infer any column from \"{path}\": the file is empty")]
+    NoColumns { path: String },
     /// Reading or listing the files failed; DataFusion says why.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),

@@ -37,7 +37,11 @@ use crate::error::{Result, ServerError};
 use crate::statements::ddl::{declared_schema, persist};
 
 fn name_taken(engine: &Engine, name: &str) -> bool {
-    engine.catalog.lock().get(name).is_some() || engine.ctx.table_exist(name).unwrap_or(false)
+    engine.catalog.lock().get(name).is_some()
+        || engine
+            .ctx
+            .table_exist(datafusion::common::TableReference::bare(name))
+            .unwrap_or(false)
 }
 
 /// `CREATE STREAM`.
@@ -214,7 +218,7 @@ fn register_stream(engine: &Arc<Engine>, name: &str, live: LiveStream) -> Result
     };
     engine
         .ctx
-        .register_table(name, table)
+        .register_table(datafusion::common::TableReference::bare(name), table)
         .map_err(|e| ServerError::from_datafusion(e, None))?;
     engine
         .streams
@@ -433,7 +437,10 @@ pub async fn create_materialized_view(
     .map_err(|e| ServerError::from_datafusion(e, None))?;
     engine
         .ctx
-        .register_table(create.name.as_str(), Arc::new(ViewTable::new(view.clone())))
+        .register_table(
+            datafusion::common::TableReference::bare(create.name.as_str()),
+            Arc::new(ViewTable::new(view.clone())),
+        )
         .map_err(|e| ServerError::from_datafusion(e, None))?;
     engine.views.lock().insert(
         create.name.clone(),
