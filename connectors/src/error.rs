@@ -66,6 +66,15 @@ pub enum ConnectorError {
         system: &'static str,
         message: String,
     },
+    /// Text in a file that is not a timestamp (the user's data).
+    #[error("invalid input syntax for type timestamp: \"{value}\"")]
+    InvalidTimestamp { value: String },
+    /// A timestamp in a file with a field out of range (the user's data).
+    #[error("date/time field value out of range: \"{value}\"")]
+    TimestampOutOfRange { value: String },
+    /// A file with nothing to infer columns from (the user's).
+    #[error("could not infer any column from \"{path}\": the file is empty")]
+    NoColumns { path: String },
     /// Reading or listing the files failed; DataFusion says why.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),

@@ -133,7 +133,17 @@ impl FileSpec {
         }
         let schema = match schema {
             Some(schema) => schema,
-            None => listing.infer_schema(state, &url).await?,
+            None => {
+                let inferred = listing.infer_schema(state, &url).await?;
+                // An empty file infers no column: a table of zero columns
+                // would only puzzle whoever queries it.
+                if inferred.fields().is_empty() {
+                    return Err(ConnectorError::NoColumns {
+                        path: self.path.clone(),
+                    });
+                }
+                inferred
+            }
         };
         // CSV timestamps are read as text and parsed by Weir's fast path
         // (see `timestamps`); other formats carry typed timestamps already.

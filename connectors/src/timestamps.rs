@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use crate::error::ConnectorError;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, TimestampNanosecondArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
@@ -66,7 +67,7 @@ fn parse(input: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
         match fast(text.value(i).as_bytes()) {
             Some(ns) => values.push(Some(ns)),
             // Another shape: Arrow's parser for the whole column.
-            None => return Ok(cast(input, target)?),
+            None => return cast_strictly(input, target),
         }
     }
     let nanos: ArrayRef = Arc::new(TimestampNanosecondArray::from(values));
@@ -74,6 +75,52 @@ fn parse(input: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
         Ok(nanos)
     } else {
         Ok(cast(&nanos, target)?)
+    }
+}
+
+/// Arrow's cast, except that text it cannot read is an error naming the
+/// value (as Postgres's), never a NULL that hides bad input.
+fn cast_strictly(input: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
+    let parsed = cast(input, target)?;
+    if parsed.null_count() == input.null_count() {
+        return Ok(parsed);
+    }
+    let text = cast(input, &DataType::Utf8)?;
+    let text = text.as_string::<i32>();
+    let bad = (0..text.len())
+        .find(|&i| !text.is_null(i) && parsed.is_null(i))
+        .map_or("", |i| text.value(i));
+    Err(ConnectorError::from(bad_timestamp(bad)).into())
+}
+
+/// Why `text` is not a timestamp, in Postgres's words: a value of the right
+/// shape with a field out of range (`2024-02-30 00:00:00`), or anything else.
+fn bad_timestamp(text: &str) -> ConnectorError {
+    let s = text.as_bytes();
+    let shaped = s.len() >= 19
+        && s[4] == b'-'
+        && s[7] == b'-'
+        && (s[10] == b' ' || s[10] == b'T')
+        && s[13] == b':'
+        && s[16] == b':'
+        && [
+            &s[0..4],
+            &s[5..7],
+            &s[8..10],
+            &s[11..13],
+            &s[14..16],
+            &s[17..19],
+        ]
+        .iter()
+        .all(|part| digits(part).is_some());
+    if shaped {
+        ConnectorError::TimestampOutOfRange {
+            value: text.to_string(),
+        }
+    } else {
+        ConnectorError::InvalidTimestamp {
+            value: text.to_string(),
+        }
     }
 }
 

@@ -23,6 +23,13 @@ pub enum PlanError {
     /// A statement would create an object whose name is taken.
     #[error("{kind} \"{name}\" already exists")]
     DuplicateObject { kind: &'static str, name: String },
+    /// A statement nested or chained too deeply to be planned within a
+    /// thread's stack (Postgres: 54001).
+    #[error("stack depth limit exceeded")]
+    StackDepth { hint: String },
+    /// A select list longer than Postgres allows (54011).
+    #[error("target lists can have at most {max} entries")]
+    TooManyColumns { max: usize },
     /// A statement is well-formed but its parts do not fit together.
     #[error("{0}")]
     Invalid(String),

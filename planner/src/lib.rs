@@ -22,6 +22,7 @@
 //! - [`parser`]: parsing with spans; syntax errors with their position.
 //! - [`statement`]: the statements Weir understands, classified.
 //! - [`compat`]: rewrites for clients' catalog queries.
+//! - [`arithmetic`]: integer overflow and float division by zero as errors.
 //! - [`names`]: Postgres-style names for unaliased output columns.
 //! - [`stream`]: the incremental rewrite, LogicalPlan to StreamPlan.
 //! - [`windows`]: TUMBLE / HOP / CUMULATE / SESSION, rewritten to plain SQL.
@@ -29,6 +30,7 @@
 //! - [`dml`]: INSERT / UPDATE / DELETE / COPY on tables Weir owns.
 //! - [`error`]: this crate's error type.
 
+pub mod arithmetic;
 pub mod catalog;
 pub mod compat;
 pub mod dml;

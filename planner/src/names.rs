@@ -7,9 +7,13 @@
 //! Clients show these names and ORMs map rows by them, so Weir gives the
 //! outermost `SELECT`'s unaliased expressions an explicit Postgres-style alias.
 
+use std::collections::HashMap;
+
 use datafusion::sql::sqlparser::ast::{
-    DataType, Expr, Ident, Query, SelectItem, SetExpr, Statement,
+    DataType, Expr, Ident, Query, SelectItem, SetExpr, Statement, Value,
 };
+
+use crate::error::{PlanError, Result};
 
 /// Separates a repeated column name from the suffix that makes it unique
 /// for DataFusion; clients see the name before it.
@@ -20,66 +24,91 @@ pub fn client_name(name: &str) -> &str {
     name.split(DUPLICATE_MARK).next().unwrap_or(name)
 }
 
+/// Postgres refuses a longer select list (its `MaxTupleAttributeNumber`);
+/// so does Weir, before planning a list nobody can read.
+pub const MAX_COLUMNS: usize = 1664;
+
 /// Name the output columns of a query statement (and of a view's query).
-pub fn name_output_columns(statement: &mut Statement) {
+pub fn name_output_columns(statement: &mut Statement) -> Result<()> {
     match statement {
         Statement::Query(query) => name_query(query),
         Statement::CreateView(view) => name_query(&mut view.query),
         Statement::Explain { statement, .. } => name_output_columns(statement),
-        _ => {}
+        _ => Ok(()),
     }
 }
 
-fn name_query(query: &mut Query) {
-    name_set_expr(&mut query.body);
+fn name_query(query: &mut Query) -> Result<()> {
+    name_set_expr(&mut query.body)
 }
 
-fn name_set_expr(body: &mut SetExpr) {
+fn name_set_expr(body: &mut SetExpr) -> Result<()> {
     match body {
         SetExpr::Select(select) => {
-            let taken: Vec<String> = select
-                .projection
-                .iter()
-                .filter_map(|item| match item {
-                    SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+            if select.projection.len() > MAX_COLUMNS {
+                return Err(PlanError::TooManyColumns { max: MAX_COLUMNS });
+            }
+            // How often each output name was seen so far: one pass, so a
+            // list of thousands of `1`s costs as little as a short one.
+            let mut seen: HashMap<String, usize> = HashMap::new();
+            for item in select.projection.iter_mut() {
+                let (name, given) = match &*item {
+                    SelectItem::ExprWithAlias { alias, .. } => (normalized(alias), Given::Alias),
                     SelectItem::UnnamedExpr(Expr::Identifier(ident)) => {
-                        Some(ident.value.to_lowercase())
+                        (normalized(ident), Given::Column)
                     }
                     SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
-                        parts.last().map(|i| i.value.to_lowercase())
+                        match parts.last() {
+                            Some(last) => (normalized(last), Given::Column),
+                            None => continue,
+                        }
                     }
-                    _ => None,
-                })
-                .collect();
-            let mut used = taken;
-            for item in select.projection.iter_mut() {
-                let SelectItem::UnnamedExpr(expr) = item else {
-                    continue;
+                    SelectItem::UnnamedExpr(expr) => (figure_name(expr).0, Given::Nothing),
+                    _ => continue,
                 };
-                if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
-                    continue;
-                }
-                let (mut name, _) = figure_name(expr);
+                let count = seen.entry(name.clone()).or_insert(0);
+                *count += 1;
                 // DataFusion refuses two output columns of one name, which
                 // Postgres allows: a repeat gets a hidden suffix that the
                 // wire encoder strips (see `DUPLICATE_MARK`).
-                if used.contains(&name) {
-                    let mut n = 2;
-                    while used.contains(&format!("{name}{DUPLICATE_MARK}{n}")) {
-                        n += 1;
-                    }
-                    name = format!("{name}{DUPLICATE_MARK}{n}");
-                }
-                used.push(name.clone());
+                let alias = match (*count, given) {
+                    (1, Given::Alias | Given::Column) => continue,
+                    (1, Given::Nothing) => name,
+                    (n, _) => format!("{name}{DUPLICATE_MARK}{n}"),
+                };
+                let (SelectItem::ExprWithAlias { expr, .. } | SelectItem::UnnamedExpr(expr)) = item
+                else {
+                    continue;
+                };
                 *item = SelectItem::ExprWithAlias {
-                    expr: expr.clone(),
-                    alias: Ident::with_quote('"', name),
+                    expr: std::mem::replace(expr, Expr::value(Value::Null)),
+                    alias: Ident::with_quote('"', alias),
                 };
             }
+            Ok(())
         }
         SetExpr::SetOperation { left, .. } => name_set_expr(left),
         SetExpr::Query(query) => name_query(query),
-        _ => {}
+        _ => Ok(()),
+    }
+}
+
+/// Where an output column's name came from.
+#[derive(Clone, Copy)]
+enum Given {
+    /// `expr AS name`.
+    Alias,
+    /// A column reference, named after the column.
+    Column,
+    /// Neither: Postgres's rules name it.
+    Nothing,
+}
+
+/// An identifier as DataFusion names it: folded to lowercase unless quoted.
+fn normalized(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
     }
 }
 
@@ -156,7 +185,7 @@ mod tests {
 
     fn names(sql: &str) -> String {
         let mut statement = parse(sql).expect("parse").remove(0);
-        name_output_columns(&mut statement);
+        name_output_columns(&mut statement).expect("name");
         statement.to_string()
     }
 
@@ -178,5 +207,19 @@ mod tests {
             "SELECT 1 AS \"?column?\", 2 AS b, 3 AS \"?column?\u{1}2\""
         );
         assert_eq!(client_name("?column?\u{1}2"), "?column?");
+        assert_eq!(
+            names("SELECT id, id, t.id, 1 AS a, 2 AS A, 3 AS \"A\" FROM t"),
+            "SELECT id, id AS \"id\u{1}2\", t.id AS \"id\u{1}3\", 1 AS a, 2 AS \"a\u{1}2\", 3 AS \"A\" FROM t"
+        );
+    }
+
+    #[test]
+    fn a_select_list_longer_than_postgres_allows_is_refused() {
+        let sql = format!("SELECT {}", vec!["1"; MAX_COLUMNS + 1].join(", "));
+        let mut statement = parse(&sql).expect("parse").remove(0);
+        assert_eq!(
+            name_output_columns(&mut statement),
+            Err(PlanError::TooManyColumns { max: MAX_COLUMNS })
+        );
     }
 }

@@ -126,6 +126,8 @@ pub enum WeirStatement {
         names: Vec<String>,
         /// `IF EXISTS` given.
         if_exists: bool,
+        /// `CASCADE` given: views that read what is dropped go with it.
+        cascade: bool,
     },
     /// `SET name = value` (`None`: back to the default).
     SetVariable {
@@ -214,6 +216,7 @@ impl WeirStatement {
                 kind: ObjectKind::Sink,
                 names,
                 if_exists,
+                cascade: false,
             }),
             PieceKind::Sql {
                 statement,
@@ -250,11 +253,13 @@ impl WeirStatement {
                     object_type: ObjectType::Table,
                     if_exists,
                     names,
+                    cascade,
                     ..
                 } if stream => Ok(WeirStatement::Drop {
                     kind: ObjectKind::Stream,
                     names: names.iter().map(object_name).collect(),
                     if_exists,
+                    cascade,
                 }),
                 Statement::CreateView(view) if view.materialized => {
                     Ok(WeirStatement::CreateMaterializedView(
@@ -332,6 +337,7 @@ impl WeirStatement {
                 object_type,
                 if_exists,
                 names,
+                cascade,
                 ..
             } => {
                 let kind = match object_type {
@@ -349,6 +355,7 @@ impl WeirStatement {
                     kind,
                     names: names.iter().map(object_name).collect(),
                     if_exists,
+                    cascade,
                 }
             }
             Statement::Set(set) => classify_set(set)?,

@@ -85,8 +85,10 @@ pub struct Described {
 /// One statement of a request, classified, with the text it came from.
 #[derive(Debug, Clone)]
 pub struct Parsed {
-    /// What it asks for.
-    pub statement: WeirStatement,
+    /// What it asks for. Shared, not copied, on the connection's thread: a
+    /// copy of a long statement recurses as deep as it nests, which is work
+    /// for a worker's stack (see [`Engine::execute`]).
+    pub statement: Arc<WeirStatement>,
     /// Its text (positions inside it are relative to it).
     pub text: String,
     /// Characters of the request before it.
@@ -208,6 +210,7 @@ impl Engine {
         crate::pg_proc::register(&ctx)
             .await
             .map_err(|e| ServerError::from_datafusion(e, None))?;
+        ctx.add_analyzer_rule(Arc::new(weir_planner::arithmetic::CheckedArithmetic));
         weir_runtime::windows::register(&ctx);
         let engine = Arc::new(Self {
             ctx,
@@ -230,7 +233,27 @@ impl Engine {
 
     /// Parse a request into classified statements, each rewritten where
     /// needed so DataFusion can run what Postgres clients send.
-    pub fn parse(&self, sql: &str) -> Result<Vec<Parsed>> {
+    ///
+    /// On a worker thread: parsing and rewriting recurse as deep as the
+    /// statement nests and cost as much as it is long, which must neither
+    /// overflow a connection thread's small stack nor keep that thread from
+    /// serving other sessions.
+    pub async fn parse(self: &Arc<Self>, sql: &str) -> Result<Vec<Parsed>> {
+        // pgwire decodes a message's text lossily, each invalid UTF-8
+        // sequence becoming U+FFFD; Postgres refuses such text instead of
+        // running something the client did not send. A query that really
+        // contains U+FFFD is refused too: the price of not seeing the bytes.
+        if sql.contains(char::REPLACEMENT_CHARACTER) {
+            return Err(ServerError::InvalidByteSequence);
+        }
+        let engine = self.clone();
+        let sql = sql.to_string();
+        self.executor
+            .run(async move { engine.parse_now(&sql) })
+            .await?
+    }
+
+    fn parse_now(&self, sql: &str) -> Result<Vec<Parsed>> {
         let pieces = weir_planner::parser::parse_request(sql)?;
         pieces
             .into_iter()
@@ -252,7 +275,7 @@ impl Engine {
                 };
                 let statement = WeirStatement::classify_piece(kind).map_err(ServerError::from)?;
                 Ok(Parsed {
-                    statement,
+                    statement: Arc::new(statement),
                     text,
                     offset,
                 })
@@ -279,12 +302,17 @@ impl Engine {
             weir_planner::compat::regproc_names(&mut rewritten);
             weir_planner::compat::array_subqueries(&mut rewritten);
             weir_planner::compat::aggregate_scalar_subqueries(&mut rewritten);
+            weir_planner::names::name_output_columns(&mut rewritten)?;
             rewritten
         } else {
+            // Named before the compatibility rewrite, which renames some
+            // functions (`current_user` becomes `session_user`): the
+            // column keeps the name the user wrote, as in Postgres.
+            let mut statement = statement;
+            weir_planner::names::name_output_columns(&mut statement)?;
             self.compat.rewrite(statement)
         };
         weir_planner::compat::like_escapes(&mut statement);
-        weir_planner::names::name_output_columns(&mut statement);
         let batch = match &statement {
             Statement::Query(_) => true,
             Statement::CreateView(view) => !view.materialized,
@@ -302,23 +330,71 @@ impl Engine {
         Ok(statement)
     }
 
-    /// Run one statement for `session`. `sql` is the text it came from, for
-    /// error positions.
+    /// Run one statement for `session`, on a worker thread: the statement
+    /// is copied, planned and dropped there, where a deep one has the stack
+    /// it needs and a panic fails the statement rather than the server.
     pub async fn execute(
         self: &Arc<Self>,
-        session: &Session,
+        session: &Arc<Session>,
         parsed: &Parsed,
         params: Option<datafusion::common::ParamValues>,
     ) -> Result<Output> {
         self.metrics.statements.inc();
+        let engine = self.clone();
+        let session = session.clone();
+        let statement = parsed.statement.clone();
+        let text = parsed.text.clone();
         let result = self
-            .execute_inner(session, parsed.statement.clone(), &parsed.text, params)
+            .executor
+            .run(async move {
+                engine
+                    .execute_inner(&session, (*statement).clone(), &text, params)
+                    .await
+            })
             .await
+            .map_err(ServerError::from)
+            .and_then(|result| result)
             .map_err(|e| e.shifted(parsed.offset));
-        if let Err(err) = &result {
-            self.metrics.record_error(err.sqlstate());
+        match result {
+            Err(err) => {
+                self.metrics.record_error(err.sqlstate());
+                Err(err)
+            }
+            Ok(output) => Ok(self.count_stream_errors(output)),
         }
-        result
+    }
+
+    /// A statement can also fail after it started, while its rows stream
+    /// (a division by zero in the tenth batch, a bad line in a file): count
+    /// that failure as well.
+    fn count_stream_errors(&self, output: Output) -> Output {
+        let counted = |batches: SendableRecordBatchStream| -> SendableRecordBatchStream {
+            use futures::StreamExt;
+            let metrics = self.metrics.clone();
+            let schema = batches.schema();
+            Box::pin(
+                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    schema,
+                    batches.inspect(move |item| {
+                        if let Err(err) = item {
+                            metrics.record_error(crate::error::sqlstate_of(err));
+                        }
+                    }),
+                ),
+            )
+        };
+        match output {
+            Output::Rows(batches) => Output::Rows(counted(batches)),
+            Output::Subscribe { batches, copy } => Output::Subscribe {
+                batches: counted(batches),
+                copy,
+            },
+            Output::CopyOut { batches, options } => Output::CopyOut {
+                batches: counted(batches),
+                options,
+            },
+            other => other,
+        }
     }
 
     async fn execute_inner(
@@ -349,7 +425,8 @@ impl Engine {
                 kind,
                 names,
                 if_exists,
-            } => statements::ddl::drop(self, kind, names, if_exists).await,
+                cascade,
+            } => statements::ddl::drop(self, kind, names, if_exists, cascade).await,
             WeirStatement::SetVariable { name, value } => {
                 Ok(Output::Set(session.set(&name, value)?))
             }
@@ -393,7 +470,21 @@ impl Engine {
     }
 
     /// What a prepared statement returns and takes, for Describe.
+    /// On a worker thread, as [`Engine::execute`] is.
     pub async fn describe(
+        self: &Arc<Self>,
+        statement: &Arc<WeirStatement>,
+        sql: &str,
+    ) -> Result<Described> {
+        let engine = self.clone();
+        let statement = statement.clone();
+        let sql = sql.to_string();
+        self.executor
+            .run(async move { engine.describe_now(&statement, &sql).await })
+            .await?
+    }
+
+    async fn describe_now(
         self: &Arc<Self>,
         statement: &WeirStatement,
         sql: &str,

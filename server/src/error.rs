@@ -73,13 +73,24 @@ pub enum ServerError {
     AmbiguousColumn { message: String },
     /// An object others depend on.
     #[error("{message}")]
-    DependentObjects { message: String },
+    DependentObjects {
+        message: String,
+        detail: Option<String>,
+        hint: Option<String>,
+    },
     /// Any other statement that cannot be planned.
     #[error("{message}")]
     InvalidStatement {
         message: String,
         position: Option<usize>,
     },
+    /// A statement nested or chained too deeply to plan (Postgres says
+    /// this when its stack guard trips).
+    #[error("stack depth limit exceeded")]
+    StackDepthExceeded { hint: String },
+    /// A select list longer than Postgres allows.
+    #[error("target lists can have at most {max} entries")]
+    TooManyColumns { max: usize },
     /// A bad option value (`WITH (...)`, `SET`).
     #[error("{message}")]
     InvalidParameterValue {
@@ -91,6 +102,15 @@ pub enum ServerError {
     /// A value that cannot be read as its type (`'abc'::int`).
     #[error("{message}")]
     InvalidTextRepresentation { message: String },
+    /// Bytes that are not valid in the text's encoding (UTF-8).
+    #[error("invalid byte sequence for encoding \"UTF8\"")]
+    InvalidByteSequence,
+    /// Text that is not a date or time.
+    #[error("{message}")]
+    InvalidDatetimeFormat { message: String },
+    /// A date or time with a field out of range.
+    #[error("{message}")]
+    DatetimeFieldOverflow { message: String },
     /// Division by zero.
     #[error("division by zero")]
     DivisionByZero,
@@ -167,9 +187,14 @@ impl ServerError {
             ServerError::AmbiguousColumn { .. } => "42702",
             ServerError::InvalidStatement { .. } => "42000",
             ServerError::DependentObjects { .. } => "2BP01",
+            ServerError::StackDepthExceeded { .. } => "54001",
+            ServerError::TooManyColumns { .. } => "54011",
             ServerError::InvalidParameterValue { .. } => "22023",
             ServerError::InvalidTextRepresentation { .. } => "22P02",
             ServerError::DivisionByZero => "22012",
+            ServerError::InvalidByteSequence => "22021",
+            ServerError::InvalidDatetimeFormat { .. } => "22007",
+            ServerError::DatetimeFieldOverflow { .. } => "22008",
             ServerError::NumericOutOfRange { .. } => "22003",
             ServerError::DataException { .. } => "22000",
             ServerError::UniqueViolation { .. } => "23505",
@@ -204,6 +229,7 @@ impl ServerError {
         match self {
             ServerError::Syntax { detail, .. } => detail.clone(),
             ServerError::UniqueViolation { detail, .. } => Some(detail.clone()),
+            ServerError::DependentObjects { detail, .. } => detail.clone(),
             _ => None,
         }
     }
@@ -219,7 +245,9 @@ impl ServerError {
 
     fn hint(&self) -> Option<String> {
         match self {
+            ServerError::StackDepthExceeded { hint } => Some(hint.clone()),
             ServerError::FeatureNotSupported { hint, .. }
+            | ServerError::DependentObjects { hint, .. }
             | ServerError::UndefinedColumn { hint, .. }
             | ServerError::InvalidParameterValue { hint, .. } => hint.clone(),
             _ => None,
@@ -304,6 +332,12 @@ impl ServerError {
             });
         classify_datafusion(err.find_root(), position)
     }
+}
+
+/// The SQLSTATE a DataFusion error gets on the wire, for counting it
+/// without taking it.
+pub fn sqlstate_of(err: &DataFusionError) -> &'static str {
+    classify_datafusion(err.find_root(), None).sqlstate()
 }
 
 fn classify_datafusion(err: &DataFusionError, position: Option<usize>) -> ServerError {
@@ -589,6 +623,15 @@ fn connector_error(err: &ConnectorError) -> ServerError {
             message: message.clone(),
             context: context.clone(),
         },
+        ConnectorError::InvalidTimestamp { .. } => ServerError::InvalidDatetimeFormat {
+            message: err.to_string(),
+        },
+        ConnectorError::TimestampOutOfRange { .. } => ServerError::DatetimeFieldOverflow {
+            message: err.to_string(),
+        },
+        ConnectorError::NoColumns { .. } => ServerError::DataException {
+            message: err.to_string(),
+        },
         ConnectorError::Storage { .. }
         | ConnectorError::LogFailed(_)
         | ConnectorError::External { .. } => ServerError::Io {
@@ -629,6 +672,8 @@ impl From<PlanError> for ServerError {
                 },
             },
             PlanError::DuplicateObject { name, .. } => ServerError::DuplicateTable { name },
+            PlanError::StackDepth { hint } => ServerError::StackDepthExceeded { hint },
+            PlanError::TooManyColumns { max } => ServerError::TooManyColumns { max },
             PlanError::Invalid(message) => ServerError::InvalidStatement {
                 message,
                 position: None,

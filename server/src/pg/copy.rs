@@ -28,7 +28,11 @@ pub fn header(
         if i > 0 {
             out.push(options.delimiter);
         }
-        csv_value(&mut out, field.name(), options);
+        csv_value(
+            &mut out,
+            weir_planner::names::client_name(field.name()),
+            options,
+        );
     }
     out.push(b'\n');
     Some(out)

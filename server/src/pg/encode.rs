@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{StreamExt, stream};
 use pgwire::api::portal::Format;
@@ -15,13 +15,28 @@ use pgwire::types::format::FormatOptions;
 use crate::error::ServerError;
 use crate::pg_text;
 
-/// Column descriptions for a schema.
+/// Column descriptions for a schema, under the names clients see: a
+/// repeated name loses the hidden suffix that kept it apart for DataFusion
+/// (see `weir_planner::names::DUPLICATE_MARK`).
 pub fn fields(
     schema: &Schema,
     format: &Format,
     options: Option<Arc<FormatOptions>>,
 ) -> PgWireResult<Vec<FieldInfo>> {
-    arrow_schema_to_pg_fields(schema, format, options)
+    let marked = |name: &str| name.contains(weir_planner::names::DUPLICATE_MARK);
+    if !schema.fields().iter().any(|f| marked(f.name())) {
+        return arrow_schema_to_pg_fields(schema, format, options);
+    }
+    let renamed: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .clone()
+                .with_name(weir_planner::names::client_name(f.name()))
+        })
+        .collect();
+    arrow_schema_to_pg_fields(&Schema::new(renamed), format, options)
 }
 
 /// A streamed query response: rows are encoded as batches arrive, so a big

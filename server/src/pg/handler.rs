@@ -238,7 +238,13 @@ impl SimpleQueryHandler for PgService {
         let statements = self
             .engine
             .parse(query)
+            .await
             .inspect_err(|e| self.engine.metrics.record_error(e.sqlstate()))?;
+        if statements.is_empty() {
+            // Only comments: Postgres answers EmptyQueryResponse, as for an
+            // empty string.
+            return Ok(vec![Response::EmptyQuery]);
+        }
         let mut responses = Vec::with_capacity(statements.len());
         for statement in &statements {
             match self.engine.execute(&session, statement, None).await {
@@ -317,7 +323,11 @@ impl QueryParser for PgParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let mut statements = self.engine.parse(sql)?;
+        let mut statements = self
+            .engine
+            .parse(sql)
+            .await
+            .inspect_err(|e| self.engine.metrics.record_error(e.sqlstate()))?;
         let statement = match statements.len() {
             0 => return Ok(None),
             1 => statements.remove(0),
@@ -431,7 +441,7 @@ impl ExtendedQueryHandler for PgService {
     {
         let prepared = portal.statement.statement.clone();
         let session = session_of(client);
-        let params = match &prepared.parsed.statement {
+        let params = match prepared.parsed.statement.as_ref() {
             WeirStatement::Query(_) | WeirStatement::Dml(_) => {
                 let types: Vec<Option<&DataType>> =
                     prepared.params.iter().map(|t| t.as_ref()).collect();

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::TableReference;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use tracing::info;
 use weir_connectors::{ConnectorOptions, FileSpec};
@@ -25,7 +26,7 @@ pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<O
     if engine.catalog.lock().get(&create.name).is_some()
         || engine
             .ctx
-            .table_exist(create.name.as_str())
+            .table_exist(TableReference::bare(create.name.as_str()))
             .unwrap_or(false)
     {
         if create.if_not_exists {
@@ -84,7 +85,7 @@ pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<O
     })?;
     engine
         .ctx
-        .register_table(create.name.as_str(), table)
+        .register_table(TableReference::bare(create.name.as_str()), table)
         .map_err(|e| ServerError::from_datafusion(e, None))?;
     info!(table = %create.name, "table created");
     Ok(Output::Command {
@@ -163,12 +164,13 @@ pub async fn create_view(engine: &Arc<Engine>, view: CreateView, sql: &str) -> R
     })
 }
 
-/// `DROP TABLE | VIEW [IF EXISTS] names`.
+/// `DROP TABLE | VIEW [IF EXISTS] names [CASCADE]`.
 pub async fn drop(
     engine: &Arc<Engine>,
     kind: ObjectKind,
     names: Vec<String>,
     if_exists: bool,
+    cascade: bool,
 ) -> Result<Output> {
     let _ddl = engine.ddl_lock.lock().await;
     let tag = match kind {
@@ -210,6 +212,8 @@ pub async fn drop(
                         "cannot drop {} \"{name}\" because materialized view \"{view}\" depends on it",
                         kind.name()
                     ),
+                    detail: None,
+                    hint: None,
                 });
             }
         }
@@ -227,10 +231,46 @@ pub async fn drop(
                         "cannot drop materialized view \"{name}\" because sink \"{}\" depends on it",
                         sink.name
                     ),
+                    detail: None,
+                    hint: None,
                 });
             }
         }
     }
+    // Plain views that read what goes (directly or through each other):
+    // refused as in Postgres, or dropped too under CASCADE. Left behind,
+    // such a view would be listed but fail every query and every restore.
+    let dependents = if kind == ObjectKind::Sink {
+        Vec::new()
+    } else {
+        dependent_views(&engine.catalog.lock(), &to_drop)
+    };
+    if !dependents.is_empty() && !cascade {
+        let detail: Vec<String> = dependents
+            .iter()
+            .map(|(view, on)| {
+                let on_kind = if to_drop.contains(on) {
+                    kind.name()
+                } else {
+                    ObjectKind::View.name()
+                };
+                format!("view {view} depends on {on_kind} {on}")
+            })
+            .collect();
+        let message = match to_drop.as_slice() {
+            [name] => format!(
+                "cannot drop {} {name} because other objects depend on it",
+                kind.name()
+            ),
+            _ => "cannot drop desired object(s) because other objects depend on them".to_string(),
+        };
+        return Err(ServerError::DependentObjects {
+            message,
+            detail: Some(detail.join("\n")),
+            hint: Some("Use DROP ... CASCADE to drop the dependent objects too.".to_string()),
+        });
+    }
+    let cascaded: Vec<String> = dependents.into_iter().map(|(view, _)| view).collect();
     let sinks_of: Vec<(String, String)> = engine
         .catalog
         .lock()
@@ -243,11 +283,21 @@ pub async fn drop(
         })
         .collect();
     persist(engine, |catalog| {
+        for name in &cascaded {
+            catalog.remove(ObjectKind::View, name)?;
+        }
         for name in &to_drop {
             catalog.remove(kind, name)?;
         }
         Ok(())
     })?;
+    for name in &cascaded {
+        engine
+            .ctx
+            .deregister_table(TableReference::bare(name.as_str()))
+            .map_err(|e| ServerError::from_datafusion(e, None))?;
+        info!(object = %name, kind = ObjectKind::View.name(), "dropped (cascade)");
+    }
     for (sink, view) in &sinks_of {
         if let Some(live) = engine.views.lock().get(view) {
             live.sink.detach(sink);
@@ -260,7 +310,7 @@ pub async fn drop(
         }
         engine
             .ctx
-            .deregister_table(name.as_str())
+            .deregister_table(TableReference::bare(name.as_str()))
             .map_err(|e| ServerError::from_datafusion(e, None))?;
         match kind {
             // Dropping the live view stops its job.
@@ -275,6 +325,46 @@ pub async fn drop(
         info!(object = %name, kind = kind.name(), "dropped");
     }
     Ok(Output::Command { tag, rows: None })
+}
+
+/// The plain views that read any of `names`, directly or through other
+/// such views, each with the name it reads, in the order they must go.
+fn dependent_views(catalog: &Catalog, names: &[String]) -> Vec<(String, String)> {
+    let reads: Vec<(String, Vec<String>)> = catalog
+        .of_kind(ObjectKind::View)
+        .filter_map(|entry| match entry {
+            CatalogEntry::View(def) => Some((def.name.clone(), relations_of(&def.sql))),
+            _ => None,
+        })
+        .collect();
+    let mut gone: Vec<String> = names.to_vec();
+    let mut dependents: Vec<(String, String)> = Vec::new();
+    let mut at = 0;
+    while at < gone.len() {
+        let name = gone[at].clone();
+        for (view, relations) in &reads {
+            if relations.contains(&name) && !gone.contains(view) {
+                gone.push(view.clone());
+                dependents.push((view.clone(), name.clone()));
+            }
+        }
+        at += 1;
+    }
+    dependents
+}
+
+/// The names of the tables and views a view's SQL reads.
+fn relations_of(sql: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Ok(statements) = weir_planner::parser::parse(sql) {
+        for statement in &statements {
+            let _ = datafusion::sql::sqlparser::ast::visit_relations(statement, |relation| {
+                names.push(weir_planner::statement::object_name(relation));
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+        }
+    }
+    names
 }
 
 /// Apply `change` to a copy of the catalog, write it durably, then keep it.
@@ -341,7 +431,7 @@ async fn restore_table(engine: &Arc<Engine>, def: &TableDef) -> Result<()> {
         .await??;
     engine
         .ctx
-        .register_table(def.name.as_str(), table)
+        .register_table(TableReference::bare(def.name.as_str()), table)
         .map_err(|e| ServerError::from_datafusion(e, None))?;
     Ok(())
 }

@@ -157,7 +157,10 @@ pub async fn create_owned(engine: &Arc<Engine>, create: Owned) -> Result<Output>
     engine.tables.add(table.clone());
     engine
         .ctx
-        .register_table(create.name.as_str(), Arc::new(table))
+        .register_table(
+            datafusion::common::TableReference::bare(create.name.as_str()),
+            Arc::new(table),
+        )
         .map_err(|e| ServerError::from_datafusion(e, None))?;
     info!(table = %create.name, id = spec.id, "table created");
     Ok(Output::Command {
@@ -208,7 +211,10 @@ pub fn restore_table(engine: &Arc<Engine>, def: &TableDef, owned: &OwnedTableDef
     })?;
     engine
         .ctx
-        .register_table(def.name.as_str(), Arc::new(table))
+        .register_table(
+            datafusion::common::TableReference::bare(def.name.as_str()),
+            Arc::new(table),
+        )
         .map_err(|e| ServerError::from_datafusion(e, None))?;
     Ok(())
 }

@@ -41,8 +41,8 @@ use weir_planner::statement::normalize_ident;
 use crate::engine::{Described, Engine, Output};
 use crate::error::{Result, ServerError};
 
-/// Statements of at most this many rows are inserted on the connection's
-/// thread.
+/// Statements of at most this many rows are inserted by the task that runs
+/// the statement.
 const INLINE_ROWS: usize = 1024;
 
 /// Run `dml` here if it is an INSERT of plain values into a table Weir
@@ -56,7 +56,7 @@ pub async fn execute(
         return Ok(None);
     };
     let schema = table.schema();
-    let Some(values) = Values::of(insert, &schema) else {
+    let Some(values) = Values::of(insert, &schema)? else {
         return Ok(None);
     };
     let Some(batch) = values.batch(&schema, params)? else {
@@ -88,7 +88,7 @@ pub fn describe(engine: &Engine, statement: &WeirStatement) -> Option<Described>
     };
     let (table, insert) = target(engine, dml)?;
     let schema = table.schema();
-    let values = Values::of(insert, &schema)?;
+    let values = Values::of(insert, &schema).ok()??;
     let mut params: Vec<Option<DataType>> = Vec::new();
     for row in &values.rows {
         for (value, &column) in row.iter().zip(&values.columns) {
@@ -158,42 +158,60 @@ struct Values<'a> {
 impl<'a> Values<'a> {
     /// The values of `insert`, if it is a plain `INSERT INTO t [(cols)]
     /// VALUES ...` of literals and parameters.
-    fn of(insert: &'a Insert, schema: &SchemaRef) -> Option<Self> {
-        let values = values_list(insert)?;
+    fn of(insert: &'a Insert, schema: &SchemaRef) -> Result<Option<Self>> {
+        let Some(values) = values_list(insert) else {
+            return Ok(None);
+        };
         let columns = if insert.columns.is_empty() {
             (0..schema.fields().len()).collect()
         } else {
             let mut columns = Vec::with_capacity(insert.columns.len());
             for name in &insert.columns {
-                let index = schema.index_of(&column_name(name)?).ok()?;
+                let Some(index) = column_name(name).and_then(|name| schema.index_of(&name).ok())
+                else {
+                    return Ok(None);
+                };
                 if columns.contains(&index) {
-                    return None;
+                    return Ok(None);
                 }
                 columns.push(index);
             }
             columns
         };
-        let rows = values
-            .rows
-            .iter()
-            .map(|row| {
-                if row.content.len() != columns.len() {
-                    return None;
+        let mut rows = Vec::with_capacity(values.rows.len());
+        for row in &values.rows {
+            if row.content.len() != columns.len() {
+                return Ok(None);
+            }
+            let mut literals = Vec::with_capacity(columns.len());
+            for (expr, &column) in row.content.iter().zip(&columns) {
+                let Some(literal) = literal(expr) else {
+                    return Ok(None);
+                };
+                let field = schema.field(column);
+                if matches!(literal, Literal::Bool(_)) && field.data_type() != &DataType::Boolean {
+                    // Postgres has no assignment cast from boolean to
+                    // anything else; DataFusion's plan would store 1 or 0.
+                    return Err(ServerError::DatatypeMismatch {
+                        message: format!(
+                            "column \"{}\" is of type {} but expression is of type boolean",
+                            field.name(),
+                            pg_type_name(field.data_type())
+                        ),
+                        position: None,
+                    });
                 }
-                row.content
-                    .iter()
-                    .zip(&columns)
-                    .map(|(expr, &column)| {
-                        let literal = literal(expr)?;
-                        accepts(schema.field(column).data_type(), &literal).then_some(literal)
-                    })
-                    .collect()
-            })
-            .collect::<Option<Vec<_>>>()?;
-        if rows.is_empty() {
-            return None;
+                if !accepts(field.data_type(), &literal) {
+                    return Ok(None);
+                }
+                literals.push(literal);
+            }
+            rows.push(literals);
         }
-        Some(Self { columns, rows })
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Self { columns, rows }))
     }
 
     /// The rows as a batch of the table's schema; `None` when a parameter
@@ -415,9 +433,10 @@ fn accepts(data_type: &DataType, literal: &Literal) -> bool {
         Literal::Bool(_) => *data_type == DataType::Boolean,
         Literal::Number(n) => {
             if data_type.is_integer() {
-                // `1.5` into an integer column: Postgres rounds, arrow's
-                // cast truncates.
-                n.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+                // `1.5` into an integer column: Postgres rounds (see
+                // `rounded`); an exponent is left to DataFusion.
+                n.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'-' || b == b'.')
             } else {
                 data_type.is_floating() || data_type.is_decimal()
             }
@@ -451,10 +470,11 @@ fn typed(values: &[&Literal], data_type: &DataType) -> Result<ArrayRef> {
         .iter()
         .map(|v| match v {
             Literal::Null | Literal::Param(_) => None,
-            Literal::Text(s) => Some(*s),
-            Literal::Number(n) => Some(n.as_str()),
-            Literal::Bool(true) => Some("true"),
-            Literal::Bool(false) => Some("false"),
+            Literal::Text(s) => Some(std::borrow::Cow::Borrowed(*s)),
+            Literal::Number(n) if data_type.is_integer() => Some(rounded(n)),
+            Literal::Number(n) => Some(std::borrow::Cow::Borrowed(n.as_str())),
+            Literal::Bool(true) => Some("true".into()),
+            Literal::Bool(false) => Some("false".into()),
         })
         .collect();
     if text.data_type() == data_type {
@@ -473,6 +493,40 @@ fn typed(values: &[&Literal], data_type: &DataType) -> Result<ArrayRef> {
         return Err(bad_value(values[row], text.value(row), data_type));
     }
     Ok(cast)
+}
+
+/// A numeric literal (`-?digits[.digits]`) rounded to an integer as
+/// Postgres assigns a numeric to an integer column: half away from zero
+/// (`1000.5` -> `1001`, `-2.5` -> `-3`).
+fn rounded(number: &str) -> std::borrow::Cow<'_, str> {
+    let Some((whole, fraction)) = number.split_once('.') else {
+        return std::borrow::Cow::Borrowed(number);
+    };
+    let (sign, digits) = match whole.strip_prefix('-') {
+        Some(digits) => ("-", digits),
+        None => ("", whole),
+    };
+    let digits = if digits.is_empty() { "0" } else { digits };
+    if !fraction.starts_with(['5', '6', '7', '8', '9']) {
+        return std::borrow::Cow::Owned(format!("{sign}{digits}"));
+    }
+    // Add one to the decimal digits, carrying as far as needed.
+    let mut up: Vec<u8> = digits.bytes().collect();
+    let mut at = up.len();
+    loop {
+        if at == 0 {
+            up.insert(0, b'1');
+            break;
+        }
+        at -= 1;
+        if up[at] == b'9' {
+            up[at] = b'0';
+        } else {
+            up[at] += 1;
+            break;
+        }
+    }
+    std::borrow::Cow::Owned(format!("{sign}{}", String::from_utf8_lossy(&up)))
 }
 
 /// Why `value` (as text: `text`) does not fit a column of `data_type`, in
@@ -581,7 +635,7 @@ mod tests {
 
     fn batch(sql: &str) -> Result<Option<RecordBatch>> {
         let insert = insert(sql);
-        match Values::of(&insert, &schema()) {
+        match Values::of(&insert, &schema())? {
             Some(values) => values.batch(&schema(), None),
             None => Ok(None),
         }
@@ -620,9 +674,8 @@ mod tests {
             "INSERT INTO t (id, id) VALUES (1, 2)",
             "INSERT INTO t (id, n) VALUES (1)",
             "INSERT INTO t (id) VALUES (DEFAULT)",
-            "INSERT INTO t (n) VALUES (1.5)",
+            "INSERT INTO t (n) VALUES (1.5e0)",
             "INSERT INTO t (name) VALUES (5)",
-            "INSERT INTO t (id) VALUES (true)",
             "INSERT INTO t (id) VALUES ('1'::float)",
         ] {
             assert!(batch(sql).expect("no error").is_none(), "{sql}");
@@ -649,5 +702,29 @@ mod tests {
         );
         let err = batch("INSERT INTO t (n) VALUES (3000000000)").expect_err("bad");
         assert_eq!(err.to_string(), "integer out of range");
+        assert_eq!(code("INSERT INTO t (id) VALUES (true)"), "42804");
+    }
+
+    #[test]
+    fn a_fraction_into_an_integer_column_rounds_half_away_from_zero() {
+        for (number, expected) in [
+            ("1000.5", "1001"),
+            ("1000.49", "1000"),
+            ("-2.5", "-3"),
+            ("99.9", "100"),
+            ("-0.4", "-0"),
+            (".5", "1"),
+            ("7", "7"),
+        ] {
+            assert_eq!(rounded(number), expected, "{number}");
+        }
+        let batch = batch("INSERT INTO t (id, n) VALUES (1000.5, -2.5)")
+            .expect("no error")
+            .expect("fast path");
+        assert_eq!(
+            batch.column(0).as_primitive::<Int64Type>(),
+            &Int64Array::from(vec![1001])
+        );
+        assert_eq!(batch.column(1).as_ref(), &Int32Array::from(vec![-3]));
     }
 }

@@ -37,7 +37,11 @@ use crate::error::{Result, ServerError};
 use crate::statements::ddl::{declared_schema, persist};
 
 fn name_taken(engine: &Engine, name: &str) -> bool {
-    engine.catalog.lock().get(name).is_some() || engine.ctx.table_exist(name).unwrap_or(false)
+    engine.catalog.lock().get(name).is_some()
+        || engine
+            .ctx
+            .table_exist(datafusion::common::TableReference::bare(name))
+            .unwrap_or(false)
 }
 
 /// `CREATE STREAM`.
@@ -215,7 +219,7 @@ fn register_stream(engine: &Arc<Engine>, name: &str, live: LiveStream) -> Result
     };
     engine
         .ctx
-        .register_table(name, table)
+        .register_table(datafusion::common::TableReference::bare(name), table)
         .map_err(|e| ServerError::from_datafusion(e, None))?;
     engine
         .streams
@@ -435,7 +439,7 @@ pub async fn create_materialized_view(
     engine
         .ctx
         .register_table(
-            create.name.as_str(),
+            datafusion::common::TableReference::bare(create.name.as_str()),
             Arc::new(ViewTable::of_job(
                 view.clone(),
                 &create.name,
