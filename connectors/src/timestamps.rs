@@ -90,7 +90,7 @@ fn cast_strictly(input: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
     let bad = (0..text.len())
         .find(|&i| !text.is_null(i) && parsed.is_null(i))
         .map_or("", |i| text.value(i));
-    Err(ConnectorError::from(bad_timestamp(bad)).into())
+    Err(bad_timestamp(bad).into())
 }
 
 /// Why `text` is not a timestamp, in Postgres's words: a value of the right

@@ -7,8 +7,9 @@
 //! setting turns it on, and constant folding evaluates literals without it.
 //! So an analyzer rule, [`CheckedArithmetic`], replaces those operators, where
 //! their operands have one of those types, by calls of a function that uses
-//! arrow's checked kernels (and checks divisors for zero). The calls carry the
-//! operator's name (`a + b`), so column names and plans read as before.
+//! arrow's checked kernels (and checks divisors for zero). The calls are
+//! named as the operator (`a + b`), so column names stay as they were;
+//! EXPLAIN shows them as `weir_checked(+)(a, b)`.
 //! Integer and decimal division by zero already fail in arrow's kernels.
 
 use std::sync::Arc;

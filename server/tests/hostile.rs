@@ -313,3 +313,58 @@ async fn columns_are_named_as_postgres_names_them() {
         assert_eq!(column_names(&client, sql).await, names, "{sql}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_read_as_in_postgres() {
+    let (_dir, _server, client) = setup().await;
+    client
+        .batch_execute(
+            "CREATE TABLE base (id BIGINT PRIMARY KEY, n INT);
+             CREATE VIEW over_base AS SELECT id FROM base;
+             CREATE TABLE bad (id BIGINT, ts TIMESTAMP)
+               WITH (connector = 'file', path = 'data/defects/bad_timestamp.csv', format = 'csv');",
+        )
+        .await
+        .expect("setup");
+    for (sql, code, message, detail) in [
+        (
+            "DROP TABLE base",
+            "2BP01",
+            "cannot drop table base because other objects depend on it",
+            Some("view over_base depends on table base"),
+        ),
+        (
+            "INSERT INTO base VALUES (true, 1)",
+            "42804",
+            "column \"id\" is of type bigint but expression is of type boolean",
+            None,
+        ),
+        (
+            "SELECT 9223372036854775807 + 1",
+            "22003",
+            "bigint out of range",
+            None,
+        ),
+        ("SELECT 1.0 / 0", "22012", "division by zero", None),
+        (
+            "SELECT * FROM bad",
+            "22007",
+            "invalid input syntax for type timestamp: \"not a time\"",
+            None,
+        ),
+        (
+            "CREATE TABLE empty WITH (connector = 'file', path = 'data/defects/empty.csv', format = 'csv')",
+            "22000",
+            "could not infer any column from \"data/defects/empty.csv\": the file is empty",
+            None,
+        ),
+    ] {
+        let err = client.simple_query(sql).await.expect_err(sql);
+        let db = err.as_db_error().expect("a server error");
+        assert_eq!(
+            (db.code().code(), db.message(), db.detail()),
+            (code, message, detail),
+            "{sql}"
+        );
+    }
+}
