@@ -606,6 +606,7 @@ pub fn start(
                         route: route.clone(),
                         outputs: outputs.clone(),
                         epochs: flush.subscribe(),
+                        first_epoch: restored_epoch,
                         reports: report_tx.clone(),
                         restored,
                     },
@@ -723,6 +724,8 @@ struct SourceTask {
     route: Arc<Route>,
     outputs: Vec<mpsc::Sender<Tagged>>,
     epochs: watch::Receiver<u64>,
+    /// The epoch when `epochs` was subscribed: barriers after it are due.
+    first_epoch: u64,
     reports: mpsc::UnboundedSender<Report>,
     restored: Option<SourceState>,
 }
@@ -735,12 +738,16 @@ async fn run_source(task: SourceTask, rows_in: Counter) -> Result<()> {
         route,
         outputs,
         epochs: mut flush,
+        first_epoch,
         reports,
         restored,
     } = task;
     let mut max_time = restored.map_or(i64::MIN, |s| s.max_time);
     let mut sent_watermark = restored.map_or(i64::MIN, |s| s.watermark);
-    let mut sent_barrier = *flush.borrow_and_update();
+    // Not the epoch now: a FLUSH between the job's start and this task's
+    // first poll raised it, and its barrier must still be sent (the change
+    // is still unseen by `flush`, so the loop sends it at once).
+    let mut sent_barrier = first_epoch;
     let state =
         |reader: &dyn crate::source::SourceReader, max_time, watermark, ended| SourceState {
             position: reader.position().0,
