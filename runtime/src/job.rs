@@ -612,6 +612,7 @@ pub fn start(
                         route: route.clone(),
                         outputs: outputs.clone(),
                         epochs: flush.subscribe(),
+                        first_epoch: restored_epoch,
                         reports: report_tx.clone(),
                         restored,
                         idle: idle.clone(),
@@ -730,6 +731,8 @@ struct SourceTask {
     route: Arc<Route>,
     outputs: Vec<mpsc::Sender<Tagged>>,
     epochs: watch::Receiver<u64>,
+    /// The epoch when `epochs` was subscribed: barriers after it are due.
+    first_epoch: u64,
     reports: mpsc::UnboundedSender<Report>,
     restored: Option<SourceState>,
     /// The idle timeout, and the input's highest watermark sent.
@@ -744,6 +747,7 @@ async fn run_source(task: SourceTask, rows_in: Counter) -> Result<()> {
         route,
         outputs,
         epochs: mut flush,
+        first_epoch,
         reports,
         restored,
         idle,
@@ -751,7 +755,10 @@ async fn run_source(task: SourceTask, rows_in: Counter) -> Result<()> {
     let mut last_rows = tokio::time::Instant::now();
     let mut max_time = restored.map_or(i64::MIN, |s| s.max_time);
     let mut sent_watermark = restored.map_or(i64::MIN, |s| s.watermark);
-    let mut sent_barrier = *flush.borrow_and_update();
+    // Not the epoch now: a FLUSH between the job's start and this task's
+    // first poll raised it, and its barrier must still be sent (the change
+    // is still unseen by `flush`, so the loop sends it at once).
+    let mut sent_barrier = first_epoch;
     let state =
         |reader: &dyn crate::source::SourceReader, max_time, watermark, ended| SourceState {
             position: reader.position().0,
