@@ -47,7 +47,8 @@ fn bids(n: usize, partitions: i32, from_s: u64) -> Vec<(i32, String, (i64, i64, 
             );
             let auction = (i % 7) as i64;
             let price = ((i * 7919) % 1000) as i64;
-            let json = format!(r#"{{"auction": {auction}, "price": {price}, "date_time": "{ts}"}}"#);
+            let json =
+                format!(r#"{{"auction": {auction}, "price": {price}, "date_time": "{ts}"}}"#);
             ((i as i32) % partitions, json, (auction, price, ts))
         })
         .collect()
@@ -138,7 +139,11 @@ async fn windowed_view_over_a_partitioned_topic_equals_the_batch_answer() {
     wait_for_rows(
         &client,
         "SELECT * FROM per_partition",
-        &["0|1001|0|1000".into(), "1|1001|0|1000".into(), "2|1001|0|1000".into()],
+        &[
+            "0|1001|0|1000".into(),
+            "1|1001|0|1000".into(),
+            "2|1001|0|1000".into(),
+        ],
     )
     .await;
 }
@@ -192,7 +197,10 @@ async fn bad_messages_follow_the_stream_policy() {
         .into_iter()
         .map(|(_, v)| v)
         .collect();
-    assert_eq!(dead, vec!["{this is not json", r#"{"id": "three", "v": "c"}"#]);
+    assert_eq!(
+        dead,
+        vec!["{this is not json", r#"{"id": "three", "v": "c"}"#]
+    );
     let metrics = common::http_get(server.http_port, "/metrics").await;
     for stream in ["skipping", "dead_lettering"] {
         let line = format!("weir_bad_rows_total{{stream=\"{stream}\"}} 2");
@@ -245,18 +253,27 @@ async fn debezium_changes_feed_an_aggregate_and_a_join() {
         )
     };
     let order = |id: i64, customer: i64, amount: i64| {
-        Some(format!(r#"{{"id": {id}, "customer": {customer}, "amount": {amount}}}"#))
+        Some(format!(
+            r#"{{"id": {id}, "customer": {customer}, "amount": {amount}}}"#
+        ))
     };
     let customer = |id: i64, name: &str| Some(format!(r#"{{"id": {id}, "name": "{name}"}}"#));
     // Orders keyed by id, so each order's changes stay in one partition.
     let mut orders: Vec<(i32, String)> = Vec::new();
     for id in 0..40 {
-        orders.push(((id % 2) as i32, event("c", None, order(id, id % 4, 10 + id))));
+        orders.push((
+            (id % 2) as i32,
+            event("c", None, order(id, id % 4, 10 + id)),
+        ));
     }
     for id in (0..40).step_by(3) {
         orders.push((
             (id % 2) as i32,
-            event("u", order(id, id % 4, 10 + id), order(id, (id + 1) % 4, 100 + id)),
+            event(
+                "u",
+                order(id, id % 4, 10 + id),
+                order(id, (id + 1) % 4, 100 + id),
+            ),
         ));
     }
     for id in (0..40).step_by(5) {
@@ -281,7 +298,8 @@ async fn debezium_changes_feed_an_aggregate_and_a_join() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = WeirProcess::start(dir.path());
     let client = connect(&server).await;
-    let by_customer = "SELECT customer, count(*) AS n, sum(amount) AS total FROM {orders} GROUP BY customer";
+    let by_customer =
+        "SELECT customer, count(*) AS n, sum(amount) AS total FROM {orders} GROUP BY customer";
     let joined = "SELECT c.name, count(*) AS n, sum(o.amount) AS total
         FROM {orders} o JOIN {customers} c ON o.customer = c.id GROUP BY c.name";
     client
