@@ -478,3 +478,66 @@ async fn an_idle_partition_does_not_stall_window_closing() {
     // Every window closes, the last ones long after partition 1 went quiet.
     wait_for_rows(&client, "SELECT * FROM hot", &expected).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_sink_sends_again_a_transaction_in_doubt() {
+    let broker = Broker::start();
+    broker.create_topic("bids", 2);
+    broker.create_topic("hot", 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = ["--checkpoint-interval", "1s"];
+    // The pipeline first, with no data yet.
+    let server = WeirProcess::start_with(dir.path(), &args, &[]);
+    let client = connect(&server).await;
+    client
+        .batch_execute(&format!(
+            "CREATE STREAM bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+                WATERMARK FOR date_time AS date_time - INTERVAL '1 second')
+             WITH (connector = 'kafka', topic = 'bids', brokers = '{0}', format = 'json');
+             CREATE MATERIALIZED VIEW hot AS {1} EMIT ON WINDOW CLOSE;
+             CREATE SINK hot_out FROM hot WITH (connector = 'kafka', topic = 'hot',
+               brokers = '{0}', format = 'json', delivery = 'exactly-once');",
+            broker.addr,
+            WINDOWED.replace("{input}", "bids"),
+        ))
+        .await
+        .expect("create the pipeline");
+    drop(client);
+    server.terminate();
+
+    // All the data; the next run reads it before its first checkpoint,
+    // whose transaction is pre-committed and listed in the manifest, and
+    // then dies before committing it.
+    let data = bids(3000, 2, 0);
+    let messages: Vec<(i32, String)> = data.iter().map(|(p, j, _)| (*p, j.clone())).collect();
+    produce(&broker, "bids", &messages);
+    produce(&broker, "bids", &closers(2));
+    let mut server = WeirProcess::start_with(
+        dir.path(),
+        &args,
+        &[("WEIR_FAILPOINT", "checkpoint-after-manifest@1")],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.exited() {
+        assert!(Instant::now() < deadline, "the failpoint never fired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(server);
+
+    // Recovery: the transaction did not commit, so it is sent again.
+    let server = WeirProcess::start_with(dir.path(), &args, &[]);
+    let client = connect(&server).await;
+    let rows: Vec<(i64, i64, String)> = data.into_iter().map(|(_, _, r)| r).collect();
+    batch_table(&client, "bids_batch", &rows).await;
+    let expected = sorted_rows(&client, &WINDOWED.replace("{input}", "bids_batch")).await;
+    wait_for_rows(&client, "SELECT * FROM hot", &expected).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = sink_rows(&broker, "hot");
+        if out.len() >= expected.len() || Instant::now() > deadline {
+            assert_eq!(out, expected, "each result row exactly once in the topic");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -42,7 +42,7 @@ use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tracing::{info, warn};
+use tracing::warn;
 use weir_runtime::checkpoint::StateWrite;
 use weir_runtime::job::Sink;
 
@@ -558,7 +558,7 @@ impl Sink for KafkaSink {
                 slot.producer
                     .commit_transaction(BROKER_TIMEOUT)
                     .map_err(|e| failed("committing a transaction", e))?;
-                info!(transaction = %id, epoch, messages = messages.len(), "kafka sink: sent an uncommitted transaction again");
+                warn!(transaction = %id, epoch, messages = messages.len(), "kafka sink: sent an uncommitted transaction again");
             }
         }
         // Lowest slots first: they are the ones a checkpoint knows.
