@@ -541,3 +541,71 @@ async fn exactly_once_sink_sends_again_a_transaction_in_doubt() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_updating_view_to_a_debezium_topic_at_least_once() {
+    let broker = Broker::start();
+    broker.create_topic("bids", 2);
+    broker.create_topic("counts", 1);
+    let data = bids(2000, 2, 0);
+    let messages: Vec<(i32, String)> = data.iter().map(|(p, j, _)| (*p, j.clone())).collect();
+    produce(&broker, "bids", &messages);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start(dir.path());
+    let client = connect(&server).await;
+    let query = "SELECT auction, count(*) AS n, sum(price) AS total FROM {input} GROUP BY auction";
+    client
+        .batch_execute(&format!(
+            "CREATE STREAM bids (auction BIGINT, price BIGINT, date_time TIMESTAMP)
+             WITH (connector = 'kafka', topic = 'bids', brokers = '{0}', format = 'json');
+             CREATE MATERIALIZED VIEW per_auction AS {1};
+             CREATE SINK counts_out FROM per_auction WITH (connector = 'kafka', topic = 'counts',
+               brokers = '{0}', format = 'debezium-json', key = 'auction',
+               delivery = 'at-least-once');",
+            broker.addr,
+            query.replace("{input}", "bids"),
+        ))
+        .await
+        .expect("create the pipeline");
+    let rows: Vec<(i64, i64, String)> = data.into_iter().map(|(_, _, r)| r).collect();
+    batch_table(&client, "bids_batch", &rows).await;
+    let expected = sorted_rows(&client, &query.replace("{input}", "bids_batch")).await;
+    wait_for_rows(&client, "SELECT * FROM per_auction", &expected).await;
+    // The topic's changes (inserts +1, deletes -1) add up to the view.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
+        for (key, value) in broker.read_all("counts", false) {
+            let event: serde_json::Value = serde_json::from_str(&value).expect("json");
+            let (row, sign) = match event["op"].as_str() {
+                Some("c") => (&event["after"], 1),
+                Some("d") => (&event["before"], -1),
+                other => panic!("unexpected op {other:?} in {value}"),
+            };
+            assert_eq!(
+                key.as_deref(),
+                Some(format!(r#"{{"auction":{}}}"#, row["auction"]).as_str())
+            );
+            *counts
+                .entry(format!("{}|{}|{}", row["auction"], row["n"], row["total"]))
+                .or_default() += sign;
+        }
+        let folded: Vec<String> = counts
+            .into_iter()
+            .filter(|(_, c)| *c != 0)
+            .map(|(row, c)| {
+                assert_eq!(c, 1, "{row} counted {c} times");
+                row
+            })
+            .collect();
+        if folded == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the topic adds up to {folded:?}, not {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
