@@ -592,10 +592,12 @@ pub fn start(
         };
         // The highest watermark any partition of this input sent: what an
         // idle partition moves to.
-        let idle = input
-            .source
-            .idle_timeout()
-            .map(|timeout| (timeout, Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN))));
+        let idle = input.source.idle_timeout().map(|timeout| {
+            (
+                timeout,
+                Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
+            )
+        });
         for local in 0..input.source.partitions().max(1) {
             let partition = first_partition[k] + local;
             let restored = sources[partition];

@@ -47,7 +47,8 @@ fn bids(n: usize, partitions: i32, from_s: u64) -> Vec<(i32, String, (i64, i64, 
             );
             let auction = (i % 7) as i64;
             let price = ((i * 7919) % 1000) as i64;
-            let json = format!(r#"{{"auction": {auction}, "price": {price}, "date_time": "{ts}"}}"#);
+            let json =
+                format!(r#"{{"auction": {auction}, "price": {price}, "date_time": "{ts}"}}"#);
             ((i as i32) % partitions, json, (auction, price, ts))
         })
         .collect()
@@ -138,7 +139,11 @@ async fn windowed_view_over_a_partitioned_topic_equals_the_batch_answer() {
     wait_for_rows(
         &client,
         "SELECT * FROM per_partition",
-        &["0|1001|0|1000".into(), "1|1001|0|1000".into(), "2|1001|0|1000".into()],
+        &[
+            "0|1001|0|1000".into(),
+            "1|1001|0|1000".into(),
+            "2|1001|0|1000".into(),
+        ],
     )
     .await;
 }
@@ -192,7 +197,10 @@ async fn bad_messages_follow_the_stream_policy() {
         .into_iter()
         .map(|(_, v)| v)
         .collect();
-    assert_eq!(dead, vec!["{this is not json", r#"{"id": "three", "v": "c"}"#]);
+    assert_eq!(
+        dead,
+        vec!["{this is not json", r#"{"id": "three", "v": "c"}"#]
+    );
     let metrics = common::http_get(server.http_port, "/metrics").await;
     for stream in ["skipping", "dead_lettering"] {
         let line = format!("weir_bad_rows_total{{stream=\"{stream}\"}} 2");
@@ -245,18 +253,27 @@ async fn debezium_changes_feed_an_aggregate_and_a_join() {
         )
     };
     let order = |id: i64, customer: i64, amount: i64| {
-        Some(format!(r#"{{"id": {id}, "customer": {customer}, "amount": {amount}}}"#))
+        Some(format!(
+            r#"{{"id": {id}, "customer": {customer}, "amount": {amount}}}"#
+        ))
     };
     let customer = |id: i64, name: &str| Some(format!(r#"{{"id": {id}, "name": "{name}"}}"#));
     // Orders keyed by id, so each order's changes stay in one partition.
     let mut orders: Vec<(i32, String)> = Vec::new();
     for id in 0..40 {
-        orders.push(((id % 2) as i32, event("c", None, order(id, id % 4, 10 + id))));
+        orders.push((
+            (id % 2) as i32,
+            event("c", None, order(id, id % 4, 10 + id)),
+        ));
     }
     for id in (0..40).step_by(3) {
         orders.push((
             (id % 2) as i32,
-            event("u", order(id, id % 4, 10 + id), order(id, (id + 1) % 4, 100 + id)),
+            event(
+                "u",
+                order(id, id % 4, 10 + id),
+                order(id, (id + 1) % 4, 100 + id),
+            ),
         ));
     }
     for id in (0..40).step_by(5) {
@@ -281,7 +298,8 @@ async fn debezium_changes_feed_an_aggregate_and_a_join() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = WeirProcess::start(dir.path());
     let client = connect(&server).await;
-    let by_customer = "SELECT customer, count(*) AS n, sum(amount) AS total FROM {orders} GROUP BY customer";
+    let by_customer =
+        "SELECT customer, count(*) AS n, sum(amount) AS total FROM {orders} GROUP BY customer";
     let joined = "SELECT c.name, count(*) AS n, sum(o.amount) AS total
         FROM {orders} o JOIN {customers} c ON o.customer = c.id GROUP BY c.name";
     client
@@ -378,7 +396,8 @@ async fn exactly_once_sink_across_kill_9() {
     produce(&broker, "bids", &part(first));
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let args = ["--checkpoint-interval", "100ms"];
+    // Long enough that the crash below comes between two checkpoints.
+    let args = ["--checkpoint-interval", "1s"];
     let server = WeirProcess::start_with(dir.path(), &args, &[]);
     let client = connect(&server).await;
     client
@@ -394,9 +413,10 @@ async fn exactly_once_sink_across_kill_9() {
         ))
         .await
         .expect("create the pipeline");
-    // Some windows are out (and committed) before the crash.
+    // Crash as soon as some windows are out in a transaction not yet
+    // committed (visible to read_uncommitted only).
     let deadline = Instant::now() + Duration::from_secs(60);
-    while sink_rows(&broker, "hot").is_empty() {
+    while broker.read_all("hot", false).is_empty() {
         assert!(Instant::now() < deadline, "the sink wrote nothing");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -459,4 +479,135 @@ async fn an_idle_partition_does_not_stall_window_closing() {
     let expected = sorted_rows(&client, &WINDOWED.replace("{input}", "quiet_batch")).await;
     // Every window closes, the last ones long after partition 1 went quiet.
     wait_for_rows(&client, "SELECT * FROM hot", &expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_sink_sends_again_a_transaction_in_doubt() {
+    let broker = Broker::start();
+    broker.create_topic("bids", 2);
+    broker.create_topic("hot", 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = ["--checkpoint-interval", "1s"];
+    // The pipeline first, with no data yet.
+    let server = WeirProcess::start_with(dir.path(), &args, &[]);
+    let client = connect(&server).await;
+    client
+        .batch_execute(&format!(
+            "CREATE STREAM bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+                WATERMARK FOR date_time AS date_time - INTERVAL '1 second')
+             WITH (connector = 'kafka', topic = 'bids', brokers = '{0}', format = 'json');
+             CREATE MATERIALIZED VIEW hot AS {1} EMIT ON WINDOW CLOSE;
+             CREATE SINK hot_out FROM hot WITH (connector = 'kafka', topic = 'hot',
+               brokers = '{0}', format = 'json', delivery = 'exactly-once');",
+            broker.addr,
+            WINDOWED.replace("{input}", "bids"),
+        ))
+        .await
+        .expect("create the pipeline");
+    drop(client);
+    server.terminate();
+
+    // All the data; the next run reads it before its first checkpoint,
+    // whose transaction is pre-committed and listed in the manifest, and
+    // then dies before committing it.
+    let data = bids(3000, 2, 0);
+    let messages: Vec<(i32, String)> = data.iter().map(|(p, j, _)| (*p, j.clone())).collect();
+    produce(&broker, "bids", &messages);
+    produce(&broker, "bids", &closers(2));
+    let mut server = WeirProcess::start_with(
+        dir.path(),
+        &args,
+        &[("WEIR_FAILPOINT", "checkpoint-after-manifest@1")],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.exited() {
+        assert!(Instant::now() < deadline, "the failpoint never fired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(server);
+
+    // Recovery: the transaction did not commit, so it is sent again.
+    let server = WeirProcess::start_with(dir.path(), &args, &[]);
+    let client = connect(&server).await;
+    let rows: Vec<(i64, i64, String)> = data.into_iter().map(|(_, _, r)| r).collect();
+    batch_table(&client, "bids_batch", &rows).await;
+    let expected = sorted_rows(&client, &WINDOWED.replace("{input}", "bids_batch")).await;
+    wait_for_rows(&client, "SELECT * FROM hot", &expected).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = sink_rows(&broker, "hot");
+        if out.len() >= expected.len() || Instant::now() > deadline {
+            assert_eq!(out, expected, "each result row exactly once in the topic");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_updating_view_to_a_debezium_topic_at_least_once() {
+    let broker = Broker::start();
+    broker.create_topic("bids", 2);
+    broker.create_topic("counts", 1);
+    let data = bids(2000, 2, 0);
+    let messages: Vec<(i32, String)> = data.iter().map(|(p, j, _)| (*p, j.clone())).collect();
+    produce(&broker, "bids", &messages);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start(dir.path());
+    let client = connect(&server).await;
+    let query = "SELECT auction, count(*) AS n, sum(price) AS total FROM {input} GROUP BY auction";
+    client
+        .batch_execute(&format!(
+            "CREATE STREAM bids (auction BIGINT, price BIGINT, date_time TIMESTAMP)
+             WITH (connector = 'kafka', topic = 'bids', brokers = '{0}', format = 'json');
+             CREATE MATERIALIZED VIEW per_auction AS {1};
+             CREATE SINK counts_out FROM per_auction WITH (connector = 'kafka', topic = 'counts',
+               brokers = '{0}', format = 'debezium-json', key = 'auction',
+               delivery = 'at-least-once');",
+            broker.addr,
+            query.replace("{input}", "bids"),
+        ))
+        .await
+        .expect("create the pipeline");
+    let rows: Vec<(i64, i64, String)> = data.into_iter().map(|(_, _, r)| r).collect();
+    batch_table(&client, "bids_batch", &rows).await;
+    let expected = sorted_rows(&client, &query.replace("{input}", "bids_batch")).await;
+    wait_for_rows(&client, "SELECT * FROM per_auction", &expected).await;
+    // The topic's changes (inserts +1, deletes -1) add up to the view.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
+        for (key, value) in broker.read_all("counts", false) {
+            let event: serde_json::Value = serde_json::from_str(&value).expect("json");
+            let (row, sign) = match event["op"].as_str() {
+                Some("c") => (&event["after"], 1),
+                Some("d") => (&event["before"], -1),
+                other => panic!("unexpected op {other:?} in {value}"),
+            };
+            assert_eq!(
+                key.as_deref(),
+                Some(format!(r#"{{"auction":{}}}"#, row["auction"]).as_str())
+            );
+            *counts
+                .entry(format!("{}|{}|{}", row["auction"], row["n"], row["total"]))
+                .or_default() += sign;
+        }
+        let folded: Vec<String> = counts
+            .into_iter()
+            .filter(|(_, c)| *c != 0)
+            .map(|(row, c)| {
+                assert_eq!(c, 1, "{row} counted {c} times");
+                row
+            })
+            .collect();
+        if folded == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the topic adds up to {folded:?}, not {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

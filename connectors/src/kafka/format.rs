@@ -192,7 +192,10 @@ impl Decoder {
 
     /// Decode `records`: the good ones as one batch (`None` if none), and
     /// the bad ones.
-    pub fn decode(&self, records: &[Record<'_>]) -> DfResult<(Option<RecordBatch>, Vec<BadRecord>)> {
+    pub fn decode(
+        &self,
+        records: &[Record<'_>],
+    ) -> DfResult<(Option<RecordBatch>, Vec<BadRecord>)> {
         let mut bad = Vec::new();
         let mut lines = Lines {
             buf: Vec::new(),
@@ -263,7 +266,12 @@ impl Decoder {
     }
 
     /// Append the lines of `record` (message `index`) to `lines`.
-    fn lines(&self, index: u32, record: &Record<'_>, lines: &mut Lines) -> std::result::Result<(), String> {
+    fn lines(
+        &self,
+        index: u32,
+        record: &Record<'_>,
+        lines: &mut Lines,
+    ) -> std::result::Result<(), String> {
         match self.format {
             Format::Json | Format::Csv { .. } | Format::Raw => {
                 let Some(payload) = record.payload else {
@@ -469,11 +477,13 @@ impl Encoder {
         let key = key
             .iter()
             .map(|k| {
-                schema.index_of(k).map_err(|_| ConnectorError::InvalidOption {
-                    option: "key".into(),
-                    value: k.clone(),
-                    reason: "not a column of the view".into(),
-                })
+                schema
+                    .index_of(k)
+                    .map_err(|_| ConnectorError::InvalidOption {
+                        option: "key".into(),
+                        value: k.clone(),
+                        reason: "not a column of the view".into(),
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
@@ -514,7 +524,8 @@ impl Encoder {
                 // op, as the file sink writes it.
                 let rows = match &ops {
                     Some(ops) => {
-                        let mut fields: Vec<Arc<Field>> = self.schema.fields().iter().cloned().collect();
+                        let mut fields: Vec<Arc<Field>> =
+                            self.schema.fields().iter().cloned().collect();
                         fields.push(Arc::new(Field::new("op", DataType::Utf8, false)));
                         let mut columns = rows.columns().to_vec();
                         columns.push(Arc::new(StringArray::from_iter_values(
@@ -624,9 +635,13 @@ mod tests {
         assert_eq!(batch.num_rows(), 2);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].index, 1);
-        let offsets = batch.column(3).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let offsets = batch
+            .column(3)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
         assert_eq!(offsets.values().to_vec(), vec![5, 7]);
-        let partitions = batch.column(2).as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let partitions = batch
+            .column(2)
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
         assert_eq!(partitions.value(0), 2);
     }
 

@@ -130,8 +130,14 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("t", "500ms").expect("ms"), Duration::from_millis(500));
-        assert_eq!(parse_duration("t", "5 seconds").expect("s"), Duration::from_secs(5));
+        assert_eq!(
+            parse_duration("t", "500ms").expect("ms"),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            parse_duration("t", "5 seconds").expect("s"),
+            Duration::from_secs(5)
+        );
         assert!(parse_duration("t", "soon").is_err());
     }
 
@@ -146,7 +152,10 @@ mod tests {
         let kafka = KafkaOptions::from_options(&mut options).expect("options");
         assert_eq!(kafka.topic, "bids");
         assert_eq!(
-            kafka.properties.get("security.protocol").map(String::as_str),
+            kafka
+                .properties
+                .get("security.protocol")
+                .map(String::as_str),
             Some("PLAINTEXT")
         );
         // Only what Kafka itself needs is taken.

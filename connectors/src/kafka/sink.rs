@@ -42,7 +42,7 @@ use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tracing::{info, warn};
+use tracing::warn;
 use weir_runtime::checkpoint::StateWrite;
 use weir_runtime::job::Sink;
 
@@ -167,7 +167,12 @@ impl KafkaSink {
     }
 
     /// Check `options` for a Kafka sink without connecting.
-    pub fn check_options(name: &str, schema: SchemaRef, changelog: bool, options: &ConnectorOptions) -> Result<()> {
+    pub fn check_options(
+        name: &str,
+        schema: SchemaRef,
+        changelog: bool,
+        options: &ConnectorOptions,
+    ) -> Result<()> {
         let mut options = options.clone();
         Self::new(name, schema, changelog, &mut options)?;
         options.finish(CONNECTOR)
@@ -298,9 +303,10 @@ impl KafkaSink {
             .map_err(|e| failed("creating an admin client", e))?;
         let topic = NewTopic::new(&self.commit_topic, 1, TopicReplication::Fixed(-1))
             .set("cleanup.policy", "compact");
-        let created = futures::executor::block_on(
-            admin.create_topics([&topic], &AdminOptions::new().operation_timeout(Some(BROKER_TIMEOUT))),
-        )
+        let created = futures::executor::block_on(admin.create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(BROKER_TIMEOUT)),
+        ))
         .map_err(|e| failed("creating the commit topic", e))?;
         for result in created {
             match result {
@@ -320,7 +326,13 @@ impl KafkaSink {
         Ok(())
     }
 
-    fn send_one(&self, producer: &Producer, topic: &str, key: Option<&[u8]>, value: &[u8]) -> DfResult<()> {
+    fn send_one(
+        &self,
+        producer: &Producer,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+    ) -> DfResult<()> {
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(value);
         if let Some(key) = key {
             record = record.key(key);
@@ -435,7 +447,12 @@ impl Sink for KafkaSink {
         };
         let id = self.transactional_id(slot.slot);
         let marker = epoch.to_string();
-        self.send_one(&slot.producer, &self.commit_topic, Some(id.as_bytes()), marker.as_bytes())?;
+        self.send_one(
+            &slot.producer,
+            &self.commit_topic,
+            Some(id.as_bytes()),
+            marker.as_bytes(),
+        )?;
         self.flush(&slot.producer)?;
         let sent = std::mem::take(&mut slot.sent);
         let keys: BinaryArray = sent.iter().map(|(k, _)| k.as_deref()).collect();
@@ -532,11 +549,16 @@ impl Sink for KafkaSink {
                     .begin_transaction()
                     .map_err(|e| failed("beginning a transaction", e))?;
                 self.send(&slot.producer, &messages)?;
-                self.send_one(&slot.producer, &self.commit_topic, Some(id.as_bytes()), epoch.to_string().as_bytes())?;
+                self.send_one(
+                    &slot.producer,
+                    &self.commit_topic,
+                    Some(id.as_bytes()),
+                    epoch.to_string().as_bytes(),
+                )?;
                 slot.producer
                     .commit_transaction(BROKER_TIMEOUT)
                     .map_err(|e| failed("committing a transaction", e))?;
-                info!(transaction = %id, epoch, messages = messages.len(), "kafka sink: sent an uncommitted transaction again");
+                warn!(transaction = %id, epoch, messages = messages.len(), "kafka sink: sent an uncommitted transaction again");
             }
         }
         // Lowest slots first: they are the ones a checkpoint knows.

@@ -84,7 +84,10 @@ pub struct KafkaStream {
 
 impl KafkaStream {
     /// Take the stream's options; `declared` are its columns.
-    pub fn from_options(options: &mut ConnectorOptions, declared: Option<SchemaRef>) -> Result<Self> {
+    pub fn from_options(
+        options: &mut ConnectorOptions,
+        declared: Option<SchemaRef>,
+    ) -> Result<Self> {
         let kafka = KafkaOptions::from_options(options)?;
         let format = Format::from_options(options)?;
         let schema = declared.ok_or_else(|| ConnectorError::InvalidOption {
@@ -98,10 +101,12 @@ impl KafkaStream {
             Some(s) if s == "earliest" => Startup::Earliest,
             Some(s) if s == "latest" => Startup::Latest,
             Some(s) if s == "timestamp" => {
-                let value = start_timestamp.clone().ok_or(ConnectorError::MissingOption {
-                    connector: CONNECTOR.into(),
-                    option: "start_timestamp",
-                })?;
+                let value = start_timestamp
+                    .clone()
+                    .ok_or(ConnectorError::MissingOption {
+                        connector: CONNECTOR.into(),
+                        option: "start_timestamp",
+                    })?;
                 Startup::Timestamp(parse_timestamp_ms(&value)?)
             }
             Some(other) => {
@@ -120,15 +125,19 @@ impl KafkaStream {
             });
         }
         let dead_letter = options.take("dead_letter_topic");
-        let on_error = match options.take("on_error").map(|s| s.to_ascii_lowercase()).as_deref() {
+        let on_error = match options
+            .take("on_error")
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
             None | Some("fail") => OnError::Fail,
             Some("skip") => OnError::Skip,
-            Some("dead_letter") => OnError::DeadLetter(dead_letter.clone().ok_or(
-                ConnectorError::MissingOption {
+            Some("dead_letter") => {
+                OnError::DeadLetter(dead_letter.clone().ok_or(ConnectorError::MissingOption {
                     connector: CONNECTOR.into(),
                     option: "dead_letter_topic",
-                },
-            )?),
+                })?)
+            }
             Some(other) => {
                 return Err(ConnectorError::InvalidOption {
                     option: "on_error".into(),
@@ -168,7 +177,11 @@ impl KafkaStream {
 
     /// One line for EXPLAIN.
     pub fn describe(&self) -> String {
-        format!("kafka topic {} ({})", self.kafka.topic, format_name(self.format))
+        format!(
+            "kafka topic {} ({})",
+            self.kafka.topic,
+            format_name(self.format)
+        )
     }
 
     /// Messages skipped or dead-lettered so far.
@@ -185,7 +198,12 @@ impl KafkaStream {
             .map_err(|e| kafka_error("creating a consumer", e))?;
         let metadata = consumer
             .fetch_metadata(Some(&self.kafka.topic), BROKER_TIMEOUT)
-            .map_err(|e| kafka_error(&format!("reading the metadata of topic \"{}\"", self.kafka.topic), e))?;
+            .map_err(|e| {
+                kafka_error(
+                    &format!("reading the metadata of topic \"{}\"", self.kafka.topic),
+                    e,
+                )
+            })?;
         let partitions = metadata
             .topics()
             .iter()
@@ -382,7 +400,11 @@ impl Source for KafkaSource {
     }
 
     fn describe(&self) -> String {
-        format!("{}, {} partition(s)", self.settings.describe(), self.partitions)
+        format!(
+            "{}, {} partition(s)",
+            self.settings.describe(),
+            self.partitions
+        )
     }
 }
 
@@ -476,8 +498,7 @@ fn handle_bad(
                         key: "weir.offset",
                         value: Some(offset.as_bytes()),
                     });
-                let mut record: BaseRecord<'_, [u8], [u8]> =
-                    BaseRecord::to(dlq).headers(headers);
+                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(dlq).headers(headers);
                 if let Some(payload) = r.payload {
                     record = record.payload(payload);
                 }
@@ -489,9 +510,9 @@ fn handle_bad(
                 })?;
             }
             // Durable before the source moves past them.
-            producer
-                .flush(BROKER_TIMEOUT)
-                .map_err(|e| DataFusionError::from(kafka_error("flushing the dead-letter topic", e)))
+            producer.flush(BROKER_TIMEOUT).map_err(|e| {
+                DataFusionError::from(kafka_error("flushing the dead-letter topic", e))
+            })
         }
         (OnError::Skip, _) => {
             warn!(topic, partition = at.partition, offset = at.offset, error = %first.error, skipped = bad.len(), "skipping bad kafka messages");

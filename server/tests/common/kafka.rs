@@ -58,7 +58,15 @@ impl Broker {
     pub fn start() -> Self {
         let data = tempfile::tempdir().expect("broker data dir");
         let mut child = Command::new(broker_binary())
-            .args(["start", "--only", "kafka", "--host", "127.0.0.1", "--kafka-port", "0"])
+            .args([
+                "start",
+                "--only",
+                "kafka",
+                "--host",
+                "127.0.0.1",
+                "--kafka-port",
+                "0",
+            ])
             .arg("--data-dir")
             .arg(data.path())
             .stdout(Stdio::piped())
@@ -118,8 +126,9 @@ impl Broker {
     pub fn create_topic(&self, topic: &str, partitions: i32) {
         let admin: AdminClient<DefaultClientContext> = self.config().create().expect("admin");
         let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-        let results = futures::executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
-            .expect("create topic");
+        let results =
+            futures::executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
+                .expect("create topic");
         for result in results {
             result.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
         }
@@ -168,7 +177,11 @@ impl Broker {
             .set("enable.auto.commit", "false")
             .set(
                 "isolation.level",
-                if committed { "read_committed" } else { "read_uncommitted" },
+                if committed {
+                    "read_committed"
+                } else {
+                    "read_uncommitted"
+                },
             )
             .create()
             .expect("consumer");
