@@ -60,7 +60,7 @@ impl SchemaProvider for PgInformationSchema {
         let lower = name.to_ascii_lowercase();
         if let Some(view) = KEY_VIEWS.iter().find(|v| **v == lower) {
             return Ok(Some(Arc::new(KeyView {
-                view: *view,
+                view,
                 schema: key_view_schema(view),
                 catalogs: self.catalogs.clone(),
             })));
