@@ -22,6 +22,7 @@
 //! - [`parser`]: parsing with spans; syntax errors with their position.
 //! - [`statement`]: the statements Weir understands, classified.
 //! - [`compat`]: rewrites for clients' catalog queries.
+//! - [`cursor`]: `DECLARE ... CURSOR FOR SUBSCRIBE`, `FETCH`, `CLOSE`.
 //! - [`names`]: Postgres-style names for unaliased output columns.
 //! - [`stream`]: the incremental rewrite, LogicalPlan to StreamPlan.
 //! - [`windows`]: TUMBLE / HOP / CUMULATE / SESSION, rewritten to plain SQL.
@@ -31,6 +32,7 @@
 
 pub mod catalog;
 pub mod compat;
+pub mod cursor;
 pub mod dml;
 pub mod error;
 pub mod names;

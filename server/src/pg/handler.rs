@@ -12,23 +12,25 @@ use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::into_pg_type;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use futures::{Sink, SinkExt, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::copy::CopyHandler;
-use pgwire::api::portal::{Format, Portal};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::CopyResponse;
 use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type,
+    ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, DEFAULT_NAME, ErrorHandler,
+    PgWireConnectionState, PgWireServerHandlers, Type,
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
+use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::types::format::FormatOptions;
 use tracing::debug;
@@ -197,6 +199,8 @@ where
             Response::TransactionStart(Tag::new("BEGIN"))
         }
         Output::TransactionEnd(tag) => {
+            // Cursors are the transaction's (none is declared WITH HOLD).
+            session.cursors().close_all();
             // Writes to tables Weir owns commit statement by statement, so a
             // ROLLBACK cannot undo them: say so rather than let the client
             // believe they are gone.
@@ -244,6 +248,35 @@ impl SimpleQueryHandler for PgService {
                     match stream_copy(client, data).await {
                         Ok(rows) => {
                             responses.push(Response::Execution(Tag::new("COPY").with_rows(rows)))
+                        }
+                        Err(err) => {
+                            responses.push(Response::Error(Box::new(err.into())));
+                            break;
+                        }
+                    }
+                }
+                Ok(Output::Subscribe {
+                    batches,
+                    copy: false,
+                }) => {
+                    // Streamed here too: pgwire would buffer the rows of a
+                    // result until it ends, and a subscription does not end.
+                    let response = encode::query_response(
+                        batches,
+                        &Format::UnifiedText,
+                        format_options(client),
+                        session.time_zone(),
+                    )?;
+                    let fields: Vec<_> = response.row_schema.iter().map(Into::into).collect();
+                    client
+                        .feed(PgWireBackendMessage::RowDescription(
+                            pgwire::messages::data::RowDescription::new(fields),
+                        ))
+                        .await?;
+                    let mut rows = response.data_rows;
+                    match push_rows(client, &mut rows, 0).await {
+                        Ok(Pushed { rows, .. }) => {
+                            responses.push(Response::Execution(Tag::new("SELECT").with_rows(rows)))
                         }
                         Err(err) => {
                             responses.push(Response::Error(Box::new(err.into())));
@@ -302,7 +335,7 @@ impl QueryParser for PgParser {
 
     async fn parse_sql<C>(
         &self,
-        _client: &C,
+        client: &C,
         sql: &str,
         _types: &[Option<Type>],
     ) -> PgWireResult<Option<Self::Statement>>
@@ -323,11 +356,20 @@ impl QueryParser for PgParser {
                 .into());
             }
         };
-        let described = self
+        let mut described = self
             .engine
             .describe(&statement.statement, &statement.text)
             .await
             .map_err(|e| e.shifted(statement.offset))?;
+        if let WeirStatement::Fetch { cursor, .. } = &statement.statement {
+            // A cursor's columns are the session's to know.
+            described.schema =
+                Some(session_of(client).cursors().schema(cursor).ok_or_else(|| {
+                    ServerError::InvalidCursorName {
+                        name: cursor.clone(),
+                    }
+                })?);
+        }
         Ok(Some(Arc::new(Prepared {
             parsed: statement,
             schema: described.schema,
@@ -369,6 +411,28 @@ impl ExtendedQueryHandler for PgService {
         self.parser.clone()
     }
 
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        match client.portal_store().get_portal(name) {
+            Some(Entry::Value(portal))
+                if matches!(
+                    portal.statement.statement.parsed.statement,
+                    WeirStatement::Subscribe { .. }
+                ) =>
+            {
+                self.execute_subscription(client, &portal, message.max_rows as usize)
+                    .await
+            }
+            _ => self._on_execute(client, message).await,
+        }
+    }
+
     async fn do_query<C>(
         &self,
         client: &mut C,
@@ -398,6 +462,172 @@ impl ExtendedQueryHandler for PgService {
         {
             Ok(output) => respond(client, &session, output, &portal.result_column_format).await,
             Err(err) => Err(err.into()),
+        }
+    }
+}
+
+impl PgService {
+    /// Execute on a `SUBSCRIBE` portal. pgwire's own Execute would gather
+    /// `max_rows` rows (all of them when 0) before sending any, which a
+    /// subscription may never have; here rows go out as they come:
+    /// - `max_rows` 0: every row, flushed whenever the next one is not
+    ///   there yet, until the job ends or the client cancels;
+    /// - `max_rows` n: up to n rows, waiting for at least one, then
+    ///   `PortalSuspended` (the next Execute goes on from there), as a
+    ///   `FETCH n` on a cursor does.
+    async fn execute_subscription<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Arc<Prepared>>,
+        max_rows: usize,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let state = portal.state();
+        let mut state = state.lock().await;
+        if matches!(*state, PortalExecutionState::Initial) {
+            let session = session_of(client);
+            let output = self
+                .engine
+                .execute(&session, &portal.statement.statement.parsed, None)
+                .await?;
+            let Output::Subscribe { batches, copy } = output else {
+                return Err(ServerError::internal("SUBSCRIBE gave no rows").into());
+            };
+            if copy {
+                // COPY data has no row limit: it streams to the end.
+                let data = copy_out_data(batches, text_copy(), session.time_zone());
+                let cancel = cancel_receiver(client).await;
+                let rows = until_cancelled(cancel, stream_copy(client, data)).await??;
+                *state = PortalExecutionState::Finished;
+                client
+                    .send(PgWireBackendMessage::CommandComplete(
+                        Tag::new("COPY").with_rows(rows).into(),
+                    ))
+                    .await?;
+                client.set_state(PgWireConnectionState::ReadyForQuery);
+                return Ok(());
+            }
+            *state = PortalExecutionState::Suspended(encode::query_response(
+                batches,
+                &portal.result_column_format,
+                format_options(client),
+                session.time_zone(),
+            )?);
+        }
+        let pushed = match &mut *state {
+            PortalExecutionState::Suspended(response) => {
+                let cancel = cancel_receiver(client).await;
+                until_cancelled(cancel, push_rows(client, &mut response.data_rows, max_rows))
+                    .await??
+            }
+            _ => Pushed {
+                rows: 0,
+                ended: true,
+            },
+        };
+        if pushed.ended {
+            *state = PortalExecutionState::Finished;
+            client
+                .send(PgWireBackendMessage::CommandComplete(
+                    Tag::new("SELECT").with_rows(pushed.rows).into(),
+                ))
+                .await?;
+        } else {
+            client
+                .send(PgWireBackendMessage::PortalSuspended(
+                    pgwire::messages::extendedquery::PortalSuspended::new(),
+                ))
+                .await?;
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        Ok(())
+    }
+}
+
+/// The receiver of the connection's next cancel request (pgwire keeps one
+/// per connection, and fires it on a CancelRequest with its key).
+async fn cancel_receiver<C: ClientInfo>(
+    client: &C,
+) -> Option<futures::channel::oneshot::Receiver<()>> {
+    let handle = client.session_extensions().get::<Arc<ConnectionHandle>>()?;
+    Some(handle.start_query().await)
+}
+
+/// Run `work` until it ends or the client cancels it.
+async fn until_cancelled<T>(
+    cancel: Option<futures::channel::oneshot::Receiver<()>>,
+    work: impl std::future::Future<Output = T>,
+) -> PgWireResult<T> {
+    let Some(cancel) = cancel else {
+        return Ok(work.await);
+    };
+    tokio::select! {
+        done = work => Ok(done),
+        _ = cancel => Err(PgWireError::QueryCanceled),
+    }
+}
+
+/// What [`push_rows`] sent.
+struct Pushed {
+    rows: usize,
+    /// The rows ended (the subscription's job finished).
+    ended: bool,
+}
+
+/// Send rows as they come, flushing whenever the next row is not there yet,
+/// so a subscriber sees each change at once and a burst still goes out in
+/// few writes. `limit` 0: until the rows end; n: up to n rows, waiting
+/// only for the first.
+async fn push_rows<C>(
+    client: &mut C,
+    rows: &mut pgwire::api::results::SendableRowStream,
+    limit: usize,
+) -> PgWireResult<Pushed>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let mut sent = 0;
+    loop {
+        if limit > 0 && sent == limit {
+            return Ok(Pushed {
+                rows: sent,
+                ended: false,
+            });
+        }
+        let row = match rows.next().now_or_never() {
+            Some(row) => row,
+            None if limit > 0 && sent > 0 => {
+                return Ok(Pushed {
+                    rows: sent,
+                    ended: false,
+                });
+            }
+            None => {
+                client.flush().await?;
+                rows.next().await
+            }
+        };
+        match row {
+            Some(row) => {
+                client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+                sent += 1;
+            }
+            None => {
+                return Ok(Pushed {
+                    rows: sent,
+                    ended: true,
+                });
+            }
         }
     }
 }
