@@ -156,7 +156,15 @@ def measure(url, host_port, protocol, changes, first_id):
             "simple": simple_subscriber,
         }[protocol]
         where = host_port if protocol == "simple" else url
-        thread = threading.Thread(target=target, args=(where, view, arrivals, stop), daemon=True)
+
+        def run():
+            try:
+                target(where, view, arrivals, stop)
+            except Exception as err:  # noqa: BLE001 - reported, or the end of the run
+                if not stop.is_set():
+                    arrivals.error = repr(err)
+
+        thread = threading.Thread(target=run, daemon=True)
         thread.start()
         # Warm up: the subscription is running once a first row arrives.
         conn.execute(f"INSERT INTO t_{protocol} VALUES (%s, 0)", (first_id,))

@@ -621,3 +621,31 @@ async fn psql_prints_a_subscription_in_both_forms() {
         assert_eq!(replayed, expected, "{command}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_generator_cuts_batches_by_time_not_by_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start(dir.path());
+    let client = common::connect(&server).await;
+    // 1,000 events a second, as in the README: a batch of 8,192 rows would
+    // make a subscriber wait 8 s for each change.
+    client
+        .batch_execute(
+            "CREATE STREAM bid WITH (connector = 'nexmark', table = 'bid', rate = 1000);
+             CREATE MATERIALIZED VIEW bids_so_far AS SELECT count(*) AS n FROM bid;",
+        )
+        .await
+        .expect("stream and view");
+    let mut subscriber = Subscriber::start(&server, "bids_so_far", Protocol::Copy).await;
+    let (row, delta) = tokio::time::timeout(PATIENCE, subscriber.changes.recv())
+        .await
+        .expect("a first change")
+        .expect("the subscription runs")
+        .expect("a row");
+    assert_eq!(delta, 1, "{row}");
+    let n: u64 = row.parse().expect("a count");
+    assert!(
+        n < 4096,
+        "the first change counts {n} rows: the generator makes batches of seconds of events"
+    );
+}
