@@ -92,4 +92,39 @@ with psycopg.connect(url, autocommit=True) as writer:
         conn.commit()
         timer.cancel()
 
+    # COPY (SUBSCRIBE ...) read row by row: Postgres sends each row in a
+    # CopyData message of its own, and Copy.rows() reads one row per message.
+    import queue
+
+    got = queue.Queue()
+
+    def copy_rows():
+        with psycopg.connect(url, autocommit=True) as conn:
+            with conn.cursor().copy("COPY (SUBSCRIBE TO per_name) TO STDOUT") as copy:
+                for row in copy.rows():
+                    got.put(row)
+
+    threading.Thread(target=copy_rows, daemon=True).start()
+    timer = watchdog("COPY rows()")
+    replay = {}
+
+    def apply(row):
+        name, n, op = row
+        replay[(name, n)] = replay.get((name, n), 0) + (1 if op == "insert" else -1)
+        return sorted(key for key, count in replay.items() for _ in range(count))
+
+    expected = sorted((name, str(n)) for name, n in writer.execute("SELECT * FROM per_name"))
+    while apply(got.get()) != expected:
+        pass
+    # One statement whose changes come as one batch per group.
+    writer.execute("UPDATE items SET name = 'c' WHERE id = 2")
+    writer.execute("INSERT INTO items VALUES (4, 'b'), (5, 'c'), (6, 'd')")
+    writer.execute("FLUSH")
+    expected = sorted((name, str(n)) for name, n in writer.execute("SELECT * FROM per_name"))
+    while (replayed := apply(got.get())) != expected:
+        if any(count < 0 for count in replay.values()):
+            check("COPY rows() replay", replayed, expected)
+    timer.cancel()
+    check("COPY rows() replays to the view", replayed, expected)
+
 print("psycopg subscribe: all ok")

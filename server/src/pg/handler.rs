@@ -642,11 +642,11 @@ fn copy_slot<C: ClientInfo + ?Sized>(client: &C) -> Arc<CopySlot> {
         .get_or_insert_with(CopySlot::default)
 }
 
-/// COPY data with its column count: each message's bytes and the rows in
-/// it (a csv header is a message of no rows).
+/// COPY data with its column count: a batch's messages, one per row (a
+/// csv header is one message of no row).
 struct CopyOutData {
     columns: usize,
-    stream: futures::stream::BoxStream<'static, Result<(Vec<u8>, usize), ServerError>>,
+    stream: futures::stream::BoxStream<'static, Result<(Vec<Vec<u8>>, usize), ServerError>>,
 }
 
 /// How `COPY (SUBSCRIBE ...) TO STDOUT` sends rows: Postgres's text format.
@@ -655,14 +655,14 @@ fn text_copy() -> weir_connectors::copy_format::CopyOptions {
 }
 
 /// Rows as COPY data: the csv header, if asked for, then one message per
-/// batch.
+/// row.
 fn copy_out_data(
     batches: datafusion::execution::SendableRecordBatchStream,
     options: weir_connectors::copy_format::CopyOptions,
     time_zone: String,
 ) -> CopyOutData {
     let schema = batches.schema();
-    let header = crate::pg::copy::header(&schema, &options).map(|h| Ok((h, 0)));
+    let header = crate::pg::copy::header(&schema, &options).map(|h| Ok((vec![h], 0)));
     let rows = batches.map(move |batch| {
         let batch = batch.map_err(|e| ServerError::from_datafusion(e, None))?;
         crate::pg::copy::encode_rows(&batch, &time_zone, &options)
@@ -677,15 +677,24 @@ fn copy_out_data(
 
 /// COPY data as pgwire's response (the extended protocol's path).
 fn copy_out_response(data: CopyOutData) -> Response {
-    let stream = data.stream.map(|item| {
-        item.map(|(bytes, _)| CopyData::new(bytes.into()))
-            .map_err(Into::into)
-    });
+    let stream = data
+        .stream
+        .map(|item| match item {
+            Ok((lines, _)) => futures::stream::iter(
+                lines
+                    .into_iter()
+                    .map(|line| Ok(CopyData::new(line.into())))
+                    .collect::<Vec<_>>(),
+            )
+            .boxed(),
+            Err(err) => futures::stream::once(async move { Err(err.into()) }).boxed(),
+        })
+        .flatten();
     Response::CopyOut(CopyResponse::new(0, data.columns, stream))
 }
 
-/// Send COPY data, flushing after every message (psql shows a
-/// subscription's rows as they arrive); returns the rows sent.
+/// Send COPY data, flushing after every batch (psql shows a subscription's
+/// rows as they arrive); returns the rows sent.
 async fn stream_copy<C>(client: &mut C, mut data: CopyOutData) -> Result<usize, ServerError>
 where
     C: Sink<PgWireBackendMessage> + Unpin + Send,
@@ -707,13 +716,16 @@ where
     )?;
     let mut rows = 0;
     while let Some(item) = data.stream.next().await {
-        let (bytes, count) = item?;
+        let (lines, count) = item?;
         rows += count;
-        sent(
-            client
-                .send(PgWireBackendMessage::CopyData(CopyData::new(bytes.into())))
-                .await,
-        )?;
+        for line in lines {
+            sent(
+                client
+                    .feed(PgWireBackendMessage::CopyData(CopyData::new(line.into())))
+                    .await,
+            )?;
+        }
+        sent(client.flush().await)?;
     }
     sent(
         client
