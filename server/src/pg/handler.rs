@@ -646,8 +646,11 @@ fn copy_slot<C: ClientInfo + ?Sized>(client: &C) -> Arc<CopySlot> {
 /// csv header is one message of no row).
 struct CopyOutData {
     columns: usize,
-    stream: futures::stream::BoxStream<'static, Result<(Vec<Vec<u8>>, usize), ServerError>>,
+    stream: futures::stream::BoxStream<'static, Result<CopyBatch, ServerError>>,
 }
+
+/// One batch as COPY messages (one per row), and its row count.
+type CopyBatch = (Vec<Vec<u8>>, usize);
 
 /// How `COPY (SUBSCRIBE ...) TO STDOUT` sends rows: Postgres's text format.
 fn text_copy() -> weir_connectors::copy_format::CopyOptions {
