@@ -237,7 +237,7 @@ impl SeekablePartition for Datagen {
                         let rate = rate.unwrap_or(DEFAULT_RATE);
                         crate::stream::pace(started, first - from, rate).await;
                         let left = rows.map_or(u64::MAX, |rows| rows - first);
-                        BATCH_ROWS.min(rate).min(left)
+                        crate::stream::paced_batch_rows(rate, BATCH_ROWS).min(left)
                     }
                 };
                 Some((generator.batch(first, count), first + count))

@@ -372,7 +372,13 @@ impl SeekablePartition for NexmarkPartition {
                 {
                     return None;
                 }
-                let ids: Vec<u64> = (0..BATCH_ROWS)
+                // Paced, a batch holds what the partition makes in a short
+                // interval, so that results move while events trickle in.
+                let batch_rows = match generator.rows {
+                    Some(_) => BATCH_ROWS,
+                    None => crate::stream::paced_batch_rows(generator.rate / parts, BATCH_ROWS),
+                };
+                let ids: Vec<u64> = (0..batch_rows)
                     .map(|i| first + i * parts)
                     .take_while(|n| generator.rows.is_none_or(|rows| *n < rows))
                     .collect();

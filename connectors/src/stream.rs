@@ -253,6 +253,19 @@ impl Source for GeneratorSource {
     }
 }
 
+/// How much wall-clock time an unbounded generator gathers into one batch.
+/// Short, so that results move while data trickles in (at 1,000 rows per
+/// second, a batch of 8,192 rows would show a change every 8 s); long
+/// enough that a fast generator still makes batches of thousands of rows.
+pub(crate) const BATCH_INTERVAL_MS: u64 = 50;
+
+/// Rows per batch of an unbounded generator (or one partition of it)
+/// making `rate` rows per second: what [`BATCH_INTERVAL_MS`] brings, at
+/// least one row and at most `max`.
+pub(crate) fn paced_batch_rows(rate: u64, max: u64) -> u64 {
+    (rate.saturating_mul(BATCH_INTERVAL_MS) / 1000).clamp(1, max.max(1))
+}
+
 /// Keep an unbounded generator to `rate` rows per wall-clock second: wait
 /// until row `emitted` is due, counted from `started`.
 pub(crate) async fn pace(started: std::time::Instant, emitted: u64, rate: u64) {

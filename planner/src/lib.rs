@@ -23,6 +23,7 @@
 //! - [`statement`]: the statements Weir understands, classified.
 //! - [`compat`]: rewrites for clients' catalog queries.
 //! - [`arithmetic`]: integer overflow and float division by zero as errors.
+//! - [`cursor`]: `DECLARE ... CURSOR FOR SUBSCRIBE`, `FETCH`, `CLOSE`.
 //! - [`names`]: Postgres-style names for unaliased output columns.
 //! - [`stream`]: the incremental rewrite, LogicalPlan to StreamPlan.
 //! - [`windows`]: TUMBLE / HOP / CUMULATE / SESSION, rewritten to plain SQL.
@@ -33,6 +34,7 @@
 pub mod arithmetic;
 pub mod catalog;
 pub mod compat;
+pub mod cursor;
 pub mod dml;
 pub mod error;
 pub mod names;

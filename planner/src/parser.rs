@@ -92,6 +92,28 @@ pub enum PieceKind {
         /// `IF EXISTS` given.
         if_exists: bool,
     },
+    /// `DECLARE name CURSOR FOR SUBSCRIBE TO view`.
+    DeclareCursor {
+        /// The cursor (normalized).
+        name: String,
+        /// The view subscribed to (normalized).
+        view: String,
+    },
+    /// `FETCH [n | ALL] [FROM] cursor [WITH (timeout = '...')]`.
+    Fetch {
+        /// The cursor (normalized).
+        cursor: String,
+        /// How many rows.
+        count: crate::cursor::FetchCount,
+        /// How long to wait for a first row, as written (`None`: as long
+        /// as it takes).
+        timeout: Option<String>,
+    },
+    /// `CLOSE cursor`, or `CLOSE ALL` (`None`).
+    CloseCursor {
+        /// The cursor (normalized).
+        name: Option<String>,
+    },
 }
 
 /// A stream's declared watermark.
@@ -351,7 +373,7 @@ fn chains(token: &Token) -> bool {
     }
 }
 
-fn word(t: &TokenWithSpan) -> Option<String> {
+pub(crate) fn word(t: &TokenWithSpan) -> Option<String> {
     match &t.token {
         Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_uppercase()),
         _ => None,
@@ -366,7 +388,7 @@ fn leading_words(tokens: &[&TokenWithSpan], n: usize) -> Vec<String> {
         .collect()
 }
 
-fn ident(t: &TokenWithSpan) -> Option<String> {
+pub(crate) fn ident(t: &TokenWithSpan) -> Option<String> {
     match &t.token {
         Token::Word(w) if w.quote_style.is_some() => Some(w.value.clone()),
         Token::Word(w) => Some(w.value.to_lowercase()),
@@ -384,10 +406,13 @@ fn special(tokens: &[&TokenWithSpan]) -> std::result::Result<Option<PieceKind>, 
             _ => {}
         }
     }
+    if let Some(cursor) = crate::cursor::parse(tokens)? {
+        return Ok(Some(cursor));
+    }
     Ok(subscribe_or_flush(tokens, &words))
 }
 
-fn expected(what: &str, found: Option<&&TokenWithSpan>) -> ParserError {
+pub(crate) fn expected(what: &str, found: Option<&&TokenWithSpan>) -> ParserError {
     ParserError::ParserError(match found {
         Some(t) => format!(
             "Expected: {what}, found: {} at Line: {}, Column: {}",

@@ -179,6 +179,24 @@ pub enum WeirStatement {
     Dml(crate::dml::Dml),
     /// `COPY t FROM STDIN`, `COPY t | (query) TO STDOUT`.
     Copy(crate::dml::Copy),
+    /// `DECLARE name CURSOR FOR SUBSCRIBE TO view`.
+    DeclareCursor {
+        /// The cursor.
+        name: String,
+        /// The view subscribed to.
+        view: String,
+    },
+    /// `FETCH [n | ALL] cursor [WITH (timeout = '...')]`.
+    Fetch {
+        /// The cursor.
+        cursor: String,
+        /// How many rows at most.
+        count: crate::cursor::FetchCount,
+        /// How long to wait for a first row, as written.
+        timeout: Option<String>,
+    },
+    /// `CLOSE cursor` / `CLOSE ALL` (`None`).
+    CloseCursor(Option<String>),
 }
 
 /// `CREATE SINK [IF NOT EXISTS] name FROM view WITH (...)`.
@@ -201,6 +219,19 @@ impl WeirStatement {
         match kind {
             PieceKind::Flush { view } => Ok(WeirStatement::Flush { view }),
             PieceKind::Subscribe { name, copy } => Ok(WeirStatement::Subscribe { name, copy }),
+            PieceKind::DeclareCursor { name, view } => {
+                Ok(WeirStatement::DeclareCursor { name, view })
+            }
+            PieceKind::Fetch {
+                cursor,
+                count,
+                timeout,
+            } => Ok(WeirStatement::Fetch {
+                cursor,
+                count,
+                timeout,
+            }),
+            PieceKind::CloseCursor { name } => Ok(WeirStatement::CloseCursor(name)),
             PieceKind::CreateSink {
                 name,
                 if_not_exists,

@@ -452,6 +452,15 @@ impl Engine {
                 statements::stream::subscribe(self, &name, copy)
             }
             WeirStatement::Flush { view } => statements::stream::flush(self, view.as_deref()).await,
+            WeirStatement::DeclareCursor { name, view } => {
+                statements::cursor::declare(self, session, &name, &view)
+            }
+            WeirStatement::Fetch {
+                cursor,
+                count,
+                timeout,
+            } => statements::cursor::fetch(session, &cursor, count, timeout.as_deref()).await,
+            WeirStatement::CloseCursor(name) => statements::cursor::close(session, name.as_deref()),
             WeirStatement::CreateSink(create) => statements::sink::create(self, create).await,
             WeirStatement::Dml(dml) => {
                 // Each statement commits on its own: a later ROLLBACK is told.
@@ -539,7 +548,12 @@ impl Engine {
             | WeirStatement::CreateMaterializedView(_)
             | WeirStatement::CreateSink(_)
             | WeirStatement::Copy(_)
-            | WeirStatement::Flush { .. } => None,
+            | WeirStatement::Flush { .. }
+            | WeirStatement::DeclareCursor { .. }
+            | WeirStatement::CloseCursor(_) => None,
+            // The cursor's columns, which only the session knows: the
+            // protocol handler fills them in.
+            WeirStatement::Fetch { .. } => None,
             WeirStatement::ExplainMaterializedView(_) => Some(statements::explain::schema()),
             WeirStatement::Subscribe { name, copy } => {
                 if *copy {

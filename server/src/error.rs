@@ -62,6 +62,12 @@ pub enum ServerError {
     /// `DROP VIEW` on a table and the like.
     #[error("{message}")]
     WrongObjectType { message: String },
+    /// A cursor that is not open on this connection.
+    #[error("cursor \"{name}\" does not exist")]
+    InvalidCursorName { name: String },
+    /// A cursor of that name is open already.
+    #[error("cursor \"{name}\" already exists")]
+    DuplicateCursor { name: String },
     /// Types that do not fit together in a statement.
     #[error("{message}")]
     DatatypeMismatch {
@@ -183,6 +189,8 @@ impl ServerError {
             ServerError::UndefinedObject { .. } => "42704",
             ServerError::DuplicateTable { .. } => "42P07",
             ServerError::WrongObjectType { .. } => "42809",
+            ServerError::InvalidCursorName { .. } => "34000",
+            ServerError::DuplicateCursor { .. } => "42P03",
             ServerError::DatatypeMismatch { .. } => "42804",
             ServerError::AmbiguousColumn { .. } => "42702",
             ServerError::InvalidStatement { .. } => "42000",

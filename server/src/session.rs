@@ -199,6 +199,8 @@ pub struct Session {
     overrides: Mutex<BTreeMap<String, String>>,
     /// Wrote to a table Weir owns since the last BEGIN, COMMIT or ROLLBACK.
     wrote: std::sync::atomic::AtomicBool,
+    /// Open cursors (`DECLARE ... CURSOR FOR SUBSCRIBE`).
+    cursors: crate::statements::cursor::Cursors,
 }
 
 /// A change a client should hear about (a ParameterStatus message).
@@ -214,6 +216,11 @@ impl Session {
     /// A session with every setting at its default.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The connection's open cursors.
+    pub fn cursors(&self) -> &crate::statements::cursor::Cursors {
+        &self.cursors
     }
 
     /// The session wrote to a table Weir owns.

@@ -38,8 +38,15 @@ pub fn header(
     Some(out)
 }
 
-/// The COPY lines of a batch in `options`' format.
-pub fn encode_rows(batch: &RecordBatch, time_zone: &str, options: &CopyOptions) -> Result<Vec<u8>> {
+/// The COPY lines of a batch in `options`' format, one per row: Postgres
+/// sends each row in a CopyData message of its own, and clients rely on it
+/// (psycopg's `Copy.rows()`, libpq's `PQgetCopyData` loops read one row per
+/// message, and would drop the others of a message holding several).
+pub fn encode_rows(
+    batch: &RecordBatch,
+    time_zone: &str,
+    options: &CopyOptions,
+) -> Result<Vec<Vec<u8>>> {
     let rewrite: Vec<usize> = (0..batch.num_columns())
         .filter(|&i| pg_text::needs_rewrite(batch.column(i).data_type()))
         .collect();
@@ -50,9 +57,10 @@ pub fn encode_rows(batch: &RecordBatch, time_zone: &str, options: &CopyOptions) 
         .iter()
         .map(|c| ArrayFormatter::try_new(c.as_ref(), &format))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let mut out = Vec::with_capacity(batch.num_rows() * 32);
+    let mut lines = Vec::with_capacity(batch.num_rows());
     let mut value = String::new();
     for row in 0..batch.num_rows() {
+        let mut out = Vec::with_capacity(32);
         for (i, column) in batch.columns().iter().enumerate() {
             if i > 0 {
                 out.push(options.delimiter);
@@ -78,8 +86,9 @@ pub fn encode_rows(batch: &RecordBatch, time_zone: &str, options: &CopyOptions) 
             }
         }
         out.push(b'\n');
+        lines.push(out);
     }
-    Ok(out)
+    Ok(lines)
 }
 
 fn text_value(out: &mut Vec<u8>, value: &str, delimiter: u8) {

@@ -12,23 +12,25 @@ use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::into_pg_type;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use futures::{Sink, SinkExt, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::copy::CopyHandler;
-use pgwire::api::portal::{Format, Portal};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::CopyResponse;
 use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type,
+    ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, DEFAULT_NAME, ErrorHandler,
+    PgWireConnectionState, PgWireServerHandlers, Type,
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
+use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::types::format::FormatOptions;
 use tracing::debug;
@@ -205,6 +207,8 @@ where
             Box::pin(respond(client, session, *output, format)).await?
         }
         Output::TransactionEnd(tag) => {
+            // Cursors are the transaction's (none is declared WITH HOLD).
+            session.cursors().close_all();
             // Writes to tables Weir owns commit statement by statement, so a
             // ROLLBACK cannot undo them: say so rather than let the client
             // believe they are gone.
@@ -265,6 +269,35 @@ impl SimpleQueryHandler for PgService {
                         }
                     }
                 }
+                Ok(Output::Subscribe {
+                    batches,
+                    copy: false,
+                }) => {
+                    // Streamed here too: pgwire would buffer the rows of a
+                    // result until it ends, and a subscription does not end.
+                    let response = encode::query_response(
+                        batches,
+                        &Format::UnifiedText,
+                        format_options(client),
+                        session.time_zone(),
+                    )?;
+                    let fields: Vec<_> = response.row_schema.iter().map(Into::into).collect();
+                    client
+                        .feed(PgWireBackendMessage::RowDescription(
+                            pgwire::messages::data::RowDescription::new(fields),
+                        ))
+                        .await?;
+                    let mut rows = response.data_rows;
+                    match push_rows(client, &mut rows, 0).await {
+                        Ok(Pushed { rows, .. }) => {
+                            responses.push(Response::Execution(Tag::new("SELECT").with_rows(rows)))
+                        }
+                        Err(err) => {
+                            responses.push(Response::Error(Box::new(err.into())));
+                            break;
+                        }
+                    }
+                }
                 Ok(Output::CopyOut { batches, options }) => {
                     let data = copy_out_data(batches, options, session.time_zone());
                     match stream_copy(client, data).await {
@@ -316,7 +349,7 @@ impl QueryParser for PgParser {
 
     async fn parse_sql<C>(
         &self,
-        _client: &C,
+        client: &C,
         sql: &str,
         _types: &[Option<Type>],
     ) -> PgWireResult<Option<Self::Statement>>
@@ -341,11 +374,20 @@ impl QueryParser for PgParser {
                 .into());
             }
         };
-        let described = self
+        let mut described = self
             .engine
             .describe(&statement.statement, &statement.text)
             .await
             .map_err(|e| e.shifted(statement.offset))?;
+        if let WeirStatement::Fetch { cursor, .. } = &statement.statement {
+            // A cursor's columns are the session's to know.
+            described.schema =
+                Some(session_of(client).cursors().schema(cursor).ok_or_else(|| {
+                    ServerError::InvalidCursorName {
+                        name: cursor.clone(),
+                    }
+                })?);
+        }
         Ok(Some(Arc::new(Prepared {
             parsed: statement,
             schema: described.schema,
@@ -403,11 +445,10 @@ impl ExtendedQueryHandler for PgService {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        use pgwire::api::store::Entry;
         use pgwire::messages::data::{NoData, ParameterDescription};
         use pgwire::messages::extendedquery::TARGET_TYPE_BYTE_STATEMENT;
         if message.target_type == TARGET_TYPE_BYTE_STATEMENT {
-            let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+            let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
             if let Some(Entry::Value(statement)) = client.portal_store().get_statement(name) {
                 let described = self.do_describe_statement(client, &statement).await?;
                 if described.fields.is_empty() {
@@ -425,6 +466,28 @@ impl ExtendedQueryHandler for PgService {
             }
         }
         self._on_describe(client, message).await
+    }
+
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        match client.portal_store().get_portal(name) {
+            Some(Entry::Value(portal))
+                if matches!(
+                    portal.statement.statement.parsed.statement,
+                    WeirStatement::Subscribe { .. }
+                ) =>
+            {
+                self.execute_subscription(client, &portal, message.max_rows as usize)
+                    .await
+            }
+            _ => self._on_execute(client, message).await,
+        }
     }
 
     async fn do_query<C>(
@@ -460,6 +523,172 @@ impl ExtendedQueryHandler for PgService {
     }
 }
 
+impl PgService {
+    /// Execute on a `SUBSCRIBE` portal. pgwire's own Execute would gather
+    /// `max_rows` rows (all of them when 0) before sending any, which a
+    /// subscription may never have; here rows go out as they come:
+    /// - `max_rows` 0: every row, flushed whenever the next one is not
+    ///   there yet, until the job ends or the client cancels;
+    /// - `max_rows` n: up to n rows, waiting for at least one, then
+    ///   `PortalSuspended` (the next Execute goes on from there), as a
+    ///   `FETCH n` on a cursor does.
+    async fn execute_subscription<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Arc<Prepared>>,
+        max_rows: usize,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let state = portal.state();
+        let mut state = state.lock().await;
+        if matches!(*state, PortalExecutionState::Initial) {
+            let session = session_of(client);
+            let output = self
+                .engine
+                .execute(&session, &portal.statement.statement.parsed, None)
+                .await?;
+            let Output::Subscribe { batches, copy } = output else {
+                return Err(ServerError::internal("SUBSCRIBE gave no rows").into());
+            };
+            if copy {
+                // COPY data has no row limit: it streams to the end.
+                let data = copy_out_data(batches, text_copy(), session.time_zone());
+                let cancel = cancel_receiver(client).await;
+                let rows = until_cancelled(cancel, stream_copy(client, data)).await??;
+                *state = PortalExecutionState::Finished;
+                client
+                    .send(PgWireBackendMessage::CommandComplete(
+                        Tag::new("COPY").with_rows(rows).into(),
+                    ))
+                    .await?;
+                client.set_state(PgWireConnectionState::ReadyForQuery);
+                return Ok(());
+            }
+            *state = PortalExecutionState::Suspended(encode::query_response(
+                batches,
+                &portal.result_column_format,
+                format_options(client),
+                session.time_zone(),
+            )?);
+        }
+        let pushed = match &mut *state {
+            PortalExecutionState::Suspended(response) => {
+                let cancel = cancel_receiver(client).await;
+                until_cancelled(cancel, push_rows(client, &mut response.data_rows, max_rows))
+                    .await??
+            }
+            _ => Pushed {
+                rows: 0,
+                ended: true,
+            },
+        };
+        if pushed.ended {
+            *state = PortalExecutionState::Finished;
+            client
+                .send(PgWireBackendMessage::CommandComplete(
+                    Tag::new("SELECT").with_rows(pushed.rows).into(),
+                ))
+                .await?;
+        } else {
+            client
+                .send(PgWireBackendMessage::PortalSuspended(
+                    pgwire::messages::extendedquery::PortalSuspended::new(),
+                ))
+                .await?;
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        Ok(())
+    }
+}
+
+/// The receiver of the connection's next cancel request (pgwire keeps one
+/// per connection, and fires it on a CancelRequest with its key).
+async fn cancel_receiver<C: ClientInfo>(
+    client: &C,
+) -> Option<futures::channel::oneshot::Receiver<()>> {
+    let handle = client.session_extensions().get::<Arc<ConnectionHandle>>()?;
+    Some(handle.start_query().await)
+}
+
+/// Run `work` until it ends or the client cancels it.
+async fn until_cancelled<T>(
+    cancel: Option<futures::channel::oneshot::Receiver<()>>,
+    work: impl std::future::Future<Output = T>,
+) -> PgWireResult<T> {
+    let Some(cancel) = cancel else {
+        return Ok(work.await);
+    };
+    tokio::select! {
+        done = work => Ok(done),
+        _ = cancel => Err(PgWireError::QueryCanceled),
+    }
+}
+
+/// What [`push_rows`] sent.
+struct Pushed {
+    rows: usize,
+    /// The rows ended (the subscription's job finished).
+    ended: bool,
+}
+
+/// Send rows as they come, flushing whenever the next row is not there yet,
+/// so a subscriber sees each change at once and a burst still goes out in
+/// few writes. `limit` 0: until the rows end; n: up to n rows, waiting
+/// only for the first.
+async fn push_rows<C>(
+    client: &mut C,
+    rows: &mut pgwire::api::results::SendableRowStream,
+    limit: usize,
+) -> PgWireResult<Pushed>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let mut sent = 0;
+    loop {
+        if limit > 0 && sent == limit {
+            return Ok(Pushed {
+                rows: sent,
+                ended: false,
+            });
+        }
+        let row = match rows.next().now_or_never() {
+            Some(row) => row,
+            None if limit > 0 && sent > 0 => {
+                return Ok(Pushed {
+                    rows: sent,
+                    ended: false,
+                });
+            }
+            None => {
+                client.flush().await?;
+                rows.next().await
+            }
+        };
+        match row {
+            Some(row) => {
+                client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+                sent += 1;
+            }
+            None => {
+                return Ok(Pushed {
+                    rows: sent,
+                    ended: true,
+                });
+            }
+        }
+    }
+}
+
 /// The COPY FROM STDIN in progress on a connection.
 #[derive(Default)]
 struct CopySlot(parking_lot::Mutex<Option<Box<crate::statements::dml::CopyIn>>>);
@@ -470,12 +699,15 @@ fn copy_slot<C: ClientInfo + ?Sized>(client: &C) -> Arc<CopySlot> {
         .get_or_insert_with(CopySlot::default)
 }
 
-/// COPY data with its column count: each message's bytes and the rows in
-/// it (a csv header is a message of no rows).
+/// COPY data with its column count: a batch's messages, one per row (a
+/// csv header is one message of no row).
 struct CopyOutData {
     columns: usize,
-    stream: futures::stream::BoxStream<'static, Result<(Vec<u8>, usize), ServerError>>,
+    stream: futures::stream::BoxStream<'static, Result<CopyBatch, ServerError>>,
 }
+
+/// One batch as COPY messages (one per row), and its row count.
+type CopyBatch = (Vec<Vec<u8>>, usize);
 
 /// How `COPY (SUBSCRIBE ...) TO STDOUT` sends rows: Postgres's text format.
 fn text_copy() -> weir_connectors::copy_format::CopyOptions {
@@ -483,14 +715,14 @@ fn text_copy() -> weir_connectors::copy_format::CopyOptions {
 }
 
 /// Rows as COPY data: the csv header, if asked for, then one message per
-/// batch.
+/// row.
 fn copy_out_data(
     batches: datafusion::execution::SendableRecordBatchStream,
     options: weir_connectors::copy_format::CopyOptions,
     time_zone: String,
 ) -> CopyOutData {
     let schema = batches.schema();
-    let header = crate::pg::copy::header(&schema, &options).map(|h| Ok((h, 0)));
+    let header = crate::pg::copy::header(&schema, &options).map(|h| Ok((vec![h], 0)));
     let rows = batches.map(move |batch| {
         let batch = batch.map_err(|e| ServerError::from_datafusion(e, None))?;
         crate::pg::copy::encode_rows(&batch, &time_zone, &options)
@@ -505,15 +737,24 @@ fn copy_out_data(
 
 /// COPY data as pgwire's response (the extended protocol's path).
 fn copy_out_response(data: CopyOutData) -> Response {
-    let stream = data.stream.map(|item| {
-        item.map(|(bytes, _)| CopyData::new(bytes.into()))
-            .map_err(Into::into)
-    });
+    let stream = data
+        .stream
+        .map(|item| match item {
+            Ok((lines, _)) => futures::stream::iter(
+                lines
+                    .into_iter()
+                    .map(|line| Ok(CopyData::new(line.into())))
+                    .collect::<Vec<_>>(),
+            )
+            .boxed(),
+            Err(err) => futures::stream::once(async move { Err(err.into()) }).boxed(),
+        })
+        .flatten();
     Response::CopyOut(CopyResponse::new(0, data.columns, stream))
 }
 
-/// Send COPY data, flushing after every message (psql shows a
-/// subscription's rows as they arrive); returns the rows sent.
+/// Send COPY data, flushing after every batch (psql shows a subscription's
+/// rows as they arrive); returns the rows sent.
 async fn stream_copy<C>(client: &mut C, mut data: CopyOutData) -> Result<usize, ServerError>
 where
     C: Sink<PgWireBackendMessage> + Unpin + Send,
@@ -535,13 +776,16 @@ where
     )?;
     let mut rows = 0;
     while let Some(item) = data.stream.next().await {
-        let (bytes, count) = item?;
+        let (lines, count) = item?;
         rows += count;
-        sent(
-            client
-                .send(PgWireBackendMessage::CopyData(CopyData::new(bytes.into())))
-                .await,
-        )?;
+        for line in lines {
+            sent(
+                client
+                    .feed(PgWireBackendMessage::CopyData(CopyData::new(line.into())))
+                    .await,
+            )?;
+        }
+        sent(client.flush().await)?;
     }
     sent(
         client
