@@ -379,7 +379,7 @@ impl QueryParser for PgParser {
             .describe(&statement.statement, &statement.text)
             .await
             .map_err(|e| e.shifted(statement.offset))?;
-        if let WeirStatement::Fetch { cursor, .. } = &statement.statement {
+        if let WeirStatement::Fetch { cursor, .. } = &*statement.statement {
             // A cursor's columns are the session's to know.
             described.schema =
                 Some(session_of(client).cursors().schema(cursor).ok_or_else(|| {
@@ -479,7 +479,7 @@ impl ExtendedQueryHandler for PgService {
         match client.portal_store().get_portal(name) {
             Some(Entry::Value(portal))
                 if matches!(
-                    portal.statement.statement.parsed.statement,
+                    *portal.statement.statement.parsed.statement,
                     WeirStatement::Subscribe { .. }
                 ) =>
             {
