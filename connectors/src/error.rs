@@ -15,17 +15,27 @@ pub enum ConnectorError {
     /// A required option is missing (user's fault).
     #[error("option \"{option}\" is required for connector \"{connector}\"")]
     MissingOption {
+        /// The connector whose option it is.
         connector: String,
+        /// The option's name.
         option: &'static str,
     },
     /// An option the connector does not know (user's fault).
     #[error("unknown option \"{option}\" for connector \"{connector}\"")]
-    UnknownOption { connector: String, option: String },
+    UnknownOption {
+        /// The connector whose option it is.
+        connector: String,
+        /// The option's name.
+        option: String,
+    },
     /// An option with a value that cannot be used (user's fault).
     #[error("invalid value \"{value}\" for option \"{option}\": {reason}")]
     InvalidOption {
+        /// The option's name.
         option: String,
+        /// The value given.
         value: String,
+        /// Why the value is refused.
         reason: String,
     },
     /// The path matched no file (user's fault, or the files went away).
@@ -34,27 +44,56 @@ pub enum ConnectorError {
     // ---- tables Weir owns ----
     /// A row whose primary key is taken (the user's data).
     #[error("duplicate key value violates unique constraint \"{constraint}\"")]
-    UniqueViolation { constraint: String, detail: String },
+    UniqueViolation {
+        /// The constraint violated.
+        constraint: String,
+        /// More about the failure (SQLSTATE detail field).
+        detail: String,
+    },
     /// A NULL in a NOT NULL column (the user's data).
     #[error(
         "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
     )]
-    NotNullViolation { table: String, column: String },
+    NotNullViolation {
+        /// The table written to.
+        table: String,
+        /// The column concerned.
+        column: String,
+    },
     /// UPDATE or DELETE on a table without a primary key (the user's).
     #[error("cannot {statement} table \"{table}\" because it has no primary key")]
-    AppendOnly { table: String, statement: String },
+    AppendOnly {
+        /// The table written to.
+        table: String,
+        /// The statement refused.
+        statement: String,
+    },
     /// COPY data with a value that is not of its column's type (the user's).
     #[error("{message}")]
-    InvalidText { message: String, context: String },
+    InvalidText {
+        /// What went wrong, for the client.
+        message: String,
+        /// Where in the input (line and column) it went wrong.
+        context: String,
+    },
     /// COPY data that is not in the format it claims (the user's).
     #[error("{message}")]
-    BadCopyData { message: String, context: String },
+    BadCopyData {
+        /// What went wrong, for the client.
+        message: String,
+        /// Where in the input (line and column) it went wrong.
+        context: String,
+    },
     /// Weir's own files could not be read or written (an outside system: the disk).
     #[error("could not {action} \"{path}\": {source}")]
     Storage {
+        /// What was being done with the file.
         action: &'static str,
+        /// The file concerned.
         path: String,
         #[source]
+
+        /// The underlying I/O error.
         source: std::io::Error,
     },
     /// The table log failed and takes no more writes until a restart (the disk, or ours).
@@ -63,18 +102,29 @@ pub enum ConnectorError {
     /// An outside system (a Kafka broker) failed or refused a request.
     #[error("{system}: {message}")]
     External {
+        /// The outside system that failed.
         system: &'static str,
+        /// What went wrong, for the client.
         message: String,
     },
     /// Text in a file that is not a timestamp (the user's data).
     #[error("invalid input syntax for type timestamp: \"{value}\"")]
-    InvalidTimestamp { value: String },
+    InvalidTimestamp {
+        /// The value given.
+        value: String,
+    },
     /// A timestamp in a file with a field out of range (the user's data).
     #[error("date/time field value out of range: \"{value}\"")]
-    TimestampOutOfRange { value: String },
+    TimestampOutOfRange {
+        /// The value given.
+        value: String,
+    },
     /// A file with nothing to infer columns from (the user's).
     #[error("could not infer any column from \"{path}\": the file is empty")]
-    NoColumns { path: String },
+    NoColumns {
+        /// The file concerned.
+        path: String,
+    },
     /// Reading or listing the files failed; DataFusion says why.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),

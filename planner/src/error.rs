@@ -10,26 +10,50 @@ pub enum PlanError {
     /// The text is not valid SQL. `position` is a 1-based character offset.
     #[error("{message}")]
     Syntax {
+        /// What went wrong, for the client.
         message: String,
+        /// More about the failure (SQLSTATE detail field).
         detail: Option<String>,
+        /// Where in the SQL text it went wrong (1-based character).
         position: Option<usize>,
     },
     /// Valid SQL that Weir does not support (yet, or on purpose).
     #[error("{what} is not supported")]
-    Unsupported { what: String, hint: Option<String> },
+    Unsupported {
+        /// What is unsupported.
+        what: String,
+        /// What the user can do about it.
+        hint: Option<String>,
+    },
     /// A statement refers to an object that does not exist.
     #[error("{kind} \"{name}\" does not exist")]
-    UndefinedObject { kind: &'static str, name: String },
+    UndefinedObject {
+        /// The kind of object (table, view, ...).
+        kind: &'static str,
+        /// The object's name.
+        name: String,
+    },
     /// A statement would create an object whose name is taken.
     #[error("{kind} \"{name}\" already exists")]
-    DuplicateObject { kind: &'static str, name: String },
+    DuplicateObject {
+        /// The kind of object (table, view, ...).
+        kind: &'static str,
+        /// The object's name.
+        name: String,
+    },
     /// A statement nested or chained too deeply to be planned within a
     /// thread's stack (Postgres: 54001).
     #[error("stack depth limit exceeded")]
-    StackDepth { hint: String },
+    StackDepth {
+        /// What the user can do about it.
+        hint: String,
+    },
     /// A select list longer than Postgres allows (54011).
     #[error("target lists can have at most {max} entries")]
-    TooManyColumns { max: usize },
+    TooManyColumns {
+        /// The limit.
+        max: usize,
+    },
     /// A statement is well-formed but its parts do not fit together.
     #[error("{0}")]
     Invalid(String),

@@ -26,14 +26,30 @@ use crate::error::{PlanError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowTvf {
     /// Fixed, non-overlapping windows.
-    Tumble { size: i64 },
+    Tumble {
+        /// The window size in microseconds.
+        size: i64,
+    },
     /// Overlapping windows of `size` every `slide`.
-    Hop { slide: i64, size: i64 },
+    Hop {
+        /// How far each window starts after the last, in microseconds.
+        slide: i64,
+        /// The window size in microseconds.
+        size: i64,
+    },
     /// Windows growing by `step` up to `size`, then starting over.
-    Cumulate { step: i64, size: i64 },
+    Cumulate {
+        /// How much each window grows by, in microseconds.
+        step: i64,
+        /// The window size in microseconds.
+        size: i64,
+    },
     /// Activity with no pause longer than `gap`: rows exactly `gap` apart
     /// are one session, as in Flink (touching session windows merge).
-    Session { gap: i64 },
+    Session {
+        /// The session gap in microseconds.
+        gap: i64,
+    },
 }
 
 impl WindowTvf {

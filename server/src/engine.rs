@@ -38,7 +38,9 @@ pub enum Output {
     Rows(SendableRecordBatchStream),
     /// A command that returns no rows: its tag (`CREATE TABLE`) and row count.
     Command {
+        /// The command tag.
         tag: &'static str,
+        /// The row count the tag carries, if any.
         rows: Option<usize>,
     },
     /// `SET` done; the client may need to hear about the new value.

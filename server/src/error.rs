@@ -24,133 +24,220 @@ pub enum ServerError {
     /// Not valid SQL.
     #[error("{message}")]
     Syntax {
+        /// What went wrong, for the client.
         message: String,
+        /// More about the failure (SQLSTATE detail field).
         detail: Option<String>,
+        /// Where in the SQL text it went wrong (1-based character).
         position: Option<usize>,
     },
     /// Valid SQL that Weir does not support.
     #[error("{message}")]
     FeatureNotSupported {
+        /// What went wrong, for the client.
         message: String,
+        /// What the user can do about it.
         hint: Option<String>,
     },
     /// A table or view that does not exist.
     #[error("relation \"{name}\" does not exist")]
     UndefinedTable {
+        /// The object's name.
         name: String,
+        /// Where in the SQL text it went wrong (1-based character).
         position: Option<usize>,
     },
     /// A column that does not exist.
     #[error("{message}")]
     UndefinedColumn {
+        /// What went wrong, for the client.
         message: String,
+        /// What the user can do about it.
         hint: Option<String>,
+        /// Where in the SQL text it went wrong (1-based character).
         position: Option<usize>,
     },
     /// A function that does not exist (or not for these argument types).
     #[error("{message}")]
     UndefinedFunction {
+        /// What went wrong, for the client.
         message: String,
+        /// Where in the SQL text it went wrong (1-based character).
         position: Option<usize>,
     },
     /// Any other named thing that does not exist (a setting, a prepared statement).
     #[error("{message}")]
-    UndefinedObject { message: String },
+    UndefinedObject {
+        /// What went wrong, for the client.
+        message: String,
+    },
     /// A table or view of that name exists already.
     #[error("relation \"{name}\" already exists")]
-    DuplicateTable { name: String },
+    DuplicateTable {
+        /// The object's name.
+        name: String,
+    },
     /// `DROP VIEW` on a table and the like.
     #[error("{message}")]
-    WrongObjectType { message: String },
+    WrongObjectType {
+        /// What went wrong, for the client.
+        message: String,
+    },
     /// A cursor that is not open on this connection.
     #[error("cursor \"{name}\" does not exist")]
-    InvalidCursorName { name: String },
+    InvalidCursorName {
+        /// The object's name.
+        name: String,
+    },
     /// A cursor of that name is open already.
     #[error("cursor \"{name}\" already exists")]
-    DuplicateCursor { name: String },
+    DuplicateCursor {
+        /// The object's name.
+        name: String,
+    },
     /// Types that do not fit together in a statement.
     #[error("{message}")]
     DatatypeMismatch {
+        /// What went wrong, for the client.
         message: String,
+        /// Where in the SQL text it went wrong (1-based character).
         position: Option<usize>,
     },
     /// A column reference that could mean more than one column.
     #[error("{message}")]
-    AmbiguousColumn { message: String },
+    AmbiguousColumn {
+        /// What went wrong, for the client.
+        message: String,
+    },
     /// An object others depend on.
     #[error("{message}")]
     DependentObjects {
+        /// What went wrong, for the client.
         message: String,
+        /// More about the failure (SQLSTATE detail field).
         detail: Option<String>,
+        /// What the user can do about it.
         hint: Option<String>,
     },
     /// Any other statement that cannot be planned.
     #[error("{message}")]
     InvalidStatement {
+        /// What went wrong, for the client.
         message: String,
+        /// Where in the SQL text it went wrong (1-based character).
         position: Option<usize>,
     },
     /// A statement nested or chained too deeply to plan (Postgres says
     /// this when its stack guard trips).
     #[error("stack depth limit exceeded")]
-    StackDepthExceeded { hint: String },
+    StackDepthExceeded {
+        /// What the user can do about it.
+        hint: String,
+    },
     /// A select list longer than Postgres allows.
     #[error("target lists can have at most {max} entries")]
-    TooManyColumns { max: usize },
+    TooManyColumns {
+        /// The limit.
+        max: usize,
+    },
     /// A bad option value (`WITH (...)`, `SET`).
     #[error("{message}")]
     InvalidParameterValue {
+        /// What went wrong, for the client.
         message: String,
+        /// What the user can do about it.
         hint: Option<String>,
     },
 
     // ---- the user's fault: the data ----
     /// A value that cannot be read as its type (`'abc'::int`).
     #[error("{message}")]
-    InvalidTextRepresentation { message: String },
+    InvalidTextRepresentation {
+        /// What went wrong, for the client.
+        message: String,
+    },
     /// Bytes that are not valid in the text's encoding (UTF-8).
     #[error("invalid byte sequence for encoding \"UTF8\"")]
     InvalidByteSequence,
     /// Text that is not a date or time.
     #[error("{message}")]
-    InvalidDatetimeFormat { message: String },
+    InvalidDatetimeFormat {
+        /// What went wrong, for the client.
+        message: String,
+    },
     /// A date or time with a field out of range.
     #[error("{message}")]
-    DatetimeFieldOverflow { message: String },
+    DatetimeFieldOverflow {
+        /// What went wrong, for the client.
+        message: String,
+    },
     /// Division by zero.
     #[error("division by zero")]
     DivisionByZero,
     /// A number too large for its type.
     #[error("{message}")]
-    NumericOutOfRange { message: String },
+    NumericOutOfRange {
+        /// What went wrong, for the client.
+        message: String,
+    },
     /// Any other bad data.
     #[error("{message}")]
-    DataException { message: String },
+    DataException {
+        /// What went wrong, for the client.
+        message: String,
+    },
 
     // ---- the user's fault: writes to tables Weir owns ----
     /// A primary key that is taken.
     #[error("{message}")]
-    UniqueViolation { message: String, detail: String },
+    UniqueViolation {
+        /// What went wrong, for the client.
+        message: String,
+        /// More about the failure (SQLSTATE detail field).
+        detail: String,
+    },
     /// A NULL in a NOT NULL column.
     #[error("{message}")]
-    NotNullViolation { message: String },
+    NotNullViolation {
+        /// What went wrong, for the client.
+        message: String,
+    },
     /// COPY data that does not follow its format (a missing or extra field).
     #[error("{message}")]
-    BadCopyFormat { message: String, context: String },
+    BadCopyFormat {
+        /// What went wrong, for the client.
+        message: String,
+        /// Where in the input (line and column) it went wrong.
+        context: String,
+    },
     /// A COPY value that is not of its column's type.
     #[error("{message}")]
-    CopyInvalidText { message: String, context: String },
+    CopyInvalidText {
+        /// What went wrong, for the client.
+        message: String,
+        /// Where in the input (line and column) it went wrong.
+        context: String,
+    },
 
     // ---- an outside system's fault ----
     /// A file that is not there.
     #[error("{message}")]
-    UndefinedFile { message: String },
+    UndefinedFile {
+        /// What went wrong, for the client.
+        message: String,
+    },
     /// Reading or writing files or object storage failed.
     #[error("{message}")]
-    Io { message: String },
+    Io {
+        /// What went wrong, for the client.
+        message: String,
+    },
     /// Not enough memory (or another resource) for the query.
     #[error("{message}")]
-    ResourcesExhausted { message: String },
+    ResourcesExhausted {
+        /// What went wrong, for the client.
+        message: String,
+    },
     /// The statement was cancelled (by the client or a timeout).
     #[error("canceling statement due to user request")]
     QueryCanceled,
@@ -159,7 +246,10 @@ pub enum ServerError {
     ShuttingDown,
     /// The server's configuration is unusable (the operator's to fix).
     #[error("{message}")]
-    Config { message: String },
+    Config {
+        /// What went wrong, for the client.
+        message: String,
+    },
 
     // ---- whoever's fault the cause was ----
     /// A materialized view whose job failed, read, subscribed to or
@@ -167,14 +257,19 @@ pub enum ServerError {
     /// user's, a panic is ours).
     #[error("materialized view \"{view}\" failed: {cause}")]
     JobFailed {
+        /// The view whose job failed.
         view: String,
+        /// The job's error.
         cause: Box<ServerError>,
     },
 
     // ---- ours ----
     /// A bug or a broken invariant in Weir.
     #[error("internal error: {message}")]
-    Internal { message: String },
+    Internal {
+        /// What went wrong, for the client.
+        message: String,
+    },
 }
 
 impl ServerError {
