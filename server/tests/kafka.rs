@@ -611,3 +611,127 @@ async fn an_updating_view_to_a_debezium_topic_at_least_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Avro's binary encoding of a bid `{auction: long, price: long, date_time:
+/// timestamp-millis}`, written here by hand (zig-zag varints), independent
+/// of the decoder under test.
+fn avro_bid(auction: i64, price: i64, date_time_ms: i64) -> Vec<u8> {
+    fn long(v: i64, out: &mut Vec<u8>) {
+        let mut n = ((v << 1) ^ (v >> 63)) as u64;
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    let mut out = Vec::new();
+    long(auction, &mut out);
+    long(price, &mut out);
+    long(date_time_ms, &mut out);
+    out
+}
+
+const AVRO_BID: &str = r#"{"type": "record", "name": "Bid", "fields": [
+    {"name": "auction", "type": "long"},
+    {"name": "price", "type": "long"},
+    {"name": "date_time", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_messages_bare_and_confluent_framed_equal_the_batch_answer() {
+    let broker = Broker::start();
+    for topic in ["avro_bids", "avro_framed"] {
+        broker.create_topic(topic, 2);
+    }
+    // 2026-01-01T00:00:00Z in milliseconds.
+    let start_ms: i64 = 1_767_225_600_000;
+    let data: Vec<(i32, (i64, i64, i64))> = (0..2000)
+        .map(|i: i64| {
+            let row = (i % 5, (i * 7919) % 1000, start_ms + i * 41);
+            ((i % 2) as i32, row)
+        })
+        .collect();
+    let mut bare: Vec<(i32, Vec<u8>)> = data
+        .iter()
+        .map(|(p, (a, pr, t))| (*p, avro_bid(*a, *pr, *t)))
+        .collect();
+    // A message that is not one datum of the schema (a truncated one) is
+    // skipped by the stream's policy; two closers end every window.
+    bare.push((0, avro_bid(1, 1, start_ms)[..2].to_vec()));
+    for p in 0..2 {
+        bare.push((p, avro_bid(99, 0, start_ms + 5 * 3_600_000)));
+    }
+    // The same rows in Confluent's wire format: a zero byte and a schema id.
+    let framed: Vec<(i32, Vec<u8>)> = bare
+        .iter()
+        .filter(|(_, m)| m.len() > 2)
+        .map(|(p, m)| {
+            let mut f = vec![0, 0, 0, 0, 7];
+            f.extend_from_slice(m);
+            (*p, f)
+        })
+        .collect();
+    broker.produce_bytes("avro_bids", &bare);
+    broker.produce_bytes("avro_framed", &framed);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start(dir.path());
+    let client = connect(&server).await;
+    for (stream, topic, framing) in [
+        ("bare", "avro_bids", "none"),
+        ("framed", "avro_framed", "confluent"),
+    ] {
+        client
+            .batch_execute(&format!(
+                "CREATE STREAM {stream} (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+                    WATERMARK FOR date_time AS date_time - INTERVAL '1 second')
+                 WITH (connector = 'kafka', topic = '{topic}', brokers = '{}', format = 'avro',
+                       avro_schema = '{AVRO_BID}', avro_framing = '{framing}',
+                       on_error = 'skip');
+                 CREATE MATERIALIZED VIEW {stream}_windows AS {} EMIT ON WINDOW CLOSE;",
+                broker.addr,
+                WINDOWED.replace("{input}", stream),
+            ))
+            .await
+            .expect("create the avro stream and view");
+    }
+    let rows: Vec<(i64, i64, String)> = data
+        .iter()
+        .map(|(_, (a, p, t))| {
+            let ms = t - start_ms;
+            let ts = format!(
+                "2026-01-01T00:{:02}:{:02}.{:03}",
+                ms / 60_000,
+                (ms / 1000) % 60,
+                ms % 1000
+            );
+            (*a, *p, ts)
+        })
+        .collect();
+    batch_table(&client, "avro_batch", &rows).await;
+    let expected = sorted_rows(&client, &WINDOWED.replace("{input}", "avro_batch")).await;
+    assert!(expected.len() > 20, "the data spans many windows");
+    wait_for_rows(&client, "SELECT * FROM bare_windows", &expected).await;
+    wait_for_rows(&client, "SELECT * FROM framed_windows", &expected).await;
+    let metrics = common::http_get(server.http_port, "/metrics").await;
+    let line = "weir_bad_rows_total{stream=\"bare\"} 1";
+    assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+
+    // A column the record lacks, and a schema that is not JSON, are refused
+    // when the stream is created, naming the option.
+    for (columns, schema, needle) in [
+        ("seller BIGINT", AVRO_BID, "no field \"seller\""),
+        ("auction BIGINT", "{not json", "avro_schema"),
+    ] {
+        let err = client
+            .batch_execute(&format!(
+                "CREATE STREAM wrong ({columns}) WITH (connector = 'kafka', topic = 'avro_bids',
+                   brokers = '{}', format = 'avro', avro_schema = '{schema}')",
+                broker.addr
+            ))
+            .await
+            .expect_err("a bad avro stream is refused");
+        let db = err.as_db_error().expect("a server error");
+        assert_eq!(db.code().code(), "22023", "{db:?}");
+        assert!(db.message().contains(needle), "{}", db.message());
+    }
+}

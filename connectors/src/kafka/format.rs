@@ -20,11 +20,12 @@ use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Schema, SchemaRef};
 use datafusion::common::Result as DfResult;
 
+use super::avro::Avro;
 use crate::error::{ConnectorError, Result};
 use crate::options::ConnectorOptions;
 
 /// How message payloads are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Format {
     /// One JSON object per message.
     Json,
@@ -37,6 +38,9 @@ pub enum Format {
     Raw,
     /// Debezium change events (`before`, `after`, `op`): an updating input.
     DebeziumJson,
+    /// One Avro datum per message, of a schema given inline (a source
+    /// format only).
+    Avro(Arc<Avro>),
 }
 
 impl Format {
@@ -51,14 +55,18 @@ impl Format {
             },
             "raw" => Format::Raw,
             "debezium-json" => Format::DebeziumJson,
+            "avro" => Format::Avro(Arc::new(Avro::from_options(options)?)),
             _ => {
                 return Err(ConnectorError::InvalidOption {
                     option: "format".into(),
                     value: format,
-                    reason: "expected json, csv, raw or debezium-json".into(),
+                    reason: "expected json, csv, raw, debezium-json or avro".into(),
                 });
             }
         };
+        if !matches!(parsed, Format::Avro(_)) {
+            Avro::refuse_options(options, parsed.name())?;
+        }
         if delimiter.is_some() && !matches!(parsed, Format::Csv { .. }) {
             return Err(ConnectorError::InvalidOption {
                 option: "delimiter".into(),
@@ -67,6 +75,17 @@ impl Format {
             });
         }
         Ok(parsed)
+    }
+
+    /// Its name in `WITH (format = ...)`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Csv { .. } => "csv",
+            Format::Raw => "raw",
+            Format::DebeziumJson => "debezium-json",
+            Format::Avro(_) => "avro",
+        }
     }
 
     /// Does it carry changes (an updating input or output)?
@@ -141,6 +160,9 @@ pub struct Decoder {
 /// The lines one message makes, and their ops.
 struct Lines {
     buf: Vec<u8>,
+    /// Where each row's bytes end in `buf`, for formats whose rows are not
+    /// lines (Avro).
+    ends: Vec<usize>,
     /// Per line: the message it came from, and its op (+1 or -1).
     rows: Vec<(u32, i8)>,
 }
@@ -172,10 +194,14 @@ impl Decoder {
                     .into(),
             });
         }
+        let payload = Arc::new(Schema::new(payload));
+        if let Format::Avro(avro) = &format {
+            avro.check(&payload)?;
+        }
         Ok(Self {
             format,
             schema,
-            payload: Arc::new(Schema::new(payload)),
+            payload,
             columns,
         })
     }
@@ -199,6 +225,7 @@ impl Decoder {
         let mut bad = Vec::new();
         let mut lines = Lines {
             buf: Vec::new(),
+            ends: Vec::new(),
             rows: Vec::with_capacity(records.len()),
         };
         for (i, record) in records.iter().enumerate() {
@@ -259,6 +286,7 @@ impl Decoder {
     ) -> std::result::Result<Lines, String> {
         let mut one = Lines {
             buf: Vec::new(),
+            ends: Vec::new(),
             rows: Vec::new(),
         };
         self.lines(index, &records[index as usize], &mut one)?;
@@ -272,7 +300,16 @@ impl Decoder {
         record: &Record<'_>,
         lines: &mut Lines,
     ) -> std::result::Result<(), String> {
-        match self.format {
+        match &self.format {
+            Format::Avro(avro) => {
+                let Some(payload) = record.payload else {
+                    return Err("the message has no value".into());
+                };
+                lines.buf.extend_from_slice(avro.datum(payload)?);
+                lines.ends.push(lines.buf.len());
+                lines.rows.push((index, 1));
+                Ok(())
+            }
             Format::Json | Format::Csv { .. } | Format::Raw => {
                 let Some(payload) = record.payload else {
                     return Err("the message has no value".into());
@@ -332,7 +369,19 @@ impl Decoder {
     /// Decode `lines` into the payload columns: exactly one row per line.
     fn decode_lines(&self, lines: &Lines) -> std::result::Result<RecordBatch, String> {
         let n = lines.rows.len();
-        let batch = match self.format {
+        let batch = match &self.format {
+            Format::Avro(avro) => {
+                let datums: Vec<&[u8]> = lines
+                    .ends
+                    .iter()
+                    .scan(0, |start, &end| {
+                        let datum = &lines.buf[*start..end];
+                        *start = end;
+                        Some(datum)
+                    })
+                    .collect();
+                Some(avro.decode(datums.into_iter(), &self.payload)?)
+            }
             Format::Json | Format::DebeziumJson => {
                 let mut decoder = datafusion::arrow::json::ReaderBuilder::new(self.payload.clone())
                     .with_batch_size(n + 1)
@@ -344,7 +393,7 @@ impl Decoder {
             Format::Csv { delimiter } => {
                 let mut decoder = datafusion::arrow::csv::ReaderBuilder::new(self.payload.clone())
                     .with_header(false)
-                    .with_delimiter(delimiter)
+                    .with_delimiter(*delimiter)
                     .with_batch_size(n + 1)
                     .build_decoder();
                 feed(&lines.buf, |b| decoder.decode(b))?;
@@ -467,10 +516,10 @@ pub type Message = (Option<Vec<u8>>, Vec<u8>);
 impl Encoder {
     /// An encoder of the view's `schema` rows; `key` names key columns.
     pub fn new(format: Format, schema: SchemaRef, key: &[String], changelog: bool) -> Result<Self> {
-        if format == Format::Raw {
+        if matches!(format, Format::Raw | Format::Avro(_)) {
             return Err(ConnectorError::InvalidOption {
                 option: "format".into(),
-                value: "raw".into(),
+                value: format.name().into(),
                 reason: "a kafka sink writes json, csv or debezium-json".into(),
             });
         }
@@ -501,7 +550,7 @@ impl Encoder {
         let ops: Option<Vec<i8>> = self
             .changelog
             .then(|| batch.column(n).as_primitive::<Int8Type>().values().to_vec());
-        let values = match self.format {
+        let values = match &self.format {
             Format::DebeziumJson => {
                 let images = json_lines(&rows)?;
                 images
@@ -535,19 +584,19 @@ impl Encoder {
                     }
                     None => rows.clone(),
                 };
-                match self.format {
-                    Format::Csv { delimiter } => csv_lines(&rows, delimiter)?,
+                match &self.format {
+                    Format::Csv { delimiter } => csv_lines(&rows, *delimiter)?,
                     _ => json_lines(&rows)?,
                 }
             }
-            Format::Raw => Vec::new(),
+            Format::Raw | Format::Avro(_) => Vec::new(),
         };
         let keys: Vec<Option<Vec<u8>>> = if self.key.is_empty() {
             vec![None; rows.num_rows()]
         } else {
             let keys = rows.project(&self.key)?;
-            let lines = match self.format {
-                Format::Csv { delimiter } => csv_lines(&keys, delimiter)?,
+            let lines = match &self.format {
+                Format::Csv { delimiter } => csv_lines(&keys, *delimiter)?,
                 _ => json_lines(&keys)?,
             };
             lines.into_iter().map(Some).collect()

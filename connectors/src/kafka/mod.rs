@@ -21,6 +21,7 @@
 //! a job's checkpoint, not the group, decides where each partition resumes,
 //! and a rebalance inside a running job would break that.
 
+pub mod avro;
 pub mod format;
 pub mod sink;
 pub mod source;

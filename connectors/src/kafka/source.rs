@@ -158,7 +158,7 @@ impl KafkaStream {
             .map(|v| super::parse_duration("idle_timeout", &v))
             .transpose()?;
         // Checked now, so that a bad column list fails at CREATE STREAM.
-        Decoder::new(format, schema.clone())?;
+        Decoder::new(format.clone(), schema.clone())?;
         Ok(Self {
             kafka,
             format,
@@ -177,11 +177,7 @@ impl KafkaStream {
 
     /// One line for EXPLAIN.
     pub fn describe(&self) -> String {
-        format!(
-            "kafka topic {} ({})",
-            self.kafka.topic,
-            format_name(self.format)
-        )
+        format!("kafka topic {} ({})", self.kafka.topic, self.format.name())
     }
 
     /// Messages skipped or dead-lettered so far.
@@ -216,7 +212,7 @@ impl KafkaStream {
                 format!("topic \"{}\" does not exist", self.kafka.topic),
             ));
         }
-        let decoder = Arc::new(Decoder::new(self.format, self.schema.clone())?);
+        let decoder = Arc::new(Decoder::new(self.format.clone(), self.schema.clone())?);
         let dead_letter = match &self.on_error {
             OnError::DeadLetter(_) => Some(Arc::new(
                 self.kafka
@@ -229,7 +225,7 @@ impl KafkaStream {
         Ok(KafkaSource {
             settings: KafkaStream {
                 kafka: self.kafka.clone(),
-                format: self.format,
+                format: self.format.clone(),
                 schema: self.schema.clone(),
                 startup: self.startup,
                 on_error: self.on_error.clone(),
@@ -254,15 +250,6 @@ impl KafkaStream {
             ("enable.partition.eof", "false"),
             ("isolation.level", "read_committed"),
         ])
-    }
-}
-
-fn format_name(format: Format) -> &'static str {
-    match format {
-        Format::Json => "json",
-        Format::Csv { .. } => "csv",
-        Format::Raw => "raw",
-        Format::DebeziumJson => "debezium-json",
     }
 }
 

@@ -168,6 +168,26 @@ impl Broker {
         producer.flush(Duration::from_secs(30)).expect("flush");
     }
 
+    /// Produce binary `(partition, value)` messages and wait until all are
+    /// acknowledged.
+    pub fn produce_bytes(&self, topic: &str, messages: &[(i32, Vec<u8>)]) {
+        let producer = self.producer();
+        for (partition, value) in messages {
+            let mut record: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(topic).partition(*partition).payload(value);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+    }
+
     /// Every message of `topic` now (all partitions), as (key, value) text,
     /// read with `read_committed` when `committed`.
     pub fn read_all(&self, topic: &str, committed: bool) -> Vec<(Option<String>, String)> {
