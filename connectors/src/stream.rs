@@ -133,11 +133,13 @@ impl StreamConnector {
         Ok(opened)
     }
 
-    /// Count the stream's undecodable records in `counter` (the server's
-    /// `weir_bad_rows_total` for this stream). Call before the first job.
-    pub fn count_bad_rows(&mut self, counter: prometheus_client::metrics::counter::Counter) {
+    /// Report the stream's metrics as `stream` into the server's: its
+    /// undecodable records (`weir_bad_rows_total`) and, for Kafka, each
+    /// partition's lag (`weir_source_lag`). Call before the first job.
+    pub fn observe(&mut self, stream: &str, metrics: &weir_runtime::metrics::RuntimeMetrics) {
         if let Some(kafka) = self.kafka.as_mut().and_then(Arc::get_mut) {
-            kafka.bad_rows = counter;
+            kafka.bad_rows = metrics.bad(stream);
+            kafka.lag = Some((stream.to_string(), metrics.source_lag.clone()));
         }
     }
 

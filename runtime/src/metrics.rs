@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Labels naming a stream.
@@ -10,6 +11,15 @@ use prometheus_client::registry::Registry;
 pub struct StreamLabels {
     /// The stream's name.
     pub stream: String,
+}
+
+/// Labels naming one partition of a stream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    /// The stream's name.
+    pub stream: String,
+    /// The partition (a Kafka partition's number).
+    pub partition: i64,
 }
 
 /// Labels naming a job.
@@ -28,6 +38,9 @@ pub struct RuntimeMetrics {
     /// Input records that could not be decoded and were skipped or sent to
     /// a dead-letter topic, per stream.
     pub bad_rows: Family<StreamLabels, Counter>,
+    /// Records a source partition has not read yet (Kafka: the partition's
+    /// high watermark minus the stream's position), per stream and partition.
+    pub source_lag: Family<PartitionLabels, Gauge>,
     /// Rows read by sources.
     pub rows_in: Family<JobLabels, Counter>,
     /// Rows written to sinks (materialized views).
@@ -50,6 +63,11 @@ impl RuntimeMetrics {
             "bad_rows",
             "Input records that could not be decoded (skipped or dead-lettered)",
             self.bad_rows.clone(),
+        );
+        registry.register(
+            "source_lag",
+            "Records a source partition has not read yet (Kafka: high watermark minus position)",
+            self.source_lag.clone(),
         );
         registry.register(
             "job_rows_in",

@@ -146,6 +146,29 @@ async fn windowed_view_over_a_partitioned_topic_equals_the_batch_answer() {
         ],
     )
     .await;
+
+    // Outside tools see where the stream is: each partition's position
+    // committed to the consumer group, and its lag on /metrics.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let committed = broker.committed("weir-bids", "bids", 3);
+        let metrics = common::http_get(server.http_port, "/metrics").await;
+        let lags: Vec<bool> = (0..3)
+            .map(|p| {
+                metrics.contains(&format!(
+                    "weir_source_lag{{stream=\"bids\",partition=\"{p}\"}} 0"
+                ))
+            })
+            .collect();
+        if committed == [1001, 1001, 1001] && lags == [true, true, true] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "committed {committed:?}, lag gauges at 0 {lags:?} in:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,18 +18,24 @@
 //!   flushed first, so a checkpoint past it never loses it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::DataFusionError;
 use prometheus_client::metrics::counter::Counter;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
+use weir_runtime::metrics::PartitionLabels;
 use weir_runtime::source::{Source, SourcePosition, SourceReader};
 
 use super::format::{BadRecord, Decoder, Format, Record};
@@ -42,6 +48,12 @@ const MESSAGES_PER_BATCH: usize = 8192;
 
 /// How long a reader with nothing to read waits before polling again.
 const IDLE_POLL: Duration = Duration::from_millis(5);
+
+/// How often librdkafka reports a partition's offsets (for the lag gauge).
+const STATISTICS_EVERY_MS: &str = "1000";
+
+/// How often a partition's position is committed to the consumer group.
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
 /// Where a partition starts when no checkpoint says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +92,9 @@ pub struct KafkaStream {
     /// Messages that could not be decoded (skipped or dead-lettered):
     /// `weir_bad_rows_total` once the server hands in its counter.
     pub(crate) bad_rows: Counter,
+    /// `weir_source_lag` and the stream's name there, once the server hands
+    /// them in.
+    pub(crate) lag: Option<(String, Family<PartitionLabels, Gauge>)>,
 }
 
 impl KafkaStream {
@@ -167,6 +182,7 @@ impl KafkaStream {
             on_error,
             idle_timeout,
             bad_rows: Counter::default(),
+            lag: None,
         })
     }
 
@@ -231,6 +247,7 @@ impl KafkaStream {
                 on_error: self.on_error.clone(),
                 idle_timeout: self.idle_timeout,
                 bad_rows: self.bad_rows.clone(),
+                lag: self.lag.clone(),
             },
             partitions,
             metadata: consumer,
@@ -240,8 +257,9 @@ impl KafkaStream {
     }
 
     fn consumer_config(&self) -> rdkafka::ClientConfig {
-        // The group only names the consumers (offsets are Weir's, in its
-        // checkpoints); nothing is committed to it automatically.
+        // Offsets are Weir's, in its checkpoints; the readers commit their
+        // positions to the group now and then for outside tools to see, and
+        // never read them back. `properties.group.id` overrides the name.
         let group = format!("weir-{}", self.kafka.topic);
         self.kafka.client_config(&[
             ("group.id", &group),
@@ -364,10 +382,17 @@ impl Source for KafkaSource {
             Some(p) => p.0 as i64,
             None => self.start_offset(partition)?,
         };
-        let consumer: BaseConsumer = self
-            .settings
-            .consumer_config()
-            .create()
+        let mut config = self.settings.consumer_config();
+        if self.settings.lag.is_some() {
+            config.set("statistics.interval.ms", STATISTICS_EVERY_MS);
+        }
+        let context = PartitionContext {
+            topic: self.topic().to_string(),
+            partition,
+            stable: AtomicI64::new(-1),
+        };
+        let consumer: BaseConsumer<PartitionContext> = config
+            .create_with_context(context)
             .map_err(|e| DataFusionError::from(kafka_error("creating a consumer", e)))?;
         let mut assignment = TopicPartitionList::new();
         assignment
@@ -383,6 +408,15 @@ impl Source for KafkaSource {
             on_error: self.settings.on_error.clone(),
             dead_letter: self.dead_letter.clone(),
             bad_rows: self.settings.bad_rows.clone(),
+            lag: self.settings.lag.as_ref().map(|(stream, family)| {
+                family
+                    .get_or_create(&PartitionLabels {
+                        stream: stream.clone(),
+                        partition: partition.into(),
+                    })
+                    .clone()
+            }),
+            committed: Instant::now(),
         }))
     }
 
@@ -395,20 +429,82 @@ impl Source for KafkaSource {
     }
 }
 
+/// librdkafka's callbacks for one partition's consumer: its statistics give
+/// the partition's last stable offset (what a `read_committed` reader can
+/// reach), for the lag gauge.
+struct PartitionContext {
+    topic: String,
+    partition: i32,
+    /// The last stable offset, `-1` until the first statistics.
+    stable: AtomicI64,
+}
+
+impl ClientContext for PartitionContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(partition) = statistics
+            .topics
+            .get(&self.topic)
+            .and_then(|t| t.partitions.get(&self.partition))
+        else {
+            return;
+        };
+        // `ls_offset` is -1 where the broker does not report it.
+        let stable = if partition.ls_offset >= 0 {
+            partition.ls_offset
+        } else {
+            partition.hi_offset
+        };
+        if stable >= 0 {
+            self.stable.store(stable, Ordering::Relaxed);
+        }
+    }
+}
+
+impl ConsumerContext for PartitionContext {}
+
 /// Reads one partition.
 struct KafkaReader {
     topic: String,
     partition: i32,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<PartitionContext>,
     /// The next offset to read: the position.
     next: i64,
     decoder: Arc<Decoder>,
     on_error: OnError,
     dead_letter: Option<Arc<ThreadedProducer<DefaultProducerContext>>>,
     bad_rows: Counter,
+    /// This partition's `weir_source_lag`.
+    lag: Option<Gauge>,
+    /// When the position was last committed to the consumer group.
+    committed: Instant,
 }
 
 impl KafkaReader {
+    /// Show where the partition is: its lag behind the last stable offset
+    /// (from librdkafka's statistics, no broker call of ours), and, every
+    /// [`COMMIT_EVERY`], the position committed to the consumer group. The
+    /// group's offsets are for outside tools (`kafka-consumer-groups`, lag
+    /// exporters) only: a job resumes from its checkpoint's offsets, so a
+    /// commit may run ahead of the last checkpoint without harm.
+    fn show_progress(&mut self) {
+        let stable = self.consumer.context().stable.load(Ordering::Relaxed);
+        if let Some(lag) = &self.lag
+            && stable >= 0
+        {
+            lag.set((stable - self.next).max(0));
+        }
+        if self.committed.elapsed() >= COMMIT_EVERY {
+            self.committed = Instant::now();
+            let mut offsets = TopicPartitionList::new();
+            let commit = offsets
+                .add_partition_offset(&self.topic, self.partition, Offset::Offset(self.next))
+                .and_then(|()| self.consumer.commit(&offsets, CommitMode::Async));
+            if let Err(err) = commit {
+                warn!(topic = %self.topic, partition = self.partition, %err, "committing the position to the consumer group");
+            }
+        }
+    }
+
     /// Poll what is there now, decode it, and move past it.
     fn read_available(&mut self) -> datafusion::common::Result<Option<RecordBatch>> {
         let mut messages = Vec::new();
@@ -516,7 +612,9 @@ fn handle_bad(
 impl SourceReader for KafkaReader {
     async fn next_batch(&mut self) -> Option<datafusion::common::Result<RecordBatch>> {
         loop {
-            match self.read_available() {
+            let read = self.read_available();
+            self.show_progress();
+            match read {
                 Ok(Some(batch)) => return Some(Ok(batch)),
                 Ok(None) => tokio::time::sleep(IDLE_POLL).await,
                 Err(err) => return Some(Err(err)),

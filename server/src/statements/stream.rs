@@ -112,7 +112,7 @@ async fn open_stream(
         .executor
         .run(async move { StreamConnector::open(&state, &mut options, declared).await })
         .await??;
-    connector.count_bad_rows(engine.runtime_metrics.bad(name));
+    connector.observe(name, &engine.runtime_metrics);
     let schema = connector.schema();
     let (time_column, delay, written) = match watermark {
         Some(clause) => {
