@@ -2,9 +2,13 @@
 //! date_time) as CSV, JSON lines or Parquet, deterministic by seed, with
 //! Nexmark's hot-auction and hot-bidder skew and bounded out-of-orderness.
 //!
-//! The only dependency is `datafusion`, for its re-exported `arrow` and
-//! `parquet` (the versions the engine reads with, so they never drift); the
-//! workspace builds it anyway, so CI pays only for linking.
+//! The dependencies are `datafusion`, for its re-exported `arrow` and
+//! `parquet` (the versions the engine reads with, so they never drift), and
+//! `rdkafka` for `produce`; the workspace builds both anyway, so CI pays only
+//! for linking.
+//!
+//! `weir-bench produce` sends them (or live ones) to a Kafka topic: see
+//! `produce.rs`.
 //!
 //! ```text
 //! weir-bench gen-bids --rows 20000000 --format csv --out bench/data/bids-20m.csv
@@ -21,6 +25,8 @@
 //!   `0..disorder_ms` milliseconds: never more than `disorder_ms` behind the
 //!   latest event before it, so a watermark that lags by `disorder_ms` drops
 //!   nothing.
+
+mod produce;
 
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
@@ -211,6 +217,14 @@ fn write_parquet(args: &Args, out: impl Write + Send) -> Result<(), String> {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("produce") {
+        let done = produce::parse(std::env::args().skip(2)).and_then(|args| produce::run(&args));
+        if let Err(message) = done {
+            eprintln!("weir-bench produce: {message}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(message) => {
