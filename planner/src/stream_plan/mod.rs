@@ -1,0 +1,158 @@
+//! The incremental rewrite: a DataFusion `LogicalPlan` of a continuous query
+//! becomes a tree of typed stream plan nodes, which EXPLAIN prints and which
+//! becomes the runtime's `StreamPlan`.
+//!
+//! ```text
+//!   LogicalPlan ──logical::collect──> steps (refused here: Sort, Limit, OVER, ...)
+//!        │
+//!        └──lower (one lower_* per node kind)──> StreamMaterialize (nodes.rs)
+//!                                                   │            │
+//!                                     explain::explain     runtime_plan::runtime_plan
+//!                                                   v            v
+//!                                             EXPLAIN text   runtime::plan::StreamPlan
+//! ```
+//!
+//! What becomes what:
+//! ```text
+//!   Projection / Filter / Unnest   ──> StreamProject / StreamFilter / StreamUnnest   (stateless)
+//!   Aggregate over window bounds   ──> StreamWindowAggregate (state per window and key)
+//!   Aggregate without a window     ──> StreamGroupAggregate (state per key, updating)
+//!   Join on equal keys             ──> StreamHashJoin (both inputs' rows by key)
+//!   TableScan of a stream          ──> StreamSource
+//!   Sort, Limit, Window, ...       ──> refused, with the reason
+//! ```
+//! Expressions are compiled to DataFusion physical expressions and
+//! aggregates to DataFusion accumulators, so every scalar and aggregate
+//! function DataFusion has works in a view as it does in a `SELECT`.
+//!
+//! # Layout
+//! - `logical`: the `LogicalPlan` walked into steps; what cannot be
+//!   maintained incrementally is refused here.
+//! - [`nodes`]: the typed stream plan nodes.
+//! - `lower`: steps to nodes, and how nodes may stack; one file per node
+//!   kind: `lower_source`, `lower_stateless`, `lower_join`,
+//!   `lower_aggregate`.
+//! - [`explain`]: the EXPLAIN text, rendered from the nodes.
+//! - [`runtime_plan`]: the nodes as the runtime's `StreamPlan`.
+
+mod logical;
+mod lower;
+mod lower_aggregate;
+mod lower_join;
+mod lower_source;
+mod lower_stateless;
+
+pub mod explain;
+pub mod nodes;
+pub mod runtime_plan;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::{DFSchemaRef, tree_node::TreeNode};
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_plan::PhysicalExpr;
+use weir_runtime::plan::{EventTime, StreamPlan};
+use weir_runtime::source::Source;
+
+use crate::error::{PlanError, Result};
+use crate::windows::WindowUse;
+
+pub use nodes::{StreamMaterialize, StreamNode};
+
+/// A stream a continuous query reads, resolved by the caller.
+#[derive(Debug, Clone)]
+pub struct StreamInput {
+    /// Its source.
+    pub source: Arc<dyn Source>,
+    /// Its event time, if it has a watermark.
+    pub event_time: Option<EventTime>,
+    /// The event-time column's name (for EXPLAIN).
+    pub time_column: Option<String>,
+}
+
+/// The names of the tables a plan scans.
+pub fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
+    let mut names = Vec::new();
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            names.push(scan.table_name.table().to_string());
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    names
+}
+
+/// Build the stream plan of `plan` (optimized), reading `inputs`: the
+/// runtime's plan and its EXPLAIN text.
+pub fn plan_stream(
+    plan: &LogicalPlan,
+    window: Option<&WindowUse>,
+    emit_on_window_close: bool,
+    parallelism: usize,
+    inputs: &HashMap<String, StreamInput>,
+) -> Result<(StreamPlan, String)> {
+    let nodes = lower_stream(plan, window, emit_on_window_close, parallelism, inputs)?;
+    let explain = explain::explain(&nodes);
+    Ok((runtime_plan::runtime_plan(&nodes)?, explain))
+}
+
+/// The typed stream plan of `plan` (optimized), reading `inputs`.
+pub fn lower_stream(
+    plan: &LogicalPlan,
+    window: Option<&WindowUse>,
+    emit_on_window_close: bool,
+    parallelism: usize,
+    inputs: &HashMap<String, StreamInput>,
+) -> Result<StreamMaterialize> {
+    let mut steps = Vec::new();
+    logical::collect(plan, inputs, &mut steps)?;
+    let lowering = Lowering {
+        props: ExecutionProps::new(),
+        window,
+        emit_on_window_close,
+        parallelism,
+    };
+    lower::lower(&steps, arrow_schema(plan.schema()), &lowering)
+}
+
+/// What every lowering step may need to know about the view as a whole.
+struct Lowering<'a> {
+    /// For compiling expressions.
+    props: ExecutionProps,
+    /// The window function the query uses, if any.
+    window: Option<&'a WindowUse>,
+    /// `EMIT ON WINDOW CLOSE` was given.
+    emit_on_window_close: bool,
+    /// Workers per keyed stage.
+    parallelism: usize,
+}
+
+/// `expr` over `input`, compiled.
+fn physical(
+    expr: &Expr,
+    input: &DFSchemaRef,
+    props: &ExecutionProps,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    datafusion::physical_expr::create_physical_expr(
+        expr,
+        input,
+        props,
+        &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext::default(),
+    )
+    .map_err(|e| PlanError::Invalid(e.message().to_string()))
+}
+
+/// Part of a query that a materialized view cannot maintain, and why.
+fn unsupported(what: &str, why: &str) -> PlanError {
+    PlanError::Unsupported {
+        what: format!("{what} in a materialized view"),
+        hint: Some(why.to_string()),
+    }
+}
+
+fn arrow_schema(schema: &DFSchemaRef) -> SchemaRef {
+    Arc::new(Schema::new(schema.as_arrow().fields().clone()))
+}
