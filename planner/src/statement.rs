@@ -117,7 +117,8 @@ pub enum TransactionOp {
 pub enum WeirStatement {
     /// Planned and run by DataFusion.
     Query(Box<Statement>),
-    /// Create a table over files.
+    /// Create a table: over files (`WITH (connector = ...)`), or owned by
+    /// Weir (columns, no connector).
     CreateTable(CreateTable),
     /// Create a view.
     CreateView(CreateView),
@@ -177,7 +178,7 @@ pub enum WeirStatement {
     },
     /// Write a materialized view's rows out.
     CreateSink(CreateSink),
-    // ---- tables Weir owns (issue 7) ----
+    // ---- writes to tables Weir owns ----
     /// INSERT / UPDATE / DELETE.
     Dml(Dml),
     /// `COPY t FROM STDIN`, `COPY t | (query) TO STDOUT`.

@@ -46,6 +46,9 @@ pub mod explain;
 pub mod nodes;
 pub mod runtime_plan;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
