@@ -13,7 +13,8 @@ use datafusion::common::DFSchemaRef;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use weir_runtime::operators::join::JoinKind;
 
-use super::{StreamInput, unsupported};
+use super::lowering::unsupported;
+use super::nodes::StreamInput;
 use crate::error::Result;
 
 /// One operator of a continuous query as DataFusion planned it. A query's

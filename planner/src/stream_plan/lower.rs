@@ -9,8 +9,8 @@ use super::lower_aggregate::{GroupBy, lower_aggregate};
 use super::lower_join::{JoinOn, lower_join};
 use super::lower_source::lower_source;
 use super::lower_stateless::{lower_filter, lower_project, lower_unnest};
+use super::lowering::{Lowering, unsupported};
 use super::nodes::{StreamMaterialize, StreamNode};
-use super::{Lowering, unsupported};
 use crate::error::{PlanError, Result};
 
 /// The stream plan of `steps` (a query's, from `logical::collect`), whose

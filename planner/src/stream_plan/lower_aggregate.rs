@@ -11,8 +11,8 @@ use datafusion::common::DFSchemaRef;
 use datafusion::logical_expr::Expr;
 use weir_runtime::plan::{AggregateSpec, Emit, WindowKind};
 
+use super::lowering::{Lowering, arrow_schema, physical, unsupported};
 use super::nodes::{StreamAggregate, StreamExchange, StreamNode};
-use super::{Lowering, arrow_schema, physical, unsupported};
 use crate::error::{PlanError, Result};
 use crate::windows::WindowTvf;
 

@@ -10,8 +10,8 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::expressions::CastExpr;
 use weir_runtime::operators::join::{JoinKind, JoinSpec};
 
+use super::lowering::{arrow_schema, physical};
 use super::nodes::{StreamExchange, StreamHashJoin, StreamNode};
-use super::{arrow_schema, physical};
 use crate::error::{PlanError, Result};
 
 /// What a join step holds, besides its inputs.

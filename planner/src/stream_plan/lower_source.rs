@@ -4,8 +4,8 @@
 
 use datafusion::common::DFSchemaRef;
 
-use super::nodes::{StreamNode, StreamSource};
-use super::{StreamInput, arrow_schema};
+use super::lowering::arrow_schema;
+use super::nodes::{StreamInput, StreamNode, StreamSource};
 
 /// The source node of a scan of `name`, keeping the columns in
 /// `projection` (all when `None`) as `output`.

@@ -7,8 +7,8 @@ use datafusion::common::DFSchemaRef;
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::Expr;
 
+use super::lowering::{arrow_schema, physical};
 use super::nodes::{StreamFilter, StreamNode, StreamProject, StreamUnnest};
-use super::{arrow_schema, physical};
 use crate::error::Result;
 
 /// `WHERE predicate` over `node`, whose rows are `schema`.

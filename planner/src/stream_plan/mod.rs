@@ -31,7 +31,7 @@
 //! - [`nodes`]: the typed stream plan nodes.
 //! - `lower`: steps to nodes, and how nodes may stack; one file per node
 //!   kind: `lower_source`, `lower_stateless`, `lower_join`,
-//!   `lower_aggregate`.
+//!   `lower_aggregate`; what they share in `lowering`.
 //! - [`explain`]: the EXPLAIN text, rendered from the nodes.
 //! - [`runtime_plan`]: the nodes as the runtime's `StreamPlan`.
 
@@ -41,6 +41,7 @@ mod lower_aggregate;
 mod lower_join;
 mod lower_source;
 mod lower_stateless;
+mod lowering;
 
 pub mod explain;
 pub mod nodes;
@@ -50,31 +51,17 @@ pub mod runtime_plan;
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use datafusion::common::{DFSchemaRef, tree_node::TreeNode};
+use datafusion::common::tree_node::TreeNode;
 use datafusion::execution::context::ExecutionProps;
-use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::physical_plan::PhysicalExpr;
-use weir_runtime::plan::{EventTime, StreamPlan};
-use weir_runtime::source::Source;
+use datafusion::logical_expr::LogicalPlan;
+use weir_runtime::plan::StreamPlan;
 
-use crate::error::{PlanError, Result};
+use crate::error::Result;
 use crate::windows::WindowUse;
+use lowering::{Lowering, arrow_schema};
 
-pub use nodes::{StreamMaterialize, StreamNode};
-
-/// A stream a continuous query reads, resolved by the caller.
-#[derive(Debug, Clone)]
-pub struct StreamInput {
-    /// Its source.
-    pub source: Arc<dyn Source>,
-    /// Its event time, if it has a watermark.
-    pub event_time: Option<EventTime>,
-    /// The event-time column's name (for EXPLAIN).
-    pub time_column: Option<String>,
-}
+pub use nodes::{StreamInput, StreamMaterialize, StreamNode};
 
 /// The names of the tables a plan scans.
 pub fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
@@ -119,43 +106,4 @@ pub fn lower_stream(
         parallelism,
     };
     lower::lower(&steps, arrow_schema(plan.schema()), &lowering)
-}
-
-/// What every lowering step may need to know about the view as a whole.
-struct Lowering<'a> {
-    /// For compiling expressions.
-    props: ExecutionProps,
-    /// The window function the query uses, if any.
-    window: Option<&'a WindowUse>,
-    /// `EMIT ON WINDOW CLOSE` was given.
-    emit_on_window_close: bool,
-    /// Workers per keyed stage.
-    parallelism: usize,
-}
-
-/// `expr` over `input`, compiled.
-fn physical(
-    expr: &Expr,
-    input: &DFSchemaRef,
-    props: &ExecutionProps,
-) -> Result<Arc<dyn PhysicalExpr>> {
-    datafusion::physical_expr::create_physical_expr(
-        expr,
-        input,
-        props,
-        &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext::default(),
-    )
-    .map_err(|e| PlanError::Invalid(e.message().to_string()))
-}
-
-/// Part of a query that a materialized view cannot maintain, and why.
-fn unsupported(what: &str, why: &str) -> PlanError {
-    PlanError::Unsupported {
-        what: format!("{what} in a materialized view"),
-        hint: Some(why.to_string()),
-    }
-}
-
-fn arrow_schema(schema: &DFSchemaRef) -> SchemaRef {
-    Arc::new(Schema::new(schema.as_arrow().fields().clone()))
 }

@@ -26,10 +26,21 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::PhysicalExpr;
 use weir_runtime::operators::join::JoinSpec;
-use weir_runtime::plan::{AggregateSpec, Emit, WindowKind};
+use weir_runtime::plan::{AggregateSpec, Emit, EventTime, WindowKind};
+use weir_runtime::source::Source;
 
-use super::StreamInput;
 use crate::windows::WindowTvf;
+
+/// A stream a continuous query reads, resolved by the caller.
+#[derive(Debug, Clone)]
+pub struct StreamInput {
+    /// Its source.
+    pub source: Arc<dyn Source>,
+    /// Its event time, if it has a watermark.
+    pub event_time: Option<EventTime>,
+    /// The event-time column's name (for EXPLAIN).
+    pub time_column: Option<String>,
+}
 
 /// The root of a stream plan: the view's rows, as the sink receives them.
 #[derive(Debug)]
