@@ -28,7 +28,7 @@ pub struct ColumnDef {
     pub nullable: bool,
 }
 
-/// A table over files.
+/// A table: over files (or another connector's data), or owned by Weir.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableDef {
     /// Normalized name.
@@ -136,7 +136,7 @@ pub struct MaterializedViewDef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CatalogEntry {
-    /// A table over files.
+    /// A table: over files, or owned by Weir.
     Table(TableDef),
     /// A view.
     View(ViewDef),

@@ -8,7 +8,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::error::{PlanError, Result};
-use crate::statement::{normalize_ident, object_name};
+use crate::normalize::{normalize_ident, object_name};
 
 /// Which write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,6 @@
-//! Errors of the planner. Nearly all are the user's fault (bad SQL); each
-//! carries what the server needs to pick a SQLSTATE and a text position.
+//! Errors of the planner. Nearly all are the user's fault (bad SQL);
+//! [`PlanError::Internal`] is the planner's own. Each carries what the server
+//! needs to pick a SQLSTATE and a text position.
 
 /// Result alias for this crate.
 pub type Result<T, E = PlanError> = std::result::Result<T, E>;
@@ -57,4 +58,8 @@ pub enum PlanError {
     /// A statement is well-formed but its parts do not fit together.
     #[error("{0}")]
     Invalid(String),
+    /// The planner broke one of its own rules (a plan it built does not
+    /// fit the shape it promised): Weir's fault, not the user's (XX000).
+    #[error("internal error: {0}")]
+    Internal(String),
 }

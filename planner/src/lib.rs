@@ -6,41 +6,48 @@
 //! takes back typed statements and plans.
 //!
 //! ```text
-//!   SQL text ──parser::parse──> sqlparser AST (with source spans)
-//!        │                         │
-//!        │       statement::classify
-//!        v                         v
+//!   SQL text ──parser::parse_request──> pieces: sqlparser AST (with source
+//!        │                              spans) + Weir's own statements
+//!        │                                 │
+//!        │                statement::classify_piece
+//!        v                                 v
 //!   PlanError (SQLSTATE-ready,   WeirStatement::{Query, CreateTable, CreateView,
-//!   with a text position)          Drop, Set, Show, Transaction, ...}
-//!                                  │ Query
-//!                                  v
-//!                      DataFusion LogicalPlan (bounded queries); the
-//!                      incremental rewrite to a StreamPlan builds on it
+//!   with a text position)          CreateMaterializedView, Dml, Drop, Set, ...}
+//!                                  │ Query                   │ materialized view
+//!                                  v                         v
+//!                      DataFusion LogicalPlan ──stream_plan──> typed stream plan
+//!                      (bounded queries)                  nodes ──> EXPLAIN text
+//!                                                               └─> runtime StreamPlan
 //! ```
+//! Modules depend one way: `statement` reads the parser's pieces and `dml`'s
+//! writes; the parser, `statement` and `dml` all name objects through
+//! `normalize`, which depends on nothing of theirs.
 //!
 //! # Layout
-//! - [`parser`]: parsing with spans; syntax errors with their position.
+//! - [`parser`]: parsing with spans; Weir's statements (sinks, SUBSCRIBE,
+//!   FLUSH, cursors) from tokens; syntax errors with their position.
 //! - [`statement`]: the statements Weir understands, classified.
+//! - [`dml`]: INSERT / UPDATE / DELETE / COPY on tables Weir owns.
+//! - [`normalize`]: names and option values as Postgres reads them.
 //! - [`compat`]: rewrites for clients' catalog queries.
 //! - [`arithmetic`]: integer overflow and float division by zero as errors.
-//! - [`cursor`]: `DECLARE ... CURSOR FOR SUBSCRIBE`, `FETCH`, `CLOSE`.
 //! - [`names`]: Postgres-style names for unaliased output columns.
-//! - [`stream`]: the incremental rewrite, LogicalPlan to StreamPlan.
 //! - [`windows`]: TUMBLE / HOP / CUMULATE / SESSION, rewritten to plain SQL.
+//! - [`stream_plan`]: the incremental rewrite, LogicalPlan to typed stream
+//!   plan nodes, their EXPLAIN, and the runtime's StreamPlan.
 //! - [`catalog`]: the durable definitions of tables and views.
-//! - [`dml`]: INSERT / UPDATE / DELETE / COPY on tables Weir owns.
 //! - [`error`]: this crate's error type.
 
 pub mod arithmetic;
 pub mod catalog;
 pub mod compat;
-pub mod cursor;
 pub mod dml;
 pub mod error;
 pub mod names;
+pub mod normalize;
 pub mod parser;
 pub mod statement;
-pub mod stream;
+pub mod stream_plan;
 pub mod windows;
 
 pub use error::{PlanError, Result};

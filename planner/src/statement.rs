@@ -5,16 +5,19 @@
 //! durable catalog, session settings, transactions) get their own variant.
 
 use datafusion::sql::sqlparser::ast::{
-    CreateTableOptions, Expr, Ident, ObjectName, ObjectNamePart, ObjectType, Set, SqlOption,
-    Statement, Value,
+    CreateTableOptions, Expr, Ident, ObjectType, Set, Statement,
 };
 
+use crate::dml::{Copy, Dml};
 use crate::error::{PlanError, Result};
+use crate::normalize::{expr_text, object_name, sql_options};
+use crate::parser::{FetchCount, PieceKind, WatermarkClause};
 
 /// What kind of named object a statement is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
-    /// A table (over files, for now).
+    /// A table: over files, or owned by Weir (rows written with INSERT and
+    /// COPY).
     Table,
     /// A (non-materialized) view.
     View,
@@ -51,7 +54,7 @@ pub struct CreateStream {
     /// The `WITH (...)` options.
     pub options: Vec<(String, String)>,
     /// The declared watermark.
-    pub watermark: Option<crate::parser::WatermarkClause>,
+    pub watermark: Option<WatermarkClause>,
 }
 
 /// `CREATE MATERIALIZED VIEW name AS query [EMIT ON WINDOW CLOSE]`.
@@ -114,7 +117,8 @@ pub enum TransactionOp {
 pub enum WeirStatement {
     /// Planned and run by DataFusion.
     Query(Box<Statement>),
-    /// Create a table over files.
+    /// Create a table: over files (`WITH (connector = ...)`), or owned by
+    /// Weir (columns, no connector).
     CreateTable(CreateTable),
     /// Create a view.
     CreateView(CreateView),
@@ -174,11 +178,11 @@ pub enum WeirStatement {
     },
     /// Write a materialized view's rows out.
     CreateSink(CreateSink),
-    // ---- tables Weir owns (issue 7) ----
+    // ---- writes to tables Weir owns ----
     /// INSERT / UPDATE / DELETE.
-    Dml(crate::dml::Dml),
+    Dml(Dml),
     /// `COPY t FROM STDIN`, `COPY t | (query) TO STDOUT`.
-    Copy(crate::dml::Copy),
+    Copy(Copy),
     /// `DECLARE name CURSOR FOR SUBSCRIBE TO view`.
     DeclareCursor {
         /// The cursor.
@@ -191,7 +195,7 @@ pub enum WeirStatement {
         /// The cursor.
         cursor: String,
         /// How many rows at most.
-        count: crate::cursor::FetchCount,
+        count: FetchCount,
         /// How long to wait for a first row, as written.
         timeout: Option<String>,
     },
@@ -214,8 +218,7 @@ pub struct CreateSink {
 
 impl WeirStatement {
     /// Sort a parsed piece of a request into what it asks Weir to do.
-    pub fn classify_piece(kind: crate::parser::PieceKind) -> Result<Self> {
-        use crate::parser::PieceKind;
+    pub fn classify_piece(kind: PieceKind) -> Result<Self> {
         match kind {
             PieceKind::Flush { view } => Ok(WeirStatement::Flush { view }),
             PieceKind::Subscribe { name, copy } => Ok(WeirStatement::Subscribe { name, copy }),
@@ -493,62 +496,6 @@ fn classify_show(variable: &[Ident]) -> WeirStatement {
 
 fn is_default(expr: &Expr) -> bool {
     matches!(expr, Expr::Identifier(ident) if ident.value.eq_ignore_ascii_case("default") && ident.quote_style.is_none())
-}
-
-/// The text of a `SET` value or a `WITH` option value, the way Postgres
-/// reads it: strings unquoted, identifiers and numbers as written.
-pub fn expr_text(expr: &Expr) -> String {
-    match expr {
-        Expr::Value(v) => match &v.value {
-            Value::SingleQuotedString(s)
-            | Value::DoubleQuotedString(s)
-            | Value::EscapedStringLiteral(s) => s.clone(),
-            Value::Boolean(b) => b.to_string(),
-            other => other.to_string(),
-        },
-        Expr::Identifier(ident) => ident.value.clone(),
-        other => other.to_string(),
-    }
-}
-
-pub(crate) fn sql_options(options: Vec<SqlOption>) -> Result<Vec<(String, String)>> {
-    options
-        .into_iter()
-        .map(|option| match option {
-            SqlOption::KeyValue { key, value } => {
-                Ok((key.value.to_ascii_lowercase(), expr_text(&value)))
-            }
-            other => Err(PlanError::Invalid(format!(
-                "option \"{other}\" must be of the form key = 'value'"
-            ))),
-        })
-        .collect()
-}
-
-/// A name as Postgres resolves it: unquoted parts folded to lower case;
-/// `public.` is the only schema and is dropped.
-pub fn object_name(name: &ObjectName) -> String {
-    let parts: Vec<String> = name
-        .0
-        .iter()
-        .map(|part| match part {
-            ObjectNamePart::Identifier(ident) => normalize_ident(ident),
-            other => other.to_string(),
-        })
-        .collect();
-    match parts.as_slice() {
-        [schema, table] if schema == "public" => table.clone(),
-        _ => parts.join("."),
-    }
-}
-
-/// One identifier as Postgres folds it.
-pub fn normalize_ident(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_lowercase()
-    }
 }
 
 /// A short name for a statement, for "... is not supported".

@@ -781,6 +781,7 @@ impl From<PlanError> for ServerError {
                 message,
                 position: None,
             },
+            PlanError::Internal(message) => ServerError::internal(message),
         }
     }
 }

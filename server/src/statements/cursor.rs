@@ -22,7 +22,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
 use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
-use weir_planner::cursor::FetchCount;
+use weir_planner::parser::FetchCount;
 
 use crate::engine::{Engine, Output};
 use crate::error::{Result, ServerError};

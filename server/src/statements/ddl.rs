@@ -359,7 +359,7 @@ fn relations_of(sql: &str) -> Vec<String> {
     if let Ok(statements) = weir_planner::parser::parse(sql) {
         for statement in &statements {
             let _ = datafusion::sql::sqlparser::ast::visit_relations(statement, |relation| {
-                names.push(weir_planner::statement::object_name(relation));
+                names.push(weir_planner::normalize::object_name(relation));
                 std::ops::ControlFlow::<()>::Continue(())
             });
         }

@@ -230,7 +230,7 @@ pub fn dropped(engine: &Engine, name: &str) {
 pub fn stream_input(
     engine: &Engine,
     name: &str,
-) -> Result<Option<weir_planner::stream::StreamInput>> {
+) -> Result<Option<weir_planner::stream_plan::StreamInput>> {
     // By name in the store: on start, views are restored before the
     // engine's catalog is filled in.
     let Some(table) = engine.tables.named(name) else {
@@ -246,7 +246,7 @@ pub fn stream_input(
         Arc::new(TableSource::new(table))
     };
     let schema = source.schema();
-    Ok(Some(weir_planner::stream::StreamInput {
+    Ok(Some(weir_planner::stream_plan::StreamInput {
         source,
         event_time: event_time
             .map(|(column, delay)| weir_runtime::plan::EventTime { column, delay }),

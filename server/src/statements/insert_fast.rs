@@ -36,7 +36,7 @@ use weir_connectors::table_store::OwnedTable;
 use weir_planner::WeirStatement;
 use weir_planner::catalog::{CatalogEntry, TableDef};
 use weir_planner::dml::{Dml, DmlKind};
-use weir_planner::statement::normalize_ident;
+use weir_planner::normalize::normalize_ident;
 
 use crate::engine::{Described, Engine, Output};
 use crate::error::{Result, ServerError};

@@ -2,7 +2,7 @@
 //! VIEW [... EMIT ON WINDOW CLOSE]`, its `EXPLAIN`, `SUBSCRIBE`, `FLUSH`.
 //!
 //! A materialized view is a job: its query is planned by DataFusion, turned
-//! into a stream plan by `weir_planner::stream`, and run by
+//! into a stream plan by `weir_planner::stream_plan`, and run by
 //! `weir_runtime::job` into a `MaterializedView`, which is registered as a
 //! table so `SELECT` reads its current contents.
 
@@ -26,7 +26,7 @@ use weir_planner::catalog::{CatalogEntry, MaterializedViewDef, SinkDef, StreamDe
 use weir_planner::parser::WatermarkClause;
 use weir_planner::statement::ObjectKind;
 use weir_planner::statement::{CreateMaterializedView, CreateStream};
-use weir_planner::stream::{StreamInput, plan_stream, scanned_tables};
+use weir_planner::stream_plan::{StreamInput, plan_stream, scanned_tables};
 use weir_planner::windows::{Mode, rewrite_windows};
 use weir_runtime::job;
 use weir_runtime::materialized::{MaterializedView, ViewSink, ViewTable};

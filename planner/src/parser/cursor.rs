@@ -11,21 +11,12 @@
 use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
-use crate::parser::{PieceKind, expected, ident, word};
-
-/// How many rows a `FETCH` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FetchCount {
-    /// `FETCH n`, `FETCH NEXT` (1), `FETCH` (1).
-    Rows(u64),
-    /// `FETCH ALL`: every row there is now (at least one, for a
-    /// subscription).
-    All,
-}
+use super::pieces::{FetchCount, PieceKind};
+use super::tokens::{expected, ident, word};
 
 /// `DECLARE`, `FETCH` or `CLOSE`, if `tokens` are one of them over a
 /// subscription; `None` leaves the statement to sqlparser.
-pub(crate) fn parse(tokens: &[&TokenWithSpan]) -> Result<Option<PieceKind>, ParserError> {
+pub(super) fn parse(tokens: &[&TokenWithSpan]) -> Result<Option<PieceKind>, ParserError> {
     match tokens.first().and_then(|t| word(t)).as_deref() {
         Some("DECLARE") => declare(tokens),
         Some("FETCH") => fetch(tokens).map(Some),
@@ -157,9 +148,7 @@ fn close(tokens: &[&TokenWithSpan]) -> Result<PieceKind, ParserError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::parser::{PieceKind, parse_request};
-
-    use super::FetchCount;
+    use crate::parser::{FetchCount, PieceKind, parse_request};
 
     fn kind(sql: &str) -> PieceKind {
         parse_request(sql).expect(sql).remove(0).kind

@@ -1,0 +1,164 @@
+//! EXPLAIN of a stream plan: one line per operator, each indented under the
+//! operator it feeds, the way Postgres and DataFusion print plans. Keyed
+//! operators print their exchange under them and say what state they keep;
+//! a join's two inputs are printed one after the other at the same depth.
+
+use std::fmt::Write;
+
+use weir_runtime::operators::join::JoinKind;
+use weir_runtime::plan::{Emit, WindowKind};
+
+use super::nodes::{
+    StreamAggregate, StreamExchange, StreamFilter, StreamHashJoin, StreamMaterialize, StreamNode,
+    StreamProject, StreamSource, StreamUnnest,
+};
+use crate::windows::format_duration;
+
+/// The EXPLAIN text of `plan`, one line per operator, the view's rows first.
+pub fn explain(plan: &StreamMaterialize) -> String {
+    let mut text = String::new();
+    line(&mut text, 0, &materialize_line(plan));
+    node(&mut text, 1, &plan.input);
+    text
+}
+
+fn line(text: &mut String, depth: usize, line: &str) {
+    let _ = writeln!(text, "{}{line}", "  ".repeat(depth));
+}
+
+fn node(text: &mut String, depth: usize, node: &StreamNode) {
+    match node {
+        StreamNode::Source(source) => line(text, depth, &source_line(source)),
+        StreamNode::Filter(StreamFilter {
+            input, predicate, ..
+        }) => {
+            line(text, depth, &format!("StreamFilter: {predicate}"));
+            self::node(text, depth + 1, input);
+        }
+        StreamNode::Project(StreamProject { input, exprs, .. }) => {
+            let shown: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
+            line(text, depth, &format!("StreamProject: {}", shown.join(", ")));
+            self::node(text, depth + 1, input);
+        }
+        StreamNode::Unnest(StreamUnnest { input, column, .. }) => {
+            line(text, depth, &format!("StreamUnnest: column {column}"));
+            self::node(text, depth + 1, input);
+        }
+        StreamNode::HashJoin(join) => {
+            line(text, depth, &join_line(join));
+            line(text, depth + 1, &exchange_line(&join.exchange, true));
+            self::node(text, depth + 2, &join.left);
+            self::node(text, depth + 2, &join.right);
+        }
+        StreamNode::Aggregate(aggregate) => {
+            line(text, depth, &aggregate_line(aggregate));
+            line(text, depth + 1, &exchange_line(&aggregate.exchange, false));
+            self::node(text, depth + 2, &aggregate.input);
+        }
+    }
+}
+
+fn materialize_line(plan: &StreamMaterialize) -> String {
+    format!(
+        "StreamMaterialize: {} columns=[{}]",
+        if plan.changelog {
+            "updating (inserts and deletes)"
+        } else {
+            "append-only"
+        },
+        plan.schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn source_line(source: &StreamSource) -> String {
+    let input = &source.input;
+    format!(
+        "StreamSource: {} [{}] watermark={}",
+        source.name,
+        input.source.describe(),
+        match (&input.time_column, input.event_time) {
+            (Some(column), Some(t)) if t.delay > 0 =>
+                format!("{column} - {}", format_duration(t.delay)),
+            (Some(column), Some(_)) => column.clone(),
+            _ => "none".into(),
+        }
+    )
+}
+
+fn exchange_line(exchange: &StreamExchange, from_both_inputs: bool) -> String {
+    let keys: Vec<String> = exchange.keys.iter().map(|k| k.to_string()).collect();
+    format!(
+        "StreamExchange: hash({}) to {} workers{}",
+        if keys.is_empty() {
+            "-".to_string()
+        } else {
+            keys.join(", ")
+        },
+        exchange.workers,
+        if from_both_inputs {
+            ", from both inputs"
+        } else {
+            ""
+        }
+    )
+}
+
+fn join_line(join: &StreamHashJoin) -> String {
+    let on: Vec<String> = join.on.iter().map(|(l, r)| format!("{l} = {r}")).collect();
+    format!(
+        "StreamHashJoin: {} on [{}] output={} state: both inputs' rows by key, kept forever",
+        match join.spec.kind {
+            JoinKind::Inner => "inner",
+            JoinKind::Left => "left",
+        },
+        on.join(", "),
+        if join.spec.changelog() {
+            "updating"
+        } else {
+            "append-only"
+        },
+    )
+}
+
+fn aggregate_line(aggregate: &StreamAggregate) -> String {
+    let spec = &aggregate.spec;
+    let keys: Vec<String> = aggregate
+        .exchange
+        .keys
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    let shown: Vec<String> = aggregate.aggregates.iter().map(|e| e.to_string()).collect();
+    let state = match spec.window {
+        WindowKind::None => "accumulators per key, kept forever",
+        WindowKind::Fixed { .. } => {
+            "accumulators per (window, key), dropped when the watermark passes the window"
+        }
+        WindowKind::Session { .. } => {
+            "open sessions per key, merged on overlap, dropped when the watermark passes their end"
+        }
+    };
+    format!(
+        "{}: window={} key=[{}] aggregates=[{}] emit={} state: {state}",
+        if aggregate.windowed() {
+            "StreamWindowAggregate"
+        } else {
+            "StreamGroupAggregate"
+        },
+        match &aggregate.window {
+            Some(tvf) => tvf.describe(),
+            None => "none".to_string(),
+        },
+        keys.join(", "),
+        shown.join(", "),
+        match spec.emit {
+            Emit::OnWindowClose => "on window close",
+            Emit::Updates => "updates",
+        },
+    )
+}

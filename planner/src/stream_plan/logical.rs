@@ -1,0 +1,253 @@
+//! The first step of the incremental rewrite: DataFusion's optimized
+//! `LogicalPlan` walked into the operators of a continuous query, in the
+//! order rows meet them, refusing (with the reason and a hint) every part of
+//! a query that cannot be maintained incrementally.
+//!
+//! Nothing is compiled here: each step keeps DataFusion's logical
+//! expressions and schemas, and `lower_*` turns it into a typed stream plan
+//! node.
+
+use std::collections::HashMap;
+
+use datafusion::common::DFSchemaRef;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use weir_runtime::operators::join::JoinKind;
+
+use super::lowering::unsupported;
+use super::nodes::StreamInput;
+use crate::error::Result;
+
+/// One operator of a continuous query as DataFusion planned it. A query's
+/// steps start with a [`Step::Scan`] or a [`Step::Join`] (whose two inputs
+/// are step lists of their own); the rest follow in the order rows meet them.
+pub(super) enum Step {
+    /// A stream (or table Weir owns) read.
+    Scan {
+        /// The stream's name.
+        name: String,
+        /// The stream, resolved by the caller.
+        input: StreamInput,
+        /// The source columns the query reads, when not all of them.
+        projection: Option<Vec<usize>>,
+        /// The scan's output.
+        output: DFSchemaRef,
+    },
+    /// `WHERE` / `HAVING` / a join's extra condition.
+    Filter {
+        /// The condition.
+        predicate: Expr,
+        /// The rows it reads.
+        input: DFSchemaRef,
+    },
+    /// Computed columns.
+    Project {
+        /// One expression per output column.
+        exprs: Vec<Expr>,
+        /// The rows it reads.
+        input: DFSchemaRef,
+        /// The rows it makes.
+        output: DFSchemaRef,
+    },
+    /// One row per element of a list column (HOP and CUMULATE windows).
+    Unnest {
+        /// The list column.
+        column: usize,
+        /// The rows it makes.
+        output: DFSchemaRef,
+    },
+    /// `GROUP BY` with aggregates.
+    Aggregate {
+        /// The group keys.
+        group: Vec<Expr>,
+        /// The aggregate calls.
+        aggregates: Vec<Expr>,
+        /// The rows it reads.
+        input: DFSchemaRef,
+        /// Group columns then aggregate columns.
+        output: DFSchemaRef,
+    },
+    /// Two inputs, each a chain of its own, joined on equal keys.
+    Join {
+        /// The left input's steps.
+        left: Vec<Step>,
+        /// The right input's steps.
+        right: Vec<Step>,
+        /// Equal keys (left expression, right expression).
+        on: Vec<(Expr, Expr)>,
+        /// Inner or left.
+        kind: JoinKind,
+        /// The left and the right input's rows.
+        schemas: [DFSchemaRef; 2],
+        /// Left columns then right columns.
+        output: DFSchemaRef,
+    },
+}
+
+/// Walk `plan` into `steps`, reading the streams in `inputs`.
+pub(super) fn collect(
+    plan: &LogicalPlan,
+    inputs: &HashMap<String, StreamInput>,
+    steps: &mut Vec<Step>,
+) -> Result<()> {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            collect(&p.input, inputs, steps)?;
+            steps.push(Step::Project {
+                exprs: p.expr.clone(),
+                input: p.input.schema().clone(),
+                output: p.schema.clone(),
+            });
+        }
+        LogicalPlan::Filter(f) => {
+            collect(&f.input, inputs, steps)?;
+            // The same predicate, already applied for the scan: once is enough.
+            if matches!(steps.last(), Some(Step::Filter { predicate, .. }) if predicate == &f.predicate)
+            {
+                return Ok(());
+            }
+            steps.push(Step::Filter {
+                predicate: f.predicate.clone(),
+                input: f.input.schema().clone(),
+            });
+        }
+        LogicalPlan::SubqueryAlias(a) => collect(&a.input, inputs, steps)?,
+        LogicalPlan::Unnest(u) => {
+            collect(&u.input, inputs, steps)?;
+            match (
+                u.list_type_columns.as_slice(),
+                u.struct_type_columns.is_empty(),
+            ) {
+                ([(column, list)], true) if list.depth == 1 => steps.push(Step::Unnest {
+                    column: *column,
+                    output: u.schema.clone(),
+                }),
+                _ => {
+                    return Err(unsupported(
+                        "UNNEST of several or nested lists",
+                        "unnest one list column at a time",
+                    ));
+                }
+            }
+        }
+        LogicalPlan::Aggregate(a) => {
+            collect(&a.input, inputs, steps)?;
+            if steps.iter().any(|n| matches!(n, Step::Aggregate { .. })) {
+                return Err(unsupported(
+                    "an aggregate over an aggregate",
+                    "build the outer aggregate as a view over the inner one",
+                ));
+            }
+            steps.push(Step::Aggregate {
+                group: a.group_expr.clone(),
+                aggregates: a.aggr_expr.clone(),
+                input: a.input.schema().clone(),
+                output: a.schema.clone(),
+            });
+        }
+        LogicalPlan::TableScan(scan) => {
+            let name = scan.table_name.table().to_string();
+            let Some(input) = inputs.get(&name) else {
+                return Err(unsupported(
+                    &format!("reading \"{name}\", which is not a stream,"),
+                    "a materialized view reads streams and tables Weir owns (created with columns); query tables over files with SELECT",
+                ));
+            };
+            steps.push(Step::Scan {
+                name,
+                input: input.clone(),
+                projection: scan.projection.clone(),
+                output: scan.projected_schema.clone(),
+            });
+            // Filters offered to the scan are applied again here: a stream
+            // source does not filter, and re-applying an inexact one does
+            // no harm.
+            for filter in &scan.filters {
+                steps.push(Step::Filter {
+                    predicate: filter.clone(),
+                    input: scan.projected_schema.clone(),
+                });
+            }
+        }
+        LogicalPlan::Sort(_) => {
+            return Err(unsupported(
+                "ORDER BY",
+                "a stream has no end to sort up to; order when you query the view",
+            ));
+        }
+        LogicalPlan::Limit(_) => {
+            return Err(unsupported(
+                "LIMIT",
+                "top-N over a stream is not supported yet; limit when you query the view",
+            ));
+        }
+        LogicalPlan::Join(join) => {
+            let kind = match join.join_type {
+                datafusion::logical_expr::JoinType::Inner => JoinKind::Inner,
+                datafusion::logical_expr::JoinType::Left => JoinKind::Left,
+                other => {
+                    return Err(unsupported(
+                        &format!("a {other} join"),
+                        "inner and LEFT joins are supported; write a RIGHT JOIN as a LEFT JOIN with the inputs swapped",
+                    ));
+                }
+            };
+            if join.on.is_empty() {
+                return Err(unsupported(
+                    "a join without an equality between the two inputs",
+                    "join on equal keys (a.k = b.k); a cross join would keep every pair forever",
+                ));
+            }
+            if join.null_equality != datafusion::common::NullEquality::NullEqualsNothing {
+                return Err(unsupported(
+                    "a join where NULL equals NULL",
+                    "join on keys that are not NULL",
+                ));
+            }
+            if join.filter.is_some() && kind != JoinKind::Inner {
+                return Err(unsupported(
+                    "a LEFT JOIN with a condition other than equal keys",
+                    "move the condition to WHERE, or join on equal keys only",
+                ));
+            }
+            let (mut left, mut right) = (Vec::new(), Vec::new());
+            collect(&join.left, inputs, &mut left)?;
+            collect(&join.right, inputs, &mut right)?;
+            steps.push(Step::Join {
+                left,
+                right,
+                on: join.on.clone(),
+                kind,
+                schemas: [join.left.schema().clone(), join.right.schema().clone()],
+                output: join.schema.clone(),
+            });
+            // The rest of an inner join's condition filters the pairs.
+            if let Some(filter) = &join.filter {
+                steps.push(Step::Filter {
+                    predicate: filter.clone(),
+                    input: join.schema.clone(),
+                });
+            }
+        }
+        LogicalPlan::Window(_) => {
+            return Err(unsupported(
+                "a window function (OVER)",
+                "use TUMBLE, HOP, CUMULATE or SESSION with GROUP BY",
+            ));
+        }
+        LogicalPlan::Distinct(_) => return Err(unsupported("DISTINCT", "use GROUP BY")),
+        LogicalPlan::Union(_) => return Err(unsupported("UNION", "create one view per input")),
+        LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
+            return Err(unsupported(
+                "a query without a stream",
+                "a materialized view must read a stream",
+            ));
+        }
+        other => {
+            return Err(unsupported(
+                &format!("\"{}\"", other.display()),
+                "this part of the query cannot be maintained incrementally",
+            ));
+        }
+    }
+    Ok(())
+}

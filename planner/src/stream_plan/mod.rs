@@ -1,0 +1,109 @@
+//! The incremental rewrite: a DataFusion `LogicalPlan` of a continuous query
+//! becomes a tree of typed stream plan nodes, which EXPLAIN prints and which
+//! becomes the runtime's `StreamPlan`.
+//!
+//! ```text
+//!   LogicalPlan ──logical::collect──> steps (refused here: Sort, Limit, OVER, ...)
+//!        │
+//!        └──lower (one lower_* per node kind)──> StreamMaterialize (nodes.rs)
+//!                                                   │            │
+//!                                     explain::explain     runtime_plan::runtime_plan
+//!                                                   v            v
+//!                                             EXPLAIN text   runtime::plan::StreamPlan
+//! ```
+//!
+//! What becomes what:
+//! ```text
+//!   Projection / Filter / Unnest   ──> StreamProject / StreamFilter / StreamUnnest   (stateless)
+//!   Aggregate over window bounds   ──> StreamWindowAggregate (state per window and key)
+//!   Aggregate without a window     ──> StreamGroupAggregate (state per key, updating)
+//!   Join on equal keys             ──> StreamHashJoin (both inputs' rows by key)
+//!   TableScan of a stream          ──> StreamSource
+//!   Sort, Limit, Window, ...       ──> refused, with the reason
+//! ```
+//! Expressions are compiled to DataFusion physical expressions and
+//! aggregates to DataFusion accumulators, so every scalar and aggregate
+//! function DataFusion has works in a view as it does in a `SELECT`.
+//!
+//! # Layout
+//! - `logical`: the `LogicalPlan` walked into steps; what cannot be
+//!   maintained incrementally is refused here.
+//! - [`nodes`]: the typed stream plan nodes.
+//! - `lower`: steps to nodes, and how nodes may stack; one file per node
+//!   kind: `lower_source`, `lower_stateless`, `lower_join`,
+//!   `lower_aggregate`; what they share in `lowering`.
+//! - [`explain`]: the EXPLAIN text, rendered from the nodes.
+//! - [`runtime_plan`]: the nodes as the runtime's `StreamPlan`.
+
+mod logical;
+mod lower;
+mod lower_aggregate;
+mod lower_join;
+mod lower_source;
+mod lower_stateless;
+mod lowering;
+
+pub mod explain;
+pub mod nodes;
+pub mod runtime_plan;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use datafusion::common::tree_node::TreeNode;
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::LogicalPlan;
+use weir_runtime::plan::StreamPlan;
+
+use crate::error::Result;
+use crate::windows::WindowUse;
+use lowering::{Lowering, arrow_schema};
+
+pub use nodes::{StreamInput, StreamMaterialize, StreamNode};
+
+/// The names of the tables a plan scans.
+pub fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
+    let mut names = Vec::new();
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            names.push(scan.table_name.table().to_string());
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    names
+}
+
+/// Build the stream plan of `plan` (optimized), reading `inputs`: the
+/// runtime's plan and its EXPLAIN text.
+pub fn plan_stream(
+    plan: &LogicalPlan,
+    window: Option<&WindowUse>,
+    emit_on_window_close: bool,
+    parallelism: usize,
+    inputs: &HashMap<String, StreamInput>,
+) -> Result<(StreamPlan, String)> {
+    let nodes = lower_stream(plan, window, emit_on_window_close, parallelism, inputs)?;
+    let explain = explain::explain(&nodes);
+    Ok((runtime_plan::runtime_plan(&nodes)?, explain))
+}
+
+/// The typed stream plan of `plan` (optimized), reading `inputs`.
+pub fn lower_stream(
+    plan: &LogicalPlan,
+    window: Option<&WindowUse>,
+    emit_on_window_close: bool,
+    parallelism: usize,
+    inputs: &HashMap<String, StreamInput>,
+) -> Result<StreamMaterialize> {
+    let mut steps = Vec::new();
+    logical::collect(plan, inputs, &mut steps)?;
+    let lowering = Lowering {
+        props: ExecutionProps::new(),
+        window,
+        emit_on_window_close,
+        parallelism,
+    };
+    lower::lower(&steps, arrow_schema(plan.schema()), &lowering)
+}

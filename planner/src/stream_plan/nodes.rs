@@ -1,0 +1,220 @@
+//! Typed stream plan nodes: the incremental plan of a continuous query as a
+//! tree, one node per operator that EXPLAIN shows, each holding both what
+//! EXPLAIN prints (DataFusion's logical expressions) and what the runtime
+//! runs (physical expressions, accumulators, the join and aggregate specs).
+//!
+//! ```text
+//!   StreamMaterialize                       the view's rows: updating or append-only
+//!     StreamProject / StreamFilter / ...    stateless, on the aggregate's output
+//!       StreamAggregate (+ its exchange)    keyed state: windows, groups or sessions
+//!         StreamProject / ...               stateless, on the join's output
+//!           StreamHashJoin (+ its exchange) keyed state: both inputs' rows
+//!             left:  StreamSource, then stateless operators
+//!             right: StreamSource, then stateless operators
+//! ```
+//! Every level but the sources is optional. The nodes are built by the
+//! `lower_*` steps, rendered by `explain`, and turned into the runtime's
+//! `StreamPlan` by `runtime_plan`.
+//!
+//! An exchange is not a node of its own: the runtime places one in front of
+//! every keyed operator, hashed by that operator's key, so it belongs to the
+//! operator it feeds ([`StreamExchange`]).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::PhysicalExpr;
+use weir_runtime::operators::join::JoinSpec;
+use weir_runtime::plan::{AggregateSpec, Emit, EventTime, WindowKind};
+use weir_runtime::source::Source;
+
+use crate::windows::WindowTvf;
+
+/// A stream a continuous query reads, resolved by the caller.
+#[derive(Debug, Clone)]
+pub struct StreamInput {
+    /// Its source.
+    pub source: Arc<dyn Source>,
+    /// Its event time, if it has a watermark.
+    pub event_time: Option<EventTime>,
+    /// The event-time column's name (for EXPLAIN).
+    pub time_column: Option<String>,
+}
+
+/// The root of a stream plan: the view's rows, as the sink receives them.
+#[derive(Debug)]
+pub struct StreamMaterialize {
+    /// The operators that compute the rows.
+    pub input: StreamNode,
+    /// Do the rows retract earlier ones (an updating result)?
+    pub changelog: bool,
+    /// The rows (without the op column).
+    pub schema: SchemaRef,
+    /// Workers per keyed stage, as asked for (the runtime runs at least one).
+    pub parallelism: usize,
+}
+
+/// One operator of a stream plan, with its inputs below it.
+#[derive(Debug)]
+pub enum StreamNode {
+    /// Rows from a stream (or a table Weir owns).
+    Source(StreamSource),
+    /// Keep rows where a predicate holds.
+    Filter(StreamFilter),
+    /// Compute columns.
+    Project(StreamProject),
+    /// One row per element of a list column.
+    Unnest(StreamUnnest),
+    /// Two inputs joined on equal keys.
+    HashJoin(StreamHashJoin),
+    /// A keyed aggregate: over windows, sessions, or plain groups.
+    Aggregate(StreamAggregate),
+}
+
+/// A stream read, one task per source partition.
+#[derive(Debug)]
+pub struct StreamSource {
+    /// The stream's name.
+    pub name: String,
+    /// The stream: its source and event time.
+    pub input: StreamInput,
+    /// The source columns the query reads, when not all of them: the first
+    /// thing each partition does is keep only these (not shown in EXPLAIN,
+    /// as DataFusion shows a scan's projection in the scan).
+    pub projection: Option<Vec<usize>>,
+    /// The rows after that projection.
+    pub schema: SchemaRef,
+}
+
+/// `WHERE`, `HAVING`, or the rest of an inner join's condition.
+#[derive(Debug)]
+pub struct StreamFilter {
+    /// The rows filtered.
+    pub input: Box<StreamNode>,
+    /// The condition, as written (for EXPLAIN).
+    pub predicate: Expr,
+    /// The condition, compiled.
+    pub physical: Arc<dyn PhysicalExpr>,
+}
+
+/// Computed columns.
+#[derive(Debug)]
+pub struct StreamProject {
+    /// The rows projected.
+    pub input: Box<StreamNode>,
+    /// One expression per output column, as written (for EXPLAIN).
+    pub exprs: Vec<Expr>,
+    /// The same, compiled.
+    pub physical: Vec<Arc<dyn PhysicalExpr>>,
+    /// The output columns.
+    pub schema: SchemaRef,
+}
+
+/// One output row per element of a list column (HOP and CUMULATE windows).
+#[derive(Debug)]
+pub struct StreamUnnest {
+    /// The rows unnested.
+    pub input: Box<StreamNode>,
+    /// The list column.
+    pub column: usize,
+    /// The output columns (the list column replaced by its element).
+    pub schema: SchemaRef,
+}
+
+/// The hash exchange in front of a keyed operator: rows of one key go to one
+/// worker.
+#[derive(Debug)]
+pub struct StreamExchange {
+    /// The keys hashed (none for an aggregate without keys: EXPLAIN shows
+    /// `hash(-)`).
+    pub keys: Vec<Expr>,
+    /// How many workers.
+    pub workers: usize,
+}
+
+/// A join on equal keys. Its two inputs are alike: each is a source with
+/// stateless operators on it, and both exchange by the join key into the
+/// same join workers.
+#[derive(Debug)]
+pub struct StreamHashJoin {
+    /// The left input.
+    pub left: Box<StreamNode>,
+    /// The right input.
+    pub right: Box<StreamNode>,
+    /// Equal keys (left, right), as written (for EXPLAIN).
+    pub on: Vec<(Expr, Expr)>,
+    /// Both inputs' exchange, by the left keys and the right keys alike.
+    pub exchange: StreamExchange,
+    /// The join, compiled.
+    pub spec: Arc<JoinSpec>,
+}
+
+/// A keyed aggregate: windows that close (TUMBLE, HOP, CUMULATE), sessions,
+/// or groups kept forever.
+#[derive(Debug)]
+pub struct StreamAggregate {
+    /// The rows aggregated.
+    pub input: Box<StreamNode>,
+    /// The exchange by the group keys that are not window bounds.
+    pub exchange: StreamExchange,
+    /// The group keys, as written.
+    pub group: Vec<Expr>,
+    /// The aggregate calls, as written.
+    pub aggregates: Vec<Expr>,
+    /// The window function the query used, if the aggregate is over its
+    /// windows (for EXPLAIN).
+    pub window: Option<WindowTvf>,
+    /// The aggregate, compiled.
+    pub spec: Arc<AggregateSpec>,
+}
+
+impl StreamAggregate {
+    /// Over windows or sessions (else plain groups)?
+    pub fn windowed(&self) -> bool {
+        self.spec.window != WindowKind::None
+    }
+}
+
+impl StreamNode {
+    /// Do this node's batches carry the op column (rows that retract)?
+    pub fn changelog(&self) -> bool {
+        match self {
+            StreamNode::Source(source) => source.input.source.changelog(),
+            StreamNode::Filter(StreamFilter { input, .. })
+            | StreamNode::Project(StreamProject { input, .. })
+            | StreamNode::Unnest(StreamUnnest { input, .. }) => input.changelog(),
+            StreamNode::HashJoin(join) => join.spec.changelog(),
+            StreamNode::Aggregate(aggregate) => aggregate.spec.emit == Emit::Updates,
+        }
+    }
+
+    /// Does a watermark bound the event time of this node's rows? From a
+    /// source that declares one, through stateless operators and
+    /// aggregates; never through a join: a row arriving on one side joins
+    /// the other side's rows of any age (a changed table row, its earlier
+    /// stream rows), so no time bounds what it may still emit.
+    pub fn watermarked(&self) -> bool {
+        match self {
+            StreamNode::Source(source) => source.input.event_time.is_some(),
+            StreamNode::Filter(StreamFilter { input, .. })
+            | StreamNode::Project(StreamProject { input, .. })
+            | StreamNode::Unnest(StreamUnnest { input, .. })
+            | StreamNode::Aggregate(StreamAggregate { input, .. }) => input.watermarked(),
+            StreamNode::HashJoin(_) => false,
+        }
+    }
+
+    /// The first source under this node (a join's left one): the stream a
+    /// view is named after in metrics and messages.
+    pub fn first_source(&self) -> &StreamSource {
+        match self {
+            StreamNode::Source(source) => source,
+            StreamNode::Filter(StreamFilter { input, .. })
+            | StreamNode::Project(StreamProject { input, .. })
+            | StreamNode::Unnest(StreamUnnest { input, .. })
+            | StreamNode::Aggregate(StreamAggregate { input, .. }) => input.first_source(),
+            StreamNode::HashJoin(join) => join.left.first_source(),
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Lowering and rendering, from SQL through DataFusion's optimized plan to
+//! typed nodes, their EXPLAIN and the runtime's plan. The exact EXPLAIN text
+//! is pinned by `sql-tests/streaming/explain.slt`; these tests pin the
+//! shapes: which node sits where, and which runtime stage it lands in.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::datasource::empty::EmptyTable;
+use datafusion::prelude::SessionContext;
+use weir_runtime::plan::EventTime;
+use weir_runtime::source::{Source, SourcePosition, SourceReader};
+
+use super::explain::explain;
+use super::nodes::{StreamAggregate, StreamExchange, StreamMaterialize, StreamNode};
+use super::runtime_plan::runtime_plan;
+use super::{StreamInput, lower_stream};
+use crate::error::PlanError;
+
+/// A stream of bids that a planner test never reads: the planner needs only
+/// its schema, partitions and description.
+#[derive(Debug)]
+struct Bids {
+    schema: SchemaRef,
+}
+
+impl Source for Bids {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn partitions(&self) -> usize {
+        1
+    }
+    fn bounded(&self) -> bool {
+        true
+    }
+    fn open(
+        &self,
+        _partition: usize,
+        _from: Option<SourcePosition>,
+    ) -> datafusion::common::Result<Box<dyn SourceReader>> {
+        Err(datafusion::common::DataFusionError::Internal(
+            "a planner test does not run its plan".into(),
+        ))
+    }
+    fn describe(&self) -> String {
+        "bids for planner tests".into()
+    }
+}
+
+fn bids_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("auction", DataType::Int64, true),
+        Field::new("bidder", DataType::Int64, true),
+        Field::new("price", DataType::Int64, true),
+        Field::new(
+            "date_time",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            true,
+        ),
+    ]))
+}
+
+/// The typed plan of `sql` over the stream `bids`, with two workers.
+async fn lower(sql: &str) -> crate::error::Result<StreamMaterialize> {
+    let schema = bids_schema();
+    let ctx = SessionContext::new();
+    ctx.register_table("bids", Arc::new(EmptyTable::new(schema.clone())))
+        .expect("register bids");
+    let plan = ctx
+        .sql(sql)
+        .await
+        .expect("plan")
+        .into_optimized_plan()
+        .expect("optimize");
+    let input = StreamInput {
+        source: Arc::new(Bids { schema }),
+        event_time: Some(EventTime {
+            column: 3,
+            delay: 2_000_000_000,
+        }),
+        time_column: Some("date_time".into()),
+    };
+    let inputs = HashMap::from([("bids".to_string(), input)]);
+    lower_stream(&plan, None, false, 2, &inputs)
+}
+
+/// Each EXPLAIN line as (depth, operator name).
+fn operators(explain: &str) -> Vec<(usize, String)> {
+    explain
+        .lines()
+        .map(|line| {
+            let name = line.trim_start();
+            let depth = (line.len() - name.len()) / 2;
+            let name = name.split(':').next().unwrap_or_default().to_string();
+            (depth, name)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_aggregate_lowers_to_its_exchange_and_three_stages() {
+    let plan =
+        lower("SELECT auction, max(price) AS top FROM bids WHERE price > 10 GROUP BY auction")
+            .await
+            .expect("lower");
+    let text = explain(&plan);
+    let shown = operators(&text);
+    assert_eq!(shown[0], (0, "StreamMaterialize".to_string()), "{text}");
+    let aggregate = shown
+        .iter()
+        .position(|(_, name)| name == "StreamGroupAggregate")
+        .unwrap_or_else(|| panic!("no aggregate in\n{text}"));
+    let (depth, _) = shown[aggregate];
+    assert_eq!(
+        shown[aggregate + 1],
+        (depth + 1, "StreamExchange".to_string()),
+        "{text}"
+    );
+    assert!(
+        text.contains("StreamExchange: hash(bids.auction) to 2 workers\n"),
+        "{text}"
+    );
+    assert_eq!(
+        shown.last(),
+        Some(&(shown.len() - 1, "StreamSource".to_string())),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("StreamSource: bids [bids for planner tests] watermark=date_time - 2s\n"),
+        "{text}"
+    );
+    assert!(plan.changelog, "a group aggregate's result is updating");
+
+    let runtime = runtime_plan(&plan).expect("runtime plan");
+    let spec = runtime.aggregate.as_ref().expect("an aggregate");
+    assert_eq!(spec.partition_keys, vec![0]);
+    assert!(runtime.join.is_none());
+    assert!(
+        !runtime.before.is_empty(),
+        "the filter runs on the source partitions"
+    );
+    assert!(runtime.changelog);
+    assert_eq!(runtime.parallelism, 2);
+    assert_eq!(runtime.stream_name, "bids");
+}
+
+#[tokio::test]
+async fn a_join_has_two_alike_inputs_under_one_exchange() {
+    let plan = lower(
+        "SELECT a.bidder, b.price FROM bids a JOIN bids b ON a.auction = b.auction WHERE b.price > 500",
+    )
+    .await
+    .expect("lower");
+    let mut node = &plan.input;
+    let join = loop {
+        match node {
+            StreamNode::HashJoin(join) => break join,
+            StreamNode::Filter(f) => node = &f.input,
+            StreamNode::Project(p) => node = &p.input,
+            other => panic!("no join above {other:?}"),
+        }
+    };
+    // Alike: each input is a source with stateless operators on it.
+    assert_eq!(join.left.first_source().name, "bids");
+    assert_eq!(join.right.first_source().name, "bids");
+    assert!(matches!(
+        *join.left,
+        StreamNode::Source(_) | StreamNode::Project(_) | StreamNode::Filter(_)
+    ));
+    assert!(matches!(
+        *join.right,
+        StreamNode::Source(_) | StreamNode::Project(_) | StreamNode::Filter(_)
+    ));
+    assert!(
+        !plan.input.watermarked(),
+        "a join's output has no watermark"
+    );
+
+    let text = explain(&plan);
+    let shown = operators(&text);
+    let at = shown
+        .iter()
+        .position(|(_, name)| name == "StreamHashJoin")
+        .unwrap_or_else(|| panic!("no join in\n{text}"));
+    let depth = shown[at].0;
+    assert!(
+        text.contains("StreamExchange: hash(a.auction) to 2 workers, from both inputs\n"),
+        "{text}"
+    );
+    assert_eq!(shown[at + 1], (depth + 1, "StreamExchange".to_string()));
+    // Both inputs are printed at the same depth, the left one first.
+    assert_eq!(shown[at + 2].0, depth + 2, "{text}");
+    let sources: Vec<usize> = shown
+        .iter()
+        .filter(|(_, name)| name == "StreamSource")
+        .map(|(d, _)| *d)
+        .collect();
+    assert_eq!(sources.len(), 2, "{text}");
+
+    let runtime = runtime_plan(&plan).expect("runtime plan");
+    let runtime_join = runtime.join.as_ref().expect("a join");
+    assert!(runtime.aggregate.is_none());
+    assert!(
+        runtime.after.is_empty(),
+        "without an aggregate nothing runs after it"
+    );
+    assert!(
+        !runtime_join.before.is_empty(),
+        "the right input's filter runs on its partitions"
+    );
+    assert_eq!(runtime_join.spec.keys[0].len(), 1);
+    assert!(!runtime.changelog, "an inner join of streams appends");
+}
+
+#[tokio::test]
+async fn a_plan_without_state_runs_on_the_source_partitions() {
+    let plan = lower("SELECT auction, price * 2 AS double FROM bids")
+        .await
+        .expect("lower");
+    let text = explain(&plan);
+    assert!(
+        text.starts_with("StreamMaterialize: append-only columns=[auction, double]\n"),
+        "{text}"
+    );
+    assert!(!text.contains("StreamExchange"), "{text}");
+    let runtime = runtime_plan(&plan).expect("runtime plan");
+    assert!(runtime.aggregate.is_none() && runtime.join.is_none());
+    assert!(runtime.after.is_empty());
+    assert!(!runtime.before.is_empty());
+    assert!(!runtime.changelog);
+}
+
+#[tokio::test]
+async fn a_shape_the_runtime_cannot_run_is_an_internal_error() {
+    let plan = lower("SELECT auction, count(*) AS n FROM bids GROUP BY auction")
+        .await
+        .expect("lower");
+    let mut node = plan.input;
+    // Find the aggregate and stack a second one on it: lowering refuses
+    // that, so only a planner bug could build it.
+    let inner = loop {
+        match node {
+            StreamNode::Aggregate(aggregate) => break aggregate,
+            StreamNode::Project(p) => node = *p.input,
+            StreamNode::Filter(f) => node = *f.input,
+            other => panic!("no aggregate in {other:?}"),
+        }
+    };
+    let spec = inner.spec.clone();
+    let outer = StreamAggregate {
+        input: Box::new(StreamNode::Aggregate(inner)),
+        exchange: StreamExchange {
+            keys: Vec::new(),
+            workers: 2,
+        },
+        group: Vec::new(),
+        aggregates: Vec::new(),
+        window: None,
+        spec,
+    };
+    let broken = StreamMaterialize {
+        input: StreamNode::Aggregate(outer),
+        changelog: true,
+        schema: plan.schema,
+        parallelism: 2,
+    };
+    let err = runtime_plan(&broken).expect_err("an aggregate over an aggregate");
+    assert!(
+        matches!(&err, PlanError::Internal(message) if message.contains("found an aggregate")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn what_cannot_be_maintained_is_refused_with_the_reason() {
+    let err = lower("SELECT auction FROM bids ORDER BY price")
+        .await
+        .expect_err("ORDER BY");
+    assert!(
+        matches!(&err, PlanError::Unsupported { what, .. } if what == "ORDER BY in a materialized view"),
+        "{err:?}"
+    );
+    let err = lower("SELECT a.bidder FROM bids a JOIN bids b ON a.auction < b.auction")
+        .await
+        .expect_err("no equal keys");
+    assert!(matches!(err, PlanError::Unsupported { .. }), "{err:?}");
+}
