@@ -20,9 +20,13 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 
+use datafusion::catalog::Session;
+
 use crate::error::{ConnectorError, Result};
+use crate::generator::SeekablePartition;
+use crate::opened_stream::OpenedStream;
 use crate::options::ConnectorOptions;
-use crate::stream::SeekablePartition;
+use crate::registry::{Connector, OptionSpec, Role};
 
 /// The connector's name.
 pub const CONNECTOR: &str = "datagen";
@@ -235,14 +239,74 @@ impl SeekablePartition for Datagen {
                     (Some(rows), None) => BATCH_ROWS.min(rows - first),
                     (rows, rate) => {
                         let rate = rate.unwrap_or(DEFAULT_RATE);
-                        crate::stream::pace(started, first - from, rate).await;
+                        crate::generator::pace(started, first - from, rate).await;
                         let left = rows.map_or(u64::MAX, |rows| rows - first);
-                        crate::stream::paced_batch_rows(rate, BATCH_ROWS).min(left)
+                        crate::generator::paced_batch_rows(rate, BATCH_ROWS).min(left)
                     }
                 };
                 Some((generator.batch(first, count), first + count))
             }
         });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+/// `WITH (connector = 'datagen', ...)` over declared columns: a stream only.
+#[derive(Debug, Clone, Copy)]
+pub struct DatagenConnector;
+
+#[async_trait::async_trait]
+impl Connector for DatagenConnector {
+    fn name(&self) -> &'static str {
+        CONNECTOR
+    }
+
+    fn can_be(&self) -> &'static [Role] {
+        &[Role::Stream]
+    }
+
+    fn options(&self) -> &'static [OptionSpec] {
+        const OPTIONS: &[OptionSpec] = &[
+            OptionSpec::new(
+                "rows",
+                "how many rows before the stream ends (none: it never ends)",
+            ),
+            OptionSpec::new(
+                "rate",
+                "rows per wall-clock second (default 1000 when unbounded)",
+            ),
+            OptionSpec::new("seed", "the random seed: the same seed makes the same rows"),
+            OptionSpec::new("fields.<column>.kind", "sequence (the default) or random"),
+            OptionSpec::new("fields.<column>.min", "the smallest value (default 0)"),
+            OptionSpec::new(
+                "fields.<column>.max",
+                "the largest random value (default 1000)",
+            ),
+            OptionSpec::new(
+                "fields.<column>.step_ms",
+                "a timestamp's step per row in milliseconds (default 1000)",
+            ),
+        ];
+        OPTIONS
+    }
+
+    async fn open_stream(
+        &self,
+        _state: &dyn Session,
+        options: &mut ConnectorOptions,
+        declared: Option<SchemaRef>,
+    ) -> Result<OpenedStream> {
+        let schema = declared.ok_or_else(|| ConnectorError::InvalidOption {
+            option: "columns".into(),
+            value: String::new(),
+            reason: "a datagen stream needs a column list".into(),
+        })?;
+        let generator = Datagen::from_options(schema, options)?;
+        crate::generator::opened(
+            generator.schema(),
+            generator.partitions(),
+            generator.bounded(),
+            "datagen generator",
+        )
     }
 }

@@ -10,8 +10,32 @@ pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
     /// The user named a connector Weir does not have.
-    #[error("unknown connector \"{0}\"")]
-    UnknownConnector(String),
+    #[error("unknown connector \"{name}\": expected {known}")]
+    UnknownConnector {
+        /// The name given.
+        name: String,
+        /// The connectors there are, as a list for the message.
+        known: String,
+    },
+    /// `WITH (...)` without a `connector` (user's fault).
+    #[error("option \"connector\" is required for a {role}: expected {one_of}")]
+    MissingConnector {
+        /// What was being created.
+        role: crate::registry::Role,
+        /// The connectors that can be that, as a list for the message.
+        one_of: String,
+    },
+    /// A connector used as something it cannot be, such as a generator as a
+    /// sink (user's fault; a feature Weir does not have).
+    #[error("connector \"{connector}\" cannot be a {role}: it can be {can_be}")]
+    CannotBe {
+        /// The connector named.
+        connector: String,
+        /// What it was asked to be.
+        role: crate::registry::Role,
+        /// What it can be, as a list for the message.
+        can_be: String,
+    },
     /// A required option is missing (user's fault).
     #[error("option \"{option}\" is required for connector \"{connector}\"")]
     MissingOption {
@@ -21,12 +45,17 @@ pub enum ConnectorError {
         option: &'static str,
     },
     /// An option the connector does not know (user's fault).
-    #[error("unknown option \"{option}\" for connector \"{connector}\"")]
+    #[error(
+        "unknown option \"{option}\" for connector \"{connector}\"{}",
+        .accepts.as_deref().map(|a| format!(": {a}")).unwrap_or_default()
+    )]
     UnknownOption {
         /// The connector whose option it is.
         connector: String,
         /// The option's name.
         option: String,
+        /// What the connector accepts instead, when known.
+        accepts: Option<String>,
     },
     /// An option with a value that cannot be used (user's fault).
     #[error("invalid value \"{value}\" for option \"{option}\": {reason}")]

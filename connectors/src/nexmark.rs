@@ -19,9 +19,13 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 
+use datafusion::catalog::Session;
+
 use crate::error::{ConnectorError, Result};
+use crate::generator::SeekablePartition;
+use crate::opened_stream::OpenedStream;
 use crate::options::ConnectorOptions;
-use crate::stream::SeekablePartition;
+use crate::registry::{Connector, OptionSpec, Role};
 
 /// The connector's name.
 pub const CONNECTOR: &str = "nexmark";
@@ -376,14 +380,14 @@ impl SeekablePartition for NexmarkPartition {
                 // interval, so that results move while events trickle in.
                 let batch_rows = match generator.rows {
                     Some(_) => BATCH_ROWS,
-                    None => crate::stream::paced_batch_rows(generator.rate / parts, BATCH_ROWS),
+                    None => crate::generator::paced_batch_rows(generator.rate / parts, BATCH_ROWS),
                 };
                 let ids: Vec<u64> = (0..batch_rows)
                     .map(|i| first + i * parts)
                     .take_while(|n| generator.rows.is_none_or(|rows| *n < rows))
                     .collect();
                 if generator.rows.is_none() {
-                    crate::stream::pace(started, first.saturating_sub(skipped), generator.rate)
+                    crate::generator::pace(started, first.saturating_sub(skipped), generator.rate)
                         .await;
                 }
                 let batch = generator.batch(&ids);
@@ -394,6 +398,57 @@ impl SeekablePartition for NexmarkPartition {
             self.generator.schema.clone(),
             stream,
         ))
+    }
+}
+
+/// `WITH (connector = 'nexmark', table = 'bid', ...)`: a stream only.
+#[derive(Debug, Clone, Copy)]
+pub struct NexmarkConnector;
+
+#[async_trait::async_trait]
+impl Connector for NexmarkConnector {
+    fn name(&self) -> &'static str {
+        CONNECTOR
+    }
+
+    fn can_be(&self) -> &'static [Role] {
+        &[Role::Stream]
+    }
+
+    fn options(&self) -> &'static [OptionSpec] {
+        const OPTIONS: &[OptionSpec] = &[
+            OptionSpec::new("table", "bid, auction or person").required(),
+            OptionSpec::new(
+                "rate",
+                "events per second of event time (and of wall-clock time when unbounded)",
+            ),
+            OptionSpec::new(
+                "rows",
+                "how many events before the stream ends (none: it never ends)",
+            ),
+            OptionSpec::new("seed", "the random seed: the same seed makes the same rows"),
+            OptionSpec::new(
+                "partitions",
+                "how many source partitions generate events (1 to 256)",
+            ),
+        ];
+        OPTIONS
+    }
+
+    async fn open_stream(
+        &self,
+        _state: &dyn Session,
+        options: &mut ConnectorOptions,
+        _declared: Option<SchemaRef>,
+    ) -> Result<OpenedStream> {
+        let generator = Nexmark::from_options(options)?;
+        let opened = crate::generator::opened(
+            generator.schema(),
+            generator.partitions(),
+            generator.bounded(),
+            "nexmark generator",
+        )?;
+        Ok(opened.with_time_column(generator.time_column()))
     }
 }
 

@@ -2,6 +2,8 @@
 //!
 //! Keys are case-insensitive; every key must be consumed by the connector that
 //! reads the bag, so a typo (`delimter`) is an error, not silently ignored.
+//! Which keys a connector accepts is declared once, in its
+//! [`Connector::options`](crate::registry::Connector::options).
 
 use std::collections::BTreeMap;
 
@@ -88,6 +90,7 @@ impl ConnectorOptions {
             Some(option) => Err(ConnectorError::UnknownOption {
                 connector: connector.to_string(),
                 option,
+                accepts: None,
             }),
         }
     }

@@ -100,7 +100,7 @@ pub struct Parsed {
 /// A stream as the engine keeps it.
 pub struct LiveStream {
     /// Its connector.
-    pub connector: weir_connectors::stream::StreamConnector,
+    pub connector: weir_connectors::OpenedStream,
     /// The event-time column and watermark delay.
     pub event_time: Option<(String, i64)>,
 }

@@ -693,10 +693,15 @@ fn classify_io(io: &std::io::Error) -> ServerError {
 
 fn connector_error(err: &ConnectorError) -> ServerError {
     match err {
-        ConnectorError::UnknownConnector(_)
+        ConnectorError::UnknownConnector { .. }
+        | ConnectorError::MissingConnector { .. }
         | ConnectorError::MissingOption { .. }
         | ConnectorError::UnknownOption { .. }
         | ConnectorError::InvalidOption { .. } => ServerError::InvalidParameterValue {
+            message: err.to_string(),
+            hint: None,
+        },
+        ConnectorError::CannotBe { .. } => ServerError::FeatureNotSupported {
             message: err.to_string(),
             hint: None,
         },

@@ -11,6 +11,8 @@
 //! ```
 //!
 //! # Layout
+//! - [`KafkaConnector`] (here): the connector's entry in the registry, with
+//!   every option it accepts as a stream and as a sink.
 //! - [`KafkaOptions`] (here): the `WITH (...)` options shared by the source
 //!   and the sink, and the librdkafka client settings they make.
 //! - [`format`]: message bytes to Arrow rows and back.
@@ -27,12 +29,20 @@ pub mod sink;
 pub mod source;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::catalog::streaming::StreamingTable;
 use rdkafka::ClientConfig;
+use weir_runtime::source::Source;
 
 use crate::error::{ConnectorError, Result};
+use crate::opened_stream::{OpenedStream, SourceFactory};
 use crate::options::ConnectorOptions;
+use crate::registry::{Connector, OptionSpec, Role};
 
 /// The name of the connector in `WITH (connector = 'kafka')`.
 pub const CONNECTOR: &str = "kafka";
@@ -87,6 +97,137 @@ impl KafkaOptions {
             config.set(key, value);
         }
         config
+    }
+}
+
+/// `WITH (connector = 'kafka', topic = ..., brokers = ..., format = ...)`:
+/// a stream or a sink.
+#[derive(Debug, Clone, Copy)]
+pub struct KafkaConnector;
+
+#[async_trait]
+impl Connector for KafkaConnector {
+    fn name(&self) -> &'static str {
+        CONNECTOR
+    }
+
+    fn can_be(&self) -> &'static [Role] {
+        &[Role::Stream, Role::Sink]
+    }
+
+    fn options(&self) -> &'static [OptionSpec] {
+        const STREAM: &[Role] = &[Role::Stream];
+        const SINK: &[Role] = &[Role::Sink];
+        const OPTIONS: &[OptionSpec] = &[
+            OptionSpec::new("topic", "the topic read or written").required(),
+            OptionSpec::new("brokers", "bootstrap servers, host:port[,host:port...]").required(),
+            OptionSpec::new("format", "json, csv, raw, debezium-json or avro (streams)").required(),
+            OptionSpec::new("delimiter", "csv: the field separator (default ',')"),
+            OptionSpec::new("avro_schema", "avro: the writer's schema, as JSON").only(STREAM),
+            OptionSpec::new(
+                "avro_framing",
+                "avro: none (a bare datum, the default) or confluent",
+            )
+            .only(STREAM),
+            OptionSpec::new(
+                "properties.<name>",
+                "a librdkafka client setting, passed as it is",
+            ),
+            OptionSpec::new(
+                "scan_startup",
+                "where a new stream starts: earliest, latest or timestamp",
+            )
+            .only(STREAM),
+            OptionSpec::new(
+                "start_timestamp",
+                "with scan_startup = 'timestamp': from when",
+            )
+            .only(STREAM),
+            OptionSpec::new(
+                "on_error",
+                "an undecodable message: fail, skip or dead_letter",
+            )
+            .only(STREAM),
+            OptionSpec::new(
+                "dead_letter_topic",
+                "with on_error = 'dead_letter': where they go",
+            )
+            .only(STREAM),
+            OptionSpec::new(
+                "idle_timeout",
+                "after how long a silent partition stops holding back the watermark",
+            )
+            .only(STREAM),
+            OptionSpec::new(
+                "key",
+                "the columns that make a message's key, comma-separated",
+            )
+            .only(SINK),
+            OptionSpec::new("delivery", "exactly-once (the default) or at-least-once").only(SINK),
+            OptionSpec::new(
+                "transactional_id_prefix",
+                "exactly-once: the producers' transactional ids",
+            )
+            .only(SINK),
+            OptionSpec::new("commit_topic", "exactly-once: where commits are recorded").only(SINK),
+        ];
+        OPTIONS
+    }
+
+    async fn open_stream(
+        &self,
+        _state: &dyn Session,
+        options: &mut ConnectorOptions,
+        declared: Option<SchemaRef>,
+    ) -> Result<OpenedStream> {
+        let kafka = source::KafkaStream::from_options(options, declared)?;
+        // Unbounded: no table for ad-hoc scans (views read it).
+        let table = Arc::new(
+            StreamingTable::try_new(kafka.schema(), Vec::new())?.with_infinite_table(true),
+        );
+        Ok(OpenedStream::new(
+            table,
+            false,
+            Arc::new(KafkaSources(Arc::new(kafka))),
+        ))
+    }
+
+    fn open_sink(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        changelog: bool,
+        options: &mut ConnectorOptions,
+    ) -> Result<Arc<dyn weir_runtime::job::Sink>> {
+        Ok(Arc::new(sink::KafkaSink::new(
+            name, schema, changelog, options,
+        )?))
+    }
+}
+
+/// A topic's sources: one per job, over the partitions the topic has then.
+#[derive(Debug)]
+struct KafkaSources(Arc<source::KafkaStream>);
+
+#[async_trait]
+impl SourceFactory for KafkaSources {
+    async fn source(&self, _state: &dyn Session) -> Result<Arc<dyn Source>> {
+        // Asks the broker for the partitions: blocking.
+        let kafka = self.0.clone();
+        let source = tokio::task::spawn_blocking(move || kafka.source())
+            .await
+            .map_err(|e| ConnectorError::External {
+                system: "kafka",
+                message: e.to_string(),
+            })??;
+        Ok(Arc::new(source))
+    }
+
+    fn observe(&mut self, stream: &str, metrics: &weir_runtime::metrics::RuntimeMetrics) {
+        if let Some(kafka) = Arc::get_mut(&mut self.0) {
+            kafka.bad_rows = metrics.bad(stream);
+            kafka.lag = Some((stream.to_string(), metrics.source_lag.clone()));
+        }
     }
 }
 

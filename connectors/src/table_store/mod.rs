@@ -22,13 +22,18 @@
 //! # Layout
 //! - [`wal`]: the log: framing, checksums, group commit, recovery.
 //! - [`record`]: what a record says (a table's deleted and inserted rows).
-//! - [`table`]: a table's rows and index, and its `TableProvider`.
+//! - `rows`: a table's rows in memory (Arrow chunks) and its primary-key index.
+//! - [`table`]: a table's writes (checked, logged, applied) and the changes
+//!   its views read; [`OwnedTable`], the handle to it.
+//! - `provider`: [`OwnedTable`] as DataFusion's `TableProvider`.
 //! - [`changelog`]: an append-only table as a streaming source.
 //! - `segments`: compaction: tables written as Arrow IPC files, the log
 //!   before them deleted.
 
 pub mod changelog;
+mod provider;
 pub mod record;
+mod rows;
 mod segments;
 pub mod table;
 pub mod wal;
@@ -43,8 +48,9 @@ use parking_lot::RwLock;
 use tracing::info;
 
 use crate::error::Result;
+use rows::TableData;
 pub use table::OwnedTable;
-use table::{TableData, TableInner};
+use table::TableInner;
 use wal::Wal;
 
 /// What the catalog says about a table Weir owns.

@@ -13,7 +13,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use tracing::info;
-use weir_connectors::{ConnectorOptions, FileSpec};
+use weir_connectors::ConnectorOptions;
+use weir_connectors::registry::{self, Opening};
 use weir_planner::catalog::{Catalog, CatalogEntry, TableDef, ViewDef};
 use weir_planner::statement::{CreateTable, CreateView, ObjectKind};
 
@@ -46,24 +47,8 @@ pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<O
             hint: None,
         });
     }
-    let mut options = ConnectorOptions::new(create.options.clone());
+    let options = ConnectorOptions::new(create.options.clone());
     let stored_options = options.as_map().clone();
-    let connector =
-        options
-            .take("connector")
-            .ok_or_else(|| ServerError::InvalidParameterValue {
-                message: "option \"connector\" is required".to_string(),
-                hint: Some(
-                    "e.g. WITH (connector = 'file', path = 'data/x.csv', format = 'csv')"
-                        .to_string(),
-                ),
-            })?;
-    if connector != weir_connectors::file::CONNECTOR {
-        return Err(weir_connectors::ConnectorError::UnknownConnector(connector).into());
-    }
-    let spec = FileSpec::from_options(&mut options)?;
-    options.finish(&connector)?;
-
     let declared = if create.columns.is_empty() {
         None
     } else {
@@ -72,7 +57,7 @@ pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<O
     let state = engine.ctx.state();
     let table = engine
         .executor
-        .run(async move { spec.open_table(&state, declared, true).await })
+        .run(async move { registry::open_table(&state, options, declared, Opening::Create).await })
         .await??;
     let def = TableDef {
         name: create.name.clone(),
@@ -418,17 +403,18 @@ async fn restore_table(engine: &Arc<Engine>, def: &TableDef) -> Result<()> {
     if let Some(owned) = &def.owned {
         return super::dml::restore_table(engine, def, owned);
     }
-    let mut options = ConnectorOptions::new(def.options.clone());
-    options.take("connector");
-    let spec = FileSpec::from_options(&mut options)?;
+    let options = ConnectorOptions::new(def.options.clone());
     let schema = def.schema()?;
     let state = engine.ctx.state();
     // Files may be missing right now (a mount not up yet): the table is
     // still registered, and queries fail with a clear error until they return.
-    let table = engine
-        .executor
-        .run(async move { spec.open_table(&state, Some(schema), false).await })
-        .await??;
+    let table =
+        engine
+            .executor
+            .run(async move {
+                registry::open_table(&state, options, Some(schema), Opening::Restore).await
+            })
+            .await??;
     engine
         .ctx
         .register_table(TableReference::bare(def.name.as_str()), table)

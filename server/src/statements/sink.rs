@@ -1,6 +1,6 @@
 //! `CREATE SINK name FROM view WITH (connector = 'file', ...)` and
 //! `DROP SINK`: a materialized view's rows written out by its job, exactly
-//! once (see `weir_connectors::file_sink`).
+//! once (see `weir_connectors::registry` and each connector's sink).
 //!
 //! A sink is part of its view's job: it gets the view's contents when it is
 //! created, then every change, and takes part in the job's checkpoints.
@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tracing::info;
 use weir_connectors::ConnectorOptions;
-use weir_connectors::file_sink::FileSink;
+use weir_connectors::registry;
 use weir_planner::catalog::{CatalogEntry, SinkDef};
 use weir_planner::statement::CreateSink;
 use weir_runtime::job::Sink;
@@ -23,31 +23,13 @@ pub fn open(
     def: &SinkDef,
     view: &weir_runtime::materialized::MaterializedView,
 ) -> Result<Arc<dyn Sink>> {
-    let mut options = ConnectorOptions::new(def.options.clone());
-    let connector = options.take("connector").unwrap_or_default();
-    match connector.to_ascii_lowercase().as_str() {
-        weir_connectors::file::CONNECTOR => {
-            let sink = FileSink::new(&def.name, view.schema(), view.is_changelog(), &mut options)?;
-            options.finish(weir_connectors::file::CONNECTOR)?;
-            Ok(Arc::new(sink))
-        }
-        weir_connectors::kafka::CONNECTOR => {
-            let sink = weir_connectors::kafka::sink::KafkaSink::new(
-                &def.name,
-                view.schema(),
-                view.is_changelog(),
-                &mut options,
-            )?;
-            options.finish(weir_connectors::kafka::CONNECTOR)?;
-            Ok(Arc::new(sink))
-        }
-        "" => Err(weir_connectors::ConnectorError::MissingOption {
-            connector: "sink".into(),
-            option: "connector",
-        }
-        .into()),
-        other => Err(weir_connectors::ConnectorError::UnknownConnector(other.to_string()).into()),
-    }
+    let options = ConnectorOptions::new(def.options.clone());
+    Ok(registry::open_sink(
+        &def.name,
+        view.schema(),
+        view.is_changelog(),
+        options,
+    )?)
 }
 
 /// `CREATE SINK`.

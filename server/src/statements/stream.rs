@@ -21,7 +21,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::{self as ast, Statement};
 use tracing::info;
 use weir_connectors::ConnectorOptions;
-use weir_connectors::stream::StreamConnector;
+use weir_connectors::registry;
 use weir_planner::catalog::{CatalogEntry, MaterializedViewDef, SinkDef, StreamDef, TableDef};
 use weir_planner::parser::WatermarkClause;
 use weir_planner::statement::ObjectKind;
@@ -102,7 +102,7 @@ pub async fn create_stream(engine: &Arc<Engine>, create: CreateStream) -> Result
 async fn open_stream(
     engine: &Arc<Engine>,
     name: &str,
-    mut options: ConnectorOptions,
+    options: ConnectorOptions,
     stored: std::collections::BTreeMap<String, String>,
     declared: Option<SchemaRef>,
     watermark: Option<&WatermarkClause>,
@@ -110,7 +110,7 @@ async fn open_stream(
     let state = engine.ctx.state();
     let mut connector = engine
         .executor
-        .run(async move { StreamConnector::open(&state, &mut options, declared).await })
+        .run(async move { registry::open_stream(&state, options, declared).await })
         .await??;
     connector.observe(name, &engine.runtime_metrics);
     let schema = connector.schema();

@@ -1,9 +1,17 @@
-//! Files on disk (or, later, in object storage): csv, newline-delimited json
-//! and parquet, one file, a directory, or a glob (`data/*.csv`).
+//! The `file` connector: csv, newline-delimited json and parquet files on
+//! the server's disk (one file, a directory, or a glob such as
+//! `data/*.csv`), as a table, as a bounded stream, and as a sink.
 //!
-//! Bounded reads go through DataFusion's `ListingTable`, which already splits
-//! files across partitions, prunes parquet row groups and pushes projections
-//! down; Weir adds option validation, schema handling and clear errors.
+//! Reads go through DataFusion's `ListingTable`, which already splits files
+//! across partitions, prunes parquet row groups and pushes projections down;
+//! Weir adds option validation, schema handling and clear errors. Paths are
+//! local: no object store is registered for file paths (checkpoints, not
+//! tables, go to S3; see `server/src/checkpoints.rs`).
+//!
+//! # Layout
+//! - here: [`FileSpec`] (where the files are, how to decode them) and
+//!   [`FileConnector`] (the connector's entry in the registry).
+//! - [`sink`]: a view's rows written to files, exactly once.
 
 use std::sync::Arc;
 
@@ -27,7 +35,11 @@ use datafusion::datasource::listing::{
 use futures::TryStreamExt;
 
 use crate::error::{ConnectorError, Result};
+use crate::opened_stream::OpenedStream;
 use crate::options::ConnectorOptions;
+use crate::registry::{Connector, Opening, OptionSpec, Role};
+
+pub mod sink;
 
 /// The name of the file connector in `WITH (connector = 'file')`.
 pub const CONNECTOR: &str = "file";
@@ -284,6 +296,75 @@ fn guess_format(path: &str) -> Option<String> {
         "json" | "ndjson" | "jsonl" => Some("json".to_string()),
         "parquet" => Some("parquet".to_string()),
         _ => None,
+    }
+}
+
+/// `WITH (connector = 'file', path = ..., format = ...)`: a table, a
+/// bounded stream, or a sink writing into a folder.
+#[derive(Debug, Clone, Copy)]
+pub struct FileConnector;
+
+#[async_trait::async_trait]
+impl Connector for FileConnector {
+    fn name(&self) -> &'static str {
+        CONNECTOR
+    }
+
+    fn can_be(&self) -> &'static [Role] {
+        &[Role::Stream, Role::Table, Role::Sink]
+    }
+
+    fn options(&self) -> &'static [OptionSpec] {
+        const OPTIONS: &[OptionSpec] = &[
+            OptionSpec::new(
+                "path",
+                "a file, a folder or a glob; a sink's folder (relative to the server's working directory)",
+            )
+            .required(),
+            OptionSpec::new(
+                "format",
+                "csv, json or parquet (may be left out when the path's extension says it)",
+            ),
+            OptionSpec::new("header", "csv: does the first line name the columns (default true)"),
+            OptionSpec::new("delimiter", "csv: the field separator (default ',')"),
+        ];
+        OPTIONS
+    }
+
+    async fn open_stream(
+        &self,
+        state: &dyn Session,
+        options: &mut ConnectorOptions,
+        declared: Option<SchemaRef>,
+    ) -> Result<OpenedStream> {
+        let spec = FileSpec::from_options(options)?;
+        let description = format!("file {} ({})", spec.path, spec.format.name());
+        let table = spec.open_table(state, declared, true).await?;
+        Ok(OpenedStream::scanning(table, true, description))
+    }
+
+    async fn open_table(
+        &self,
+        state: &dyn Session,
+        options: &mut ConnectorOptions,
+        declared: Option<SchemaRef>,
+        opening: Opening,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let spec = FileSpec::from_options(options)?;
+        spec.open_table(state, declared, opening == Opening::Create)
+            .await
+    }
+
+    fn open_sink(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        changelog: bool,
+        options: &mut ConnectorOptions,
+    ) -> Result<Arc<dyn weir_runtime::job::Sink>> {
+        Ok(Arc::new(sink::FileSink::new(
+            name, schema, changelog, options,
+        )?))
     }
 }
 

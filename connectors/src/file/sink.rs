@@ -1,5 +1,8 @@
-//! The file sink: a materialized view's rows written to csv, json lines or
-//! parquet files in a folder, exactly once.
+//! The file connector as a sink (`CREATE SINK ... WITH (connector =
+//! 'file')`): a materialized view's rows written to csv, json lines or
+//! parquet files in a folder, exactly once. [`FileSink`] is what the view's
+//! job writes into (it implements the runtime's `job::Sink`); each open
+//! file is written by a `FormatWriter`.
 //!
 //! ```text
 //!   batches ──> <folder>/.inprogress/<sink>-<epoch>-<run>-<n>.<ext>   (open file)
@@ -32,14 +35,14 @@ use weir_runtime::checkpoint::StateWrite;
 use weir_runtime::job::Sink;
 
 use crate::error::{ConnectorError, Result};
-use crate::file::{CONNECTOR, FileFormatKind, FileSpec};
+use crate::file::{FileFormatKind, FileSpec};
 use crate::options::ConnectorOptions;
 
 /// The folder under the output folder where files are written until their
 /// checkpoint completes.
 const IN_PROGRESS: &str = ".inprogress";
 
-/// A file sink.
+/// A `CREATE SINK` into files.
 pub struct FileSink {
     name: String,
     folder: PathBuf,
@@ -63,10 +66,11 @@ struct Writing {
 
 struct Open {
     file: String,
-    writer: Writer,
+    writer: FormatWriter,
 }
 
-enum Writer {
+/// An open file's encoder, by format.
+enum FormatWriter {
     Csv(datafusion::arrow::csv::Writer<File>),
     Json(datafusion::arrow::json::LineDelimitedWriter<File>),
     Parquet(ArrowWriter<File>),
@@ -121,13 +125,6 @@ impl FileSink {
         })
     }
 
-    /// Check `options` for a file sink without creating anything.
-    pub fn check_options(options: &ConnectorOptions) -> Result<()> {
-        let mut options = options.clone();
-        FileSpec::from_options(&mut options)?;
-        options.finish(CONNECTOR)
-    }
-
     fn in_progress(&self, file: &str) -> PathBuf {
         self.folder.join(IN_PROGRESS).join(file)
     }
@@ -142,17 +139,17 @@ impl FileSink {
         );
         let handle = File::create(self.in_progress(&file)).map_err(|e| io("creating a file", e))?;
         let writer = match self.format {
-            FileFormatKind::Csv { header, delimiter } => Writer::Csv(
+            FileFormatKind::Csv { header, delimiter } => FormatWriter::Csv(
                 datafusion::arrow::csv::WriterBuilder::new()
                     .with_header(header)
                     .with_delimiter(delimiter)
                     .build(handle),
             ),
             FileFormatKind::Json => {
-                Writer::Json(datafusion::arrow::json::LineDelimitedWriter::new(handle))
+                FormatWriter::Json(datafusion::arrow::json::LineDelimitedWriter::new(handle))
             }
             FileFormatKind::Parquet => {
-                Writer::Parquet(ArrowWriter::try_new(handle, self.schema.clone(), None)?)
+                FormatWriter::Parquet(ArrowWriter::try_new(handle, self.schema.clone(), None)?)
             }
         };
         Ok(Open { file, writer })
@@ -161,12 +158,12 @@ impl FileSink {
     /// Close the open file (flushed and synced): it is pending.
     fn close(&self, open: Open) -> DfResult<String> {
         let file = match open.writer {
-            Writer::Csv(w) => w.into_inner(),
-            Writer::Json(mut w) => {
+            FormatWriter::Csv(w) => w.into_inner(),
+            FormatWriter::Json(mut w) => {
                 w.finish()?;
                 w.into_inner()
             }
-            Writer::Parquet(w) => w.into_inner()?,
+            FormatWriter::Parquet(w) => w.into_inner()?,
         };
         file.sync_all().map_err(|e| io("syncing a file", e))?;
         Ok(open.file)
@@ -217,9 +214,9 @@ impl Sink for FileSink {
             return Ok(());
         };
         match &mut open.writer {
-            Writer::Csv(w) => w.write(&batch)?,
-            Writer::Json(w) => w.write(&batch)?,
-            Writer::Parquet(w) => w.write(&batch)?,
+            FormatWriter::Csv(w) => w.write(&batch)?,
+            FormatWriter::Json(w) => w.write(&batch)?,
+            FormatWriter::Parquet(w) => w.write(&batch)?,
         }
         Ok(())
     }
