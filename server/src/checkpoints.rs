@@ -14,7 +14,6 @@ use weir_runtime::checkpoint::{CheckpointConfig, CheckpointStore};
 use weir_runtime::job::Checkpointing;
 
 use crate::config::Config;
-use crate::engine::Engine;
 use crate::error::{Result, ServerError};
 
 /// Open the configured checkpoint store (`None` when checkpoints are off).
@@ -84,7 +83,8 @@ pub fn open(config: &Config) -> Result<Option<CheckpointStore>> {
 /// starts clean; a restored one starts from its latest checkpoint if that
 /// checkpoint is of the same query over the same source partitions.
 pub async fn for_job(
-    engine: &Arc<Engine>,
+    checkpoints: Option<&CheckpointStore>,
+    runtime_metrics: &weir_runtime::metrics::RuntimeMetrics,
     name: &str,
     query: &str,
     plan: &weir_runtime::plan::StreamPlan,
@@ -92,8 +92,8 @@ pub async fn for_job(
 ) -> Result<Checkpointing> {
     let sources = plan.partitions();
     let partitions = sources.len();
-    let metrics = engine.runtime_metrics.checkpoints.clone();
-    let Some(checkpoints) = &engine.checkpoints else {
+    let metrics = runtime_metrics.checkpoints.clone();
+    let Some(checkpoints) = checkpoints else {
         return Ok(Checkpointing {
             plan: query.to_string(),
             metrics,
@@ -151,8 +151,8 @@ pub async fn for_job(
 }
 
 /// Remove a dropped job's checkpoints.
-pub async fn drop_job(engine: &Arc<Engine>, name: &str) {
-    if let Some(checkpoints) = &engine.checkpoints
+pub async fn drop_job(checkpoints: Option<&CheckpointStore>, name: &str) {
+    if let Some(checkpoints) = checkpoints
         && let Err(err) = checkpoints.job(name).delete_all().await
     {
         warn!(job = name, %err, "could not remove the checkpoints of a dropped job");

@@ -1,4 +1,5 @@
-//! The HTTP endpoint: `/healthz` and `/metrics` (REST API and console later).
+//! The HTTP endpoint: `/healthz` and `/metrics`. The design's REST API and
+//! web console are not built; they would be served here.
 
 use std::sync::Arc;
 

@@ -254,7 +254,7 @@ impl TableProvider for PgColumns {
                 columns[type_index] = pg_type_names(&arrow_types);
                 let rows = batch.num_rows();
                 columns.push(Arc::new(StringArray::from(vec![
-                    crate::engine::DATABASE;
+                    crate::datafusion_context::DATABASE;
                     rows
                 ])));
                 columns.push(Arc::new(StringArray::from(vec!["pg_catalog"; rows])));

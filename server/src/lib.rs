@@ -2,32 +2,41 @@
 //!
 //! The `weir` binary: Postgres clients connect over pgwire, operators watch
 //! `/metrics` over HTTP. This crate owns sessions, the wire protocol, the
-//! durable catalog file, and error reporting; the planner decides what a
-//! statement means, the runtime runs it, connectors read the data.
+//! registry of live objects, the durable catalog file, and error reporting;
+//! the planner decides what a statement means, the runtime runs it,
+//! connectors read and write the data.
 //!
 //! ```text
-//!   psql / drivers ──pgwire──> pg::handler (simple + extended protocol)
+//!   psql / drivers ──pgwire──> pg::{simple, extended, subscribe, copy_protocol}
 //!                                  │ SQL text
 //!                                  v
 //!                              Engine::parse ──> weir_planner (AST, classify)
-//!                                  │ WeirStatement
+//!                                  │ Parsed (a WeirStatement)
 //!                                  v
-//!                              Engine::execute ──> statements::{ddl, show}
-//!                                  │                 └─> catalog_store (atomic file)
-//!                                  v Query
-//!                              DataFusion plan ──> weir_runtime::Executor (workers)
-//!                                  │ RecordBatches (bounded channel)
+//!                              Engine::execute ──> dispatch ──> statements::*
+//!                                                                  │ ask
+//!                                                                  v
+//!                              Registry: DataFusion context, catalog (+ catalog_store),
+//!                                        streams, views and their jobs, tables, workers
+//!                                  │ Output (rows as RecordBatches, a tag, COPY, ...)
 //!                                  v
-//!                              pg::encode (arrow-pg) ──> DataRows to the client
+//!                              pg::handler / pg::encode (arrow-pg) ──> messages to the client
 //! ```
+//! Dependencies point one way: `engine` -> `dispatch` -> `statements` ->
+//! `registry` and `output`; the registry knows no statement.
 //!
 //! # Layout
 //! - [`server`]: start-up, listeners, shutdown.
 //! - [`config`]: flags, `WEIR_*` variables, the TOML file, defaults.
-//! - [`engine`]: what all sessions share; runs one statement.
-//! - [`pg`]: the pgwire handlers.
-//! - [`session`]: per-connection settings.
+//! - [`engine`]: parses a request, runs and describes its statements.
+//! - [`dispatch`]: which handler runs each kind of statement.
 //! - [`statements`]: one module per statement family.
+//! - [`registry`]: the live objects every session shares.
+//! - [`output`]: what a statement produces; [`copy_in`]: a COPY FROM STDIN
+//!   in progress.
+//! - [`datafusion_context`]: the DataFusion context sessions plan in.
+//! - [`pg`]: the pgwire handlers.
+//! - [`session`]: per-connection settings; [`cursors`]: its open cursors.
 //! - [`catalog_store`]: the durable catalog file.
 //! - [`checkpoints`]: the checkpoint store, and what a job restores from.
 //! - [`pg_catalog`]: `pg_catalog` with Weir's keys and materialized views.
@@ -41,16 +50,22 @@
 pub mod catalog_store;
 pub mod checkpoints;
 pub mod config;
+pub mod copy_in;
+pub mod cursors;
+pub mod datafusion_context;
+pub mod dispatch;
 pub mod engine;
 pub mod error;
 pub mod http;
 pub mod information_schema;
 pub mod metrics;
+pub mod output;
 pub mod pg;
 pub mod pg_catalog;
 pub mod pg_functions;
 pub mod pg_proc;
 pub mod pg_text;
+pub mod registry;
 pub mod server;
 pub mod session;
 pub mod statements;

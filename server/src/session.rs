@@ -1,4 +1,5 @@
-//! Per-connection state: the session's settings (`SET` / `SHOW`).
+//! Per-connection state: the session's settings (`SET` / `SHOW`), its open
+//! cursors, whether it wrote since the transaction began, and its id.
 //!
 //! Settings are the ones Postgres clients ask for or set on connect; Weir's
 //! answers are those of a Postgres 16 server in UTC with ISO dates, which is
@@ -194,13 +195,15 @@ const READ_ONLY: &[&str] = &[
 ];
 
 /// One connection's session.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Session {
+    /// Names the session in the log (each statement's span carries it).
+    id: u64,
     overrides: Mutex<BTreeMap<String, String>>,
     /// Wrote to a table Weir owns since the last BEGIN, COMMIT or ROLLBACK.
     wrote: std::sync::atomic::AtomicBool,
     /// Open cursors (`DECLARE ... CURSOR FOR SUBSCRIBE`).
-    cursors: crate::statements::cursor::Cursors,
+    cursors: crate::cursors::Cursors,
 }
 
 /// A change a client should hear about (a ParameterStatus message).
@@ -212,14 +215,34 @@ pub struct ReportedChange {
     pub value: String,
 }
 
+/// The next session's id.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Default for Session {
+    fn default() -> Self {
+        Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            overrides: Mutex::default(),
+            wrote: std::sync::atomic::AtomicBool::default(),
+            cursors: crate::cursors::Cursors::default(),
+        }
+    }
+}
+
 impl Session {
     /// A session with every setting at its default.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The session's id, unique in this process: it names the session in
+    /// the log.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The connection's open cursors.
-    pub fn cursors(&self) -> &crate::statements::cursor::Cursors {
+    pub fn cursors(&self) -> &crate::cursors::Cursors {
         &self.cursors
     }
 

@@ -1,11 +1,20 @@
 //! The Postgres wire protocol, through the `pgwire` crate.
 //!
-//! - [`handler`]: simple and extended query protocol, startup, cancel.
-//! - [`copy`]: COPY text output (for `COPY (SUBSCRIBE ...) TO STDOUT`).
+//! - [`handler`]: the handlers a connection is served by, startup, cancel,
+//!   and a statement's output as a pgwire response.
+//! - [`simple`]: the simple query protocol.
+//! - [`extended`]: the extended query protocol (Parse, Bind, Describe, Execute).
+//! - [`subscribe`]: a `SUBSCRIBE` portal's rows, sent as they come.
+//! - [`copy_protocol`]: the COPY sub-protocol, data in and out.
+//! - [`copy`]: COPY's text and csv formats for rows sent out.
 //! - [`encode`]: Arrow batches to DataRows (through `arrow-pg`).
 
 pub mod copy;
+pub mod copy_protocol;
 pub mod encode;
+pub mod extended;
 pub mod handler;
+pub mod simple;
+pub mod subscribe;
 
 pub use handler::WeirHandlers;

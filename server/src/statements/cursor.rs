@@ -13,89 +13,41 @@
 //! block: outside one, a cursor stays open until `CLOSE` or the end of the
 //! connection.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
 use futures::{FutureExt, StreamExt};
-use parking_lot::Mutex;
 use weir_planner::parser::FetchCount;
 
-use crate::engine::{Engine, Output};
+use crate::cursors::Cursor;
 use crate::error::{Result, ServerError};
+use crate::output::Output;
+use crate::registry::Registry;
 use crate::session::Session;
 
-/// The cursors open on one connection.
-#[derive(Default)]
-pub struct Cursors(Mutex<HashMap<String, Cursor>>);
-
-impl std::fmt::Debug for Cursors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.0.lock().keys()).finish()
-    }
-}
-
-struct Cursor {
-    batches: SendableRecordBatchStream,
-    /// Rows of the last batch read that no `FETCH` took yet.
-    pending: Option<RecordBatch>,
-}
-
-impl Cursors {
-    /// The columns `FETCH` from `name` returns, if it is open.
-    pub fn schema(&self, name: &str) -> Option<SchemaRef> {
-        self.0.lock().get(name).map(|c| c.batches.schema())
-    }
-
-    /// Close every cursor (the transaction ended).
-    pub fn close_all(&self) {
-        self.0.lock().clear();
-    }
-}
-
 /// `DECLARE name CURSOR FOR SUBSCRIBE TO view`.
-pub fn declare(engine: &Arc<Engine>, session: &Session, name: &str, view: &str) -> Result<Output> {
-    if session.cursors().0.lock().contains_key(name) {
+pub fn declare(registry: &Registry, session: &Session, name: &str, view: &str) -> Result<Output> {
+    if session.cursors().is_open(name) {
         return Err(ServerError::DuplicateCursor {
             name: name.to_string(),
         });
     }
-    let Output::Subscribe { batches, .. } = super::stream::subscribe(engine, view, false)? else {
+    let Output::Subscribe { batches, .. } = super::subscribe::subscribe(registry, view, false)?
+    else {
         return Err(ServerError::internal("SUBSCRIBE gave no rows"));
     };
-    session.cursors().0.lock().insert(
-        name.to_string(),
-        Cursor {
-            batches,
-            pending: None,
-        },
-    );
-    Ok(Output::Command {
-        tag: "DECLARE CURSOR",
-        rows: None,
-    })
+    session.cursors().open(name, batches)?;
+    Ok(Output::command("DECLARE CURSOR"))
 }
 
 /// `CLOSE name` / `CLOSE ALL`.
 pub fn close(session: &Session, name: Option<&str>) -> Result<Output> {
-    let mut cursors = session.cursors().0.lock();
     match name {
-        None => cursors.clear(),
+        None => session.cursors().close_all(),
         Some(name) => {
-            if cursors.remove(name).is_none() {
-                return Err(ServerError::InvalidCursorName {
-                    name: name.to_string(),
-                });
-            }
+            session.cursors().take(name)?;
         }
     }
-    Ok(Output::Command {
-        tag: "CLOSE CURSOR",
-        rows: None,
-    })
+    Ok(Output::command("CLOSE CURSOR"))
 }
 
 /// `FETCH count name [WITH (timeout = ...)]`.
@@ -109,18 +61,14 @@ pub async fn fetch(
     // Taken out while it waits, so no lock is held across an await; a FETCH
     // cancelled while waiting loses the cursor, as a cancelled statement
     // aborts the transaction (and closes its cursors) in Postgres.
-    let Some(mut cursor) = session.cursors().0.lock().remove(name) else {
-        return Err(ServerError::InvalidCursorName {
-            name: name.to_string(),
-        });
-    };
+    let mut cursor = session.cursors().take(name)?;
     let schema = cursor.batches.schema();
     let limit = match count {
         FetchCount::Rows(n) => usize::try_from(n).unwrap_or(usize::MAX),
         FetchCount::All => usize::MAX,
     };
     let taken = take(&mut cursor, limit, timeout).await;
-    session.cursors().0.lock().insert(name.to_string(), cursor);
+    session.cursors().put_back(name, cursor);
     let batches = taken?;
     let stream = MemoryStream::try_new(batches, schema, None)
         .map_err(|e| ServerError::from_datafusion(e, None))?;

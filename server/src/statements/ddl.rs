@@ -10,36 +10,28 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::TableReference;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
-use tracing::info;
+use tracing::{info, warn};
 use weir_connectors::ConnectorOptions;
-use weir_connectors::registry::{self, Opening};
+use weir_connectors::registry::{self as connectors, Opening};
 use weir_planner::catalog::{Catalog, CatalogEntry, TableDef, ViewDef};
 use weir_planner::statement::{CreateTable, CreateView, ObjectKind};
 
-use crate::engine::{Engine, Output};
 use crate::error::{Result, ServerError};
+use crate::output::Output;
+use crate::registry::Registry;
 
 /// `CREATE TABLE name [(columns)] WITH (connector = 'file', ...)`.
-pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<Output> {
-    let _ddl = engine.ddl_lock.lock().await;
-    if engine.catalog.lock().get(&create.name).is_some()
-        || engine
-            .ctx
-            .table_exist(TableReference::bare(create.name.as_str()))
-            .unwrap_or(false)
-    {
+pub async fn create_table(registry: &Registry, create: CreateTable) -> Result<Output> {
+    let _ddl = registry.ddl_guard().await;
+    if registry.name_taken(&create.name) {
         if create.if_not_exists {
-            return Ok(Output::Command {
-                tag: "CREATE TABLE",
-                rows: None,
-            });
+            return Ok(Output::command("CREATE TABLE"));
         }
         return Err(ServerError::DuplicateTable { name: create.name });
     }
     if create.options.is_empty() {
-        return super::dml::create_table(engine, create).await;
+        return super::dml::create_table(registry, create).await;
     }
     if create.has_query || create.has_constraints || !create.primary_key.is_empty() {
         return Err(ServerError::FeatureNotSupported {
@@ -52,12 +44,13 @@ pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<O
     let declared = if create.columns.is_empty() {
         None
     } else {
-        Some(declared_schema(engine, &create.columns).await?)
+        Some(declared_schema(registry, &create.columns).await?)
     };
-    let state = engine.ctx.state();
-    let table = engine
-        .executor
-        .run(async move { registry::open_table(&state, options, declared, Opening::Create).await })
+    let state = registry.state();
+    let table = registry
+        .run(
+            async move { connectors::open_table(&state, options, declared, Opening::Create).await },
+        )
         .await??;
     let def = TableDef {
         name: create.name.clone(),
@@ -65,23 +58,15 @@ pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<O
         options: stored_options,
         owned: None,
     };
-    persist(engine, |catalog| {
-        catalog.insert(CatalogEntry::Table(def)).map_err(Into::into)
-    })?;
-    engine
-        .ctx
-        .register_table(TableReference::bare(create.name.as_str()), table)
-        .map_err(|e| ServerError::from_datafusion(e, None))?;
+    registry.persist(|catalog| catalog.insert(CatalogEntry::Table(def)).map_err(Into::into))?;
+    registry.register_table(&create.name, table)?;
     info!(table = %create.name, "table created");
-    Ok(Output::Command {
-        tag: "CREATE TABLE",
-        rows: None,
-    })
+    Ok(Output::command("CREATE TABLE"))
 }
 
 /// The schema of a column list, typed the way DataFusion types SQL columns.
 pub(crate) async fn declared_schema(
-    engine: &Arc<Engine>,
+    registry: &Registry,
     columns: &[datafusion::sql::sqlparser::ast::ColumnDef],
 ) -> Result<SchemaRef> {
     let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
@@ -89,7 +74,7 @@ pub(crate) async fn declared_schema(
     let statement = weir_planner::parser::parse(&sql)?
         .pop()
         .ok_or_else(|| ServerError::internal("column list vanished"))?;
-    let plan = engine.plan_query(statement, &sql).await?;
+    let plan = registry.plan_query(statement, &sql).await?;
     match plan {
         LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(t)) => {
             Ok(Arc::new(t.input.schema().as_arrow().clone()))
@@ -101,10 +86,9 @@ pub(crate) async fn declared_schema(
 }
 
 /// `CREATE [OR REPLACE] VIEW name AS query`.
-pub async fn create_view(engine: &Arc<Engine>, view: CreateView, sql: &str) -> Result<Output> {
-    let _ddl = engine.ddl_lock.lock().await;
-    let existing = engine.catalog.lock().get(&view.name).map(|e| e.kind());
-    match existing {
+pub async fn create_view(registry: &Registry, view: CreateView, sql: &str) -> Result<Output> {
+    let _ddl = registry.ddl_guard().await;
+    match registry.kind_of(&view.name) {
         Some(ObjectKind::View) if view.or_replace => {}
         Some(
             ObjectKind::Table
@@ -121,7 +105,7 @@ pub async fn create_view(engine: &Arc<Engine>, view: CreateView, sql: &str) -> R
     }
     // Plan first: a view over a missing table or column fails here and
     // changes nothing.
-    let plan = engine.plan_query((*view.statement).clone(), sql).await?;
+    let plan = registry.plan_query((*view.statement).clone(), sql).await?;
     let mut statement = (*view.statement).clone();
     let definition = match &mut statement {
         datafusion::sql::sqlparser::ast::Statement::CreateView(create) => {
@@ -137,27 +121,24 @@ pub async fn create_view(engine: &Arc<Engine>, view: CreateView, sql: &str) -> R
         sql: statement.to_string(),
         definition,
     };
-    persist(engine, |catalog| {
+    registry.persist(|catalog| {
         catalog.upsert(CatalogEntry::View(def));
         Ok(())
     })?;
-    run_plan(engine, plan).await?;
+    registry.run_plan(plan).await?;
     info!(view = %view.name, "view created");
-    Ok(Output::Command {
-        tag: "CREATE VIEW",
-        rows: None,
-    })
+    Ok(Output::command("CREATE VIEW"))
 }
 
 /// `DROP TABLE | VIEW [IF EXISTS] names [CASCADE]`.
 pub async fn drop(
-    engine: &Arc<Engine>,
+    registry: &Registry,
     kind: ObjectKind,
     names: Vec<String>,
     if_exists: bool,
     cascade: bool,
 ) -> Result<Output> {
-    let _ddl = engine.ddl_lock.lock().await;
+    let _ddl = registry.ddl_guard().await;
     let tag = match kind {
         ObjectKind::Table => "DROP TABLE",
         ObjectKind::View => "DROP VIEW",
@@ -165,31 +146,30 @@ pub async fn drop(
         ObjectKind::MaterializedView => "DROP MATERIALIZED VIEW",
         ObjectKind::Sink => "DROP SINK",
     };
-    // Check all names before dropping any, as Postgres does.
+    // Check all names before dropping any, as Postgres does. The catalog
+    // cannot change meanwhile: this statement holds the DDL guard.
+    let catalog = registry.catalog();
     let mut to_drop = Vec::new();
-    {
-        let catalog = engine.catalog.lock();
-        for name in names {
-            match catalog.get(&name).map(|e| e.kind()) {
-                Some(k) if k == kind => to_drop.push(name),
-                Some(_) => {
-                    return Err(ServerError::WrongObjectType {
-                        message: format!("\"{name}\" is not a {}", kind.name()),
-                    });
-                }
-                None if if_exists => {}
-                None => {
-                    return Err(ServerError::UndefinedTable {
-                        name,
-                        position: None,
-                    });
-                }
+    for name in names {
+        match catalog.get(&name).map(|e| e.kind()) {
+            Some(k) if k == kind => to_drop.push(name),
+            Some(_) => {
+                return Err(ServerError::WrongObjectType {
+                    message: format!("\"{name}\" is not a {}", kind.name()),
+                });
+            }
+            None if if_exists => {}
+            None => {
+                return Err(ServerError::UndefinedTable {
+                    name,
+                    position: None,
+                });
             }
         }
     }
     // A stream or table that a running view reads cannot go (Postgres: 2BP01).
     if matches!(kind, ObjectKind::Stream | ObjectKind::Table) {
-        let views = engine.views.lock();
+        let views = registry.views();
         for name in &to_drop {
             if let Some((view, _)) = views.iter().find(|(_, v)| v.inputs.contains(name)) {
                 return Err(ServerError::DependentObjects {
@@ -205,7 +185,6 @@ pub async fn drop(
     }
     // A view that a sink writes out cannot go either.
     if kind == ObjectKind::MaterializedView {
-        let catalog = engine.catalog.lock();
         for name in &to_drop {
             if let Some(CatalogEntry::Sink(sink)) = catalog
                 .of_kind(ObjectKind::Sink)
@@ -228,7 +207,7 @@ pub async fn drop(
     let dependents = if kind == ObjectKind::Sink {
         Vec::new()
     } else {
-        dependent_views(&engine.catalog.lock(), &to_drop)
+        dependent_views(&catalog, &to_drop)
     };
     if !dependents.is_empty() && !cascade {
         let detail: Vec<String> = dependents
@@ -256,9 +235,7 @@ pub async fn drop(
         });
     }
     let cascaded: Vec<String> = dependents.into_iter().map(|(view, _)| view).collect();
-    let sinks_of: Vec<(String, String)> = engine
-        .catalog
-        .lock()
+    let sinks_of: Vec<(String, String)> = catalog
         .of_kind(ObjectKind::Sink)
         .filter_map(|e| match e {
             CatalogEntry::Sink(s) if to_drop.contains(&s.name) => {
@@ -267,7 +244,7 @@ pub async fn drop(
             _ => None,
         })
         .collect();
-    persist(engine, |catalog| {
+    registry.persist(|catalog| {
         for name in &cascaded {
             catalog.remove(ObjectKind::View, name)?;
         }
@@ -277,15 +254,12 @@ pub async fn drop(
         Ok(())
     })?;
     for name in &cascaded {
-        engine
-            .ctx
-            .deregister_table(TableReference::bare(name.as_str()))
-            .map_err(|e| ServerError::from_datafusion(e, None))?;
+        registry.deregister_table(name)?;
         info!(object = %name, kind = ObjectKind::View.name(), "dropped (cascade)");
     }
     for (sink, view) in &sinks_of {
-        if let Some(live) = engine.views.lock().get(view) {
-            live.sink.detach(sink);
+        if let Ok(live) = registry.view(view) {
+            live.output.detach(sink);
         }
     }
     for name in &to_drop {
@@ -293,18 +267,12 @@ pub async fn drop(
             info!(object = %name, kind = kind.name(), "dropped");
             continue;
         }
-        engine
-            .ctx
-            .deregister_table(TableReference::bare(name.as_str()))
-            .map_err(|e| ServerError::from_datafusion(e, None))?;
+        registry.deregister_table(name)?;
         match kind {
             // Dropping the live view stops its job.
-            ObjectKind::MaterializedView => {
-                std::mem::drop(engine.views.lock().remove(name));
-                crate::checkpoints::drop_job(engine, name).await;
-            }
-            ObjectKind::Stream => std::mem::drop(engine.streams.lock().remove(name)),
-            ObjectKind::Table => super::dml::dropped(engine, name),
+            ObjectKind::MaterializedView => registry.remove_view(name).await,
+            ObjectKind::Stream => registry.remove_stream(name),
+            ObjectKind::Table => super::dml::dropped(registry, name),
             ObjectKind::View | ObjectKind::Sink => {}
         }
         info!(object = %name, kind = kind.name(), "dropped");
@@ -352,80 +320,61 @@ fn relations_of(sql: &str) -> Vec<String> {
     names
 }
 
-/// Apply `change` to a copy of the catalog, write it durably, then keep it.
-pub(crate) fn persist(
-    engine: &Engine,
-    change: impl FnOnce(&mut Catalog) -> Result<()>,
-) -> Result<()> {
-    let mut next = engine.catalog.lock().clone();
-    change(&mut next)?;
-    engine.store.save(&next)?;
-    *engine.catalog.lock() = next;
-    Ok(())
-}
-
-async fn run_plan(engine: &Arc<Engine>, plan: LogicalPlan) -> Result<()> {
-    let ctx = engine.ctx.clone();
-    engine
-        .executor
-        .run(async move { ctx.execute_logical_plan(plan).await.map(|_| ()) })
-        .await?
-        .map_err(|e| ServerError::from_datafusion(e, None))
+/// An object of the catalog could not be rebuilt on start: said, and the
+/// object kept in the catalog, never silently deleted.
+pub(crate) fn warn_restore(name: &str, err: &ServerError) {
+    warn!(object = name, error = %err, "could not restore catalog object; it is kept in the catalog");
 }
 
 /// Rebuild the live catalog from the durable one, in creation order. An
 /// object that cannot be rebuilt (its files are gone, say) is logged and kept
 /// in the catalog, never silently deleted.
-pub async fn restore(engine: &Arc<Engine>, catalog: Catalog) {
+pub async fn restore(registry: &Registry, catalog: Catalog) {
     // Views look up their sinks while they are rebuilt.
-    *engine.catalog.lock() = catalog.clone();
+    registry.set_catalog(catalog.clone());
     for entry in &catalog.entries {
         let result = match entry {
-            CatalogEntry::Table(def) => restore_table(engine, def).await,
-            CatalogEntry::View(def) => restore_view(engine, def).await,
-            CatalogEntry::Stream(def) => super::stream::restore_stream(engine, def).await,
-            CatalogEntry::MaterializedView(def) => super::stream::restore_view(engine, def).await,
+            CatalogEntry::Table(def) => restore_table(registry, def).await,
+            CatalogEntry::View(def) => restore_view(registry, def).await,
+            CatalogEntry::Stream(def) => super::streams::restore_stream(registry, def).await,
+            CatalogEntry::MaterializedView(def) => {
+                super::materialized_views::restore_view(registry, def).await
+            }
             // Attached by their view's restore.
             CatalogEntry::Sink(_) => Ok(()),
         };
         if let Err(err) = result {
-            engine.warn_restore(entry.name(), &err);
+            warn_restore(entry.name(), &err);
         }
     }
     // Every view resumed where its checkpoint was: tables may now forget
     // the changes their readers have read.
-    engine.tables.readers_started();
+    registry.tables().readers_started();
     info!(objects = catalog.entries.len(), "catalog restored");
-    *engine.catalog.lock() = catalog;
+    registry.set_catalog(catalog);
 }
 
-async fn restore_table(engine: &Arc<Engine>, def: &TableDef) -> Result<()> {
+async fn restore_table(registry: &Registry, def: &TableDef) -> Result<()> {
     if let Some(owned) = &def.owned {
-        return super::dml::restore_table(engine, def, owned);
+        return super::dml::restore_table(registry, def, owned);
     }
     let options = ConnectorOptions::new(def.options.clone());
     let schema = def.schema()?;
-    let state = engine.ctx.state();
+    let state = registry.state();
     // Files may be missing right now (a mount not up yet): the table is
     // still registered, and queries fail with a clear error until they return.
-    let table =
-        engine
-            .executor
-            .run(async move {
-                registry::open_table(&state, options, Some(schema), Opening::Restore).await
-            })
-            .await??;
-    engine
-        .ctx
-        .register_table(TableReference::bare(def.name.as_str()), table)
-        .map_err(|e| ServerError::from_datafusion(e, None))?;
-    Ok(())
+    let table = registry
+        .run(async move {
+            connectors::open_table(&state, options, Some(schema), Opening::Restore).await
+        })
+        .await??;
+    registry.register_table(&def.name, table)
 }
 
-async fn restore_view(engine: &Arc<Engine>, def: &ViewDef) -> Result<()> {
+async fn restore_view(registry: &Registry, def: &ViewDef) -> Result<()> {
     let statement = weir_planner::parser::parse(&def.sql)?
         .pop()
         .ok_or_else(|| ServerError::internal("empty view definition"))?;
-    let plan = engine.plan_query(statement, &def.sql).await?;
-    run_plan(engine, plan).await
+    let plan = registry.plan_query(statement, &def.sql).await?;
+    registry.run_plan(plan).await
 }

@@ -7,24 +7,26 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{Field, Schema, UInt64Type};
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 use tracing::info;
-use weir_connectors::copy_format::{CopyFormat, CopyOptions, CopyReader, CopyTarget, Run};
+use weir_connectors::copy_format::{CopyFormat, CopyOptions, CopyTarget};
 use weir_connectors::table_store::{OwnedTable, OwnedTableSpec};
 use weir_planner::catalog::{Catalog, CatalogEntry, OwnedTableDef, TableDef};
 use weir_planner::dml::{Copy, Dml, DmlKind};
 use weir_planner::statement::CreateTable;
 
-use crate::engine::{Engine, Output};
+use crate::copy_in::CopyIn;
 use crate::error::{Result, ServerError};
-use crate::statements::ddl::{declared_schema, persist};
+use crate::output::Output;
+use crate::registry::{Registry, WriteTarget};
+use crate::statements::ddl::declared_schema;
 
 /// `CREATE TABLE t (columns, PRIMARY KEY (...))`: a table Weir owns. The
 /// caller holds the DDL lock and checked that the name is free.
-pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<Output> {
+pub async fn create_table(registry: &Registry, create: CreateTable) -> Result<Output> {
     if create.has_query {
         return Err(ServerError::FeatureNotSupported {
             message: "CREATE TABLE ... AS SELECT is not supported".into(),
@@ -38,7 +40,7 @@ pub async fn create_table(engine: &Arc<Engine>, create: CreateTable) -> Result<O
         });
     }
     create_owned(
-        engine,
+        registry,
         Owned {
             name: create.name,
             columns: create.columns,
@@ -66,14 +68,14 @@ pub struct Owned {
 
 /// A table Weir owns, or a stream without a connector (an append-only
 /// table with a watermark). The caller holds the DDL lock.
-pub async fn create_owned(engine: &Arc<Engine>, create: Owned) -> Result<Output> {
+pub async fn create_owned(registry: &Registry, create: Owned) -> Result<Output> {
     if create.columns.is_empty() {
         return Err(ServerError::InvalidStatement {
             message: format!("table \"{}\" needs at least one column", create.name),
             position: None,
         });
     }
-    let declared = declared_schema(engine, &create.columns).await?;
+    let declared = declared_schema(registry, &create.columns).await?;
     let mut key = Vec::with_capacity(create.primary_key.len());
     for column in &create.primary_key {
         let index = declared
@@ -99,7 +101,7 @@ pub async fn create_owned(engine: &Arc<Engine>, create: Owned) -> Result<Output>
     ));
     let watermark = match &create.watermark {
         Some(clause) => {
-            let delay = super::stream::watermark_delay(clause)?;
+            let delay = super::streams::watermark_delay(clause)?;
             match schema.index_of(&clause.column) {
                 Ok(i)
                     if matches!(
@@ -134,13 +136,13 @@ pub async fn create_owned(engine: &Arc<Engine>, create: Owned) -> Result<Output>
         None => None,
     };
     let spec = OwnedTableSpec {
-        id: engine.tables.new_table_id(),
+        id: registry.tables().new_table_id(),
         name: create.name.clone(),
         schema: schema.clone(),
         primary_key: key,
         event_time: watermark.as_ref().map(|(_, i, d)| (*i, *d)),
     };
-    let table = engine.tables.create(spec.clone())?;
+    let table = registry.tables().create(spec.clone())?;
     let def = TableDef {
         name: create.name.clone(),
         columns: TableDef::columns_of(&schema),
@@ -151,22 +153,11 @@ pub async fn create_owned(engine: &Arc<Engine>, create: Owned) -> Result<Output>
             watermark: watermark.map(|(c, _, d)| (c, d)),
         }),
     };
-    persist(engine, |catalog| {
-        catalog.insert(CatalogEntry::Table(def)).map_err(Into::into)
-    })?;
-    engine.tables.add(table.clone());
-    engine
-        .ctx
-        .register_table(
-            datafusion::common::TableReference::bare(create.name.as_str()),
-            Arc::new(table),
-        )
-        .map_err(|e| ServerError::from_datafusion(e, None))?;
+    registry.persist(|catalog| catalog.insert(CatalogEntry::Table(def)).map_err(Into::into))?;
+    registry.tables().add(table.clone());
+    registry.register_table(&create.name, Arc::new(table))?;
     info!(table = %create.name, id = spec.id, "table created");
-    Ok(Output::Command {
-        tag: create.tag,
-        rows: None,
-    })
+    Ok(Output::command(create.tag))
 }
 
 /// The tables Weir owns that the catalog names, for the store to replay
@@ -202,38 +193,31 @@ pub fn owned_specs(catalog: &Catalog) -> Vec<OwnedTableSpec> {
 }
 
 /// Register a table the store recovered, on start.
-pub fn restore_table(engine: &Arc<Engine>, def: &TableDef, owned: &OwnedTableDef) -> Result<()> {
-    let table = engine.tables.get(owned.id).ok_or_else(|| {
+pub fn restore_table(registry: &Registry, def: &TableDef, owned: &OwnedTableDef) -> Result<()> {
+    let table = registry.tables().get(owned.id).ok_or_else(|| {
         ServerError::internal(format!(
             "the rows of table \"{}\" were not recovered",
             def.name
         ))
     })?;
-    engine
-        .ctx
-        .register_table(
-            datafusion::common::TableReference::bare(def.name.as_str()),
-            Arc::new(table),
-        )
-        .map_err(|e| ServerError::from_datafusion(e, None))?;
-    Ok(())
+    registry.register_table(&def.name, Arc::new(table))
 }
 
 /// Forget the rows of a dropped table, if Weir owned it.
-pub fn dropped(engine: &Engine, name: &str) {
-    engine.tables.remove_named(name);
+pub fn dropped(registry: &Registry, name: &str) {
+    registry.tables().remove_named(name);
 }
 
 /// A materialized view's input when it reads a table Weir owns: its rows
 /// as they are inserted, or its changes when it has a primary key. `None`
 /// when `name` is not such a table.
 pub fn stream_input(
-    engine: &Engine,
+    registry: &Registry,
     name: &str,
 ) -> Result<Option<weir_planner::stream_plan::StreamInput>> {
     // By name in the store: on start, views are restored before the
-    // engine's catalog is filled in.
-    let Some(table) = engine.tables.named(name) else {
+    // registry's catalog is filled in.
+    let Some(table) = registry.tables().named(name) else {
         return Ok(None);
     };
     use weir_connectors::table_store::changelog::{ChangelogSource, TableSource};
@@ -256,15 +240,14 @@ pub fn stream_input(
 
 /// Before a FLUSH: wait until the views reading tables Weir owns have read
 /// every row written so far, so the FLUSH barrier follows those rows.
-pub async fn catch_up(engine: &Engine) -> Result<()> {
-    let inputs: Vec<String> = engine
-        .views
-        .lock()
-        .values()
-        .flat_map(|v| v.inputs.clone())
+pub async fn catch_up(registry: &Registry) -> Result<()> {
+    let inputs: Vec<String> = registry
+        .views()
+        .into_iter()
+        .flat_map(|(_, v)| v.inputs.clone())
         .collect();
     for name in inputs {
-        if let Some(table) = engine.tables.named(&name)
+        if let Some(table) = registry.tables().named(&name)
             && !table.catch_up(std::time::Duration::from_secs(60)).await
         {
             return Err(ServerError::Io {
@@ -276,28 +259,23 @@ pub async fn catch_up(engine: &Engine) -> Result<()> {
 }
 
 /// The table Weir owns called `name`, or why a write to it is refused.
-fn owned_table(engine: &Engine, name: &str, what: &str) -> Result<Option<OwnedTable>> {
-    let id = match engine.catalog.lock().get(name) {
-        Some(CatalogEntry::Table(TableDef {
-            owned: Some(owned), ..
-        })) => owned.id,
-        Some(entry) => {
-            return Err(ServerError::WrongObjectType {
-                message: format!(
-                    "cannot {what} {} \"{name}\": only tables created without a connector take writes",
-                    entry.kind().name()
-                ),
-            });
-        }
+fn owned_table(registry: &Registry, name: &str, what: &str) -> Result<Option<OwnedTable>> {
+    match registry.write_target(name) {
+        WriteTarget::Owned(table) => Ok(table),
+        WriteTarget::Other(kind) => Err(ServerError::WrongObjectType {
+            message: format!(
+                "cannot {what} {} \"{name}\": only tables created without a connector take writes",
+                kind.name()
+            ),
+        }),
         // DataFusion reports the missing table, with its position.
-        None => return Ok(None),
-    };
-    Ok(engine.tables.get(id))
+        WriteTarget::Missing => Ok(None),
+    }
 }
 
 /// INSERT / UPDATE / DELETE.
 pub async fn execute(
-    engine: &Arc<Engine>,
+    registry: &Registry,
     dml: Dml,
     sql: &str,
     params: Option<datafusion::common::ParamValues>,
@@ -307,8 +285,8 @@ pub async fn execute(
         DmlKind::Update => "update",
         DmlKind::Delete => "delete from",
     };
-    owned_table(engine, &dml.table, what)?;
-    let mut rows = engine.run_query(*dml.statement, sql, params).await?;
+    owned_table(registry, &dml.table, what)?;
+    let mut rows = registry.run_query(*dml.statement, sql, params).await?;
     let mut count = 0;
     while let Some(batch) = rows.next().await {
         let batch = batch.map_err(|e| ServerError::from_datafusion(e, Some(sql)))?;
@@ -366,7 +344,7 @@ fn copy_options(copy: &Copy) -> Result<CopyOptions> {
 }
 
 /// `COPY t | (query) TO STDOUT`: rows streamed as COPY data.
-pub async fn copy_to(engine: &Arc<Engine>, copy: Copy) -> Result<Output> {
+pub async fn copy_to(registry: &Registry, copy: Copy) -> Result<Output> {
     let options = copy_options(&copy)?;
     let (statement, text) = match (&copy.query, &copy.table) {
         (Some(query), _) => {
@@ -392,7 +370,7 @@ pub async fn copy_to(engine: &Arc<Engine>, copy: Copy) -> Result<Output> {
         }
         (None, None) => return Err(ServerError::internal("COPY without a source")),
     };
-    let batches = engine.run_query(statement, &text, None).await?;
+    let batches = registry.run_query(statement, &text, None).await?;
     Ok(Output::CopyOut { batches, options })
 }
 
@@ -402,13 +380,13 @@ fn quote_ident(name: &str) -> String {
 
 /// `COPY t FROM STDIN`: check the table and columns; the data follows in
 /// the COPY sub-protocol (see [`CopyIn`]).
-pub fn copy_from(engine: &Arc<Engine>, copy: Copy) -> Result<Output> {
+pub fn copy_from(registry: &Registry, copy: Copy) -> Result<Output> {
     let name = copy
         .table
         .clone()
         .ok_or_else(|| ServerError::internal("COPY FROM without a table"))?;
     let table =
-        owned_table(engine, &name, "copy to")?.ok_or_else(|| ServerError::UndefinedTable {
+        owned_table(registry, &name, "copy to")?.ok_or_else(|| ServerError::UndefinedTable {
             name: name.clone(),
             position: None,
         })?;
@@ -435,105 +413,10 @@ pub fn copy_from(engine: &Arc<Engine>, copy: Copy) -> Result<Output> {
         schema,
         columns,
     };
-    Ok(Output::CopyIn(Box::new(CopyIn {
-        engine: engine.clone(),
-        reader: CopyReader::new(options.clone()),
+    Ok(Output::CopyIn(Box::new(CopyIn::new(
+        registry.executor().clone(),
         options,
         target,
         table,
-        parsing: std::collections::VecDeque::new(),
-        batches: Vec::new(),
-        error: None,
-    })))
-}
-
-/// Runs parsed ahead of the ones being received: enough to keep a worker
-/// busy while the connection reads, few enough to bound memory.
-const PARSE_AHEAD: usize = 2;
-
-/// A `COPY FROM STDIN` in progress: data is cut into runs of whole records,
-/// parsed on the workers while more arrives, and inserted as one statement
-/// when the client says it is done.
-pub struct CopyIn {
-    engine: Arc<Engine>,
-    reader: CopyReader,
-    options: CopyOptions,
-    target: CopyTarget,
-    table: OwnedTable,
-    parsing: std::collections::VecDeque<tokio::sync::oneshot::Receiver<Result<RecordBatch>>>,
-    batches: Vec<RecordBatch>,
-    /// The first error; later data is read and dropped, and the error is
-    /// reported when the client ends the COPY (as Postgres does).
-    error: Option<ServerError>,
-}
-
-impl CopyIn {
-    /// The number of columns the data has.
-    pub fn columns(&self) -> usize {
-        self.target.columns.len()
-    }
-
-    /// Take one CopyData message.
-    pub async fn data(&mut self, bytes: &[u8]) {
-        if self.error.is_some() {
-            return;
-        }
-        if let Some(run) = self.reader.push(bytes) {
-            self.parse(run);
-        }
-        while self.parsing.len() > PARSE_AHEAD {
-            self.collect_one().await;
-        }
-    }
-
-    /// CopyDone: parse the rest, insert everything; the row count.
-    pub async fn finish(mut self) -> Result<usize> {
-        if self.error.is_none()
-            && let Some(run) = self.reader.finish()
-        {
-            self.parse(run);
-        }
-        while !self.parsing.is_empty() {
-            self.collect_one().await;
-        }
-        if let Some(err) = self.error {
-            return Err(err);
-        }
-        let table = self.table.clone();
-        let batches = std::mem::take(&mut self.batches);
-        let rows = self
-            .engine
-            .executor
-            .run(async move { table.insert(batches).await })
-            .await??;
-        Ok(rows as usize)
-    }
-
-    fn parse(&mut self, run: Run) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let options = self.options.clone();
-        let target = self.target.clone();
-        self.engine.executor.spawn(async move {
-            let _ = tx.send(
-                weir_connectors::copy_format::parse(run, &options, &target).map_err(Into::into),
-            );
-        });
-        self.parsing.push_back(rx);
-    }
-
-    async fn collect_one(&mut self) {
-        let Some(next) = self.parsing.pop_front() else {
-            return;
-        };
-        match next.await {
-            Ok(Ok(batch)) => self.batches.push(batch),
-            Ok(Err(err)) => {
-                self.error.get_or_insert(err);
-            }
-            Err(_) => {
-                self.error
-                    .get_or_insert_with(|| ServerError::internal("a COPY parse task failed"));
-            }
-        }
-    }
+    ))))
 }

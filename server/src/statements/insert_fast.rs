@@ -34,12 +34,12 @@ use datafusion::sql::sqlparser::ast::{
 use weir_connectors::copy_format::pg_type_name;
 use weir_connectors::table_store::OwnedTable;
 use weir_planner::WeirStatement;
-use weir_planner::catalog::{CatalogEntry, TableDef};
 use weir_planner::dml::{Dml, DmlKind};
 use weir_planner::normalize::normalize_ident;
 
-use crate::engine::{Described, Engine, Output};
 use crate::error::{Result, ServerError};
+use crate::output::{Described, Output};
+use crate::registry::{Registry, WriteTarget};
 
 /// Statements of at most this many rows are inserted by the task that runs
 /// the statement.
@@ -48,11 +48,11 @@ const INLINE_ROWS: usize = 1024;
 /// Run `dml` here if it is an INSERT of plain values into a table Weir
 /// owns; `None` when it must take the DataFusion path.
 pub async fn execute(
-    engine: &Engine,
+    registry: &Registry,
     dml: &Dml,
     params: Option<&ParamValues>,
 ) -> Result<Option<Output>> {
-    let Some((table, insert)) = target(engine, dml) else {
+    let Some((table, insert)) = target(registry, dml) else {
         return Ok(None);
     };
     let schema = table.schema();
@@ -68,8 +68,7 @@ pub async fn execute(
     let rows = if batch.num_rows() <= INLINE_ROWS {
         table.insert(vec![batch]).await?
     } else {
-        engine
-            .executor
+        registry
             .run(async move { table.insert(vec![batch]).await })
             .await??
     };
@@ -82,11 +81,11 @@ pub async fn execute(
 /// What Describe says about a prepared INSERT that [`execute`] will run:
 /// no result columns, and each `$n` has the type of the column it fills
 /// (as DataFusion would infer it). `None` when DataFusion must describe it.
-pub fn describe(engine: &Engine, statement: &WeirStatement) -> Option<Described> {
+pub fn describe(registry: &Registry, statement: &WeirStatement) -> Option<Described> {
     let WeirStatement::Dml(dml) = statement else {
         return None;
     };
-    let (table, insert) = target(engine, dml)?;
+    let (table, insert) = target(registry, dml)?;
     let schema = table.schema();
     let values = Values::of(insert, &schema).ok()??;
     let mut params: Vec<Option<DataType>> = Vec::new();
@@ -117,20 +116,17 @@ pub fn describe(engine: &Engine, statement: &WeirStatement) -> Option<Described>
 }
 
 /// The table Weir owns that `dml` inserts into, and the INSERT.
-fn target<'a>(engine: &Engine, dml: &'a Dml) -> Option<(OwnedTable, &'a Insert)> {
+fn target<'a>(registry: &Registry, dml: &'a Dml) -> Option<(OwnedTable, &'a Insert)> {
     if dml.kind != DmlKind::Insert {
         return None;
     }
     let Statement::Insert(insert) = dml.statement.as_ref() else {
         return None;
     };
-    let id = match engine.catalog.lock().get(&dml.table) {
-        Some(CatalogEntry::Table(TableDef {
-            owned: Some(owned), ..
-        })) => owned.id,
-        _ => return None,
-    };
-    Some((engine.tables.get(id)?, insert))
+    match registry.write_target(&dml.table) {
+        WriteTarget::Owned(table) => Some((table?, insert)),
+        WriteTarget::Other(_) | WriteTarget::Missing => None,
+    }
 }
 
 /// One value of a VALUES row.
@@ -257,7 +253,7 @@ impl<'a> Values<'a> {
 /// the compatibility rewrites that adapt clients' queries to DataFusion
 /// (they touch expressions, identifiers and catalog names, and it has only
 /// literals), and for a single-row INSERT those rewrites cost more than
-/// running it: [`Engine::parse`] skips them.
+/// running it: [`crate::engine::Engine::parse`] skips them.
 pub fn takes_no_rewrite(statement: &Statement) -> bool {
     let Statement::Insert(insert) = statement else {
         return false;

@@ -9,8 +9,9 @@ use datafusion::physical_plan::memory::MemoryStream;
 use weir_planner::catalog::CatalogEntry;
 use weir_planner::statement::{ObjectKind, TransactionOp};
 
-use crate::engine::{Engine, Output};
 use crate::error::{Result, ServerError};
+use crate::output::Output;
+use crate::registry::Registry;
 use crate::session::Session;
 
 fn text_schema(names: &[&str]) -> SchemaRef {
@@ -84,8 +85,8 @@ pub fn objects_schema(kind: ObjectKind) -> SchemaRef {
 }
 
 /// `SHOW TABLES` / `SHOW VIEWS`, sorted by name.
-pub fn objects(engine: &Arc<Engine>, kind: ObjectKind) -> Result<Output> {
-    let mut entries: Vec<CatalogEntry> = engine.catalog.lock().of_kind(kind).cloned().collect();
+pub fn objects(registry: &Registry, kind: ObjectKind) -> Result<Output> {
+    let mut entries: Vec<CatalogEntry> = registry.entries_of(kind);
     entries.sort_by(|a, b| a.name().cmp(b.name()));
     let mut columns: Vec<Vec<String>> = vec![Vec::new(); objects_schema(kind).fields().len()];
     for entry in entries {
@@ -112,9 +113,9 @@ pub fn objects(engine: &Arc<Engine>, kind: ObjectKind) -> Result<Output> {
                 );
             }
             CatalogEntry::MaterializedView(m) => {
-                let (status, error) = match engine.views.lock().get(&m.name) {
-                    None => ("not running", String::new()),
-                    Some(live) => {
+                let (status, error) = match registry.view(&m.name) {
+                    Err(_) => ("not running", String::new()),
+                    Ok(live) => {
                         let p = live.job.progress();
                         match (p.failed, p.finished) {
                             (Some(failure), _) => (

@@ -14,9 +14,9 @@ use weir_planner::catalog::{CatalogEntry, SinkDef};
 use weir_planner::statement::CreateSink;
 use weir_runtime::job::Sink;
 
-use crate::engine::{Engine, Output};
 use crate::error::{Result, ServerError};
-use crate::statements::ddl::persist;
+use crate::output::Output;
+use crate::registry::Registry;
 
 /// Open the connector of sink `def` for the rows of `view`.
 pub fn open(
@@ -33,37 +33,27 @@ pub fn open(
 }
 
 /// `CREATE SINK`.
-pub async fn create(engine: &Arc<Engine>, create: CreateSink) -> Result<Output> {
-    let _ddl = engine.ddl_lock.lock().await;
-    let done = Output::Command {
-        tag: "CREATE SINK",
-        rows: None,
-    };
-    if engine.catalog.lock().get(&create.name).is_some() {
+pub async fn create(registry: &Registry, create: CreateSink) -> Result<Output> {
+    let _ddl = registry.ddl_guard().await;
+    let done = Output::command("CREATE SINK");
+    if registry.kind_of(&create.name).is_some() {
         if create.if_not_exists {
             return Ok(done);
         }
         return Err(ServerError::DuplicateTable { name: create.name });
     }
-    let Some(live) = engine.views.lock().get(&create.from).cloned() else {
-        return Err(ServerError::UndefinedTable {
-            name: create.from,
-            position: None,
-        });
-    };
+    let live = registry.view(&create.from)?;
     let def = SinkDef {
         name: create.name.clone(),
         from: create.from.clone(),
         options: create.options.into_iter().collect(),
     };
-    let sink = open(&def, live.sink.view())?;
+    let sink = open(&def, live.output.view())?;
     // Leftovers of an earlier sink of this name are not ours to commit.
     sink.restore(&Default::default(), &Default::default())
         .map_err(|e| ServerError::from_datafusion(e, None))?;
-    persist(engine, |catalog| {
-        catalog.insert(CatalogEntry::Sink(def)).map_err(Into::into)
-    })?;
-    live.sink
+    registry.persist(|catalog| catalog.insert(CatalogEntry::Sink(def)).map_err(Into::into))?;
+    live.output
         .attach(&create.name, sink.clone(), true)
         .map_err(|e| ServerError::from_datafusion(e, None))?;
     if live.job.is_bounded() {

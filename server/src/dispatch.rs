@@ -1,0 +1,200 @@
+//! Dispatch: which handler runs a statement of each kind, and what Describe
+//! says about each kind. The one place that knows every statement kind;
+//! the handlers in [`crate::statements`] know only their own.
+//!
+//! Both matches are exhaustive, with no `_` arm: a new kind of statement
+//! does not compile until it has a handler and a description.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast::Statement;
+use weir_planner::WeirStatement;
+
+use crate::error::{Result, ServerError};
+use crate::output::{Described, Output};
+use crate::registry::Registry;
+use crate::session::Session;
+use crate::statements;
+
+/// Run `statement` (whose text is `sql`) for `session`.
+pub async fn execute(
+    registry: &Registry,
+    session: &Session,
+    statement: WeirStatement,
+    sql: &str,
+    params: Option<ParamValues>,
+) -> Result<Output> {
+    match statement {
+        WeirStatement::Query(mut statement) => {
+            if sql.to_ascii_lowercase().contains("current_setting") {
+                weir_planner::compat::substitute_settings(&mut statement, |name| {
+                    session.get(name)
+                })?;
+            }
+            let explain = matches!(*statement, Statement::Explain { .. });
+            let rows = registry.run_query(*statement, sql, params).await?;
+            if explain {
+                Ok(Output::Rows(statements::explain::reshape(rows).await?))
+            } else {
+                Ok(Output::Rows(rows))
+            }
+        }
+        WeirStatement::CreateTable(create) => statements::ddl::create_table(registry, create).await,
+        WeirStatement::CreateView(view) => statements::ddl::create_view(registry, view, sql).await,
+        WeirStatement::Drop {
+            kind,
+            names,
+            if_exists,
+            cascade,
+        } => statements::ddl::drop(registry, kind, names, if_exists, cascade).await,
+        WeirStatement::SetVariable { name, value } => Ok(Output::Set(session.set(&name, value)?)),
+        WeirStatement::ShowVariable { name } => statements::show::variable(session, &name),
+        WeirStatement::ShowAll => statements::show::all(session),
+        WeirStatement::ShowObjects(kind) => statements::show::objects(registry, kind),
+        WeirStatement::Transaction(op) => Ok(statements::show::transaction(op)),
+        WeirStatement::Discard => Ok(Output::command("SET")),
+        WeirStatement::Savepoint(tag) => Ok(Output::command(tag)),
+        WeirStatement::CreateStream(create) => {
+            statements::streams::create_stream(registry, create).await
+        }
+        WeirStatement::CreateMaterializedView(create) => {
+            statements::materialized_views::create_materialized_view(registry, create, true).await
+        }
+        WeirStatement::ExplainMaterializedView(create) => {
+            statements::materialized_views::explain_materialized_view(registry, create).await
+        }
+        WeirStatement::Subscribe { name, copy } => {
+            statements::subscribe::subscribe(registry, &name, copy)
+        }
+        WeirStatement::Flush { view } => statements::flush::flush(registry, view.as_deref()).await,
+        WeirStatement::DeclareCursor { name, view } => {
+            statements::cursor::declare(registry, session, &name, &view)
+        }
+        WeirStatement::Fetch {
+            cursor,
+            count,
+            timeout,
+        } => statements::cursor::fetch(session, &cursor, count, timeout.as_deref()).await,
+        WeirStatement::CloseCursor(name) => statements::cursor::close(session, name.as_deref()),
+        WeirStatement::CreateSink(create) => statements::sink::create(registry, create).await,
+        WeirStatement::Dml(dml) => {
+            // Each statement commits on its own: a later ROLLBACK is told.
+            session.note_write();
+            match statements::insert_fast::execute(registry, &dml, params.as_ref()).await? {
+                Some(output) => Ok(output),
+                None => statements::dml::execute(registry, dml, sql, params).await,
+            }
+        }
+        WeirStatement::Copy(copy) if copy.to => statements::dml::copy_to(registry, copy).await,
+        WeirStatement::Copy(copy) => {
+            session.note_write();
+            statements::dml::copy_from(registry, copy)
+        }
+    }
+}
+
+/// What a prepared `statement` (whose text is `sql`) returns and takes.
+pub async fn describe(
+    registry: &Registry,
+    statement: &WeirStatement,
+    sql: &str,
+) -> Result<Described> {
+    if let Some(described) = statements::insert_fast::describe(registry, statement) {
+        return Ok(described);
+    }
+    let schema = match statement {
+        WeirStatement::Query(statement)
+        | WeirStatement::Dml(weir_planner::dml::Dml { statement, .. }) => {
+            let plan = registry.plan_query((**statement).clone(), sql).await?;
+            return describe_plan(&plan, sql);
+        }
+        WeirStatement::ShowVariable { name } => Some(statements::show::variable_schema(name)),
+        WeirStatement::ShowAll => Some(statements::show::all_schema()),
+        WeirStatement::ShowObjects(kind) => Some(statements::show::objects_schema(*kind)),
+        WeirStatement::CreateTable(_)
+        | WeirStatement::CreateView(_)
+        | WeirStatement::Drop { .. }
+        | WeirStatement::SetVariable { .. }
+        | WeirStatement::Transaction(_)
+        | WeirStatement::Savepoint(_)
+        | WeirStatement::Discard
+        | WeirStatement::CreateStream(_)
+        | WeirStatement::CreateMaterializedView(_)
+        | WeirStatement::CreateSink(_)
+        | WeirStatement::Copy(_)
+        | WeirStatement::Flush { .. }
+        | WeirStatement::DeclareCursor { .. }
+        | WeirStatement::CloseCursor(_) => None,
+        // The cursor's columns, which only the session knows: the
+        // protocol handler fills them in.
+        WeirStatement::Fetch { .. } => None,
+        WeirStatement::ExplainMaterializedView(_) => Some(statements::explain::schema()),
+        WeirStatement::Subscribe { name, copy } => {
+            if *copy {
+                None
+            } else {
+                Some(statements::subscribe::subscribe_schema(registry, name)?)
+            }
+        }
+    };
+    Ok(Described {
+        schema,
+        params: Vec::new(),
+    })
+}
+
+/// The columns and `$n` parameter types of a planned query or DML.
+fn describe_plan(plan: &LogicalPlan, sql: &str) -> Result<Described> {
+    let params = plan
+        .get_parameter_types()
+        .map_err(|e| ServerError::from_datafusion(e, Some(sql)))?;
+    // `$1`, `$2`, ... in numeric order ($10 after $9).
+    let mut params: Vec<(usize, Option<DataType>)> = params
+        .into_iter()
+        .filter_map(|(id, ty)| id.trim_start_matches('$').parse().ok().map(|n| (n, ty)))
+        .collect();
+    params.sort_by_key(|(n, _)| *n);
+    let count = params.last().map_or(0, |(n, _)| *n);
+    let mut types = vec![None; count];
+    for (n, ty) in params {
+        types[n - 1] = ty;
+    }
+    if types.iter().any(Option::is_none) {
+        fill_from_casts(plan, &mut types);
+    }
+    let schema = match plan {
+        LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) => None,
+        LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => Some(statements::explain::schema()),
+        plan => Some(Arc::new(plan.schema().as_arrow().clone())),
+    };
+    Ok(Described {
+        schema,
+        params: types,
+    })
+}
+
+/// DataFusion types a placeholder from what it is compared with, but not
+/// from a cast around it (`$1::BIGINT`); take the cast's type for those.
+fn fill_from_casts(plan: &LogicalPlan, types: &mut [Option<DataType>]) {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let _ = plan.apply_with_subqueries(|node| {
+        for expr in node.expressions() {
+            let _ = expr.apply(|e| {
+                if let Expr::Cast(cast) = e
+                    && let Expr::Placeholder(placeholder) = cast.expr.as_ref()
+                    && let Ok(n) = placeholder.id.trim_start_matches('$').parse::<usize>()
+                    && let Some(slot) = n.checked_sub(1).and_then(|i| types.get_mut(i))
+                    && slot.is_none()
+                {
+                    *slot = Some(cast.field.data_type().clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+}

@@ -1,0 +1,69 @@
+//! What a statement produces, for the protocol handlers to send: rows, a
+//! command tag, a subscription, a COPY in either direction. And what
+//! Describe says about a prepared statement. Statements build these; the
+//! handlers in [`crate::pg`] turn them into pgwire messages.
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::execution::SendableRecordBatchStream;
+
+use crate::copy_in::CopyIn;
+use crate::session::ReportedChange;
+
+/// What a statement produced.
+pub enum Output {
+    /// Rows, streamed from the workers.
+    Rows(SendableRecordBatchStream),
+    /// A command that returns no rows: its tag (`CREATE TABLE`) and row count.
+    Command {
+        /// The command tag.
+        tag: &'static str,
+        /// The row count the tag carries, if any.
+        rows: Option<usize>,
+    },
+    /// `SET` done; the client may need to hear about the new value.
+    Set(Option<ReportedChange>),
+    /// `BEGIN`.
+    TransactionStart,
+    /// `SUBSCRIBE`: a view's snapshot, then its changes as they come, until
+    /// the job ends or the client cancels.
+    Subscribe {
+        /// Batches (with an `op` column for updating views).
+        batches: SendableRecordBatchStream,
+        /// Send as COPY data.
+        copy: bool,
+    },
+    /// `COMMIT` / `ROLLBACK` (the tag says which).
+    TransactionEnd(&'static str),
+    /// `COPY t FROM STDIN`: the client sends the data next.
+    CopyIn(Box<CopyIn>),
+    /// An output, after a WARNING the client should see first.
+    Warned {
+        /// The warning's message.
+        warning: String,
+        /// What the statement returns.
+        output: Box<Output>,
+    },
+    /// `COPY ... TO STDOUT`: rows to send as COPY data.
+    CopyOut {
+        /// The rows.
+        batches: SendableRecordBatchStream,
+        /// Their format.
+        options: weir_connectors::copy_format::CopyOptions,
+    },
+}
+
+impl Output {
+    /// A command without rows: `tag` alone.
+    pub fn command(tag: &'static str) -> Self {
+        Output::Command { tag, rows: None }
+    }
+}
+
+/// What Describe tells a client about a prepared statement.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// The result columns, or `None` for a statement without rows.
+    pub schema: Option<SchemaRef>,
+    /// The `$n` parameters' types, where the plan determines them.
+    pub params: Vec<Option<DataType>>,
+}
