@@ -22,7 +22,8 @@ use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use weir_runtime::operators::join::{JoinKind, JoinSpec};
 use weir_runtime::plan::{
-    AggregateSpec, Emit, EventTime, JoinPlan, StatelessOp, StreamPlan, WindowKind,
+    AggregateSpec, Emit, EventTime, JoinPlan, PlanInput, SourcePlan, StatelessOp, StreamPlan,
+    WindowKind,
 };
 use weir_runtime::source::Source;
 
@@ -622,7 +623,7 @@ pub fn plan_stream(
     for (depth, line) in lines.iter().rev().enumerate() {
         let _ = writeln!(explain, "{}{line}", "  ".repeat(depth));
     }
-    let (plan_before, join) = match joined {
+    let input = match joined {
         Some((left, right, spec)) => {
             // Each input's chain under the join, left then right.
             for chain in [&left, &right] {
@@ -630,26 +631,30 @@ pub fn plan_stream(
                     let _ = writeln!(explain, "{}{line}", "  ".repeat(lines.len() + depth));
                 }
             }
-            (
-                left.before,
-                Some(JoinPlan {
+            PlanInput::Join(JoinPlan {
+                left: SourcePlan {
+                    source: left.input.source.clone(),
+                    event_time: left.input.event_time,
+                    before: left.before,
+                },
+                right: SourcePlan {
                     source: right.input.source.clone(),
                     event_time: right.input.event_time,
                     before: right.before,
-                    spec,
-                    then: before,
-                }),
-            )
+                },
+                spec,
+                then: before,
+            })
         }
-        None => (before, None),
+        None => PlanInput::Source(SourcePlan {
+            source: source_input.source.clone(),
+            event_time: source_input.event_time,
+            before,
+        }),
     };
     Ok((
         StreamPlan {
-            source: source_input.source.clone(),
-            event_time: source_input.event_time,
-            input_changelog: source_input.source.changelog(),
-            before: plan_before,
-            join,
+            input,
             aggregate,
             after,
             output_schema,

@@ -43,6 +43,8 @@ pub mod message;
 pub mod metrics;
 pub mod operators;
 pub mod plan;
+pub mod progress;
+pub mod sink;
 pub mod source;
 pub mod windows;
 
