@@ -5,7 +5,8 @@
 //!   (one task each)       stateless      bounded channels        N workers     stateless   one task
 //! ```
 //! Without an aggregate the source tasks run `before` and `after` and feed
-//! the sink directly. A join adds a stage of join workers in front:
+//! the sink directly. A join ([`PlanInput::Join`]: two sources, each with
+//! its own `before`) adds a stage of join workers in front:
 //!
 //! ```text
 //!   left partitions ──> before ──┐ (hash exchange      join ──> then ──> (exchange by group key) ──> aggregate ──> ...

@@ -270,3 +270,27 @@ async fn send_chunk(
     }
     Ok(ControlFlow::Continue(()))
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::TimestampNanosecondArray;
+
+    use super::*;
+
+    #[test]
+    fn a_batch_is_cut_before_each_row_behind_the_watermark_its_predecessors_set() {
+        let times = TimestampNanosecondArray::from(vec![
+            Some(10),
+            Some(20),
+            Some(14),
+            None,
+            Some(25),
+            Some(21),
+        ]);
+        // Delay 5: after 20 the watermark is 15, so 14 is behind it; after 25
+        // it is 20, and 21 is not.
+        assert_eq!(late_cuts(&times, 5, i64::MIN), [2]);
+        // Resumed at a largest time of 100: the first row is never cut.
+        assert_eq!(late_cuts(&times, 5, 100), [1, 2, 4, 5]);
+    }
+}

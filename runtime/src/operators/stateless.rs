@@ -55,17 +55,14 @@ pub fn apply_changelog(ops: &[StatelessOp], mut batch: RecordBatch) -> Result<Op
                     .map(|e| e.evaluate(&batch)?.into_array(batch.num_rows()))
                     .collect::<Result<Vec<_>>>()?;
                 columns.push(batch.column(batch.num_columns() - 1).clone());
-                RecordBatch::try_new(
-                    crate::operators::aggregate::changelog_schema(schema),
-                    columns,
-                )?
+                RecordBatch::try_new(crate::operators::changes::changelog_schema(schema), columns)?
             }
             // The op column is one more parent column: each element's row
             // keeps its parent's op.
             StatelessOp::Unnest { column, schema } => unnest(
                 &batch,
                 *column,
-                &crate::operators::aggregate::changelog_schema(schema),
+                &crate::operators::changes::changelog_schema(schema),
             )?,
         };
     }
