@@ -210,20 +210,22 @@ pub fn start(
 
     // The stages, last first: each sends to the channels of the next.
     let mut stage_inputs: Vec<(Stage, Vec<mpsc::Sender<Tagged>>)> = Vec::new();
-    let outputs_to =
-        |target: Target, stage_inputs: &[(Stage, Vec<mpsc::Sender<Tagged>>)]| match target {
-            Target::Sink => vec![sink_tx.clone()],
-            Target::Exchange(next) => stage_inputs
-                .iter()
-                .find(|(s, _)| *s == next)
-                .map(|(_, txs)| txs.clone())
-                .unwrap_or_default(),
-        };
+    let outputs_to = |target: Target,
+                      stage_inputs: &[(Stage, Vec<mpsc::Sender<Tagged>>)]|
+     -> Result<Vec<mpsc::Sender<Tagged>>> {
+        match target {
+            Target::Sink => Ok(vec![sink_tx.clone()]),
+            Target::Exchange(next) => match stage_inputs.iter().find(|(s, _)| *s == next) {
+                Some((_, txs)) => Ok(txs.clone()),
+                None => internal_err!("a task sends to a {next:?} stage that is not wired"),
+            },
+        }
+    };
     for stage in topology.stages().collect::<Vec<_>>().into_iter().rev() {
         let downstream = match stage.target {
             Target::Sink => Downstream::Sink(sink_tx.clone()),
             Target::Exchange(next) => Downstream::Exchange {
-                outputs: outputs_to(stage.target, &stage_inputs),
+                outputs: outputs_to(stage.target, &stage_inputs)?,
                 keys: exchange_keys(&plan, next, None)?,
             },
         };
@@ -300,7 +302,7 @@ pub fn start(
                 Target::Sink => plan.after.clone(),
             },
         });
-        let outputs = outputs_to(tasks_of.target, &stage_inputs);
+        let outputs = outputs_to(tasks_of.target, &stage_inputs)?;
         // The highest watermark any partition of this source sent: what an
         // idle partition moves to.
         let idle = input.source.idle_timeout().map(|timeout| {
