@@ -235,7 +235,7 @@ fn stream_table_join(c: &mut Criterion) {
                     .on_batch(Side::Left, batch)
                     .expect("bids")
                     .iter()
-                    .map(RecordBatch::num_rows)
+                    .map(|b| b.batch().num_rows())
                     .sum::<usize>();
             }
             black_box(out)

@@ -11,8 +11,7 @@ use datafusion::physical_plan::PhysicalExpr;
 use tokio::sync::mpsc;
 
 use crate::message::Message;
-use crate::operators::{exchange, stateless};
-use crate::plan::StatelessOp;
+use crate::operators::exchange;
 
 /// Messages in flight per upstream of a channel: a task's channel holds
 /// this many times its upstreams.
@@ -79,18 +78,4 @@ pub(crate) async fn exchange_out(
         }
     }
     Ok(ControlFlow::Continue(()))
-}
-
-/// Run stateless `ops` over `batch`, carrying the op column when the
-/// batches are a changelog.
-pub(crate) fn run_ops(
-    ops: &[StatelessOp],
-    batch: RecordBatch,
-    changelog: bool,
-) -> Result<Option<RecordBatch>> {
-    if changelog {
-        stateless::apply_changelog(ops, batch)
-    } else {
-        stateless::apply(ops, batch)
-    }
 }

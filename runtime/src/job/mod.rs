@@ -229,9 +229,9 @@ pub fn start(
                 keys: exchange_keys(&plan, next, None)?,
             },
         };
-        let (own_ops, changelog) = match (stage.stage, &plan.input, &plan.aggregate) {
-            (Stage::Join, PlanInput::Join(join), _) => (join.then.clone(), join.spec.changelog()),
-            (Stage::Aggregate, _, Some(spec)) => (Vec::new(), spec.changelog()),
+        let own_ops = match (stage.stage, &plan.input, &plan.aggregate) {
+            (Stage::Join, PlanInput::Join(join), _) => join.then.clone(),
+            (Stage::Aggregate, _, Some(_)) => Vec::new(),
             (stage, _, _) => return internal_err!("a {stage:?} stage the plan does not have"),
         };
         let after = match stage.target {
@@ -268,7 +268,6 @@ pub fn start(
                     reports: report_tx.clone(),
                     output: Output {
                         local: w,
-                        changelog,
                         after: after.clone(),
                         downstream: downstream.clone(),
                     },

@@ -20,9 +20,10 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
-use super::channel::{Tagged, exchange_out, run_ops, send, send_all};
+use super::channel::{Tagged, exchange_out, send, send_all};
 use crate::checkpoint::{Report, SourceState};
 use crate::message::{Barrier, Message};
+use crate::operators::{StreamBatch, stateless};
 use crate::plan::{EventTime, StatelessOp};
 use crate::progress::Progress;
 use crate::source::SourceReader;
@@ -34,7 +35,8 @@ use crate::windows::timestamps_as_nanos;
 pub(crate) struct Route {
     /// The source's event time, if it has a watermark.
     pub(crate) event_time: Option<EventTime>,
-    /// Are its batches a changelog?
+    /// Are its batches a changelog? The source's own declaration
+    /// (`Source::changelog`); from here on its batches carry it in their type.
     pub(crate) changelog: bool,
     /// The source's stateless operators.
     pub(crate) before: Vec<StatelessOp>,
@@ -240,10 +242,10 @@ async fn send_chunk(
     max_time: i64,
     sent_watermark: &mut i64,
 ) -> Result<ControlFlow<()>> {
-    if let Some(batch) = run_ops(&route.before, batch, route.changelog)? {
+    if let Some(batch) = stateless::run(&route.before, StreamBatch::new(batch, route.changelog))? {
         match &route.exchange {
             Some(keys) => {
-                if exchange_out(partition, batch, keys, outputs)
+                if exchange_out(partition, batch.into_batch(), keys, outputs)
                     .await?
                     .is_break()
                 {
@@ -251,8 +253,8 @@ async fn send_chunk(
                 }
             }
             None => {
-                if let Some(out) = run_ops(&route.after, batch, route.changelog)?
-                    && send(&outputs[0], partition, Message::Batch(out))
+                if let Some(out) = stateless::run(&route.after, batch)?
+                    && send(&outputs[0], partition, Message::Batch(out.into_batch()))
                         .await
                         .is_break()
                 {

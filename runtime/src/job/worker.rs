@@ -14,13 +14,13 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::aligner::{Aligned, Aligner, UpstreamClock};
-use super::channel::{Tagged, exchange_out, run_ops, send, send_all};
+use super::channel::{Tagged, exchange_out, send, send_all};
 use super::topology::Stage;
 use crate::checkpoint::{JobStore, Report, Written};
 use crate::message::{Barrier, Message};
 use crate::metrics::RuntimeMetrics;
 use crate::operators::join::JoinOperator;
-use crate::operators::{Side, StreamOperator, aggregate};
+use crate::operators::{Side, StreamBatch, StreamOperator, aggregate, stateless};
 use crate::plan::{PlanInput, StatelessOp, StreamPlan};
 
 /// A new, empty operator for a worker of `stage`: where the runtime's
@@ -118,8 +118,6 @@ pub(crate) struct Worker {
 pub(crate) struct Output {
     /// Its number in its stage (its upstream number downstream).
     pub(crate) local: usize,
-    /// Is the operator's output a changelog?
-    pub(crate) changelog: bool,
     /// Stateless operators run on the operator's output.
     pub(crate) after: Vec<StatelessOp>,
     pub(crate) downstream: Downstream,
@@ -159,10 +157,14 @@ impl Worker {
 
 impl Output {
     /// Run the stateless operators after the operator on `batches` and send them on.
-    async fn emit(&self, batches: Vec<RecordBatch>) -> Result<ControlFlow<()>> {
+    async fn emit(&self, batches: Vec<StreamBatch>) -> Result<ControlFlow<()>> {
         for batch in batches {
-            if let Some(out) = run_ops(&self.after, batch, self.changelog)?
-                && self.downstream.send(self.local, out).await?.is_break()
+            if let Some(out) = stateless::run(&self.after, batch)?
+                && self
+                    .downstream
+                    .send(self.local, out.into_batch())
+                    .await?
+                    .is_break()
             {
                 return Ok(ControlFlow::Break(()));
             }

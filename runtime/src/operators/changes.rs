@@ -6,6 +6,9 @@
 //! join that may retract emits one; a view applies one. Its schema is the
 //! rows' schema plus that column ([`changelog_schema`]); everywhere else the
 //! rows' schema is meant without it.
+//!
+//! What an operator emits says which it is by its type, [`StreamBatch`],
+//! not by a flag beside it.
 
 use std::sync::Arc;
 
@@ -32,4 +35,38 @@ pub fn with_op(batch: &RecordBatch, op: i8) -> Result<RecordBatch> {
         changelog_schema(&batch.schema()),
         columns,
     )?)
+}
+
+/// A batch as an operator emits it: plain rows, or a changelog batch.
+#[derive(Debug, Clone)]
+pub enum StreamBatch {
+    /// Rows of an append-only stream: each one is an insert.
+    Rows(RecordBatch),
+    /// A changelog batch: its last column is the op column.
+    Changes(RecordBatch),
+}
+
+impl StreamBatch {
+    /// `batch`, as a source that declared whether it is a changelog gives it.
+    pub fn new(batch: RecordBatch, changelog: bool) -> Self {
+        if changelog {
+            StreamBatch::Changes(batch)
+        } else {
+            StreamBatch::Rows(batch)
+        }
+    }
+
+    /// The batch itself (with the op column for changes).
+    pub fn batch(&self) -> &RecordBatch {
+        match self {
+            StreamBatch::Rows(batch) | StreamBatch::Changes(batch) => batch,
+        }
+    }
+
+    /// The batch itself, taken out (with the op column for changes).
+    pub fn into_batch(self) -> RecordBatch {
+        match self {
+            StreamBatch::Rows(batch) | StreamBatch::Changes(batch) => batch,
+        }
+    }
 }

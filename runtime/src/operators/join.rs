@@ -41,7 +41,7 @@ use datafusion::common::{HashMap, Result, internal_err};
 
 use crate::checkpoint::StateWrite;
 use crate::operators::changes::changelog_schema;
-use crate::operators::{StateSummary, StreamOperator, exchange};
+use crate::operators::{StateSummary, StreamBatch, StreamOperator, exchange};
 // The join's plan types live with the plan (the planner/runtime contract);
 // re-exported here, where a reader of the join looks for them.
 pub use crate::plan::{JoinKind, JoinSpec, Side};
@@ -158,7 +158,7 @@ impl JoinOperator {
 
     /// Rows of input `side` arrive: apply them to that side's state and
     /// return the pairs they make or unmake.
-    pub fn on_batch(&mut self, side: Side, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+    pub fn on_batch(&mut self, side: Side, batch: &RecordBatch) -> Result<Vec<StreamBatch>> {
         let s = side.index();
         let n = batch.num_rows();
         if n == 0 {
@@ -453,14 +453,14 @@ impl StreamOperator for JoinOperator {
         }
     }
 
-    fn on_batch(&mut self, side: Option<Side>, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+    fn on_batch(&mut self, side: Option<Side>, batch: &RecordBatch) -> Result<Vec<StreamBatch>> {
         match side {
             Some(side) => JoinOperator::on_batch(self, side, batch),
             None => internal_err!("a join was given a batch of neither side"),
         }
     }
 
-    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
+    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<StreamBatch>> {
         self.watermark = self.watermark.max(watermark);
         Ok(Vec::new())
     }
@@ -491,7 +491,7 @@ fn pairs_batch<'a>(
     spec: &JoinSpec,
     sides: [&SideState; 2],
     pairs: &[Pair<'a>],
-) -> Result<Option<RecordBatch>> {
+) -> Result<Option<StreamBatch>> {
     if pairs.is_empty() {
         return Ok(None);
     }
@@ -553,12 +553,14 @@ fn pairs_batch<'a>(
         columns.push(Arc::new(Int8Array::from(
             pairs.iter().map(|p| p.2).collect::<Vec<_>>(),
         )));
-        Ok(Some(RecordBatch::try_new(
+        Ok(Some(StreamBatch::Changes(RecordBatch::try_new(
             changelog_schema(&schema),
             columns,
-        )?))
+        )?)))
     } else {
-        Ok(Some(RecordBatch::try_new(schema, columns)?))
+        Ok(Some(StreamBatch::Rows(RecordBatch::try_new(
+            schema, columns,
+        )?)))
     }
 }
 
@@ -628,7 +630,8 @@ mod tests {
         .unwrap()
     }
 
-    fn text(batches: Vec<RecordBatch>) -> Vec<String> {
+    fn text(batches: Vec<StreamBatch>) -> Vec<String> {
+        let batches: Vec<RecordBatch> = batches.into_iter().map(StreamBatch::into_batch).collect();
         let mut out = Vec::new();
         for b in batches {
             for r in 0..b.num_rows() {

@@ -24,7 +24,7 @@ pub mod exchange;
 pub mod join;
 pub mod stateless;
 
-pub use changes::OP_COLUMN;
+pub use changes::{OP_COLUMN, StreamBatch};
 
 /// What a stateful operator keeps, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,16 +66,16 @@ pub trait StreamOperator: Send {
 
     /// Before any input, on the job's first worker of this stage only: rows
     /// the output has before any input (a global aggregate's one row).
-    fn on_start(&mut self) -> Result<Vec<RecordBatch>> {
+    fn on_start(&mut self) -> Result<Vec<StreamBatch>> {
         Ok(Vec::new())
     }
 
     /// Rows arrive, from `side` for a join (`None` for a one-input
     /// operator): returns what they change downstream.
-    fn on_batch(&mut self, side: Option<Side>, batch: &RecordBatch) -> Result<Vec<RecordBatch>>;
+    fn on_batch(&mut self, side: Option<Side>, batch: &RecordBatch) -> Result<Vec<StreamBatch>>;
 
     /// The watermark rose to `watermark`: returns what it completes.
-    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<RecordBatch>>;
+    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<StreamBatch>>;
 
     /// The highest watermark it has seen (kept with its checkpoint).
     fn watermark(&self) -> i64;

@@ -7,7 +7,17 @@ use datafusion::arrow::compute::{filter_record_batch, take};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::{Result, exec_err};
 
+use crate::operators::changes::StreamBatch;
 use crate::plan::StatelessOp;
+
+/// Run `ops` over `batch`, rows or changes alike (changes keep their op
+/// column). Returns `None` when no row is left.
+pub fn run(ops: &[StatelessOp], batch: StreamBatch) -> Result<Option<StreamBatch>> {
+    Ok(match batch {
+        StreamBatch::Rows(batch) => apply(ops, batch)?.map(StreamBatch::Rows),
+        StreamBatch::Changes(batch) => apply_changelog(ops, batch)?.map(StreamBatch::Changes),
+    })
+}
 
 /// Run `ops` over `batch` in order. Returns `None` when no row is left.
 pub fn apply(ops: &[StatelessOp], mut batch: RecordBatch) -> Result<Option<RecordBatch>> {

@@ -26,7 +26,7 @@ use prometheus_client::metrics::counter::Counter;
 use super::keyed_state::{StateChunk, StateRows, Tracking};
 use super::shared::{Base, GroupRow, evaluate_all, rows_of_worker, rows_to_batch, take_all};
 use crate::checkpoint::StateWrite;
-use crate::operators::{Side, StateSummary, StreamOperator};
+use crate::operators::{Side, StateSummary, StreamBatch, StreamOperator};
 use crate::plan::{AggregateSpec, Emit, WindowKind};
 use crate::windows::timestamps_as_nanos;
 
@@ -98,7 +98,7 @@ impl SessionAggregate {
         &mut self,
         keys: &[ArrayRef],
         inputs: &[Vec<ArrayRef>],
-    ) -> Result<Vec<RecordBatch>> {
+    ) -> Result<Vec<StreamBatch>> {
         let spec = self.base.spec.clone();
         let (start_key, gap) = (self.start_key, self.gap);
         let times = timestamps_as_nanos(&keys[start_key])?;
@@ -310,7 +310,7 @@ impl StreamOperator for SessionAggregate {
         }
     }
 
-    fn on_batch(&mut self, _side: Option<Side>, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+    fn on_batch(&mut self, _side: Option<Side>, batch: &RecordBatch) -> Result<Vec<StreamBatch>> {
         if batch.num_rows() == 0 {
             return Ok(Vec::new());
         }
@@ -318,7 +318,7 @@ impl StreamOperator for SessionAggregate {
         self.sessions_batch(&evaluated.keys, &evaluated.inputs)
     }
 
-    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
+    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<StreamBatch>> {
         if !self.base.advance(watermark) {
             return Ok(Vec::new());
         }

@@ -13,7 +13,7 @@ use datafusion::logical_expr::Accumulator;
 use prometheus_client::metrics::counter::Counter;
 
 use super::retract;
-use crate::operators::changes::changelog_schema;
+use crate::operators::changes::{StreamBatch, changelog_schema};
 use crate::plan::AggregateSpec;
 use crate::windows::timestamps_as_nanos;
 
@@ -213,14 +213,14 @@ pub(super) fn take_all(values: &[ArrayRef], rows: &UInt32Array) -> Result<Vec<Ar
 /// One output row of an aggregate: group key values, aggregate values, op.
 pub(super) type GroupRow = (Vec<ScalarValue>, Vec<ScalarValue>, i8);
 
-/// Build a batch from group rows; a changelog (with the op column) when
-/// `with_op`. Timestamps are cast to `time_type` when given (session bounds).
+/// Build a batch from group rows; changes (with the op column) when
+/// `with_op`, rows otherwise. Timestamps are cast to `time_type` when given (session bounds).
 pub(super) fn rows_to_batch(
     spec: &AggregateSpec,
     time_type: Option<DataType>,
     rows: Vec<GroupRow>,
     with_op: bool,
-) -> Result<Vec<RecordBatch>> {
+) -> Result<Vec<StreamBatch>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -245,15 +245,14 @@ pub(super) fn rows_to_batch(
             cast(&array, field.data_type())?
         });
     }
-    let schema = if with_op {
+    Ok(vec![if with_op {
         columns.push(Arc::new(Int8Array::from(
             rows.iter().map(|(_, _, op)| *op).collect::<Vec<_>>(),
         )));
-        changelog_schema(schema)
+        StreamBatch::Changes(RecordBatch::try_new(changelog_schema(schema), columns)?)
     } else {
-        schema.clone()
-    };
-    Ok(vec![RecordBatch::try_new(schema, columns)?])
+        StreamBatch::Rows(RecordBatch::try_new(schema.clone(), columns)?)
+    }])
 }
 
 /// The rows of a checkpoint chunk whose keys (the columns at `key_columns`)

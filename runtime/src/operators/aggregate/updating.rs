@@ -26,7 +26,7 @@ use super::shared::{
     Base, GroupRow, evaluate_all, key_rows, rows_of_worker, rows_to_batch, take_all,
 };
 use crate::checkpoint::StateWrite;
-use crate::operators::{Side, StateSummary, StreamOperator};
+use crate::operators::{Side, StateSummary, StreamBatch, StreamOperator};
 use crate::plan::{AggregateSpec, Emit, WindowKind};
 
 /// One worker's updating aggregate.
@@ -75,7 +75,7 @@ impl UpdatingAggregate {
         keys: &[ArrayRef],
         inputs: &[Vec<ArrayRef>],
         closes: Option<&[i64]>,
-    ) -> Result<Vec<RecordBatch>> {
+    ) -> Result<Vec<StreamBatch>> {
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -211,7 +211,7 @@ impl StreamOperator for UpdatingAggregate {
     /// of a global aggregate goes to the first worker; only it calls this).
     /// Nothing when a checkpoint restored the group, whose row the view
     /// already holds.
-    fn on_start(&mut self) -> Result<Vec<RecordBatch>> {
+    fn on_start(&mut self) -> Result<Vec<StreamBatch>> {
         if !self.is_global() {
             return Ok(Vec::new());
         }
@@ -235,7 +235,7 @@ impl StreamOperator for UpdatingAggregate {
         rows_to_batch(&self.base.spec, None, vec![(Vec::new(), values, 1i8)], true)
     }
 
-    fn on_batch(&mut self, _side: Option<Side>, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+    fn on_batch(&mut self, _side: Option<Side>, batch: &RecordBatch) -> Result<Vec<StreamBatch>> {
         if batch.num_rows() == 0 {
             return Ok(Vec::new());
         }
@@ -254,7 +254,7 @@ impl StreamOperator for UpdatingAggregate {
         }
     }
 
-    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
+    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<StreamBatch>> {
         if !self.base.advance(watermark) {
             return Ok(Vec::new());
         }

@@ -28,7 +28,7 @@ use super::key_index::KeyIndex;
 use super::keyed_state::chunk;
 use super::shared::{Base, rows_of_worker, take_all};
 use crate::checkpoint::StateWrite;
-use crate::operators::{Side, StateSummary, StreamOperator, conform};
+use crate::operators::{Side, StateSummary, StreamBatch, StreamOperator, conform};
 use crate::plan::{AggregateSpec, WindowKind};
 
 /// One worker's window aggregate.
@@ -214,7 +214,7 @@ impl StreamOperator for WindowAggregate {
         }
     }
 
-    fn on_batch(&mut self, _side: Option<Side>, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+    fn on_batch(&mut self, _side: Option<Side>, batch: &RecordBatch) -> Result<Vec<StreamBatch>> {
         if batch.num_rows() == 0 {
             return Ok(Vec::new());
         }
@@ -224,7 +224,7 @@ impl StreamOperator for WindowAggregate {
         Ok(Vec::new())
     }
 
-    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
+    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<StreamBatch>> {
         if !self.base.advance(watermark) {
             return Ok(Vec::new());
         }
@@ -232,7 +232,7 @@ impl StreamOperator for WindowAggregate {
         let closed = std::mem::replace(&mut self.windows, open);
         let mut out = Vec::with_capacity(closed.len());
         for (_, table) in closed {
-            out.push(table.emit(&self.base)?);
+            out.push(StreamBatch::Rows(table.emit(&self.base)?));
         }
         Ok(out)
     }
