@@ -20,8 +20,7 @@ use datafusion::physical_expr::aggregate::AggregateExprBuilder;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::PhysicalExpr;
 use prometheus_client::metrics::counter::Counter;
-use weir_runtime::operators::aggregate::AggregateOperator;
-use weir_runtime::operators::exchange;
+use weir_runtime::operators::{Side, aggregate, exchange};
 use weir_runtime::plan::{AggregateSpec, Emit, WindowKind};
 
 const ROWS: usize = 1 << 20;
@@ -122,11 +121,11 @@ fn spec(emit: Emit) -> Arc<AggregateSpec> {
 /// Feed every batch, advancing the watermark after each (2 s behind the
 /// latest window start seen), then the final watermark.
 fn run(spec: &Arc<AggregateSpec>, batches: &[RecordBatch]) -> usize {
-    let mut op = AggregateOperator::new(spec.clone(), &input_schema(), Counter::default())
+    let mut op = aggregate::new(spec.clone(), &input_schema(), Counter::default())
         .expect("an aggregate operator");
     let mut out = 0;
     for batch in batches {
-        out += op.on_batch(batch).expect("on_batch").len();
+        out += op.on_batch(None, batch).expect("on_batch").len();
         let starts = batch
             .column(1)
             .as_any()
@@ -229,14 +228,14 @@ fn stream_table_join(c: &mut Criterion) {
     group.bench_function("bids_with_auctions_table", |b| {
         b.iter(|| {
             let mut join = JoinOperator::new(spec.clone()).expect("join");
-            join.on_batch(1, &auctions).expect("table");
+            join.on_batch(Side::Right, &auctions).expect("table");
             let mut out = 0;
             for batch in &batches {
                 out += join
-                    .on_batch(0, batch)
+                    .on_batch(Side::Left, batch)
                     .expect("bids")
                     .iter()
-                    .map(RecordBatch::num_rows)
+                    .map(|b| b.batch().num_rows())
                     .sum::<usize>();
             }
             black_box(out)

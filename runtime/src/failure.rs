@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tracing::{error, warn};
 
 use crate::error::RuntimeError;
-use crate::job::Progress;
+use crate::progress::Progress;
 
 /// Why a job stopped.
 #[derive(Debug, Clone)]

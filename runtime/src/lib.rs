@@ -14,19 +14,38 @@
 //!                                           stalls the producer, not memory)
 //! ```
 //!
+//! A continuous query runs as a job (`job::start`): one task per source
+//! partition, a stage of workers per stateful operator, one sink task.
+//!
+//! ```text
+//!   source partitions ──exchange──> join workers ──exchange──> aggregate workers ──> sink task ──> view
+//!   (source_task.rs)   by key      (operators/join.rs)        (operators/aggregate/)  (sink_task.rs)
+//!        └───── barriers and watermarks flow with the rows; each task aligns them (aligner.rs)
+//! ```
+//!
 //! # Layout
 //! - [`executor`]: the dedicated worker runtime; panics become errors, never
 //!   a dead server.
 //! - [`message`]: `Message::{Batch, Watermark, Barrier}`, what streaming
-//!   operators exchange.
-//! - [`job`]: running a stream plan: tasks, watermarks, barriers.
+//!   tasks exchange.
+//! - [`plan`]: a stream plan (the planner/runtime contract): its sources or
+//!   join, aggregate, stateless operators.
+//! - [`job`]: running a stream plan. Start with `job/mod.rs` (`start`), then
+//!   `topology.rs` (which tasks and channels a plan needs), `aligner.rs`
+//!   (barriers and watermarks over several upstreams) and the three tasks
+//!   (`source_task.rs`, `worker.rs`, `sink_task.rs`).
+//! - [`operators`]: the stream operators and their contract,
+//!   [`operators::StreamOperator`]: `join.rs`, `aggregate/` (`window.rs`,
+//!   `updating.rs`, `session.rs`), `stateless.rs`, `exchange.rs`,
+//!   `changes.rs` (the op column: what "changelog" means).
 //! - [`failure`]: how a job fails: one reason with its class, every task
 //!   stopped, panics caught.
-//! - [`checkpoint`]: aligned checkpoints into an object store, and restore.
+//! - [`progress`]: what a job has done so far.
+//! - [`sink`]: where a job's output goes.
+//! - [`checkpoint`]: aligned checkpoints into an object store, the
+//!   coordinator, and restore.
 //! - [`materialized`]: materialized views: queryable, subscribable sinks.
 //! - [`source`]: partitioned, positioned sources.
-//! - [`plan`]: a stream plan: source, operators, aggregate, sink.
-//! - [`operators`]: the stream operators.
 //! - [`metrics`]: late rows and job counters.
 //! - [`windows`]: window math shared by batch queries and stream operators.
 //! - [`failpoint`]: named crash points for crash tests.
@@ -43,6 +62,8 @@ pub mod message;
 pub mod metrics;
 pub mod operators;
 pub mod plan;
+pub mod progress;
+pub mod sink;
 pub mod source;
 pub mod windows;
 

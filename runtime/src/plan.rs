@@ -5,7 +5,8 @@
 //!   (one task each)       stateless      bounded channels        N workers     stateless   one task
 //! ```
 //! Without an aggregate the source tasks run `before` and `after` and feed
-//! the sink directly. A join adds a stage of join workers in front:
+//! the sink directly. A join ([`PlanInput::Join`]: two sources, each with
+//! its own `before`) adds a stage of join workers in front:
 //!
 //! ```text
 //!   left partitions ──> before ──┐ (hash exchange      join ──> then ──> (exchange by group key) ──> aggregate ──> ...
@@ -14,73 +15,156 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, FieldRef, SchemaRef};
-use datafusion::common::Result;
-use datafusion::logical_expr::Accumulator;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_plan::PhysicalExpr;
 
-use crate::operators::aggregate::retract;
-use crate::operators::join::JoinSpec;
 use crate::source::Source;
 
 /// A continuous query, ready to run.
 #[derive(Debug, Clone)]
 pub struct StreamPlan {
-    /// Where rows come from.
-    pub source: Arc<dyn Source>,
-    /// The event-time column of the source and its watermark delay, if the
-    /// stream declared a watermark.
-    pub event_time: Option<EventTime>,
-    /// Do the source's batches carry the op column (an updating input)?
-    pub input_changelog: bool,
-    /// Stateless operators run on each source partition.
-    pub before: Vec<StatelessOp>,
-    /// A second input joined with the first, if any.
-    pub join: Option<JoinPlan>,
+    /// Where the rows come from: one source, or a join of two.
+    pub input: PlanInput,
     /// The keyed, stateful aggregate, if any.
     pub aggregate: Option<Arc<AggregateSpec>>,
-    /// Stateless operators run on the aggregate's output.
+    /// Stateless operators run on the aggregate's output (on the input's
+    /// rows when there is no aggregate).
     pub after: Vec<StatelessOp>,
     /// The rows the sink receives (without the op column).
     pub output_schema: SchemaRef,
-    /// Does the output retract rows (an updating result)?
+    /// Is the output a changelog (rows retracted as well as inserted)?
     pub changelog: bool,
-    /// Aggregate workers.
+    /// Workers per stateful stage (join, aggregate).
     pub parallelism: usize,
     /// The stream's name, for metrics.
     pub stream_name: String,
 }
 
 impl StreamPlan {
-    /// Each source partition of the plan, numbered across its inputs (left,
-    /// then a join's right), as its source and its number there.
-    pub fn partitions(&self) -> Vec<(Arc<dyn Source>, usize)> {
-        let mut sources = vec![self.source.clone()];
-        if let Some(join) = &self.join {
-            sources.push(join.source.clone());
+    /// The plan's sources in partition order: the only one, or a join's
+    /// left then right.
+    pub fn sources(&self) -> Vec<&SourcePlan> {
+        match &self.input {
+            PlanInput::Source(source) => vec![source],
+            PlanInput::Join(join) => vec![&join.left, &join.right],
         }
-        sources
+    }
+
+    /// The join, if the plan has one.
+    pub fn join(&self) -> Option<&JoinPlan> {
+        match &self.input {
+            PlanInput::Source(_) => None,
+            PlanInput::Join(join) => Some(join),
+        }
+    }
+
+    /// Each source partition of the plan, numbered across its sources (a
+    /// join's left, then its right), as its source and its number there.
+    pub fn partitions(&self) -> Vec<(Arc<dyn Source>, usize)> {
+        self.sources()
             .into_iter()
+            .map(|s| s.source.clone())
             .flat_map(|s| (0..s.partitions().max(1)).map(move |p| (s.clone(), p)))
             .collect()
     }
 }
 
-/// The right input of a join and the join itself. The plan's `source`,
-/// `event_time` and `before` are the left input's.
+/// Where a plan's rows come from.
 #[derive(Debug, Clone)]
-pub struct JoinPlan {
-    /// Where the right input's rows come from.
+pub enum PlanInput {
+    /// One source.
+    Source(SourcePlan),
+    /// Two sources, joined.
+    Join(JoinPlan),
+}
+
+/// One source and the stateless operators run on each of its partitions.
+#[derive(Debug, Clone)]
+pub struct SourcePlan {
+    /// Where the rows come from.
     pub source: Arc<dyn Source>,
-    /// Its event time, if it has a watermark.
+    /// Its event-time column and watermark delay, if the stream declared a
+    /// watermark.
     pub event_time: Option<EventTime>,
     /// Stateless operators run on each of its partitions.
     pub before: Vec<StatelessOp>,
+}
+
+impl SourcePlan {
+    /// Are its batches a changelog (ending with the op column)?
+    pub fn changelog(&self) -> bool {
+        self.source.changelog()
+    }
+}
+
+/// A join of two sources, each with its own stateless operators: the two
+/// sides are described alike.
+#[derive(Debug, Clone)]
+pub struct JoinPlan {
+    /// The left side.
+    pub left: SourcePlan,
+    /// The right side.
+    pub right: SourcePlan,
     /// The join.
     pub spec: Arc<JoinSpec>,
     /// Stateless operators run on the join's output (before the aggregate).
     pub then: Vec<StatelessOp>,
+}
+
+/// One side of a join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The left input (the preserved one of a LEFT JOIN).
+    Left,
+    /// The right input.
+    Right,
+}
+
+impl Side {
+    /// Both sides, left first: the order of [`JoinSpec`]'s arrays.
+    pub const BOTH: [Side; 2] = [Side::Left, Side::Right];
+
+    /// Its position in [`JoinSpec`]'s two-element arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Side::Left => 0,
+            Side::Right => 1,
+        }
+    }
+}
+
+/// Which rows a join keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Pairs of matching rows.
+    Inner,
+    /// Pairs, and each left row without a match padded with NULLs.
+    Left,
+}
+
+/// A join of two inputs on equal keys.
+#[derive(Debug)]
+pub struct JoinSpec {
+    /// Inner or left.
+    pub kind: JoinKind,
+    /// Key expressions over each input's rows (left, right), of one type
+    /// per key on both sides.
+    pub keys: [Vec<Arc<dyn PhysicalExpr>>; 2],
+    /// Each input's rows (without the op column).
+    pub inputs: [SchemaRef; 2],
+    /// Are an input's batches a changelog (with the op column)?
+    pub input_changelog: [bool; 2],
+    /// Left columns then right columns.
+    pub output_schema: SchemaRef,
+}
+
+impl JoinSpec {
+    /// Is the output a changelog (with the op column)? Only an inner join
+    /// of two append-only inputs never retracts.
+    pub fn changelog(&self) -> bool {
+        self.kind != JoinKind::Inner || self.input_changelog.iter().any(|c| *c)
+    }
 }
 
 /// Where event time comes from.
@@ -169,26 +253,9 @@ pub struct AggregateSpec {
 }
 
 impl AggregateSpec {
-    /// A fresh accumulator for aggregate `i`.
-    pub fn accumulator(&self, i: usize) -> Result<Box<dyn Accumulator>> {
-        match &self.retracting {
-            Some(types) => retract::accumulator(&self.aggregates[i], &types[i]),
-            None => self.aggregates[i].create_accumulator(),
-        }
-    }
-
-    /// Fresh accumulators, one per aggregate.
-    pub fn accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
-        (0..self.aggregates.len())
-            .map(|i| self.accumulator(i))
-            .collect()
-    }
-
-    /// The fields of aggregate `i`'s state, as its accumulator gives it.
-    pub fn state_fields(&self, i: usize) -> Result<Vec<FieldRef>> {
-        match &self.retracting {
-            Some(types) => retract::state_fields(&self.aggregates[i], &types[i]),
-            None => self.aggregates[i].state_fields(),
-        }
+    /// Is its output a changelog? An updating aggregate's is; one that
+    /// emits on window close emits each row once.
+    pub fn changelog(&self) -> bool {
+        self.emit == Emit::Updates
     }
 }

@@ -5,14 +5,15 @@
 //! that shape; a tree of any other shape here is a bug in the planner, an
 //! internal error, never a plan that silently drops part of the query.
 //!
-//! Only [`runtime_plan`] knows the runtime's plan layout (today the left
-//! join input at the top of `StreamPlan`, the right one in `JoinPlan`).
+//! Only [`runtime_plan`] knows the runtime's plan layout: a `PlanInput`
+//! that is one source or a join of two, each a source with the operators
+//! its partitions run.
 
 use std::sync::Arc;
 
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::PhysicalExpr;
-use weir_runtime::plan::{JoinPlan, StatelessOp, StreamPlan};
+use weir_runtime::plan::{JoinPlan, PlanInput, SourcePlan, StatelessOp, StreamPlan};
 
 use super::nodes::{
     StreamFilter, StreamMaterialize, StreamNode, StreamProject, StreamSource, StreamUnnest,
@@ -30,39 +31,44 @@ pub fn runtime_plan(plan: &StreamMaterialize) -> Result<StreamPlan> {
         ),
         other => (None, Vec::new(), (top, other)),
     };
-    let (source, before, join) = match below {
+    let (input, stream) = match below {
         StreamNode::HashJoin(join) => {
             let (left, left_before) = input_chain(&join.left)?;
             let (right, right_before) = input_chain(&join.right)?;
-            let join = JoinPlan {
-                source: right.input.source.clone(),
-                event_time: right.input.event_time,
-                before: right_before,
+            let plan = JoinPlan {
+                left: source_plan(left, left_before),
+                right: source_plan(right, right_before),
                 spec: join.spec.clone(),
                 then: middle,
             };
-            (left, left_before, Some(join))
+            (PlanInput::Join(plan), left)
         }
         StreamNode::Source(source) => {
             let mut before = source_ops(source);
             before.extend(middle);
-            (source, before, None)
+            (PlanInput::Source(source_plan(source, before)), source)
         }
         other => return Err(mismatch("a join or a source under the aggregate", other)),
     };
     Ok(StreamPlan {
-        source: source.input.source.clone(),
-        event_time: source.input.event_time,
-        input_changelog: source.input.source.changelog(),
-        before,
-        join,
+        input,
         aggregate,
         after,
         output_schema: plan.schema.clone(),
         changelog: plan.changelog,
         parallelism: plan.parallelism.max(1),
-        stream_name: source.name.clone(),
+        stream_name: stream.name.clone(),
     })
+}
+
+/// A source as the runtime runs it, with the operators each of its
+/// partitions runs.
+fn source_plan(source: &StreamSource, before: Vec<StatelessOp>) -> SourcePlan {
+    SourcePlan {
+        source: source.input.source.clone(),
+        event_time: source.input.event_time,
+        before,
+    }
 }
 
 /// The stateless operators on top of `node`, in the order rows meet them,

@@ -136,9 +136,9 @@ async fn an_aggregate_lowers_to_its_exchange_and_three_stages() {
     let runtime = runtime_plan(&plan).expect("runtime plan");
     let spec = runtime.aggregate.as_ref().expect("an aggregate");
     assert_eq!(spec.partition_keys, vec![0]);
-    assert!(runtime.join.is_none());
+    assert!(runtime.join().is_none());
     assert!(
-        !runtime.before.is_empty(),
+        !runtime.sources()[0].before.is_empty(),
         "the filter runs on the source partitions"
     );
     assert!(runtime.changelog);
@@ -200,14 +200,14 @@ async fn a_join_has_two_alike_inputs_under_one_exchange() {
     assert_eq!(sources.len(), 2, "{text}");
 
     let runtime = runtime_plan(&plan).expect("runtime plan");
-    let runtime_join = runtime.join.as_ref().expect("a join");
+    let runtime_join = runtime.join().expect("a join");
     assert!(runtime.aggregate.is_none());
     assert!(
         runtime.after.is_empty(),
         "without an aggregate nothing runs after it"
     );
     assert!(
-        !runtime_join.before.is_empty(),
+        !runtime_join.right.before.is_empty(),
         "the right input's filter runs on its partitions"
     );
     assert_eq!(runtime_join.spec.keys[0].len(), 1);
@@ -226,9 +226,9 @@ async fn a_plan_without_state_runs_on_the_source_partitions() {
     );
     assert!(!text.contains("StreamExchange"), "{text}");
     let runtime = runtime_plan(&plan).expect("runtime plan");
-    assert!(runtime.aggregate.is_none() && runtime.join.is_none());
+    assert!(runtime.aggregate.is_none() && runtime.join().is_none());
     assert!(runtime.after.is_empty());
-    assert!(!runtime.before.is_empty());
+    assert!(!runtime.sources()[0].before.is_empty());
     assert!(!runtime.changelog);
 }
 

@@ -19,8 +19,9 @@ use super::{
     JobStore, KEY_GROUPS, MANIFEST_VERSION, Manifest, OperatorState, SinkState, SourceState,
     Written, now_ms,
 };
-use crate::job::{Progress, Sink};
 use crate::metrics::JobLabels;
+use crate::progress::Progress;
+use crate::sink::Sink;
 
 /// What a participant tells the coordinator.
 #[derive(Debug)]

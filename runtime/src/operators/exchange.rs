@@ -1,4 +1,4 @@
-//! Hash exchange: which aggregate worker a row goes to.
+//! Hash exchange: which worker of a stage (join or aggregate) a row goes to.
 //!
 //! Rows with the same partition key always reach the same worker, so each
 //! worker owns its keys' state outright (and a later version can move key

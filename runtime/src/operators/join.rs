@@ -35,47 +35,16 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Int8Array, Int64Array, RecordBatch, UInt32Array,
 };
 use datafusion::arrow::compute::{interleave, take};
-use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema};
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::common::{HashMap, Result, exec_err};
-use datafusion::physical_plan::PhysicalExpr;
+use datafusion::common::{HashMap, Result, internal_err};
 
 use crate::checkpoint::StateWrite;
-use crate::operators::aggregate::changelog_schema;
-use crate::operators::exchange;
-
-/// Which rows a join keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JoinKind {
-    /// Pairs of matching rows.
-    Inner,
-    /// Pairs, and each left row without a match padded with NULLs.
-    Left,
-}
-
-/// A join of two inputs on equal keys.
-#[derive(Debug)]
-pub struct JoinSpec {
-    /// Inner or left.
-    pub kind: JoinKind,
-    /// Key expressions over each input's rows (left, right), of one type
-    /// per key on both sides.
-    pub keys: [Vec<Arc<dyn PhysicalExpr>>; 2],
-    /// Each input's rows (without the op column).
-    pub inputs: [SchemaRef; 2],
-    /// Do an input's batches carry the op column?
-    pub input_changelog: [bool; 2],
-    /// Left columns then right columns.
-    pub output_schema: SchemaRef,
-}
-
-impl JoinSpec {
-    /// Does the output retract rows (and so carry the op column)? Only an
-    /// inner join of two append-only inputs never does.
-    pub fn changelog(&self) -> bool {
-        self.kind != JoinKind::Inner || self.input_changelog.iter().any(|c| *c)
-    }
-}
+use crate::operators::changes::changelog_schema;
+use crate::operators::{StateSummary, StreamBatch, StreamOperator, exchange};
+// The join's plan types live with the plan (the planner/runtime contract);
+// re-exported here, where a reader of the join looks for them.
+pub use crate::plan::{JoinKind, JoinSpec, Side};
 
 /// Row-format rows of one key, each with how many times it is there.
 type Counts = HashMap<Box<[u8]>, i64>;
@@ -94,13 +63,14 @@ enum Stored {
     },
 }
 
-struct Side {
+/// One side's state.
+struct SideState {
     keys: RowConverter,
     rows: RowConverter,
     stored: Stored,
 }
 
-impl Side {
+impl SideState {
     /// How many rows the side has for `key`.
     fn count(&self, key: &[u8]) -> i64 {
         match &self.stored {
@@ -145,18 +115,21 @@ type Pair<'a> = (Part<'a>, Part<'a>, i8);
 /// One worker's join.
 pub struct JoinOperator {
     spec: Arc<JoinSpec>,
-    sides: [Side; 2],
+    sides: [SideState; 2],
+    /// The highest watermark seen: the join forwards none but the end (see
+    /// the module's notes), but its checkpoint keeps it.
+    watermark: i64,
 }
 
 impl JoinOperator {
     /// A new, empty join.
     pub fn new(spec: Arc<JoinSpec>) -> Result<Self> {
-        let side = |i: usize| -> Result<Side> {
+        let side = |i: usize| -> Result<SideState> {
             let key_types = spec.keys[i]
                 .iter()
                 .map(|k| k.data_type(&spec.inputs[i]))
                 .collect::<Result<Vec<_>>>()?;
-            Ok(Side {
+            Ok(SideState {
                 keys: RowConverter::new(key_types.into_iter().map(SortField::new).collect())?,
                 rows: RowConverter::new(
                     spec.inputs[i]
@@ -176,23 +149,23 @@ impl JoinOperator {
             })
         };
         let sides = [side(0)?, side(1)?];
-        Ok(Self { spec, sides })
+        Ok(Self {
+            spec,
+            sides,
+            watermark: i64::MIN,
+        })
     }
 
-    /// Does this join emit a changelog (with the op column)?
-    pub fn is_changelog(&self) -> bool {
-        self.spec.changelog()
-    }
-
-    /// Rows of input `side` (0 left, 1 right) arrive: apply them to that
-    /// side's state and return the pairs they make or unmake.
-    pub fn on_batch(&mut self, side: usize, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+    /// Rows of input `side` arrive: apply them to that side's state and
+    /// return the pairs they make or unmake.
+    pub fn on_batch(&mut self, side: Side, batch: &RecordBatch) -> Result<Vec<StreamBatch>> {
+        let s = side.index();
         let n = batch.num_rows();
         if n == 0 {
             return Ok(Vec::new());
         }
-        let width = self.spec.inputs[side].fields().len();
-        let ops = if self.spec.input_changelog[side] {
+        let width = self.spec.inputs[s].fields().len();
+        let ops = if self.spec.input_changelog[s] {
             Some(
                 batch
                     .column(batch.num_columns() - 1)
@@ -202,13 +175,13 @@ impl JoinOperator {
         } else {
             None
         };
-        let keys = self.spec.keys[side]
+        let keys = self.spec.keys[s]
             .iter()
             .map(|k| k.evaluate(batch)?.into_array(n))
             .collect::<Result<Vec<_>>>()?;
         let left_join = self.spec.kind == JoinKind::Left;
         let (mine, theirs) = match &mut self.sides {
-            [left, right] if side == 0 => (left, &*right),
+            [left, right] if side == Side::Left => (left, &*right),
             [left, right] => (right, &*left),
         };
         let key_rows = mine.keys.convert_columns(&keys)?;
@@ -228,8 +201,8 @@ impl JoinOperator {
             Some(rows) => Part::Row(rows.row(i).data()),
             None => Part::At(stored_at, i as u32),
         };
-        fn pair<'a>(side: usize, mine: Part<'a>, other: Part<'a>) -> (Part<'a>, Part<'a>) {
-            if side == 0 {
+        fn pair<'a>(side: Side, mine: Part<'a>, other: Part<'a>) -> (Part<'a>, Part<'a>) {
+            if side == Side::Left {
                 (mine, other)
             } else {
                 (other, mine)
@@ -239,14 +212,14 @@ impl JoinOperator {
         for i in 0..n {
             let op = ops.as_ref().map_or(1, |o| o.value(i));
             if keys.iter().any(|k| k.is_null(i)) {
-                if left_join && side == 0 {
+                if left_join && side == Side::Left {
                     out.push((this(i), Part::Null, op));
                 }
                 continue;
             }
             let key = key_rows.row(i);
             let matches = theirs.matches(key.as_ref());
-            if side == 1 && left_join {
+            if side == Side::Right && left_join {
                 // The right side of a LEFT JOIN: the null-padded left rows
                 // go when the key's first right row comes, and come back
                 // when its last one goes.
@@ -322,11 +295,11 @@ impl JoinOperator {
                     }
                 },
                 (Stored::Counted(_), None) => {
-                    return exec_err!("an updating join side without its rows");
+                    return internal_err!("an updating join side without its rows");
                 }
             }
         }
-        let sides = if side == 0 {
+        let sides = if side == Side::Left {
             [&*mine, theirs]
         } else {
             [theirs, &*mine]
@@ -392,7 +365,7 @@ impl JoinOperator {
 
     /// Rebuild state from a checkpoint's chunks (of every old worker),
     /// keeping the keys that hash to `worker` of `workers`.
-    pub fn restore(
+    fn restore_chunks(
         &mut self,
         chunks: &[(String, RecordBatch)],
         worker: usize,
@@ -400,7 +373,7 @@ impl JoinOperator {
     ) -> Result<()> {
         for (id, chunk) in chunks {
             let Some(s) = SIDE_CHUNKS.iter().position(|c| c == id) else {
-                return exec_err!("a join chunk of neither side: {id}");
+                return internal_err!("a join chunk of neither side: {id}");
             };
             let n = chunk.num_rows();
             let keys = self.spec.keys[s]
@@ -463,13 +436,62 @@ impl JoinOperator {
     }
 }
 
+impl StreamOperator for JoinOperator {
+    fn state(&self) -> StateSummary {
+        StateSummary {
+            operator: "join",
+            entries: self
+                .sides
+                .iter()
+                .map(|side| match &side.stored {
+                    Stored::Counted(map) => map.values().map(|rows| rows.len()).sum::<usize>(),
+                    Stored::Appended { batches, .. } => {
+                        batches.iter().map(RecordBatch::num_rows).sum::<usize>()
+                    }
+                })
+                .sum(),
+        }
+    }
+
+    fn on_batch(&mut self, side: Option<Side>, batch: &RecordBatch) -> Result<Vec<StreamBatch>> {
+        match side {
+            Some(side) => JoinOperator::on_batch(self, side, batch),
+            None => internal_err!("a join was given a batch of neither side"),
+        }
+    }
+
+    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<StreamBatch>> {
+        self.watermark = self.watermark.max(watermark);
+        Ok(Vec::new())
+    }
+
+    fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    fn snapshot(&mut self, _epoch: u64) -> Result<StateWrite> {
+        JoinOperator::snapshot(self)
+    }
+
+    fn restore(
+        &mut self,
+        watermark: i64,
+        chunks: &[(String, RecordBatch)],
+        worker: usize,
+        workers: usize,
+    ) -> Result<()> {
+        self.watermark = self.watermark.max(watermark);
+        self.restore_chunks(chunks, worker, workers)
+    }
+}
+
 /// The output rows of `pairs`: each side's columns gathered from its stored
 /// batches or decoded from the row format, NULLs where a part is missing.
 fn pairs_batch<'a>(
     spec: &JoinSpec,
-    sides: [&Side; 2],
+    sides: [&SideState; 2],
     pairs: &[Pair<'a>],
-) -> Result<Option<RecordBatch>> {
+) -> Result<Option<StreamBatch>> {
     if pairs.is_empty() {
         return Ok(None);
     }
@@ -525,18 +547,20 @@ fn pairs_batch<'a>(
         }
     }
     let schema = spec.output_schema.clone();
-    let columns = crate::operators::aggregate::conform(&schema, columns)?;
+    let columns = crate::operators::conform(&schema, columns)?;
     if spec.changelog() {
         let mut columns = columns;
         columns.push(Arc::new(Int8Array::from(
             pairs.iter().map(|p| p.2).collect::<Vec<_>>(),
         )));
-        Ok(Some(RecordBatch::try_new(
+        Ok(Some(StreamBatch::Changes(RecordBatch::try_new(
             changelog_schema(&schema),
             columns,
-        )?))
+        )?)))
     } else {
-        Ok(Some(RecordBatch::try_new(schema, columns)?))
+        Ok(Some(StreamBatch::Rows(RecordBatch::try_new(
+            schema, columns,
+        )?)))
     }
 }
 
@@ -548,6 +572,7 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::StringArray;
     use datafusion::physical_expr::expressions::Column;
+    use datafusion::physical_plan::PhysicalExpr;
 
     fn spec(kind: JoinKind) -> Arc<JoinSpec> {
         let left = Arc::new(Schema::new(vec![
@@ -605,7 +630,8 @@ mod tests {
         .unwrap()
     }
 
-    fn text(batches: Vec<RecordBatch>) -> Vec<String> {
+    fn text(batches: Vec<StreamBatch>) -> Vec<String> {
+        let batches: Vec<RecordBatch> = batches.into_iter().map(StreamBatch::into_batch).collect();
         let mut out = Vec::new();
         for b in batches {
             for r in 0..b.num_rows() {
@@ -626,21 +652,28 @@ mod tests {
         let mut join = JoinOperator::new(spec(JoinKind::Left)).unwrap();
         assert_eq!(
             text(
-                join.on_batch(0, &left(&[(Some(1), "a"), (None, "n")]))
+                join.on_batch(Side::Left, &left(&[(Some(1), "a"), (None, "n")]))
                     .unwrap()
             ),
             vec!["1 a   1", " n   1"]
         );
         assert_eq!(
-            text(join.on_batch(1, &right(&[(1, "one", 1)])).unwrap()),
+            text(
+                join.on_batch(Side::Right, &right(&[(1, "one", 1)]))
+                    .unwrap()
+            ),
             vec!["1 a   -1", "1 a 1 one 1"]
         );
         // Through a checkpoint, then the match goes again.
         let write = join.snapshot().unwrap();
         let mut again = JoinOperator::new(spec(JoinKind::Left)).unwrap();
-        again.restore(&write.put, 0, 1).unwrap();
+        again.restore_chunks(&write.put, 0, 1).unwrap();
         assert_eq!(
-            text(again.on_batch(1, &right(&[(1, "one", -1)])).unwrap()),
+            text(
+                again
+                    .on_batch(Side::Right, &right(&[(1, "one", -1)]))
+                    .unwrap()
+            ),
             vec!["1 a 1 one -1", "1 a   1"]
         );
     }
@@ -649,19 +682,22 @@ mod tests {
     fn inner_join_matches_either_order() {
         let mut join = JoinOperator::new(spec(JoinKind::Inner)).unwrap();
         assert!(
-            join.on_batch(1, &right(&[(2, "two", 1)]))
+            join.on_batch(Side::Right, &right(&[(2, "two", 1)]))
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(
             text(
-                join.on_batch(0, &left(&[(Some(2), "x"), (Some(3), "y")]))
+                join.on_batch(Side::Left, &left(&[(Some(2), "x"), (Some(3), "y")]))
                     .unwrap()
             ),
             vec!["2 x 2 two 1"]
         );
         assert_eq!(
-            text(join.on_batch(1, &right(&[(3, "three", 1)])).unwrap()),
+            text(
+                join.on_batch(Side::Right, &right(&[(3, "three", 1)]))
+                    .unwrap()
+            ),
             vec!["3 y 3 three 1"]
         );
     }

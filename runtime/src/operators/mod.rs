@@ -5,12 +5,112 @@
 //!   session) or plain groups, emitting on window close or as a changelog.
 //! - [`join`]: equi-joins of two inputs, either of them updating.
 //! - [`exchange`]: hash-partitioning rows to the join and aggregate workers.
+//! - [`changes`]: the op column, and what "changelog" means.
+//!
+//! Every stateful operator implements [`StreamOperator`]; a job's worker
+//! runs one through it and knows nothing else about it.
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::Result;
+
+use crate::checkpoint::StateWrite;
+pub use crate::plan::Side;
 
 pub mod aggregate;
+pub mod changes;
 pub mod exchange;
 pub mod join;
 pub mod stateless;
 
-/// Name of the column that carries the change kind in a changelog batch:
-/// `1` inserts the row, `-1` deletes it.
-pub const OP_COLUMN: &str = "__weir_op";
+pub use changes::{OP_COLUMN, StreamBatch};
+
+/// What a stateful operator keeps, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSummary {
+    /// The operator's name ("window aggregate", "join").
+    pub operator: &'static str,
+    /// How many keyed entries it holds now (groups, windows' groups,
+    /// sessions, stored rows): the figure that grows with its memory.
+    pub entries: usize,
+}
+
+/// One stateful operator of a job, run by one worker over the keys the
+/// exchange sends that worker.
+///
+/// The worker owns the order of events: batches as they come, a watermark
+/// once it rose on every upstream, a barrier once every upstream delivered
+/// it (see `job::aligner`). The operator owns its state, what it emits, and
+/// how its state is written to and read from a checkpoint; the runtime owns
+/// where that state is stored.
+///
+/// # Adding an operator
+/// Write one file under `operators/` with a struct implementing this trait
+/// (its state, its checkpoint chunks, its unit tests), and add one arm where
+/// a worker's operator is built from the plan (`job::worker::operator`).
+///
+/// # Correctness
+/// - `on_watermark` returns what the watermark completes *before* the worker
+///   forwards the watermark, so nothing downstream sees a watermark ahead of
+///   rows it covers.
+/// - `snapshot` is called at a barrier, after every batch before it and
+///   before any batch after it; what it returns, written and then restored
+///   (with the chunks of every old worker), must give the same state for
+///   the keys of the restoring worker.
+/// - A batch, chunk or plan the operator's state does not fit (a plan/state
+///   mismatch) is an internal error, never an empty result.
+pub trait StreamOperator: Send {
+    /// Its state's name and size, for logs and metrics.
+    fn state(&self) -> StateSummary;
+
+    /// Before any input, on the job's first worker of this stage only: rows
+    /// the output has before any input (a global aggregate's one row).
+    fn on_start(&mut self) -> Result<Vec<StreamBatch>> {
+        Ok(Vec::new())
+    }
+
+    /// Rows arrive, from `side` for a join (`None` for a one-input
+    /// operator): returns what they change downstream.
+    fn on_batch(&mut self, side: Option<Side>, batch: &RecordBatch) -> Result<Vec<StreamBatch>>;
+
+    /// The watermark rose to `watermark`: returns what it completes.
+    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<StreamBatch>>;
+
+    /// The highest watermark it has seen (kept with its checkpoint).
+    fn watermark(&self) -> i64;
+
+    /// The job checkpoints: track what changes from now on, for deltas.
+    fn enable_checkpoints(&mut self) {}
+
+    /// At the barrier of `epoch`: what changed since the last snapshot, as
+    /// chunks to write.
+    fn snapshot(&mut self, epoch: u64) -> Result<StateWrite>;
+
+    /// Rebuild state from a checkpoint: the chunks of every old worker of
+    /// this stage (each worker's in order) and their highest watermark,
+    /// keeping the keys that hash to `worker` of `workers`.
+    fn restore(
+        &mut self,
+        watermark: i64,
+        chunks: &[(String, RecordBatch)],
+        worker: usize,
+        workers: usize,
+    ) -> Result<()>;
+}
+
+/// Cast columns to the declared output types (an accumulator may return,
+/// say, a dictionary or a view type where the plan promised plain).
+pub(crate) fn conform(schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result<Vec<ArrayRef>> {
+    columns
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c)
+            } else {
+                Ok(cast(&c, f.data_type())?)
+            }
+        })
+        .collect()
+}

@@ -7,7 +7,17 @@ use datafusion::arrow::compute::{filter_record_batch, take};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::{Result, exec_err};
 
+use crate::operators::changes::StreamBatch;
 use crate::plan::StatelessOp;
+
+/// Run `ops` over `batch`, rows or changes alike (changes keep their op
+/// column). Returns `None` when no row is left.
+pub fn run(ops: &[StatelessOp], batch: StreamBatch) -> Result<Option<StreamBatch>> {
+    Ok(match batch {
+        StreamBatch::Rows(batch) => apply(ops, batch)?.map(StreamBatch::Rows),
+        StreamBatch::Changes(batch) => apply_changelog(ops, batch)?.map(StreamBatch::Changes),
+    })
+}
 
 /// Run `ops` over `batch` in order. Returns `None` when no row is left.
 pub fn apply(ops: &[StatelessOp], mut batch: RecordBatch) -> Result<Option<RecordBatch>> {
@@ -55,17 +65,14 @@ pub fn apply_changelog(ops: &[StatelessOp], mut batch: RecordBatch) -> Result<Op
                     .map(|e| e.evaluate(&batch)?.into_array(batch.num_rows()))
                     .collect::<Result<Vec<_>>>()?;
                 columns.push(batch.column(batch.num_columns() - 1).clone());
-                RecordBatch::try_new(
-                    crate::operators::aggregate::changelog_schema(schema),
-                    columns,
-                )?
+                RecordBatch::try_new(crate::operators::changes::changelog_schema(schema), columns)?
             }
             // The op column is one more parent column: each element's row
             // keeps its parent's op.
             StatelessOp::Unnest { column, schema } => unnest(
                 &batch,
                 *column,
-                &crate::operators::aggregate::changelog_schema(schema),
+                &crate::operators::changes::changelog_schema(schema),
             )?,
         };
     }

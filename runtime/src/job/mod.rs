@@ -1,0 +1,388 @@
+//! Running a stream plan: tasks, channels, watermarks and barriers.
+//!
+//! ```text
+//!  source task p ──(before ops, exchange by key)──> worker w ──(after ops)──> sink task
+//!   one per partition      bounded channels        join or       bounded      applies to the view
+//!                                                  aggregate
+//! ```
+//! Every channel is bounded, so a slow sink slows the workers, which slow
+//! the sources: memory stays flat under backpressure.
+//!
+//! # Layout
+//! - `mod.rs`: [`start`], which wires a job's tasks from its topology.
+//! - `topology.rs`: which tasks, channels and exchanges a plan needs, as a
+//!   pure function of the plan.
+//! - `restore.rs`: a checkpoint sorted by the tasks that restore it.
+//! - `source_task.rs`, `worker.rs`, `sink_task.rs`: the three kinds of task.
+//! - `aligner.rs`: watermark and barrier alignment over a task's upstreams.
+//! - `channel.rs`: what moves between tasks and how it is sent.
+//! - `handle.rs`: [`JobHandle`], a running job's progress, `FLUSH`, stop.
+//!
+//! # Correctness
+//! - Watermarks: a task's watermark is the minimum over its upstreams; an
+//!   upstream that ended counts as `+inf`. An operator emits what a
+//!   watermark closes before forwarding the watermark.
+//! - Barriers (checkpoints and `FLUSH`): a source injects `Barrier(epoch)`
+//!   between two batches, for every epoch in order (none is skipped, so
+//!   all upstreams of a task deliver the same epochs), after reporting its
+//!   position. A task with several upstreams holds back every upstream that
+//!   delivered the barrier until all have (ended upstreams count as
+//!   delivered), then snapshots its state and forwards the barrier once.
+//!   When the sink has it from all its upstreams, everything read before
+//!   the barrier is in the view, and the view's state is snapshotted too.
+//! - A checkpoint is complete when the coordinator has every report of its
+//!   epoch (`checkpoint::Coordinator`); restoring gives each task the state
+//!   it had at that barrier: sources their position, largest event time and
+//!   last watermark; workers their keyed state and their upstreams'
+//!   watermarks (the sources' at the barrier); the sink the view.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use datafusion::common::{Result, internal_err};
+use datafusion::physical_plan::PhysicalExpr;
+use tokio::sync::{mpsc, watch};
+use tracing::{Instrument, info_span};
+
+mod aligner;
+mod channel;
+mod handle;
+mod restore;
+mod sink_task;
+mod source_task;
+mod topology;
+mod worker;
+
+pub use crate::failure::JobFailure;
+pub use crate::progress::Progress;
+pub use crate::sink::Sink;
+pub use handle::JobHandle;
+
+use crate::checkpoint::{CheckpointMetrics, Coordinator, JobStore, Report, Restored};
+use crate::executor::Executor;
+use crate::failure::Failer;
+use crate::metrics::{JobLabels, RuntimeMetrics};
+use crate::plan::{PlanInput, Side, StreamPlan};
+use crate::source::SourcePosition;
+use channel::Tagged;
+use restore::Restore;
+use source_task::{Route, SourceTask};
+use topology::{Stage, Target, Topology};
+use worker::{Downstream, Output, Worker};
+
+/// How a job checkpoints, and what it restores from.
+#[derive(Default)]
+pub struct Checkpointing {
+    /// Where its checkpoints go (`None`: no checkpoints).
+    pub store: Option<JobStore>,
+    /// The checkpoint to start from.
+    pub restored: Option<Restored>,
+    /// The job's query, recorded in its manifests.
+    pub plan: String,
+    /// Checkpoint metrics.
+    pub metrics: CheckpointMetrics,
+}
+
+/// Start `plan` on the executor's workers, writing to `sink`, from the
+/// restored checkpoint if there is one.
+pub fn start(
+    name: &str,
+    plan: StreamPlan,
+    sink: Arc<dyn Sink>,
+    executor: &Executor,
+    metrics: &RuntimeMetrics,
+    checkpointing: Checkpointing,
+) -> Result<JobHandle> {
+    let topology = Topology::of(&plan);
+    let partitions = topology.partitions();
+    let workers = topology.workers();
+    let (progress_tx, progress) = watch::channel(Progress::default());
+    let progress_tx = Arc::new(progress_tx);
+    let Checkpointing {
+        store,
+        restored,
+        plan: plan_text,
+        metrics: checkpoint_metrics,
+    } = checkpointing;
+    if store.is_some() {
+        sink.enable_checkpoints();
+    }
+    let restored_epoch = restored.as_ref().map_or(0, |r| r.manifest.epoch);
+    let flush = Arc::new(watch::channel(restored_epoch).0);
+    let (report_tx, report_rx) = mpsc::unbounded_channel::<Report>();
+    let job = JobLabels {
+        job: name.to_string(),
+    };
+    let failer = Failer {
+        job: name.into(),
+        progress: progress_tx.clone(),
+        failures: metrics.job_failures.get_or_create(&job).clone(),
+    };
+    match restored.as_ref() {
+        Some(restored) => {
+            crate::failpoint::hit("restore");
+            sink.restore(
+                &restored.sinks,
+                &restored
+                    .manifest
+                    .sinks
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.pending.clone()))
+                    .collect(),
+            )?;
+        }
+        None => sink.restore(&BTreeMap::new(), &BTreeMap::new())?,
+    }
+    let restore = Restore::of(restored.as_ref(), &topology);
+    let (late_tx, late_rx) = mpsc::unbounded_channel();
+    if let Some(restored) = restored.as_ref().filter(|r| r.manifest.finished) {
+        progress_tx.send_modify(|p| p.finished = true);
+        let coordinator = Coordinator {
+            store,
+            plan: plan_text,
+            partitions,
+            workers,
+            last: Some(restored.manifest.clone()),
+            epochs: flush.clone(),
+            sink,
+            progress: progress_tx,
+            metrics: checkpoint_metrics,
+            labels: job,
+            finished: true,
+            late: late_rx,
+        };
+        let (_, reports) = mpsc::unbounded_channel();
+        return Ok(JobHandle {
+            bounded: true,
+            bounded_partitions: 0,
+            progress,
+            flush,
+            late: late_tx,
+            tasks: vec![spawn_task(
+                executor,
+                &failer,
+                name,
+                "the checkpoint coordinator".into(),
+                coordinator.run(reports),
+            )],
+        });
+    }
+    let (sink_tx, sink_rx) = channel::channel(topology.sink_upstreams);
+    let mut tasks = Vec::new();
+
+    tasks.push(spawn_task(
+        executor,
+        &failer,
+        name,
+        "the checkpoint coordinator".into(),
+        Coordinator {
+            store: store.clone(),
+            plan: plan_text,
+            partitions,
+            workers,
+            last: restored.map(|r| r.manifest),
+            epochs: flush.clone(),
+            sink: sink.clone(),
+            progress: progress_tx.clone(),
+            metrics: checkpoint_metrics,
+            labels: job.clone(),
+            finished: false,
+            late: late_rx,
+        }
+        .run(report_rx),
+    ));
+    tasks.push(spawn_task(
+        executor,
+        &failer,
+        name,
+        "the sink".into(),
+        sink_task::run_sink(
+            sink_rx,
+            topology.sink_upstreams,
+            sink,
+            store.clone(),
+            report_tx.clone(),
+            progress_tx.clone(),
+            metrics.rows_out.get_or_create(&job).clone(),
+        ),
+    ));
+
+    // The stages, last first: each sends to the channels of the next.
+    let mut stage_inputs: Vec<(Stage, Vec<mpsc::Sender<Tagged>>)> = Vec::new();
+    let outputs_to = |target: Target,
+                      stage_inputs: &[(Stage, Vec<mpsc::Sender<Tagged>>)]|
+     -> Result<Vec<mpsc::Sender<Tagged>>> {
+        match target {
+            Target::Sink => Ok(vec![sink_tx.clone()]),
+            Target::Exchange(next) => match stage_inputs.iter().find(|(s, _)| *s == next) {
+                Some((_, txs)) => Ok(txs.clone()),
+                None => internal_err!("a task sends to a {next:?} stage that is not wired"),
+            },
+        }
+    };
+    for stage in topology.stages().collect::<Vec<_>>().into_iter().rev() {
+        let downstream = match stage.target {
+            Target::Sink => Downstream::Sink(sink_tx.clone()),
+            Target::Exchange(next) => Downstream::Exchange {
+                outputs: outputs_to(stage.target, &stage_inputs)?,
+                keys: exchange_keys(&plan, next, None)?,
+            },
+        };
+        let own_ops = match (stage.stage, &plan.input, &plan.aggregate) {
+            (Stage::Join, PlanInput::Join(join), _) => join.then.clone(),
+            (Stage::Aggregate, _, Some(_)) => Vec::new(),
+            (stage, _, _) => return internal_err!("a {stage:?} stage the plan does not have"),
+        };
+        let after = match stage.target {
+            Target::Sink => own_ops.into_iter().chain(plan.after.clone()).collect(),
+            Target::Exchange(_) => own_ops,
+        };
+        let clocks = restore.clocks(stage, &topology);
+        let restoring = restore.stage(stage.stage);
+        let mut txs = Vec::with_capacity(stage.workers);
+        for w in 0..stage.workers {
+            let (tx, rx) = channel::channel(stage.upstreams.len());
+            txs.push(tx);
+            let mut operator = worker::operator(&plan, stage.stage, metrics)?;
+            if store.is_some() {
+                operator.enable_checkpoints();
+            }
+            if restore.restores(stage.stage) {
+                operator.restore(restoring.watermark, &restoring.chunks, w, stage.workers)?;
+            }
+            let span = info_span!(
+                "worker",
+                job = name,
+                operator = operator.state().operator,
+                worker = w
+            );
+            let task = format!("{} worker {w}", operator.state().operator);
+            let run = worker::run_worker(
+                Worker {
+                    job: failer.job.clone(),
+                    index: stage.first + w,
+                    operator,
+                    sides: stage.upstreams.iter().map(|u| u.side).collect(),
+                    store: store.clone(),
+                    reports: report_tx.clone(),
+                    output: Output {
+                        local: w,
+                        after: after.clone(),
+                        downstream: downstream.clone(),
+                    },
+                },
+                rx,
+                clocks.clone(),
+            );
+            tasks.push(spawn_task(
+                executor,
+                &failer,
+                name,
+                task,
+                run.instrument(span),
+            ));
+        }
+        stage_inputs.push((stage.stage, txs));
+    }
+
+    let sources = plan.sources();
+    for (tasks_of, input) in topology.sources.iter().zip(&sources) {
+        let route = Arc::new(Route {
+            event_time: input.event_time,
+            changelog: input.changelog(),
+            before: input.before.clone(),
+            exchange: match tasks_of.target {
+                Target::Exchange(stage) => Some(exchange_keys(&plan, stage, tasks_of.side)?),
+                Target::Sink => None,
+            },
+            after: match tasks_of.target {
+                Target::Exchange(_) => Vec::new(),
+                Target::Sink => plan.after.clone(),
+            },
+        });
+        let outputs = outputs_to(tasks_of.target, &stage_inputs)?;
+        // The highest watermark any partition of this source sent: what an
+        // idle partition moves to.
+        let idle = input.source.idle_timeout().map(|timeout| {
+            (
+                timeout,
+                Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
+            )
+        });
+        for local in 0..tasks_of.partitions {
+            let partition = tasks_of.first + local;
+            let restored = restore.sources[partition];
+            let reader = input
+                .source
+                .open(local, restored.map(|s| SourcePosition(s.position)))?;
+            tasks.push(spawn_task(
+                executor,
+                &failer,
+                name,
+                format!("source partition {partition}"),
+                source_task::run_source(SourceTask {
+                    partition,
+                    progress: progress_tx.clone(),
+                    reader,
+                    route: route.clone(),
+                    outputs: outputs.clone(),
+                    epochs: flush.subscribe(),
+                    first_epoch: restored_epoch,
+                    reports: report_tx.clone(),
+                    restored,
+                    idle: idle.clone(),
+                    rows_in: metrics.rows_in.get_or_create(&job).clone(),
+                }),
+            ));
+        }
+    }
+    Ok(JobHandle {
+        bounded: sources.iter().all(|s| s.source.bounded()),
+        bounded_partitions: topology
+            .sources
+            .iter()
+            .zip(&sources)
+            .filter(|(_, s)| s.source.bounded())
+            .map(|(t, _)| t.partitions)
+            .sum(),
+        progress,
+        flush,
+        late: late_tx,
+        tasks,
+    })
+}
+
+/// Spawn one task of job `job`, named `task`: in a span naming both, and
+/// guarded, so that an error or panic in it fails the job.
+fn spawn_task<F>(
+    executor: &Executor,
+    failer: &Failer,
+    job: &str,
+    task: String,
+    future: F,
+) -> tokio::task::AbortHandle
+where
+    F: Future<Output = Result<()>> + Send + 'static,
+{
+    let span = info_span!("job task", job, task = %task);
+    executor.spawn(failer.guard(task, future).instrument(span))
+}
+
+/// The keys rows are exchanged by to `stage`'s workers: the join's keys of
+/// the sender's side, or the aggregate's partition keys.
+fn exchange_keys(
+    plan: &StreamPlan,
+    stage: Stage,
+    side: Option<Side>,
+) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
+    match (stage, plan.join(), &plan.aggregate, side) {
+        (Stage::Join, Some(join), _, Some(side)) => Ok(join.spec.keys[side.index()].clone()),
+        (Stage::Aggregate, _, Some(spec), _) => Ok(spec
+            .partition_keys
+            .iter()
+            .map(|&k| spec.group[k].clone())
+            .collect()),
+        _ => internal_err!("an exchange to a {stage:?} stage the plan does not have"),
+    }
+}

@@ -1,0 +1,127 @@
+//! What each task of a job starts from when a checkpoint is restored: the
+//! checkpoint's parts sorted by the task that takes them.
+//!
+//! Sources take their partition's position, largest event time and last
+//! watermark; each stage's workers take every old worker's chunks of that
+//! stage (each keeps the keys that hash to it, so the parallelism may
+//! change) and the highest watermark among them; a worker's upstreams start
+//! from the watermarks their senders had at the barrier.
+
+use datafusion::arrow::array::RecordBatch;
+
+use super::aligner::UpstreamClock;
+use super::topology::{Stage, StageWorkers, Topology};
+use crate::checkpoint::{Restored, SourceState};
+
+/// What one stage's workers restore: the old workers' chunks and their
+/// largest watermark.
+#[derive(Debug)]
+pub(crate) struct StageRestore {
+    /// Did the checkpoint have workers of this stage?
+    pub(crate) restored: bool,
+    /// Their largest watermark.
+    pub(crate) watermark: i64,
+    /// Their chunks, each old worker's in order.
+    pub(crate) chunks: Vec<(String, RecordBatch)>,
+}
+
+impl Default for StageRestore {
+    fn default() -> Self {
+        Self {
+            restored: false,
+            // No watermark seen yet.
+            watermark: i64::MIN,
+            chunks: Vec::new(),
+        }
+    }
+}
+
+/// A checkpoint, sorted by the tasks that restore it.
+#[derive(Debug, Default)]
+pub(crate) struct Restore {
+    /// Per source partition (across the plan's sources), its state.
+    pub(crate) sources: Vec<Option<SourceState>>,
+    /// The join stage's part.
+    pub(crate) join: StageRestore,
+    /// The aggregate stage's part.
+    pub(crate) aggregate: StageRestore,
+}
+
+impl Restore {
+    /// Sort `restored` (nothing when the job starts afresh) by the tasks of
+    /// `topology`.
+    pub(crate) fn of(restored: Option<&Restored>, topology: &Topology) -> Self {
+        let partitions = topology.partitions();
+        let mut restore = Restore {
+            sources: vec![None; partitions],
+            ..Default::default()
+        };
+        let Some(restored) = restored else {
+            return restore;
+        };
+        for (p, state) in restored.manifest.sources.iter().enumerate() {
+            if p < partitions {
+                restore.sources[p] = Some(*state);
+            }
+        }
+        let old_workers = restored.manifest.workers;
+        for (w, (o, chunks)) in restored
+            .manifest
+            .operators
+            .iter()
+            .zip(&restored.operators)
+            .enumerate()
+        {
+            let stage = match topology.old_stage(w, old_workers) {
+                Stage::Join => &mut restore.join,
+                Stage::Aggregate => &mut restore.aggregate,
+            };
+            stage.restored = true;
+            stage.watermark = stage.watermark.max(o.watermark);
+            stage.chunks.extend(chunks.iter().cloned());
+        }
+        restore
+    }
+
+    /// What `stage`'s part of the checkpoint is.
+    pub(crate) fn stage(&self, stage: Stage) -> &StageRestore {
+        match stage {
+            Stage::Join => &self.join,
+            Stage::Aggregate => &self.aggregate,
+        }
+    }
+
+    /// Should `stage`'s operators restore at all? The join's only from its
+    /// own chunks; the aggregate's also when only sources were restored
+    /// (it then takes the sources' watermark).
+    pub(crate) fn restores(&self, stage: Stage) -> bool {
+        match stage {
+            Stage::Join => self.join.restored,
+            Stage::Aggregate => self.aggregate.restored || self.sources.iter().any(Option::is_some),
+        }
+    }
+
+    /// The clocks a worker of `stage` starts its upstreams with: what each
+    /// source partition had sent at the barrier (an ended one's is +inf), or,
+    /// behind a join, the join stage's watermark.
+    pub(crate) fn clocks(&self, stage: &StageWorkers, topology: &Topology) -> Vec<UpstreamClock> {
+        let behind_join = stage.stage == Stage::Aggregate && topology.join.is_some();
+        stage
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, upstream)| UpstreamClock {
+                timed: upstream.timed,
+                watermark: if behind_join {
+                    self.join.watermark
+                } else {
+                    match self.sources.get(i).copied().flatten() {
+                        Some(s) if s.ended => i64::MAX,
+                        Some(s) => s.watermark,
+                        None => i64::MIN,
+                    }
+                },
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,98 @@
+//! The sink task: aligns the last stage's outputs, applies batches to the
+//! job's [`Sink`] (the view, and the sinks created on it), and at every
+//! barrier snapshots it in order with the data; the snapshots are written
+//! one after the other by a helper task, so the coordinator gets the sink's
+//! reports in barrier order (the final one last).
+
+use std::sync::Arc;
+
+use datafusion::common::Result;
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::{mpsc, watch};
+
+use super::aligner::{Aligned, Aligner};
+use super::channel::Tagged;
+use crate::checkpoint::{JobStore, Report, StateWrite, Written};
+use crate::progress::Progress;
+use crate::sink::Sink;
+
+/// A snapshot of the sink, on its way to the store.
+type SinkSnapshot = (Option<u64>, u64, Result<Vec<(String, StateWrite)>>);
+
+/// Writes the sink's snapshots one after the other, so the coordinator gets
+/// the sink's reports in barrier order (the final one last).
+async fn write_sink_snapshots(
+    mut snapshots: mpsc::UnboundedReceiver<SinkSnapshot>,
+    store: Option<JobStore>,
+    reports: mpsc::UnboundedSender<Report>,
+) {
+    while let Some((epoch, label, parts)) = snapshots.recv().await {
+        let written = async {
+            let mut written = Vec::new();
+            for (name, write) in parts? {
+                written.push((
+                    name.clone(),
+                    match &store {
+                        Some(store) => store.write(label, &format!("s-{name}"), write).await?,
+                        None => Written {
+                            pending: write.pending,
+                            ..Default::default()
+                        },
+                    },
+                ));
+            }
+            Ok(written)
+        }
+        .await;
+        let _ = reports.send(Report::Sink { epoch, written });
+    }
+}
+
+/// Run the sink task until every upstream ended or the job stops.
+pub(crate) async fn run_sink(
+    mut rx: mpsc::Receiver<Tagged>,
+    upstreams: usize,
+    sink: Arc<dyn Sink>,
+    store: Option<JobStore>,
+    reports: mpsc::UnboundedSender<Report>,
+    progress: Arc<watch::Sender<Progress>>,
+    rows_out: Counter,
+) -> Result<()> {
+    let mut align = Aligner::new(upstreams);
+    let mut events = Vec::new();
+    let mut last_epoch = 0;
+    let (snapshots, snapshots_rx) = mpsc::unbounded_channel();
+    tokio::spawn(write_sink_snapshots(snapshots_rx, store.clone(), reports));
+    while let Some(Tagged { upstream, message }) = rx.recv().await {
+        align.offer(upstream, message, &mut events);
+        for event in events.drain(..) {
+            match event {
+                Aligned::Batch(_, batch) => {
+                    rows_out.inc_by(batch.num_rows() as u64);
+                    sink.apply(batch)?;
+                }
+                Aligned::Watermark(_) => {}
+                Aligned::Barrier(epoch) => {
+                    last_epoch = epoch;
+                    // The snapshot is taken here, in order with the data;
+                    // only the writing happens elsewhere.
+                    let _ = snapshots.send((Some(epoch), epoch, sink.snapshot(epoch)));
+                    progress.send_modify(|p| p.flushed = p.flushed.max(epoch));
+                }
+            }
+        }
+        if align.finished() {
+            break;
+        }
+    }
+    // Every input ended: the final state; the coordinator marks the job
+    // finished once it is stored and the sink's output is committed.
+    let label = last_epoch + 1;
+    let parts = if store.is_none() || sink.writes_out() {
+        sink.snapshot(label)
+    } else {
+        Ok(Vec::new())
+    };
+    let _ = snapshots.send((None, label, parts));
+    Ok(())
+}

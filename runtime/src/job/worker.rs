@@ -1,0 +1,228 @@
+//! A stateful stage's worker task: aligns its upstreams, runs its operator
+//! (through [`StreamOperator`], knowing nothing else about it), runs the
+//! stateless operators after it, and sends the output on; at a barrier it
+//! snapshots the operator and writes the snapshot in the background.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::Result;
+use datafusion::physical_plan::PhysicalExpr;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::aligner::{Aligned, Aligner, UpstreamClock};
+use super::channel::{Tagged, exchange_out, send, send_all};
+use super::topology::Stage;
+use crate::checkpoint::{JobStore, Report, Written};
+use crate::message::{Barrier, Message};
+use crate::metrics::RuntimeMetrics;
+use crate::operators::join::JoinOperator;
+use crate::operators::{Side, StreamBatch, StreamOperator, aggregate, stateless};
+use crate::plan::{PlanInput, StatelessOp, StreamPlan};
+
+/// A new, empty operator for a worker of `stage`: where the runtime's
+/// operators are listed.
+pub(crate) fn operator(
+    plan: &StreamPlan,
+    stage: Stage,
+    metrics: &RuntimeMetrics,
+) -> Result<Box<dyn StreamOperator>> {
+    match (stage, &plan.input, &plan.aggregate) {
+        (Stage::Join, PlanInput::Join(join), _) => {
+            Ok(Box::new(JoinOperator::new(join.spec.clone())?))
+        }
+        (Stage::Aggregate, _, Some(spec)) => aggregate::new(
+            spec.clone(),
+            &aggregate_input_schema(plan),
+            metrics.late(&plan.stream_name),
+        ),
+        (stage, _, _) => {
+            datafusion::common::internal_err!("a {stage:?} stage in a plan that has no {stage:?}")
+        }
+    }
+}
+
+/// The schema the aggregate reads: the join's output after `then`, or the
+/// source's after `before`.
+fn aggregate_input_schema(plan: &StreamPlan) -> SchemaRef {
+    let (ops, start) = match &plan.input {
+        PlanInput::Join(join) => (&join.then, join.spec.output_schema.clone()),
+        PlanInput::Source(source) => (&source.before, source.source.schema()),
+    };
+    ops.iter()
+        .rev()
+        .find_map(|op| match op {
+            StatelessOp::Project { schema, .. } | StatelessOp::Unnest { schema, .. } => {
+                Some(schema.clone())
+            }
+            StatelessOp::Filter(_) => None,
+        })
+        .unwrap_or(start)
+}
+
+/// Where a worker's output goes.
+#[derive(Clone)]
+pub(crate) enum Downstream {
+    /// The sink task.
+    Sink(mpsc::Sender<Tagged>),
+    /// The next stage's workers, by these keys.
+    Exchange {
+        outputs: Vec<mpsc::Sender<Tagged>>,
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+    },
+}
+
+impl Downstream {
+    /// Send a batch on. `Break` when downstream is gone.
+    async fn send(&self, local: usize, batch: RecordBatch) -> Result<ControlFlow<()>> {
+        match self {
+            Downstream::Sink(sink) => Ok(send(sink, local, Message::Batch(batch)).await),
+            Downstream::Exchange { outputs, keys } => {
+                exchange_out(local, batch, keys, outputs).await
+            }
+        }
+    }
+
+    /// Forward a watermark or barrier to every downstream task.
+    async fn forward(&self, local: usize, message: Message) -> ControlFlow<()> {
+        match self {
+            Downstream::Sink(sink) => send(sink, local, message).await,
+            Downstream::Exchange { outputs, .. } => {
+                send_all(outputs, local, message).await;
+                ControlFlow::Continue(())
+            }
+        }
+    }
+}
+
+/// One worker, ready to run.
+pub(crate) struct Worker {
+    /// The job's name (failpoints name the job they are in).
+    pub(crate) job: Arc<str>,
+    /// Its number among all the job's workers (checkpoint reports).
+    pub(crate) index: usize,
+    pub(crate) operator: Box<dyn StreamOperator>,
+    /// The join side of each upstream (empty for a one-input operator).
+    pub(crate) sides: Vec<Option<Side>>,
+    pub(crate) store: Option<JobStore>,
+    pub(crate) reports: mpsc::UnboundedSender<Report>,
+    /// Where its output goes. Apart from the operator, which is not `Sync`
+    /// and so must not be borrowed across the sends' awaits.
+    pub(crate) output: Output,
+}
+
+/// What a worker does with its operator's output.
+pub(crate) struct Output {
+    /// Its number in its stage (its upstream number downstream).
+    pub(crate) local: usize,
+    /// Stateless operators run on the operator's output.
+    pub(crate) after: Vec<StatelessOp>,
+    pub(crate) downstream: Downstream,
+}
+
+impl Worker {
+    /// At a barrier: snapshot the state now (the operator goes on at once),
+    /// write it in the background, and report when it is stored.
+    fn checkpoint(&mut self, epoch: u64) -> Result<()> {
+        let worker = self.index;
+        let watermark = self.operator.watermark();
+        let Some(store) = self.store.clone() else {
+            let _ = self.reports.send(Report::Operator {
+                worker,
+                epoch,
+                watermark,
+                written: Ok(Written::default()),
+            });
+            return Ok(());
+        };
+        let write = self.operator.snapshot(epoch)?;
+        let state = self.operator.state();
+        debug!(epoch, entries = state.entries, "operator state snapshotted");
+        let reports = self.reports.clone();
+        tokio::spawn(async move {
+            let written = store.write(epoch, &format!("w{worker}"), write).await;
+            let _ = reports.send(Report::Operator {
+                worker,
+                epoch,
+                watermark,
+                written,
+            });
+        });
+        Ok(())
+    }
+}
+
+impl Output {
+    /// Run the stateless operators after the operator on `batches` and send them on.
+    async fn emit(&self, batches: Vec<StreamBatch>) -> Result<ControlFlow<()>> {
+        for batch in batches {
+            if let Some(out) = stateless::run(&self.after, batch)?
+                && self
+                    .downstream
+                    .send(self.local, out.into_batch())
+                    .await?
+                    .is_break()
+            {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+}
+
+/// Run `worker` over its channel until every upstream ended or the job stops;
+/// `clocks` are its upstreams' at the restored checkpoint.
+pub(crate) async fn run_worker(
+    mut worker: Worker,
+    mut rx: mpsc::Receiver<Tagged>,
+    clocks: Vec<UpstreamClock>,
+) -> Result<()> {
+    let mut align = Aligner::restored(clocks);
+    let mut events = Vec::new();
+    if worker.output.local == 0 {
+        let start = worker.operator.on_start()?;
+        if worker.output.emit(start).await?.is_break() {
+            return Ok(());
+        }
+    }
+    while let Some(Tagged { upstream, message }) = rx.recv().await {
+        align.offer(upstream, message, &mut events);
+        for event in events.drain(..) {
+            let (outputs, forward) = match event {
+                Aligned::Batch(upstream, batch) => {
+                    crate::failpoint::hit_in("worker-batch", &worker.job);
+                    let side = worker.sides.get(upstream).copied().flatten();
+                    (worker.operator.on_batch(side, &batch)?, None)
+                }
+                Aligned::Watermark(t) => (
+                    worker.operator.on_watermark(t)?,
+                    Some(Message::Watermark(t)),
+                ),
+                Aligned::Barrier(epoch) => {
+                    worker.checkpoint(epoch)?;
+                    (Vec::new(), Some(Message::Barrier(Barrier { epoch })))
+                }
+            };
+            if worker.output.emit(outputs).await?.is_break() {
+                return Ok(());
+            }
+            if let Some(message) = forward
+                && worker
+                    .output
+                    .downstream
+                    .forward(worker.output.local, message)
+                    .await
+                    .is_break()
+            {
+                return Ok(());
+            }
+        }
+        if align.finished() {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! The session aggregate: session windows, emitted on close or as a
+//! changelog.
+//!
+//! Per partition key, the open sessions with their accumulators; a row opens
+//! `[t, t + gap)` and merges every session it overlaps or touches, as Flink
+//! does (its windows intersect when `start <= other.end && end >=
+//! other.start`): rows exactly `gap` apart are one session. So a session
+//! ending at `e` closes once the watermark is past `e` (a row at `e` would
+//! still join it), not at `e`. A row whose session would be closed already
+//! is late: dropped and counted.
+//!
+//! Checkpoint chunks: keyed state ([`super::keyed_state`]) keyed by the
+//! partition key, one row per session, `a` its start and `b` its end; a
+//! delta drops a changed key's sessions (op -1) and lists the ones it has
+//! now.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::{HashMap, Result, ScalarValue, internal_err};
+use datafusion::logical_expr::Accumulator;
+use prometheus_client::metrics::counter::Counter;
+
+use super::keyed_state::{StateChunk, StateRows, Tracking};
+use super::shared::{Base, GroupRow, evaluate_all, rows_of_worker, rows_to_batch, take_all};
+use crate::checkpoint::StateWrite;
+use crate::operators::{Side, StateSummary, StreamBatch, StreamOperator};
+use crate::plan::{AggregateSpec, Emit, WindowKind};
+use crate::windows::timestamps_as_nanos;
+
+/// One worker's session aggregate.
+pub struct SessionAggregate {
+    base: Base,
+    /// The group key holding the row's event time on input, the session
+    /// start on output.
+    start_key: usize,
+    /// The group key that is the session end on output.
+    end_key: usize,
+    /// The inactivity gap (nanoseconds).
+    gap: i64,
+    /// Open sessions by partition key (row-format bytes).
+    keys: HashMap<Box<[u8]>, KeySessions>,
+    tracking: Tracking,
+}
+
+struct Session {
+    start: i64,
+    end: i64,
+    accumulators: Vec<Box<dyn Accumulator>>,
+    emitted: Option<Vec<ScalarValue>>,
+}
+
+struct KeySessions {
+    /// The partition key's values (the group keys that are not window bounds).
+    key: Vec<ScalarValue>,
+    sessions: Vec<Session>,
+}
+
+impl SessionAggregate {
+    /// A new, empty session aggregate.
+    pub fn new(spec: Arc<AggregateSpec>, input_schema: &SchemaRef, late: Counter) -> Result<Self> {
+        let WindowKind::Session {
+            start_key,
+            end_key,
+            gap,
+        } = spec.window
+        else {
+            return internal_err!("a session aggregate planned without session windows");
+        };
+        Ok(Self {
+            base: Base::new(spec, input_schema, late)?,
+            start_key,
+            end_key,
+            gap,
+            keys: HashMap::default(),
+            tracking: Tracking::default(),
+        })
+    }
+
+    /// Does it emit a changelog (rather than each session once, on close)?
+    fn updating(&self) -> bool {
+        self.base.spec.emit == Emit::Updates
+    }
+
+    /// The type the session bounds are emitted as.
+    fn time_type(&self) -> DataType {
+        self.base
+            .spec
+            .output_schema
+            .field(self.start_key)
+            .data_type()
+            .clone()
+    }
+
+    fn sessions_batch(
+        &mut self,
+        keys: &[ArrayRef],
+        inputs: &[Vec<ArrayRef>],
+    ) -> Result<Vec<StreamBatch>> {
+        let spec = self.base.spec.clone();
+        let (start_key, gap) = (self.start_key, self.gap);
+        let times = timestamps_as_nanos(&keys[start_key])?;
+        let partition: Vec<ArrayRef> = spec
+            .partition_keys
+            .iter()
+            .map(|&k| keys[k].clone())
+            .collect();
+        let converter = RowConverter::new(
+            partition
+                .iter()
+                .map(|p| SortField::new(p.data_type().clone()))
+                .collect(),
+        )?;
+        let rows = converter.convert_columns(&partition)?;
+        // Rows per partition key, sorted by time, cut into runs at most the gap apart.
+        let mut members: HashMap<Box<[u8]>, Vec<(i64, u32)>> = HashMap::default();
+        let mut late = 0;
+        for row in 0..times.len() {
+            if times.is_null(row) {
+                continue;
+            }
+            let t = times.value(row);
+            // Its session would be closed already (see `on_watermark`).
+            if t.saturating_add(gap) < self.base.watermark {
+                late += 1;
+                continue;
+            }
+            members
+                .entry(rows.row(row).as_ref().into())
+                .or_default()
+                .push((t, row as u32));
+        }
+        self.base.late.inc_by(late);
+        let updating = self.updating();
+        let mut changes: Vec<GroupRow> = Vec::new();
+        for (key_bytes, mut list) in members {
+            self.tracking.touch(&key_bytes);
+            list.sort_unstable();
+            let first = list[0].1 as usize;
+            let entry = match self.keys.entry(key_bytes) {
+                datafusion::common::hash_map::Entry::Occupied(e) => e.into_mut(),
+                datafusion::common::hash_map::Entry::Vacant(e) => e.insert(KeySessions {
+                    key: partition
+                        .iter()
+                        .map(|p| ScalarValue::try_from_array(p, first))
+                        .collect::<Result<_>>()?,
+                    sessions: Vec::new(),
+                }),
+            };
+            let mut run_start = 0;
+            while run_start < list.len() {
+                let mut run_end = run_start + 1;
+                while run_end < list.len() && list[run_end].0 - list[run_end - 1].0 <= gap {
+                    run_end += 1;
+                }
+                let run = &list[run_start..run_end];
+                let (start, end) = (run[0].0, run[run.len() - 1].0 + gap);
+                let mut accumulators = self.base.accumulators()?;
+                let take_rows = UInt32Array::from(run.iter().map(|(_, r)| *r).collect::<Vec<_>>());
+                for (acc, values) in accumulators.iter_mut().zip(inputs) {
+                    acc.update_batch(&take_all(values, &take_rows)?)?;
+                }
+                let mut merged = Session {
+                    start,
+                    end,
+                    accumulators,
+                    emitted: None,
+                };
+                // Merge every open session this run overlaps or touches.
+                let (overlapping, rest): (Vec<Session>, Vec<Session>) =
+                    std::mem::take(&mut entry.sessions)
+                        .into_iter()
+                        .partition(|s| s.start <= merged.end && merged.start <= s.end);
+                entry.sessions = rest;
+                for mut old in overlapping {
+                    merged.start = merged.start.min(old.start);
+                    merged.end = merged.end.max(old.end);
+                    for (into, from) in merged
+                        .accumulators
+                        .iter_mut()
+                        .zip(old.accumulators.iter_mut())
+                    {
+                        let state = from
+                            .state()?
+                            .into_iter()
+                            .map(|s| s.to_array())
+                            .collect::<Result<Vec<_>>>()?;
+                        into.merge_batch(&state)?;
+                    }
+                    if updating && let Some(values) = old.emitted.take() {
+                        changes.push((
+                            session_key(
+                                &entry.key,
+                                &spec,
+                                old.start,
+                                old.end,
+                                self.start_key,
+                                self.end_key,
+                            ),
+                            values,
+                            -1i8,
+                        ));
+                    }
+                }
+                if updating {
+                    let values = evaluate_all(&mut merged.accumulators)?;
+                    changes.push((
+                        session_key(
+                            &entry.key,
+                            &spec,
+                            merged.start,
+                            merged.end,
+                            self.start_key,
+                            self.end_key,
+                        ),
+                        values.clone(),
+                        1i8,
+                    ));
+                    merged.emitted = Some(values);
+                }
+                entry.sessions.push(merged);
+                run_start = run_end;
+            }
+        }
+        rows_to_batch(&spec, Some(self.time_type()), changes, true)
+    }
+
+    /// Apply one old worker's chunk.
+    fn restore_chunk(&mut self, mine: &RecordBatch) -> Result<()> {
+        let p = self.base.spec.partition_keys.len();
+        let chunk = StateChunk::new(mine, p)?;
+        let key_rows = self
+            .base
+            .partition_converter
+            .convert_columns(chunk.keys())?;
+        for row in 0..chunk.rows() {
+            let key: Box<[u8]> = key_rows.row(row).as_ref().into();
+            if chunk.dropped(row) {
+                self.keys.remove(&key);
+                continue;
+            }
+            let (Some(start), Some(end)) = (chunk.a(row), chunk.b(row)) else {
+                return internal_err!("a session in a checkpoint without its bounds");
+            };
+            let (accumulators, emitted) = chunk.entry(&self.base, row)?;
+            let entry = match self.keys.entry(key) {
+                datafusion::common::hash_map::Entry::Occupied(e) => e.into_mut(),
+                datafusion::common::hash_map::Entry::Vacant(e) => e.insert(KeySessions {
+                    key: (0..p).map(|k| chunk.key(k, row)).collect::<Result<_>>()?,
+                    sessions: Vec::new(),
+                }),
+            };
+            entry.sessions.push(Session {
+                start,
+                end,
+                accumulators,
+                emitted,
+            });
+        }
+        self.tracking.restored(self.keys.len());
+        Ok(())
+    }
+}
+
+/// The full group key of a session: the partition key values with the
+/// session bounds put in the window columns.
+fn session_key(
+    partition: &[ScalarValue],
+    spec: &AggregateSpec,
+    start: i64,
+    end: i64,
+    start_key: usize,
+    end_key: usize,
+) -> Vec<ScalarValue> {
+    let mut key = Vec::with_capacity(spec.group.len());
+    let mut rest = partition.iter();
+    for i in 0..spec.group.len() {
+        if i == start_key {
+            key.push(ScalarValue::TimestampNanosecond(Some(start), None));
+        } else if i == end_key {
+            key.push(ScalarValue::TimestampNanosecond(Some(end), None));
+        } else {
+            key.push(rest.next().cloned().unwrap_or(ScalarValue::Null));
+        }
+    }
+    key
+}
+
+/// Write one key's sessions into a chunk.
+fn push_sessions(rows: &mut StateRows, entry: &mut KeySessions) -> Result<()> {
+    for session in entry.sessions.iter_mut() {
+        rows.push(
+            &entry.key,
+            Some(session.start),
+            Some(session.end),
+            &mut session.accumulators,
+            session.emitted.as_ref(),
+        )?;
+    }
+    Ok(())
+}
+
+impl StreamOperator for SessionAggregate {
+    fn state(&self) -> StateSummary {
+        StateSummary {
+            operator: "session aggregate",
+            entries: self.keys.values().map(|k| k.sessions.len()).sum(),
+        }
+    }
+
+    fn on_batch(&mut self, _side: Option<Side>, batch: &RecordBatch) -> Result<Vec<StreamBatch>> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let evaluated = self.base.evaluate(batch)?;
+        self.sessions_batch(&evaluated.keys, &evaluated.inputs)
+    }
+
+    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<StreamBatch>> {
+        if !self.base.advance(watermark) {
+            return Ok(Vec::new());
+        }
+        let updating = self.updating();
+        let mut rows: Vec<GroupRow> = Vec::new();
+        let mut keys = std::mem::take(&mut self.keys);
+        for (bytes, key) in keys.iter_mut() {
+            let (closed, open): (Vec<Session>, Vec<Session>) = std::mem::take(&mut key.sessions)
+                .into_iter()
+                .partition(|s| s.end < watermark);
+            key.sessions = open;
+            if !closed.is_empty() {
+                self.tracking.touch(bytes);
+            }
+            if !updating {
+                for mut session in closed {
+                    let values = evaluate_all(&mut session.accumulators)?;
+                    rows.push((
+                        session_key(
+                            &key.key,
+                            &self.base.spec,
+                            session.start,
+                            session.end,
+                            self.start_key,
+                            self.end_key,
+                        ),
+                        values,
+                        1i8,
+                    ));
+                }
+            }
+        }
+        keys.retain(|_, k| !k.sessions.is_empty());
+        self.keys = keys;
+        rows_to_batch(&self.base.spec, Some(self.time_type()), rows, updating)
+    }
+
+    fn watermark(&self) -> i64 {
+        self.base.watermark
+    }
+
+    fn enable_checkpoints(&mut self) {
+        self.tracking.enable();
+    }
+
+    fn snapshot(&mut self, epoch: u64) -> Result<StateWrite> {
+        let full = self.tracking.full();
+        let mut rows = StateRows::new(&self.base, self.base.spec.partition_keys.len())?;
+        if full {
+            for entry in self.keys.values_mut() {
+                push_sessions(&mut rows, entry)?;
+            }
+        } else {
+            // A changed key: drop what the checkpoint had, then list its
+            // sessions now.
+            let dirty: Vec<&[u8]> = self.tracking.dirty().collect();
+            rows.push_dropped(&self.base.partition_converter, &dirty)?;
+            for key in dirty {
+                if let Some(entry) = self.keys.get_mut(key) {
+                    push_sessions(&mut rows, entry)?;
+                }
+            }
+        }
+        self.tracking
+            .write(rows, full, &self.base.partition_types, epoch)
+    }
+
+    fn restore(
+        &mut self,
+        watermark: i64,
+        chunks: &[(String, RecordBatch)],
+        worker: usize,
+        workers: usize,
+    ) -> Result<()> {
+        self.base.watermark = self.base.watermark.max(watermark);
+        // Session chunks start with the partition key columns.
+        let key_columns: Vec<usize> = (0..self.base.spec.partition_keys.len()).collect();
+        for (_, chunk) in chunks {
+            if let Some(mine) = rows_of_worker(chunk, &key_columns, worker, workers)? {
+                self.restore_chunk(&mine)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,54 @@
+//! Where a job's output goes: the [`Sink`] trait.
+//!
+//! Its own module, not the job's: both the job's sink task and the checkpoint
+//! coordinator (which snapshots and commits the sink) use it, and neither
+//! should import the other for it.
+
+use std::collections::BTreeMap;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::Result;
+
+use crate::checkpoint::StateWrite;
+
+/// Where a job's output goes.
+pub trait Sink: Send + Sync {
+    /// Apply one batch (with the op column when the plan is a changelog).
+    fn apply(&self, batch: RecordBatch) -> Result<()>;
+
+    /// The job checkpoints: keep track of what changes from now on.
+    fn enable_checkpoints(&self) {}
+
+    /// Does it write output outside Weir (files, topics)? Such output must
+    /// be committed by a final checkpoint when a bounded job ends; a job
+    /// whose only sink is its view needs none (a restart recomputes the
+    /// rest from the last checkpoint, with identical results).
+    fn writes_out(&self) -> bool {
+        false
+    }
+
+    /// At the barrier of `epoch`: what the checkpoint must hold of this
+    /// sink, per named part (state to write, output files to commit).
+    fn snapshot(&self, _epoch: u64) -> Result<Vec<(String, StateWrite)>> {
+        Ok(Vec::new())
+    }
+
+    /// Before the job runs: the state a checkpoint kept, per part, and the
+    /// output that checkpoint made visible (commit it again: the crash may
+    /// have come before the commit; discard any other uncommitted output).
+    /// Called with nothing when the job starts afresh.
+    fn restore(
+        &self,
+        _state: &BTreeMap<String, Vec<(String, RecordBatch)>>,
+        _pending: &BTreeMap<String, Vec<String>>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// The checkpoint holding the last snapshot is complete (or there are no
+    /// checkpoints): make `pending` output visible. Idempotent: recovery
+    /// commits the latest checkpoint's output again.
+    fn commit(&self, _pending: &BTreeMap<String, Vec<String>>) -> Result<()> {
+        Ok(())
+    }
+}
