@@ -81,6 +81,12 @@ c1=$(cpu); t1=$(date +%s.%N)
 report "kafka json topic -> view" $(( c1 - c0 )) "$(echo "$t1 - $t0" | bc)"
 same=$(sql "SELECT count(*) FROM (SELECT * FROM hot_kafka EXCEPT SELECT * FROM hot_csv)")
 echo "windows: $expected in both views, $same differing"
+# What the caught-up stream costs while nothing arrives: noida-db answers a
+# fetch at once where a Kafka broker waits up to fetch.wait.max.ms, so each
+# partition's consumer polls it in a loop. Part of the figure above is this.
+c0=$(cpu); sleep 5; c1=$(cpu)
+awk -v c="$(( c1 - c0 ))" -v hz="$ticks" -v p="$PARTITIONS" \
+  'BEGIN { printf "idle stream (%d partitions, nothing to read): %.2f cpu-s per second\n", p, c / hz / 5 }'
 
 # Latency. (Producing nothing creates the topic.)
 "$BENCH" produce --brokers "$brokers" --topic live --partitions "$PARTITIONS" --in /dev/null
