@@ -22,6 +22,17 @@ pub struct PartitionLabels {
     pub partition: i64,
 }
 
+/// Labels naming one worker of a job's stateful operator.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperatorLabels {
+    /// The job's (materialized view's) name.
+    pub job: String,
+    /// The operator ("window aggregate", "join", ...).
+    pub operator: String,
+    /// The worker's number in its stage.
+    pub worker: i64,
+}
+
 /// Labels naming a job.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobLabels {
@@ -41,6 +52,10 @@ pub struct RuntimeMetrics {
     /// Records a source partition has not read yet (Kafka: the partition's
     /// high watermark minus the stream's position), per stream and partition.
     pub source_lag: Family<PartitionLabels, Gauge>,
+    /// Keyed entries a stateful operator's worker holds (groups, windows'
+    /// groups, sessions, stored join rows), as of its last barrier (a
+    /// checkpoint or a FLUSH).
+    pub state_entries: Family<OperatorLabels, Gauge>,
     /// Rows read by sources.
     pub rows_in: Family<JobLabels, Counter>,
     /// Rows written to sinks (materialized views).
@@ -68,6 +83,11 @@ impl RuntimeMetrics {
             "source_lag",
             "Records a source partition has not read yet (Kafka: high watermark minus position)",
             self.source_lag.clone(),
+        );
+        registry.register(
+            "operator_state_entries",
+            "Keyed entries a stateful operator's worker holds, as of its last checkpoint or FLUSH",
+            self.state_entries.clone(),
         );
         registry.register(
             "job_rows_in",

@@ -266,3 +266,56 @@ async fn a_panic_in_one_job_fails_that_job_alone() {
         "{metrics}"
     );
 }
+
+/// The sum over a job's workers of `weir_operator_state_entries` for one
+/// operator, from the Prometheus text.
+fn state_entries(metrics: &str, job: &str, operator: &str) -> Option<i64> {
+    let prefix = format!("weir_operator_state_entries{{job=\"{job}\",operator=\"{operator}\",");
+    let values: Vec<i64> = metrics
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_stateful_operator_reports_its_state_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start(dir.path());
+    let client = common::connect(&server).await;
+    // 7 keys, then 3 of them deleted: the updating aggregate holds 4 groups.
+    client
+        .batch_execute(
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, k BIGINT);
+             INSERT INTO t SELECT v, v % 7 FROM generate_series(1, 70) AS s(v);
+             CREATE MATERIALIZED VIEW per_k AS SELECT k, count(*) AS n FROM t GROUP BY k;
+             CREATE TABLE other (k BIGINT PRIMARY KEY, name TEXT);
+             INSERT INTO other VALUES (1, 'a'), (2, 'b');
+             CREATE MATERIALIZED VIEW joined AS
+               SELECT t.id, other.name FROM t JOIN other ON t.k = other.k;
+             FLUSH",
+        )
+        .await
+        .expect("views over tables");
+    let metrics = common::http_get(server.http_port, "/metrics").await;
+    assert_eq!(
+        state_entries(&metrics, "per_k", "updating aggregate"),
+        Some(7),
+        "{metrics}"
+    );
+    assert!(
+        state_entries(&metrics, "joined", "join").is_some_and(|n| n > 0),
+        "{metrics}"
+    );
+    client
+        .batch_execute("DELETE FROM t WHERE k IN (0, 1, 2); FLUSH")
+        .await
+        .expect("delete three keys");
+    let metrics = common::http_get(server.http_port, "/metrics").await;
+    assert_eq!(
+        state_entries(&metrics, "per_k", "updating aggregate"),
+        Some(4),
+        "{metrics}"
+    );
+}

@@ -62,7 +62,7 @@ pub use handle::JobHandle;
 use crate::checkpoint::{CheckpointMetrics, Coordinator, JobStore, Report, Restored};
 use crate::executor::Executor;
 use crate::failure::Failer;
-use crate::metrics::{JobLabels, RuntimeMetrics};
+use crate::metrics::{JobLabels, OperatorLabels, RuntimeMetrics};
 use crate::plan::{PlanInput, Side, StreamPlan};
 use crate::source::SourcePosition;
 use channel::Tagged;
@@ -262,6 +262,14 @@ pub fn start(
                 Worker {
                     job: failer.job.clone(),
                     index: stage.first + w,
+                    state_entries: metrics
+                        .state_entries
+                        .get_or_create(&OperatorLabels {
+                            job: name.to_string(),
+                            operator: operator.state().operator.to_string(),
+                            worker: w as i64,
+                        })
+                        .clone(),
                     operator,
                     sides: stage.upstreams.iter().map(|u| u.side).collect(),
                     store: store.clone(),

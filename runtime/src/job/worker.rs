@@ -10,6 +10,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use datafusion::physical_plan::PhysicalExpr;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -105,6 +106,8 @@ pub(crate) struct Worker {
     /// Its number among all the job's workers (checkpoint reports).
     pub(crate) index: usize,
     pub(crate) operator: Box<dyn StreamOperator>,
+    /// `weir_operator_state_entries` of this worker, set at each barrier.
+    pub(crate) state_entries: Gauge,
     /// The join side of each upstream (empty for a one-input operator).
     pub(crate) sides: Vec<Option<Side>>,
     pub(crate) store: Option<JobStore>,
@@ -129,6 +132,9 @@ impl Worker {
     fn checkpoint(&mut self, epoch: u64) -> Result<()> {
         let worker = self.index;
         let watermark = self.operator.watermark();
+        let state = self.operator.state();
+        self.state_entries
+            .set(i64::try_from(state.entries).unwrap_or(i64::MAX));
         let Some(store) = self.store.clone() else {
             let _ = self.reports.send(Report::Operator {
                 worker,
@@ -139,7 +145,6 @@ impl Worker {
             return Ok(());
         };
         let write = self.operator.snapshot(epoch)?;
-        let state = self.operator.state();
         debug!(epoch, entries = state.entries, "operator state snapshotted");
         let reports = self.reports.clone();
         tokio::spawn(async move {
