@@ -18,6 +18,7 @@ use std::sync::Arc;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use datafusion_pg_catalog::sql::rules::{self as compat_rules, SqlStatementRewriteRule};
 use tracing::{Instrument, info};
 use weir_planner::WeirStatement;
 use weir_planner::parser::{Piece, PieceKind};
@@ -49,6 +50,32 @@ pub struct Engine {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     compat: PostgresCompatibilityParser,
+    /// The compatibility layer's rules that users' own queries get.
+    user_rules: Vec<Box<dyn SqlStatementRewriteRule>>,
+}
+
+/// The compatibility layer's rewrite rules for users' own queries: all but
+/// `RemoveSubqueryFromProjection`, which replaces every scalar subquery in a
+/// select list that it takes for correlated with NULL and stamps `LIMIT 1` on
+/// the others. Its correlation test only knows the aliases of plain tables,
+/// so `(SELECT count(*) FROM (SELECT ..) a JOIN (SELECT ..) b ON a.x = b.x)`
+/// silently became NULL: a wrong answer. Catalog queries from clients keep
+/// the whole list; users' subqueries are planned by DataFusion as written
+/// (decorrelated, or refused with an error).
+fn user_rules() -> Vec<Box<dyn SqlStatementRewriteRule>> {
+    vec![
+        Box::new(compat_rules::AliasDuplicatedProjectionRewrite),
+        Box::new(compat_rules::ResolveUnqualifiedIdentifier),
+        Box::new(compat_rules::RewriteArrayAnyAllOperation),
+        Box::new(compat_rules::PrependUnqualifiedPgTableName),
+        Box::new(compat_rules::StripCallableQualifier),
+        Box::new(compat_rules::FixArrayLiteral),
+        Box::new(compat_rules::CurrentUserVariableToSessionUserFunctionCall),
+        Box::new(compat_rules::StripCollate),
+        Box::new(compat_rules::RewritePgCatalogOperator),
+        Box::new(compat_rules::RewriteRegCastToSubquery::new()),
+        Box::new(compat_rules::FixVersionColumnName),
+    ]
 }
 
 impl Engine {
@@ -80,6 +107,7 @@ impl Engine {
             registry,
             metrics,
             compat: PostgresCompatibilityParser::new(),
+            user_rules: user_rules(),
         }))
     }
 
@@ -162,7 +190,9 @@ impl Engine {
             // column keeps the name the user wrote, as in Postgres.
             let mut statement = statement;
             weir_planner::names::name_output_columns(&mut statement)?;
-            self.compat.rewrite(statement)
+            self.user_rules
+                .iter()
+                .fold(statement, |statement, rule| rule.rewrite(statement))
         };
         weir_planner::compat::like_escapes(&mut statement);
         let batch = match &statement {

@@ -144,6 +144,17 @@ fn classify_plan_message(message: &str, position: Option<usize>) -> ServerError 
             position,
         };
     }
+    if message.contains("orrelated scalar subquery must be aggregated") {
+        // Postgres runs such a subquery once per outer row; DataFusion
+        // decorrelates it into a join and needs it aggregated.
+        return ServerError::FeatureNotSupported {
+            message: "a correlated scalar subquery that is not aggregated is not supported".into(),
+            hint: Some(
+                "aggregate the selected expression (for example max(..)) or write the subquery as a LEFT JOIN"
+                    .into(),
+            ),
+        };
+    }
     if message.contains("already exists") {
         return ServerError::DuplicateTable {
             name: message
@@ -163,6 +174,9 @@ fn classify_plan_message(message: &str, position: Option<usize>) -> ServerError 
 }
 
 fn classify_execution_message(message: &str) -> ServerError {
+    if message.contains("calar subquery returned more than one row") {
+        return ServerError::CardinalityViolation;
+    }
     if message.contains("Divide by zero") || message.contains("division by zero") {
         return ServerError::DivisionByZero;
     }

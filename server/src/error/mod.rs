@@ -181,6 +181,9 @@ pub enum ServerError {
         /// What went wrong, for the client.
         message: String,
     },
+    /// A scalar subquery that returned more than one row.
+    #[error("more than one row returned by a subquery used as an expression")]
+    CardinalityViolation,
     /// Any other bad data.
     #[error("{message}")]
     DataException {
@@ -300,6 +303,7 @@ impl ServerError {
             ServerError::InvalidDatetimeFormat { .. } => "22007",
             ServerError::DatetimeFieldOverflow { .. } => "22008",
             ServerError::NumericOutOfRange { .. } => "22003",
+            ServerError::CardinalityViolation => "21000",
             ServerError::DataException { .. } => "22000",
             ServerError::UniqueViolation { .. } => "23505",
             ServerError::NotNullViolation { .. } => "23502",
