@@ -10,7 +10,7 @@ use std::sync::Arc;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path as ObjectPath;
 use tracing::{info, warn};
-use weir_runtime::checkpoint::{CheckpointConfig, CheckpointStore};
+use weir_runtime::checkpoint::{CheckpointConfig, CheckpointStore, ManifestPlan};
 use weir_runtime::job::Checkpointing;
 
 use crate::config::Config;
@@ -81,7 +81,8 @@ pub fn open(config: &Config) -> Result<Option<CheckpointStore>> {
 
 /// How the job of view `name` (running `query`) checkpoints: a new job
 /// starts clean; a restored one starts from its latest checkpoint if that
-/// checkpoint is of the same query over the same source partitions.
+/// checkpoint is of the same plan (its signature: see
+/// `ManifestPlan::restores_into`) over the same source partitions.
 pub async fn for_job(
     checkpoints: Option<&CheckpointStore>,
     runtime_metrics: &weir_runtime::metrics::RuntimeMetrics,
@@ -93,9 +94,10 @@ pub async fn for_job(
     let sources = plan.partitions();
     let partitions = sources.len();
     let metrics = runtime_metrics.checkpoints.clone();
+    let recorded = ManifestPlan::of(query, plan);
     let Some(checkpoints) = checkpoints else {
         return Ok(Checkpointing {
-            plan: query.to_string(),
+            plan: recorded,
             metrics,
             ..Default::default()
         });
@@ -107,10 +109,10 @@ pub async fn for_job(
     let mut restored = None;
     if restore {
         if let Some(manifest) = store.latest().await.map_err(io)? {
-            if manifest.plan != query {
+            if !manifest.plan.restores_into(&recorded) {
                 warn!(
                     job = name,
-                    "the latest checkpoint is of another query; starting fresh"
+                    "the latest checkpoint is of another plan; starting fresh"
                 );
             } else if manifest.sources.len() != partitions {
                 warn!(
@@ -145,7 +147,7 @@ pub async fn for_job(
     Ok(Checkpointing {
         store: Some(store),
         restored,
-        plan: query.to_string(),
+        plan: recorded,
         metrics,
     })
 }
