@@ -80,6 +80,7 @@ pub async fn execute(
         } => statements::cursor::fetch(session, &cursor, count, timeout.as_deref()).await,
         WeirStatement::CloseCursor(name) => statements::cursor::close(session, name.as_deref()),
         WeirStatement::CreateSink(create) => statements::sink::create(registry, create).await,
+        WeirStatement::Job(job) => statements::jobs::execute(registry, job).await,
         WeirStatement::Dml(dml) => {
             // Each statement commits on its own: a later ROLLBACK is told.
             session.note_write();
@@ -132,6 +133,7 @@ pub async fn describe(
         // protocol handler fills them in.
         WeirStatement::Fetch { .. } => None,
         WeirStatement::ExplainMaterializedView(_) => Some(statements::explain::schema()),
+        WeirStatement::Job(job) => statements::jobs::schema(job),
         WeirStatement::Subscribe { name, copy } => {
             if *copy {
                 None
