@@ -71,6 +71,9 @@ pub struct CreateMaterializedView {
     /// Job settings from `WITH (...)`, keys lowercased (checked by the
     /// server, which owns their meaning).
     pub settings: Vec<(String, String)>,
+    /// `CREATE OR REPLACE`: an upgrade of the view if it exists (its
+    /// `upgrade_strategy` is among the settings).
+    pub or_replace: bool,
 }
 
 /// `CREATE TABLE name [(columns)] WITH (connector = ..., ...)`.
@@ -448,6 +451,7 @@ fn create_materialized_view(
         query: view.query,
         emit_on_window_close,
         settings,
+        or_replace: view.or_replace,
     })
 }
 

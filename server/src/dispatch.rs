@@ -60,8 +60,14 @@ pub async fn execute(
         WeirStatement::CreateStream(create) => {
             statements::streams::create_stream(registry, create).await
         }
+        WeirStatement::CreateMaterializedView(create) if create.or_replace => {
+            statements::replace::replace_view(registry, create).await
+        }
         WeirStatement::CreateMaterializedView(create) => {
             statements::materialized_views::create_materialized_view(registry, create, true).await
+        }
+        WeirStatement::ExplainMaterializedView(create) if create.or_replace => {
+            statements::replace::explain_replace(registry, create).await
         }
         WeirStatement::ExplainMaterializedView(create) => {
             statements::materialized_views::explain_materialized_view(registry, create).await

@@ -402,6 +402,20 @@ impl Registry {
         Ok((handle, restored))
     }
 
+    /// The checkpoint store as job runs use it (with the job's own
+    /// `interval`, if it sets one); `None` when checkpoints are off. An
+    /// upgrade (`statements::replace`) starts a job from another plan's
+    /// checkpoint through it.
+    pub fn checkpoint_store(
+        &self,
+        interval: Option<Option<std::time::Duration>>,
+    ) -> Option<weir_runtime::checkpoint::CheckpointStore> {
+        self.checkpoints.as_ref().map(|c| match interval {
+            Some(interval) => c.with_interval(interval),
+            None => c.store().clone(),
+        })
+    }
+
     /// The latest complete checkpoint of job `name`: (epoch, written at
     /// in ms since the Unix epoch).
     pub async fn latest_checkpoint(&self, name: &str) -> Option<(u64, u64)> {

@@ -18,6 +18,39 @@
 
 use weir_runtime::plan::StateSignature;
 
+/// How `CREATE OR REPLACE` treats the old version's state
+/// (`WITH (upgrade_strategy = ...)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeStrategy {
+    /// Keep it where the planner proves it compatible, refuse otherwise
+    /// (the default).
+    Stateful,
+    /// Start the new version from the beginning of its inputs.
+    Stateless,
+}
+
+impl UpgradeStrategy {
+    /// The option's name in `WITH (...)`.
+    pub const OPTION: &'static str = "upgrade_strategy";
+
+    /// The strategy a value names, if it names one.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.to_ascii_lowercase().as_str() {
+            "stateful" => Some(Self::Stateful),
+            "stateless" => Some(Self::Stateless),
+            _ => None,
+        }
+    }
+
+    /// Its name, as written in `WITH (...)`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Stateful => "stateful",
+            Self::Stateless => "stateless",
+        }
+    }
+}
+
 /// What happens to one stateful operator of the new version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OperatorState {

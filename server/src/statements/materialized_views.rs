@@ -30,13 +30,13 @@ use crate::output::Output;
 use crate::registry::{LiveView, Registry};
 
 /// A view's query, planned.
-struct Planned {
-    plan: weir_runtime::plan::StreamPlan,
-    explain: String,
-    inputs: Vec<String>,
+pub(super) struct Planned {
+    pub(super) plan: weir_runtime::plan::StreamPlan,
+    pub(super) explain: String,
+    pub(super) inputs: Vec<String>,
 }
 
-async fn plan_view(
+pub(super) async fn plan_view(
     registry: &Registry,
     create: &CreateMaterializedView,
     parallelism: usize,
@@ -186,7 +186,7 @@ fn started_from(created: bool, restored: Option<u64>) -> String {
 
 /// How many workers a job's stages get: its `parallelism`, or one per
 /// worker thread.
-fn parallelism(registry: &Registry, settings: &JobSettings) -> usize {
+pub(super) fn parallelism(registry: &Registry, settings: &JobSettings) -> usize {
     settings
         .parallelism
         .unwrap_or_else(|| registry.parallelism())
@@ -194,15 +194,15 @@ fn parallelism(registry: &Registry, settings: &JobSettings) -> usize {
 
 /// A run of a view's job: what the registry keeps of it, its table, and
 /// the checkpoint it restored.
-struct Run {
-    live: LiveView,
-    table: Arc<dyn datafusion::catalog::TableProvider>,
-    restored: Option<u64>,
+pub(super) struct Run {
+    pub(super) live: LiveView,
+    pub(super) table: Arc<dyn datafusion::catalog::TableProvider>,
+    pub(super) restored: Option<u64>,
 }
 
 /// Start a run of view `name`'s job over a new view (contents from the
 /// checkpoint when `restore`), its sinks from the catalog attached.
-async fn start_run(
+pub(super) async fn start_run(
     registry: &Registry,
     name: &str,
     query: &str,
@@ -254,7 +254,7 @@ async fn start_run(
 }
 
 /// How the supervisor of view `name`'s job starts a new run.
-fn restarter(registry: &Registry, name: &str) -> Result<Restart> {
+pub(super) fn restarter(registry: &Registry, name: &str) -> Result<Restart> {
     let registry = Arc::downgrade(&registry.shared()?);
     let name = name.to_string();
     Ok(Arc::new(move || {
@@ -310,7 +310,7 @@ async fn restart_view(
 
 /// Stop a run's tasks and wait (a little, at most) until every one of
 /// them has let go of the job's progress: then none runs any more.
-async fn stop_and_wait(job: &weir_runtime::job::JobHandle) {
+pub(super) async fn stop_and_wait(job: &weir_runtime::job::JobHandle) {
     let mut progress = job.watch();
     job.stop();
     let gone = async { while progress.changed().await.is_ok() {} };
@@ -323,7 +323,7 @@ async fn stop_and_wait(job: &weir_runtime::job::JobHandle) {
 }
 
 /// A view's definition from the catalog, as the statement that made it.
-fn definition(def: &MaterializedViewDef) -> Result<CreateMaterializedView> {
+pub(super) fn definition(def: &MaterializedViewDef) -> Result<CreateMaterializedView> {
     let statement = weir_planner::parser::parse(&def.query)?
         .pop()
         .ok_or_else(|| ServerError::internal("empty materialized view definition"))?;
@@ -338,6 +338,7 @@ fn definition(def: &MaterializedViewDef) -> Result<CreateMaterializedView> {
         query,
         emit_on_window_close: def.emit_on_window_close,
         settings: def.job.settings.clone().into_iter().collect(),
+        or_replace: false,
     })
 }
 

@@ -29,6 +29,7 @@ pub mod flush;
 pub mod insert_fast;
 pub mod jobs;
 pub mod materialized_views;
+pub mod replace;
 pub mod savepoints;
 pub mod show;
 pub mod sink;
