@@ -130,6 +130,45 @@ pub struct MaterializedViewDef {
     pub query: String,
     /// `EMIT ON WINDOW CLOSE`.
     pub emit_on_window_close: bool,
+    /// Its job: desired state and settings (absent in catalogs written
+    /// before jobs had them: running, server defaults).
+    #[serde(default)]
+    pub job: JobSpec,
+}
+
+/// What state a job's owner wants it in; the job manager drives it there
+/// and keeps it there across restarts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DesiredState {
+    /// Reading its inputs and maintaining its output.
+    #[default]
+    Running,
+    /// Stopped with a savepoint; its output keeps its last contents.
+    Suspended,
+}
+
+impl DesiredState {
+    /// As `SHOW JOBS` writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DesiredState::Running => "running",
+            DesiredState::Suspended => "suspended",
+        }
+    }
+}
+
+/// The durable part of a job: what its owner asked for. Its status is not
+/// stored: it is derived on start from this and from the checkpoints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The state the job is driven to.
+    #[serde(default)]
+    pub desired_state: DesiredState,
+    /// Settings given in `WITH (...)` or `ALTER JOB ... SET`, validated,
+    /// keys lowercased; what is not set comes from the server's defaults.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
 }
 
 /// One catalog entry.

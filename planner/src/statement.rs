@@ -11,7 +11,7 @@ use datafusion::sql::sqlparser::ast::{
 use crate::dml::{Copy, Dml};
 use crate::error::{PlanError, Result};
 use crate::normalize::{expr_text, object_name, sql_options};
-use crate::parser::{FetchCount, PieceKind, WatermarkClause};
+use crate::parser::{FetchCount, JobStatement, PieceKind, WatermarkClause};
 
 /// What kind of named object a statement is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,12 @@ pub struct CreateMaterializedView {
     pub query: Box<datafusion::sql::sqlparser::ast::Query>,
     /// Emit one final row per window when it closes.
     pub emit_on_window_close: bool,
+    /// Job settings from `WITH (...)`, keys lowercased (checked by the
+    /// server, which owns their meaning).
+    pub settings: Vec<(String, String)>,
+    /// `CREATE OR REPLACE`: an upgrade of the view if it exists (its
+    /// `upgrade_strategy` is among the settings).
+    pub or_replace: bool,
 }
 
 /// `CREATE TABLE name [(columns)] WITH (connector = ..., ...)`.
@@ -201,6 +207,8 @@ pub enum WeirStatement {
     },
     /// `CLOSE cursor` / `CLOSE ALL` (`None`).
     CloseCursor(Option<String>),
+    /// The job statements: `SHOW JOBS`, `ALTER JOB`, savepoints.
+    Job(JobStatement),
 }
 
 /// `CREATE SINK [IF NOT EXISTS] name FROM view WITH (...)`.
@@ -235,6 +243,7 @@ impl WeirStatement {
                 timeout,
             }),
             PieceKind::CloseCursor { name } => Ok(WeirStatement::CloseCursor(name)),
+            PieceKind::Job(job) => Ok(WeirStatement::Job(job)),
             PieceKind::CreateSink {
                 name,
                 if_not_exists,
@@ -297,7 +306,7 @@ impl WeirStatement {
                 }),
                 Statement::CreateView(view) if view.materialized => {
                     Ok(WeirStatement::CreateMaterializedView(
-                        create_materialized_view(view, emit_on_window_close),
+                        create_materialized_view(view, emit_on_window_close)?,
                     ))
                 }
                 Statement::Explain {
@@ -309,7 +318,7 @@ impl WeirStatement {
                         unreachable!()
                     };
                     Ok(WeirStatement::ExplainMaterializedView(
-                        create_materialized_view(view, emit_on_window_close),
+                        create_materialized_view(view, emit_on_window_close)?,
                     ))
                 }
                 other => {
@@ -425,13 +434,25 @@ impl WeirStatement {
 fn create_materialized_view(
     view: datafusion::sql::sqlparser::ast::CreateView,
     emit_on_window_close: bool,
-) -> CreateMaterializedView {
-    CreateMaterializedView {
+) -> Result<CreateMaterializedView> {
+    let settings = match view.options {
+        CreateTableOptions::None => Vec::new(),
+        CreateTableOptions::With(options) => sql_options(options)?,
+        other => {
+            return Err(PlanError::Unsupported {
+                what: format!("materialized view options \"{other}\""),
+                hint: Some("write job settings as WITH (key = 'value', ...)".to_string()),
+            });
+        }
+    };
+    Ok(CreateMaterializedView {
         name: object_name(&view.name),
         if_not_exists: view.if_not_exists,
         query: view.query,
         emit_on_window_close,
-    }
+        settings,
+        or_replace: view.or_replace,
+    })
 }
 
 fn classify_set(set: Set) -> Result<WeirStatement> {
@@ -486,7 +507,7 @@ fn classify_show(variable: &[Ident]) -> WeirStatement {
         "tables" => WeirStatement::ShowObjects(ObjectKind::Table),
         "views" => WeirStatement::ShowObjects(ObjectKind::View),
         "streams" => WeirStatement::ShowObjects(ObjectKind::Stream),
-        "materialized views" | "jobs" => WeirStatement::ShowObjects(ObjectKind::MaterializedView),
+        "materialized views" => WeirStatement::ShowObjects(ObjectKind::MaterializedView),
         "sinks" => WeirStatement::ShowObjects(ObjectKind::Sink),
         name => WeirStatement::ShowVariable {
             name: name.replace(' ', "_"),

@@ -19,6 +19,8 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_plan::PhysicalExpr;
 
+use serde::{Deserialize, Serialize};
+
 use crate::source::Source;
 
 /// A continuous query, ready to run.
@@ -39,6 +41,15 @@ pub struct StreamPlan {
     pub parallelism: usize,
     /// The stream's name, for metrics.
     pub stream_name: String,
+    /// What each stateful stage's state means, in the order of the job's
+    /// workers (the join's, then the aggregate's): checkpoints record them,
+    /// and an upgrade keeps an operator's state only into an operator of
+    /// the same signature.
+    pub state: Vec<StateSignature>,
+    /// A hash of the whole plan, the operators above the stateful ones and
+    /// the output columns included: a checkpoint restores as it is only
+    /// into a job of the same plan.
+    pub signature: String,
 }
 
 impl StreamPlan {
@@ -258,4 +269,47 @@ impl AggregateSpec {
     pub fn changelog(&self) -> bool {
         self.emit == Emit::Updates
     }
+}
+
+/// The layout version of stateful operators' checkpoint chunks, part of
+/// every [`StateSignature`]: bumped when a chunk written by an older
+/// version can no longer be read by this one.
+pub const STATE_LAYOUT_VERSION: u32 = 1;
+
+/// What a stateful operator's state means, in named parts, as the planner
+/// built it (`weir_planner::stream_plan::signature`). Two operators whose
+/// signatures hash alike keep the same state for the same input, so one's
+/// checkpoint restores into the other. The parts are kept beside the hash
+/// so that a refused upgrade can say which part differs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateSignature {
+    /// The operator as EXPLAIN names it (`StreamWindowAggregate`, ...).
+    pub operator: String,
+    /// What kind of state: a window, updating or session aggregate (and its
+    /// emission), or a join's two sides.
+    pub kind: String,
+    /// The operator's input, from its sources up, one layer per operator,
+    /// with columns by position (so aliases and formatting do not count).
+    pub input: Vec<String>,
+    /// Its keys, as expressions over its input.
+    pub keys: Vec<String>,
+    /// Its window, as the query wrote it (`TUMBLE(1 minute)`), or `none`.
+    pub window: String,
+    /// Its accumulators: function, distinctness and arguments.
+    pub accumulators: Vec<String>,
+    /// [`STATE_LAYOUT_VERSION`] when planned.
+    pub layout: u32,
+    /// The stable hash of the parts above (hex).
+    pub hash: String,
+    /// The keys and accumulators as written, for messages (not hashed).
+    pub shown: ShownParts,
+}
+
+/// A signature's keys and accumulators as the query wrote them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShownParts {
+    /// The keys.
+    pub keys: Vec<String>,
+    /// The accumulators.
+    pub accumulators: Vec<String>,
 }

@@ -3,21 +3,58 @@
 //! The store is an `object_store`: a folder (by default
 //! `<data dir>/checkpoints`) or a bucket URL. Each job has its own prefix,
 //! named after it; creating a job anew clears the prefix, so a dropped and
-//! recreated view never sees its namesake's state.
+//! recreated view never sees its namesake's state. A job with its own
+//! `checkpoint_interval` gets a store over the same objects with that
+//! interval ([`Checkpoints::with_interval`]).
 
 use std::sync::Arc;
 
+use datafusion::object_store::ObjectStore;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path as ObjectPath;
 use tracing::{info, warn};
-use weir_runtime::checkpoint::{CheckpointConfig, CheckpointStore};
+use weir_runtime::checkpoint::{CheckpointConfig, CheckpointStore, ManifestPlan};
 use weir_runtime::job::Checkpointing;
 
 use crate::config::Config;
 use crate::error::{Result, ServerError};
 
+/// The checkpoint store, and what it is made of, so that a job can have
+/// one with its own interval.
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    store: CheckpointStore,
+    objects: Arc<dyn ObjectStore>,
+    root: ObjectPath,
+}
+
+impl Checkpoints {
+    fn new(objects: Arc<dyn ObjectStore>, root: ObjectPath, config: CheckpointConfig) -> Self {
+        Self {
+            store: CheckpointStore::new(objects.clone(), root.clone(), config),
+            objects,
+            root,
+        }
+    }
+
+    /// The store with the server's interval.
+    pub fn store(&self) -> &CheckpointStore {
+        &self.store
+    }
+
+    /// The store over the same objects with `interval` between a job's
+    /// checkpoints (`None`: only when asked, at FLUSH barriers).
+    pub fn with_interval(&self, interval: Option<std::time::Duration>) -> CheckpointStore {
+        let config = CheckpointConfig {
+            interval,
+            retain: self.store.config().retain,
+        };
+        CheckpointStore::new(self.objects.clone(), self.root.clone(), config)
+    }
+}
+
 /// Open the configured checkpoint store (`None` when checkpoints are off).
-pub fn open(config: &Config) -> Result<Option<CheckpointStore>> {
+pub fn open(config: &Config) -> Result<Option<Checkpoints>> {
     let Some(interval) = config.checkpoint_interval else {
         return Ok(None);
     };
@@ -48,7 +85,7 @@ pub fn open(config: &Config) -> Result<Option<CheckpointStore>> {
                 message: format!("checkpoint_url \"{location}\": {e}"),
             })?;
         info!(%location, ?interval, "checkpoints on");
-        return Ok(Some(CheckpointStore::new(
+        return Ok(Some(Checkpoints::new(
             Arc::new(store),
             ObjectPath::from(prefix.as_str()),
             checkpoint_config,
@@ -72,7 +109,7 @@ pub fn open(config: &Config) -> Result<Option<CheckpointStore>> {
         message: format!("could not open the checkpoint folder {folder}: {e}"),
     })?;
     info!(%folder, ?interval, "checkpoints on");
-    Ok(Some(CheckpointStore::new(
+    Ok(Some(Checkpoints::new(
         Arc::new(store),
         ObjectPath::from(""),
         checkpoint_config,
@@ -81,7 +118,9 @@ pub fn open(config: &Config) -> Result<Option<CheckpointStore>> {
 
 /// How the job of view `name` (running `query`) checkpoints: a new job
 /// starts clean; a restored one starts from its latest checkpoint if that
-/// checkpoint is of the same query over the same source partitions.
+/// checkpoint is of the same plan (its signature: see
+/// `ManifestPlan::restores_into`) over the same source partitions.
+/// `checkpoints` is the store with the job's interval.
 pub async fn for_job(
     checkpoints: Option<&CheckpointStore>,
     runtime_metrics: &weir_runtime::metrics::RuntimeMetrics,
@@ -93,9 +132,10 @@ pub async fn for_job(
     let sources = plan.partitions();
     let partitions = sources.len();
     let metrics = runtime_metrics.checkpoints.clone();
+    let recorded = ManifestPlan::of(query, plan);
     let Some(checkpoints) = checkpoints else {
         return Ok(Checkpointing {
-            plan: query.to_string(),
+            plan: recorded,
             metrics,
             ..Default::default()
         });
@@ -107,10 +147,10 @@ pub async fn for_job(
     let mut restored = None;
     if restore {
         if let Some(manifest) = store.latest().await.map_err(io)? {
-            if manifest.plan != query {
+            if !manifest.plan.restores_into(&recorded) {
                 warn!(
                     job = name,
-                    "the latest checkpoint is of another query; starting fresh"
+                    "the latest checkpoint is of another plan; starting fresh"
                 );
             } else if manifest.sources.len() != partitions {
                 warn!(
@@ -145,9 +185,22 @@ pub async fn for_job(
     Ok(Checkpointing {
         store: Some(store),
         restored,
-        plan: query.to_string(),
+        plan: recorded,
         metrics,
     })
+}
+
+/// The latest complete checkpoint of job `name`: (epoch, written at, ms
+/// since the Unix epoch); `None` without checkpoints or before the first.
+pub async fn latest(checkpoints: Option<&CheckpointStore>, name: &str) -> Option<(u64, u64)> {
+    let store = checkpoints?.job(name);
+    match store.latest().await {
+        Ok(manifest) => manifest.map(|m| (m.epoch, m.written_at_ms)),
+        Err(err) => {
+            warn!(job = name, %err, "could not read the latest checkpoint");
+            None
+        }
+    }
 }
 
 /// Remove a dropped job's checkpoints.

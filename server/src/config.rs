@@ -71,6 +71,9 @@ struct FileConfig {
     checkpoint_interval: Option<String>,
     checkpoint_retain: Option<usize>,
     checkpoint_url: Option<String>,
+    /// `[jobs]`: the default job settings (`restart_strategy = "fixed_delay"`, ...).
+    #[serde(default)]
+    jobs: std::collections::BTreeMap<String, toml::Value>,
 }
 
 /// The resolved configuration.
@@ -94,6 +97,9 @@ pub struct Config {
     pub checkpoint_retain: usize,
     /// Where checkpoints go (`None`: `<data dir>/checkpoints`).
     pub checkpoint_url: Option<String>,
+    /// The config file's `[jobs]` table: default job settings (checked),
+    /// which a job's own `WITH (...)` and `ALTER JOB SET` override.
+    pub job_defaults: std::collections::BTreeMap<String, String>,
 }
 
 impl Config {
@@ -109,6 +115,20 @@ impl Config {
             None => FileConfig::default(),
         };
         let parse = |s: &str| s.parse::<SocketAddr>().expect("default address parses");
+        // `parallelism = 2` and `parallelism = "2"` alike.
+        let job_defaults: std::collections::BTreeMap<String, String> = file
+            .jobs
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.to_ascii_lowercase(), text)
+            })
+            .collect();
+        crate::jobs::settings::defaults(&job_defaults)
+            .map_err(|e| anyhow::anyhow!("invalid [jobs] in the config file: {e}"))?;
         Ok(Self {
             data_dir: args
                 .data_dir
@@ -140,6 +160,7 @@ impl Config {
                 .unwrap_or(DEFAULT_CHECKPOINT_RETAIN)
                 .max(1),
             checkpoint_url: args.checkpoint_url.or(file.checkpoint_url),
+            job_defaults,
         })
     }
 }
@@ -190,6 +211,30 @@ mod tests {
         assert_eq!(parse_interval("off").expect("off"), None);
         assert_eq!(parse_interval("0s").expect("0s"), None);
         assert!(parse_interval("soon").is_err());
+    }
+
+    #[test]
+    fn job_defaults_come_from_the_jobs_table_and_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "[jobs]\nrestart_strategy = \"fixed_delay\"\nrestart_attempts = 5\n",
+        )
+        .expect("write");
+        let config = Config::resolve(ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .expect("resolve");
+        assert_eq!(config.job_defaults["restart_attempts"], "5");
+        std::fs::write(&path, "[jobs]\nrestart_strategy = \"often\"\n").expect("write");
+        let err = Config::resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .expect_err("bad default");
+        assert!(format!("{err:#}").contains("restart_strategy"), "{err:#}");
     }
 
     #[test]

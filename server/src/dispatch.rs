@@ -60,8 +60,14 @@ pub async fn execute(
         WeirStatement::CreateStream(create) => {
             statements::streams::create_stream(registry, create).await
         }
+        WeirStatement::CreateMaterializedView(create) if create.or_replace => {
+            statements::replace::replace_view(registry, create).await
+        }
         WeirStatement::CreateMaterializedView(create) => {
             statements::materialized_views::create_materialized_view(registry, create, true).await
+        }
+        WeirStatement::ExplainMaterializedView(create) if create.or_replace => {
+            statements::replace::explain_replace(registry, create).await
         }
         WeirStatement::ExplainMaterializedView(create) => {
             statements::materialized_views::explain_materialized_view(registry, create).await
@@ -80,6 +86,7 @@ pub async fn execute(
         } => statements::cursor::fetch(session, &cursor, count, timeout.as_deref()).await,
         WeirStatement::CloseCursor(name) => statements::cursor::close(session, name.as_deref()),
         WeirStatement::CreateSink(create) => statements::sink::create(registry, create).await,
+        WeirStatement::Job(job) => statements::jobs::execute(registry, job).await,
         WeirStatement::Dml(dml) => {
             // Each statement commits on its own: a later ROLLBACK is told.
             session.note_write();
@@ -132,6 +139,7 @@ pub async fn describe(
         // protocol handler fills them in.
         WeirStatement::Fetch { .. } => None,
         WeirStatement::ExplainMaterializedView(_) => Some(statements::explain::schema()),
+        WeirStatement::Job(job) => statements::jobs::schema(job),
         WeirStatement::Subscribe { name, copy } => {
             if *copy {
                 None

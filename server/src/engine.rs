@@ -93,7 +93,12 @@ impl Engine {
         )?;
         let executor = Executor::new(workers)?;
         let ctx = crate::datafusion_context::build(workers).await?;
-        let registry = Arc::new(Registry::new(Parts {
+        let jobs = crate::jobs::JobManager::new(
+            data_dir.join("jobs"),
+            &config.job_defaults,
+            metrics.jobs.clone(),
+        )?;
+        let registry = Registry::new(Parts {
             ctx,
             store,
             executor,
@@ -101,7 +106,8 @@ impl Engine {
             runtime_metrics: metrics.runtime.clone(),
             checkpoints,
             tables,
-        }));
+            jobs,
+        });
         statements::ddl::restore(&registry, catalog).await;
         Ok(Arc::new(Self {
             registry,

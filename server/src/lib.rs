@@ -58,6 +58,7 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod information_schema;
+pub mod jobs;
 pub mod metrics;
 pub mod output;
 pub mod pg;

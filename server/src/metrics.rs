@@ -13,6 +13,61 @@ pub struct ErrorLabels {
     pub sqlstate: String,
 }
 
+/// Labels of one status of one job.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobStatusLabels {
+    /// The job's name.
+    pub job: String,
+    /// The status (`running`, `failed`, ...).
+    pub status: String,
+}
+
+/// The job manager's metrics: each job's status as a 0/1 gauge per status,
+/// and its restarts.
+#[derive(Debug, Default, Clone)]
+pub struct JobMetrics {
+    /// 1 for the job's status now, 0 for the others.
+    pub status: Family<JobStatusLabels, Gauge>,
+    /// Restarts of a job (after failures, and asked for).
+    pub restarts: Family<weir_runtime::metrics::JobLabels, Counter>,
+}
+
+impl JobMetrics {
+    /// Job `job` is now `status`.
+    pub fn set_status(&self, job: &str, status: crate::jobs::JobStatus) {
+        for s in crate::jobs::JobStatus::ALL {
+            self.status
+                .get_or_create(&JobStatusLabels {
+                    job: job.to_string(),
+                    status: s.name().to_string(),
+                })
+                .set(i64::from(s == status));
+        }
+    }
+
+    /// Job `job` restarted.
+    pub fn restart(&self, job: &str) {
+        self.restarts
+            .get_or_create(&weir_runtime::metrics::JobLabels {
+                job: job.to_string(),
+            })
+            .inc();
+    }
+
+    /// Job `job` was dropped: its series go.
+    pub fn forget(&self, job: &str) {
+        for s in crate::jobs::JobStatus::ALL {
+            self.status.remove(&JobStatusLabels {
+                job: job.to_string(),
+                status: s.name().to_string(),
+            });
+        }
+        self.restarts.remove(&weir_runtime::metrics::JobLabels {
+            job: job.to_string(),
+        });
+    }
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -26,6 +81,8 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// The running jobs' counters.
     pub runtime: weir_runtime::metrics::RuntimeMetrics,
+    /// The job manager's: statuses and restarts.
+    pub jobs: JobMetrics,
 }
 
 impl Metrics {
@@ -54,6 +111,17 @@ impl Metrics {
         );
         let runtime = weir_runtime::metrics::RuntimeMetrics::default();
         runtime.register(&mut registry);
+        let jobs = JobMetrics::default();
+        registry.register(
+            "job_status",
+            "1 for a job's status now, 0 for its other statuses",
+            jobs.status.clone(),
+        );
+        registry.register(
+            "job_restarts",
+            "Restarts of a job, after failures or asked for",
+            jobs.restarts.clone(),
+        );
         Self {
             registry,
             connections,
@@ -61,6 +129,7 @@ impl Metrics {
             statements,
             errors,
             runtime,
+            jobs,
         }
     }
 

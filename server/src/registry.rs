@@ -1,8 +1,9 @@
 //! The registry of live objects: what every session shares and every
 //! statement asks for. It owns the DataFusion context (the live catalog that
 //! queries plan against), the durable catalog and its file, the streams and
-//! materialized views that are running (each view with its job), the tables
-//! Weir owns, the checkpoint store and the worker threads.
+//! materialized views that are running (each view with its job's current
+//! run), the job manager, the tables Weir owns, the checkpoint store and
+//! the worker threads.
 //!
 //! Statements ask the registry through its methods rather than reach into
 //! its fields, so that each rule about the shared state (the durable catalog
@@ -13,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
@@ -27,14 +28,15 @@ use weir_connectors::table_store::{OwnedTable, TableStore};
 use weir_planner::catalog::{Catalog, CatalogEntry, TableDef};
 use weir_planner::statement::ObjectKind;
 use weir_runtime::Executor;
-use weir_runtime::checkpoint::CheckpointStore;
 use weir_runtime::job::{self, JobHandle};
 use weir_runtime::materialized::{MaterializedView, ViewSink};
 use weir_runtime::metrics::RuntimeMetrics;
 use weir_runtime::plan::StreamPlan;
 
 use crate::catalog_store::CatalogStore;
+use crate::checkpoints::Checkpoints;
 use crate::error::{Result, ServerError};
+use crate::jobs::JobManager;
 
 /// A stream as the registry keeps it.
 pub struct LiveStream {
@@ -44,7 +46,8 @@ pub struct LiveStream {
     pub event_time: Option<(String, i64)>,
 }
 
-/// A materialized view as the registry keeps it.
+/// A materialized view as the registry keeps it: its job's current run (a
+/// restart replaces it whole, contents included, from the checkpoint).
 pub struct LiveView {
     /// Its contents.
     pub view: Arc<MaterializedView>,
@@ -57,6 +60,8 @@ pub struct LiveView {
     pub explain: String,
     /// The tables and streams it reads.
     pub inputs: Vec<String>,
+    /// Its source partitions (for a bounded job's progress).
+    pub partitions: usize,
 }
 
 /// What a statement that writes to `name` would reach.
@@ -83,9 +88,14 @@ pub struct Registry {
     parallelism: usize,
     runtime_metrics: RuntimeMetrics,
     /// Where jobs checkpoint (`None`: checkpoints are off).
-    checkpoints: Option<CheckpointStore>,
+    checkpoints: Option<Checkpoints>,
     /// The tables Weir owns and their log.
     tables: TableStore,
+    /// Every job: status, settings, events, supervisors.
+    jobs: JobManager,
+    /// This registry, for the tasks that outlive a statement (a job's
+    /// supervisor restarts its view through it).
+    me: Weak<Registry>,
 }
 
 /// What the registry is built from, on start.
@@ -101,16 +111,18 @@ pub struct Parts {
     /// The runtime's metrics (jobs, sources, checkpoints).
     pub runtime_metrics: RuntimeMetrics,
     /// The checkpoint store, if checkpoints are on.
-    pub checkpoints: Option<CheckpointStore>,
+    pub checkpoints: Option<Checkpoints>,
     /// The tables Weir owns, their log replayed.
     pub tables: TableStore,
+    /// The job manager.
+    pub jobs: JobManager,
 }
 
 impl Registry {
     /// An empty registry over `parts`: the catalog is filled in by the
     /// restore that follows.
-    pub fn new(parts: Parts) -> Self {
-        Self {
+    pub fn new(parts: Parts) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
             ctx: parts.ctx,
             catalog: Mutex::new(Catalog::default()),
             ddl_lock: tokio::sync::Mutex::new(()),
@@ -122,7 +134,19 @@ impl Registry {
             runtime_metrics: parts.runtime_metrics,
             checkpoints: parts.checkpoints,
             tables: parts.tables,
-        }
+            jobs: parts.jobs,
+            me: me.clone(),
+        })
+    }
+
+    /// This registry, shared, for a task that outlives the statement.
+    pub fn shared(&self) -> Result<Arc<Registry>> {
+        self.me.upgrade().ok_or(ServerError::ShuttingDown)
+    }
+
+    /// The job manager.
+    pub fn jobs(&self) -> &JobManager {
+        &self.jobs
     }
 
     // --- the worker threads ---
@@ -148,8 +172,9 @@ impl Registry {
         self.parallelism
     }
 
-    /// Stop the workers.
+    /// Stop the job supervisors, then the workers.
     pub fn shutdown(&self) {
+        self.jobs.shutdown();
         self.executor.clone().shutdown();
     }
 
@@ -339,7 +364,9 @@ impl Registry {
 
     /// Start the job of view `name`: `query` is its definition (checkpoints
     /// record it), `restore` says whether it resumes from its latest
-    /// checkpoint (on start) or starts clean (a new view).
+    /// checkpoint (on start, on a restart) or starts clean (a new view);
+    /// `interval` is the job's own checkpoint interval, if it set one
+    /// (`Some(None)`: off). Returns the job and the epoch it restored.
     pub async fn start_job(
         &self,
         name: &str,
@@ -347,9 +374,14 @@ impl Registry {
         plan: StreamPlan,
         output: Arc<ViewSink>,
         restore: bool,
-    ) -> Result<JobHandle> {
+        interval: Option<Option<std::time::Duration>>,
+    ) -> Result<(JobHandle, Option<u64>)> {
+        let store = self.checkpoints.as_ref().map(|c| match interval {
+            Some(interval) => c.with_interval(interval),
+            None => c.store().clone(),
+        });
         let checkpointing = crate::checkpoints::for_job(
-            self.checkpoints.as_ref(),
+            store.as_ref(),
             &self.runtime_metrics,
             name,
             query,
@@ -357,7 +389,8 @@ impl Registry {
             restore,
         )
         .await?;
-        job::start(
+        let restored = checkpointing.restored.as_ref().map(|r| r.manifest.epoch);
+        let handle = job::start(
             name,
             plan,
             output,
@@ -365,7 +398,28 @@ impl Registry {
             &self.runtime_metrics,
             checkpointing,
         )
-        .map_err(|e| ServerError::from_datafusion(e, None))
+        .map_err(|e| ServerError::from_datafusion(e, None))?;
+        Ok((handle, restored))
+    }
+
+    /// The checkpoint store as job runs use it (with the job's own
+    /// `interval`, if it sets one); `None` when checkpoints are off. An
+    /// upgrade (`statements::replace`) starts a job from another plan's
+    /// checkpoint through it.
+    pub fn checkpoint_store(
+        &self,
+        interval: Option<Option<std::time::Duration>>,
+    ) -> Option<weir_runtime::checkpoint::CheckpointStore> {
+        self.checkpoints.as_ref().map(|c| match interval {
+            Some(interval) => c.with_interval(interval),
+            None => c.store().clone(),
+        })
+    }
+
+    /// The latest complete checkpoint of job `name`: (epoch, written at
+    /// in ms since the Unix epoch).
+    pub async fn latest_checkpoint(&self, name: &str) -> Option<(u64, u64)> {
+        crate::checkpoints::latest(self.checkpoints.as_ref().map(|c| c.store()), name).await
     }
 
     /// Register view `name`: queryable as `table`, its job running.
@@ -377,6 +431,22 @@ impl Registry {
     ) -> Result<()> {
         self.register_table(name, table)?;
         self.views.lock().insert(name.to_string(), Arc::new(live));
+        Ok(())
+    }
+
+    /// Replace the run of view `name` with a new one (a restart): the
+    /// table is registered anew over the new run's contents, and the old
+    /// run's job stops when its last user lets go of it.
+    pub fn replace_view(
+        &self,
+        name: &str,
+        table: Arc<dyn TableProvider>,
+        live: LiveView,
+    ) -> Result<()> {
+        let _ = self.ctx.deregister_table(TableReference::bare(name));
+        self.register_table(name, table)?;
+        let old = self.views.lock().insert(name.to_string(), Arc::new(live));
+        drop(old);
         Ok(())
     }
 
@@ -412,7 +482,8 @@ impl Registry {
     /// Forget a dropped view, which stops its job, and remove its
     /// checkpoints (its table is deregistered by the caller).
     pub async fn remove_view(&self, name: &str) {
+        self.jobs.remove(name);
         std::mem::drop(self.views.lock().remove(name));
-        crate::checkpoints::drop_job(self.checkpoints.as_ref(), name).await;
+        crate::checkpoints::drop_job(self.checkpoints.as_ref().map(|c| c.store()), name).await;
     }
 }

@@ -39,6 +39,7 @@ use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Toke
 pub use depth::MAX_EXPRESSION_DEPTH;
 pub use errors::{location_to_position, syntax_error};
 pub use pieces::{FetchCount, Piece, PieceKind, WatermarkClause};
+pub use weir_syntax::{JobAction, JobStatement};
 
 use crate::error::{PlanError, Result};
 use depth::{RECURSION_LIMIT, check_depth};

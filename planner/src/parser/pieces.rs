@@ -83,6 +83,8 @@ pub enum PieceKind {
         /// The cursor (normalized).
         name: Option<String>,
     },
+    /// A job statement (`SHOW JOBS`, `ALTER JOB`, savepoints).
+    Job(super::JobStatement),
 }
 
 /// A stream's declared watermark.

@@ -34,6 +34,10 @@
 //!   `lower_aggregate`; what they share in `lowering`.
 //! - [`explain`]: the EXPLAIN text, rendered from the nodes.
 //! - [`runtime_plan`]: the nodes as the runtime's `StreamPlan`.
+//! - [`signature`]: what each stateful operator's state means, hashed:
+//!   recorded in checkpoints, compared by upgrades.
+//! - [`upgrade`]: an old and a new plan's stateful operators matched by
+//!   signature, and why one cannot keep its state.
 
 mod logical;
 mod lower;
@@ -46,9 +50,13 @@ mod lowering;
 pub mod explain;
 pub mod nodes;
 pub mod runtime_plan;
+pub mod signature;
+pub mod upgrade;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upgrade_tests;
 
 use std::collections::HashMap;
 

@@ -50,6 +50,7 @@ pub fn runtime_plan(plan: &StreamMaterialize) -> Result<StreamPlan> {
         }
         other => return Err(mismatch("a join or a source under the aggregate", other)),
     };
+    let (state, signature) = super::signature::signatures(plan);
     Ok(StreamPlan {
         input,
         aggregate,
@@ -58,6 +59,8 @@ pub fn runtime_plan(plan: &StreamMaterialize) -> Result<StreamPlan> {
         changelog: plan.changelog,
         parallelism: plan.parallelism.max(1),
         stream_name: stream.name.clone(),
+        state,
+        signature,
     })
 }
 

@@ -21,8 +21,8 @@ use crate::error::PlanError;
 /// A stream of bids that a planner test never reads: the planner needs only
 /// its schema, partitions and description.
 #[derive(Debug)]
-struct Bids {
-    schema: SchemaRef,
+pub(super) struct Bids {
+    pub(super) schema: SchemaRef,
 }
 
 impl Source for Bids {
@@ -49,7 +49,7 @@ impl Source for Bids {
     }
 }
 
-fn bids_schema() -> SchemaRef {
+pub(super) fn bids_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("auction", DataType::Int64, true),
         Field::new("bidder", DataType::Int64, true),

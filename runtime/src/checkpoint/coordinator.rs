@@ -135,8 +135,8 @@ pub struct Coordinator {
     /// Where checkpoints go (`None`: checkpoints are off; sinks still commit
     /// at every barrier).
     pub store: Option<JobStore>,
-    /// The job's query, recorded in manifests.
-    pub plan: String,
+    /// The job's query and signatures, recorded in manifests.
+    pub plan: super::ManifestPlan,
     /// Source partitions.
     pub partitions: usize,
     /// Aggregate workers.

@@ -168,9 +168,10 @@ pub struct Manifest {
     pub job: String,
     /// The checkpoint.
     pub epoch: u64,
-    /// What the job runs (its query); a checkpoint of another plan is not
-    /// restored.
-    pub plan: String,
+    /// What the job runs: its query, the whole plan's signature and each
+    /// stateful operator's; a checkpoint of another plan is not restored
+    /// as it is (an upgrade keeps the operators whose signatures match).
+    pub plan: ManifestPlan,
     /// The job had ended (a bounded input) when this was taken.
     pub finished: bool,
     /// Milliseconds since the epoch, when written.
@@ -185,6 +186,77 @@ pub struct Manifest {
     pub operators: Vec<OperatorState>,
     /// Per sink name.
     pub sinks: std::collections::BTreeMap<String, SinkState>,
+}
+
+/// What a checkpoint was taken of: the job's query and its plan's
+/// signatures. A manifest written before signatures existed holds the
+/// query text alone (`"plan": "<query>"`); it still reads, with no
+/// signatures, and restores only into a job of the same query text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "PlanOnDisk")]
+pub struct ManifestPlan {
+    /// The job's query as defined.
+    pub query: String,
+    /// The whole plan's signature (`StreamPlan::signature`); empty in an
+    /// old manifest.
+    pub signature: String,
+    /// Each stateful operator's signature, in the order of the job's
+    /// workers (join, then aggregate); empty in an old manifest.
+    pub operators: Vec<crate::plan::StateSignature>,
+}
+
+impl ManifestPlan {
+    /// What `plan` (defined by `query`) records in its manifests.
+    pub fn of(query: &str, plan: &crate::plan::StreamPlan) -> Self {
+        Self {
+            query: query.to_string(),
+            signature: plan.signature.clone(),
+            operators: plan.state.clone(),
+        }
+    }
+
+    /// May a checkpoint of this plan restore, as it is, into a job of
+    /// `now`? The same whole-plan signature; for an old manifest without
+    /// one, the same query text.
+    pub fn restores_into(&self, now: &ManifestPlan) -> bool {
+        if self.signature.is_empty() {
+            return self.query == now.query;
+        }
+        self.signature == now.signature
+    }
+}
+
+/// A manifest's `plan` as written: the query text alone (manifests before
+/// signatures) or the whole record.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PlanOnDisk {
+    Query(String),
+    Signed {
+        query: String,
+        signature: String,
+        operators: Vec<crate::plan::StateSignature>,
+    },
+}
+
+impl From<PlanOnDisk> for ManifestPlan {
+    fn from(plan: PlanOnDisk) -> Self {
+        match plan {
+            PlanOnDisk::Query(query) => Self {
+                query,
+                ..Default::default()
+            },
+            PlanOnDisk::Signed {
+                query,
+                signature,
+                operators,
+            } => Self {
+                query,
+                signature,
+                operators,
+            },
+        }
+    }
 }
 
 /// A sink's state and its output awaiting commit.
@@ -518,6 +590,38 @@ mod tests {
         });
         assert_eq!(list.chunks, vec![chunk("c", "3")]);
         assert_eq!(list.bytes(), 10);
+    }
+
+    #[test]
+    fn a_manifest_from_before_signatures_still_reads_and_restores_by_query() {
+        let old = r#"{"version":1,"job":"v","epoch":3,"plan":"SELECT 1","finished":false,
+            "written_at_ms":0,"key_groups":"k","workers":1,"sources":[],"operators":[],"sinks":{}}"#;
+        let manifest: Manifest = serde_json::from_str(old).expect("an old manifest reads");
+        assert_eq!(manifest.plan.query, "SELECT 1");
+        assert!(manifest.plan.operators.is_empty());
+        let same = ManifestPlan {
+            query: "SELECT 1".into(),
+            signature: "abc".into(),
+            operators: Vec::new(),
+        };
+        assert!(manifest.plan.restores_into(&same));
+        let other = ManifestPlan {
+            query: "SELECT 2".into(),
+            ..same.clone()
+        };
+        assert!(!manifest.plan.restores_into(&other));
+        let written = serde_json::to_string(&Manifest {
+            plan: same.clone(),
+            ..manifest
+        })
+        .expect("write");
+        let read: Manifest = serde_json::from_str(&written).expect("a new manifest reads");
+        assert_eq!(read.plan, same);
+        assert!(read.plan.restores_into(&same));
+        assert!(!read.plan.restores_into(&ManifestPlan {
+            signature: "def".into(),
+            ..same
+        }));
     }
 
     #[test]

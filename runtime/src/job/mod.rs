@@ -78,8 +78,8 @@ pub struct Checkpointing {
     pub store: Option<JobStore>,
     /// The checkpoint to start from.
     pub restored: Option<Restored>,
-    /// The job's query, recorded in its manifests.
-    pub plan: String,
+    /// The job's query and plan signatures, recorded in its manifests.
+    pub plan: crate::checkpoint::ManifestPlan,
     /// Checkpoint metrics.
     pub metrics: CheckpointMetrics,
 }

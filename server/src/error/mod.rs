@@ -141,6 +141,22 @@ pub enum ServerError {
         /// The limit.
         max: usize,
     },
+    /// An action that does not fit the object's state now (resume a running
+    /// job, suspend a failed one).
+    #[error("{message}")]
+    ObjectNotInPrerequisiteState {
+        /// What went wrong, for the client.
+        message: String,
+        /// What the user can do about it.
+        hint: Option<String>,
+    },
+    /// A named object (other than a relation) that exists already: a
+    /// savepoint.
+    #[error("{message}")]
+    DuplicateObject {
+        /// What went wrong, for the client.
+        message: String,
+    },
     /// A bad option value (`WITH (...)`, `SET`).
     #[error("{message}")]
     InvalidParameterValue {
@@ -297,6 +313,8 @@ impl ServerError {
             ServerError::StackDepthExceeded { .. } => "54001",
             ServerError::TooManyColumns { .. } => "54011",
             ServerError::InvalidParameterValue { .. } => "22023",
+            ServerError::ObjectNotInPrerequisiteState { .. } => "55000",
+            ServerError::DuplicateObject { .. } => "42710",
             ServerError::InvalidTextRepresentation { .. } => "22P02",
             ServerError::DivisionByZero => "22012",
             ServerError::InvalidByteSequence => "22021",
@@ -357,7 +375,8 @@ impl ServerError {
             ServerError::FeatureNotSupported { hint, .. }
             | ServerError::DependentObjects { hint, .. }
             | ServerError::UndefinedColumn { hint, .. }
-            | ServerError::InvalidParameterValue { hint, .. } => hint.clone(),
+            | ServerError::InvalidParameterValue { hint, .. }
+            | ServerError::ObjectNotInPrerequisiteState { hint, .. } => hint.clone(),
             _ => None,
         }
     }

@@ -6,13 +6,18 @@
 //! `weir_runtime::job` into a `MaterializedView`, which is registered as a
 //! table so `SELECT` reads its current contents. Reading it as it changes is
 //! `SUBSCRIBE` (see [`super::subscribe`]).
+//!
+//! Each view's job is registered with the job manager (`crate::jobs`) and
+//! supervised: a restart (after a failure, or asked for) starts a new run
+//! here, over a new view restored from the latest checkpoint, and replaces
+//! the old run in the registry.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::Statement;
 use tracing::info;
-use weir_planner::catalog::{CatalogEntry, MaterializedViewDef, SinkDef};
+use weir_planner::catalog::{CatalogEntry, DesiredState, JobSpec, MaterializedViewDef, SinkDef};
 use weir_planner::statement::{CreateMaterializedView, ObjectKind};
 use weir_planner::stream_plan::{StreamInput, plan_stream, scanned_tables};
 use weir_planner::windows::{Mode, rewrite_windows};
@@ -20,17 +25,22 @@ use weir_runtime::materialized::{MaterializedView, ViewSink, ViewTable};
 use weir_runtime::plan::EventTime;
 
 use crate::error::{Result, ServerError};
+use crate::jobs::{JobSettings, JobStatus, Restart, settings};
 use crate::output::Output;
 use crate::registry::{LiveView, Registry};
 
 /// A view's query, planned.
-struct Planned {
-    plan: weir_runtime::plan::StreamPlan,
-    explain: String,
-    inputs: Vec<String>,
+pub(super) struct Planned {
+    pub(super) plan: weir_runtime::plan::StreamPlan,
+    pub(super) explain: String,
+    pub(super) inputs: Vec<String>,
 }
 
-async fn plan_view(registry: &Registry, create: &CreateMaterializedView) -> Result<Planned> {
+pub(super) async fn plan_view(
+    registry: &Registry,
+    create: &CreateMaterializedView,
+    parallelism: usize,
+) -> Result<Planned> {
     let mut statement = Statement::Query(create.query.clone());
     let windows = rewrite_windows(&mut statement, Mode::Stream)?;
     if windows.len() > 1 {
@@ -85,7 +95,7 @@ async fn plan_view(registry: &Registry, create: &CreateMaterializedView) -> Resu
         &optimized,
         windows.first(),
         create.emit_on_window_close,
-        registry.parallelism(),
+        parallelism,
         &inputs,
     )?;
     Ok(Planned {
@@ -112,14 +122,25 @@ pub async fn create_materialized_view(
         }
         return Err(ServerError::DuplicateTable { name: create.name });
     }
-    let planned = plan_view(registry, &create).await?;
-    let view = MaterializedView::new(planned.plan.output_schema.clone(), planned.plan.changelog)
-        .map_err(|e| ServerError::from_datafusion(e, None))?;
+    // Bad settings are refused before anything is planned or written.
+    let spec = JobSpec {
+        desired_state: DesiredState::Running,
+        settings: settings::check_all(
+            create
+                .settings
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )?,
+    };
+    let resolved = registry.jobs().resolve(&spec.settings);
+    let planned = plan_view(registry, &create, parallelism(registry, &resolved)).await?;
+    let query = create.query.to_string();
     if persist_it {
         let def = MaterializedViewDef {
             name: create.name.clone(),
-            query: create.query.to_string(),
+            query: query.clone(),
             emit_on_window_close: create.emit_on_window_close,
+            job: spec.clone(),
         };
         registry.persist(|catalog| {
             catalog
@@ -127,16 +148,80 @@ pub async fn create_materialized_view(
                 .map_err(Into::into)
         })?;
     }
+    let job = registry.jobs().add(&create.name, &spec, persist_it)?;
+    let run = match start_run(
+        registry,
+        &create.name,
+        &query,
+        planned,
+        !persist_it,
+        resolved.checkpoint_interval,
+    )
+    .await
+    {
+        Ok(run) => run,
+        Err(err) => {
+            job.transition(JobStatus::Failed, &format!("could not start: {err}"));
+            return Err(err);
+        }
+    };
+    let progress = run.live.job.watch();
+    registry.add_view(&create.name, run.table, run.live)?;
+    job.transition(JobStatus::Running, &started_from(persist_it, run.restored));
+    registry
+        .jobs()
+        .supervise(&job, progress, restarter(registry, &create.name)?);
+    info!(view = %create.name, "materialized view created, its job is running");
+    Ok(Output::command("CREATE MATERIALIZED VIEW"))
+}
+
+/// The event of a job's first run.
+fn started_from(created: bool, restored: Option<u64>) -> String {
+    match (created, restored) {
+        (true, _) => "started".to_string(),
+        (false, Some(epoch)) => format!("resumed from checkpoint {epoch}"),
+        (false, None) => "started from the beginning of its inputs (no checkpoint)".to_string(),
+    }
+}
+
+/// How many workers a job's stages get: its `parallelism`, or one per
+/// worker thread.
+pub(super) fn parallelism(registry: &Registry, settings: &JobSettings) -> usize {
+    settings
+        .parallelism
+        .unwrap_or_else(|| registry.parallelism())
+}
+
+/// A run of a view's job: what the registry keeps of it, its table, and
+/// the checkpoint it restored.
+pub(super) struct Run {
+    pub(super) live: LiveView,
+    pub(super) table: Arc<dyn datafusion::catalog::TableProvider>,
+    pub(super) restored: Option<u64>,
+}
+
+/// Start a run of view `name`'s job over a new view (contents from the
+/// checkpoint when `restore`), its sinks from the catalog attached.
+pub(super) async fn start_run(
+    registry: &Registry,
+    name: &str,
+    query: &str,
+    planned: Planned,
+    restore: bool,
+    interval: Option<Option<std::time::Duration>>,
+) -> Result<Run> {
+    let view = MaterializedView::new(planned.plan.output_schema.clone(), planned.plan.changelog)
+        .map_err(|e| ServerError::from_datafusion(e, None))?;
     // Where the job's rows go: the view, and the sinks that write it out.
     let output = ViewSink::new(view.clone());
-    if !persist_it {
+    if restore {
         // Sinks of this view, from the catalog: attached before the job
         // runs, so the restore hands them their part of the checkpoint.
         let sinks: Vec<SinkDef> = registry
             .entries_of(ObjectKind::Sink)
             .into_iter()
             .filter_map(|e| match e {
-                CatalogEntry::Sink(def) if def.from == create.name => Some(def),
+                CatalogEntry::Sink(def) if def.from == name => Some(def),
                 _ => None,
             })
             .collect();
@@ -149,38 +234,96 @@ pub async fn create_materialized_view(
             }
         }
     }
-    let handle = registry
-        .start_job(
-            &create.name,
-            &create.query.to_string(),
-            planned.plan,
-            output.clone(),
-            !persist_it,
-        )
+    let partitions = planned.plan.partitions().len();
+    let (handle, restored) = registry
+        .start_job(name, query, planned.plan, output.clone(), restore, interval)
         .await?;
-    let table = Arc::new(ViewTable::of_job(
-        view.clone(),
-        &create.name,
-        handle.watch(),
-    ));
-    registry.add_view(
-        &create.name,
-        table,
-        LiveView {
+    let table = Arc::new(ViewTable::of_job(view.clone(), name, handle.watch()));
+    Ok(Run {
+        live: LiveView {
             view,
             output,
             job: handle,
             explain: planned.explain,
             inputs: planned.inputs,
+            partitions,
         },
-    )?;
-    info!(view = %create.name, "materialized view created, its job is running");
-    Ok(Output::command("CREATE MATERIALIZED VIEW"))
+        table,
+        restored,
+    })
 }
 
-/// Rebuild a materialized view on start: its job resumes from its latest
-/// checkpoint (or runs again from the start of its stream without one).
-pub async fn restore_view(registry: &Registry, def: &MaterializedViewDef) -> Result<()> {
+/// How the supervisor of view `name`'s job starts a new run.
+pub(super) fn restarter(registry: &Registry, name: &str) -> Result<Restart> {
+    let registry = Arc::downgrade(&registry.shared()?);
+    let name = name.to_string();
+    Ok(Arc::new(move || {
+        let registry = registry.clone();
+        let name = name.clone();
+        Box::pin(async move {
+            let registry = registry.upgrade().ok_or(ServerError::ShuttingDown)?;
+            restart_view(&registry, &name).await
+        })
+    }))
+}
+
+/// Stop the current run of view `name` and start a new one from its
+/// latest checkpoint, with the job's settings now.
+async fn restart_view(
+    registry: &Registry,
+    name: &str,
+) -> Result<(
+    tokio::sync::watch::Receiver<weir_runtime::job::Progress>,
+    Option<String>,
+)> {
+    let _ddl = registry.ddl_guard().await;
+    if registry.jobs().shutting_down() {
+        return Err(ServerError::ShuttingDown);
+    }
+    let Some(CatalogEntry::MaterializedView(def)) = registry.catalog().get(name).cloned() else {
+        return Err(ServerError::UndefinedTable {
+            name: name.to_string(),
+            position: None,
+        });
+    };
+    let settings = registry.jobs().job(name)?.settings();
+    let create = definition(&def)?;
+    let planned = plan_view(registry, &create, parallelism(registry, &settings)).await?;
+    // The old run stops before the new one restores: two runs must never
+    // write the same checkpoints and sinks.
+    if let Ok(old) = registry.view(name) {
+        stop_and_wait(&old.job).await;
+    }
+    let run = start_run(
+        registry,
+        name,
+        &def.query,
+        planned,
+        true,
+        settings.checkpoint_interval,
+    )
+    .await?;
+    let progress = run.live.job.watch();
+    registry.replace_view(name, run.table, run.live)?;
+    Ok((progress, run.restored.map(|e| format!("checkpoint {e}"))))
+}
+
+/// Stop a run's tasks and wait (a little, at most) until every one of
+/// them has let go of the job's progress: then none runs any more.
+pub(super) async fn stop_and_wait(job: &weir_runtime::job::JobHandle) {
+    let mut progress = job.watch();
+    job.stop();
+    let gone = async { while progress.changed().await.is_ok() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(10), gone)
+        .await
+        .is_err()
+    {
+        tracing::warn!("a stopped job's tasks took more than 10s to end");
+    }
+}
+
+/// A view's definition from the catalog, as the statement that made it.
+pub(super) fn definition(def: &MaterializedViewDef) -> Result<CreateMaterializedView> {
     let statement = weir_planner::parser::parse(&def.query)?
         .pop()
         .ok_or_else(|| ServerError::internal("empty materialized view definition"))?;
@@ -189,18 +332,34 @@ pub async fn restore_view(registry: &Registry, def: &MaterializedViewDef) -> Res
             "a materialized view's definition is not a query",
         ));
     };
-    create_materialized_view(
-        registry,
-        CreateMaterializedView {
-            name: def.name.clone(),
-            if_not_exists: false,
-            query,
-            emit_on_window_close: def.emit_on_window_close,
-        },
-        false,
-    )
-    .await
-    .map(|_| ())
+    Ok(CreateMaterializedView {
+        name: def.name.clone(),
+        if_not_exists: false,
+        query,
+        emit_on_window_close: def.emit_on_window_close,
+        settings: def.job.settings.clone().into_iter().collect(),
+        or_replace: false,
+    })
+}
+
+/// Rebuild a materialized view on start: its job resumes from its latest
+/// checkpoint (or runs again from the start of its stream without one).
+pub async fn restore_view(registry: &Registry, def: &MaterializedViewDef) -> Result<()> {
+    let result = match definition(def) {
+        Ok(create) => create_materialized_view(registry, create, false)
+            .await
+            .map(|_| ()),
+        Err(err) => Err(err),
+    };
+    if let Err(err) = &result
+        && registry.jobs().get(&def.name).is_none()
+    {
+        // Listed all the same, failed, with the reason.
+        if let Ok(job) = registry.jobs().add(&def.name, &def.job, false) {
+            job.transition(JobStatus::Failed, &format!("could not be restored: {err}"));
+        }
+    }
+    result
 }
 
 /// `EXPLAIN CREATE MATERIALIZED VIEW`: the stream plan, with each operator's
@@ -209,7 +368,14 @@ pub async fn explain_materialized_view(
     registry: &Registry,
     create: CreateMaterializedView,
 ) -> Result<Output> {
-    let planned = plan_view(registry, &create).await?;
+    let own = settings::check_all(
+        create
+            .settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    )?;
+    let resolved = registry.jobs().resolve(&own);
+    let planned = plan_view(registry, &create, parallelism(registry, &resolved)).await?;
     let lines: Vec<String> = planned.explain.lines().map(str::to_string).collect();
     Ok(Output::Rows(super::show::text_stream(
         super::explain::schema(),

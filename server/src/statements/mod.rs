@@ -15,6 +15,8 @@
 //! - [`sink`]: `CREATE SINK`: a view's rows written out.
 //! - [`explain`]: `EXPLAIN` as Postgres shapes it.
 //! - [`show`]: `SHOW ...`, transactions: statements Weir answers itself.
+//! - [`jobs`]: `SHOW JOBS`, `SHOW JOB EVENTS`, `ALTER JOB`.
+//! - [`savepoints`]: `CREATE SAVEPOINT ... FOR JOB`, `SHOW` / `DROP SAVEPOINT`.
 //!
 //! [`Registry`]: crate::registry::Registry
 //! [`Output`]: crate::output::Output
@@ -25,7 +27,10 @@ pub mod dml;
 pub mod explain;
 pub mod flush;
 pub mod insert_fast;
+pub mod jobs;
 pub mod materialized_views;
+pub mod replace;
+pub mod savepoints;
 pub mod show;
 pub mod sink;
 pub mod streams;

@@ -43,6 +43,7 @@ pub async fn create(registry: &Registry, create: CreateSink) -> Result<Output> {
         return Err(ServerError::DuplicateTable { name: create.name });
     }
     let live = registry.view(&create.from)?;
+    super::jobs::refuse_sink_settings(&create.from, &create.options)?;
     let def = SinkDef {
         name: create.name.clone(),
         from: create.from.clone(),

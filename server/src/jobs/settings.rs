@@ -1,0 +1,305 @@
+//! Job settings: the keys of `WITH (...)` on `CREATE MATERIALIZED VIEW`, of
+//! `ALTER JOB ... SET (...)` and of the config file's `[jobs]` table, checked
+//! here once so that the three places accept exactly the same things.
+//!
+//! A job stores only what was set for it (normalized text, in the catalog);
+//! what it runs with is that over the server's defaults, resolved into
+//! [`JobSettings`] whenever it is needed, so a changed default reaches every
+//! job that did not set its own.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::error::{Result, ServerError};
+
+/// `restart_strategy`: what happens when the job fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartStrategy {
+    /// The job stays failed.
+    None,
+    /// Restart after `restart_delay`, up to `restart_attempts` times.
+    FixedDelay,
+    /// Restart after `restart_delay`, doubled each attempt up to
+    /// `restart_max_delay`, up to `restart_attempts` times.
+    ExponentialBackoff,
+}
+
+/// `restore_strategy`: where a resumed job starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreStrategy {
+    /// The newer of the latest checkpoint and the latest savepoint.
+    LatestState,
+    /// The latest savepoint of the job.
+    LatestSavepoint,
+    /// The sources' beginning, state cleared.
+    None,
+}
+
+/// How a job restarts after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// The strategy.
+    pub strategy: RestartStrategy,
+    /// Restarts allowed before the job is failed.
+    pub attempts: u32,
+    /// Wait before the first restart.
+    pub delay: Duration,
+    /// Longest wait (exponential backoff).
+    pub max_delay: Duration,
+}
+
+impl RestartPolicy {
+    /// The wait before restart number `attempt` (1-based), or `None` when
+    /// the policy allows no such attempt.
+    pub fn delay_for(&self, attempt: u32) -> Option<Duration> {
+        if attempt == 0 || attempt > self.attempts {
+            return None;
+        }
+        match self.strategy {
+            RestartStrategy::None => None,
+            RestartStrategy::FixedDelay => Some(self.delay),
+            RestartStrategy::ExponentialBackoff => {
+                let factor = 2u32.saturating_pow(attempt - 1);
+                Some(self.delay.saturating_mul(factor).min(self.max_delay))
+            }
+        }
+    }
+}
+
+/// What a job runs with: its own settings over the server's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSettings {
+    /// After a failure.
+    pub restart: RestartPolicy,
+    /// Workers per stage (`None`: the server's worker count).
+    pub parallelism: Option<usize>,
+    /// Between checkpoints: `None` the server's, `Some(None)` off.
+    pub checkpoint_interval: Option<Option<Duration>>,
+    /// Where a resumed job starts.
+    pub restore: RestoreStrategy,
+}
+
+/// Every setting a job takes.
+pub const KEYS: &[&str] = &[
+    "restart_strategy",
+    "restart_attempts",
+    "restart_delay",
+    "restart_max_delay",
+    "parallelism",
+    "checkpoint_interval",
+    "restore_strategy",
+];
+
+/// Built-in defaults, under the config file's `[jobs]`: no restart (a
+/// failed job stays failed until someone looks, as before jobs had
+/// policies), three attempts and a second's delay once a policy is chosen.
+const BUILT_IN: &[(&str, &str)] = &[
+    ("restart_strategy", "none"),
+    ("restart_attempts", "3"),
+    ("restart_delay", "1s"),
+    ("restart_max_delay", "1m"),
+    ("restore_strategy", "latest_state"),
+];
+
+/// The most workers a job's stage may have.
+const MAX_PARALLELISM: usize = 256;
+
+/// Is `key` a job setting?
+pub fn is_job_setting(key: &str) -> bool {
+    KEYS.contains(&key)
+}
+
+fn bad(key: &str, value: &str, expected: &str) -> ServerError {
+    ServerError::InvalidParameterValue {
+        message: format!("invalid value for job setting \"{key}\": \"{value}\""),
+        hint: Some(format!("{key} takes {expected}")),
+    }
+}
+
+fn duration(key: &str, value: &str) -> Result<Duration> {
+    humantime::parse_duration(value.trim())
+        .map_err(|_| bad(key, value, "a duration such as '500ms', '10s' or '1m'"))
+}
+
+/// Check one setting; its value normalized (trimmed, lower-cased words).
+pub fn check(key: &str, value: &str) -> Result<String> {
+    let lowered = value.trim().to_ascii_lowercase();
+    match key {
+        "restart_strategy" => match lowered.as_str() {
+            "none" | "fixed_delay" | "exponential_backoff" => Ok(lowered),
+            _ => Err(bad(
+                key,
+                value,
+                "'none', 'fixed_delay' or 'exponential_backoff'",
+            )),
+        },
+        "restore_strategy" => match lowered.as_str() {
+            "latest_state" | "latest_savepoint" | "none" => Ok(lowered),
+            _ => Err(bad(
+                key,
+                value,
+                "'latest_state', 'latest_savepoint' or 'none'",
+            )),
+        },
+        "restart_attempts" => lowered
+            .parse::<u32>()
+            .map(|n| n.to_string())
+            .map_err(|_| bad(key, value, "a whole number of attempts, 0 or more")),
+        "parallelism" => match lowered.parse::<usize>() {
+            Ok(n) if (1..=MAX_PARALLELISM).contains(&n) => Ok(n.to_string()),
+            _ => Err(bad(
+                key,
+                value,
+                &format!("a whole number of workers from 1 to {MAX_PARALLELISM}"),
+            )),
+        },
+        "restart_delay" | "restart_max_delay" => duration(key, value).map(|_| lowered),
+        "checkpoint_interval" if lowered == "off" => Ok(lowered),
+        "checkpoint_interval" => duration(key, value).map(|_| lowered),
+        other => Err(ServerError::InvalidParameterValue {
+            message: format!("unrecognized job setting \"{other}\""),
+            hint: Some(format!("job settings are {}", KEYS.join(", "))),
+        }),
+    }
+}
+
+/// Check settings as given (later keys win), normalized.
+pub fn check_all<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<BTreeMap<String, String>> {
+    let mut checked = BTreeMap::new();
+    for (key, value) in pairs {
+        let key = key.to_ascii_lowercase();
+        let value = check(&key, value)?;
+        checked.insert(key, value);
+    }
+    Ok(checked)
+}
+
+/// The built-in defaults with the config file's `[jobs]` over them.
+pub fn defaults(configured: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+    let mut merged: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in BUILT_IN {
+        merged.insert((*key).to_string(), (*value).to_string());
+    }
+    merged.extend(check_all(
+        configured.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )?);
+    Ok(merged)
+}
+
+/// What a job with `own` settings runs with over `defaults` (both checked).
+pub fn resolve(defaults: &BTreeMap<String, String>, own: &BTreeMap<String, String>) -> JobSettings {
+    let get = |key: &str| {
+        own.get(key)
+            .or_else(|| defaults.get(key))
+            .map(String::as_str)
+    };
+    // Both maps were checked: a value that does not read here cannot occur,
+    // and falls back to the built-in meaning.
+    let duration_of = |key: &str, fallback: Duration| {
+        get(key)
+            .and_then(|v| humantime::parse_duration(v).ok())
+            .unwrap_or(fallback)
+    };
+    JobSettings {
+        restart: RestartPolicy {
+            strategy: match get("restart_strategy") {
+                Some("fixed_delay") => RestartStrategy::FixedDelay,
+                Some("exponential_backoff") => RestartStrategy::ExponentialBackoff,
+                _ => RestartStrategy::None,
+            },
+            attempts: get("restart_attempts")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3),
+            delay: duration_of("restart_delay", Duration::from_secs(1)),
+            max_delay: duration_of("restart_max_delay", Duration::from_secs(60)),
+        },
+        parallelism: get("parallelism").and_then(|v| v.parse().ok()),
+        checkpoint_interval: get("checkpoint_interval").map(|v| {
+            if v == "off" {
+                None
+            } else {
+                humantime::parse_duration(v).ok().filter(|d| !d.is_zero())
+            }
+        }),
+        restore: match get("restore_strategy") {
+            Some("latest_savepoint") => RestoreStrategy::LatestSavepoint,
+            Some("none") => RestoreStrategy::None,
+            _ => RestoreStrategy::LatestState,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_name_the_option() {
+        let err = check("restart_strategy", "sometimes").expect_err("bad");
+        assert_eq!(err.sqlstate(), "22023");
+        assert!(err.to_string().contains("restart_strategy"), "{err}");
+        let err = check("parallelism", "0").expect_err("zero");
+        assert!(err.to_string().contains("parallelism"), "{err}");
+        let err = check("restart_delay", "soon").expect_err("not a duration");
+        assert!(err.to_string().contains("restart_delay"), "{err}");
+        let err = check("colour", "blue").expect_err("unknown");
+        assert!(err.to_string().contains("\"colour\""), "{err}");
+        assert_eq!(
+            check("restart_strategy", " Fixed_Delay ").expect("ok"),
+            "fixed_delay"
+        );
+    }
+
+    #[test]
+    fn own_settings_win_over_defaults_which_win_over_built_ins() {
+        let configured = BTreeMap::from([("restart_attempts".to_string(), "5".to_string())]);
+        let defaults = defaults(&configured).expect("defaults");
+        let own = check_all([
+            ("restart_strategy", "exponential_backoff"),
+            ("parallelism", "2"),
+        ])
+        .expect("own");
+        let settings = resolve(&defaults, &own);
+        assert_eq!(
+            settings.restart.strategy,
+            RestartStrategy::ExponentialBackoff
+        );
+        assert_eq!(settings.restart.attempts, 5);
+        assert_eq!(settings.parallelism, Some(2));
+        assert_eq!(settings.checkpoint_interval, None);
+        assert_eq!(settings.restore, RestoreStrategy::LatestState);
+        let off = resolve(
+            &defaults,
+            &check_all([("checkpoint_interval", "off")]).expect("off"),
+        );
+        assert_eq!(off.checkpoint_interval, Some(None));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_attempts_run_out() {
+        let policy = RestartPolicy {
+            strategy: RestartStrategy::ExponentialBackoff,
+            attempts: 4,
+            delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(300),
+        };
+        let delays: Vec<Option<Duration>> = (1..=5).map(|a| policy.delay_for(a)).collect();
+        assert_eq!(
+            delays,
+            vec![
+                Some(Duration::from_millis(100)),
+                Some(Duration::from_millis(200)),
+                Some(Duration::from_millis(300)),
+                Some(Duration::from_millis(300)),
+                None
+            ]
+        );
+        let none = RestartPolicy {
+            strategy: RestartStrategy::None,
+            ..policy
+        };
+        assert_eq!(none.delay_for(1), None);
+    }
+}
