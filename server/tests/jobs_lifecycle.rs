@@ -379,3 +379,114 @@ async fn a_new_parallelism_restarts_from_the_latest_state_and_settings_survive_k
         "the setting is in the catalog: {catalog}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_and_resumed_job_equals_one_that_never_stopped_and_stays_suspended_across_kill_9()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let args = ["--checkpoint-interval", "200ms"];
+    let server = WeirProcess::start_with(dir.path(), &args, &[]);
+    let client = common::connect(&server).await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, k BIGINT);
+             INSERT INTO t SELECT v, v % 11 FROM generate_series(1, 4000) AS s(v);
+             CREATE MATERIALIZED VIEW per_k AS SELECT k, count(*) AS n, sum(id) AS total FROM t GROUP BY k;
+             CREATE SINK per_k_out FROM per_k WITH (connector = 'file', path = '{}', format = 'json');
+             FLUSH per_k",
+            out.display()
+        ))
+        .await
+        .expect("a view over a table, written out");
+    let view = "SELECT k, n, total FROM per_k";
+    let batch = "SELECT k, count(*) AS n, sum(id) AS total FROM t GROUP BY k";
+    // Mid-stream: more rows arrive while the suspend runs.
+    let writer = {
+        let config = server.pg_config();
+        tokio::spawn(async move {
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(connection);
+            for i in 0..20 {
+                let from = 4001 + i * 100;
+                client
+                    .batch_execute(&format!(
+                        "INSERT INTO t SELECT v, v % 11 FROM generate_series({from}, {}) AS s(v)",
+                        from + 99
+                    ))
+                    .await
+                    .expect("insert");
+            }
+        })
+    };
+    client
+        .simple_query("ALTER JOB per_k SUSPEND")
+        .await
+        .expect("suspend");
+    writer.await.expect("the writer");
+    let row = job_row(&client, "per_k").await;
+    assert_eq!(
+        (row["status"].as_str(), row["desired_state"].as_str()),
+        ("suspended", "suspended")
+    );
+    assert_eq!(job_row(&client, "per_k_out").await["status"], "suspended");
+    // Suspended: the view keeps its contents while its input moves on.
+    let frozen = common::sorted_rows(&client, view).await;
+    client
+        .batch_execute("INSERT INTO t SELECT v, v % 11 FROM generate_series(7001, 7500) AS s(v); DELETE FROM t WHERE id % 9 = 0")
+        .await
+        .expect("changes while suspended");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(common::sorted_rows(&client, view).await, frozen);
+    assert_ne!(common::sorted_rows(&client, batch).await, frozen);
+
+    // kill -9 while suspended: still suspended after the restart.
+    server.kill();
+    let server = WeirProcess::start_with(dir.path(), &args, &[]);
+    let client = common::connect(&server).await;
+    let row = wait_for_status(&client, "per_k", "suspended").await;
+    assert_eq!(row["desired_state"], "suspended");
+    client
+        .batch_execute("INSERT INTO t SELECT v, v % 11 FROM generate_series(7501, 8000) AS s(v)")
+        .await
+        .expect("changes while suspended, after the restart");
+
+    // Resumed: the same as a run that never stopped.
+    client
+        .simple_query("ALTER JOB per_k RESUME")
+        .await
+        .expect("resume");
+    assert_eq!(job_row(&client, "per_k").await["status"], "running");
+    client.simple_query("FLUSH per_k").await.expect("flush");
+    let expected = common::sorted_rows(&client, batch).await;
+    assert_eq!(common::sorted_rows(&client, view).await, expected);
+    // The sink's committed files are not compared here: after this
+    // suspend and resume they hold the view's rows before the suspend and
+    // after the resume as inserts, without the changes between (see the
+    // report of issue 20). The view itself is exact.
+    let log = events(&client, "per_k").await;
+    let tos: Vec<&str> = log.iter().map(|e| e.1.as_str()).collect();
+    assert_eq!(
+        tos,
+        [
+            "created",
+            "running",
+            "suspending",
+            "suspended",
+            "created",
+            "running",
+            "suspending",
+            "suspended",
+            "running"
+        ],
+        "{log:?}"
+    );
+    assert!(log[3].2.starts_with("suspended at checkpoint"), "{log:?}");
+    // From its checkpoint, or (a table's history no longer reaching back
+    // to it, see the report of issue 20) from the table's beginning: the
+    // view is exact either way.
+    assert!(log[8].2.starts_with("resumed from"), "{log:?}");
+}
