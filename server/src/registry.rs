@@ -141,7 +141,7 @@ impl Registry {
 
     /// This registry, shared, for a task that outlives the statement.
     pub fn shared(&self) -> Result<Arc<Registry>> {
-        self.me.upgrade().ok_or_else(|| ServerError::ShuttingDown)
+        self.me.upgrade().ok_or(ServerError::ShuttingDown)
     }
 
     /// The job manager.
