@@ -416,6 +416,11 @@ impl Registry {
         })
     }
 
+    /// Are checkpoints on?
+    pub fn checkpoints_on(&self) -> bool {
+        self.checkpoints.is_some()
+    }
+
     /// The latest complete checkpoint of job `name`: (epoch, written at
     /// in ms since the Unix epoch).
     pub async fn latest_checkpoint(&self, name: &str) -> Option<(u64, u64)> {

@@ -172,6 +172,11 @@ impl Job {
         true
     }
 
+    /// Take a new desired state (already written to the catalog).
+    pub fn set_desired(&self, desired: DesiredState) {
+        self.state.lock().desired = desired;
+    }
+
     /// Count a restart.
     pub fn restarted(&self) {
         self.state.lock().restarts += 1;

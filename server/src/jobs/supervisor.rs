@@ -43,6 +43,8 @@ pub enum Command {
     Restart {
         /// Why (for the event log).
         reason: String,
+        /// A suspended job resumed: straight to `running`, not a restart.
+        resume: bool,
         /// Told once the new run started, or why it did not.
         reply: Option<oneshot::Sender<Result<()>>>,
     },
@@ -94,6 +96,7 @@ enum Next {
         delay: Duration,
         reason: String,
         attempt: bool,
+        resume: bool,
         reply: Option<oneshot::Sender<Result<()>>>,
     },
 }
@@ -127,16 +130,21 @@ pub async fn supervise(
                     },
                     command = commands.recv() => match command {
                         None | Some(Command::Stop) => return,
-                        Some(Command::Restart { reason, reply }) => Next::Start { delay: Duration::ZERO, reason, attempt: false, reply },
+                        Some(Command::Restart { reason, resume, reply }) => Next::Start { delay: Duration::ZERO, reason, attempt: false, resume, reply },
                     },
                 }
             }
             Next::Idle => match commands.recv().await {
                 None | Some(Command::Stop) => return,
-                Some(Command::Restart { reason, reply }) => Next::Start {
+                Some(Command::Restart {
+                    reason,
+                    resume,
+                    reply,
+                }) => Next::Start {
                     delay: Duration::ZERO,
                     reason,
                     attempt: false,
+                    resume,
                     reply,
                 },
             },
@@ -144,9 +152,12 @@ pub async fn supervise(
                 delay,
                 reason,
                 attempt,
+                resume,
                 reply,
             } => {
-                job.transition(JobStatus::Restarting, &reason);
+                if !resume {
+                    job.transition(JobStatus::Restarting, &reason);
+                }
                 if !attempt {
                     attempts = 0;
                 }
@@ -162,10 +173,15 @@ pub async fn supervise(
                     Ok((new_progress, restored)) => {
                         progress = new_progress;
                         run_started = Instant::now();
-                        job.restarted();
+                        let verb = if resume {
+                            "resumed"
+                        } else {
+                            job.restarted();
+                            "restarted"
+                        };
                         let from = match restored {
-                            Some(what) => format!("restarted from {what}"),
-                            None => "restarted from the beginning of its inputs".to_string(),
+                            Some(what) => format!("{verb} from {what}"),
+                            None => format!("{verb} from the beginning of its inputs"),
                         };
                         job.transition(JobStatus::Running, &from);
                         if let Some(reply) = reply {
@@ -200,6 +216,7 @@ fn failed(job: &Job, attempts: &mut u32, reason: String) -> Next {
                 humantime::format_duration(delay)
             ),
             attempt: true,
+            resume: false,
             reply: None,
         },
         None => {

@@ -16,7 +16,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
-use weir_planner::catalog::CatalogEntry;
+use weir_planner::catalog::{CatalogEntry, DesiredState};
 use weir_planner::parser::{JobAction, JobStatement};
 use weir_runtime::metrics::JobLabels;
 
@@ -310,25 +310,127 @@ async fn alter(registry: &Registry, name: &str, action: JobAction) -> Result<Out
             restart(&job, "restart asked for (ALTER JOB RESTART)".to_string()).await?;
         }
         JobAction::Suspend => {
-            if !matches!(status, JobStatus::Running | JobStatus::Restarting) {
+            if !matches!(status, JobStatus::Running) {
                 return Err(not_now(name, status, "only a running job can be suspended"));
             }
-            return Err(suspend_not_built());
+            set_desired(registry, &job, DesiredState::Suspended).await?;
+            suspend_now(
+                registry,
+                name,
+                "suspend asked for (ALTER JOB SUSPEND)",
+                true,
+            )
+            .await?;
         }
-        JobAction::Resume { .. } => {
+        JobAction::Resume { savepoint } => {
             if status != JobStatus::Suspended {
                 return Err(not_now(name, status, "only a suspended job can be resumed"));
             }
-            return Err(suspend_not_built());
+            if savepoint.is_some() {
+                return Err(ServerError::FeatureNotSupported {
+                    message: "RESUME FROM SAVEPOINT is not supported yet".to_string(),
+                    hint: Some("it needs the runtime's savepoint store (issue 20); RESUME alone resumes from the job's latest state".to_string()),
+                });
+            }
+            set_desired(registry, &job, DesiredState::Running).await?;
+            let (reply, outcome) = tokio::sync::oneshot::channel();
+            if !job.command(Command::Restart {
+                reason: "resume asked for (ALTER JOB RESUME)".to_string(),
+                resume: true,
+                reply: Some(reply),
+            }) {
+                return Err(ServerError::internal(format!(
+                    "job \"{name}\" has no supervisor"
+                )));
+            }
+            outcome.await.map_err(|_| ServerError::ShuttingDown)??;
         }
     }
     Ok(Output::command("ALTER JOB"))
 }
 
-fn suspend_not_built() -> ServerError {
-    ServerError::FeatureNotSupported {
-        message: "suspending and resuming jobs is not supported yet".to_string(),
-        hint: Some("it needs the runtime's stop-with-savepoint (issue 20)".to_string()),
+/// Write job `job`'s desired state to the catalog, then take it.
+async fn set_desired(registry: &Registry, job: &Job, desired: DesiredState) -> Result<()> {
+    let _ddl = registry.ddl_guard().await;
+    registry.persist(|catalog| {
+        let Some(CatalogEntry::MaterializedView(mut def)) = catalog.get(job.name()).cloned() else {
+            return Err(unknown_job(job.name()));
+        };
+        def.job.desired_state = desired;
+        catalog.upsert(CatalogEntry::MaterializedView(def));
+        Ok(())
+    })?;
+    job.set_desired(desired);
+    Ok(())
+}
+
+/// Suspend view `name`'s running job: a checkpoint now (a barrier, as for
+/// FLUSH), then every task stopped; the view keeps its contents and a
+/// resume restores that checkpoint, so the output equals a run that never
+/// stopped.
+///
+/// Until the runtime's stop-with-savepoint is merged, the sources are
+/// stopped just after the barrier rather than at it: rows read between the
+/// barrier and the stop may show in the suspended view, and are read again
+/// (and replace it) on resume, from the checkpoint's positions. Sinks commit
+/// only what checkpoints cover, so they neither lose nor repeat a row.
+///
+/// `checkpoint` false (on start, for a job whose desired state is
+/// suspended): no new checkpoint; the job is stopped at once after its
+/// restore, and resumes later from the checkpoint it restored.
+pub(crate) async fn suspend_now(
+    registry: &Registry,
+    name: &str,
+    reason: &str,
+    checkpoint: bool,
+) -> Result<()> {
+    let job = registry.jobs().job(name)?;
+    let live = registry.view(name)?;
+    if !registry.checkpoints_on() {
+        return Err(ServerError::ObjectNotInPrerequisiteState {
+            message: format!("job \"{name}\" cannot be suspended: checkpoints are off"),
+            hint: Some("a suspended job resumes from a checkpoint: start the server with a checkpoint interval".to_string()),
+        });
+    }
+    job.transition(JobStatus::Suspending, reason);
+    if !checkpoint {
+        super::materialized_views::stop_and_wait(&live.job).await;
+        let at = match registry.latest_checkpoint(name).await {
+            Some((epoch, _)) => format!("at checkpoint {epoch}"),
+            None => "before its first checkpoint".to_string(),
+        };
+        job.transition(JobStatus::Suspended, &format!("suspended {at}"));
+        return Ok(());
+    }
+    let outcome = async {
+        live.job.flush().await.map_err(|f| ServerError::job_failed(name, &f))?;
+        let epoch = live.job.progress().flushed;
+        // The barrier reached the view; its manifest is written just after.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if registry.latest_checkpoint(name).await.is_some_and(|(e, _)| e >= epoch) {
+                break Ok(epoch);
+            }
+            if std::time::Instant::now() > deadline {
+                break Err(ServerError::Io { message: format!("the checkpoint of job \"{name}\" at epoch {epoch} was not written within 60s") });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    .await;
+    match outcome {
+        Ok(epoch) => {
+            super::materialized_views::stop_and_wait(&live.job).await;
+            job.transition(
+                JobStatus::Suspended,
+                &format!("suspended at checkpoint {epoch}"),
+            );
+            Ok(())
+        }
+        Err(err) => {
+            job.transition(JobStatus::Running, &format!("the suspend failed: {err}"));
+            Err(err)
+        }
     }
 }
 
@@ -372,6 +474,7 @@ async fn restart(job: &Job, reason: String) -> Result<()> {
     let (reply, outcome) = tokio::sync::oneshot::channel();
     if !job.command(Command::Restart {
         reason,
+        resume: false,
         reply: Some(reply),
     }) {
         return Err(ServerError::internal(format!(

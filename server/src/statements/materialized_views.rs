@@ -310,7 +310,7 @@ async fn restart_view(
 
 /// Stop a run's tasks and wait (a little, at most) until every one of
 /// them has let go of the job's progress: then none runs any more.
-pub(super) async fn stop_and_wait(job: &weir_runtime::job::JobHandle) {
+pub(crate) async fn stop_and_wait(job: &weir_runtime::job::JobHandle) {
     let mut progress = job.watch();
     job.stop();
     let gone = async { while progress.changed().await.is_ok() {} };
@@ -351,6 +351,20 @@ pub async fn restore_view(registry: &Registry, def: &MaterializedViewDef) -> Res
             .map(|_| ()),
         Err(err) => Err(err),
     };
+    if result.is_ok() && def.job.desired_state == DesiredState::Suspended {
+        // A suspended job (or one killed while suspending): stopped again
+        // at once, at the checkpoint it restored.
+        if let Some(job) = registry.jobs().get(&def.name) {
+            job.set_desired(DesiredState::Suspended);
+        }
+        return super::jobs::suspend_now(
+            registry,
+            &def.name,
+            "server started: its desired state is suspended",
+            false,
+        )
+        .await;
+    }
     if let Err(err) = &result
         && registry.jobs().get(&def.name).is_none()
     {
