@@ -18,4 +18,8 @@ pub struct Progress {
     pub failed: Option<JobFailure>,
     /// Source partitions that reached their end.
     pub sources_ended: usize,
+    /// The job stopped with the final checkpoint of this epoch
+    /// (`JobHandle::stop_with_savepoint`): every task ended without an end
+    /// of input, and the view holds what it had at that barrier.
+    pub stopped: Option<u64>,
 }

@@ -9,6 +9,9 @@
 //!   after the partition reported its position for that epoch.
 //! - At the end it reports its final position and sends the end of input
 //!   (a watermark of `+inf`).
+//! - Stopped (stop-with-savepoint), it ends right after the stop epoch's
+//!   barrier, with no end of input: no window closes, and downstream tasks
+//!   end when their channels close.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -59,6 +62,9 @@ pub(crate) struct SourceTask {
     pub(crate) epochs: watch::Receiver<u64>,
     /// The epoch when `epochs` was subscribed: barriers after it are due.
     pub(crate) first_epoch: u64,
+    /// The epoch after whose barrier the partition stops reading, without
+    /// an end of input (stop-with-savepoint).
+    pub(crate) stop: watch::Receiver<Option<u64>>,
     pub(crate) reports: mpsc::UnboundedSender<Report>,
     /// Where the partition was at the restored checkpoint.
     pub(crate) restored: Option<SourceState>,
@@ -83,6 +89,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
         outputs,
         epochs: mut flush,
         first_epoch,
+        stop,
         reports,
         restored,
         idle,
@@ -117,6 +124,13 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
                             state: state(reader.as_ref(), max_time, sent_watermark, false),
                         });
                         send_all(&outputs, partition, Message::Barrier(Barrier { epoch: sent_barrier })).await;
+                        if *stop.borrow() == Some(sent_barrier) {
+                            // No end of input: that would close every
+                            // window. Downstream tasks end as their
+                            // channels close, after this barrier.
+                            debug!(partition, epoch = sent_barrier, "source partition stopped at the barrier");
+                            return Ok(());
+                        }
                     }
                 }
                 continue;
