@@ -37,6 +37,8 @@ async fn stop_and_resume_equals_uninterrupted(
         .expect("stop with savepoint");
     let progress = first.progress();
     assert_eq!(progress.stopped, Some(manifest.epoch), "{progress:?}");
+    assert!(progress.rows_read >= stop_after, "{progress:?}");
+    assert_eq!(progress.partitions, manifest.sources.len());
     let mid_read = manifest.sources.iter().any(|s| !s.ended);
     if mid_read {
         assert!(!progress.finished, "a stopped job did not finish");
@@ -175,7 +177,10 @@ async fn a_stop_closes_no_window_and_a_resumed_job_closes_them_as_an_unstopped_o
     // Event time runs at 50 s per wall-clock second: windows close fast.
     env.wait_rows_in("live", 3_000).await;
     let manifest = job.stop_with_savepoint().await.expect("stop");
-    assert!(!job.progress().finished);
+    let progress = job.progress();
+    assert!(!progress.finished);
+    // The job's watermark is where its one partition stopped.
+    assert_eq!(progress.watermark, Some(manifest.sources[0].watermark));
     let watermark = manifest
         .operators
         .iter()

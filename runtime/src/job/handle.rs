@@ -6,6 +6,7 @@ use std::sync::Arc;
 use datafusion::error::DataFusionError;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::counters::SourceCounters;
 use crate::checkpoint::{Command, Manifest};
 use crate::failure::JobFailure;
 use crate::progress::Progress;
@@ -23,13 +24,17 @@ pub struct JobHandle {
     pub(super) checkpoints: bool,
     /// To its checkpoint coordinator.
     pub(super) commands: mpsc::UnboundedSender<Command>,
+    /// What its source partitions read.
+    pub(super) counters: Arc<SourceCounters>,
     pub(super) tasks: Vec<tokio::task::AbortHandle>,
 }
 
 impl JobHandle {
-    /// The job's progress now.
+    /// The job's progress now, with what its sources read so far.
     pub fn progress(&self) -> Progress {
-        self.progress.borrow().clone()
+        let mut progress = self.progress.borrow().clone();
+        self.counters.fill(&mut progress);
+        progress
     }
 
     /// Does every source of the job end?

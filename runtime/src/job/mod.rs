@@ -47,6 +47,7 @@ use tracing::{Instrument, info_span};
 
 mod aligner;
 mod channel;
+mod counters;
 mod handle;
 mod restore;
 mod sink_task;
@@ -114,6 +115,14 @@ pub fn start(
     let stop = Arc::new(watch::channel(None).0);
     let alive = Arc::new(watch::channel(0usize).0);
     let checkpoints = store.is_some();
+    let counters = Arc::new(counters::SourceCounters::new(
+        topology
+            .sources
+            .iter()
+            .flat_map(|s| std::iter::repeat_n(s.timed, s.partitions))
+            .collect(),
+        plan.sources().iter().map(|s| s.source.clone()).collect(),
+    ));
     let (report_tx, report_rx) = mpsc::unbounded_channel::<Report>();
     let job = JobLabels {
         job: name.to_string(),
@@ -167,6 +176,7 @@ pub fn start(
             flush,
             checkpoints,
             commands: commands_tx,
+            counters,
             tasks: vec![spawn_task(
                 executor,
                 &failer,
@@ -358,6 +368,7 @@ pub fn start(
                     restored,
                     idle: idle.clone(),
                     rows_in: metrics.rows_in.get_or_create(&job).clone(),
+                    counters: counters.clone(),
                 }),
             ));
         }
@@ -375,6 +386,7 @@ pub fn start(
         flush,
         checkpoints,
         commands: commands_tx,
+        counters,
         tasks,
     })
 }

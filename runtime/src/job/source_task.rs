@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use super::channel::{Tagged, exchange_out, send, send_all};
+use super::counters::SourceCounters;
 use crate::checkpoint::{Report, SourceState};
 use crate::message::{Barrier, Message};
 use crate::operators::{StreamBatch, stateless};
@@ -73,6 +74,8 @@ pub(crate) struct SourceTask {
     pub(crate) idle: Option<Idle>,
     /// `weir_rows_in_total` of the job.
     pub(crate) rows_in: Counter,
+    /// Rows read and watermarks sent, per partition, for the job's progress.
+    pub(crate) counters: Arc<SourceCounters>,
 }
 
 /// A source's idle timeout and the highest watermark any of its partitions
@@ -94,10 +97,12 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
         restored,
         idle,
         rows_in,
+        counters,
     } = task;
     let mut last_rows = tokio::time::Instant::now();
     let mut max_time = restored.map_or(i64::MIN, |s| s.max_time);
     let mut sent_watermark = restored.map_or(i64::MIN, |s| s.watermark);
+    counters.watermark(partition, sent_watermark);
     // Not the epoch now: a FLUSH between the job's start and this task's
     // first poll raised it, and its barrier must still be sent (the change
     // is still unseen by `flush`, so the loop sends it at once).
@@ -144,6 +149,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
                     if route.event_time.is_some() && highest > sent_watermark {
                         sent_watermark = highest;
                         send_all(&outputs, partition, Message::Watermark(highest)).await;
+                        counters.watermark(partition, sent_watermark);
                     }
                 }
                 continue;
@@ -153,6 +159,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
         let Some(batch) = item else { break };
         let batch = batch?;
         rows_in.inc_by(batch.num_rows() as u64);
+        counters.read(partition, batch.num_rows() as u64);
         // The watermark advances row by row, as if punctuated: before a row
         // that is behind the watermark its predecessors set, the rows before
         // it are sent and that watermark is emitted, so the row is judged
@@ -197,6 +204,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
                 if let Some((_, highest)) = &idle {
                     highest.fetch_max(sent_watermark, std::sync::atomic::Ordering::AcqRel);
                 }
+                counters.watermark(partition, sent_watermark);
             }
         }
     }
@@ -206,6 +214,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
         state: state(reader.as_ref(), max_time, sent_watermark, true),
     });
     send_all(&outputs, partition, Message::END_OF_INPUT).await;
+    counters.watermark(partition, i64::MAX);
     progress.send_modify(|p| p.sources_ended += 1);
     Ok(())
 }
