@@ -16,8 +16,9 @@ use weir_runtime::checkpoint::SavepointOrigin;
 #[ignore = "figures: run by hand"]
 async fn figures_for_1m_keys() {
     const KEYS: u64 = 1_000_000;
-    // `id` counts up: one group per row, 1M keys of state.
-    let env = Env::new(vec![datagen("bids", Some(KEYS), None, 10, 1)], 2).await;
+    // `id` counts up: one group per row, 1M keys of state (a little more
+    // by the time it stops). Unbounded, so the job is still running.
+    let env = Env::new(vec![datagen("bids", None, Some(400_000), 10, 1)], 2).await;
     let sql = "SELECT id, count(*) AS n, sum(v) AS s FROM bids GROUP BY id";
     let plan = env.plan(sql, false, 2).await;
     let (job, _view) = env.start("big", plan, true, None);
@@ -55,13 +56,29 @@ async fn figures_for_1m_keys() {
     let t = Instant::now();
     resumed.checkpoint_now().await.expect("first checkpoint");
     let adopt_ms = t.elapsed().as_millis();
-    let rows = view.snapshot().expect("view").iter().map(|b| b.num_rows()).sum::<usize>();
+    let rows = view
+        .snapshot()
+        .expect("view")
+        .iter()
+        .map(|b| b.num_rows())
+        .sum::<usize>();
     resumed.stop();
-    assert_eq!(rows as u64, KEYS);
+    assert!(rows as u64 >= KEYS);
 
-    println!("figures for {KEYS} keys (state {} bytes in {} chunks):", stopped.state_bytes(), stopped.files().count());
-    println!("  checkpoint_now, full state: {checkpoint_ms} ms; with nothing changed: {delta_ms} ms");
+    println!(
+        "figures for {rows} keys (state {} bytes in {} chunks):",
+        stopped.state_bytes(),
+        stopped.files().count()
+    );
+    println!(
+        "  checkpoint_now, full state: {checkpoint_ms} ms; with nothing changed: {delta_ms} ms"
+    );
     println!("  stop_with_savepoint (final checkpoint, all tasks ended): {stop_ms} ms");
-    println!("  create_savepoint (copy {} bytes): {copy_ms} ms", info.size_bytes);
-    println!("  restore: load_savepoint {load_ms} ms + job::start {start_ms} ms + adopt and first checkpoint {adopt_ms} ms");
+    println!(
+        "  create_savepoint (copy {} bytes): {copy_ms} ms",
+        info.size_bytes
+    );
+    println!(
+        "  restore: load_savepoint {load_ms} ms + job::start {start_ms} ms + adopt and first checkpoint {adopt_ms} ms"
+    );
 }
