@@ -50,6 +50,25 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn idle_timeout(&self) -> Option<std::time::Duration> {
         None
     }
+    /// How far this source's readers (all partitions, of every job reading
+    /// it through this instance) are through its files, for a source that
+    /// knows its size (files); `None` otherwise.
+    fn read_progress(&self) -> Option<ReadProgress> {
+        None
+    }
+}
+
+/// How far a bounded source is through its files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadProgress {
+    /// Bytes fetched from its files so far.
+    pub bytes_read: u64,
+    /// The sum of its files' sizes.
+    pub bytes_total: u64,
+    /// Files read to their end.
+    pub files_read: u64,
+    /// Files it reads.
+    pub files_total: u64,
 }
 
 /// Reads one partition.

@@ -12,13 +12,14 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::{
-    JobStore, KEY_GROUPS, MANIFEST_VERSION, Manifest, OperatorState, SinkState, SourceState,
-    Written, now_ms,
+    JobStore, KEY_GROUPS, MANIFEST_VERSION, Manifest, OperatorState, SavepointInfo, SinkState,
+    SourceState, Written, now_ms,
 };
+use crate::failure::JobFailure;
 use crate::metrics::JobLabels;
 use crate::progress::Progress;
 use crate::sink::Sink;
@@ -130,6 +131,26 @@ struct Pending {
     sink: Option<Vec<(String, Written)>>,
 }
 
+/// A checkpoint asked for through the job's handle, and where its manifest
+/// goes.
+type Reply = oneshot::Sender<std::result::Result<Manifest, JobFailure>>;
+
+/// What a job's handle asks its coordinator.
+#[derive(Debug)]
+pub enum Command {
+    /// A checkpoint now: answered with its manifest once it is written and
+    /// the sinks committed. The checkpoint stays through retention until a
+    /// savepoint copies it (see [`super::JobStore::pin`]).
+    Checkpoint(Reply),
+    /// Stop with a final checkpoint: sources stop at its barrier without an
+    /// end of input; answered once it is written, the sinks committed and
+    /// every other task of the job ended.
+    Stop(Reply),
+    /// After the job ended: checkpoint (and commit) what its sinks got
+    /// since, e.g. a sink created on a finished view.
+    Late(oneshot::Sender<std::result::Result<(), String>>),
+}
+
 /// Runs a job's checkpoints.
 pub struct Coordinator {
     /// Where checkpoints go (`None`: checkpoints are off; sinks still commit
@@ -143,8 +164,16 @@ pub struct Coordinator {
     pub workers: usize,
     /// The checkpoint restored from, if any.
     pub last: Option<Manifest>,
+    /// The savepoint `last` was read from: the job's folder is made to
+    /// start there before anything else ([`JobStore::adopt`]).
+    pub adopt: Option<SavepointInfo>,
     /// Barrier epochs: bumping it makes the sources inject a barrier.
     pub epochs: Arc<watch::Sender<u64>>,
+    /// The epoch at whose barrier the sources stop (stop-with-savepoint);
+    /// always set before `epochs` reaches it.
+    pub stop: Arc<watch::Sender<Option<u64>>>,
+    /// The job's tasks still running, this one included.
+    pub alive: watch::Receiver<usize>,
     /// The sink, to commit.
     pub sink: Arc<dyn Sink>,
     /// Progress, to mark the job finished or failed.
@@ -155,24 +184,53 @@ pub struct Coordinator {
     pub labels: JobLabels,
     /// The job had finished before it started (restored as finished).
     pub finished: bool,
-    /// Requests for a checkpoint after the job ended.
-    pub late: mpsc::UnboundedReceiver<LateRequest>,
+    /// What the job's handle asks.
+    pub commands: mpsc::UnboundedReceiver<Command>,
 }
 
-/// A request for a checkpoint after the job ended, and where its outcome goes.
-pub type LateRequest = tokio::sync::oneshot::Sender<std::result::Result<(), String>>;
+/// Checkpoints asked for and not yet answered.
+#[derive(Default)]
+struct Waiting {
+    /// `checkpoint_now`: answered by the first checkpoint of at least the epoch.
+    checkpoints: Vec<(u64, Reply)>,
+    /// `stop_with_savepoint`: the stop's epoch, once started, and who asked.
+    stop: Option<u64>,
+    stoppers: Vec<Reply>,
+    /// Late checkpoints asked for before the job ended.
+    late: Vec<oneshot::Sender<std::result::Result<(), String>>>,
+}
+
+/// The source state of a partition that ended before any report.
+const ENDED: SourceState = SourceState {
+    position: 0,
+    max_time: i64::MIN,
+    watermark: i64::MAX,
+    ended: true,
+};
 
 impl Coordinator {
-    /// Run until the job finishes or a checkpoint fails (the error fails
-    /// the job).
+    /// Run until the job finishes or stops, or a checkpoint fails (the
+    /// error fails the job).
     pub async fn run(mut self, mut reports: mpsc::UnboundedReceiver<Report>) -> Result<()> {
+        let mut waiting = Waiting::default();
+        if let (Some(info), Some(store), Some(last)) = (&self.adopt, &self.store, &self.last) {
+            match store.adopt(info, last).await {
+                Ok(manifest) => self.last = Some(manifest),
+                Err(err) => {
+                    return Err(self.fail(
+                        format!("starting from savepoint \"{}\" failed", info.name),
+                        err,
+                    ));
+                }
+            }
+        }
         if self.finished {
             let sources = self
                 .last
                 .as_ref()
                 .map(|m| m.sources.clone())
                 .unwrap_or_default();
-            self.serve_late(sources).await;
+            self.serve_ended(sources, waiting).await;
             return Ok(());
         }
         let interval = self.store.as_ref().and_then(|s| s.config().interval);
@@ -194,7 +252,7 @@ impl Coordinator {
         }
         loop {
             tokio::select! {
-                _ = tick.tick(), if interval.is_some() => {
+                _ = tick.tick(), if interval.is_some() && waiting.stop.is_none() => {
                     // One checkpoint in flight at a time; a slow one delays the next.
                     let completed = self.last.as_ref().map_or(0, |m| m.epoch);
                     if completed >= *self.epochs.borrow() && sources_alive > 0 {
@@ -206,6 +264,7 @@ impl Coordinator {
                         self.metrics.age.get_or_create(&self.labels).set(last_completed.elapsed().as_secs_f64());
                     }
                 }
+                Some(command) = self.commands.recv() => self.command(command, &mut waiting),
                 report = reports.recv() => {
                     let Some(report) = report else { return Ok(()) };
                     let finished = match report {
@@ -261,6 +320,12 @@ impl Coordinator {
                                 return Err(self.fail(format!("checkpoint {epoch} failed"), err));
                             }
                         }
+                        self.answer(&mut waiting.checkpoints);
+                        self.retain(epoch).await;
+                        if waiting.stop == Some(epoch) {
+                            self.stopped(waiting).await;
+                            return Ok(());
+                        }
                     }
                     // The job ended. Epochs the sink saw complete first (their
                     // workers' writes may still be arriving); epochs it never
@@ -280,40 +345,192 @@ impl Coordinator {
                             break;
                         }
                         let epoch = (*self.epochs.borrow()).max(self.last.as_ref().map_or(0, |m| m.epoch)) + 1;
-                        let sources = ended_sources.iter().map(|s| s.unwrap_or(SourceState {
-                            position: 0, max_time: i64::MIN, watermark: i64::MAX, ended: true,
-                        })).collect();
+                        let sources = ended_sources.iter().map(|s| s.unwrap_or(ENDED)).collect();
                         if let Err(err) = self.complete(epoch, sources, Vec::new(), written, true, Instant::now()).await {
                             return Err(self.fail("the final checkpoint failed".to_string(), err));
                         }
+                        self.answer(&mut waiting.checkpoints);
+                        self.retain(epoch).await;
                         self.progress.send_modify(|p| p.finished = true);
                         break;
                     }
                 }
             }
         }
-        let sources: Vec<SourceState> = ended_sources
-            .iter()
-            .map(|s| {
-                s.unwrap_or(SourceState {
-                    position: 0,
-                    max_time: i64::MIN,
-                    watermark: i64::MAX,
-                    ended: true,
-                })
-            })
-            .collect();
-        self.serve_late(sources).await;
+        let sources: Vec<SourceState> = ended_sources.iter().map(|s| s.unwrap_or(ENDED)).collect();
+        self.serve_ended(sources, waiting).await;
         Ok(())
+    }
+
+    /// Take a command from the job's handle while the job runs.
+    fn command(&mut self, command: Command, waiting: &mut Waiting) {
+        let off = || {
+            JobFailure::from(DataFusionError::Configuration(
+                "checkpoints are off for this job (set checkpoint_interval)".to_string(),
+            ))
+        };
+        match command {
+            Command::Checkpoint(reply) => {
+                if self.store.is_none() {
+                    let _ = reply.send(Err(off()));
+                    return;
+                }
+                let mut epoch = 0;
+                self.epochs.send_modify(|e| {
+                    *e += 1;
+                    epoch = *e;
+                });
+                waiting.checkpoints.push((epoch, reply));
+            }
+            Command::Stop(reply) => {
+                if self.store.is_none() {
+                    let _ = reply.send(Err(off()));
+                    return;
+                }
+                waiting.stoppers.push(reply);
+                if waiting.stop.is_none() {
+                    let mut epoch = 0;
+                    // The stop epoch is set under the epochs' lock, before
+                    // the new epoch is seen: a source that sees the epoch
+                    // sees the stop, and any later bump is past it.
+                    self.epochs.send_modify(|e| {
+                        *e += 1;
+                        epoch = *e;
+                        self.stop.send_replace(Some(epoch));
+                    });
+                    info!(job = %self.labels.job, epoch, "stopping with a final checkpoint");
+                    waiting.stop = Some(epoch);
+                }
+            }
+            // Served once the job ended.
+            Command::Late(reply) => waiting.late.push(reply),
+        }
+    }
+
+    /// Answer every `checkpoint_now` that the last checkpoint covers,
+    /// pinning it for each so that retention keeps it until a savepoint
+    /// copied it.
+    fn answer(&self, checkpoints: &mut Vec<(u64, Reply)>) {
+        let Some(last) = &self.last else { return };
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(checkpoints)
+            .into_iter()
+            .partition(|(epoch, _)| *epoch <= last.epoch);
+        *checkpoints = later;
+        for (_, reply) in due {
+            if let Some(store) = &self.store {
+                store.pin(last.epoch);
+            }
+            if let Err(Ok(_)) = reply.send(Ok(last.clone())) {
+                // Nobody waits any more: nothing will copy it.
+                if let Some(store) = &self.store {
+                    store.unpin(last.epoch);
+                }
+            }
+        }
+    }
+
+    /// The stop's checkpoint is complete: wait until every other task ended,
+    /// mark the job stopped and answer everyone waiting.
+    async fn stopped(&mut self, mut waiting: Waiting) {
+        // Each task ends once its upstreams are gone; 1 is this one.
+        let _ = self.alive.wait_for(|alive| *alive <= 1).await;
+        let Some(last) = self.last.clone() else {
+            return;
+        };
+        self.progress.send_modify(|p| p.stopped = Some(last.epoch));
+        info!(job = %self.labels.job, epoch = last.epoch, "job stopped with a final checkpoint");
+        // Checkpoints asked for after the stop began: the stop's covers all
+        // they could have covered.
+        for (epoch, _) in &mut waiting.checkpoints {
+            *epoch = last.epoch;
+        }
+        self.answer(&mut waiting.checkpoints);
+        for reply in waiting.stoppers {
+            let _ = reply.send(Ok(last.clone()));
+        }
     }
 
     /// After the job ended: checkpoint on request what its sinks got since
     /// (a sink created after the end), so a restart neither loses nor
-    /// repeats that output.
-    async fn serve_late(&mut self, sources: Vec<SourceState>) {
-        while let Some(reply) = self.late.recv().await {
-            let result = self.late_final(sources.clone()).await;
-            let _ = reply.send(result.map_err(|e| e.to_string()));
+    /// repeats that output; a stop ends the coordinator.
+    async fn serve_ended(&mut self, sources: Vec<SourceState>, mut waiting: Waiting) {
+        // Checkpoints and stops asked for while the job ended: one
+        // checkpoint of the end answers them.
+        if !waiting.checkpoints.is_empty() || !waiting.stoppers.is_empty() {
+            let outcome = self.late_final(sources.clone()).await;
+            if let Err(err) = &outcome {
+                let failure = JobFailure::from(DataFusionError::Execution(err.to_string()));
+                for reply in waiting.stoppers.drain(..) {
+                    let _ = reply.send(Err(failure.clone()));
+                }
+            }
+            self.answer_ended(&mut waiting.checkpoints, outcome);
+        }
+        if !waiting.stoppers.is_empty() {
+            self.stopped(waiting).await;
+            return;
+        }
+        let early = std::mem::take(&mut waiting.late)
+            .into_iter()
+            .map(Command::Late);
+        let mut early: std::collections::VecDeque<Command> = early.collect();
+        loop {
+            let command = match early.pop_front() {
+                Some(command) => command,
+                None => match self.commands.recv().await {
+                    Some(command) => command,
+                    None => break,
+                },
+            };
+            match command {
+                Command::Late(reply) => {
+                    let result = self.late_final(sources.clone()).await;
+                    let _ = reply.send(result.map_err(|e| e.to_string()));
+                }
+                Command::Checkpoint(reply) => {
+                    let outcome = self.late_final(sources.clone()).await;
+                    self.answer_ended(&mut vec![(0, reply)], outcome);
+                }
+                Command::Stop(reply) => {
+                    let outcome = match self.store.is_some() {
+                        true => self.late_final(sources.clone()).await,
+                        false => Err(DataFusionError::Configuration(
+                            "checkpoints are off for this job (set checkpoint_interval)"
+                                .to_string(),
+                        )),
+                    };
+                    match outcome {
+                        Ok(()) => {
+                            self.stopped(Waiting {
+                                stoppers: vec![reply],
+                                ..Default::default()
+                            })
+                            .await;
+                            return;
+                        }
+                        Err(err) => {
+                            let _ = reply.send(Err(err.into()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn answer_ended(&mut self, checkpoints: &mut Vec<(u64, Reply)>, outcome: Result<()>) {
+        match outcome {
+            Ok(()) => {
+                for (epoch, _) in checkpoints.iter_mut() {
+                    *epoch = 0;
+                }
+                self.answer(checkpoints);
+            }
+            Err(err) => {
+                let failure = JobFailure::from(err);
+                for (_, reply) in checkpoints.drain(..) {
+                    let _ = reply.send(Err(failure.clone()));
+                }
+            }
         }
     }
 
@@ -334,7 +551,9 @@ impl Coordinator {
             ));
         }
         self.complete(epoch, sources, Vec::new(), written, true, Instant::now())
-            .await
+            .await?;
+        self.retain(epoch).await;
+        Ok(())
     }
 
     fn entry<'a>(&self, pending: &'a mut BTreeMap<u64, Pending>, epoch: u64) -> &'a mut Pending {
@@ -352,6 +571,15 @@ impl Coordinator {
         warn!(job = %self.labels.job, %context, %err, "checkpointing failed; the job stops");
         self.metrics.failed.get_or_create(&self.labels).inc();
         DataFusionError::Context(context, Box::new(err))
+    }
+
+    /// After checkpoint `epoch` completed (and was handed to whoever
+    /// waited for it): remove what retention no longer keeps.
+    async fn retain(&self, epoch: u64) {
+        let Some(store) = &self.store else { return };
+        if let Err(err) = store.cleanup(store.config().retain, epoch).await {
+            warn!(job = %self.labels.job, %err, "removing old checkpoints failed; they stay until the next try");
+        }
     }
 
     /// Write the manifest of `epoch`, then let the sinks commit.
@@ -439,10 +667,6 @@ impl Coordinator {
         debug!(job = %labels.job, epoch, ms = elapsed.as_millis() as u64, bytes = written_bytes, "checkpoint complete");
         if finished {
             info!(job = %labels.job, epoch, "final checkpoint written");
-        }
-        let retain = store.config().retain;
-        if let Err(err) = store.cleanup(retain, epoch).await {
-            warn!(job = %labels.job, %err, "removing old checkpoints failed; they stay until the next try");
         }
         self.last = Some(manifest);
         Ok(())

@@ -31,10 +31,12 @@
 //!   worker that now owns its key, whatever the old parallelism was.
 
 mod coordinator;
+mod savepoint;
 
-pub use coordinator::{CheckpointMetrics, Coordinator, LateRequest, Report};
+pub use coordinator::{CheckpointMetrics, Command, Coordinator, Report};
+pub use savepoint::{SavepointInfo, SavepointOrigin};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +47,7 @@ use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::object_store::path::Path;
 use datafusion::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use futures::TryStreamExt;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 /// The manifest format; bumped when an old one can no longer be read.
@@ -270,7 +272,7 @@ pub struct SinkState {
 
 impl Manifest {
     /// Every chunk file it names.
-    fn files(&self) -> impl Iterator<Item = &str> {
+    pub fn files(&self) -> impl Iterator<Item = &str> {
         self.operators
             .iter()
             .flat_map(|o| o.state.chunks.iter())
@@ -285,13 +287,22 @@ impl Manifest {
     }
 }
 
-/// Every job's checkpoints: one folder (prefix) per job in an object store.
+/// Every job's checkpoints: one folder (prefix) per job in an object store,
+/// and the savepoints, one folder each under `savepoints/`.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
     store: Arc<dyn ObjectStore>,
     root: Path,
     config: CheckpointConfig,
+    pins: Pins,
 }
+
+/// Checkpoints that retention must keep although newer ones completed:
+/// those a `checkpoint_now` returned, until a savepoint copied them (or
+/// [`JobStore::unpin`]). Shared by every [`JobStore`] of one
+/// [`CheckpointStore`]; in memory only, since a restart ends every job that
+/// could have asked.
+type Pins = Arc<Mutex<BTreeMap<(String, u64), usize>>>;
 
 impl CheckpointStore {
     /// Checkpoints under `root` of `store`.
@@ -300,6 +311,7 @@ impl CheckpointStore {
             store,
             root,
             config,
+            pins: Pins::default(),
         }
     }
 
@@ -313,8 +325,10 @@ impl CheckpointStore {
         JobStore {
             store: self.store.clone(),
             prefix: self.root.clone().join(name),
+            root: self.root.clone(),
             job: name.to_string(),
             config: self.config.clone(),
+            pins: self.pins.clone(),
         }
     }
 }
@@ -324,8 +338,11 @@ impl CheckpointStore {
 pub struct JobStore {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
+    /// The checkpoint store's root (savepoints are found from it).
+    root: Path,
     job: String,
     config: CheckpointConfig,
+    pins: Pins,
 }
 
 /// A checkpoint read back, ready to restore.
@@ -337,6 +354,10 @@ pub struct Restored {
     pub operators: Vec<Vec<(String, RecordBatch)>>,
     /// Each sink part's chunks (id, rows), in order.
     pub sinks: std::collections::BTreeMap<String, Vec<(String, RecordBatch)>>,
+    /// The savepoint it was read from (`None`: the job's own checkpoint).
+    /// A job started from a savepoint first makes its own folder start
+    /// there (see [`JobStore::adopt`]).
+    pub savepoint: Option<SavepointInfo>,
 }
 
 fn manifest_name(epoch: u64) -> String {
@@ -442,14 +463,17 @@ impl JobStore {
         Ok(())
     }
 
+    /// The files directly in the job's folder. Not deeper: a job may be
+    /// called `savepoints`, and the savepoints' folders must never look like
+    /// its files.
     async fn names(&self) -> Result<Vec<String>> {
-        let listed: Vec<_> = self
+        let listed = self
             .store
-            .list(Some(&self.prefix))
-            .try_collect()
+            .list_with_delimiter(Some(&self.prefix))
             .await
             .map_err(DataFusionError::from)?;
         Ok(listed
+            .objects
             .into_iter()
             .filter_map(|meta| meta.location.filename().map(str::to_string))
             .collect())
@@ -506,7 +530,68 @@ impl JobStore {
             manifest,
             operators,
             sinks,
+            savepoint: None,
         })
+    }
+
+    /// Keep the checkpoint of `epoch` (its manifest and chunks) through
+    /// retention until [`JobStore::unpin`]: a savepoint is being copied
+    /// from it while the job goes on checkpointing.
+    pub fn pin(&self, epoch: u64) {
+        *self
+            .pins
+            .lock()
+            .entry((self.job.clone(), epoch))
+            .or_default() += 1;
+    }
+
+    /// Undo one [`JobStore::pin`] of `epoch`.
+    pub fn unpin(&self, epoch: u64) {
+        let mut pins = self.pins.lock();
+        let key = (self.job.clone(), epoch);
+        if let Some(count) = pins.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                pins.remove(&key);
+            }
+        }
+    }
+
+    fn pinned(&self) -> Vec<u64> {
+        self.pins
+            .lock()
+            .keys()
+            .filter(|(job, _)| *job == self.job)
+            .map(|(_, epoch)| *epoch)
+            .collect()
+    }
+
+    /// Remove every checkpoint after `epoch`, manifests and chunks, so that
+    /// a job resumed from an older savepoint continues its epochs from
+    /// there and a recovery never jumps past it. Only while no job runs on
+    /// this folder (a running job's chunks of later epochs would go too).
+    pub async fn discard_after(&self, epoch: u64) -> Result<()> {
+        for name in self.names().await? {
+            if epoch_of_file(&name).is_some_and(|e| e > epoch) {
+                self.store
+                    .delete(&self.prefix.clone().join(name.as_str()))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove the manifests after `epoch` only: safe while the job runs,
+    /// since only its coordinator writes manifests.
+    async fn discard_manifests_after(&self, epoch: u64) -> Result<()> {
+        for name in self.names().await? {
+            if name.starts_with("manifest-") && epoch_of_file(&name).is_some_and(|e| e > epoch) {
+                self.store
+                    .delete(&self.prefix.clone().join(name.as_str()))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Keep the latest `retain` manifests and the chunks they name; remove
@@ -520,8 +605,13 @@ impl JobStore {
             .collect();
         manifests.sort();
         let keep_from = manifests.len().saturating_sub(retain.max(1));
+        let pinned = self.pinned();
         let mut keep: BTreeSet<String> = BTreeSet::new();
-        for name in &manifests[keep_from..] {
+        for name in manifests[..keep_from]
+            .iter()
+            .filter(|n| epoch_of_file(n).is_some_and(|e| pinned.contains(&e)))
+            .chain(&manifests[keep_from..])
+        {
             keep.insert((*name).clone());
             let bytes = self
                 .store
@@ -543,6 +633,7 @@ impl JobStore {
     }
 
     /// Remove every checkpoint of the job (it was dropped or created anew).
+    /// Its savepoints stay: they are not in its folder.
     pub async fn delete_all(&self) -> Result<()> {
         for name in self.names().await? {
             self.store

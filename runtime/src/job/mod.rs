@@ -47,6 +47,7 @@ use tracing::{Instrument, info_span};
 
 mod aligner;
 mod channel;
+mod counters;
 mod handle;
 mod restore;
 mod sink_task;
@@ -109,7 +110,19 @@ pub fn start(
         sink.enable_checkpoints();
     }
     let restored_epoch = restored.as_ref().map_or(0, |r| r.manifest.epoch);
+    let adopt = restored.as_ref().and_then(|r| r.savepoint.clone());
     let flush = Arc::new(watch::channel(restored_epoch).0);
+    let stop = Arc::new(watch::channel(None).0);
+    let alive = Arc::new(watch::channel(0usize).0);
+    let checkpoints = store.is_some();
+    let counters = Arc::new(counters::SourceCounters::new(
+        topology
+            .sources
+            .iter()
+            .flat_map(|s| std::iter::repeat_n(s.timed, s.partitions))
+            .collect(),
+        plan.sources().iter().map(|s| s.source.clone()).collect(),
+    ));
     let (report_tx, report_rx) = mpsc::unbounded_channel::<Report>();
     let job = JobLabels {
         job: name.to_string(),
@@ -135,7 +148,7 @@ pub fn start(
         None => sink.restore(&BTreeMap::new(), &BTreeMap::new())?,
     }
     let restore = Restore::of(restored.as_ref(), &topology);
-    let (late_tx, late_rx) = mpsc::unbounded_channel();
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     if let Some(restored) = restored.as_ref().filter(|r| r.manifest.finished) {
         progress_tx.send_modify(|p| p.finished = true);
         let coordinator = Coordinator {
@@ -144,13 +157,16 @@ pub fn start(
             partitions,
             workers,
             last: Some(restored.manifest.clone()),
+            adopt,
             epochs: flush.clone(),
+            stop,
+            alive: alive.subscribe(),
             sink,
             progress: progress_tx,
             metrics: checkpoint_metrics,
             labels: job,
             finished: true,
-            late: late_rx,
+            commands: commands_rx,
         };
         let (_, reports) = mpsc::unbounded_channel();
         return Ok(JobHandle {
@@ -158,10 +174,13 @@ pub fn start(
             bounded_partitions: 0,
             progress,
             flush,
-            late: late_tx,
+            checkpoints,
+            commands: commands_tx,
+            counters,
             tasks: vec![spawn_task(
                 executor,
                 &failer,
+                &alive,
                 name,
                 "the checkpoint coordinator".into(),
                 coordinator.run(reports),
@@ -174,6 +193,7 @@ pub fn start(
     tasks.push(spawn_task(
         executor,
         &failer,
+        &alive,
         name,
         "the checkpoint coordinator".into(),
         Coordinator {
@@ -182,19 +202,23 @@ pub fn start(
             partitions,
             workers,
             last: restored.map(|r| r.manifest),
+            adopt,
             epochs: flush.clone(),
+            stop: stop.clone(),
+            alive: alive.subscribe(),
             sink: sink.clone(),
             progress: progress_tx.clone(),
             metrics: checkpoint_metrics,
             labels: job.clone(),
             finished: false,
-            late: late_rx,
+            commands: commands_rx,
         }
         .run(report_rx),
     ));
     tasks.push(spawn_task(
         executor,
         &failer,
+        &alive,
         name,
         "the sink".into(),
         sink_task::run_sink(
@@ -286,6 +310,7 @@ pub fn start(
             tasks.push(spawn_task(
                 executor,
                 &failer,
+                &alive,
                 name,
                 task,
                 run.instrument(span),
@@ -327,6 +352,7 @@ pub fn start(
             tasks.push(spawn_task(
                 executor,
                 &failer,
+                &alive,
                 name,
                 format!("source partition {partition}"),
                 source_task::run_source(SourceTask {
@@ -337,10 +363,12 @@ pub fn start(
                     outputs: outputs.clone(),
                     epochs: flush.subscribe(),
                     first_epoch: restored_epoch,
+                    stop: stop.subscribe(),
                     reports: report_tx.clone(),
                     restored,
                     idle: idle.clone(),
                     rows_in: metrics.rows_in.get_or_create(&job).clone(),
+                    counters: counters.clone(),
                 }),
             ));
         }
@@ -356,16 +384,20 @@ pub fn start(
             .sum(),
         progress,
         flush,
-        late: late_tx,
+        checkpoints,
+        commands: commands_tx,
+        counters,
         tasks,
     })
 }
 
-/// Spawn one task of job `job`, named `task`: in a span naming both, and
-/// guarded, so that an error or panic in it fails the job.
+/// Spawn one task of job `job`, named `task`: in a span naming both,
+/// guarded, so that an error or panic in it fails the job, and counted in
+/// `alive` while it runs (a stop waits for every task to end).
 fn spawn_task<F>(
     executor: &Executor,
     failer: &Failer,
+    alive: &Arc<watch::Sender<usize>>,
     job: &str,
     task: String,
     future: F,
@@ -374,7 +406,26 @@ where
     F: Future<Output = Result<()>> + Send + 'static,
 {
     let span = info_span!("job task", job, task = %task);
-    executor.spawn(failer.guard(task, future).instrument(span))
+    alive.send_modify(|n| *n += 1);
+    let counted = Alive(alive.clone());
+    let guarded = failer.guard(task, future);
+    executor.spawn(
+        async move {
+            // Dropped when the task ends, however it ends (aborted too).
+            let _counted = counted;
+            guarded.await
+        }
+        .instrument(span),
+    )
+}
+
+/// One running task of a job, counted in the job's `alive`.
+struct Alive(Arc<watch::Sender<usize>>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 /// The keys rows are exchanged by to `stage`'s workers: the join's keys of

@@ -85,6 +85,11 @@ pub(crate) async fn run_sink(
             break;
         }
     }
+    if !align.finished() {
+        // The upstreams stopped (stop-with-savepoint) after the stop's
+        // barrier: the job stops, it does not end; no final state.
+        return Ok(());
+    }
     // Every input ended: the final state; the coordinator marks the job
     // finished once it is stored and the sink's output is committed.
     let label = last_epoch + 1;

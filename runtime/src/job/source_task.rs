@@ -9,6 +9,9 @@
 //!   after the partition reported its position for that epoch.
 //! - At the end it reports its final position and sends the end of input
 //!   (a watermark of `+inf`).
+//! - Stopped (stop-with-savepoint), it ends right after the stop epoch's
+//!   barrier, with no end of input: no window closes, and downstream tasks
+//!   end when their channels close.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use super::channel::{Tagged, exchange_out, send, send_all};
+use super::counters::SourceCounters;
 use crate::checkpoint::{Report, SourceState};
 use crate::message::{Barrier, Message};
 use crate::operators::{StreamBatch, stateless};
@@ -59,6 +63,9 @@ pub(crate) struct SourceTask {
     pub(crate) epochs: watch::Receiver<u64>,
     /// The epoch when `epochs` was subscribed: barriers after it are due.
     pub(crate) first_epoch: u64,
+    /// The epoch after whose barrier the partition stops reading, without
+    /// an end of input (stop-with-savepoint).
+    pub(crate) stop: watch::Receiver<Option<u64>>,
     pub(crate) reports: mpsc::UnboundedSender<Report>,
     /// Where the partition was at the restored checkpoint.
     pub(crate) restored: Option<SourceState>,
@@ -67,6 +74,8 @@ pub(crate) struct SourceTask {
     pub(crate) idle: Option<Idle>,
     /// `weir_rows_in_total` of the job.
     pub(crate) rows_in: Counter,
+    /// Rows read and watermarks sent, per partition, for the job's progress.
+    pub(crate) counters: Arc<SourceCounters>,
 }
 
 /// A source's idle timeout and the highest watermark any of its partitions
@@ -83,14 +92,17 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
         outputs,
         epochs: mut flush,
         first_epoch,
+        stop,
         reports,
         restored,
         idle,
         rows_in,
+        counters,
     } = task;
     let mut last_rows = tokio::time::Instant::now();
     let mut max_time = restored.map_or(i64::MIN, |s| s.max_time);
     let mut sent_watermark = restored.map_or(i64::MIN, |s| s.watermark);
+    counters.watermark(partition, sent_watermark);
     // Not the epoch now: a FLUSH between the job's start and this task's
     // first poll raised it, and its barrier must still be sent (the change
     // is still unseen by `flush`, so the loop sends it at once).
@@ -117,6 +129,13 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
                             state: state(reader.as_ref(), max_time, sent_watermark, false),
                         });
                         send_all(&outputs, partition, Message::Barrier(Barrier { epoch: sent_barrier })).await;
+                        if *stop.borrow() == Some(sent_barrier) {
+                            // No end of input: that would close every
+                            // window. Downstream tasks end as their
+                            // channels close, after this barrier.
+                            debug!(partition, epoch = sent_barrier, "source partition stopped at the barrier");
+                            return Ok(());
+                        }
                     }
                 }
                 continue;
@@ -130,6 +149,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
                     if route.event_time.is_some() && highest > sent_watermark {
                         sent_watermark = highest;
                         send_all(&outputs, partition, Message::Watermark(highest)).await;
+                        counters.watermark(partition, sent_watermark);
                     }
                 }
                 continue;
@@ -139,6 +159,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
         let Some(batch) = item else { break };
         let batch = batch?;
         rows_in.inc_by(batch.num_rows() as u64);
+        counters.read(partition, batch.num_rows() as u64);
         // The watermark advances row by row, as if punctuated: before a row
         // that is behind the watermark its predecessors set, the rows before
         // it are sent and that watermark is emitted, so the row is judged
@@ -183,6 +204,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
                 if let Some((_, highest)) = &idle {
                     highest.fetch_max(sent_watermark, std::sync::atomic::Ordering::AcqRel);
                 }
+                counters.watermark(partition, sent_watermark);
             }
         }
     }
@@ -192,6 +214,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
         state: state(reader.as_ref(), max_time, sent_watermark, true),
     });
     send_all(&outputs, partition, Message::END_OF_INPUT).await;
+    counters.watermark(partition, i64::MAX);
     progress.send_modify(|p| p.sources_ended += 1);
     Ok(())
 }
