@@ -221,6 +221,7 @@ impl Env {
     ) -> (JobHandle, Arc<MaterializedView>) {
         let view =
             MaterializedView::new(plan.output_schema.clone(), plan.changelog).expect("a view");
+        let manifest_plan = weir_runtime::checkpoint::ManifestPlan::of("test", &plan);
         let handle = job::start(
             name,
             plan,
@@ -230,7 +231,7 @@ impl Env {
             Checkpointing {
                 store: checkpoints.then(|| self.store.job(name)),
                 restored,
-                plan: "test".to_string(),
+                plan: manifest_plan,
                 metrics: Default::default(),
             },
         )
