@@ -57,6 +57,29 @@ pub struct ServeArgs {
     /// (for scripts and tests that bind port 0).
     #[arg(long, env = "WEIR_PRINT_ADDRS")]
     pub print_addrs: bool,
+
+    // ---- security: who may connect, and over what ----
+    /// `trust` (any user, loopback only) or `scram-sha-256` (passwords)
+    /// [default: trust]. The first user, `weir`, takes its password from the
+    /// `WEIR_PASSWORD` variable or from `--password-file`, never from a flag.
+    #[arg(long, env = "WEIR_AUTH_METHOD")]
+    pub auth_method: Option<String>,
+    /// A file whose first line is the password of the user `weir`.
+    #[arg(long, env = "WEIR_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// PEM certificate chain for TLS on the Postgres and HTTP ports.
+    #[arg(long, env = "WEIR_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, env = "WEIR_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse Postgres connections that do not use TLS.
+    #[arg(long, env = "WEIR_TLS_REQUIRED")]
+    pub tls_required: bool,
+    /// Folders SQL may read and write files in, comma-separated
+    /// [default: the working directory and the data directory].
+    #[arg(long, env = "WEIR_ALLOWED_PATHS", value_delimiter = ',')]
+    pub allowed_paths: Option<Vec<PathBuf>>,
 }
 
 /// The config file's contents; every key optional.
@@ -71,6 +94,13 @@ struct FileConfig {
     checkpoint_interval: Option<String>,
     checkpoint_retain: Option<usize>,
     checkpoint_url: Option<String>,
+    // security
+    auth_method: Option<String>,
+    password_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_required: Option<bool>,
+    allowed_paths: Option<Vec<PathBuf>>,
 }
 
 /// The resolved configuration.
@@ -94,6 +124,131 @@ pub struct Config {
     pub checkpoint_retain: usize,
     /// Where checkpoints go (`None`: `<data dir>/checkpoints`).
     pub checkpoint_url: Option<String>,
+    /// Who may connect, and over what.
+    pub security: Security,
+}
+
+/// How clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// Any user name connects without a password (loopback only).
+    Trust,
+    /// SCRAM-SHA-256 passwords, checked against the roles' verifiers.
+    ScramSha256,
+}
+
+impl std::str::FromStr for AuthMethod {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "trust" => Ok(AuthMethod::Trust),
+            "scram-sha-256" | "scram_sha_256" | "scram" => Ok(AuthMethod::ScramSha256),
+            other => {
+                anyhow::bail!("invalid auth_method \"{other}\" (write trust or scram-sha-256)")
+            }
+        }
+    }
+}
+
+/// A password read from the environment or a file. Its `Debug` does not
+/// show it, so a logged `Config` never carries it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The password itself: hash it, never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(password: String) -> Self {
+        Self(password)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// The security settings: authentication and TLS.
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// How clients authenticate.
+    pub auth_method: AuthMethod,
+    /// The password of the user `weir`, when one was given.
+    pub password: Option<Secret>,
+    /// PEM certificate chain and key for TLS, when configured.
+    pub tls: Option<TlsFiles>,
+    /// Refuse Postgres connections without TLS (28000).
+    pub tls_required: bool,
+    /// Folders SQL may name files in (`None`: the working directory and
+    /// the data directory).
+    pub allowed_paths: Option<Vec<PathBuf>>,
+}
+
+/// Where the TLS certificate and key are.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+impl Security {
+    fn resolve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Self> {
+        let auth_method = match args.auth_method.as_ref().or(file.auth_method.as_ref()) {
+            Some(text) => text.parse()?,
+            None => AuthMethod::Trust,
+        };
+        // The variable wins over the file, as flags win over variables
+        // elsewhere; the password is never a flag (it would show in `ps`).
+        let password = match std::env::var("WEIR_PASSWORD") {
+            Ok(password) if !password.is_empty() => Some(Secret(password)),
+            _ => match args.password_file.as_ref().or(file.password_file.as_ref()) {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).with_context(|| {
+                        format!("could not read password_file {}", path.display())
+                    })?;
+                    let line = text.lines().next().unwrap_or("").to_string();
+                    anyhow::ensure!(
+                        !line.is_empty(),
+                        "password_file {} is empty",
+                        path.display()
+                    );
+                    Some(Secret(line))
+                }
+                None => None,
+            },
+        };
+        let cert = args.tls_cert.clone().or_else(|| file.tls_cert.clone());
+        let key = args.tls_key.clone().or_else(|| file.tls_key.clone());
+        let tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => anyhow::bail!("tls_cert and tls_key must be set together"),
+        };
+        let tls_required = args.tls_required || file.tls_required.unwrap_or(false);
+        anyhow::ensure!(
+            !tls_required || tls.is_some(),
+            "tls_required is set but no certificate is: set tls_cert and tls_key"
+        );
+        Ok(Self {
+            auth_method,
+            password,
+            tls,
+            tls_required,
+            allowed_paths: args
+                .allowed_paths
+                .clone()
+                .or_else(|| file.allowed_paths.clone()),
+        })
+    }
 }
 
 impl Config {
@@ -109,7 +264,9 @@ impl Config {
             None => FileConfig::default(),
         };
         let parse = |s: &str| s.parse::<SocketAddr>().expect("default address parses");
+        let security = Security::resolve(&args, &file)?;
         Ok(Self {
+            security,
             data_dir: args
                 .data_dir
                 .or(file.data_dir)

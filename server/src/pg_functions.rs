@@ -2,9 +2,13 @@
 //! nor `datafusion-pg-catalog` provide (or provide with a value that breaks
 //! clients, like DataFusion's own `version()`).
 //!
-//! Each answers with a constant: Weir has no comments on objects, no
+//! Most answer with a constant: Weir has no comments on objects, no
 //! replication, no indexes; the answer a Postgres server with none of those
-//! would give is the right one.
+//! would give is the right one. The session's own answers (`current_user`,
+//! `session_user`, `pg_backend_pid()`) are written into the statement
+//! before it is planned, by [`substitute_session`]: the DataFusion context
+//! is shared by every session, so a function registered there could not
+//! know whose statement it runs in.
 
 use std::sync::Arc;
 
@@ -26,6 +30,44 @@ pub fn version_string() -> String {
         env!("CARGO_PKG_VERSION"),
         std::env::consts::ARCH
     )
+}
+
+/// Replace `current_user`, `session_user`, `current_role`, `user` and
+/// `pg_backend_pid()` in `statement` with the session's values. `sql` is
+/// the statement's text, to skip the walk when none is named.
+pub fn substitute_session(
+    statement: &mut datafusion::sql::sqlparser::ast::Statement,
+    session: &crate::session::Session,
+    sql: &str,
+) {
+    use datafusion::sql::sqlparser::ast::{Expr, FunctionArguments, Value, visit_expressions_mut};
+    let lower = sql.to_ascii_lowercase();
+    if !(lower.contains("user") || lower.contains("current_role") || lower.contains("backend_pid"))
+    {
+        return;
+    }
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Function(function) = expr
+            && let [name] = function.name.0.as_slice()
+        {
+            let no_args = match &function.args {
+                FunctionArguments::None => true,
+                FunctionArguments::List(list) => list.args.is_empty(),
+                FunctionArguments::Subquery(_) => false,
+            };
+            let name = name.to_string().to_ascii_lowercase();
+            match name.as_str() {
+                "current_user" | "session_user" | "current_role" | "user" if no_args => {
+                    *expr = Expr::value(Value::SingleQuotedString(session.user().to_string()));
+                }
+                "pg_backend_pid" if no_args => {
+                    *expr = Expr::value(Value::Number(session.pid().to_string(), false));
+                }
+                _ => {}
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
 }
 
 /// Register the functions on `ctx`, replacing same-named ones.

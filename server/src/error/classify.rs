@@ -280,6 +280,9 @@ fn connector_error(err: &ConnectorError) -> ServerError {
         ConnectorError::NoFiles(_) => ServerError::UndefinedFile {
             message: err.to_string(),
         },
+        ConnectorError::PathNotAllowed { .. } => ServerError::InsufficientPrivilege {
+            message: err.to_string(),
+        },
         ConnectorError::DataFusion(inner) => classify_datafusion(inner.find_root(), None),
         ConnectorError::UniqueViolation { detail, .. } => ServerError::UniqueViolation {
             message: err.to_string(),

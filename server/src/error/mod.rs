@@ -233,6 +233,24 @@ pub enum ServerError {
         /// What went wrong, for the client.
         message: String,
     },
+    /// The session's user may not do this.
+    #[error("{message}")]
+    InsufficientPrivilege {
+        /// What was refused, for the client.
+        message: String,
+    },
+    /// A role (or another non-table object) of that name exists.
+    #[error("{message}")]
+    DuplicateObject {
+        /// What went wrong, for the client.
+        message: String,
+    },
+    /// The object is in use (the current user, the bootstrap user).
+    #[error("{message}")]
+    ObjectInUse {
+        /// What went wrong, for the client.
+        message: String,
+    },
     /// Not enough memory (or another resource) for the query.
     #[error("{message}")]
     ResourcesExhausted {
@@ -308,6 +326,9 @@ impl ServerError {
             ServerError::UndefinedFile { .. } => "58P01",
             ServerError::Io { .. } => "58030",
             ServerError::Config { .. } => "F0000",
+            ServerError::InsufficientPrivilege { .. } => "42501",
+            ServerError::DuplicateObject { .. } => "42710",
+            ServerError::ObjectInUse { .. } => "55006",
             ServerError::ResourcesExhausted { .. } => "53200",
             ServerError::QueryCanceled => "57014",
             ServerError::ShuttingDown => "57P01",

@@ -1,5 +1,5 @@
 //! pgwire's entry points: the handlers a connection is served by, startup
-//! (no authentication yet), the error log, and how a statement's [`Output`]
+//! (authentication is [`crate::auth::startup`]'s), the error log, and how a statement's [`Output`]
 //! becomes a pgwire response. The query paths live beside it: the simple
 //! protocol in `simple`, the extended one in `extended`, `SUBSCRIBE` in
 //! `subscribe`, the COPY sub-protocol in `copy_protocol`.
@@ -12,14 +12,15 @@ use std::sync::Arc;
 
 use futures::{Sink, SinkExt};
 use pgwire::api::auth::StartupHandler;
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::Format;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::CopyResponse;
 use pgwire::api::results::{Response, Tag};
-use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
+use pgwire::api::{
+    ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers, RandomPidSecretKeyGenerator,
+};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::startup::ParameterStatus;
@@ -28,6 +29,8 @@ use tracing::debug;
 
 use super::copy_protocol::{copy_out_data, copy_out_response, copy_slot, text_copy};
 use super::extended::PgParser;
+use crate::auth::Auth;
+use crate::auth::startup::{StartupSettings, WeirStartup};
 use crate::engine::Engine;
 use crate::output::Output;
 use crate::pg::encode;
@@ -36,13 +39,14 @@ use crate::session::Session;
 /// Everything pgwire needs to serve one server's connections.
 pub struct WeirHandlers {
     service: Arc<PgService>,
-    startup: Arc<Startup>,
+    startup: Arc<StartupSettings>,
     cancel: Arc<DefaultCancelHandler>,
 }
 
 impl WeirHandlers {
-    /// Handlers over `engine`.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// Handlers over `engine`, authenticating against `auth`; with
+    /// `tls_required`, plain connections are refused.
+    pub fn new(engine: Arc<Engine>, auth: Arc<Auth>, tls_required: bool) -> Self {
         let manager = Arc::new(ConnectionManager::new());
         Self {
             service: Arc::new(PgService {
@@ -51,8 +55,11 @@ impl WeirHandlers {
                 }),
                 engine,
             }),
-            startup: Arc::new(Startup {
+            startup: Arc::new(StartupSettings {
+                auth,
+                tls_required,
                 manager: manager.clone(),
+                pids: Arc::new(RandomPidSecretKeyGenerator::default()),
             }),
             cancel: Arc::new(DefaultCancelHandler::new(manager)),
         }
@@ -69,7 +76,9 @@ impl PgWireServerHandlers for WeirHandlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.startup.clone()
+        // One per connection: pgwire's SASL handler keeps the exchange's
+        // state in itself (pgwire asks once per connection).
+        Arc::new(WeirStartup::new(self.startup.clone()))
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
@@ -82,17 +91,6 @@ impl PgWireServerHandlers for WeirHandlers {
 
     fn copy_handler(&self) -> Arc<impl CopyHandler> {
         self.service.clone()
-    }
-}
-
-/// No authentication (yet): any user and database name connect.
-pub struct Startup {
-    manager: Arc<ConnectionManager>,
-}
-
-impl NoopStartupHandler for Startup {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(self.manager.clone())
     }
 }
 
