@@ -98,20 +98,24 @@ impl StartupHandler for WeirStartup {
         }
         match &self.inner {
             Inner::Trust(trust) => trust.on_startup(client, message).await?,
-            Inner::Scram(scram) => {
-                scram
-                    .on_startup(client, message)
-                    .await
-                    .map_err(|err| match err {
-                        // Postgres's words, for a wrong password and an
-                        // unknown user alike.
-                        PgWireError::InvalidPassword(user) => fatal(
-                            "28P01",
-                            format!("password authentication failed for user \"{user}\""),
-                        ),
-                        other => other,
-                    })?
-            }
+            Inner::Scram(scram) => match scram.on_startup(client, message).await {
+                Ok(()) => {}
+                // Postgres's words, for a wrong password and an unknown user
+                // alike. The name is the startup message's: clients leave
+                // the one in the SCRAM message empty.
+                Err(PgWireError::InvalidPassword(_)) => {
+                    let user = client
+                        .metadata()
+                        .get(METADATA_USER)
+                        .cloned()
+                        .unwrap_or_default();
+                    return Err(fatal(
+                        "28P01",
+                        format!("password authentication failed for user \"{user}\""),
+                    ));
+                }
+                Err(other) => return Err(other),
+            },
         }
         if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             // Logged in: the session knows who, from here on.
