@@ -80,6 +80,12 @@ pub struct ServeArgs {
     /// [default: the working directory and the data directory].
     #[arg(long, env = "WEIR_ALLOWED_PATHS", value_delimiter = ',')]
     pub allowed_paths: Option<Vec<PathBuf>>,
+    /// Default `statement_timeout` of every session, e.g. `30s` [default: none].
+    #[arg(long, env = "WEIR_STATEMENT_TIMEOUT")]
+    pub statement_timeout: Option<String>,
+    /// Connections served at once; past it, 53300 [default: 100].
+    #[arg(long, env = "WEIR_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 /// The config file's contents; every key optional.
@@ -101,6 +107,8 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_required: Option<bool>,
     allowed_paths: Option<Vec<PathBuf>>,
+    statement_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 /// The resolved configuration.
@@ -189,7 +197,14 @@ pub struct Security {
     /// Folders SQL may name files in (`None`: the working directory and
     /// the data directory).
     pub allowed_paths: Option<Vec<PathBuf>>,
+    /// Every session's default `statement_timeout`.
+    pub statement_timeout: Option<std::time::Duration>,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
+
+/// Connections served at once by default (Postgres's default too).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
 
 /// Where the TLS certificate and key are.
 #[derive(Debug, Clone)]
@@ -247,6 +262,25 @@ impl Security {
                 .allowed_paths
                 .clone()
                 .or_else(|| file.allowed_paths.clone()),
+            statement_timeout: match args
+                .statement_timeout
+                .as_ref()
+                .or(file.statement_timeout.as_ref())
+            {
+                Some(text) => match crate::pg::activity::parse_timeout(text) {
+                    Some(timeout) => Some(timeout),
+                    None if text.trim() == "0" => None,
+                    None => anyhow::bail!(
+                        "invalid statement_timeout \"{text}\" (write e.g. 30s, 500ms, 0 for none)"
+                    ),
+                },
+                None => None,
+            },
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+                .max(1),
         })
     }
 }

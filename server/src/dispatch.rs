@@ -29,7 +29,7 @@ pub async fn execute(
 ) -> Result<Output> {
     match statement {
         WeirStatement::Query(mut statement) => {
-            crate::pg_functions::substitute_session(&mut statement, session, sql);
+            crate::pg_functions::substitute_session(&mut statement, session, sql)?;
             if sql.to_ascii_lowercase().contains("current_setting") {
                 weir_planner::compat::substitute_settings(&mut statement, |name| {
                     session.get(name)

@@ -21,6 +21,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
+use crate::error::ServerError;
+
 /// What `version()` says: Postgres-shaped, so drivers that parse it
 /// (SQLAlchemy, JDBC) read a version they support.
 pub fn version_string() -> String {
@@ -33,20 +35,26 @@ pub fn version_string() -> String {
 }
 
 /// Replace `current_user`, `session_user`, `current_role`, `user` and
-/// `pg_backend_pid()` in `statement` with the session's values. `sql` is
-/// the statement's text, to skip the walk when none is named.
+/// `pg_backend_pid()` in `statement` with the session's values, and run
+/// `pg_cancel_backend(pid)` (its value: whether a backend was signalled).
+/// `sql` is the statement's text, to skip the walk when none is named.
 pub fn substitute_session(
     statement: &mut datafusion::sql::sqlparser::ast::Statement,
     session: &crate::session::Session,
     sql: &str,
-) {
-    use datafusion::sql::sqlparser::ast::{Expr, FunctionArguments, Value, visit_expressions_mut};
+) -> crate::error::Result<()> {
+    use datafusion::sql::sqlparser::ast::{
+        Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value, visit_expressions_mut,
+    };
     let lower = sql.to_ascii_lowercase();
-    if !(lower.contains("user") || lower.contains("current_role") || lower.contains("backend_pid"))
+    if !(lower.contains("user")
+        || lower.contains("current_role")
+        || lower.contains("backend_pid")
+        || lower.contains("cancel_backend"))
     {
-        return;
+        return Ok(());
     }
-    let _ = visit_expressions_mut(statement, |expr| {
+    let flow = visit_expressions_mut(statement, |expr| {
         if let Expr::Function(function) = expr
             && let [name] = function.name.0.as_slice()
         {
@@ -63,11 +71,54 @@ pub fn substitute_session(
                 "pg_backend_pid" if no_args => {
                     *expr = Expr::value(Value::Number(session.pid().to_string(), false));
                 }
+                "pg_cancel_backend" => {
+                    let pid = match &function.args {
+                        FunctionArguments::List(list) => match list.args.as_slice() {
+                            [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))] => {
+                                match &v.value {
+                                    Value::Number(n, _) => n.parse::<i32>().ok(),
+                                    _ => None,
+                                }
+                            }
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    let Some(pid) = pid else {
+                        return std::ops::ControlFlow::Break(ServerError::FeatureNotSupported {
+                            message: "pg_cancel_backend takes a literal pid".to_string(),
+                            hint: Some("write pg_cancel_backend(12345)".to_string()),
+                        });
+                    };
+                    match cancel_backend(session, pid) {
+                        Ok(signalled) => *expr = Expr::value(Value::Boolean(signalled)),
+                        Err(err) => return std::ops::ControlFlow::Break(err),
+                    }
+                }
                 _ => {}
             }
         }
-        std::ops::ControlFlow::<()>::Continue(())
+        std::ops::ControlFlow::Continue(())
     });
+    match flow {
+        std::ops::ControlFlow::Break(err) => Err(err),
+        std::ops::ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// Cancel backend `pid`'s running statement, as Postgres allows: a
+/// superuser any, others their own user's. Whether a backend was found.
+fn cancel_backend(session: &crate::session::Session, pid: i32) -> crate::error::Result<bool> {
+    let Some(backend) = crate::pg::activity::Activity::current().and_then(|a| a.get(pid)) else {
+        return Ok(false);
+    };
+    if !session.is_superuser() && backend.user != session.user() {
+        return Err(ServerError::InsufficientPrivilege {
+            message: "permission denied to cancel query".to_string(),
+        });
+    }
+    backend.cancel();
+    Ok(true)
 }
 
 /// Register the functions on `ctx`, replacing same-named ones.

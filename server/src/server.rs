@@ -16,6 +16,7 @@ use crate::config::{AuthMethod, Config};
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::pg::WeirHandlers;
+use crate::pg::activity::{Activity, Limits};
 use crate::tls::{Tls, TlsListener};
 
 /// The lock file in a data directory.
@@ -144,10 +145,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 config.data_dir.display()
             )
         })?;
+    let activity = Activity::install(Limits {
+        statement_timeout: config.security.statement_timeout,
+        max_connections: config.security.max_connections,
+    });
     let handlers = Arc::new(WeirHandlers::new(
         engine.clone(),
         auth,
         config.security.tls_required,
+        activity.clone(),
     ));
 
     let router = crate::http::router(metrics.clone());
@@ -190,6 +196,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                     let handlers = handlers.clone();
                     let metrics = metrics.clone();
                     let pg_tls = pg_tls.clone();
+                    // Counted from accept, so a client past the cap is
+                    // told 53300 at its startup message.
+                    let counted = activity.connection_opened();
                     metrics.connections.inc();
                     metrics.open_connections.inc();
                     tokio::spawn(async move {
@@ -198,6 +207,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                             info!(%peer, %err, "connection closed with an error");
                         }
                         metrics.open_connections.dec();
+                        drop(counted);
                     });
                 }
                 // Running out of file descriptors and the like: keep serving

@@ -220,6 +220,8 @@ pub struct Login {
     pub pid: i32,
     /// How the server authenticates, and its roles.
     pub auth: std::sync::Arc<crate::auth::Auth>,
+    /// The connection's backend (cancel, `pg_stat_activity`).
+    pub backend: std::sync::Arc<crate::pg::activity::Backend>,
 }
 
 /// A change a client should hear about (a ParameterStatus message).
@@ -281,6 +283,18 @@ impl Session {
             None => true,
             Some(login) => login.auth.is_superuser(&login.user),
         }
+    }
+
+    /// A statement (whose text is `query`) starts: it stops with 57014 when
+    /// cancelled or past `statement_timeout`. `None` for a session with no
+    /// connection.
+    pub fn begin(&self, query: &str) -> Option<crate::pg::activity::Running> {
+        let login = self.login.as_ref()?;
+        let timeout = self
+            .get("statement_timeout")
+            .ok()
+            .and_then(|t| crate::pg::activity::parse_timeout(&t));
+        Some(login.backend.begin(query, timeout))
     }
 
     /// The server's roles (`None` for a session with no connection).

@@ -17,14 +17,15 @@ use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::auth::{DefaultServerParameterProvider, ServerParameterProvider, StartupHandler};
 use pgwire::api::{
-    ClientInfo, ConnectionManager, METADATA_USER, PgWireConnectionState, PidSecretKeyGenerator,
-    RandomPidSecretKeyGenerator,
+    ClientInfo, ConnectionManager, METADATA_APPLICATION_NAME, METADATA_USER, PgWireConnectionState,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use super::{Auth, Roles};
 use crate::config::AuthMethod;
+use crate::pg::activity::{Activity, Backend};
 use crate::session::{Login, Session};
 
 /// What every connection's startup handler shares.
@@ -37,6 +38,8 @@ pub struct StartupSettings {
     pub manager: Arc<ConnectionManager>,
     /// Hands out each connection's backend pid and secret key.
     pub pids: Arc<RandomPidSecretKeyGenerator>,
+    /// The live backends and the limits.
+    pub activity: Arc<Activity>,
 }
 
 /// One connection's startup handler.
@@ -86,10 +89,14 @@ impl StartupHandler for WeirStartup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if matches!(message, PgWireFrontendMessage::Startup(_))
-            && self.settings.tls_required
-            && !client.is_secure()
-        {
+        let startup = matches!(message, PgWireFrontendMessage::Startup(_));
+        if startup && self.settings.activity.over_capacity() {
+            return Err(fatal(
+                "53300",
+                "sorry, too many clients already".to_string(),
+            ));
+        }
+        if startup && self.settings.tls_required && !client.is_secure() {
             return Err(fatal(
                 "28000",
                 "connection without TLS refused: this server requires TLS (connect with sslmode=require or stricter)"
@@ -119,18 +126,38 @@ impl StartupHandler for WeirStartup {
         }
         if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             // Logged in: the session knows who, from here on.
-            let login = Login {
-                user: client
+            let user = client
+                .metadata()
+                .get(METADATA_USER)
+                .cloned()
+                .unwrap_or_default();
+            let (pid, secret) = client.pid_and_secret_key();
+            let (backend, guard) = self.settings.activity.register(Backend::new(
+                pid,
+                secret,
+                user.clone(),
+                client
                     .metadata()
-                    .get(METADATA_USER)
+                    .get(METADATA_APPLICATION_NAME)
                     .cloned()
                     .unwrap_or_default(),
-                pid: client.pid_and_secret_key().0,
+                client.socket_addr(),
+            ));
+            let session = Session::for_login(Login {
+                user,
+                pid,
                 auth: self.settings.auth.clone(),
-            };
-            client
-                .session_extensions()
-                .insert(Session::for_login(login));
+                backend,
+            });
+            if let Some(timeout) = self.settings.activity.limits.statement_timeout {
+                let _ = session.set(
+                    "statement_timeout",
+                    Some(format!("{}ms", timeout.as_millis())),
+                );
+            }
+            client.session_extensions().insert(session);
+            // Unregistered when the connection (and its extensions) ends.
+            client.session_extensions().insert(guard);
         }
         Ok(())
     }

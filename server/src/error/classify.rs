@@ -84,6 +84,12 @@ pub(super) fn classify_datafusion(err: &DataFusionError, position: Option<usize>
             if let Some(connector) = inner.downcast_ref::<ConnectorError>() {
                 return connector_error(connector);
             }
+            // A statement stopped while its rows streamed (pg::activity).
+            match inner.downcast_ref::<ServerError>() {
+                Some(ServerError::QueryCanceled) => return ServerError::QueryCanceled,
+                Some(ServerError::StatementTimeout) => return ServerError::StatementTimeout,
+                _ => {}
+            }
             if let Some(arrow) = inner.downcast_ref::<ArrowError>() {
                 return classify_arrow(arrow);
             }

@@ -260,6 +260,9 @@ pub enum ServerError {
     /// The statement was cancelled (by the client or a timeout).
     #[error("canceling statement due to user request")]
     QueryCanceled,
+    /// The statement ran past the session's `statement_timeout`.
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -331,6 +334,7 @@ impl ServerError {
             ServerError::ObjectInUse { .. } => "55006",
             ServerError::ResourcesExhausted { .. } => "53200",
             ServerError::QueryCanceled => "57014",
+            ServerError::StatementTimeout => "57014",
             ServerError::ShuttingDown => "57P01",
             ServerError::Internal { .. } => "XX000",
             ServerError::JobFailed { cause, .. } => cause.sqlstate(),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use futures::{Sink, SinkExt};
 use pgwire::api::auth::StartupHandler;
-use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::Format;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -27,6 +27,7 @@ use pgwire::messages::startup::ParameterStatus;
 use pgwire::types::format::FormatOptions;
 use tracing::debug;
 
+use super::activity::{Activity, CancelByKey};
 use super::copy_protocol::{copy_out_data, copy_out_response, copy_slot, text_copy};
 use super::extended::PgParser;
 use crate::auth::Auth;
@@ -40,13 +41,18 @@ use crate::session::Session;
 pub struct WeirHandlers {
     service: Arc<PgService>,
     startup: Arc<StartupSettings>,
-    cancel: Arc<DefaultCancelHandler>,
+    cancel: Arc<CancelByKey>,
 }
 
 impl WeirHandlers {
     /// Handlers over `engine`, authenticating against `auth`; with
     /// `tls_required`, plain connections are refused.
-    pub fn new(engine: Arc<Engine>, auth: Arc<Auth>, tls_required: bool) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        auth: Arc<Auth>,
+        tls_required: bool,
+        activity: Arc<Activity>,
+    ) -> Self {
         let manager = Arc::new(ConnectionManager::new());
         Self {
             service: Arc::new(PgService {
@@ -60,8 +66,9 @@ impl WeirHandlers {
                 tls_required,
                 manager: manager.clone(),
                 pids: Arc::new(RandomPidSecretKeyGenerator::default()),
+                activity: activity.clone(),
             }),
-            cancel: Arc::new(DefaultCancelHandler::new(manager)),
+            cancel: Arc::new(CancelByKey { activity }),
         }
     }
 }
@@ -106,6 +113,31 @@ impl ErrorHandler for LogErrors {
 pub struct PgService {
     pub(super) engine: Arc<Engine>,
     pub(super) parser: Arc<PgParser>,
+}
+
+/// Run a parsed statement for `session`, stopping it with 57014 when it is
+/// cancelled or runs past `statement_timeout`, while it runs and while its
+/// rows stream.
+pub(super) async fn execute_guarded(
+    engine: &Engine,
+    session: &Arc<Session>,
+    parsed: &crate::engine::Parsed,
+    params: Option<datafusion::common::ParamValues>,
+) -> crate::error::Result<Output> {
+    match session.begin(&parsed.text) {
+        Some(mut running) => {
+            let output = running
+                .run(engine.execute(session, parsed, params))
+                .await
+                .inspect_err(|e| {
+                    if e.sqlstate() == "57014" {
+                        engine.record_error(e.sqlstate());
+                    }
+                })?;
+            Ok(running.guard(output))
+        }
+        None => engine.execute(session, parsed, params).await,
+    }
 }
 
 pub(super) fn session_of<C: ClientInfo + ?Sized>(client: &C) -> Arc<Session> {
