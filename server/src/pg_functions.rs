@@ -47,6 +47,25 @@ pub fn substitute_session(
         Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value, visit_expressions_mut,
     };
     let lower = sql.to_ascii_lowercase();
+    if lower.contains("pg_stat_activity") {
+        // In pg_catalog, which Postgres searches first: the compatibility
+        // layer's list of catalog tables does not have this one.
+        let _ = datafusion::sql::sqlparser::ast::visit_relations_mut(statement, |name| {
+            if name.0.len() == 1
+                && name.0[0]
+                    .to_string()
+                    .eq_ignore_ascii_case("pg_stat_activity")
+            {
+                name.0.insert(
+                    0,
+                    datafusion::sql::sqlparser::ast::ObjectNamePart::Identifier(
+                        datafusion::sql::sqlparser::ast::Ident::new("pg_catalog"),
+                    ),
+                );
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
     if !(lower.contains("user")
         || lower.contains("current_role")
         || lower.contains("backend_pid")
