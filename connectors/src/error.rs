@@ -67,6 +67,15 @@ pub enum ConnectorError {
         /// Why the value is refused.
         reason: String,
     },
+    /// A path outside the allowed paths, or one of Weir's own files (user's
+    /// fault; the operator sets `allowed_paths`).
+    #[error("permission denied for path \"{path}\": {reason}")]
+    PathNotAllowed {
+        /// The path as SQL named it.
+        path: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// The path matched no file (user's fault, or the files went away).
     #[error("could not find any file at \"{0}\"")]
     NoFiles(String),

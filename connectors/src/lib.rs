@@ -30,6 +30,7 @@
 //! # Layout
 //! - [`registry`]: the `Connector` trait and the list of connectors by name.
 //! - [`options`]: the `WITH (...)` option bag, consumed as it is read.
+//! - [`paths`]: which files SQL may name (`allowed_paths`), checked once for all.
 //! - [`file`]: files on disk (csv, newline-delimited json, parquet; globs)
 //!   as tables, bounded streams and sinks (`file/sink.rs`).
 //! - [`nexmark`]: the Nexmark generator (person, auction, bid), a stream.
@@ -52,6 +53,7 @@ pub mod kafka;
 pub mod nexmark;
 pub mod opened_stream;
 pub mod options;
+pub mod paths;
 pub mod registry;
 pub mod table_functions;
 pub mod table_store;

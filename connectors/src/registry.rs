@@ -235,6 +235,8 @@ pub fn open_sink(
     mut options: ConnectorOptions,
 ) -> Result<Arc<dyn Sink>> {
     let connector = take_connector(&mut options, Role::Sink)?;
+    // A sink's name becomes part of its files' names.
+    crate::paths::check_file_name_part("sink", name)?;
     let sink = connector.open_sink(name, schema, changelog, &mut options)?;
     finish(options, connector, Role::Sink)?;
     Ok(sink)
@@ -256,6 +258,11 @@ fn take_connector(options: &mut ConnectorOptions, role: Role) -> Result<&'static
     let connector = find(&name)?;
     if !connector.can_be().contains(&role) {
         return Err(cannot_be(connector.name(), connector.can_be(), role));
+    }
+    // Any connector's `path` names a file or folder: confined, whoever
+    // reads it (see `paths`).
+    if let Some(path) = options.as_map().get("path") {
+        crate::paths::check(path)?;
     }
     let declared = || {
         connector

@@ -66,6 +66,7 @@ impl TableFunctionImpl for ReadFiles {
             return plan_err!("{}() needs a file path as its first argument", self.name);
         };
         let path = string_literal(self.name, first)?;
+        crate::paths::check(&path)?;
         let mut pairs = vec![
             ("path".to_string(), path),
             ("format".to_string(), self.format.to_string()),

@@ -209,6 +209,9 @@ pub enum WeirStatement {
     CloseCursor(Option<String>),
     /// The job statements: `SHOW JOBS`, `ALTER JOB`, savepoints.
     Job(JobStatement),
+    /// `CREATE ROLE`, `ALTER ROLE`, `DROP ROLE`: kept as parsed, for the
+    /// server, which owns roles and their passwords.
+    Role(Box<Statement>),
 }
 
 /// `CREATE SINK [IF NOT EXISTS] name FROM view WITH (...)`.
@@ -376,6 +379,12 @@ impl WeirStatement {
                     statement: Box::new(statement),
                 })
             }
+            Statement::CreateRole(_)
+            | Statement::AlterRole { .. }
+            | Statement::Drop {
+                object_type: ObjectType::Role | ObjectType::User,
+                ..
+            } => WeirStatement::Role(Box::new(statement)),
             Statement::Drop {
                 object_type,
                 if_exists,

@@ -57,6 +57,35 @@ pub struct ServeArgs {
     /// (for scripts and tests that bind port 0).
     #[arg(long, env = "WEIR_PRINT_ADDRS")]
     pub print_addrs: bool,
+
+    // ---- security: who may connect, and over what ----
+    /// `trust` (any user, loopback only) or `scram-sha-256` (passwords)
+    /// [default: trust]. The first user, `weir`, takes its password from the
+    /// `WEIR_PASSWORD` variable or from `--password-file`, never from a flag.
+    #[arg(long, env = "WEIR_AUTH_METHOD")]
+    pub auth_method: Option<String>,
+    /// A file whose first line is the password of the user `weir`.
+    #[arg(long, env = "WEIR_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// PEM certificate chain for TLS on the Postgres and HTTP ports.
+    #[arg(long, env = "WEIR_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, env = "WEIR_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse Postgres connections that do not use TLS.
+    #[arg(long, env = "WEIR_TLS_REQUIRED")]
+    pub tls_required: bool,
+    /// Folders SQL may read and write files in, comma-separated
+    /// [default: the working directory and the data directory].
+    #[arg(long, env = "WEIR_ALLOWED_PATHS", value_delimiter = ',')]
+    pub allowed_paths: Option<Vec<PathBuf>>,
+    /// Default `statement_timeout` of every session, e.g. `30s` [default: none].
+    #[arg(long, env = "WEIR_STATEMENT_TIMEOUT")]
+    pub statement_timeout: Option<String>,
+    /// Connections served at once; past it, 53300 [default: 100].
+    #[arg(long, env = "WEIR_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 /// The config file's contents; every key optional.
@@ -74,6 +103,15 @@ struct FileConfig {
     /// `[jobs]`: the default job settings (`restart_strategy = "fixed_delay"`, ...).
     #[serde(default)]
     jobs: std::collections::BTreeMap<String, toml::Value>,
+    // security
+    auth_method: Option<String>,
+    password_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_required: Option<bool>,
+    allowed_paths: Option<Vec<PathBuf>>,
+    statement_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 /// The resolved configuration.
@@ -100,6 +138,157 @@ pub struct Config {
     /// The config file's `[jobs]` table: default job settings (checked),
     /// which a job's own `WITH (...)` and `ALTER JOB SET` override.
     pub job_defaults: std::collections::BTreeMap<String, String>,
+    /// Who may connect, and over what.
+    pub security: Security,
+}
+
+/// How clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// Any user name connects without a password (loopback only).
+    Trust,
+    /// SCRAM-SHA-256 passwords, checked against the roles' verifiers.
+    ScramSha256,
+}
+
+impl std::str::FromStr for AuthMethod {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "trust" => Ok(AuthMethod::Trust),
+            "scram-sha-256" | "scram_sha_256" | "scram" => Ok(AuthMethod::ScramSha256),
+            other => {
+                anyhow::bail!("invalid auth_method \"{other}\" (write trust or scram-sha-256)")
+            }
+        }
+    }
+}
+
+/// A password read from the environment or a file. Its `Debug` does not
+/// show it, so a logged `Config` never carries it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The password itself: hash it, never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(password: String) -> Self {
+        Self(password)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// The security settings: authentication and TLS.
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// How clients authenticate.
+    pub auth_method: AuthMethod,
+    /// The password of the user `weir`, when one was given.
+    pub password: Option<Secret>,
+    /// PEM certificate chain and key for TLS, when configured.
+    pub tls: Option<TlsFiles>,
+    /// Refuse Postgres connections without TLS (28000).
+    pub tls_required: bool,
+    /// Folders SQL may name files in (`None`: the working directory and
+    /// the data directory).
+    pub allowed_paths: Option<Vec<PathBuf>>,
+    /// Every session's default `statement_timeout`.
+    pub statement_timeout: Option<std::time::Duration>,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+/// Connections served at once by default (Postgres's default too).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+
+/// Where the TLS certificate and key are.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+impl Security {
+    fn resolve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Self> {
+        let auth_method = match args.auth_method.as_ref().or(file.auth_method.as_ref()) {
+            Some(text) => text.parse()?,
+            None => AuthMethod::Trust,
+        };
+        // The variable wins over the file, as flags win over variables
+        // elsewhere; the password is never a flag (it would show in `ps`).
+        let password = match std::env::var("WEIR_PASSWORD") {
+            Ok(password) if !password.is_empty() => Some(Secret(password)),
+            _ => match args.password_file.as_ref().or(file.password_file.as_ref()) {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).with_context(|| {
+                        format!("could not read password_file {}", path.display())
+                    })?;
+                    let line = text.lines().next().unwrap_or("").to_string();
+                    anyhow::ensure!(
+                        !line.is_empty(),
+                        "password_file {} is empty",
+                        path.display()
+                    );
+                    Some(Secret(line))
+                }
+                None => None,
+            },
+        };
+        let cert = args.tls_cert.clone().or_else(|| file.tls_cert.clone());
+        let key = args.tls_key.clone().or_else(|| file.tls_key.clone());
+        let tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => anyhow::bail!("tls_cert and tls_key must be set together"),
+        };
+        let tls_required = args.tls_required || file.tls_required.unwrap_or(false);
+        anyhow::ensure!(
+            !tls_required || tls.is_some(),
+            "tls_required is set but no certificate is: set tls_cert and tls_key"
+        );
+        Ok(Self {
+            auth_method,
+            password,
+            tls,
+            tls_required,
+            allowed_paths: args
+                .allowed_paths
+                .clone()
+                .or_else(|| file.allowed_paths.clone()),
+            statement_timeout: match args
+                .statement_timeout
+                .as_ref()
+                .or(file.statement_timeout.as_ref())
+            {
+                Some(text) => match crate::pg::activity::parse_timeout(text) {
+                    Some(timeout) => Some(timeout),
+                    None if text.trim() == "0" => None,
+                    None => anyhow::bail!(
+                        "invalid statement_timeout \"{text}\" (write e.g. 30s, 500ms, 0 for none)"
+                    ),
+                },
+                None => None,
+            },
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+                .max(1),
+        })
+    }
 }
 
 impl Config {
@@ -129,7 +318,9 @@ impl Config {
             .collect();
         crate::jobs::settings::defaults(&job_defaults)
             .map_err(|e| anyhow::anyhow!("invalid [jobs] in the config file: {e}"))?;
+        let security = Security::resolve(&args, &file)?;
         Ok(Self {
+            security,
             data_dir: args
                 .data_dir
                 .or(file.data_dir)

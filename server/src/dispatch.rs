@@ -29,6 +29,7 @@ pub async fn execute(
 ) -> Result<Output> {
     match statement {
         WeirStatement::Query(mut statement) => {
+            crate::pg_functions::substitute_session(&mut statement, session, sql)?;
             if sql.to_ascii_lowercase().contains("current_setting") {
                 weir_planner::compat::substitute_settings(&mut statement, |name| {
                     session.get(name)
@@ -56,6 +57,7 @@ pub async fn execute(
         WeirStatement::ShowObjects(kind) => statements::show::objects(registry, kind),
         WeirStatement::Transaction(op) => Ok(statements::show::transaction(op)),
         WeirStatement::Discard => Ok(Output::command("SET")),
+        WeirStatement::Role(statement) => statements::ddl::role(session, *statement),
         WeirStatement::Savepoint(tag) => Ok(Output::command(tag)),
         WeirStatement::CreateStream(create) => {
             statements::streams::create_stream(registry, create).await
@@ -128,6 +130,7 @@ pub async fn describe(
         | WeirStatement::Transaction(_)
         | WeirStatement::Savepoint(_)
         | WeirStatement::Discard
+        | WeirStatement::Role(_)
         | WeirStatement::CreateStream(_)
         | WeirStatement::CreateMaterializedView(_)
         | WeirStatement::CreateSink(_)

@@ -28,6 +28,7 @@
 //! # Layout
 //! - [`server`]: start-up, listeners, shutdown.
 //! - [`config`]: flags, `WEIR_*` variables, the TOML file, defaults.
+//! - [`auth`]: roles, SCRAM verifiers, who may connect; [`tls`]: certificates.
 //! - [`engine`]: parses a request, runs and describes its statements.
 //! - [`dispatch`]: which handler runs each kind of statement.
 //! - [`statements`]: one module per statement family.
@@ -47,6 +48,7 @@
 //! - [`http`], [`metrics`]: `/healthz`, `/metrics`.
 //! - [`error`]: `ServerError` and its SQLSTATEs.
 
+pub mod auth;
 pub mod catalog_store;
 pub mod checkpoints;
 pub mod config;
@@ -70,6 +72,7 @@ pub mod registry;
 pub mod server;
 pub mod session;
 pub mod statements;
+pub mod tls;
 
 /// The Postgres version Weir speaks as (what `server_version` says).
 pub const PG_SERVER_VERSION: &str = "16.6";

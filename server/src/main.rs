@@ -28,8 +28,13 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::resolve(args)?;
+    let filter = EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // sqlparser logs every statement's text at debug, and a statement
+        // may hold a password (CREATE ROLE ... PASSWORD): never let it.
+        .add_directive("sqlparser=warn".parse().expect("a valid directive"));
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     // The connection-serving runtime: two threads move bytes; query work runs

@@ -2,9 +2,13 @@
 //! nor `datafusion-pg-catalog` provide (or provide with a value that breaks
 //! clients, like DataFusion's own `version()`).
 //!
-//! Each answers with a constant: Weir has no comments on objects, no
+//! Most answer with a constant: Weir has no comments on objects, no
 //! replication, no indexes; the answer a Postgres server with none of those
-//! would give is the right one.
+//! would give is the right one. The session's own answers (`current_user`,
+//! `session_user`, `pg_backend_pid()`) are written into the statement
+//! before it is planned, by [`substitute_session`]: the DataFusion context
+//! is shared by every session, so a function registered there could not
+//! know whose statement it runs in.
 
 use std::sync::Arc;
 
@@ -17,6 +21,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
+use crate::error::ServerError;
+
 /// What `version()` says: Postgres-shaped, so drivers that parse it
 /// (SQLAlchemy, JDBC) read a version they support.
 pub fn version_string() -> String {
@@ -26,6 +32,112 @@ pub fn version_string() -> String {
         env!("CARGO_PKG_VERSION"),
         std::env::consts::ARCH
     )
+}
+
+/// Replace `current_user`, `session_user`, `current_role`, `user` and
+/// `pg_backend_pid()` in `statement` with the session's values, and run
+/// `pg_cancel_backend(pid)` (its value: whether a backend was signalled).
+/// `sql` is the statement's text, to skip the walk when none is named.
+pub fn substitute_session(
+    statement: &mut datafusion::sql::sqlparser::ast::Statement,
+    session: &crate::session::Session,
+    sql: &str,
+) -> crate::error::Result<()> {
+    use datafusion::sql::sqlparser::ast::{
+        Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value, visit_expressions_mut,
+    };
+    let lower = sql.to_ascii_lowercase();
+    if lower.contains("pg_stat_activity") {
+        // In pg_catalog, which Postgres searches first: the compatibility
+        // layer's list of catalog tables does not have this one.
+        let _ = datafusion::sql::sqlparser::ast::visit_relations_mut(statement, |name| {
+            if name.0.len() == 1
+                && name.0[0]
+                    .to_string()
+                    .eq_ignore_ascii_case("pg_stat_activity")
+            {
+                name.0.insert(
+                    0,
+                    datafusion::sql::sqlparser::ast::ObjectNamePart::Identifier(
+                        datafusion::sql::sqlparser::ast::Ident::new("pg_catalog"),
+                    ),
+                );
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+    if !(lower.contains("user")
+        || lower.contains("current_role")
+        || lower.contains("backend_pid")
+        || lower.contains("cancel_backend"))
+    {
+        return Ok(());
+    }
+    let flow = visit_expressions_mut(statement, |expr| {
+        if let Expr::Function(function) = expr
+            && let [name] = function.name.0.as_slice()
+        {
+            let no_args = match &function.args {
+                FunctionArguments::None => true,
+                FunctionArguments::List(list) => list.args.is_empty(),
+                FunctionArguments::Subquery(_) => false,
+            };
+            let name = name.to_string().to_ascii_lowercase();
+            match name.as_str() {
+                "current_user" | "session_user" | "current_role" | "user" if no_args => {
+                    *expr = Expr::value(Value::SingleQuotedString(session.user().to_string()));
+                }
+                "pg_backend_pid" if no_args => {
+                    *expr = Expr::value(Value::Number(session.pid().to_string(), false));
+                }
+                "pg_cancel_backend" => {
+                    let pid = match &function.args {
+                        FunctionArguments::List(list) => match list.args.as_slice() {
+                            [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))] => {
+                                match &v.value {
+                                    Value::Number(n, _) => n.parse::<i32>().ok(),
+                                    _ => None,
+                                }
+                            }
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    let Some(pid) = pid else {
+                        return std::ops::ControlFlow::Break(ServerError::FeatureNotSupported {
+                            message: "pg_cancel_backend takes a literal pid".to_string(),
+                            hint: Some("write pg_cancel_backend(12345)".to_string()),
+                        });
+                    };
+                    match cancel_backend(session, pid) {
+                        Ok(signalled) => *expr = Expr::value(Value::Boolean(signalled)),
+                        Err(err) => return std::ops::ControlFlow::Break(err),
+                    }
+                }
+                _ => {}
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    match flow {
+        std::ops::ControlFlow::Break(err) => Err(err),
+        std::ops::ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// Cancel backend `pid`'s running statement, as Postgres allows: a
+/// superuser any, others their own user's. Whether a backend was found.
+fn cancel_backend(session: &crate::session::Session, pid: i32) -> crate::error::Result<bool> {
+    let Some(backend) = crate::pg::activity::Activity::current().and_then(|a| a.get(pid)) else {
+        return Ok(false);
+    };
+    if !session.is_superuser() && backend.user != session.user() {
+        return Err(ServerError::InsufficientPrivilege {
+            message: "permission denied to cancel query".to_string(),
+        });
+    }
+    backend.cancel();
+    Ok(true)
 }
 
 /// Register the functions on `ctx`, replacing same-named ones.

@@ -1,5 +1,7 @@
-//! Start-up and shutdown: bind the listeners, start the engine, serve until
-//! told to stop.
+//! Start-up and shutdown: check that the configuration is safe to serve
+//! (no `trust` beyond loopback), bind the listeners (with TLS when
+//! configured), open the roles and start the engine, serve until told to
+//! stop.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,10 +11,13 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::auth::{Auth, Roles};
+use crate::config::{AuthMethod, Config};
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::pg::WeirHandlers;
+use crate::pg::activity::{Activity, Limits};
+use crate::tls::{Tls, TlsListener};
 
 /// The lock file in a data directory.
 const LOCK_FILE: &str = "weir.lock";
@@ -45,9 +50,62 @@ fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// `trust` lets anyone in without a password: refuse it on any listener
+/// that is reachable from other machines.
+fn check_exposure(config: &Config) -> anyhow::Result<()> {
+    if config.security.auth_method != AuthMethod::Trust {
+        return Ok(());
+    }
+    for (what, addr) in [("Postgres", config.pg_addr), ("HTTP", config.http_addr)] {
+        anyhow::ensure!(
+            addr.ip().is_loopback(),
+            "refusing to start: auth_method is trust (no passwords) but the {what} listener would bind {addr}, \
+             which other machines can reach; set auth_method = \"scram-sha-256\" (--auth-method or WEIR_AUTH_METHOD) \
+             with a password for the user weir (WEIR_PASSWORD or password_file), or bind to 127.0.0.1"
+        );
+    }
+    Ok(())
+}
+
+/// Confine the files SQL may name to `allowed_paths` (by default the
+/// working directory and the data directory), never Weir's own files.
+fn confine_files(config: &Config) -> anyhow::Result<()> {
+    let roots = match &config.security.allowed_paths {
+        Some(roots) => roots.clone(),
+        None => vec![
+            std::env::current_dir().context("could not read the working directory")?,
+            config.data_dir.clone(),
+        ],
+    };
+    let data = &config.data_dir;
+    let mut own: Vec<std::path::PathBuf> = [
+        "catalog.json",
+        "catalog.json.tmp",
+        "roles.json",
+        "roles.json.tmp",
+        LOCK_FILE,
+        "tables",
+        "checkpoints",
+    ]
+    .iter()
+    .map(|name| data.join(name))
+    .collect();
+    if let Some(url) = &config.checkpoint_url
+        && !url.contains("://")
+    {
+        own.push(url.into());
+    }
+    let allowed = weir_connectors::paths::AllowedPaths::new(&roots, &own);
+    info!(allowed = ?allowed.roots(), "SQL may name files under these folders");
+    weir_connectors::paths::configure(allowed);
+    Ok(())
+}
+
 /// Run a server with `config` until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let started = Instant::now();
+    check_exposure(&config)?;
+    let tls = config.security.tls.as_ref().map(Tls::load).transpose()?;
     // Bind first: a taken port is the most common start-up failure and
     // should be reported before any other work.
     let pg = TcpListener::bind(config.pg_addr).await.with_context(|| {
@@ -63,7 +121,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let http_addr = http.local_addr()?;
     // Held until this function returns: the process owns the directory.
     let _lock = lock_data_dir(&config.data_dir)?;
+    let roles = Arc::new(
+        Roles::open(&config.data_dir, config.security.password.as_ref())
+            .context("could not open the roles")?,
+    );
+    anyhow::ensure!(
+        config.security.auth_method == AuthMethod::Trust || roles.any_password(),
+        "refusing to start: auth_method is scram-sha-256 but no role has a password; \
+         set one for the user weir with WEIR_PASSWORD or password_file"
+    );
+    let auth = Arc::new(Auth {
+        method: config.security.auth_method,
+        roles,
+    });
 
+    confine_files(&config)?;
     let metrics = Arc::new(Metrics::new());
     let engine = Engine::start(&config, metrics.clone())
         .await
@@ -73,20 +145,42 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 config.data_dir.display()
             )
         })?;
-    let handlers = Arc::new(WeirHandlers::new(engine.clone()));
-
-    let http_server = axum::serve(http, crate::http::router(metrics.clone()));
-    let http_task = tokio::spawn(async move {
-        if let Err(err) = http_server.await {
-            warn!(%err, "HTTP server stopped");
-        }
+    let activity = Activity::install(Limits {
+        statement_timeout: config.security.statement_timeout,
+        max_connections: config.security.max_connections,
     });
+    let handlers = Arc::new(WeirHandlers::new(
+        engine.clone(),
+        auth,
+        config.security.tls_required,
+        activity.clone(),
+    ));
+
+    let router = crate::http::router(metrics.clone());
+    let http_task = match &tls {
+        Some(tls) => {
+            let listener = TlsListener::new(http, tls.http.clone())?;
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, router).await {
+                    warn!(%err, "HTTPS server stopped");
+                }
+            })
+        }
+        None => tokio::spawn(async move {
+            if let Err(err) = axum::serve(http, router).await {
+                warn!(%err, "HTTP server stopped");
+            }
+        }),
+    };
+    let pg_tls = tls.as_ref().map(|tls| tls.pg.clone());
 
     info!(
         pg = %pg_addr,
         http = %http_addr,
         data_dir = %config.data_dir.display(),
         workers = config.workers,
+        auth = ?config.security.auth_method,
+        tls = tls.is_some(),
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
         "weir is ready"
     );
@@ -101,14 +195,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 Ok((socket, peer)) => {
                     let handlers = handlers.clone();
                     let metrics = metrics.clone();
+                    let pg_tls = pg_tls.clone();
+                    // Counted from accept, so a client past the cap is
+                    // told 53300 at its startup message.
+                    let counted = activity.connection_opened();
                     metrics.connections.inc();
                     metrics.open_connections.inc();
                     tokio::spawn(async move {
                         let _ = socket.set_nodelay(true);
-                        if let Err(err) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                        if let Err(err) = pgwire::tokio::process_socket(socket, pg_tls, handlers).await {
                             info!(%peer, %err, "connection closed with an error");
                         }
                         metrics.open_connections.dec();
+                        drop(counted);
                     });
                 }
                 // Running out of file descriptors and the like: keep serving

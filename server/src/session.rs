@@ -1,5 +1,6 @@
-//! Per-connection state: the session's settings (`SET` / `SHOW`), its open
-//! cursors, whether it wrote since the transaction began, and its id.
+//! Per-connection state: who is logged in (user, backend pid), the
+//! session's settings (`SET` / `SHOW`), its open cursors, whether it wrote
+//! since the transaction began, and its id.
 //!
 //! Settings are the ones Postgres clients ask for or set on connect; Weir's
 //! answers are those of a Postgres 16 server in UTC with ISO dates, which is
@@ -192,6 +193,7 @@ const READ_ONLY: &[&str] = &[
     "lc_ctype",
     "is_superuser",
     "weir_version",
+    "session_authorization",
 ];
 
 /// One connection's session.
@@ -204,6 +206,22 @@ pub struct Session {
     wrote: std::sync::atomic::AtomicBool,
     /// Open cursors (`DECLARE ... CURSOR FOR SUBSCRIBE`).
     cursors: crate::cursors::Cursors,
+    /// Who is connected; `None` for a session with no connection (defaults
+    /// for catalog tables).
+    login: Option<Login>,
+}
+
+/// Who a connection logged in as, and how its privileges are decided.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// The user name the client authenticated as.
+    pub user: String,
+    /// The connection's backend pid (`pg_backend_pid()`, CancelRequest).
+    pub pid: i32,
+    /// How the server authenticates, and its roles.
+    pub auth: std::sync::Arc<crate::auth::Auth>,
+    /// The connection's backend (cancel, `pg_stat_activity`).
+    pub backend: std::sync::Arc<crate::pg::activity::Backend>,
 }
 
 /// A change a client should hear about (a ParameterStatus message).
@@ -225,6 +243,7 @@ impl Default for Session {
             overrides: Mutex::default(),
             wrote: std::sync::atomic::AtomicBool::default(),
             cursors: crate::cursors::Cursors::default(),
+            login: None,
         }
     }
 }
@@ -233,6 +252,54 @@ impl Session {
     /// A session with every setting at its default.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The session of a connection that logged in as `login`.
+    pub fn for_login(login: Login) -> Self {
+        Self {
+            login: Some(login),
+            ..Self::default()
+        }
+    }
+
+    /// The connected user (`current_user`, `session_user`); `weir` for a
+    /// session with no connection.
+    pub fn user(&self) -> &str {
+        self.login
+            .as_ref()
+            .map_or(crate::auth::BOOTSTRAP_USER, |l| l.user.as_str())
+    }
+
+    /// The connection's backend pid (0 for a session with no connection).
+    pub fn pid(&self) -> i32 {
+        self.login.as_ref().map_or(0, |l| l.pid)
+    }
+
+    /// May this session do anything? Under `trust` every session may (any
+    /// user name connects, from loopback only); under passwords, a role
+    /// marked SUPERUSER.
+    pub fn is_superuser(&self) -> bool {
+        match &self.login {
+            None => true,
+            Some(login) => login.auth.is_superuser(&login.user),
+        }
+    }
+
+    /// A statement (whose text is `query`) starts: it stops with 57014 when
+    /// cancelled or past `statement_timeout`. `None` for a session with no
+    /// connection.
+    pub fn begin(&self, query: &str) -> Option<crate::pg::activity::Running> {
+        let login = self.login.as_ref()?;
+        let timeout = self
+            .get("statement_timeout")
+            .ok()
+            .and_then(|t| crate::pg::activity::parse_timeout(&t));
+        Some(login.backend.begin(query, timeout))
+    }
+
+    /// The server's roles (`None` for a session with no connection).
+    pub fn auth(&self) -> Option<&crate::auth::Auth> {
+        self.login.as_ref().map(|l| l.auth.as_ref())
     }
 
     /// The session's id, unique in this process: it names the session in
@@ -287,6 +354,11 @@ impl Session {
     /// `SHOW name`.
     pub fn get(&self, name: &str) -> Result<String> {
         let name = canonical_name(name);
+        match name.as_str() {
+            "session_authorization" => return Ok(self.user().to_string()),
+            "is_superuser" => return Ok(if self.is_superuser() { "on" } else { "off" }.into()),
+            _ => {}
+        }
         if let Some(v) = self.overrides.lock().get(&name) {
             return Ok(v.clone());
         }

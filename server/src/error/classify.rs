@@ -84,6 +84,12 @@ pub(super) fn classify_datafusion(err: &DataFusionError, position: Option<usize>
             if let Some(connector) = inner.downcast_ref::<ConnectorError>() {
                 return connector_error(connector);
             }
+            // A statement stopped while its rows streamed (pg::activity).
+            match inner.downcast_ref::<ServerError>() {
+                Some(ServerError::QueryCanceled) => return ServerError::QueryCanceled,
+                Some(ServerError::StatementTimeout) => return ServerError::StatementTimeout,
+                _ => {}
+            }
             if let Some(arrow) = inner.downcast_ref::<ArrowError>() {
                 return classify_arrow(arrow);
             }
@@ -292,6 +298,9 @@ fn connector_error(err: &ConnectorError) -> ServerError {
             hint: None,
         },
         ConnectorError::NoFiles(_) => ServerError::UndefinedFile {
+            message: err.to_string(),
+        },
+        ConnectorError::PathNotAllowed { .. } => ServerError::InsufficientPrivilege {
             message: err.to_string(),
         },
         ConnectorError::DataFusion(inner) => classify_datafusion(inner.find_root(), None),

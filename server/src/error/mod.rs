@@ -151,7 +151,7 @@ pub enum ServerError {
         hint: Option<String>,
     },
     /// A named object (other than a relation) that exists already: a
-    /// savepoint.
+    /// savepoint, a role.
     #[error("{message}")]
     DuplicateObject {
         /// What went wrong, for the client.
@@ -252,6 +252,18 @@ pub enum ServerError {
         /// What went wrong, for the client.
         message: String,
     },
+    /// The session's user may not do this.
+    #[error("{message}")]
+    InsufficientPrivilege {
+        /// What was refused, for the client.
+        message: String,
+    },
+    /// The object is in use (the current user, the bootstrap user).
+    #[error("{message}")]
+    ObjectInUse {
+        /// What went wrong, for the client.
+        message: String,
+    },
     /// Not enough memory (or another resource) for the query.
     #[error("{message}")]
     ResourcesExhausted {
@@ -261,6 +273,9 @@ pub enum ServerError {
     /// The statement was cancelled (by the client or a timeout).
     #[error("canceling statement due to user request")]
     QueryCanceled,
+    /// The statement ran past the session's `statement_timeout`.
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -330,8 +345,11 @@ impl ServerError {
             ServerError::UndefinedFile { .. } => "58P01",
             ServerError::Io { .. } => "58030",
             ServerError::Config { .. } => "F0000",
+            ServerError::InsufficientPrivilege { .. } => "42501",
+            ServerError::ObjectInUse { .. } => "55006",
             ServerError::ResourcesExhausted { .. } => "53200",
             ServerError::QueryCanceled => "57014",
+            ServerError::StatementTimeout => "57014",
             ServerError::ShuttingDown => "57P01",
             ServerError::Internal { .. } => "XX000",
             ServerError::JobFailed { cause, .. } => cause.sqlstate(),

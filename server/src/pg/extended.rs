@@ -21,7 +21,7 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::extendedquery::Execute;
 use weir_planner::WeirStatement;
 
-use super::handler::{PgService, respond, session_of};
+use super::handler::{PgService, execute_guarded, respond, session_of};
 use crate::engine::{Engine, Parsed};
 use crate::error::ServerError;
 use crate::pg::encode;
@@ -208,11 +208,7 @@ impl ExtendedQueryHandler for PgService {
             }
             _ => None,
         };
-        match self
-            .engine
-            .execute(&session, &prepared.parsed, params)
-            .await
-        {
+        match execute_guarded(&self.engine, &session, &prepared.parsed, params).await {
             Ok(output) => respond(client, &session, output, &portal.result_column_format).await,
             Err(err) => Err(err.into()),
         }

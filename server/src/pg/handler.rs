@@ -1,5 +1,5 @@
 //! pgwire's entry points: the handlers a connection is served by, startup
-//! (no authentication yet), the error log, and how a statement's [`Output`]
+//! (authentication is [`crate::auth::startup`]'s), the error log, and how a statement's [`Output`]
 //! becomes a pgwire response. The query paths live beside it: the simple
 //! protocol in `simple`, the extended one in `extended`, `SUBSCRIBE` in
 //! `subscribe`, the COPY sub-protocol in `copy_protocol`.
@@ -12,22 +12,26 @@ use std::sync::Arc;
 
 use futures::{Sink, SinkExt};
 use pgwire::api::auth::StartupHandler;
-use pgwire::api::auth::noop::NoopStartupHandler;
-use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::Format;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::CopyResponse;
 use pgwire::api::results::{Response, Tag};
-use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
+use pgwire::api::{
+    ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers, RandomPidSecretKeyGenerator,
+};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::types::format::FormatOptions;
 use tracing::debug;
 
+use super::activity::{Activity, CancelByKey};
 use super::copy_protocol::{copy_out_data, copy_out_response, copy_slot, text_copy};
 use super::extended::PgParser;
+use crate::auth::Auth;
+use crate::auth::startup::{StartupSettings, WeirStartup};
 use crate::engine::Engine;
 use crate::output::Output;
 use crate::pg::encode;
@@ -36,13 +40,19 @@ use crate::session::Session;
 /// Everything pgwire needs to serve one server's connections.
 pub struct WeirHandlers {
     service: Arc<PgService>,
-    startup: Arc<Startup>,
-    cancel: Arc<DefaultCancelHandler>,
+    startup: Arc<StartupSettings>,
+    cancel: Arc<CancelByKey>,
 }
 
 impl WeirHandlers {
-    /// Handlers over `engine`.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// Handlers over `engine`, authenticating against `auth`; with
+    /// `tls_required`, plain connections are refused.
+    pub fn new(
+        engine: Arc<Engine>,
+        auth: Arc<Auth>,
+        tls_required: bool,
+        activity: Arc<Activity>,
+    ) -> Self {
         let manager = Arc::new(ConnectionManager::new());
         Self {
             service: Arc::new(PgService {
@@ -51,10 +61,14 @@ impl WeirHandlers {
                 }),
                 engine,
             }),
-            startup: Arc::new(Startup {
+            startup: Arc::new(StartupSettings {
+                auth,
+                tls_required,
                 manager: manager.clone(),
+                pids: Arc::new(RandomPidSecretKeyGenerator::default()),
+                activity: activity.clone(),
             }),
-            cancel: Arc::new(DefaultCancelHandler::new(manager)),
+            cancel: Arc::new(CancelByKey { activity }),
         }
     }
 }
@@ -69,7 +83,9 @@ impl PgWireServerHandlers for WeirHandlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.startup.clone()
+        // One per connection: pgwire's SASL handler keeps the exchange's
+        // state in itself (pgwire asks once per connection).
+        Arc::new(WeirStartup::new(self.startup.clone()))
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
@@ -85,17 +101,6 @@ impl PgWireServerHandlers for WeirHandlers {
     }
 }
 
-/// No authentication (yet): any user and database name connect.
-pub struct Startup {
-    manager: Arc<ConnectionManager>,
-}
-
-impl NoopStartupHandler for Startup {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(self.manager.clone())
-    }
-}
-
 struct LogErrors;
 
 impl ErrorHandler for LogErrors {
@@ -108,6 +113,31 @@ impl ErrorHandler for LogErrors {
 pub struct PgService {
     pub(super) engine: Arc<Engine>,
     pub(super) parser: Arc<PgParser>,
+}
+
+/// Run a parsed statement for `session`, stopping it with 57014 when it is
+/// cancelled or runs past `statement_timeout`, while it runs and while its
+/// rows stream.
+pub(super) async fn execute_guarded(
+    engine: &Engine,
+    session: &Arc<Session>,
+    parsed: &crate::engine::Parsed,
+    params: Option<datafusion::common::ParamValues>,
+) -> crate::error::Result<Output> {
+    match session.begin(&parsed.text) {
+        Some(mut running) => {
+            let output = running
+                .run(engine.execute(session, parsed, params))
+                .await
+                .inspect_err(|e| {
+                    if e.sqlstate() == "57014" {
+                        engine.record_error(e.sqlstate());
+                    }
+                })?;
+            Ok(running.guard(output))
+        }
+        None => engine.execute(session, parsed, params).await,
+    }
 }
 
 pub(super) fn session_of<C: ClientInfo + ?Sized>(client: &C) -> Arc<Session> {

@@ -1,5 +1,7 @@
 //! The Postgres wire protocol, through the `pgwire` crate.
 //!
+//! - [`activity`]: the live backends: cancel, statement_timeout,
+//!   `pg_stat_activity`, the connection cap.
 //! - [`handler`]: the handlers a connection is served by, startup, cancel,
 //!   and a statement's output as a pgwire response.
 //! - [`simple`]: the simple query protocol.
@@ -9,6 +11,7 @@
 //! - [`copy`]: COPY's text and csv formats for rows sent out.
 //! - [`encode`]: Arrow batches to DataRows (through `arrow-pg`).
 
+pub mod activity;
 pub mod copy;
 pub mod copy_protocol;
 pub mod encode;

@@ -15,7 +15,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
 use super::copy_protocol::{copy_out_data, stream_copy, text_copy};
-use super::handler::{PgService, format_options, respond, session_of};
+use super::handler::{PgService, execute_guarded, format_options, respond, session_of};
 use super::subscribe::{Pushed, push_rows};
 use crate::output::Output;
 use crate::pg::encode;
@@ -42,7 +42,7 @@ impl SimpleQueryHandler for PgService {
         }
         let mut responses = Vec::with_capacity(statements.len());
         for statement in &statements {
-            match self.engine.execute(&session, statement, None).await {
+            match execute_guarded(&self.engine, &session, statement, None).await {
                 Ok(Output::Subscribe {
                     batches,
                     copy: true,

@@ -16,10 +16,12 @@
 //! - `pg_index` and `pg_constraint`: one row per primary key, with
 //!   `indkey` / `conkey` as arrays (the exported rows held them as text,
 //!   so subscripts, `ANY` and `unnest` over them failed);
-//! - `pg_matviews`: one row per materialized view.
+//! - `pg_matviews`: one row per materialized view;
+//! - `pg_stat_activity`: one row per connected backend.
 //!
 //! `pg_get_indexdef` and `pg_get_constraintdef` describe those keys.
 
+mod activity;
 mod columns;
 mod functions;
 mod objects;
@@ -137,6 +139,7 @@ impl SchemaProvider for PgCatalog {
             "pg_constraint" => Derived::Constraint,
             "pg_matviews" => Derived::MatViews,
             "pg_settings" => Derived::Settings,
+            "pg_stat_activity" => Derived::StatActivity,
             _ => return self.shared.inner.table(name).await,
         };
         let schema = match derived {
@@ -148,6 +151,7 @@ impl SchemaProvider for PgCatalog {
             }
             Derived::Index => pg_index_schema(),
             Derived::Constraint => pg_constraint_schema(),
+            Derived::StatActivity => activity::pg_stat_activity_schema(),
         };
         Ok(Some(Arc::new(DerivedTable {
             derived,
@@ -157,7 +161,7 @@ impl SchemaProvider for PgCatalog {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.shared.inner.table_exist(name)
+        name.eq_ignore_ascii_case("pg_stat_activity") || self.shared.inner.table_exist(name)
     }
 }
 
@@ -168,6 +172,7 @@ pub(super) enum Derived {
     Constraint,
     MatViews,
     Settings,
+    StatActivity,
 }
 
 /// A catalog table computed when scanned (catalogs are small: a row per
@@ -203,6 +208,7 @@ impl TableProvider for DerivedTable {
             Derived::Constraint => objects().await?.pg_constraint(&self.schema)?,
             Derived::MatViews => objects().await?.pg_matviews(&self.schema)?,
             Derived::Settings => pg_settings(&self.schema)?,
+            Derived::StatActivity => activity::pg_stat_activity(&self.schema)?,
         };
         MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
             .scan(state, projection, filters, limit)

@@ -1,4 +1,6 @@
-//! `CREATE TABLE ... WITH (connector = ...)`, `CREATE VIEW`, `DROP`.
+//! `CREATE TABLE ... WITH (connector = ...)`, `CREATE VIEW`, `DROP`, and
+//! the role statements (`CREATE ROLE`, `ALTER ROLE`, `DROP ROLE`, run by
+//! [`crate::auth::statements`], which owns passwords).
 //!
 //! # Correctness
 //! Each statement first builds what it registers (which may fail on bad
@@ -377,4 +379,12 @@ async fn restore_view(registry: &Registry, def: &ViewDef) -> Result<()> {
         .ok_or_else(|| ServerError::internal("empty view definition"))?;
     let plan = registry.plan_query(statement, &def.sql).await?;
     registry.run_plan(plan).await
+}
+
+/// `CREATE ROLE`, `ALTER ROLE`, `DROP ROLE`.
+pub fn role(
+    session: &crate::session::Session,
+    statement: datafusion::sql::sqlparser::ast::Statement,
+) -> Result<Output> {
+    crate::auth::statements::execute(session, statement)
 }

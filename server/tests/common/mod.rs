@@ -52,6 +52,12 @@ impl WeirProcess {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--workers", "2", "--print-addrs", "--log", "warn"])
+            // Tests keep their files in temporary folders: allow those and
+            // the working directory (a test's own flag or variable wins).
+            .env(
+                "WEIR_ALLOWED_PATHS",
+                format!("{},{}", std::env::temp_dir().display(), cwd.display()),
+            )
             .args(args)
             .envs(env.iter().copied())
             .current_dir(cwd)

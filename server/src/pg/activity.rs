@@ -1,0 +1,379 @@
+//! The live backends, one per connection: what `pg_stat_activity` lists,
+//! what a CancelRequest, `pg_cancel_backend(pid)` and `statement_timeout`
+//! stop, and the cap on connections (`max_connections`, 53300 past it).
+//!
+//! ```text
+//!   startup ok ──> Activity::register ──> Backend (pid, secret, user, ...)
+//!   statement  ──> Backend::begin ──> Running: stops with 57014 when
+//!                    cancel() is called (CancelRequest, pg_cancel_backend)
+//!                    or the session's statement_timeout passes
+//!   connection gone ──> BackendGuard dropped ──> unregistered
+//! ```
+//!
+//! A cancel stops what the client waits for: the statement's future is
+//! dropped and its result stream ends with the error, which drops the
+//! stream and with it the query's work.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream};
+use futures::Stream;
+use parking_lot::Mutex;
+use pgwire::api::cancel::CancelHandler;
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::startup::SecretKey;
+use tokio::sync::watch;
+
+use crate::error::{Result, ServerError};
+use crate::output::Output;
+
+/// Limits every session shares.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The default `statement_timeout` (`None`: none).
+    pub statement_timeout: Option<Duration>,
+    /// Connections served at once; one more is refused with 53300.
+    pub max_connections: usize,
+}
+
+/// The server's live backends.
+#[derive(Debug)]
+pub struct Activity {
+    backends: Mutex<BTreeMap<i32, Arc<Backend>>>,
+    connections: AtomicUsize,
+    /// The limits.
+    pub limits: Limits,
+}
+
+static CURRENT: OnceLock<Arc<Activity>> = OnceLock::new();
+
+impl Activity {
+    /// The activity of this process's server, made once at start-up
+    /// (`pg_stat_activity` reads it from the shared DataFusion context,
+    /// which knows no session).
+    pub fn install(limits: Limits) -> Arc<Self> {
+        CURRENT
+            .get_or_init(|| {
+                Arc::new(Self {
+                    backends: Mutex::default(),
+                    connections: AtomicUsize::new(0),
+                    limits,
+                })
+            })
+            .clone()
+    }
+
+    /// The installed activity, if a server runs in this process.
+    pub fn current() -> Option<Arc<Self>> {
+        CURRENT.get().cloned()
+    }
+
+    /// A connection was accepted; the guard counts it until dropped.
+    pub fn connection_opened(self: &Arc<Self>) -> ConnectionCount {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionCount(self.clone())
+    }
+
+    /// Is the number of open connections past the cap?
+    pub fn over_capacity(&self) -> bool {
+        self.connections.load(Ordering::Relaxed) > self.limits.max_connections
+    }
+
+    /// Register a logged-in backend; it is listed until the guard drops.
+    pub fn register(self: &Arc<Self>, backend: Backend) -> (Arc<Backend>, BackendGuard) {
+        let backend = Arc::new(backend);
+        self.backends.lock().insert(backend.pid, backend.clone());
+        (
+            backend.clone(),
+            BackendGuard {
+                activity: self.clone(),
+                pid: backend.pid,
+            },
+        )
+    }
+
+    /// The backend with `pid`.
+    pub fn get(&self, pid: i32) -> Option<Arc<Backend>> {
+        self.backends.lock().get(&pid).cloned()
+    }
+
+    /// Every backend, by pid.
+    pub fn all(&self) -> Vec<Arc<Backend>> {
+        self.backends.lock().values().cloned().collect()
+    }
+}
+
+/// Counts one open connection until dropped.
+pub struct ConnectionCount(Arc<Activity>);
+
+impl Drop for ConnectionCount {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Unregisters a backend when its connection ends.
+#[derive(Debug)]
+pub struct BackendGuard {
+    activity: Arc<Activity>,
+    pid: i32,
+}
+
+impl Drop for BackendGuard {
+    fn drop(&mut self) {
+        self.activity.backends.lock().remove(&self.pid);
+    }
+}
+
+/// One connection's backend.
+#[derive(Debug)]
+pub struct Backend {
+    /// Its pid (`pg_backend_pid()`).
+    pub pid: i32,
+    secret: SecretKey,
+    /// The user it logged in as.
+    pub user: String,
+    /// The client's `application_name`.
+    pub application_name: String,
+    /// The client's address.
+    pub client_addr: SocketAddr,
+    /// When it connected.
+    pub backend_start: DateTime<Utc>,
+    now: Mutex<Now>,
+    cancel: watch::Sender<u64>,
+}
+
+/// What a backend is doing.
+#[derive(Debug, Clone)]
+pub struct Now {
+    /// `active` or `idle`.
+    pub state: &'static str,
+    /// The statement running or last run.
+    pub query: String,
+    /// When it started.
+    pub query_start: Option<DateTime<Utc>>,
+}
+
+impl Backend {
+    /// A backend that has done nothing yet.
+    pub fn new(
+        pid: i32,
+        secret: SecretKey,
+        user: String,
+        application_name: String,
+        client_addr: SocketAddr,
+    ) -> Self {
+        Self {
+            pid,
+            secret,
+            user,
+            application_name,
+            client_addr,
+            backend_start: Utc::now(),
+            now: Mutex::new(Now {
+                state: "idle",
+                query: String::new(),
+                query_start: None,
+            }),
+            cancel: watch::channel(0).0,
+        }
+    }
+
+    /// What it is doing now.
+    pub fn now(&self) -> Now {
+        self.now.lock().clone()
+    }
+
+    /// Stop its running statement (if any) with 57014.
+    pub fn cancel(&self) {
+        self.cancel.send_modify(|n| *n += 1);
+    }
+
+    /// Does `secret` match this backend's key (a CancelRequest's check)?
+    fn secret_matches(&self, secret: &SecretKey) -> bool {
+        &self.secret == secret
+    }
+
+    /// A statement (whose text is `query`) starts, with `timeout`.
+    pub fn begin(self: &Arc<Self>, query: &str, timeout: Option<Duration>) -> Running {
+        {
+            let mut now = self.now.lock();
+            now.state = "active";
+            // A statement's text may hold a password: never show it.
+            now.query = if query.to_ascii_lowercase().contains("password") {
+                "<hidden: the statement may hold a password>".to_string()
+            } else {
+                query.to_string()
+            };
+            now.query_start = Some(Utc::now());
+        }
+        let mut cancelled = self.cancel.subscribe();
+        cancelled.borrow_and_update();
+        let stop = async move {
+            let cancel = async {
+                if cancelled.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            match timeout {
+                Some(timeout) => tokio::select! {
+                    () = cancel => ServerError::QueryCanceled,
+                    () = tokio::time::sleep(timeout) => ServerError::StatementTimeout,
+                },
+                None => {
+                    cancel.await;
+                    ServerError::QueryCanceled
+                }
+            }
+        };
+        Running {
+            stop: Box::pin(stop),
+            backend: self.clone(),
+        }
+    }
+}
+
+/// A running statement: stops with 57014 when cancelled or timed out.
+pub struct Running {
+    stop: Pin<Box<dyn Future<Output = ServerError> + Send>>,
+    backend: Arc<Backend>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.backend.now.lock().state = "idle";
+    }
+}
+
+impl Running {
+    /// Run `work`, unless the statement is stopped first.
+    pub async fn run<T>(&mut self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::select! {
+            result = work => result,
+            err = &mut self.stop => Err(err),
+        }
+    }
+
+    /// The statement's output, its rows ending with 57014 if it is stopped
+    /// while they stream.
+    pub fn guard(self, output: Output) -> Output {
+        match output {
+            Output::Rows(batches) => Output::Rows(Box::pin(Guarded {
+                schema: batches.schema(),
+                inner: batches,
+                running: Some(self),
+            })),
+            Output::CopyOut { batches, options } => Output::CopyOut {
+                batches: Box::pin(Guarded {
+                    schema: batches.schema(),
+                    inner: batches,
+                    running: Some(self),
+                }),
+                options,
+            },
+            Output::Warned { warning, output } => Output::Warned {
+                warning,
+                output: Box::new(self.guard(*output)),
+            },
+            other => other,
+        }
+    }
+}
+
+struct Guarded {
+    schema: SchemaRef,
+    inner: SendableRecordBatchStream,
+    /// `None` once stopped or done: the stream has ended.
+    running: Option<Running>,
+}
+
+impl Stream for Guarded {
+    type Item = std::result::Result<RecordBatch, DataFusionError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(running) = self.running.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(err) = running.stop.as_mut().poll(cx) {
+            self.running = None;
+            return Poll::Ready(Some(Err(DataFusionError::External(Box::new(err)))));
+        }
+        let next = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(None) = next {
+            self.running = None;
+        }
+        next
+    }
+}
+
+impl RecordBatchStream for Guarded {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+/// Answers CancelRequests: the backend with the request's pid, if the
+/// secret key matches (else nothing happens, as in Postgres).
+pub struct CancelByKey {
+    /// The backends.
+    pub activity: Arc<Activity>,
+}
+
+#[async_trait]
+impl CancelHandler for CancelByKey {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        if let Some(backend) = self.activity.get(request.pid)
+            && backend.secret_matches(&request.secret_key)
+        {
+            backend.cancel();
+        }
+    }
+}
+
+/// `statement_timeout` as a session sets it: a number of milliseconds, or
+/// a number with a unit (`ms`, `s`, `min`, `h`, `d`); 0 is none.
+pub fn parse_timeout(text: &str) -> Option<Duration> {
+    let text = text.trim().trim_matches('\'');
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let ms = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" => number,
+        "s" => number * 1e3,
+        "min" => number * 60e3,
+        "h" => number * 3600e3,
+        "d" => number * 86_400e3,
+        _ => return None,
+    };
+    (ms > 0.0).then(|| Duration::from_secs_f64(ms / 1e3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_as_postgres_writes_them() {
+        assert_eq!(parse_timeout("0"), None);
+        assert_eq!(parse_timeout("1500"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_timeout("3s"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_timeout("'250ms'"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_timeout("2min"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_timeout("soon"), None);
+    }
+}
