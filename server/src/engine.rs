@@ -108,6 +108,13 @@ impl Engine {
             tables,
             jobs,
         });
+        // A crash while a savepoint was copied or dropped leaves a folder
+        // without its `savepoint.json`: never listed, removed now.
+        if let Some(checkpoints) = registry.checkpoint_store(None)
+            && let Err(err) = checkpoints.remove_incomplete_savepoints().await
+        {
+            tracing::warn!(error = %err, "could not remove incomplete savepoints");
+        }
         statements::ddl::restore(&registry, catalog).await;
         Ok(Arc::new(Self {
             registry,

@@ -20,6 +20,8 @@ use weir_planner::catalog::{CatalogEntry, DesiredState};
 use weir_planner::parser::{JobAction, JobStatement};
 use weir_runtime::metrics::JobLabels;
 
+use weir_runtime::checkpoint::SavepointOrigin;
+
 use crate::error::{Result, ServerError};
 use crate::jobs::{Command, Job, JobStatus, settings, unknown_job};
 use crate::output::Output;
@@ -326,16 +328,22 @@ async fn alter(registry: &Registry, name: &str, action: JobAction) -> Result<Out
             if status != JobStatus::Suspended {
                 return Err(not_now(name, status, "only a suspended job can be resumed"));
             }
-            if savepoint.is_some() {
-                return Err(ServerError::FeatureNotSupported {
-                    message: "RESUME FROM SAVEPOINT is not supported yet".to_string(),
-                    hint: Some("it needs the runtime's savepoint store (issue 20); RESUME alone resumes from the job's latest state".to_string()),
-                });
-            }
+            // The job's folder starts at the savepoint first: the resumed
+            // run restores its latest checkpoint, which is then that one.
+            let reason = match &savepoint {
+                Some(sp) => {
+                    let info = super::savepoints::adopt(registry, sp, name).await?;
+                    format!(
+                        "resume from savepoint \"{sp}\" (epoch {}) asked for (ALTER JOB RESUME FROM SAVEPOINT)",
+                        info.epoch
+                    )
+                }
+                None => "resume asked for (ALTER JOB RESUME)".to_string(),
+            };
             set_desired(registry, &job, DesiredState::Running).await?;
             let (reply, outcome) = tokio::sync::oneshot::channel();
             if !job.command(Command::Restart {
-                reason: "resume asked for (ALTER JOB RESUME)".to_string(),
+                reason,
                 resume: true,
                 reply: Some(reply),
             }) {
@@ -364,16 +372,13 @@ async fn set_desired(registry: &Registry, job: &Job, desired: DesiredState) -> R
     Ok(())
 }
 
-/// Suspend view `name`'s running job: a checkpoint now (a barrier, as for
-/// FLUSH), then every task stopped; the view keeps its contents and a
-/// resume restores that checkpoint, so the output equals a run that never
-/// stopped.
-///
-/// Until the runtime's stop-with-savepoint is merged, the sources are
-/// stopped just after the barrier rather than at it: rows read between the
-/// barrier and the stop may show in the suspended view, and are read again
-/// (and replace it) on resume, from the checkpoint's positions. Sinks commit
-/// only what checkpoints cover, so they neither lose nor repeat a row.
+/// Suspend view `name`'s running job with a savepoint (Flink's
+/// stop-with-savepoint): every source stops at a checkpoint's barrier,
+/// without an end of input (no window closes), the checkpoint completes and
+/// its sinks commit, every task ends, and the checkpoint is copied into a
+/// savepoint of origin `suspend`. The view keeps its contents as of the
+/// barrier; a resume restores that checkpoint, so the output equals a run
+/// that never stopped.
 ///
 /// `checkpoint` false (on start, for a job whose desired state is
 /// suspended): no new checkpoint; the job is stopped at once after its
@@ -403,27 +408,32 @@ pub(crate) async fn suspend_now(
         return Ok(());
     }
     let outcome = async {
-        live.job.flush().await.map_err(|f| ServerError::job_failed(name, &f))?;
-        let epoch = live.job.progress().flushed;
-        // The barrier reached the view; its manifest is written just after.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            if registry.latest_checkpoint(name).await.is_some_and(|(e, _)| e >= epoch) {
-                break Ok(epoch);
-            }
-            if std::time::Instant::now() > deadline {
-                break Err(ServerError::Io { message: format!("the checkpoint of job \"{name}\" at epoch {epoch} was not written within 60s") });
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let manifest = live
+            .job
+            .stop_with_savepoint()
+            .await
+            .map_err(|f| ServerError::job_failed(name, &f))?;
+        let savepoint = super::savepoints::automatic_name(
+            name,
+            SavepointOrigin::Suspend.as_str(),
+            manifest.epoch,
+        );
+        super::savepoints::save(
+            registry,
+            &savepoint,
+            name,
+            &manifest,
+            SavepointOrigin::Suspend,
+        )
+        .await?;
+        Ok::<_, ServerError>((manifest.epoch, savepoint))
     }
     .await;
     match outcome {
-        Ok(epoch) => {
-            super::materialized_views::stop_and_wait(&live.job).await;
+        Ok((epoch, savepoint)) => {
             job.transition(
                 JobStatus::Suspended,
-                &format!("suspended at checkpoint {epoch}"),
+                &format!("suspended at checkpoint {epoch} (savepoint \"{savepoint}\")"),
             );
             Ok(())
         }
