@@ -330,6 +330,11 @@ impl RecordBatchStream for Guarded {
 pub struct CancelByKey {
     /// The backends.
     pub activity: Arc<Activity>,
+    /// pgwire's connections: cancelling there ends the request the
+    /// connection is serving (a `SUBSCRIBE` streamed over the extended
+    /// protocol, which psycopg cancels when a loop leaves `cursor.stream`
+    /// early, and then waits for its end).
+    pub manager: Arc<pgwire::api::ConnectionManager>,
 }
 
 #[async_trait]
@@ -340,6 +345,8 @@ impl CancelHandler for CancelByKey {
         {
             backend.cancel();
         }
+        // pgwire checks the key itself.
+        self.manager.cancel(request.pid, &request.secret_key).await;
     }
 }
 

@@ -68,7 +68,7 @@ impl WeirHandlers {
                 pids: Arc::new(RandomPidSecretKeyGenerator::default()),
                 activity: activity.clone(),
             }),
-            cancel: Arc::new(CancelByKey { activity }),
+            cancel: Arc::new(CancelByKey { activity, manager }),
         }
     }
 }
