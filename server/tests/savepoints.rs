@@ -77,7 +77,8 @@ async fn savepoints(client: &Client) -> Vec<(String, String, u64, String)> {
         .collect()
 }
 
-async fn status(client: &Client) -> String {
+/// A column of job `per_second`'s `SHOW JOBS` row (`NULL` for none).
+async fn job_column(client: &Client, column: &str) -> String {
     client
         .simple_query("SHOW JOBS")
         .await
@@ -85,11 +86,15 @@ async fn status(client: &Client) -> String {
         .iter()
         .find_map(|m| match m {
             SimpleQueryMessage::Row(r) if r.get("name") == Some("per_second") => {
-                r.get("status").map(str::to_string)
+                Some(r.get(column).unwrap_or("NULL").to_string())
             }
             _ => None,
         })
         .expect("per_second is a job")
+}
+
+async fn status(client: &Client) -> String {
+    job_column(client, "status").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,6 +115,10 @@ async fn suspend_resume_and_rewind_to_an_older_savepoint_lose_and_repeat_nothing
         .await
         .expect("a windowed view over an unbounded generator");
     wait_for_windows(&client, 2).await;
+    // The job's watermark is its sources' event time (the generator starts
+    // at 2024-01-01 00:00:00).
+    let watermark = job_column(&client, "watermark").await;
+    assert!(watermark.starts_with("2024-01-01 00:"), "{watermark}");
 
     // A savepoint by name, of the running job.
     client
