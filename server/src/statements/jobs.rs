@@ -152,27 +152,23 @@ async fn view_row(registry: &Registry, name: &str) -> JobRow {
         row.epoch = i64::try_from(epoch).ok();
         row.checkpoint_at_us = Some(micros(at_ms));
     }
-    // The job's event-time watermark: the minimum over its sources still
-    // reading (nanoseconds); none before every source sent one, none for a
-    // job without event time, and none once every source ended (the
-    // runtime's `i64::MAX`).
     if let Ok(live) = registry.view(name) {
-        row.watermark = live
-            .job
-            .progress()
+        let p = live.job.progress();
+        // The job's event-time watermark: the minimum over its sources
+        // still reading (nanoseconds); none before every source sent one,
+        // none for a job without event time, and none once every source
+        // ended (the runtime's `i64::MAX`).
+        row.watermark = p
             .watermark
             .filter(|ns| *ns != i64::MAX && *ns != i64::MIN)
             .map(|ns| ns.div_euclid(1000));
-    }
-    if let Ok(live) = registry.view(name)
-        && live.job.is_bounded()
-    {
-        let p = live.job.progress();
-        row.progress = Some(format!(
-            "{}/{} partitions ended",
-            p.sources_ended.min(live.partitions),
-            live.partitions
-        ));
+        if live.job.is_bounded() {
+            row.progress = Some(format!(
+                "{}/{} partitions ended",
+                p.sources_ended.min(live.partitions),
+                live.partitions
+            ));
+        }
     }
     row
 }

@@ -123,15 +123,7 @@ pub async fn create_materialized_view(
         return Err(ServerError::DuplicateTable { name: create.name });
     }
     // Bad settings are refused before anything is planned or written.
-    let spec = JobSpec {
-        desired_state: DesiredState::Running,
-        settings: settings::check_all(
-            create
-                .settings
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        )?,
-    };
+    let spec = new_job_spec(&create)?;
     let resolved = registry.jobs().resolve(&spec.settings);
     let planned = plan_view(registry, &create, parallelism(registry, &resolved)).await?;
     let query = create.query.to_string();
@@ -320,6 +312,20 @@ pub(crate) async fn stop_and_wait(job: &weir_runtime::job::JobHandle) {
     {
         tracing::warn!("a stopped job's tasks took more than 10s to end");
     }
+}
+
+/// The job spec a new view's statement asks for: running, with its
+/// `WITH (...)` settings checked (22023 naming a bad one).
+pub(super) fn new_job_spec(create: &CreateMaterializedView) -> Result<JobSpec> {
+    Ok(JobSpec {
+        desired_state: DesiredState::Running,
+        settings: settings::check_all(
+            create
+                .settings
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )?,
+    })
 }
 
 /// A view's definition from the catalog, as the statement that made it.

@@ -45,7 +45,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Int8Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use tracing::{info, warn};
-use weir_planner::catalog::{CatalogEntry, DesiredState, JobSpec, MaterializedViewDef};
+use weir_planner::catalog::{CatalogEntry, JobSpec, MaterializedViewDef};
 use weir_planner::statement::CreateMaterializedView;
 use weir_planner::stream_plan::upgrade::{
     Compatibility, Matching, OperatorState, UpgradeStrategy, match_operators,
@@ -57,10 +57,10 @@ use weir_runtime::operators::stateless;
 use weir_runtime::plan::{StatelessOp, StreamPlan};
 
 use super::materialized_views::{
-    Planned, definition, parallelism, plan_view, restarter, start_run, stop_and_wait,
+    Planned, definition, new_job_spec, parallelism, plan_view, restarter, start_run, stop_and_wait,
 };
 use crate::error::{Result, ServerError};
-use crate::jobs::{JobStatus, settings};
+use crate::jobs::JobStatus;
 use crate::output::Output;
 use crate::registry::{LiveView, Registry};
 
@@ -242,15 +242,7 @@ async fn plan_upgrade(registry: &Registry, mut create: CreateMaterializedView) -
             position: None,
         });
     };
-    let spec = JobSpec {
-        desired_state: DesiredState::Running,
-        settings: settings::check_all(
-            create
-                .settings
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        )?,
-    };
+    let spec = new_job_spec(&create)?;
     let resolved = registry.jobs().resolve(&spec.settings);
     let new = plan_view(registry, &create, parallelism(registry, &resolved)).await?;
     let old_resolved = registry.jobs().resolve(&def.job.settings);
