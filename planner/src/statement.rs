@@ -55,6 +55,9 @@ pub struct CreateStream {
     pub options: Vec<(String, String)>,
     /// The declared watermark.
     pub watermark: Option<WatermarkClause>,
+    /// The `PRIMARY KEY` columns (normalized): the key of an upsert
+    /// stream's messages.
+    pub primary_key: Vec<String>,
 }
 
 /// `CREATE MATERIALIZED VIEW name AS query [EMIT ON WINDOW CLOSE]`.
@@ -271,9 +274,11 @@ impl WeirStatement {
                 emit_on_window_close,
             } => match *statement {
                 Statement::CreateTable(create) if stream => {
-                    if create.query.is_some() || !create.constraints.is_empty() {
+                    let (primary_key, other_constraints) = crate::dml::table_constraints(&create)?;
+                    if create.query.is_some() || other_constraints {
                         return Err(PlanError::Unsupported {
-                            what: "constraints and AS SELECT on a stream".into(),
+                            what: "constraints other than PRIMARY KEY, and AS SELECT, on a stream"
+                                .into(),
                             hint: None,
                         });
                     }
@@ -293,6 +298,7 @@ impl WeirStatement {
                         columns: create.columns,
                         options,
                         watermark,
+                        primary_key,
                     }))
                 }
                 Statement::Drop {

@@ -892,3 +892,156 @@ async fn a_suspended_job_resumes_from_its_offsets() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Issue 21's upsert case: a topic of each key's latest value (a tombstone
+/// its delete) feeds an aggregate and a view of the rows as they stand,
+/// both equal to the answer over the final values; across a kill -9, the
+/// messages produced while Weir was down update and delete values read
+/// before it (so the reader's state of latest values was rebuilt), and a
+/// bad message is skipped without becoming any key's value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_messages_feed_views_that_follow_updates_and_deletes_across_kill_9() {
+    use std::collections::BTreeMap;
+    let broker = Broker::start();
+    broker.create_topic("accounts", 2);
+    let mut latest: BTreeMap<i64, (String, i64)> = BTreeMap::new();
+    type Change<'a> = (i64, Option<(&'a str, i64)>);
+    // Each change to `latest` in order (a later message for an id wins), and
+    // to the topic: keys as bare values or JSON objects, in partition id % 2.
+    let produce_changes = |latest: &mut BTreeMap<i64, (String, i64)>,
+                           changes: &[Change<'_>],
+                           bad: bool| {
+        for (id, value) in changes {
+            match value {
+                Some((r, b)) => latest.insert(*id, (r.to_string(), *b)),
+                None => latest.remove(id),
+            };
+        }
+        let messages: Vec<(i32, String, Option<String>)> = changes
+            .iter()
+            .map(|(id, value)| {
+                let key = if id % 3 == 0 {
+                    format!(r#"{{"id": {id}}}"#)
+                } else {
+                    id.to_string()
+                };
+                let value = value
+                    .map(|(r, b)| format!(r#"{{"id": {id}, "region": "{r}", "balance": {b}}}"#));
+                ((id % 2) as i32, key, value)
+            })
+            .collect();
+        let mut borrowed: Vec<(i32, Option<&str>, Option<&str>)> = messages
+            .iter()
+            .map(|(p, k, v)| (*p, Some(k.as_str()), v.as_deref()))
+            .collect();
+        if bad {
+            // A value that does not decode: skipped, id 1 keeps its value.
+            borrowed.push((1, Some("1"), Some("{not json")));
+        }
+        broker.produce("accounts", &borrowed);
+    };
+    let regions = ["eu", "us", "apac"];
+    let first: Vec<(i64, Option<(&str, i64)>)> = (0..60)
+        .map(|id| (id, Some((regions[(id % 3) as usize], 100 + id))))
+        .collect();
+    produce_changes(&mut latest, &first, false);
+    // Updates (some moving region), deletes, the same value again, and a
+    // delete of a key that never had a value.
+    let mut second: Vec<(i64, Option<(&str, i64)>)> = Vec::new();
+    for id in (0..60).step_by(4) {
+        second.push((id, Some((regions[((id + 1) % 3) as usize], 1000 + id))));
+    }
+    for id in (0..60).step_by(5) {
+        second.push((id, None));
+    }
+    for id in (1..60).step_by(7) {
+        if latest.contains_key(&id) {
+            let (region, balance) = latest[&id].clone();
+            let region = regions.iter().find(|r| **r == region).expect("a region");
+            second.push((id, Some((*region, balance))));
+        }
+    }
+    second.push((500, None));
+    produce_changes(&mut latest, &second, true);
+
+    let expected = |latest: &BTreeMap<i64, (String, i64)>| {
+        let mut rows: Vec<String> = latest
+            .iter()
+            .map(|(id, (r, b))| format!("{id}|{r}|{b}"))
+            .collect();
+        rows.sort();
+        let mut groups: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for (r, b) in latest.values() {
+            let g = groups.entry(r.as_str()).or_default();
+            g.0 += 1;
+            g.1 += b;
+        }
+        let mut aggregate: Vec<String> = groups
+            .iter()
+            .map(|(r, (n, t))| format!("{r}|{n}|{t}"))
+            .collect();
+        aggregate.sort();
+        (rows, aggregate)
+    };
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start(dir.path());
+    let client = connect(&server).await;
+    client
+        .batch_execute(&format!(
+            "CREATE STREAM accounts (id BIGINT, region TEXT, balance BIGINT, PRIMARY KEY (id))
+             WITH (connector = 'kafka', topic = 'accounts', brokers = '{}',
+                   format = 'upsert-json', on_error = 'skip');
+             CREATE MATERIALIZED VIEW by_region AS
+               SELECT region, count(*) AS n, sum(balance) AS total FROM accounts GROUP BY region;
+             CREATE MATERIALIZED VIEW standing AS SELECT id, region, balance FROM accounts;",
+            broker.addr
+        ))
+        .await
+        .expect("create the upsert stream and its views");
+    let (rows, aggregate) = expected(&latest);
+    wait_for_rows(&client, "SELECT * FROM standing", &rows).await;
+    wait_for_rows(&client, "SELECT * FROM by_region", &aggregate).await;
+    // A checkpoint past everything read so far, then a crash.
+    for job in ["by_region", "standing"] {
+        client
+            .batch_execute(&format!("CREATE SAVEPOINT {job}_sp FOR JOB {job}"))
+            .await
+            .expect("savepoint");
+    }
+    drop(client);
+    server.kill();
+
+    // While Weir is down: updates and deletes of values read before.
+    let mut third: Vec<(i64, Option<(&str, i64)>)> = Vec::new();
+    for id in (1..60).step_by(3) {
+        third.push((id, Some(("eu", 5000 + id))));
+    }
+    for id in (2..60).step_by(6) {
+        third.push((id, None));
+    }
+    third.push((77, Some(("us", 1))));
+    produce_changes(&mut latest, &third, false);
+
+    let server = WeirProcess::start(dir.path());
+    let client = connect(&server).await;
+    let (rows, aggregate) = expected(&latest);
+    wait_for_rows(&client, "SELECT * FROM standing", &rows).await;
+    wait_for_rows(&client, "SELECT * FROM by_region", &aggregate).await;
+
+    // Bad definitions are refused with what to do.
+    let err = client
+        .batch_execute(&format!(
+            "CREATE STREAM nokey (id BIGINT) WITH (connector = 'kafka', topic = 'accounts',
+               brokers = '{}', format = 'upsert-json')",
+            broker.addr
+        ))
+        .await
+        .expect_err("upsert-json without a key");
+    assert_eq!(err.code().map(|c| c.code()), Some("22023"), "{err:?}");
+    let err = client
+        .batch_execute("CREATE STREAM keyed (id BIGINT PRIMARY KEY) WITH (connector = 'datagen')")
+        .await
+        .expect_err("a key on a stream that cannot use it");
+    assert_eq!(err.code().map(|c| c.code()), Some("0A000"), "{err:?}");
+}

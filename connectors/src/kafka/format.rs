@@ -38,6 +38,13 @@ pub enum Format {
     Raw,
     /// Debezium change events (`before`, `after`, `op`): an updating input.
     DebeziumJson,
+    /// Each message the latest value of its key (the stream's `PRIMARY
+    /// KEY`), a tombstone its delete: an updating input once the reader
+    /// pairs each value with the one it replaces (see `upsert.rs`).
+    UpsertJson {
+        /// The key columns, in `PRIMARY KEY` order.
+        key: Vec<String>,
+    },
     /// One Avro datum per message, of a schema given inline (a source
     /// format only).
     Avro(Arc<Avro>),
@@ -48,6 +55,10 @@ impl Format {
     pub fn from_options(options: &mut ConnectorOptions) -> Result<Self> {
         let format = options.require(super::CONNECTOR, "format")?;
         let delimiter = options.take_char("delimiter")?;
+        // Set by the server from the stream's `PRIMARY KEY`.
+        let primary_key: Option<Vec<String>> = options
+            .take("primary_key")
+            .map(|k| k.split(',').map(|c| c.trim().to_string()).collect());
         let parsed = match format.to_ascii_lowercase().as_str() {
             "json" => Format::Json,
             "csv" => Format::Csv {
@@ -55,17 +66,34 @@ impl Format {
             },
             "raw" => Format::Raw,
             "debezium-json" => Format::DebeziumJson,
+            "upsert-json" => Format::UpsertJson {
+                key: primary_key.clone().ok_or_else(|| ConnectorError::InvalidOption {
+                    option: "format".into(),
+                    value: format.clone(),
+                    reason: "an upsert-json stream needs a PRIMARY KEY: the columns its messages' keys hold".into(),
+                })?,
+            },
             "avro" => Format::Avro(Arc::new(Avro::from_options(options)?)),
             _ => {
                 return Err(ConnectorError::InvalidOption {
                     option: "format".into(),
                     value: format,
-                    reason: "expected json, csv, raw, debezium-json or avro".into(),
+                    reason: "expected json, csv, raw, debezium-json, upsert-json or avro".into(),
                 });
             }
         };
         if !matches!(parsed, Format::Avro(_)) {
             Avro::refuse_options(options, parsed.name())?;
+        }
+        if let (Some(key), false) = (&primary_key, matches!(parsed, Format::UpsertJson { .. })) {
+            return Err(ConnectorError::InvalidOption {
+                option: "primary_key".into(),
+                value: key.join(", "),
+                reason: format!(
+                    "a PRIMARY KEY on a kafka stream needs format 'upsert-json', not '{}'",
+                    parsed.name()
+                ),
+            });
         }
         if delimiter.is_some() && !matches!(parsed, Format::Csv { .. }) {
             return Err(ConnectorError::InvalidOption {
@@ -84,13 +112,14 @@ impl Format {
             Format::Csv { .. } => "csv",
             Format::Raw => "raw",
             Format::DebeziumJson => "debezium-json",
+            Format::UpsertJson { .. } => "upsert-json",
             Format::Avro(_) => "avro",
         }
     }
 
     /// Does it carry changes (an updating input or output)?
     pub fn changelog(&self) -> bool {
-        matches!(self, Format::DebeziumJson)
+        matches!(self, Format::DebeziumJson | Format::UpsertJson { .. })
     }
 }
 
@@ -129,12 +158,45 @@ pub struct Record<'a> {
     pub payload: Option<&'a [u8]>,
     /// The key.
     pub key: Option<&'a [u8]>,
+    /// For `upsert-json`: the value this message replaces, retracted before
+    /// it (set by the reader, which knows each key's latest value).
+    pub retract: Option<&'a [u8]>,
     /// Where it is.
     pub partition: i32,
     /// Its offset.
     pub offset: i64,
     /// The message's timestamp, in milliseconds since the epoch.
     pub timestamp_ms: Option<i64>,
+}
+
+/// An upsert stream's key columns are payload columns, and it has no
+/// per-message metadata but `_key`: a row's retraction is built from an
+/// older message, whose partition, offset and time differ.
+fn check_upsert(
+    key: &[String],
+    payload: &[datafusion::arrow::datatypes::FieldRef],
+    columns: &[Column],
+) -> Result<()> {
+    for column in key {
+        if !payload.iter().any(|f| f.name() == column) {
+            return Err(ConnectorError::InvalidOption {
+                option: "primary_key".into(),
+                value: column.clone(),
+                reason: "a PRIMARY KEY column of an upsert-json stream must be a column of its messages' values".into(),
+            });
+        }
+    }
+    if columns
+        .iter()
+        .any(|c| matches!(c, Column::Meta(m) if *m != Meta::Key))
+    {
+        return Err(ConnectorError::InvalidOption {
+            option: "format".into(),
+            value: "upsert-json".into(),
+            reason: "an upsert-json stream can have _key but not _partition, _offset or _kafka_timestamp: a row's retraction comes from an older message".into(),
+        });
+    }
+    Ok(())
 }
 
 /// A message that could not be decoded.
@@ -193,6 +255,9 @@ impl Decoder {
                 reason: "a raw stream has one TEXT or BYTEA column for the message (besides metadata columns)"
                     .into(),
             });
+        }
+        if let Format::UpsertJson { key } = &format {
+            check_upsert(key, &payload, &columns)?;
         }
         let payload = Arc::new(Schema::new(payload));
         if let Format::Avro(avro) = &format {
@@ -326,6 +391,19 @@ impl Decoder {
                 lines.rows.push((index, 1));
                 Ok(())
             }
+            Format::UpsertJson { .. } => {
+                // The reader decided what this message changes: the value it
+                // replaces goes out, its own comes in (a tombstone: only the
+                // former; a value equal to the one it replaces: neither).
+                for (row, op) in [(record.retract, -1), (record.payload, 1)] {
+                    if let Some(row) = row {
+                        lines.buf.extend_from_slice(row);
+                        lines.buf.push(b'\n');
+                        lines.rows.push((index, op));
+                    }
+                }
+                Ok(())
+            }
             Format::DebeziumJson => {
                 // A tombstone follows a delete for log compaction: no change.
                 let Some(payload) = record.payload else {
@@ -382,7 +460,7 @@ impl Decoder {
                     .collect();
                 Some(avro.decode(datums.into_iter(), &self.payload)?)
             }
-            Format::Json | Format::DebeziumJson => {
+            Format::Json | Format::DebeziumJson | Format::UpsertJson { .. } => {
                 let mut decoder = datafusion::arrow::json::ReaderBuilder::new(self.payload.clone())
                     .with_batch_size(n + 1)
                     .build_decoder()
@@ -516,7 +594,10 @@ pub type Message = (Option<Vec<u8>>, Vec<u8>);
 impl Encoder {
     /// An encoder of the view's `schema` rows; `key` names key columns.
     pub fn new(format: Format, schema: SchemaRef, key: &[String], changelog: bool) -> Result<Self> {
-        if matches!(format, Format::Raw | Format::Avro(_)) {
+        if matches!(
+            format,
+            Format::Raw | Format::Avro(_) | Format::UpsertJson { .. }
+        ) {
             return Err(ConnectorError::InvalidOption {
                 option: "format".into(),
                 value: format.name().into(),
@@ -589,7 +670,7 @@ impl Encoder {
                     _ => json_lines(&rows)?,
                 }
             }
-            Format::Raw | Format::Avro(_) => Vec::new(),
+            Format::Raw | Format::Avro(_) | Format::UpsertJson { .. } => Vec::new(),
         };
         let keys: Vec<Option<Vec<u8>>> = if self.key.is_empty() {
             vec![None; rows.num_rows()]
@@ -663,6 +744,7 @@ mod tests {
 
     fn record(payload: &[u8], offset: i64) -> Record<'_> {
         Record {
+            retract: None,
             payload: Some(payload),
             key: None,
             partition: 2,

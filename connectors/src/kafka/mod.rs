@@ -27,6 +27,7 @@ pub mod avro;
 pub mod format;
 pub mod sink;
 pub mod source;
+mod upsert;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -121,7 +122,16 @@ impl Connector for KafkaConnector {
         const OPTIONS: &[OptionSpec] = &[
             OptionSpec::new("topic", "the topic read or written").required(),
             OptionSpec::new("brokers", "bootstrap servers, host:port[,host:port...]").required(),
-            OptionSpec::new("format", "json, csv, raw, debezium-json or avro (streams)").required(),
+            OptionSpec::new(
+                "format",
+                "json, csv, raw, debezium-json, upsert-json or avro (streams)",
+            )
+            .required(),
+            OptionSpec::new(
+                "primary_key",
+                "upsert-json: the key columns (set from the stream's PRIMARY KEY)",
+            )
+            .only(STREAM),
             OptionSpec::new("delimiter", "csv: the field separator (default ',')"),
             OptionSpec::new("avro_schema", "avro: the writer's schema, as JSON").only(STREAM),
             OptionSpec::new(

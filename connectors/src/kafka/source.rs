@@ -39,6 +39,7 @@ use weir_runtime::metrics::PartitionLabels;
 use weir_runtime::source::{Source, SourcePosition, SourceReader};
 
 use super::format::{BadRecord, Decoder, Format, Record};
+use super::upsert::Upserts;
 use super::{BROKER_TIMEOUT, CONNECTOR, KafkaOptions, kafka_error};
 use crate::error::{ConnectorError, Result};
 use crate::options::ConnectorOptions;
@@ -137,6 +138,13 @@ impl KafkaStream {
                 option: "start_timestamp".into(),
                 value: value.clone(),
                 reason: "only used with scan_startup = 'timestamp'".into(),
+            });
+        }
+        if matches!(format, Format::UpsertJson { .. }) && startup != Startup::Earliest {
+            return Err(ConnectorError::InvalidOption {
+                option: "scan_startup".into(),
+                value: options_startup_name(startup).into(),
+                reason: "an upsert-json stream reads its topic from the earliest offset: a key's latest value may be anywhere in it".into(),
             });
         }
         let dead_letter = options.take("dead_letter_topic");
@@ -273,6 +281,14 @@ impl KafkaStream {
 
 /// `start_timestamp`: milliseconds since the epoch, or a timestamp text
 /// (`2026-01-01 00:00:00`, UTC).
+fn options_startup_name(startup: Startup) -> &'static str {
+    match startup {
+        Startup::Earliest => "earliest",
+        Startup::Latest => "latest",
+        Startup::Timestamp(_) => "timestamp",
+    }
+}
+
 fn parse_timestamp_ms(value: &str) -> Result<i64> {
     if let Ok(ms) = value.trim().parse::<i64>() {
         return Ok(ms);
@@ -382,6 +398,24 @@ impl Source for KafkaSource {
             Some(p) => p.0 as i64,
             None => self.start_offset(partition)?,
         };
+        let upserts = match &self.settings.format {
+            Format::UpsertJson { key } => Some(Upserts::new(key.clone())),
+            _ => None,
+        };
+        // An upsert reader that resumes first reads again what it had read,
+        // for each key's latest value (see `upsert.rs`).
+        let read_from = match (&upserts, from) {
+            (Some(_), Some(_)) => {
+                let (low, _) = self
+                    .metadata
+                    .fetch_watermarks(self.topic(), partition, BROKER_TIMEOUT)
+                    .map_err(|e| {
+                        DataFusionError::from(kafka_error("reading the offsets of the topic", e))
+                    })?;
+                low.min(next)
+            }
+            _ => next,
+        };
         let mut config = self.settings.consumer_config();
         if self.settings.lag.is_some() {
             config.set("statistics.interval.ms", STATISTICS_EVERY_MS);
@@ -396,7 +430,7 @@ impl Source for KafkaSource {
             .map_err(|e| DataFusionError::from(kafka_error("creating a consumer", e)))?;
         let mut assignment = TopicPartitionList::new();
         assignment
-            .add_partition_offset(self.topic(), partition, Offset::Offset(next))
+            .add_partition_offset(self.topic(), partition, Offset::Offset(read_from))
             .and_then(|()| consumer.assign(&assignment))
             .map_err(|e| DataFusionError::from(kafka_error("assigning a partition", e)))?;
         Ok(Box::new(KafkaReader {
@@ -404,6 +438,8 @@ impl Source for KafkaSource {
             partition,
             consumer,
             next,
+            replay_until: next,
+            upserts,
             decoder: self.decoder.clone(),
             on_error: self.settings.on_error.clone(),
             dead_letter: self.dead_letter.clone(),
@@ -469,6 +505,11 @@ struct KafkaReader {
     consumer: BaseConsumer<PartitionContext>,
     /// The next offset to read: the position.
     next: i64,
+    /// Messages before this offset were read before the reader resumed:
+    /// an upsert reader reads them again for its state, emitting nothing.
+    replay_until: i64,
+    /// For `upsert-json`: each key's latest value.
+    upserts: Option<Upserts>,
     decoder: Arc<Decoder>,
     on_error: OnError,
     dead_letter: Option<Arc<ThreadedProducer<DefaultProducerContext>>>,
@@ -528,18 +569,31 @@ impl KafkaReader {
             .map(|m| Record {
                 payload: m.payload(),
                 key: m.key(),
+                retract: None,
                 partition: m.partition(),
                 offset: m.offset(),
                 timestamp_ms: m.timestamp().to_millis(),
             })
             .collect();
-        let (batch, bad) = self.decoder.decode(&records)?;
+        let replayed = records
+            .iter()
+            .take_while(|r| r.offset < self.replay_until)
+            .count();
+        let (again, records) = records.split_at(replayed);
+        if !again.is_empty() {
+            // Read before (and its bad messages handled then): state only.
+            decode(&self.decoder, &mut self.upserts, again)?;
+            if records.is_empty() {
+                return Ok(None);
+            }
+        }
+        let (batch, bad) = decode(&self.decoder, &mut self.upserts, records)?;
         if !bad.is_empty() {
             handle_bad(
                 &self.topic,
                 &self.on_error,
                 self.dead_letter.as_deref(),
-                &records,
+                records,
                 &bad,
             )?;
             self.bad_rows.inc_by(bad.len() as u64);
@@ -547,6 +601,35 @@ impl KafkaReader {
         self.next = next;
         Ok(batch.filter(|b| b.num_rows() > 0))
     }
+}
+
+/// Decode `records`: the good ones as one batch, and the bad ones. An
+/// upsert reader pairs each message with the value it replaces first,
+/// and keeps only good values as keys' latest.
+fn decode(
+    decoder: &Decoder,
+    upserts: &mut Option<Upserts>,
+    records: &[Record<'_>],
+) -> datafusion::common::Result<(Option<RecordBatch>, Vec<BadRecord>)> {
+    let Some(upserts) = upserts else {
+        return decoder.decode(records);
+    };
+    let applied = upserts.apply(records, &[]);
+    let (batch, bad) = decoder.decode(&applied.records(records))?;
+    if bad.is_empty() {
+        return Ok((batch, applied.bad));
+    }
+    // Some values do not decode: apply the batch again without them.
+    let mut skip = vec![false; records.len()];
+    for b in &bad {
+        skip[b.index] = true;
+    }
+    upserts.undo(applied);
+    let applied = upserts.apply(records, &skip);
+    let (batch, more) = decoder.decode(&applied.records(records))?;
+    let mut all: Vec<BadRecord> = bad.into_iter().chain(applied.bad).chain(more).collect();
+    all.sort_by_key(|b| b.index);
+    Ok((batch, all))
 }
 
 fn handle_bad(

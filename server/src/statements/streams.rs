@@ -36,6 +36,14 @@ pub async fn create_stream(registry: &Registry, create: CreateStream) -> Result<
         }
         return Err(ServerError::DuplicateTable { name: create.name });
     }
+    if !create.primary_key.is_empty() && !takes_primary_key(&create.options) {
+        return Err(ServerError::FeatureNotSupported {
+            message: "a PRIMARY KEY on a stream needs a keyed change format".into(),
+            hint: Some(
+                "a kafka stream with format = 'upsert-json' takes one: its messages' keys".into(),
+            ),
+        });
+    }
     if create.options.is_empty() {
         // No connector: a stream Weir owns, written with INSERT and COPY.
         return super::dml::create_owned(
@@ -55,7 +63,13 @@ pub async fn create_stream(registry: &Registry, create: CreateStream) -> Result<
     } else {
         Some(declared_schema(registry, &create.columns).await?)
     };
-    let options = ConnectorOptions::new(create.options.clone());
+    let mut options = create.options.clone();
+    if !create.primary_key.is_empty() {
+        // The connector reads the key as an option, so it is stored (and
+        // the stream rebuilt on start) with the others.
+        options.push(("primary_key".into(), create.primary_key.join(",")));
+    }
+    let options = ConnectorOptions::new(options);
     let stored = options.as_map().clone();
     let (live, def) = open_stream(
         registry,
@@ -74,6 +88,15 @@ pub async fn create_stream(registry: &Registry, create: CreateStream) -> Result<
     register_stream(registry, &create.name, live)?;
     info!(stream = %create.name, "stream created");
     Ok(Output::command("CREATE STREAM"))
+}
+
+/// Does the stream's connector take a key (only Kafka's, for upsert-json)?
+fn takes_primary_key(options: &[(String, String)]) -> bool {
+    options
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("connector"))
+        .and_then(|(_, name)| connectors::find(name).ok())
+        .is_some_and(|c| c.options().iter().any(|o| o.name == "primary_key"))
 }
 
 async fn open_stream(
