@@ -406,6 +406,20 @@ fn sink_rows(broker: &Broker, topic: &str) -> Vec<String> {
     rows
 }
 
+/// Wait until `topic` (read `read_committed`) holds as many rows as
+/// `expected`, then compare: each result row exactly once.
+async fn wait_for_sink(broker: &Broker, topic: &str, expected: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = sink_rows(broker, topic);
+        if out.len() >= expected.len() || Instant::now() > deadline {
+            assert_eq!(out, expected, "each result row exactly once in the topic");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_sink_across_kill_9() {
     let broker = Broker::start();
@@ -457,15 +471,7 @@ async fn exactly_once_sink_across_kill_9() {
     wait_for_rows(&client, "SELECT * FROM hot", &expected).await;
     // The view is complete; its last rows reach the topic when the next
     // checkpoint commits them.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = sink_rows(&broker, "hot");
-        if out.len() >= expected.len() || Instant::now() > deadline {
-            assert_eq!(out, expected, "each result row exactly once in the topic");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_sink(&broker, "hot", &expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -556,15 +562,7 @@ async fn exactly_once_sink_sends_again_a_transaction_in_doubt() {
     batch_table(&client, "bids_batch", &rows).await;
     let expected = sorted_rows(&client, &WINDOWED.replace("{input}", "bids_batch")).await;
     wait_for_rows(&client, "SELECT * FROM hot", &expected).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = sink_rows(&broker, "hot");
-        if out.len() >= expected.len() || Instant::now() > deadline {
-            assert_eq!(out, expected, "each result row exactly once in the topic");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_sink(&broker, "hot", &expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -882,15 +880,7 @@ async fn a_suspended_job_resumes_from_its_offsets() {
     batch_table(&client, "bids_batch", &rows).await;
     let expected = sorted_rows(&client, &WINDOWED.replace("{input}", "bids_batch")).await;
     wait_for_rows(&client, "SELECT * FROM hot", &expected).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = sink_rows(&broker, "hot");
-        if out.len() >= expected.len() || Instant::now() > deadline {
-            assert_eq!(out, expected, "each result row exactly once in the topic");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_sink(&broker, "hot", &expected).await;
 }
 
 /// Issue 21's upsert case: a topic of each key's latest value (a tombstone
