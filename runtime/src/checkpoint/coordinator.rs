@@ -160,6 +160,9 @@ pub struct Coordinator {
     pub plan: super::ManifestPlan,
     /// Source partitions.
     pub partitions: usize,
+    /// Each source partition's source and its number there (as
+    /// `StreamPlan::partitions`), told of every completed checkpoint.
+    pub sources: Vec<(Arc<dyn crate::source::Source>, usize)>,
     /// Aggregate workers.
     pub workers: usize,
     /// The checkpoint restored from, if any.
@@ -647,6 +650,9 @@ impl Coordinator {
         store.write_manifest(&manifest).await?;
         crate::failpoint::hit("checkpoint-after-manifest");
         self.sink.commit(&pending)?;
+        for (state, (source, partition)) in manifest.sources.iter().zip(&self.sources) {
+            source.checkpointed(*partition, crate::source::SourcePosition(state.position));
+        }
         let elapsed = started.elapsed();
         let labels = &self.labels;
         self.metrics.completed.get_or_create(labels).inc();
