@@ -39,7 +39,7 @@ use weir_planner::catalog::{DesiredState, JobSpec};
 pub use events::JobEvent;
 pub use settings::JobSettings;
 pub use status::JobStatus;
-pub use supervisor::{Command, Restart};
+pub use supervisor::{Command, Restart, RestoreFrom};
 
 use crate::error::{Result, ServerError};
 use crate::metrics::JobMetrics;
@@ -134,6 +134,12 @@ impl Job {
     /// Its events, oldest first.
     pub fn events(&self) -> Result<Vec<JobEvent>> {
         self.events.lock().events()
+    }
+
+    /// When it was created: its first event (the log of a new job starts
+    /// empty); `None` if the log cannot be read.
+    pub fn created_at_ms(&self) -> Option<u64> {
+        self.events().ok()?.first().map(|e| e.at_ms)
     }
 
     /// Move to `to` for `reason`: logged, counted in the status gauge. A

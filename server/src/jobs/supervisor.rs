@@ -28,13 +28,25 @@ use crate::error::{Result, ServerError};
 /// from zero again.
 pub const RESET_AFTER: Duration = Duration::from_secs(60);
 
-/// A new run of a job, started by the statement layer: its progress, and
-/// what it restored (`"checkpoint 7"`), if anything.
+/// A new run of a job, started by the statement layer from what
+/// [`RestoreFrom`] says: its progress, and what it restored (`"checkpoint
+/// 7"`), if anything.
 pub type Restart = Arc<
-    dyn Fn() -> BoxFuture<'static, Result<(watch::Receiver<Progress>, Option<String>)>>
+    dyn Fn(RestoreFrom) -> BoxFuture<'static, Result<(watch::Receiver<Progress>, Option<String>)>>
         + Send
         + Sync,
 >;
+
+/// Where a new run of a job starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreFrom {
+    /// Its latest checkpoint: after a failure, a new parallelism, or a
+    /// savepoint chosen by name (already made the job's latest).
+    LatestState,
+    /// What its `restore_strategy` says: `ALTER JOB RESUME`, `ALTER JOB
+    /// RESTART` (and the server's start, which does not come through here).
+    Strategy,
+}
 
 /// What a supervisor is asked to do.
 pub enum Command {
@@ -45,6 +57,8 @@ pub enum Command {
         reason: String,
         /// A suspended job resumed: straight to `running`, not a restart.
         resume: bool,
+        /// Where the new run starts.
+        from: RestoreFrom,
         /// Told once the new run started, or why it did not.
         reply: Option<oneshot::Sender<Result<()>>>,
     },
@@ -97,6 +111,7 @@ enum Next {
         reason: String,
         attempt: bool,
         resume: bool,
+        from: RestoreFrom,
         reply: Option<oneshot::Sender<Result<()>>>,
     },
 }
@@ -130,7 +145,7 @@ pub async fn supervise(
                     },
                     command = commands.recv() => match command {
                         None | Some(Command::Stop) => return,
-                        Some(Command::Restart { reason, resume, reply }) => Next::Start { delay: Duration::ZERO, reason, attempt: false, resume, reply },
+                        Some(Command::Restart { reason, resume, from, reply }) => Next::Start { delay: Duration::ZERO, reason, attempt: false, resume, from, reply },
                     },
                 }
             }
@@ -139,12 +154,14 @@ pub async fn supervise(
                 Some(Command::Restart {
                     reason,
                     resume,
+                    from,
                     reply,
                 }) => Next::Start {
                     delay: Duration::ZERO,
                     reason,
                     attempt: false,
                     resume,
+                    from,
                     reply,
                 },
             },
@@ -153,6 +170,7 @@ pub async fn supervise(
                 reason,
                 attempt,
                 resume,
+                from,
                 reply,
             } => {
                 if !resume {
@@ -169,7 +187,7 @@ pub async fn supervise(
                         Some(Command::Restart { .. }) => {}
                     },
                 }
-                match restart().await {
+                match restart(from).await {
                     Ok((new_progress, restored)) => {
                         progress = new_progress;
                         run_started = Instant::now();
@@ -217,6 +235,7 @@ fn failed(job: &Job, attempts: &mut u32, reason: String) -> Next {
             ),
             attempt: true,
             resume: false,
+            from: RestoreFrom::LatestState,
             reply: None,
         },
         None => {

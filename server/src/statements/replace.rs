@@ -57,7 +57,8 @@ use weir_runtime::operators::stateless;
 use weir_runtime::plan::{StatelessOp, StreamPlan};
 
 use super::materialized_views::{
-    Planned, definition, new_job_spec, parallelism, plan_view, restarter, start_run, stop_and_wait,
+    Planned, RunStart, definition, new_job_spec, parallelism, plan_view, restarter, start_run,
+    stop_and_wait,
 };
 use crate::error::{Result, ServerError};
 use crate::jobs::JobStatus;
@@ -513,7 +514,10 @@ async fn resume_old(registry: &Registry, upgrade: &Upgrade) -> Result<()> {
         name,
         &upgrade.def.query,
         planned,
-        true,
+        RunStart {
+            restore: true,
+            sinks: true,
+        },
         old_settings.checkpoint_interval,
     )
     .await?;
