@@ -39,7 +39,7 @@ use weir_planner::catalog::{DesiredState, JobSpec};
 pub use events::JobEvent;
 pub use settings::JobSettings;
 pub use status::JobStatus;
-pub use supervisor::{Command, Restart, RestoreFrom};
+pub use supervisor::{Command, Restart, RestoreFrom, WatermarkOf};
 
 use crate::error::{Result, ServerError};
 use crate::metrics::JobMetrics;
@@ -279,18 +279,25 @@ impl JobManager {
     }
 
     /// Run `job`'s supervisor over its first run (whose progress is
-    /// `progress`), restarting it with `restart`.
+    /// `progress`), restarting it with `restart`; `watermark` reads the
+    /// current run's watermark for the lag gauge.
     pub fn supervise(
         &self,
         job: &Arc<Job>,
         progress: tokio::sync::watch::Receiver<weir_runtime::job::Progress>,
-        restart: Restart,
+        (restart, watermark): (Restart, WatermarkOf),
     ) {
         let (tx, rx) = mpsc::unbounded_channel();
         if let Some(old) = job.commands.lock().replace(tx) {
             let _ = old.send(Command::Stop);
         }
-        tokio::spawn(supervisor::supervise(job.clone(), progress, restart, rx));
+        tokio::spawn(supervisor::supervise(
+            job.clone(),
+            progress,
+            restart,
+            watermark,
+            rx,
+        ));
     }
 
     /// Job `name`, if there is one.

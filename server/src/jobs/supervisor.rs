@@ -37,6 +37,10 @@ pub type Restart = Arc<
         + Sync,
 >;
 
+/// The job's event-time watermark now (nanoseconds; the runtime's
+/// `JobHandle::progress().watermark`), for the lag gauge.
+pub type WatermarkOf = Arc<dyn Fn() -> Option<i64> + Send + Sync>;
+
 /// Where a new run of a job starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestoreFrom {
@@ -121,15 +125,27 @@ pub async fn supervise(
     job: Arc<Job>,
     mut progress: watch::Receiver<Progress>,
     restart: Restart,
+    watermark: WatermarkOf,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let mut attempts: u32 = 0;
     let mut run_started = Instant::now();
     let mut next = Next::Watch;
+    // How often the watermark lag gauge is brought up to date.
+    let mut lag = tokio::time::interval(Duration::from_secs(1));
+    lag.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if !matches!(next, Next::Watch) {
+            // Not running: no lag to show.
+            job.metrics.set_watermark(&job.name, None);
+        }
         next = match next {
             Next::Watch => {
                 tokio::select! {
+                    _ = lag.tick() => {
+                        job.metrics.set_watermark(&job.name, watermark());
+                        Next::Watch
+                    }
                     end = ended(&job, &mut progress) => match end {
                         Ended::Finished => {
                             job.transition(JobStatus::Finished, "every input ended and its output is complete");

@@ -25,7 +25,7 @@ use weir_runtime::materialized::{MaterializedView, ViewSink, ViewTable};
 use weir_runtime::plan::EventTime;
 
 use crate::error::{Result, ServerError};
-use crate::jobs::{JobSettings, JobStatus, Restart, RestoreFrom, settings};
+use crate::jobs::{JobSettings, JobStatus, Restart, RestoreFrom, WatermarkOf, settings};
 use crate::output::Output;
 use crate::registry::{LiveView, Registry};
 
@@ -291,18 +291,27 @@ pub(super) async fn start_run(
     })
 }
 
-/// How the supervisor of view `name`'s job starts a new run.
-pub(super) fn restarter(registry: &Registry, name: &str) -> Result<Restart> {
+/// How the supervisor of view `name`'s job starts a new run, and reads the
+/// current run's watermark.
+pub(super) fn restarter(registry: &Registry, name: &str) -> Result<(Restart, WatermarkOf)> {
     let registry = Arc::downgrade(&registry.shared()?);
+    let watermark: WatermarkOf = {
+        let (registry, name) = (registry.clone(), name.to_string());
+        Arc::new(move || {
+            let live = registry.upgrade()?.view(&name).ok()?;
+            live.job.progress().watermark
+        })
+    };
     let name = name.to_string();
-    Ok(Arc::new(move |from| {
+    let restart: Restart = Arc::new(move |from| {
         let registry = registry.clone();
         let name = name.clone();
         Box::pin(async move {
             let registry = registry.upgrade().ok_or(ServerError::ShuttingDown)?;
             restart_view(&registry, &name, from).await
         })
-    }))
+    });
+    Ok((restart, watermark))
 }
 
 /// Stop the current run of view `name` and start a new one from its
