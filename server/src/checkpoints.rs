@@ -227,8 +227,9 @@ pub struct StrategyStart {
 /// a run that restores its latest checkpoint starts (`ALTER JOB RESUME`,
 /// `RESTART`, the server's start):
 /// - `latest_state`: the newer (by time) of its latest checkpoint and its
-///   newest savepoint; a savepoint is newer only when checkpoints after it
-///   are gone (retention, a rewind to an older one).
+///   newest savepoint of another epoch (a savepoint copies a checkpoint, so
+///   one of the same epoch is the same state); a savepoint is newer only
+///   when the checkpoints after it are gone.
 /// - `latest_savepoint`: its newest savepoint that the job's plan can
 ///   restore; without one, the sources' beginning.
 /// - `none`: the sources' beginning with empty state.
@@ -277,12 +278,19 @@ pub async fn apply_restore_strategy(
             .latest()
             .await
             .map_err(|e| io("the checkpoints", e))?
-            .map(|m| m.written_at_ms),
+            .map(|m| (m.written_at_ms, m.epoch)),
         _ => None,
     };
     for savepoint in savepoints {
-        if newer_than.is_some_and(|at| savepoint.created_at_ms <= at) {
-            break;
+        if let Some((at, epoch)) = newer_than {
+            if savepoint.created_at_ms <= at {
+                break;
+            }
+            // A copy of the latest checkpoint itself (a suspend's, a
+            // user's taken at it): the same state, nothing to adopt.
+            if savepoint.epoch == epoch {
+                continue;
+            }
         }
         match crate::statements::savepoints::adopt(registry, &savepoint.name, name).await {
             Ok(info) => {

@@ -253,24 +253,7 @@ pub(super) async fn start_run(
     // Where the job's rows go: the view, and the sinks that write it out.
     let output = ViewSink::new(view.clone());
     if start.sinks {
-        // Sinks of this view, from the catalog: attached before the job
-        // runs, so the restore hands them their part of the checkpoint.
-        let sinks: Vec<SinkDef> = registry
-            .entries_of(ObjectKind::Sink)
-            .into_iter()
-            .filter_map(|e| match e {
-                CatalogEntry::Sink(def) if def.from == name => Some(def),
-                _ => None,
-            })
-            .collect();
-        for def in sinks {
-            match super::sink::open(&def, &view) {
-                Ok(sink) => output
-                    .attach(&def.name, sink, false)
-                    .map_err(|e| ServerError::from_datafusion(e, None))?,
-                Err(err) => super::ddl::warn_restore(&def.name, &err),
-            }
-        }
+        attach_sinks(registry, name, &view, &output)?;
     }
     let partitions = planned.plan.partitions().len();
     let (handle, restored) = registry
@@ -289,6 +272,34 @@ pub(super) async fn start_run(
         table,
         restored,
     })
+}
+
+/// Attach view `name`'s sinks from the catalog to a new run's `output`,
+/// before its job starts, so that its restore hands them their part of the
+/// checkpoint.
+pub(super) fn attach_sinks(
+    registry: &Registry,
+    name: &str,
+    view: &MaterializedView,
+    output: &ViewSink,
+) -> Result<()> {
+    let sinks: Vec<SinkDef> = registry
+        .entries_of(ObjectKind::Sink)
+        .into_iter()
+        .filter_map(|e| match e {
+            CatalogEntry::Sink(def) if def.from == name => Some(def),
+            _ => None,
+        })
+        .collect();
+    for def in sinks {
+        match super::sink::open(&def, view) {
+            Ok(sink) => output
+                .attach(&def.name, sink, false)
+                .map_err(|e| ServerError::from_datafusion(e, None))?,
+            Err(err) => super::ddl::warn_restore(&def.name, &err),
+        }
+    }
+    Ok(())
 }
 
 /// How the supervisor of view `name`'s job starts a new run, and reads the

@@ -430,6 +430,10 @@ async fn start_new(
         }
     };
     let output = ViewSink::new(view.clone());
+    // The view's sinks go on writing its changes from the switch point on
+    // (from their part of it); without them here they would miss every
+    // change until the next restart.
+    super::materialized_views::attach_sinks(registry, name, &view, &output)?;
     let checkpointing = Checkpointing {
         store: checkpoints.as_ref().map(|c| c.job(name)),
         restored,
