@@ -40,6 +40,17 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn resumable(&self, _partition: usize, _position: SourcePosition) -> bool {
         true
     }
+    /// A checkpoint that records `position` for `partition` is complete
+    /// (its manifest written, its sinks committed): the job restores from
+    /// it or a later one, so a source that keeps history for resuming
+    /// readers (a table's change log) must keep it from there on, and may
+    /// forget what is before.
+    ///
+    /// # Correctness
+    /// Called in epoch order, after the manifest is durable; a source that
+    /// forgot history a later checkpoint's restore needs would make that
+    /// restore start afresh and write its sinks' rows again.
+    fn checkpointed(&self, _partition: usize, _position: SourcePosition) {}
     /// After how long without rows a partition stops holding back the
     /// stream's watermark (`None`: never; a partition that has nothing to
     /// read then stalls window closing, as it must when it is only slow).

@@ -211,3 +211,114 @@ pub async fn drop_job(checkpoints: Option<&CheckpointStore>, name: &str) {
         warn!(job = name, %err, "could not remove the checkpoints of a dropped job");
     }
 }
+
+/// Where a run of a job starts, per its `restore_strategy`, once
+/// [`apply_restore_strategy`] has made its checkpoint folder say so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrategyStart {
+    /// Restore the job's latest checkpoint (`false`: the sources'
+    /// beginning, empty state; its checkpoints are removed at the start).
+    pub restore: bool,
+    /// The savepoint made its latest checkpoint, for the event log.
+    pub savepoint: Option<weir_runtime::checkpoint::SavepointInfo>,
+}
+
+/// Make job `name`'s checkpoint folder start where `strategy` says, before
+/// a run that restores its latest checkpoint starts (`ALTER JOB RESUME`,
+/// `RESTART`, the server's start):
+/// - `latest_state`: the newer (by time) of its latest checkpoint and its
+///   newest savepoint of another epoch (a savepoint copies a checkpoint, so
+///   one of the same epoch is the same state); a savepoint is newer only
+///   when the checkpoints after it are gone.
+/// - `latest_savepoint`: its newest savepoint that the job's plan can
+///   restore; without one, the sources' beginning.
+/// - `none`: the sources' beginning with empty state.
+///
+/// Only savepoints taken since the job was created count: a dropped
+/// namesake's stay, but are not this job's.
+pub async fn apply_restore_strategy(
+    registry: &crate::registry::Registry,
+    name: &str,
+    strategy: crate::jobs::settings::RestoreStrategy,
+) -> Result<StrategyStart> {
+    use crate::jobs::settings::RestoreStrategy;
+    let from_checkpoint = StrategyStart {
+        restore: true,
+        savepoint: None,
+    };
+    if strategy == RestoreStrategy::None {
+        return Ok(StrategyStart {
+            restore: false,
+            savepoint: None,
+        });
+    }
+    let Some(store) = registry.checkpoint_store(None) else {
+        return Ok(from_checkpoint);
+    };
+    let io = |what: &str, e: datafusion::error::DataFusionError| ServerError::Io {
+        message: format!("{what} of \"{name}\": {e}"),
+    };
+    let created = registry
+        .jobs()
+        .get(name)
+        .and_then(|job| job.created_at_ms())
+        .unwrap_or(0);
+    let mut savepoints: Vec<_> = store
+        .savepoints()
+        .await
+        .map_err(|e| io("the savepoints", e))?
+        .into_iter()
+        .filter(|s| s.job == name && s.created_at_ms >= created)
+        .collect();
+    // Newest first.
+    savepoints.reverse();
+    let newer_than = match strategy {
+        RestoreStrategy::LatestState => store
+            .job(name)
+            .latest()
+            .await
+            .map_err(|e| io("the checkpoints", e))?
+            .map(|m| (m.written_at_ms, m.epoch)),
+        _ => None,
+    };
+    for savepoint in savepoints {
+        if let Some((at, epoch)) = newer_than {
+            if savepoint.created_at_ms <= at {
+                break;
+            }
+            // A copy of the latest checkpoint itself (a suspend's, a
+            // user's taken at it): the same state, nothing to adopt.
+            if savepoint.epoch == epoch {
+                continue;
+            }
+        }
+        match crate::statements::savepoints::adopt(registry, &savepoint.name, name).await {
+            Ok(info) => {
+                info!(job = name, savepoint = %info.name, epoch = info.epoch, ?strategy, "restoring from a savepoint");
+                return Ok(StrategyStart {
+                    restore: true,
+                    savepoint: Some(info),
+                });
+            }
+            // Of another plan than the job runs now (before an upgrade):
+            // an older one may fit.
+            Err(ServerError::ObjectNotInPrerequisiteState { message, .. }) => {
+                warn!(job = name, savepoint = %savepoint.name, %message, "savepoint skipped");
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    match strategy {
+        RestoreStrategy::LatestSavepoint => {
+            info!(
+                job = name,
+                "no savepoint of the job to restore: from the sources' beginning"
+            );
+            Ok(StrategyStart {
+                restore: false,
+                savepoint: None,
+            })
+        }
+        _ => Ok(from_checkpoint),
+    }
+}

@@ -1,4 +1,12 @@
 //! Prometheus metrics, served on `/metrics`.
+//!
+//! Every family follows Prometheus's conventions: base units in the name
+//! (`_seconds`, `_bytes`), counters exposed with `_total` (the encoder adds
+//! it), HELP and TYPE for each; `server/tests/jobs_metrics.rs` checks the
+//! whole output with Prometheus's own Python parser. Per-job families are
+//! labelled `job` (and `operator`, `worker` where they are an operator's).
+
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -30,6 +38,10 @@ pub struct JobMetrics {
     pub status: Family<JobStatusLabels, Gauge>,
     /// Restarts of a job (after failures, and asked for).
     pub restarts: Family<weir_runtime::metrics::JobLabels, Counter>,
+    /// Wall-clock time now minus the job's event-time watermark, in
+    /// seconds; no series while the job has none (not running, no event
+    /// time, before its first watermark, after its inputs ended).
+    pub watermark_lag: Family<weir_runtime::metrics::JobLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl JobMetrics {
@@ -54,6 +66,26 @@ impl JobMetrics {
             .inc();
     }
 
+    /// Job `job`'s watermark now (nanoseconds of event time, as the
+    /// runtime's `Progress::watermark`); `None` (or the runtime's end of
+    /// input, `i64::MAX`) removes its lag series.
+    pub fn set_watermark(&self, job: &str, watermark_ns: Option<i64>) {
+        let labels = weir_runtime::metrics::JobLabels {
+            job: job.to_string(),
+        };
+        match watermark_ns.filter(|ns| *ns != i64::MAX && *ns != i64::MIN) {
+            Some(ns) => {
+                let now_ns = weir_runtime::checkpoint::now_ms() as f64 * 1e6;
+                self.watermark_lag
+                    .get_or_create(&labels)
+                    .set((now_ns - ns as f64) / 1e9);
+            }
+            None => {
+                self.watermark_lag.remove(&labels);
+            }
+        }
+    }
+
     /// Job `job` was dropped: its series go.
     pub fn forget(&self, job: &str) {
         for s in crate::jobs::JobStatus::ALL {
@@ -65,6 +97,7 @@ impl JobMetrics {
         self.restarts.remove(&weir_runtime::metrics::JobLabels {
             job: job.to_string(),
         });
+        self.set_watermark(job, None);
     }
 }
 
@@ -121,6 +154,11 @@ impl Metrics {
             "job_restarts",
             "Restarts of a job, after failures or asked for",
             jobs.restarts.clone(),
+        );
+        registry.register(
+            "job_watermark_lag_seconds",
+            "Wall-clock time minus a job's event-time watermark",
+            jobs.watermark_lag.clone(),
         );
         Self {
             registry,

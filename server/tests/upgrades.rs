@@ -86,6 +86,21 @@ async fn a_compatible_upgrade_mid_stream_equals_an_uninterrupted_run_of_the_new_
         sorted_rows(&client, "SELECT shop, total, n, score FROM reference").await,
         "the upgraded view differs from an uninterrupted run of the new query"
     );
+    // The switch went through a savepoint of origin `upgrade`.
+    let savepoints = sorted_rows(&client, "SHOW SAVEPOINTS FOR JOB v").await;
+    let upgrade = savepoints
+        .iter()
+        .find(|r| r.split('|').nth(5) == Some("upgrade"))
+        .unwrap_or_else(|| panic!("no savepoint of origin upgrade: {savepoints:?}"));
+    let savepoint = upgrade.split('|').next().expect("its name").to_string();
+    let events = sorted_rows(&client, "SHOW JOB EVENTS v").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("upgraded (stateful) from checkpoint")
+                && e.contains(&format!("(savepoint \"{savepoint}\")"))),
+        "{events:?}"
+    );
     // A restart keeps the upgraded view and its state.
     drop(client);
     server.kill();
@@ -97,6 +112,33 @@ async fn a_compatible_upgrade_mid_stream_equals_an_uninterrupted_run_of_the_new_
         sorted_rows(&client, "SELECT shop, total, n, score FROM v").await,
         sorted_rows(&client, "SELECT shop, total, n, score FROM reference").await,
         "after a restart"
+    );
+    // Going back: the old query again, then its state at the switch point
+    // from the upgrade's savepoint; the rows after it are read again.
+    run(
+        &client,
+        &format!(
+            "CREATE OR REPLACE MATERIALIZED VIEW v WITH (upgrade_strategy = 'stateless') AS {OLD}"
+        ),
+    )
+    .await;
+    run(
+        &client,
+        &format!("CREATE MATERIALIZED VIEW old_reference AS {OLD}"),
+    )
+    .await;
+    run(&client, "ALTER JOB v SUSPEND").await;
+    run(
+        &client,
+        &format!("ALTER JOB v RESUME FROM SAVEPOINT {savepoint}"),
+    )
+    .await;
+    run(&client, &round(6)).await;
+    run(&client, "FLUSH").await;
+    assert_eq!(
+        sorted_rows(&client, "SELECT * FROM v").await,
+        sorted_rows(&client, "SELECT * FROM old_reference").await,
+        "back on the old query from the upgrade's savepoint"
     );
 }
 
@@ -177,6 +219,14 @@ async fn a_new_version_that_fails_to_start_leaves_the_old_one_running() {
     )
     .await;
     assert_eq!(code, "XX000", "{message}");
+    // The switch point stays as a savepoint of origin `upgrade`.
+    let savepoints = sorted_rows(&client, "SHOW SAVEPOINTS FOR JOB v").await;
+    assert!(
+        savepoints
+            .iter()
+            .any(|r| r.split('|').nth(5) == Some("upgrade")),
+        "{savepoints:?}"
+    );
     run(&client, &round(2)).await;
     run(&client, "FLUSH").await;
     assert_eq!(

@@ -9,8 +9,14 @@
 //!   inserts), then every change after them, from the table's history (old
 //!   rows with op -1, new rows with op +1). The position is one past the
 //!   end LSN of the last change read (0: the first rows are not read yet),
-//!   so a view resumes from its checkpoint's LSN; the history reaches back
-//!   to the table's last compacted segment after a restart.
+//!   so a view resumes from its checkpoint's LSN. The table keeps its
+//!   history from the oldest position any reader is at *or any view's
+//!   latest checkpoint names* ([`Source::checkpointed`]): a view that
+//!   restarts, or resumes after a suspend, reopens at its checkpoint and
+//!   continues there rather than reading the table from its beginning
+//!   again (which would write its sinks' rows twice). After a server
+//!   restart the history reaches back to the table's last compacted
+//!   segment.
 //!
 //! # Correctness
 //! A reader only returns rows that are durable, and publishes how far it
@@ -162,12 +168,36 @@ impl OwnedTable {
 #[derive(Debug)]
 pub struct ChangelogSource {
     table: OwnedTable,
+    /// Where this view's latest checkpoint (or the one it restored) has its
+    /// reader: the table keeps its history after it for as long as this
+    /// source lives (the view's job holds it, also while suspended).
+    kept: parking_lot::Mutex<Option<Arc<AtomicU64>>>,
 }
 
 impl ChangelogSource {
     /// A source over `table`, which has a primary key.
     pub fn new(table: OwnedTable) -> Self {
-        Self { table }
+        Self {
+            table,
+            kept: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// Keep the table's history after `position` (one past the last LSN a
+    /// checkpoint covers; 0: before the first rows, which needs none).
+    fn keep_from(&self, position: SourcePosition) {
+        if position.0 == 0 {
+            return;
+        }
+        let mut kept = self.kept.lock();
+        match kept.as_ref() {
+            Some(mark) => mark.store(position.0, Ordering::Release),
+            None => {
+                let mark = Arc::new(AtomicU64::new(position.0));
+                self.table.inner.kept.lock().push(Arc::downgrade(&mark));
+                *kept = Some(mark);
+            }
+        }
     }
 }
 
@@ -195,11 +225,20 @@ impl Source for ChangelogSource {
         position.0 == 0 || position.0 > self.table.inner.history_from()
     }
 
+    fn checkpointed(&self, _partition: usize, position: SourcePosition) {
+        self.keep_from(position);
+    }
+
     fn open(
         &self,
         _partition: usize,
         from: Option<SourcePosition>,
     ) -> datafusion::common::Result<Box<dyn SourceReader>> {
+        // Restored at a checkpoint: its history stays until a newer
+        // checkpoint of this run replaces it, in case this run fails first.
+        if let Some(from) = from {
+            self.keep_from(from);
+        }
         let read = Arc::new(AtomicU64::new(from.map_or(0, |p| p.0)));
         // Registered before the snapshot: every change after it is kept.
         self.table.inner.readers.lock().push(Arc::downgrade(&read));

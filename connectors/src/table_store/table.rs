@@ -48,6 +48,10 @@ pub(crate) struct TableInner {
     data: Mutex<TableData>,
     /// How far each changelog reader has read (rows), for `catch_up`.
     pub(crate) readers: Mutex<Vec<std::sync::Weak<std::sync::atomic::AtomicU64>>>,
+    /// Where each view's latest checkpoint has its reader (as `readers`):
+    /// the history after it is kept, so the view can resume there after a
+    /// restart or a suspend (`changelog.rs`).
+    pub(crate) kept: Mutex<Vec<std::sync::Weak<std::sync::atomic::AtomicU64>>>,
 }
 
 impl TableInner {
@@ -59,6 +63,7 @@ impl TableInner {
             log,
             data: Mutex::new(data),
             readers: Mutex::new(Vec::new()),
+            kept: Mutex::new(Vec::new()),
         }
     }
 
@@ -328,7 +333,9 @@ impl TableInner {
         }
         let mut readers = self.readers.lock();
         readers.retain(|r| r.strong_count() > 0);
-        !readers.is_empty()
+        let mut kept = self.kept.lock();
+        kept.retain(|r| r.strong_count() > 0);
+        !readers.is_empty() || !kept.is_empty()
     }
 
     /// After a read: forget the changes every reader has read.
@@ -342,13 +349,15 @@ impl TableInner {
         }
         // Positions are one past the LSN read; 0: the reader has not taken
         // its snapshot yet.
-        let min = self
-            .readers
-            .lock()
-            .iter()
-            .filter_map(|r| r.upgrade())
-            .map(|r| r.load(std::sync::atomic::Ordering::Acquire))
-            .min();
+        let min = {
+            let (readers, kept) = (self.readers.lock(), self.kept.lock());
+            readers
+                .iter()
+                .chain(kept.iter())
+                .filter_map(|r| r.upgrade())
+                .map(|r| r.load(std::sync::atomic::Ordering::Acquire))
+                .min()
+        };
         if let Some(min) = min.filter(|&m| m > 0) {
             self.trim_history(min - 1);
         }

@@ -75,6 +75,9 @@ pub struct CheckpointMetrics {
     pub duration: Family<JobLabels, Gauge<f64, AtomicU64>>,
     /// Bytes of state the last checkpoint names.
     pub size: Family<JobLabels, Gauge>,
+    /// Bytes of the stateful operators' state (all workers) the last
+    /// checkpoint names: the job's state size, without its view and sinks.
+    pub state: Family<JobLabels, Gauge>,
     /// Bytes the last checkpoint wrote (its delta).
     pub written: Family<JobLabels, Gauge>,
     /// Seconds since the last completed checkpoint.
@@ -105,6 +108,11 @@ impl CheckpointMetrics {
             "checkpoint_size_bytes",
             "State bytes the last checkpoint names",
             self.size.clone(),
+        );
+        registry.register(
+            "job_state_bytes",
+            "Bytes of a job's operator state (all workers), as of its last checkpoint",
+            self.state.clone(),
         );
         registry.register(
             "checkpoint_written_bytes",
@@ -160,6 +168,9 @@ pub struct Coordinator {
     pub plan: super::ManifestPlan,
     /// Source partitions.
     pub partitions: usize,
+    /// Each source partition's source and its number there (as
+    /// `StreamPlan::partitions`), told of every completed checkpoint.
+    pub sources: Vec<(Arc<dyn crate::source::Source>, usize)>,
     /// Aggregate workers.
     pub workers: usize,
     /// The checkpoint restored from, if any.
@@ -647,6 +658,9 @@ impl Coordinator {
         store.write_manifest(&manifest).await?;
         crate::failpoint::hit("checkpoint-after-manifest");
         self.sink.commit(&pending)?;
+        for (state, (source, partition)) in manifest.sources.iter().zip(&self.sources) {
+            source.checkpointed(*partition, crate::source::SourcePosition(state.position));
+        }
         let elapsed = started.elapsed();
         let labels = &self.labels;
         self.metrics.completed.get_or_create(labels).inc();
@@ -658,6 +672,13 @@ impl Coordinator {
             .size
             .get_or_create(labels)
             .set(manifest.state_bytes() as i64);
+        if !finished {
+            let operators: u64 = manifest.operators.iter().map(|o| o.state.bytes()).sum();
+            self.metrics
+                .state
+                .get_or_create(labels)
+                .set(i64::try_from(operators).unwrap_or(i64::MAX));
+        }
         self.metrics
             .written
             .get_or_create(labels)

@@ -39,7 +39,7 @@ use weir_planner::catalog::{DesiredState, JobSpec};
 pub use events::JobEvent;
 pub use settings::JobSettings;
 pub use status::JobStatus;
-pub use supervisor::{Command, Restart};
+pub use supervisor::{Command, Restart, RestoreFrom, WatermarkOf};
 
 use crate::error::{Result, ServerError};
 use crate::metrics::JobMetrics;
@@ -134,6 +134,12 @@ impl Job {
     /// Its events, oldest first.
     pub fn events(&self) -> Result<Vec<JobEvent>> {
         self.events.lock().events()
+    }
+
+    /// When it was created: its first event (the log of a new job starts
+    /// empty); `None` if the log cannot be read.
+    pub fn created_at_ms(&self) -> Option<u64> {
+        self.events().ok()?.first().map(|e| e.at_ms)
     }
 
     /// Move to `to` for `reason`: logged, counted in the status gauge. A
@@ -273,18 +279,25 @@ impl JobManager {
     }
 
     /// Run `job`'s supervisor over its first run (whose progress is
-    /// `progress`), restarting it with `restart`.
+    /// `progress`), restarting it with `restart`; `watermark` reads the
+    /// current run's watermark for the lag gauge.
     pub fn supervise(
         &self,
         job: &Arc<Job>,
         progress: tokio::sync::watch::Receiver<weir_runtime::job::Progress>,
-        restart: Restart,
+        (restart, watermark): (Restart, WatermarkOf),
     ) {
         let (tx, rx) = mpsc::unbounded_channel();
         if let Some(old) = job.commands.lock().replace(tx) {
             let _ = old.send(Command::Stop);
         }
-        tokio::spawn(supervisor::supervise(job.clone(), progress, restart, rx));
+        tokio::spawn(supervisor::supervise(
+            job.clone(),
+            progress,
+            restart,
+            watermark,
+            rx,
+        ));
     }
 
     /// Job `name`, if there is one.

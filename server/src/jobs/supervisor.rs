@@ -28,13 +28,29 @@ use crate::error::{Result, ServerError};
 /// from zero again.
 pub const RESET_AFTER: Duration = Duration::from_secs(60);
 
-/// A new run of a job, started by the statement layer: its progress, and
-/// what it restored (`"checkpoint 7"`), if anything.
+/// A new run of a job, started by the statement layer from what
+/// [`RestoreFrom`] says: its progress, and what it restored (`"checkpoint
+/// 7"`), if anything.
 pub type Restart = Arc<
-    dyn Fn() -> BoxFuture<'static, Result<(watch::Receiver<Progress>, Option<String>)>>
+    dyn Fn(RestoreFrom) -> BoxFuture<'static, Result<(watch::Receiver<Progress>, Option<String>)>>
         + Send
         + Sync,
 >;
+
+/// The job's event-time watermark now (nanoseconds; the runtime's
+/// `JobHandle::progress().watermark`), for the lag gauge.
+pub type WatermarkOf = Arc<dyn Fn() -> Option<i64> + Send + Sync>;
+
+/// Where a new run of a job starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreFrom {
+    /// Its latest checkpoint: after a failure, a new parallelism, or a
+    /// savepoint chosen by name (already made the job's latest).
+    LatestState,
+    /// What its `restore_strategy` says: `ALTER JOB RESUME`, `ALTER JOB
+    /// RESTART` (and the server's start, which does not come through here).
+    Strategy,
+}
 
 /// What a supervisor is asked to do.
 pub enum Command {
@@ -45,6 +61,8 @@ pub enum Command {
         reason: String,
         /// A suspended job resumed: straight to `running`, not a restart.
         resume: bool,
+        /// Where the new run starts.
+        from: RestoreFrom,
         /// Told once the new run started, or why it did not.
         reply: Option<oneshot::Sender<Result<()>>>,
     },
@@ -97,6 +115,7 @@ enum Next {
         reason: String,
         attempt: bool,
         resume: bool,
+        from: RestoreFrom,
         reply: Option<oneshot::Sender<Result<()>>>,
     },
 }
@@ -106,15 +125,27 @@ pub async fn supervise(
     job: Arc<Job>,
     mut progress: watch::Receiver<Progress>,
     restart: Restart,
+    watermark: WatermarkOf,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let mut attempts: u32 = 0;
     let mut run_started = Instant::now();
     let mut next = Next::Watch;
+    // How often the watermark lag gauge is brought up to date.
+    let mut lag = tokio::time::interval(Duration::from_secs(1));
+    lag.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if !matches!(next, Next::Watch) {
+            // Not running: no lag to show.
+            job.metrics.set_watermark(&job.name, None);
+        }
         next = match next {
             Next::Watch => {
                 tokio::select! {
+                    _ = lag.tick() => {
+                        job.metrics.set_watermark(&job.name, watermark());
+                        Next::Watch
+                    }
                     end = ended(&job, &mut progress) => match end {
                         Ended::Finished => {
                             job.transition(JobStatus::Finished, "every input ended and its output is complete");
@@ -130,7 +161,7 @@ pub async fn supervise(
                     },
                     command = commands.recv() => match command {
                         None | Some(Command::Stop) => return,
-                        Some(Command::Restart { reason, resume, reply }) => Next::Start { delay: Duration::ZERO, reason, attempt: false, resume, reply },
+                        Some(Command::Restart { reason, resume, from, reply }) => Next::Start { delay: Duration::ZERO, reason, attempt: false, resume, from, reply },
                     },
                 }
             }
@@ -139,12 +170,14 @@ pub async fn supervise(
                 Some(Command::Restart {
                     reason,
                     resume,
+                    from,
                     reply,
                 }) => Next::Start {
                     delay: Duration::ZERO,
                     reason,
                     attempt: false,
                     resume,
+                    from,
                     reply,
                 },
             },
@@ -153,6 +186,7 @@ pub async fn supervise(
                 reason,
                 attempt,
                 resume,
+                from,
                 reply,
             } => {
                 if !resume {
@@ -169,7 +203,7 @@ pub async fn supervise(
                         Some(Command::Restart { .. }) => {}
                     },
                 }
-                match restart().await {
+                match restart(from).await {
                     Ok((new_progress, restored)) => {
                         progress = new_progress;
                         run_started = Instant::now();
@@ -217,6 +251,7 @@ fn failed(job: &Job, attempts: &mut u32, reason: String) -> Next {
             ),
             attempt: true,
             resume: false,
+            from: RestoreFrom::LatestState,
             reply: None,
         },
         None => {

@@ -23,7 +23,7 @@ use weir_runtime::metrics::JobLabels;
 use weir_runtime::checkpoint::SavepointOrigin;
 
 use crate::error::{Result, ServerError};
-use crate::jobs::{Command, Job, JobStatus, settings, unknown_job};
+use crate::jobs::{Command, Job, JobStatus, RestoreFrom, settings, unknown_job};
 use crate::output::Output;
 use crate::registry::Registry;
 
@@ -317,7 +317,12 @@ async fn alter(registry: &Registry, name: &str, action: JobAction) -> Result<Out
                     "a suspended job starts again with ALTER JOB ... RESUME",
                 ));
             }
-            restart(&job, "restart asked for (ALTER JOB RESTART)".to_string()).await?;
+            restart(
+                &job,
+                "restart asked for (ALTER JOB RESTART)".to_string(),
+                RestoreFrom::Strategy,
+            )
+            .await?;
         }
         JobAction::Suspend => {
             if !matches!(status, JobStatus::Running) {
@@ -349,10 +354,17 @@ async fn alter(registry: &Registry, name: &str, action: JobAction) -> Result<Out
                 None => "resume asked for (ALTER JOB RESUME)".to_string(),
             };
             set_desired(registry, &job, DesiredState::Running).await?;
+            // A savepoint named is the job's latest state now; otherwise
+            // the job's restore strategy says where it resumes.
+            let from = match savepoint {
+                Some(_) => RestoreFrom::LatestState,
+                None => RestoreFrom::Strategy,
+            };
             let (reply, outcome) = tokio::sync::oneshot::channel();
             if !job.command(Command::Restart {
                 reason,
                 resume: true,
+                from,
                 reply: Some(reply),
             }) {
                 return Err(ServerError::internal(format!(
@@ -482,17 +494,19 @@ async fn set(registry: &Registry, job: &Arc<Job>, pairs: Vec<(String, String)>) 
             .iter()
             .map(|k| format!("{k} changed to {}", changes[*k]))
             .collect();
-        restart(job, said.join(", ")).await?;
+        restart(job, said.join(", "), RestoreFrom::LatestState).await?;
     }
     Ok(())
 }
 
-/// Restart `job` through its supervisor and wait until the new run started.
-async fn restart(job: &Job, reason: String) -> Result<()> {
+/// Restart `job` through its supervisor from `from` and wait until the new
+/// run started.
+async fn restart(job: &Job, reason: String, from: RestoreFrom) -> Result<()> {
     let (reply, outcome) = tokio::sync::oneshot::channel();
     if !job.command(Command::Restart {
         reason,
         resume: false,
+        from,
         reply: Some(reply),
     }) {
         return Err(ServerError::internal(format!(

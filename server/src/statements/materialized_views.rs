@@ -25,7 +25,7 @@ use weir_runtime::materialized::{MaterializedView, ViewSink, ViewTable};
 use weir_runtime::plan::EventTime;
 
 use crate::error::{Result, ServerError};
-use crate::jobs::{JobSettings, JobStatus, Restart, settings};
+use crate::jobs::{JobSettings, JobStatus, Restart, RestoreFrom, WatermarkOf, settings};
 use crate::output::Output;
 use crate::registry::{LiveView, Registry};
 
@@ -141,12 +141,32 @@ pub async fn create_materialized_view(
         })?;
     }
     let job = registry.jobs().add(&create.name, &spec, persist_it)?;
+    // On start, a job restores what its restore strategy says.
+    let start = if persist_it {
+        crate::checkpoints::StrategyStart {
+            restore: false,
+            savepoint: None,
+        }
+    } else {
+        match crate::checkpoints::apply_restore_strategy(registry, &create.name, resolved.restore)
+            .await
+        {
+            Ok(start) => start,
+            Err(err) => {
+                job.transition(JobStatus::Failed, &format!("could not start: {err}"));
+                return Err(err);
+            }
+        }
+    };
     let run = match start_run(
         registry,
         &create.name,
         &query,
         planned,
-        !persist_it,
+        RunStart {
+            restore: start.restore,
+            sinks: !persist_it,
+        },
         resolved.checkpoint_interval,
     )
     .await
@@ -159,7 +179,10 @@ pub async fn create_materialized_view(
     };
     let progress = run.live.job.watch();
     registry.add_view(&create.name, run.table, run.live)?;
-    job.transition(JobStatus::Running, &started_from(persist_it, run.restored));
+    job.transition(
+        JobStatus::Running,
+        &started_from(persist_it, run.restored, start.savepoint.as_ref()),
+    );
     registry
         .jobs()
         .supervise(&job, progress, restarter(registry, &create.name)?);
@@ -168,12 +191,33 @@ pub async fn create_materialized_view(
 }
 
 /// The event of a job's first run.
-fn started_from(created: bool, restored: Option<u64>) -> String {
-    match (created, restored) {
-        (true, _) => "started".to_string(),
-        (false, Some(epoch)) => format!("resumed from checkpoint {epoch}"),
-        (false, None) => "started from the beginning of its inputs (no checkpoint)".to_string(),
+fn started_from(
+    created: bool,
+    restored: Option<u64>,
+    savepoint: Option<&weir_runtime::checkpoint::SavepointInfo>,
+) -> String {
+    match (created, restored, savepoint) {
+        (true, _, _) => "started".to_string(),
+        (false, Some(_), Some(sp)) => {
+            format!(
+                "resumed from savepoint \"{}\" (epoch {})",
+                sp.name, sp.epoch
+            )
+        }
+        (false, Some(epoch), None) => format!("resumed from checkpoint {epoch}"),
+        (false, None, _) => "started from the beginning of its inputs".to_string(),
     }
+}
+
+/// How a run starts.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RunStart {
+    /// From the job's latest checkpoint (`false`: its checkpoints are
+    /// removed and it starts from its inputs' beginning, empty).
+    pub(super) restore: bool,
+    /// Attach the view's sinks from the catalog (every run but a new
+    /// view's first, whose sinks do not exist yet).
+    pub(super) sinks: bool,
 }
 
 /// How many workers a job's stages get: its `parallelism`, or one per
@@ -193,38 +237,23 @@ pub(super) struct Run {
 }
 
 /// Start a run of view `name`'s job over a new view (contents from the
-/// checkpoint when `restore`), its sinks from the catalog attached.
+/// checkpoint when `start.restore`), its sinks from the catalog attached
+/// when `start.sinks`.
 pub(super) async fn start_run(
     registry: &Registry,
     name: &str,
     query: &str,
     planned: Planned,
-    restore: bool,
+    start: RunStart,
     interval: Option<Option<std::time::Duration>>,
 ) -> Result<Run> {
+    let restore = start.restore;
     let view = MaterializedView::new(planned.plan.output_schema.clone(), planned.plan.changelog)
         .map_err(|e| ServerError::from_datafusion(e, None))?;
     // Where the job's rows go: the view, and the sinks that write it out.
     let output = ViewSink::new(view.clone());
-    if restore {
-        // Sinks of this view, from the catalog: attached before the job
-        // runs, so the restore hands them their part of the checkpoint.
-        let sinks: Vec<SinkDef> = registry
-            .entries_of(ObjectKind::Sink)
-            .into_iter()
-            .filter_map(|e| match e {
-                CatalogEntry::Sink(def) if def.from == name => Some(def),
-                _ => None,
-            })
-            .collect();
-        for def in sinks {
-            match super::sink::open(&def, &view) {
-                Ok(sink) => output
-                    .attach(&def.name, sink, false)
-                    .map_err(|e| ServerError::from_datafusion(e, None))?,
-                Err(err) => super::ddl::warn_restore(&def.name, &err),
-            }
-        }
+    if start.sinks {
+        attach_sinks(registry, name, &view, &output)?;
     }
     let partitions = planned.plan.partitions().len();
     let (handle, restored) = registry
@@ -245,25 +274,64 @@ pub(super) async fn start_run(
     })
 }
 
-/// How the supervisor of view `name`'s job starts a new run.
-pub(super) fn restarter(registry: &Registry, name: &str) -> Result<Restart> {
+/// Attach view `name`'s sinks from the catalog to a new run's `output`,
+/// before its job starts, so that its restore hands them their part of the
+/// checkpoint.
+pub(super) fn attach_sinks(
+    registry: &Registry,
+    name: &str,
+    view: &MaterializedView,
+    output: &ViewSink,
+) -> Result<()> {
+    let sinks: Vec<SinkDef> = registry
+        .entries_of(ObjectKind::Sink)
+        .into_iter()
+        .filter_map(|e| match e {
+            CatalogEntry::Sink(def) if def.from == name => Some(def),
+            _ => None,
+        })
+        .collect();
+    for def in sinks {
+        match super::sink::open(&def, view) {
+            Ok(sink) => output
+                .attach(&def.name, sink, false)
+                .map_err(|e| ServerError::from_datafusion(e, None))?,
+            Err(err) => super::ddl::warn_restore(&def.name, &err),
+        }
+    }
+    Ok(())
+}
+
+/// How the supervisor of view `name`'s job starts a new run, and reads the
+/// current run's watermark.
+pub(super) fn restarter(registry: &Registry, name: &str) -> Result<(Restart, WatermarkOf)> {
     let registry = Arc::downgrade(&registry.shared()?);
+    let watermark: WatermarkOf = {
+        let (registry, name) = (registry.clone(), name.to_string());
+        Arc::new(move || {
+            let live = registry.upgrade()?.view(&name).ok()?;
+            live.job.progress().watermark
+        })
+    };
     let name = name.to_string();
-    Ok(Arc::new(move || {
+    let restart: Restart = Arc::new(move |from| {
         let registry = registry.clone();
         let name = name.clone();
         Box::pin(async move {
             let registry = registry.upgrade().ok_or(ServerError::ShuttingDown)?;
-            restart_view(&registry, &name).await
+            restart_view(&registry, &name, from).await
         })
-    }))
+    });
+    Ok((restart, watermark))
 }
 
 /// Stop the current run of view `name` and start a new one from its
-/// latest checkpoint, with the job's settings now.
+/// latest checkpoint, or from where its restore strategy says (`from`),
+/// with the job's settings now.
 async fn restart_view(
     registry: &Registry,
     name: &str,
+    from: RestoreFrom,
 ) -> Result<(
     tokio::sync::watch::Receiver<weir_runtime::job::Progress>,
     Option<String>,
@@ -286,18 +354,34 @@ async fn restart_view(
     if let Ok(old) = registry.view(name) {
         stop_and_wait(&old.job).await;
     }
+    let start = match from {
+        RestoreFrom::LatestState => crate::checkpoints::StrategyStart {
+            restore: true,
+            savepoint: None,
+        },
+        RestoreFrom::Strategy => {
+            crate::checkpoints::apply_restore_strategy(registry, name, settings.restore).await?
+        }
+    };
     let run = start_run(
         registry,
         name,
         &def.query,
         planned,
-        true,
+        RunStart {
+            restore: start.restore,
+            sinks: true,
+        },
         settings.checkpoint_interval,
     )
     .await?;
     let progress = run.live.job.watch();
     registry.replace_view(name, run.table, run.live)?;
-    Ok((progress, run.restored.map(|e| format!("checkpoint {e}"))))
+    let restored = run.restored.map(|epoch| match &start.savepoint {
+        Some(sp) => format!("savepoint \"{}\" (epoch {epoch})", sp.name),
+        None => format!("checkpoint {epoch}"),
+    });
+    Ok((progress, restored))
 }
 
 /// Stop a run's tasks and wait (a little, at most) until every one of

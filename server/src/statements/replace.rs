@@ -6,7 +6,7 @@
 //!  plan old and new ──match signatures──> refused (55000, nothing touched)
 //!        │ compatible
 //!        v
-//!  old job: checkpoint now (FLUSH barrier), stop ──> its latest manifest (the switch point)
+//!  old job: stop with a savepoint (origin `upgrade`) ──> that checkpoint (the switch point)
 //!        v
 //!  new view: the old view's rows at the switch, mapped through the new
 //!  operators above the stateful ones; new job restored from the switch
@@ -19,8 +19,10 @@
 //! beginning of its inputs, state cleared.
 //!
 //! # Correctness
-//! - The switch point is a checkpoint of the old job taken after it
-//!   stopped: every row before its barrier is in the kept state and in the
+//! - The switch point is the checkpoint at which the old job stopped
+//!   (stop-with-savepoint: its sources stop at the barrier with no end of
+//!   input, so no window closes), copied into a savepoint of origin
+//!   `upgrade`: every row before its barrier is in the kept state and in the
 //!   view's rows at the switch (read from the checkpoint, not from the live
 //!   view, which may have gone on past the barrier); every row after it is
 //!   read again by the new job from the recorded source positions. No row is
@@ -34,9 +36,9 @@
 //!   checkpoint: a crash before that restarts the old version (from the
 //!   switch point, or from the beginning when the newer checkpoint is the
 //!   new plan's); after it, the new one from its own checkpoint.
-//!
-//! Until the runtime's `stop_with_savepoint` is merged, the switch point is
-//! a forced checkpoint followed by a stop, and no savepoint is recorded.
+//! - If the switch point cannot be saved, or the new version fails to
+//!   start, the old version restarts from the switch point and the
+//!   statement fails; the savepoint stays, listed by `SHOW SAVEPOINTS`.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -50,14 +52,15 @@ use weir_planner::statement::CreateMaterializedView;
 use weir_planner::stream_plan::upgrade::{
     Compatibility, Matching, OperatorState, UpgradeStrategy, match_operators,
 };
-use weir_runtime::checkpoint::{ManifestPlan, Restored};
+use weir_runtime::checkpoint::{ManifestPlan, Restored, SavepointOrigin};
 use weir_runtime::job::{Checkpointing, Sink};
 use weir_runtime::materialized::{MaterializedView, VIEW_STATE, ViewSink, ViewTable};
 use weir_runtime::operators::stateless;
 use weir_runtime::plan::{StatelessOp, StreamPlan};
 
 use super::materialized_views::{
-    Planned, definition, new_job_spec, parallelism, plan_view, restarter, start_run, stop_and_wait,
+    Planned, RunStart, definition, new_job_spec, parallelism, plan_view, restarter, start_run,
+    stop_and_wait,
 };
 use crate::error::{Result, ServerError};
 use crate::jobs::JobStatus;
@@ -109,14 +112,44 @@ pub async fn replace_view(registry: &Registry, create: CreateMaterializedView) -
         return Err(refused(&name, &operator, &reason));
     }
     let old_live = registry.view(&name)?;
+    let job = registry.jobs().job(&name)?;
+    let mut savepoint = None;
     let switch = match upgrade.strategy {
         UpgradeStrategy::Stateful => {
-            // The switch point: a checkpoint now, then the old job stops.
-            if let Err(failure) = old_live.job.flush().await {
-                return Err(ServerError::job_failed(&name, &failure));
-            }
+            // The switch point: the old job stops with a savepoint (origin
+            // `upgrade`), which an operator can go back to.
+            let manifest = old_live
+                .job
+                .stop_with_savepoint()
+                .await
+                .map_err(|failure| ServerError::job_failed(&name, &failure))?;
             stop_and_wait(&old_live.job).await;
-            Some(switch_point(registry, &upgrade).await?)
+            let saved = async {
+                let sp = super::savepoints::automatic_name(
+                    &name,
+                    SavepointOrigin::Upgrade.as_str(),
+                    manifest.epoch,
+                );
+                super::savepoints::save(registry, &sp, &name, &manifest, SavepointOrigin::Upgrade)
+                    .await?;
+                switch_point(registry, &upgrade).await.map(|r| (sp, r))
+            }
+            .await;
+            match saved {
+                Ok((sp, restored)) => {
+                    savepoint = Some(sp);
+                    Some(restored)
+                }
+                Err(err) => {
+                    warn!(view = %name, %err, "the switch point could not be saved; the old version goes on");
+                    resume_old(registry, &upgrade).await?;
+                    job.transition(
+                        JobStatus::Running,
+                        &format!("upgrade failed, the old version goes on: {err}"),
+                    );
+                    return Err(err);
+                }
+            }
         }
         UpgradeStrategy::Stateless => {
             stop_and_wait(&old_live.job).await;
@@ -125,7 +158,6 @@ pub async fn replace_view(registry: &Registry, create: CreateMaterializedView) -
     };
     let epoch = switch.as_ref().map(|r| r.manifest.epoch);
     let started = start_new(registry, &name, &create, &upgrade, switch).await;
-    let job = registry.jobs().job(&name)?;
     let (live, table) = match started {
         Ok(run) => run,
         Err(err) => {
@@ -154,7 +186,10 @@ pub async fn replace_view(registry: &Registry, create: CreateMaterializedView) -
     job.transition(
         JobStatus::Running,
         &match epoch {
-            Some(epoch) => format!("upgraded (stateful) from checkpoint {epoch}"),
+            Some(epoch) => format!(
+                "upgraded (stateful) from checkpoint {epoch} (savepoint \"{}\")",
+                savepoint.as_deref().unwrap_or_default()
+            ),
             None => "upgraded (stateless), from the beginning of its inputs".into(),
         },
     );
@@ -395,6 +430,10 @@ async fn start_new(
         }
     };
     let output = ViewSink::new(view.clone());
+    // The view's sinks go on writing its changes from the switch point on
+    // (from their part of it); without them here they would miss every
+    // change until the next restart.
+    super::materialized_views::attach_sinks(registry, name, &view, &output)?;
     let checkpointing = Checkpointing {
         store: checkpoints.as_ref().map(|c| c.job(name)),
         restored,
@@ -513,7 +552,10 @@ async fn resume_old(registry: &Registry, upgrade: &Upgrade) -> Result<()> {
         name,
         &upgrade.def.query,
         planned,
-        true,
+        RunStart {
+            restore: true,
+            sinks: true,
+        },
         old_settings.checkpoint_interval,
     )
     .await?;

@@ -1,0 +1,199 @@
+//! Views over tables Weir owns resume from their checkpoint: after a
+//! suspend and resume, a graceful restart and a kill -9, the view's file
+//! sink holds each row exactly once, and what its committed files add up
+//! to equals the batch answer over the table. A view that read the table
+//! again from its beginning would write its rows a second time.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::WeirProcess;
+use tokio_postgres::Client;
+
+/// A generous deadline for what a test waits on (never a timed assertion:
+/// only a broken server reaches it).
+const DEADLINE: Duration = Duration::from_secs(120);
+
+const ARGS: [&str; 2] = ["--checkpoint-interval", "200ms"];
+
+/// What a JSON sink's committed files add up to: `columns` joined by `|`
+/// per row, inserts counting +1 and deletes -1. Panics if a row ends up
+/// counted twice or deleted more often than inserted: the sink then wrote
+/// something twice.
+fn folded(folder: &Path, columns: &[&str]) -> Vec<String> {
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    for entry in entries.flatten() {
+        if entry.path().extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(entry.path()).expect("read a sink file");
+            for line in text.lines() {
+                let row: serde_json::Value = serde_json::from_str(line).expect("a json line");
+                let key = columns
+                    .iter()
+                    .map(|c| row[*c].to_string())
+                    .collect::<Vec<_>>()
+                    .join("|");
+                *counts.entry(key).or_default() += if row["op"] == "delete" { -1 } else { 1 };
+            }
+        }
+    }
+    assert!(
+        counts.values().all(|c| *c == 0 || *c == 1),
+        "a row written twice or deleted twice: {:?}",
+        counts
+            .iter()
+            .filter(|(_, c)| **c != 0 && **c != 1)
+            .collect::<Vec<_>>()
+    );
+    counts
+        .into_iter()
+        .filter(|(_, c)| *c == 1)
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// The sinks and what their committed files must add up to.
+const SINKS: [(&str, &str, &[&str]); 2] = [
+    (
+        "per_k",
+        "SELECT k, count(*) AS n, sum(id) AS total FROM t GROUP BY k",
+        &["k", "n", "total"],
+    ),
+    (
+        "evens",
+        "SELECT id, k FROM a WHERE id % 2 = 0",
+        &["id", "k"],
+    ),
+];
+
+/// Wait until every view equals its batch answer and every sink's committed
+/// files add up to it (a checkpoint commits them).
+async fn settled(client: &Client, out: &Path) {
+    client.simple_query("FLUSH").await.expect("FLUSH");
+    for (view, batch, columns) in SINKS {
+        let expected = common::sorted_rows(client, batch).await;
+        let columns_of_view = columns.join(", ");
+        assert_eq!(
+            common::sorted_rows(client, &format!("SELECT {columns_of_view} FROM {view}")).await,
+            expected,
+            "view {view}"
+        );
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let written = folded(&out.join(view), columns);
+            if written == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sink of {view} never equalled the batch answer: {} rows written, {} expected",
+                written.len(),
+                expected.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Write `from..from+n` into both tables, and change some of `t`'s rows.
+async fn write(client: &Client, from: i64, n: i64) {
+    let to = from + n - 1;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO t SELECT v, v % 11 FROM generate_series({from}, {to}) AS s(v);
+             INSERT INTO a SELECT v, v % 7 FROM generate_series({from}, {to}) AS s(v);
+             UPDATE t SET k = k + 1 WHERE id BETWEEN {from} AND {from} + 9;
+             DELETE FROM t WHERE id BETWEEN {from} + 10 AND {from} + 14"
+        ))
+        .await
+        .expect("write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_over_an_owned_table_resumes_from_its_checkpoint_and_its_sink_holds_each_row_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
+    let client = common::connect(&server).await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, k BIGINT);
+             CREATE TABLE a (id BIGINT, k BIGINT);
+             CREATE MATERIALIZED VIEW per_k AS
+               SELECT k, count(*) AS n, sum(id) AS total FROM t GROUP BY k;
+             CREATE MATERIALIZED VIEW evens AS SELECT id, k FROM a WHERE id % 2 = 0;
+             CREATE SINK per_k_out FROM per_k WITH (connector = 'file', path = '{0}/per_k', format = 'json');
+             CREATE SINK evens_out FROM evens WITH (connector = 'file', path = '{0}/evens', format = 'json')",
+            out.display()
+        ))
+        .await
+        .expect("two views over owned tables, written out");
+    write(&client, 1, 1000).await;
+    settled(&client, &out).await;
+
+    // Suspend, write while suspended, resume.
+    for view in ["per_k", "evens"] {
+        client
+            .simple_query(&format!("ALTER JOB {view} SUSPEND"))
+            .await
+            .expect("suspend");
+    }
+    write(&client, 1001, 500).await;
+    for view in ["per_k", "evens"] {
+        client
+            .simple_query(&format!("ALTER JOB {view} RESUME"))
+            .await
+            .expect("resume");
+    }
+    write(&client, 1501, 500).await;
+    settled(&client, &out).await;
+    for view in ["per_k", "evens"] {
+        let events = common::sorted_rows(&client, &format!("SHOW JOB EVENTS {view}")).await;
+        assert!(
+            events
+                .iter()
+                .any(|r| r.contains("|running|resumed from checkpoint")),
+            "{view} resumed from its checkpoint, not from the table's beginning: {events:?}"
+        );
+    }
+
+    // A graceful restart, with writes before and after it.
+    write(&client, 2001, 500).await;
+    drop(client);
+    server.terminate();
+    let server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
+    let client = common::connect(&server).await;
+    write(&client, 2501, 500).await;
+    settled(&client, &out).await;
+
+    // kill -9 mid-stream, with writes before and after it.
+    write(&client, 3001, 500).await;
+    drop(client);
+    server.kill();
+    let server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
+    let client = common::connect(&server).await;
+    write(&client, 3501, 500).await;
+    settled(&client, &out).await;
+
+    // Suspended across a restart, then resumed.
+    client
+        .simple_query("ALTER JOB per_k SUSPEND")
+        .await
+        .expect("suspend");
+    write(&client, 4001, 300).await;
+    drop(client);
+    server.kill();
+    let server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
+    let client = common::connect(&server).await;
+    write(&client, 4301, 300).await;
+    client
+        .simple_query("ALTER JOB per_k RESUME")
+        .await
+        .expect("resume after the restart");
+    settled(&client, &out).await;
+}
