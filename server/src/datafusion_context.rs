@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::{
@@ -31,7 +32,14 @@ pub async fn build(workers: usize) -> Result<SessionContext> {
     // Spans let DataFusion's diagnostics point into the SQL text.
     let mut config = config;
     config.options_mut().sql_parser.collect_spans = true;
-    let ctx = SessionContext::new_with_config(config);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        // Every join gets a yield point, so a cancel or a timeout can stop
+        // a query that multiplies rows in memory (a cross join).
+        .with_physical_optimizer_rule(Arc::new(weir_runtime::executor::YieldAfterJoins))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     // `EmptyContextProvider`, not an `Arc<...>`: the crate's blanket impl
     // for `Arc<T>` calls itself and overflows the stack.
     setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
