@@ -148,6 +148,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let activity = Activity::install(Limits {
         statement_timeout: config.security.statement_timeout,
         max_connections: config.security.max_connections,
+        query_memory_limit: config.security.query_memory_limit,
     });
     let handlers = Arc::new(WeirHandlers::new(
         engine.clone(),

@@ -6,7 +6,10 @@
 //! its connection) and the server's CPU falls back to idle: the work stops,
 //! not only the answer. Another client's `SELECT 1` answers while the cross
 //! join runs. `pg_stat_activity` lists the sessions; `max_connections`
-//! refuses one more with 53300.
+//! refuses one more with 53300. `query_memory_limit` bounds a query's
+//! memory: a DISTINCT over millions of keys spills and answers while weir's
+//! RSS stays bounded, a hash join's build side (which cannot spill) fails
+//! with 53200, and the server goes on.
 
 mod common;
 
@@ -448,4 +451,106 @@ async fn statement_timeout_from_the_config_and_max_connections() {
             .is_ok()
     })
     .await;
+}
+
+/// weir's resident memory now, in bytes (from /proc).
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+/// Run `sql` on `client`, sampling weir's RSS every 50 ms meanwhile;
+/// the result and the highest RSS seen.
+async fn with_peak_rss(
+    client: &tokio_postgres::Client,
+    weir: u32,
+    sql: &str,
+) -> (Result<String, tokio_postgres::Error>, u64) {
+    let query = client.simple_query(sql);
+    tokio::pin!(query);
+    let mut peak = rss_bytes(weir);
+    loop {
+        tokio::select! {
+            result = &mut query => return (result.map(|rows| first(&rows)), peak.max(rss_bytes(weir))),
+            () = tokio::time::sleep(Duration::from_millis(50)) => peak = peak.max(rss_bytes(weir)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_memory_limit_spills_or_fails_with_53200() {
+    const MB: u64 = 1 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start(dir.path());
+    let weir = weir_pid(dir.path());
+    let client = connect(&server, "memory").await;
+    let shown = client
+        .simple_query("SHOW query_memory_limit")
+        .await
+        .expect("show");
+    assert_eq!(first(&shown), "1GB", "the default");
+    let err = client
+        .batch_execute("SET query_memory_limit = 'lots'")
+        .await
+        .expect_err("not a size");
+    assert!(code(&err).starts_with("22023 "), "{}", code(&err));
+
+    // 4e6 distinct keys, in no order (so the aggregate needs a hash table):
+    // about 200 MB more of RSS without a limit. With 16 MB the aggregate
+    // spills and still answers; RSS stays well below that.
+    client
+        .batch_execute("SET query_memory_limit = '16MB'")
+        .await
+        .expect("set");
+    let before = rss_bytes(weir);
+    let (count, peak) = with_peak_rss(
+        &client,
+        weir,
+        "SELECT count(DISTINCT (x * 7919) % 100000007) FROM generate_series(1, 4000000) AS t(x)",
+    )
+    .await;
+    eprintln!(
+        "DISTINCT over 4e6 keys at 16MB: RSS {} MB before, peak {} MB",
+        before / MB,
+        peak / MB
+    );
+    assert_eq!(count.expect("spilled and answered"), "4000000");
+    assert!(
+        peak < before + 150 * MB,
+        "RSS grew from {} MB to {} MB under a 16 MB limit",
+        before / MB,
+        peak / MB
+    );
+
+    // A hash join's build side cannot spill: past the limit, 53200 naming
+    // the limit, and the session and the server go on.
+    client
+        .batch_execute("SET query_memory_limit = '8MB'")
+        .await
+        .expect("set");
+    let err = client
+        .simple_query(
+            "SELECT count(*) FROM generate_series(1, 3000000) AS a(x) \
+             JOIN generate_series(1, 3000000) AS b(y) ON x = y",
+        )
+        .await
+        .expect_err("past the limit");
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "53200", "{}", db.message());
+    assert!(
+        db.hint().is_some_and(|h| h.contains("query_memory_limit")),
+        "{:?}",
+        db.hint()
+    );
+    client
+        .batch_execute("SET query_memory_limit = '1GB'")
+        .await
+        .expect("reset");
+    let one = client.simple_query("SELECT 1").await.expect("select 1");
+    assert_eq!(first(&one), "1");
 }

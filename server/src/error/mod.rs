@@ -400,6 +400,10 @@ impl ServerError {
             | ServerError::UndefinedColumn { hint, .. }
             | ServerError::InvalidParameterValue { hint, .. }
             | ServerError::ObjectNotInPrerequisiteState { hint, .. } => hint.clone(),
+            ServerError::ResourcesExhausted { .. } => Some(
+                "each query may use at most query_memory_limit bytes: raise it with SET query_memory_limit = '4GB', or ask for less (fewer groups, a LIMIT)"
+                    .to_string(),
+            ),
             _ => None,
         }
     }

@@ -56,6 +56,8 @@ pub struct Limits {
     pub statement_timeout: Option<Duration>,
     /// Connections served at once; one more is refused with 53300.
     pub max_connections: usize,
+    /// The default `query_memory_limit` in bytes (`None`: none).
+    pub query_memory_limit: Option<usize>,
 }
 
 /// How often a running statement checks that its client is still there.
