@@ -147,14 +147,14 @@ async fn cores_busy(pid: u32) -> f64 {
     (cpu_seconds(pid) - before) / started.elapsed().as_secs_f64()
 }
 
-/// A second in which weir used less than a fifth of a core: the stopped
-/// query's work is gone (it kept two cores busy). Polled, with a generous
-/// deadline, so a loaded machine cannot fail it; returns what it measured.
+/// A second in which weir used less than a twentieth of a core (an idle
+/// weir measures 0.00): the stopped query's work is gone. Polled, with a
+/// generous deadline; returns what it measured.
 async fn settles(pid: u32, what: &str) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let cores = cores_busy(pid).await;
-        if cores < 0.2 {
+        if cores < 0.05 {
             return cores;
         }
         assert!(
@@ -164,12 +164,14 @@ async fn settles(pid: u32, what: &str) -> f64 {
     }
 }
 
-/// A second in which weir used more than a third of a core: the query runs.
+/// A second in which weir used more than a tenth of a core: the query runs.
+/// (Alone it keeps up to two cores busy; on a machine shared with builds and
+/// other tests it gets what the scheduler leaves it, hence the low bar.)
 async fn busy(pid: u32) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let cores = cores_busy(pid).await;
-        if cores > 0.33 {
+        if cores > 0.1 {
             return cores;
         }
         assert!(
@@ -245,8 +247,13 @@ except psycopg.errors.QueryCanceled as e:
     print(e.sqlstate, str(e).strip())
 "#;
 
+/// The tests that measure weir's CPU and memory run one at a time: each
+/// would otherwise take the other's CPU and blur its figures.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_way_of_stopping_a_query_stops_its_work() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let server = WeirProcess::start(dir.path());
     let weir = weir_pid(dir.path());
@@ -484,6 +491,7 @@ async fn with_peak_rss(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_memory_limit_spills_or_fails_with_53200() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     const MB: u64 = 1 << 20;
     let dir = tempfile::tempdir().expect("tempdir");
     let server = WeirProcess::start(dir.path());
