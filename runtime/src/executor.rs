@@ -11,8 +11,13 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -113,6 +118,13 @@ impl Executor {
         let (tx, rx) =
             mpsc::channel::<Result<RecordBatch, DataFusionError>>(BATCH_CHANNEL_CAPACITY);
         let handle = self.runtime.get().spawn(drive(stream, tx.clone()));
+        // The consumer owns the producer: when the returned stream is dropped
+        // (the client disconnected, the statement was cancelled or timed
+        // out), the producer task is aborted and its plan dropped with it,
+        // which aborts the tasks DataFusion spawned for it. Waiting for the
+        // producer's next send to fail is not enough: an aggregate sends
+        // nothing until its input ends, which may be never.
+        let producer = AbortOnDrop(handle.abort_handle());
         // Report a panic of the producer to the consumer instead of a silently
         // truncated result.
         self.runtime.get().spawn(async move {
@@ -128,8 +140,8 @@ impl Executor {
                     .await;
             }
         });
-        let batches = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
+        let batches = futures::stream::unfold((rx, producer), |(mut rx, producer)| async move {
+            rx.recv().await.map(|item| (item, (rx, producer)))
         });
         Box::pin(RecordBatchStreamAdapter::new(schema, batches))
     }
@@ -138,6 +150,17 @@ impl Executor {
     /// tasks, when the last handle is gone. Safe to call from async code.
     pub fn shutdown(self) {
         drop(self);
+    }
+}
+
+/// Aborts a task when dropped. The abort takes effect at the task's next
+/// yield point: operators that could loop without yielding get one from
+/// DataFusion's cooperative scheduling (see `datafusion_context` in the server).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -152,6 +175,68 @@ async fn drive(
             // query failed: either way there is nothing more to produce.
             return;
         }
+    }
+}
+
+/// A physical optimizer rule that gives every join a yield point on its
+/// output, so that a query can be stopped.
+///
+/// A task is only stopped (aborted, or its stream dropped) when it next
+/// yields. DataFusion's own `EnsureCooperative` puts yield points at the
+/// plan's leaves, which suffices when a leaf's batch makes a bounded amount
+/// of work above it. A join does not: one batch of its probe side against an
+/// in-memory build side makes as many output batches as the build side is
+/// long (a 1e6 x 1e6 cross join makes ~1.2e8 batches from 123 input ones),
+/// and the aggregate above loops over them without ever returning Pending.
+/// Wrapping the join's output in [`CooperativeExec`] spends a unit of the
+/// task's tokio budget per batch, so the task yields every 128 batches and a
+/// cancel, a timeout or a gone client stops it there. The cost is one budget
+/// check per batch.
+///
+/// [`CooperativeExec`]: datafusion::physical_plan::coop::CooperativeExec
+#[derive(Debug, Default)]
+pub struct YieldAfterJoins;
+
+impl YieldAfterJoins {
+    fn is_join(plan: &dyn ExecutionPlan) -> bool {
+        use datafusion::physical_plan::joins::{
+            CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PiecewiseMergeJoinExec,
+            SortMergeJoinExec, SymmetricHashJoinExec,
+        };
+        plan.is::<CrossJoinExec>()
+            || plan.is::<NestedLoopJoinExec>()
+            || plan.is::<HashJoinExec>()
+            || plan.is::<SortMergeJoinExec>()
+            || plan.is::<SymmetricHashJoinExec>()
+            || plan.is::<PiecewiseMergeJoinExec>()
+    }
+}
+
+impl PhysicalOptimizerRule for YieldAfterJoins {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|plan| {
+            if Self::is_join(plan.as_ref()) {
+                Ok(Transformed::yes(
+                    Arc::new(CooperativeExec::new(plan)) as Arc<dyn ExecutionPlan>
+                ))
+            } else {
+                Ok(Transformed::no(plan))
+            }
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "YieldAfterJoins"
+    }
+
+    fn schema_check(&self) -> bool {
+        // A CooperativeExec passes its input's schema through.
+        true
     }
 }
 

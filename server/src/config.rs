@@ -86,6 +86,11 @@ pub struct ServeArgs {
     /// Connections served at once; past it, 53300 [default: 100].
     #[arg(long, env = "WEIR_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// The most memory one query may use, e.g. `512MB`; past it the query
+    /// spills to disk where it can, else fails with 53200; `0` for no limit
+    /// [default: 1GB].
+    #[arg(long, env = "WEIR_QUERY_MEMORY_LIMIT")]
+    pub query_memory_limit: Option<String>,
 }
 
 /// The config file's contents; every key optional.
@@ -112,6 +117,7 @@ struct FileConfig {
     allowed_paths: Option<Vec<PathBuf>>,
     statement_timeout: Option<String>,
     max_connections: Option<usize>,
+    query_memory_limit: Option<String>,
 }
 
 /// The resolved configuration.
@@ -207,10 +213,18 @@ pub struct Security {
     pub statement_timeout: Option<std::time::Duration>,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Every session's default `query_memory_limit` in bytes (`None`: none).
+    pub query_memory_limit: Option<usize>,
 }
 
 /// Connections served at once by default (Postgres's default too).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+
+/// The most memory one query may use by default: 1 GiB. Enough for the
+/// hash tables of everyday queries; a bigger one spills or fails with 53200
+/// rather than taking the server's memory (a DISTINCT over 1e8 keys grew to
+/// 3.4 GB without a limit).
+pub const DEFAULT_QUERY_MEMORY_LIMIT: usize = 1 << 30;
 
 /// Where the TLS certificate and key are.
 #[derive(Debug, Clone)]
@@ -287,6 +301,20 @@ impl Security {
                 .or(file.max_connections)
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS)
                 .max(1),
+            query_memory_limit: match args
+                .query_memory_limit
+                .as_ref()
+                .or(file.query_memory_limit.as_ref())
+            {
+                Some(text) => crate::datafusion_context::parse_memory_limit(text).with_context(
+                    || {
+                        format!(
+                            "invalid query_memory_limit \"{text}\" (write e.g. 512MB, 2GB, 0 for none)"
+                        )
+                    },
+                )?,
+                None => Some(DEFAULT_QUERY_MEMORY_LIMIT),
+            },
         })
     }
 }

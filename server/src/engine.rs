@@ -240,10 +240,12 @@ impl Engine {
         let statement = parsed.statement.clone();
         let text = parsed.text.clone();
         let span = tracing::info_span!("statement", session = session.id());
+        // The queries the statement starts get the session's memory limit.
+        let memory_limit = session.query_memory_limit();
         let result = self
             .registry
             .run(
-                async move {
+                crate::datafusion_context::with_query_memory_limit(memory_limit, async move {
                     crate::dispatch::execute(
                         &registry,
                         &session,
@@ -252,7 +254,7 @@ impl Engine {
                         params,
                     )
                     .await
-                }
+                })
                 .instrument(span),
             )
             .await

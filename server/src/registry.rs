@@ -211,6 +211,9 @@ impl Registry {
         let state = self.ctx.state();
         let ctx = self.ctx.clone();
         let sql_text = sql.to_string();
+        // With a memory pool of the statement's own limit (read here, in
+        // the statement's task, not in the one spawned below).
+        let runtime = crate::datafusion_context::query_runtime(state.runtime_env());
         let stream = self
             .executor
             .run(async move {
@@ -223,7 +226,9 @@ impl Registry {
                     plan = plan.replace_params_with_values(&params)?;
                 }
                 let df = ctx.execute_logical_plan(plan).await?;
-                df.execute_stream().await
+                let task_ctx = Arc::new(df.task_ctx().with_runtime(runtime));
+                let plan = df.create_physical_plan().await?;
+                datafusion::physical_plan::execute_stream(plan, task_ctx)
             })
             .await?
             .map_err(|e| ServerError::from_datafusion(e, Some(&sql_text)))?;

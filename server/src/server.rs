@@ -148,6 +148,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let activity = Activity::install(Limits {
         statement_timeout: config.security.statement_timeout,
         max_connections: config.security.max_connections,
+        query_memory_limit: config.security.query_memory_limit,
     });
     let handlers = Arc::new(WeirHandlers::new(
         engine.clone(),
@@ -198,7 +199,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                     let pg_tls = pg_tls.clone();
                     // Counted from accept, so a client past the cap is
                     // told 53300 at its startup message.
-                    let counted = activity.connection_opened();
+                    let counted = activity.connection_opened(&socket, peer);
                     metrics.connections.inc();
                     metrics.open_connections.inc();
                     tokio::spawn(async move {

@@ -119,6 +119,14 @@ const SETTINGS: &[(&str, &str, bool, &str)] = &[
         false,
         "Shows the maximum number of index keys",
     ),
+    // Its default is the server's (`query_memory_limit` in the config):
+    // see `Session::get`.
+    (
+        "query_memory_limit",
+        "0",
+        false,
+        "Sets the maximum memory one query may use before it spills or fails",
+    ),
     (
         "search_path",
         "\"$user\", public",
@@ -362,6 +370,11 @@ impl Session {
         if let Some(v) = self.overrides.lock().get(&name) {
             return Ok(v.clone());
         }
+        if name == "query_memory_limit" {
+            return Ok(crate::datafusion_context::format_memory_limit(
+                default_query_memory_limit(),
+            ));
+        }
         SETTINGS
             .iter()
             .find(|(n, ..)| *n == name)
@@ -380,9 +393,26 @@ impl Session {
             .collect()
     }
 
+    /// The most memory one query of this session may use (`None`: no limit).
+    pub fn query_memory_limit(&self) -> Option<usize> {
+        self.get("query_memory_limit")
+            .ok()
+            .and_then(|text| crate::datafusion_context::parse_memory_limit(&text))
+            .unwrap_or_else(default_query_memory_limit)
+    }
+
     /// The session's time zone, for timestamp output.
     pub fn time_zone(&self) -> String {
         self.get("timezone").unwrap_or_else(|_| "UTC".to_string())
+    }
+}
+
+/// The server's `query_memory_limit` (the built-in default where no server
+/// runs in this process).
+fn default_query_memory_limit() -> Option<usize> {
+    match crate::pg::activity::Activity::current() {
+        Some(activity) => activity.limits.query_memory_limit,
+        None => Some(crate::config::DEFAULT_QUERY_MEMORY_LIMIT),
     }
 }
 
@@ -413,6 +443,13 @@ fn normalize_value(name: &str, value: String) -> Result<String> {
                 })
             }
         }
+        "query_memory_limit" => match crate::datafusion_context::parse_memory_limit(&value) {
+            Some(limit) => Ok(crate::datafusion_context::format_memory_limit(limit)),
+            None => Err(ServerError::InvalidParameterValue {
+                message: format!("invalid value for parameter \"query_memory_limit\": \"{value}\""),
+                hint: Some("write a size such as 512MB or 2GB, or 0 for no limit".to_string()),
+            }),
+        },
         "timezone" => {
             let valid = value.eq_ignore_ascii_case("utc")
                 || value.eq_ignore_ascii_case("gmt")

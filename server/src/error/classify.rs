@@ -88,6 +88,7 @@ pub(super) fn classify_datafusion(err: &DataFusionError, position: Option<usize>
             match inner.downcast_ref::<ServerError>() {
                 Some(ServerError::QueryCanceled) => return ServerError::QueryCanceled,
                 Some(ServerError::StatementTimeout) => return ServerError::StatementTimeout,
+                Some(ServerError::ClientGone) => return ServerError::ClientGone,
                 _ => {}
             }
             if let Some(arrow) = inner.downcast_ref::<ArrowError>() {

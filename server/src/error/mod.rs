@@ -276,6 +276,10 @@ pub enum ServerError {
     /// The statement ran past the session's `statement_timeout`.
     #[error("canceling statement due to statement timeout")]
     StatementTimeout,
+    /// The client went away while its statement ran: the statement is
+    /// stopped (nobody will read its answer; the client's doing).
+    #[error("connection to client lost")]
+    ClientGone,
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -350,6 +354,7 @@ impl ServerError {
             ServerError::ResourcesExhausted { .. } => "53200",
             ServerError::QueryCanceled => "57014",
             ServerError::StatementTimeout => "57014",
+            ServerError::ClientGone => "08006",
             ServerError::ShuttingDown => "57P01",
             ServerError::Internal { .. } => "XX000",
             ServerError::JobFailed { cause, .. } => cause.sqlstate(),
@@ -395,6 +400,10 @@ impl ServerError {
             | ServerError::UndefinedColumn { hint, .. }
             | ServerError::InvalidParameterValue { hint, .. }
             | ServerError::ObjectNotInPrerequisiteState { hint, .. } => hint.clone(),
+            ServerError::ResourcesExhausted { .. } => Some(
+                "each query may use at most query_memory_limit bytes: raise it with SET query_memory_limit = '4GB', or ask for less (fewer groups, a LIMIT)"
+                    .to_string(),
+            ),
             _ => None,
         }
     }

@@ -12,9 +12,18 @@
 //!
 //! A cancel stops what the client waits for: the statement's future is
 //! dropped and its result stream ends with the error, which drops the
-//! stream and with it the query's work.
+//! stream and with it the query's work (the worker task that drives it is
+//! aborted when its stream is dropped: `weir_runtime::Executor::execute`).
+//!
+//! A client that goes away while its statement runs is noticed too, as
+//! Postgres's `client_connection_check_interval` does: a query that sends
+//! nothing for a long time (an aggregate) never writes to the socket, so
+//! it would never find out. Each connection's socket is kept as a probe
+//! (a duplicate of its descriptor, from accept); while a statement runs,
+//! the probe is peeked every [`CLIENT_CHECK_INTERVAL`]: end of file or an
+//! error means the client is gone, and the statement stops.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -47,12 +56,20 @@ pub struct Limits {
     pub statement_timeout: Option<Duration>,
     /// Connections served at once; one more is refused with 53300.
     pub max_connections: usize,
+    /// The default `query_memory_limit` in bytes (`None`: none).
+    pub query_memory_limit: Option<usize>,
 }
+
+/// How often a running statement checks that its client is still there.
+pub const CLIENT_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The server's live backends.
 #[derive(Debug)]
 pub struct Activity {
     backends: Mutex<BTreeMap<i32, Arc<Backend>>>,
+    /// Each open connection's socket probe, by the client's address (unique
+    /// among open connections: the server's end of the pair is fixed).
+    probes: Mutex<HashMap<SocketAddr, Arc<std::net::TcpStream>>>,
     connections: AtomicUsize,
     /// The limits.
     pub limits: Limits,
@@ -69,6 +86,7 @@ impl Activity {
             .get_or_init(|| {
                 Arc::new(Self {
                     backends: Mutex::default(),
+                    probes: Mutex::default(),
                     connections: AtomicUsize::new(0),
                     limits,
                 })
@@ -81,10 +99,29 @@ impl Activity {
         CURRENT.get().cloned()
     }
 
-    /// A connection was accepted; the guard counts it until dropped.
-    pub fn connection_opened(self: &Arc<Self>) -> ConnectionCount {
+    /// A connection from `peer` was accepted on `socket`; the guard counts
+    /// it (and keeps its probe) until dropped.
+    pub fn connection_opened(
+        self: &Arc<Self>,
+        socket: &tokio::net::TcpStream,
+        peer: SocketAddr,
+    ) -> ConnectionCount {
         self.connections.fetch_add(1, Ordering::Relaxed);
-        ConnectionCount(self.clone())
+        // A duplicate of the descriptor, only ever peeked: it reads nothing
+        // that pgwire would miss. Without one (out of descriptors) the
+        // connection works, its disconnects are noticed at the next write.
+        use std::os::fd::AsFd;
+        match socket.as_fd().try_clone_to_owned() {
+            Ok(fd) => {
+                let probe = std::net::TcpStream::from(fd);
+                self.probes.lock().insert(peer, Arc::new(probe));
+            }
+            Err(err) => tracing::warn!(%peer, %err, "no probe for the connection's socket"),
+        }
+        ConnectionCount {
+            activity: self.clone(),
+            peer,
+        }
     }
 
     /// Is the number of open connections past the cap?
@@ -93,7 +130,8 @@ impl Activity {
     }
 
     /// Register a logged-in backend; it is listed until the guard drops.
-    pub fn register(self: &Arc<Self>, backend: Backend) -> (Arc<Backend>, BackendGuard) {
+    pub fn register(self: &Arc<Self>, mut backend: Backend) -> (Arc<Backend>, BackendGuard) {
+        backend.probe = self.probes.lock().get(&backend.client_addr).cloned();
         let backend = Arc::new(backend);
         self.backends.lock().insert(backend.pid, backend.clone());
         (
@@ -116,12 +154,16 @@ impl Activity {
     }
 }
 
-/// Counts one open connection until dropped.
-pub struct ConnectionCount(Arc<Activity>);
+/// Counts one open connection (and keeps its probe) until dropped.
+pub struct ConnectionCount {
+    activity: Arc<Activity>,
+    peer: SocketAddr,
+}
 
 impl Drop for ConnectionCount {
     fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        self.activity.probes.lock().remove(&self.peer);
+        self.activity.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -154,6 +196,8 @@ pub struct Backend {
     pub backend_start: DateTime<Utc>,
     now: Mutex<Now>,
     cancel: watch::Sender<u64>,
+    /// The connection's socket, peeked to notice a client gone mid-statement.
+    probe: Option<Arc<std::net::TcpStream>>,
 }
 
 /// What a backend is doing.
@@ -189,6 +233,7 @@ impl Backend {
                 query_start: None,
             }),
             cancel: watch::channel(0).0,
+            probe: None,
         }
     }
 
@@ -203,8 +248,11 @@ impl Backend {
     }
 
     /// Does `secret` match this backend's key (a CancelRequest's check)?
+    /// By value: the CancelRequest comes on a connection of its own, which
+    /// decodes the same four bytes as `Bytes` where the login had `I32`, so
+    /// `==` never matched and no CancelRequest stopped anything.
     fn secret_matches(&self, secret: &SecretKey) -> bool {
-        &self.secret == secret
+        self.secret.eq_value(secret)
     }
 
     /// A statement (whose text is `query`) starts, with `timeout`.
@@ -222,21 +270,23 @@ impl Backend {
         }
         let mut cancelled = self.cancel.subscribe();
         cancelled.borrow_and_update();
+        let probe = self.probe.clone();
         let stop = async move {
             let cancel = async {
                 if cancelled.changed().await.is_err() {
                     std::future::pending::<()>().await;
                 }
             };
-            match timeout {
-                Some(timeout) => tokio::select! {
-                    () = cancel => ServerError::QueryCanceled,
-                    () = tokio::time::sleep(timeout) => ServerError::StatementTimeout,
-                },
-                None => {
-                    cancel.await;
-                    ServerError::QueryCanceled
+            let timeout = async {
+                match timeout {
+                    Some(timeout) => tokio::time::sleep(timeout).await,
+                    None => std::future::pending().await,
                 }
+            };
+            tokio::select! {
+                () = cancel => ServerError::QueryCanceled,
+                () = timeout => ServerError::StatementTimeout,
+                () = client_gone(probe) => ServerError::ClientGone,
             }
         };
         Running {
@@ -246,7 +296,30 @@ impl Backend {
     }
 }
 
-/// A running statement: stops with 57014 when cancelled or timed out.
+/// Resolves once the client of `probe`'s connection has gone: its end of
+/// the socket is closed (a read would see end of file) or reset. Data the
+/// client sent meanwhile (a pipelined request, a TLS record) is left unread.
+async fn client_gone(probe: Option<Arc<std::net::TcpStream>>) {
+    let Some(probe) = probe else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(CLIENT_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // The descriptor shares tokio's non-blocking mode: peek never waits.
+        match probe.peek(&mut [0u8; 1]) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// A running statement: stops with 57014 when cancelled or timed out (and
+/// with 08006 when its client is gone).
 pub struct Running {
     stop: Pin<Box<dyn Future<Output = ServerError> + Send>>,
     backend: Arc<Backend>,
