@@ -223,7 +223,7 @@ impl Reading {
                     Err(e) => return Some(Err(e.into())),
                 };
                 self.current = Some(OpenFile {
-                    name: format!("/{location}"),
+                    name: display_name(&location),
                     bytes: opened.into_stream(),
                     splitter: Splitter::new(
                         self.decoder.syntax().quote(),
@@ -283,4 +283,19 @@ impl Reading {
         }
         Ok(())
     }
+}
+
+/// A file's name in messages: relative to the server's working directory
+/// when it is under it (as SQL usually names it), else absolute.
+fn display_name(location: &StorePath) -> String {
+    let absolute = std::path::PathBuf::from(format!("/{location}"));
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            absolute
+                .strip_prefix(cwd)
+                .ok()
+                .map(|p| p.display().to_string())
+        })
+        .unwrap_or_else(|| absolute.display().to_string())
 }
