@@ -146,16 +146,20 @@ pub enum ConnectorError {
         message: String,
     },
     /// Text in a file that is not a timestamp (the user's data).
-    #[error("invalid input syntax for type timestamp: \"{value}\"")]
+    #[error("invalid input syntax for type timestamp: \"{value}\"{at}")]
     InvalidTimestamp {
         /// The value given.
         value: String,
+        /// Where it is, when known (` (file "f.csv", line 3, column "ts")`).
+        at: String,
     },
     /// A timestamp in a file with a field out of range (the user's data).
-    #[error("date/time field value out of range: \"{value}\"")]
+    #[error("date/time field value out of range: \"{value}\"{at}")]
     TimestampOutOfRange {
         /// The value given.
         value: String,
+        /// Where it is, when known.
+        at: String,
     },
     /// A file with nothing to infer columns from (the user's).
     #[error("could not infer any column from \"{path}\": the file is empty")]

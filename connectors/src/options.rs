@@ -83,6 +83,46 @@ impl ConnectorOptions {
         }
     }
 
+    /// Take `on_error` and the option naming where dead letters go
+    /// (`dead_letter_key`: a Kafka topic, a file): the same words for every
+    /// source that decodes records, so a user learns them once.
+    pub fn take_on_error(
+        &mut self,
+        connector: &str,
+        dead_letter_key: &'static str,
+    ) -> Result<OnError> {
+        let target = self.take(dead_letter_key);
+        let on_error = match self
+            .take("on_error")
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("fail") => OnError::Fail,
+            Some("skip") => OnError::Skip,
+            Some("dead_letter") => OnError::DeadLetter(target.clone().ok_or_else(|| {
+                ConnectorError::MissingOption {
+                    connector: connector.to_string(),
+                    option: dead_letter_key,
+                }
+            })?),
+            Some(other) => {
+                return Err(ConnectorError::InvalidOption {
+                    option: "on_error".into(),
+                    value: other.to_string(),
+                    reason: "expected fail, skip or dead_letter".into(),
+                });
+            }
+        };
+        if let (Some(target), false) = (&target, matches!(on_error, OnError::DeadLetter(_))) {
+            return Err(ConnectorError::InvalidOption {
+                option: dead_letter_key.into(),
+                value: target.clone(),
+                reason: "only used with on_error = 'dead_letter'".into(),
+            });
+        }
+        Ok(on_error)
+    }
+
     /// Fail on the first option nobody consumed.
     pub fn finish(self, connector: &str) -> Result<()> {
         match self.values.into_keys().next() {
@@ -94,6 +134,19 @@ impl ConnectorOptions {
             }),
         }
     }
+}
+
+/// What a source does with a record it cannot decode (`on_error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnError {
+    /// The query or job fails, naming the record (the default: bad input
+    /// is never dropped unless the user said so).
+    Fail,
+    /// It is dropped, and counted in `weir_bad_rows_total`.
+    Skip,
+    /// Its raw bytes go to this target (a topic, a file), with the error
+    /// and its position, and it is counted.
+    DeadLetter(String),
 }
 
 #[cfg(test)]
@@ -118,5 +171,28 @@ mod tests {
         assert_eq!(opts.take_bool("header").expect("bool"), Some(false));
         assert_eq!(opts.take_char("delimiter").expect("char"), Some(b'\t'));
         assert!(opts.take_char("quote").is_err());
+    }
+
+    #[test]
+    fn on_error_needs_its_target_and_only_then() {
+        let mut opts = ConnectorOptions::new([("on_error", "Skip")]);
+        assert_eq!(
+            opts.take_on_error("file", "dead_letter_path")
+                .expect("skip"),
+            OnError::Skip
+        );
+        let mut opts = ConnectorOptions::new([("on_error", "dead_letter")]);
+        assert!(opts.take_on_error("file", "dead_letter_path").is_err());
+        let mut opts = ConnectorOptions::new([("dead_letter_path", "bad.jsonl")]);
+        assert!(opts.take_on_error("file", "dead_letter_path").is_err());
+        let mut opts =
+            ConnectorOptions::new([("on_error", "dead_letter"), ("dead_letter_path", "b")]);
+        assert_eq!(
+            opts.take_on_error("file", "dead_letter_path")
+                .expect("dead letter"),
+            OnError::DeadLetter("b".into())
+        );
+        let mut opts = ConnectorOptions::new([("on_error", "ignore")]);
+        assert!(opts.take_on_error("file", "dead_letter_path").is_err());
     }
 }

@@ -410,7 +410,7 @@ mod tests {
         assert_eq!(
             unknown.to_string(),
             "unknown option \"delimter\" for connector \"file\": \
-             a file table accepts path, format, header or delimiter"
+             a file table accepts path, format, header, delimiter, on_error or dead_letter_path"
         );
         let missing = take_connector(
             &mut ConnectorOptions::new([

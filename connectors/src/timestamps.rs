@@ -55,7 +55,8 @@ impl ScalarUDFImpl for ParseTimestamp {
     }
 }
 
-fn parse(input: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
+/// Parse the text in `input` into `target` (see the module's note).
+pub(crate) fn parse(input: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
     let text = cast(input, &DataType::Utf8)?;
     let text = text.as_string::<i32>();
     let mut values = Vec::with_capacity(text.len());
@@ -95,7 +96,7 @@ fn cast_strictly(input: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
 
 /// Why `text` is not a timestamp, in Postgres's words: a value of the right
 /// shape with a field out of range (`2024-02-30 00:00:00`), or anything else.
-fn bad_timestamp(text: &str) -> ConnectorError {
+pub(crate) fn bad_timestamp(text: &str) -> ConnectorError {
     let s = text.as_bytes();
     let shaped = s.len() >= 19
         && s[4] == b'-'
@@ -116,10 +117,12 @@ fn bad_timestamp(text: &str) -> ConnectorError {
     if shaped {
         ConnectorError::TimestampOutOfRange {
             value: text.to_string(),
+            at: String::new(),
         }
     } else {
         ConnectorError::InvalidTimestamp {
             value: text.to_string(),
+            at: String::new(),
         }
     }
 }

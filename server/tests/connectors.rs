@@ -24,7 +24,7 @@ async fn bad_connectors_and_options_name_themselves() {
             "CREATE TABLE t1 WITH (connector = 'file', path = 'data/trips.csv', delimter = ';')",
             "22023",
             "unknown option \"delimter\" for connector \"file\": \
-             a file table accepts path, format, header or delimiter",
+             a file table accepts path, format, header, delimiter, on_error or dead_letter_path",
         ),
         (
             "CREATE STREAM s1 WITH (connector = 'nexmark', table = 'bid', ratee = '10')",

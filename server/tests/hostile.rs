@@ -349,7 +349,8 @@ async fn errors_read_as_in_postgres() {
         (
             "SELECT * FROM bad",
             "22007",
-            "invalid input syntax for type timestamp: \"not a time\"",
+            "invalid input syntax for type timestamp: \"not a time\" \
+             (file \"data/defects/bad_timestamp.csv\", line 3, column \"ts\")",
             None,
         ),
         (

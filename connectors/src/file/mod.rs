@@ -11,19 +11,14 @@
 //! # Layout
 //! - here: [`FileSpec`] (where the files are, how to decode them) and
 //!   [`FileConnector`] (the connector's entry in the registry).
+//! - [`scan`]: CSV and JSON-lines files read record by record ([`records`]
+//!   cuts them, [`decode`] decodes them), bad records handled by the
+//!   `on_error` policy ([`bad_rows`]).
 //! - [`sink`]: a view's rows written to files, exactly once.
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::logical_expr::{Expr, ScalarUDF, TableType};
-use datafusion::physical_expr::ScalarFunctionExpr;
-use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_expr::projection::ProjectionExpr;
-use datafusion::physical_plan::projection::ProjectionExec;
-use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
-
-use crate::timestamps::ParseTimestamp;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
@@ -33,12 +28,18 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use futures::TryStreamExt;
+use weir_runtime::metrics::RuntimeMetrics;
+use weir_runtime::source::Source;
 
 use crate::error::{ConnectorError, Result};
-use crate::opened_stream::OpenedStream;
-use crate::options::ConnectorOptions;
+use crate::opened_stream::{OpenedStream, SourceFactory};
+use crate::options::{ConnectorOptions, OnError};
 use crate::registry::{Connector, Opening, OptionSpec, Role};
 
+pub mod bad_rows;
+pub mod decode;
+pub mod records;
+pub mod scan;
 pub mod sink;
 
 /// The name of the file connector in `WITH (connector = 'file')`.
@@ -90,6 +91,8 @@ pub struct FileSpec {
     pub path: String,
     /// How to decode them.
     pub format: FileFormatKind,
+    /// What a record that cannot be decoded does (csv and json).
+    pub on_error: OnError,
 }
 
 impl FileSpec {
@@ -119,7 +122,23 @@ impl FileSpec {
                 });
             }
         };
-        Ok(Self { path, format })
+        let on_error = options.take_on_error(CONNECTOR, "dead_letter_path")?;
+        if format == FileFormatKind::Parquet && on_error != OnError::Fail {
+            return Err(ConnectorError::InvalidOption {
+                option: "on_error".into(),
+                value: "skip or dead_letter".into(),
+                reason: "parquet files have no records to set aside: only csv and json".into(),
+            });
+        }
+        if let OnError::DeadLetter(dead_letters) = &on_error {
+            // Written by the server: confined like any path SQL names.
+            crate::paths::check(dead_letters)?;
+        }
+        Ok(Self {
+            path,
+            format,
+            on_error,
+        })
     }
 
     /// Open the files as a table. With `schema` the columns are as declared;
@@ -157,47 +176,24 @@ impl FileSpec {
                 inferred
             }
         };
-        // CSV timestamps are read as text and parsed by Weir's fast path
-        // (see `timestamps`); other formats carry typed timestamps already.
-        let timestamp_columns: Vec<usize> = match self.format {
-            FileFormatKind::Csv { .. } => schema
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| matches!(f.data_type(), DataType::Timestamp(_, None)))
-                .map(|(i, _)| i)
-                .collect(),
-            _ => Vec::new(),
+        let syntax = match self.format {
+            FileFormatKind::Csv { delimiter, .. } => decode::Syntax::Csv { delimiter },
+            FileFormatKind::Json => decode::Syntax::Json,
+            FileFormatKind::Parquet => {
+                let config = ListingTableConfig::new(url)
+                    .with_listing_options(listing)
+                    .with_schema(schema);
+                return Ok(Arc::new(ListingTable::try_new(config)?));
+            }
         };
-        let file_schema = if timestamp_columns.is_empty() {
-            schema.clone()
-        } else {
-            let fields: Vec<Field> = schema
-                .fields()
-                .iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    if timestamp_columns.contains(&i) {
-                        f.as_ref().clone().with_data_type(DataType::Utf8)
-                    } else {
-                        f.as_ref().clone()
-                    }
-                })
-                .collect();
-            Arc::new(Schema::new(fields))
-        };
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(listing)
-            .with_schema(file_schema);
-        let table: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config)?);
-        if timestamp_columns.is_empty() {
-            return Ok(table);
-        }
-        Ok(Arc::new(CsvTimestamps {
-            inner: table,
-            schema,
-            timestamp_columns,
-        }))
+        let header = matches!(self.format, FileFormatKind::Csv { header: true, .. });
+        Ok(Arc::new(scan::CheckedFiles::new(
+            url,
+            listing.file_extension.clone(),
+            header,
+            decode::RecordDecoder::new(syntax, schema, scan::MAX_RECORD_BYTES),
+            bad_rows::BadRows::new(self.on_error.clone()),
+        )))
     }
 
     async fn check_files_exist(
@@ -221,69 +217,6 @@ impl FileSpec {
     }
 }
 
-/// A CSV table whose timestamp columns are read as text and parsed by
-/// `weir_parse_timestamp` in a projection over the scan.
-#[derive(Debug)]
-struct CsvTimestamps {
-    inner: Arc<dyn TableProvider>,
-    schema: SchemaRef,
-    timestamp_columns: Vec<usize>,
-}
-
-#[async_trait::async_trait]
-impl TableProvider for CsvTimestamps {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        let input = self.inner.scan(state, projection, &[], limit).await?;
-        let input_schema = input.schema();
-        let indices: Vec<usize> = projection
-            .cloned()
-            .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
-        let config = Arc::new(state.config_options().clone());
-        let exprs = indices
-            .iter()
-            .enumerate()
-            .map(|(position, &i)| {
-                let field = self.schema.field(i);
-                let column: Arc<dyn PhysicalExpr> =
-                    Arc::new(Column::new(input_schema.field(position).name(), position));
-                let expr = if self.timestamp_columns.contains(&i) {
-                    let udf = Arc::new(ScalarUDF::new_from_impl(ParseTimestamp::new(
-                        field.data_type().clone(),
-                    )));
-                    Arc::new(ScalarFunctionExpr::new(
-                        "weir_parse_timestamp",
-                        udf,
-                        vec![column],
-                        Arc::new(field.clone()),
-                        config.clone(),
-                    )) as Arc<dyn PhysicalExpr>
-                } else {
-                    column
-                };
-                ProjectionExpr {
-                    expr,
-                    alias: field.name().clone(),
-                }
-            })
-            .collect::<Vec<_>>();
-        Ok(Arc::new(ProjectionExec::try_new(exprs, input)?))
-    }
-}
-
 fn is_glob(path: &str) -> bool {
     path.contains(['*', '?', '['])
 }
@@ -296,6 +229,32 @@ fn guess_format(path: &str) -> Option<String> {
         "json" | "ndjson" | "jsonl" => Some("json".to_string()),
         "parquet" => Some("parquet".to_string()),
         _ => None,
+    }
+}
+
+/// Count a file table's bad records (skipped or dead-lettered) as `name`
+/// in `weir_bad_rows_total`; other tables have none.
+pub fn observe_table(table: &dyn TableProvider, name: &str, metrics: &RuntimeMetrics) {
+    if let Some(files) = table.downcast_ref::<scan::CheckedFiles>() {
+        files.bad_rows().counter().attach(metrics.bad(name));
+    }
+}
+
+/// A file stream's sources: scans of its table (as every bounded stream's),
+/// whose bad records are counted as the stream's.
+#[derive(Debug)]
+struct FileSources {
+    scanning: OpenedStream,
+}
+
+#[async_trait::async_trait]
+impl SourceFactory for FileSources {
+    async fn source(&self, state: &dyn Session) -> Result<Arc<dyn Source>> {
+        self.scanning.source(state).await
+    }
+
+    fn observe(&mut self, stream: &str, metrics: &RuntimeMetrics) {
+        observe_table(self.scanning.table().as_ref(), stream, metrics);
     }
 }
 
@@ -327,6 +286,14 @@ impl Connector for FileConnector {
             ),
             OptionSpec::new("header", "csv: does the first line name the columns (default true)"),
             OptionSpec::new("delimiter", "csv: the field separator (default ',')"),
+            OptionSpec::new(
+                "on_error",
+                "csv, json: a record that cannot be decoded: fail (default), skip or dead_letter",
+            ),
+            OptionSpec::new(
+                "dead_letter_path",
+                "with on_error = 'dead_letter': the file bad records are appended to (json lines)",
+            ),
         ];
         OPTIONS
     }
@@ -340,7 +307,12 @@ impl Connector for FileConnector {
         let spec = FileSpec::from_options(options)?;
         let description = format!("file {} ({})", spec.path, spec.format.name());
         let table = spec.open_table(state, declared, true).await?;
-        Ok(OpenedStream::scanning(table, true, description))
+        let scanning = OpenedStream::scanning(table.clone(), true, description);
+        Ok(OpenedStream::new(
+            table,
+            true,
+            Arc::new(FileSources { scanning }),
+        ))
     }
 
     async fn open_table(
@@ -391,6 +363,7 @@ mod tests {
         let missing = FileSpec {
             path: dir.path().join("nope.csv").display().to_string(),
             format: FileFormatKind::Json,
+            on_error: OnError::Fail,
         };
         let err = missing
             .open_table(&ctx.state(), None, true)

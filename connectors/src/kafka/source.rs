@@ -67,16 +67,9 @@ pub enum Startup {
     Timestamp(i64),
 }
 
-/// What a message that cannot be decoded does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OnError {
-    /// The job fails, naming the message.
-    Fail,
-    /// It is dropped (and counted).
-    Skip,
-    /// Its raw bytes go to this topic, with the error and its position.
-    DeadLetter(String),
-}
+/// What a message that cannot be decoded does: fail, skip, or go to the
+/// dead-letter topic (the same option every decoding source takes).
+pub use crate::options::OnError;
 
 /// A Kafka stream's settings, checked at `CREATE STREAM`.
 #[derive(Debug)]
@@ -147,35 +140,7 @@ impl KafkaStream {
                 reason: "an upsert-json stream reads its topic from the earliest offset: a key's latest value may be anywhere in it".into(),
             });
         }
-        let dead_letter = options.take("dead_letter_topic");
-        let on_error = match options
-            .take("on_error")
-            .map(|s| s.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("fail") => OnError::Fail,
-            Some("skip") => OnError::Skip,
-            Some("dead_letter") => {
-                OnError::DeadLetter(dead_letter.clone().ok_or(ConnectorError::MissingOption {
-                    connector: CONNECTOR.into(),
-                    option: "dead_letter_topic",
-                })?)
-            }
-            Some(other) => {
-                return Err(ConnectorError::InvalidOption {
-                    option: "on_error".into(),
-                    value: other.to_string(),
-                    reason: "expected fail, skip or dead_letter".into(),
-                });
-            }
-        };
-        if let (Some(topic), false) = (&dead_letter, matches!(on_error, OnError::DeadLetter(_))) {
-            return Err(ConnectorError::InvalidOption {
-                option: "dead_letter_topic".into(),
-                value: topic.clone(),
-                reason: "only used with on_error = 'dead_letter'".into(),
-            });
-        }
+        let on_error = options.take_on_error(CONNECTOR, "dead_letter_topic")?;
         let idle_timeout = options
             .take("idle_timeout")
             .map(|v| super::parse_duration("idle_timeout", &v))

@@ -61,6 +61,7 @@ pub async fn create_table(registry: &Registry, create: CreateTable) -> Result<Ou
         owned: None,
     };
     registry.persist(|catalog| catalog.insert(CatalogEntry::Table(def)).map_err(Into::into))?;
+    weir_connectors::file::observe_table(table.as_ref(), &create.name, registry.runtime_metrics());
     registry.register_table(&create.name, table)?;
     info!(table = %create.name, "table created");
     Ok(Output::command("CREATE TABLE"))
@@ -370,6 +371,7 @@ async fn restore_table(registry: &Registry, def: &TableDef) -> Result<()> {
             connectors::open_table(&state, options, Some(schema), Opening::Restore).await
         })
         .await??;
+    weir_connectors::file::observe_table(table.as_ref(), &def.name, registry.runtime_metrics());
     registry.register_table(&def.name, table)
 }
 

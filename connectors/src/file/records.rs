@@ -1,0 +1,249 @@
+//! A file's bytes cut into records, each with the line it starts on.
+//!
+//! Bytes arrive in pieces of any size (the object store's chunks); a record
+//! may span pieces. A record ends at a newline outside quotes (CSV may quote
+//! a newline into a field; JSON text never holds a raw one). Records are
+//! handed out in blocks, so the decoder works on many at once, and each
+//! keeps its first line number, so a bad one can be named by file and line.
+//!
+//! # Correctness
+//! - Every byte of the file is in exactly one record, or in a blank line
+//!   (nothing but `\r`; in JSON text, nothing but blanks), which is not a
+//!   record: no row is lost between pieces.
+//! - A record longer than `max_record_bytes` is not kept whole: its first
+//!   bytes are, it is marked [`Record::oversized`], and the quote state is
+//!   dropped so that an unbalanced quote cannot swallow the rest of the file
+//!   into one record. Memory stays bounded whatever the file holds.
+
+use std::ops::Range;
+
+/// How many bytes of an oversized record are kept (for the dead letter).
+const OVERSIZED_PREFIX: usize = 1024;
+
+/// One record of a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its bytes in [`Block::buf`], without the newline (nor a `\r`).
+    pub bytes: Range<usize>,
+    /// The line it starts on, from 1.
+    pub line: u64,
+    /// It was longer than the limit and is cut short.
+    pub oversized: bool,
+}
+
+/// Records cut from a file, in file order.
+#[derive(Debug, Default)]
+pub struct Block {
+    /// The records' bytes.
+    pub buf: Vec<u8>,
+    /// The records.
+    pub records: Vec<Record>,
+}
+
+impl Block {
+    /// The bytes of record `i`.
+    pub fn bytes(&self, i: usize) -> &[u8] {
+        &self.buf[self.records[i].bytes.clone()]
+    }
+}
+
+/// Cuts the bytes of one file into records.
+#[derive(Debug)]
+pub struct Splitter {
+    /// The CSV quote character (`None`: JSON lines, no quoting).
+    quote: Option<u8>,
+    max_record_bytes: usize,
+    /// The unfinished record's bytes so far.
+    pending: Vec<u8>,
+    in_quotes: bool,
+    /// The line the unfinished record starts on.
+    start_line: u64,
+    /// Newlines inside the unfinished record (quoted ones).
+    lines_inside: u64,
+    /// The unfinished record passed the limit.
+    oversized: bool,
+    /// Records ready to hand out.
+    ready: Block,
+}
+
+impl Splitter {
+    /// A splitter for CSV quoted with `quote`, or for JSON lines (`None`).
+    pub fn new(quote: Option<u8>, max_record_bytes: usize) -> Self {
+        Self {
+            quote,
+            max_record_bytes,
+            pending: Vec::new(),
+            in_quotes: false,
+            start_line: 1,
+            lines_inside: 0,
+            oversized: false,
+            ready: Block::default(),
+        }
+    }
+
+    /// Add the next piece of the file.
+    pub fn push(&mut self, piece: &[u8]) {
+        let quote = self.quote;
+        let mut rest = piece;
+        while !rest.is_empty() {
+            // Copy up to the next byte that matters: a newline or a quote.
+            let stop = rest
+                .iter()
+                .position(|&b| b == b'\n' || Some(b) == quote)
+                .unwrap_or(rest.len());
+            self.keep(&rest[..stop]);
+            let Some(&byte) = rest.get(stop) else {
+                break;
+            };
+            rest = &rest[stop + 1..];
+            if byte == b'\n' {
+                if !self.in_quotes {
+                    self.end_record();
+                    continue;
+                }
+                self.lines_inside += 1;
+            } else if !self.oversized {
+                self.in_quotes = !self.in_quotes;
+            }
+            self.keep(&[byte]);
+        }
+    }
+
+    /// Add `bytes` to the unfinished record, up to the limit.
+    fn keep(&mut self, bytes: &[u8]) {
+        if self.oversized {
+            return;
+        }
+        if bytes.len() <= self.max_record_bytes - self.pending.len() {
+            self.pending.extend_from_slice(bytes);
+        } else {
+            // Keep a prefix for whoever reads the dead letter, and stop
+            // trusting quotes: the next plain newline ends it.
+            self.oversized = true;
+            self.in_quotes = false;
+            let keep = OVERSIZED_PREFIX.min(self.max_record_bytes);
+            if self.pending.len() < keep {
+                let more = (keep - self.pending.len()).min(bytes.len());
+                self.pending.extend_from_slice(&bytes[..more]);
+            }
+            self.pending.truncate(keep);
+        }
+    }
+
+    /// The file ended: the unfinished record (a last line without a
+    /// newline) is a record too.
+    pub fn finish(&mut self) {
+        if !self.pending.is_empty() || self.oversized {
+            self.end_record();
+        }
+    }
+
+    /// Bytes held in records not handed out yet.
+    pub fn ready_bytes(&self) -> usize {
+        self.ready.buf.len()
+    }
+
+    /// Records ready so far.
+    pub fn ready_records(&self) -> usize {
+        self.ready.records.len()
+    }
+
+    /// Hand out the records ready so far.
+    pub fn take(&mut self) -> Block {
+        std::mem::take(&mut self.ready)
+    }
+
+    fn end_record(&mut self) {
+        let mut record = std::mem::take(&mut self.pending);
+        if record.last() == Some(&b'\r') && !self.oversized {
+            record.pop();
+        }
+        let line = self.start_line;
+        self.start_line += 1 + self.lines_inside;
+        self.lines_inside = 0;
+        let oversized = std::mem::take(&mut self.oversized);
+        self.in_quotes = false;
+        // A blank line holds no row (in JSON text, nor one of blanks).
+        let blank = match self.quote {
+            Some(_) => record.is_empty(),
+            None => record.iter().all(u8::is_ascii_whitespace),
+        };
+        if blank && !oversized {
+            self.pending = record;
+            return;
+        }
+        let start = self.ready.buf.len();
+        self.ready.buf.extend_from_slice(&record);
+        self.ready.records.push(Record {
+            bytes: start..self.ready.buf.len(),
+            line,
+            oversized,
+        });
+        record.clear();
+        self.pending = record;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(quote: Option<u8>, max: usize, pieces: &[&[u8]]) -> Vec<(String, u64, bool)> {
+        let mut splitter = Splitter::new(quote, max);
+        for piece in pieces {
+            splitter.push(piece);
+        }
+        splitter.finish();
+        let block = splitter.take();
+        (0..block.records.len())
+            .map(|i| {
+                (
+                    String::from_utf8_lossy(block.bytes(i)).into_owned(),
+                    block.records[i].line,
+                    block.records[i].oversized,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_span_pieces_and_keep_their_lines() {
+        let got = split(
+            Some(b'"'),
+            1 << 20,
+            &[b"a,b\n1,\"x", b"\ny\"\r\n\n", b"3,z"],
+        );
+        assert_eq!(
+            got,
+            vec![
+                ("a,b".into(), 1, false),
+                ("1,\"x\ny\"".into(), 2, false),
+                ("3,z".into(), 5, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn json_lines_ignore_quotes_and_a_long_line_is_cut_short() {
+        let long = vec![b'x'; 5000];
+        let got = split(None, 2048, &[b"{\"a\":\"\\\"\"}\n", &long, b"\n{}\n"]);
+        assert_eq!(got[0], ("{\"a\":\"\\\"\"}".into(), 1, false));
+        assert_eq!(got[1].1, 2);
+        assert!(got[1].2, "oversized");
+        assert_eq!(got[1].0.len(), 1024);
+        assert_eq!(got[2], ("{}".into(), 3, false));
+    }
+
+    #[test]
+    fn an_unbalanced_quote_cannot_swallow_the_file() {
+        let mut rest = b"1,\"open\n".to_vec();
+        rest.extend(std::iter::repeat_n(b"2,ok\n".as_slice(), 100).flatten());
+        let got = split(Some(b'"'), 64, &[&rest]);
+        // The open quote runs to the limit, then the next newline ends it.
+        assert!(got[0].2);
+        let total_lines: usize = 1 + 100;
+        let covered = got.len() as u64;
+        assert!(covered > 80, "{got:?}");
+        assert_eq!(got.last().expect("last").1, total_lines as u64);
+    }
+}

@@ -1,0 +1,301 @@
+//! CSV and JSON-lines files read record by record, so that a bad record is
+//! met where it is (file and line) and handled by the table's `on_error`
+//! policy instead of failing the whole scan with no place named.
+//!
+//! ```text
+//!   files (listed at each scan, sorted, dealt to partitions)
+//!     │ object store chunks
+//!     v
+//!   records::Splitter ── records with their line numbers, in blocks
+//!     v
+//!   decode::RecordDecoder ── good rows as one batch │ bad records
+//!     v                                             v
+//!   the scan's batches              bad_rows::BadRows: fail | skip | dead letter
+//! ```
+//!
+//! Parquet files are binary and self-describing: they stay with
+//! DataFusion's listing table (see `file/mod.rs`).
+//!
+//! # Correctness
+//! Files are listed in path order and dealt to partitions the same way at
+//! every scan, so a stream reopened from a checkpoint sees each partition's
+//! rows in the same order (its position counts rows).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result as DfResult;
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::object_store::path::Path as StorePath;
+use datafusion::object_store::{ObjectStore, ObjectStoreExt};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+
+use super::bad_rows::BadRows;
+use super::decode::RecordDecoder;
+use super::records::Splitter;
+
+/// Decode once this many bytes of records are waiting (besides a full
+/// batch of records).
+const BLOCK_BYTES: usize = 4 << 20;
+
+/// A record longer than this is bad, whatever the policy: it would
+/// otherwise be held in memory whole.
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
+
+/// CSV or JSON-lines files as a table.
+#[derive(Debug)]
+pub struct CheckedFiles {
+    url: ListingTableUrl,
+    /// Files in a folder must end so; a file or a glob names its own.
+    extension: String,
+    header: bool,
+    decoder: Arc<RecordDecoder>,
+    bad_rows: BadRows,
+}
+
+impl CheckedFiles {
+    /// Files at `url` decoded by `decoder`, skipping a header line per file
+    /// when `header`, bad records handled by `bad_rows`.
+    pub fn new(
+        url: ListingTableUrl,
+        extension: String,
+        header: bool,
+        decoder: RecordDecoder,
+        bad_rows: BadRows,
+    ) -> Self {
+        Self {
+            url,
+            extension,
+            header,
+            decoder: Arc::new(decoder),
+            bad_rows,
+        }
+    }
+
+    /// The table's `on_error` policy and its counter.
+    pub fn bad_rows(&self) -> &BadRows {
+        &self.bad_rows
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for CheckedFiles {
+    fn schema(&self) -> SchemaRef {
+        self.decoder.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let store = state.runtime_env().object_store(&self.url)?;
+        let mut files: Vec<StorePath> = self
+            .url
+            .list_all_files(state, store.as_ref(), &self.extension)
+            .await?
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        files.sort();
+        let count = state.config().target_partitions().min(files.len()).max(1);
+        let mut groups = vec![Vec::new(); count];
+        for (i, file) in files.into_iter().enumerate() {
+            groups[i % count].push(file);
+        }
+        let batch_size = state.config().batch_size();
+        let partitions = groups
+            .into_iter()
+            .map(|files| {
+                Arc::new(FilePartition {
+                    files,
+                    store: store.clone(),
+                    header: self.header,
+                    decoder: self.decoder.clone(),
+                    bad_rows: self.bad_rows.clone(),
+                    batch_size,
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        Ok(Arc::new(StreamingTableExec::try_new(
+            self.schema(),
+            partitions,
+            projection,
+            [],
+            false,
+            limit,
+        )?))
+    }
+}
+
+/// The files one partition reads, one after the other.
+#[derive(Debug)]
+struct FilePartition {
+    files: Vec<StorePath>,
+    store: Arc<dyn ObjectStore>,
+    header: bool,
+    decoder: Arc<RecordDecoder>,
+    bad_rows: BadRows,
+    batch_size: usize,
+}
+
+impl PartitionStream for FilePartition {
+    fn schema(&self) -> &SchemaRef {
+        // The decoder's schema is the table's; kept here to hand out a
+        // reference.
+        self.decoder.schema_ref()
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let reading = Reading {
+            files: self.files.clone().into(),
+            store: self.store.clone(),
+            header: self.header,
+            decoder: self.decoder.clone(),
+            bad_rows: self.bad_rows.clone(),
+            batch_size: self.batch_size.max(1),
+            current: None,
+            out: VecDeque::new(),
+            failed: false,
+        };
+        let stream = futures::stream::unfold(reading, |mut reading| async move {
+            let next = reading.next().await?;
+            if next.is_err() {
+                reading.failed = true;
+            }
+            Some((next, reading))
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.decoder.schema(), stream))
+    }
+}
+
+/// One file being read.
+struct OpenFile {
+    name: String,
+    bytes: BoxStream<'static, datafusion::object_store::Result<bytes::Bytes>>,
+    splitter: Splitter,
+    /// Its first record is a header still to skip.
+    header: bool,
+}
+
+/// A partition's read, step by step.
+struct Reading {
+    files: VecDeque<StorePath>,
+    store: Arc<dyn ObjectStore>,
+    header: bool,
+    decoder: Arc<RecordDecoder>,
+    bad_rows: BadRows,
+    batch_size: usize,
+    current: Option<OpenFile>,
+    out: VecDeque<RecordBatch>,
+    failed: bool,
+}
+
+impl Reading {
+    /// The next batch, an error (the last item), or the end.
+    async fn next(&mut self) -> Option<DfResult<RecordBatch>> {
+        loop {
+            if let Some(batch) = self.out.pop_front() {
+                return Some(Ok(batch));
+            }
+            if self.failed {
+                return None;
+            }
+            if self.current.is_none() {
+                let location = self.files.pop_front()?;
+                let opened = match self.store.get(&location).await {
+                    Ok(opened) => opened,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                self.current = Some(OpenFile {
+                    name: display_name(&location),
+                    bytes: opened.into_stream(),
+                    splitter: Splitter::new(
+                        self.decoder.syntax().quote(),
+                        self.decoder.max_record_bytes(),
+                    ),
+                    header: self.header,
+                });
+            }
+            let Some(file) = self.current.as_mut() else {
+                continue;
+            };
+            match file.bytes.next().await {
+                Some(Ok(piece)) => {
+                    file.splitter.push(&piece);
+                    let full = file.splitter.ready_records() >= self.batch_size
+                        || file.splitter.ready_bytes() >= BLOCK_BYTES;
+                    if full && let Err(e) = self.decode_ready() {
+                        return Some(Err(e));
+                    }
+                }
+                Some(Err(e)) => return Some(Err(e.into())),
+                None => {
+                    file.splitter.finish();
+                    let decoded = self.decode_ready();
+                    self.current = None;
+                    if let Err(e) = decoded {
+                        return Some(Err(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decode the current file's ready records into `out`, in batches of
+    /// at most `batch_size` rows.
+    fn decode_ready(&mut self) -> DfResult<()> {
+        let Some(file) = self.current.as_mut() else {
+            return Ok(());
+        };
+        let mut block = file.splitter.take();
+        if file.header && !block.records.is_empty() {
+            block.records.remove(0);
+            file.header = false;
+        }
+        if block.records.is_empty() {
+            return Ok(());
+        }
+        let (batch, bad) = self.decoder.decode(&block);
+        self.bad_rows.handle(&file.name, &block, &bad)?;
+        if let Some(batch) = batch {
+            let mut offset = 0;
+            while offset < batch.num_rows() {
+                let len = self.batch_size.min(batch.num_rows() - offset);
+                self.out.push_back(batch.slice(offset, len));
+                offset += len;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A file's name in messages: relative to the server's working directory
+/// when it is under it (as SQL usually names it), else absolute.
+fn display_name(location: &StorePath) -> String {
+    let absolute = std::path::PathBuf::from(format!("/{location}"));
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            absolute
+                .strip_prefix(cwd)
+                .ok()
+                .map(|p| p.display().to_string())
+        })
+        .unwrap_or_else(|| absolute.display().to_string())
+}

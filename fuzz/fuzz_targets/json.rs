@@ -1,0 +1,7 @@
+//! `cargo afl fuzz` target: see `weir_fuzz::json`.
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        weir_fuzz::json(data);
+    });
+}

@@ -1,0 +1,7 @@
+//! `cargo afl fuzz` target: see `weir_fuzz::pgwire`.
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        weir_fuzz::pgwire(data);
+    });
+}

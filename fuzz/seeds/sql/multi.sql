@@ -1,0 +1,1 @@
+SELECT window_start, sum(x) FROM TUMBLE(s, t, INTERVAL '10 seconds') GROUP BY 1; SELECT (SELECT 1), 'a' || 'b', CAST('1' AS INT) FROM (VALUES (1),(2)) v(x)

@@ -1,0 +1,1 @@
+CREATE STREAM s (a BIGINT, t TIMESTAMP, WATERMARK FOR t AS t - INTERVAL '2 seconds') WITH (connector = 'file', path = 'x.csv')
