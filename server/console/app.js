@@ -242,7 +242,7 @@ async function jobPage(name, gen) {
   const inRate = rate("in:" + name, job.rows_in);
   const outRate = rate("out:" + name, job.rows_out);
   const last = checkpoints.length ? checkpoints[checkpoints.length - 1] : null;
-  main().replaceChildren(
+  main().replaceChildren(...[
     h("div", { class: "head" },
       h("div", { class: "grow" },
         h("div", { class: "sub" }, h("a", { href: "#/jobs" }, "Jobs"), " / " + job.kind),
@@ -272,7 +272,7 @@ async function jobPage(name, gen) {
       h("div", { class: "card flush" }, h("h2", {}, "Log"), logView(logs))),
     h("div", { class: "stack" }),
     h("div", { class: "card" }, h("h2", {}, "Definition"), h("pre", { class: "wrap mono" }, job.definition)),
-  );
+  ].filter(Boolean));
   const logBox = document.querySelector(".logs");
   if (logBox) logBox.scrollTop = logBox.scrollHeight;
   return true;
@@ -367,7 +367,7 @@ function checkpointChart(checkpoints) {
   svg.append(s("text", { class: "label", x: W - R + 6, y: T + 8 }, fmtBytes(maxS)));
   cps.forEach((c, i) => {
     const bh = ((c.duration_ms || 0) / maxD) * (H - T - B);
-    svg.append(s("rect", { class: "bar", x: L + i * bw + bw * 0.15, width: Math.max(1, bw * 0.7), y: H - B - bh, height: bh },
+    svg.append(s("rect", { class: "cbar", x: L + i * bw + bw * 0.15, width: Math.max(1, bw * 0.7), y: H - B - bh, height: bh },
       s("title", {}, `#${c.epoch} · ${c.duration_ms === null ? "?" : c.duration_ms + " ms"} · ${fmtBytes(c.size_bytes)} · ${fmtTime(c.completed_at)}`)));
   });
   const pts = cps.map((c, i) => [L + i * bw + bw / 2, H - B - ((c.size_bytes || 0) / maxS) * (H - T - B)]);

@@ -337,6 +337,7 @@ pub async fn create_savepoint(
 
 /// `?limit=` on a job's logs.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// The newest this many lines (default 200).
     pub limit: Option<usize>,

@@ -43,6 +43,7 @@ pub struct SavepointPath {
 
 /// `?job=` on the list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SavepointQuery {
     /// Only this job's savepoints (`SHOW SAVEPOINTS FOR JOB job`).
     pub job: Option<String>,

@@ -56,7 +56,7 @@ def main(base: str, token: str, shots: str) -> None:
         expect(graph.locator('.node[data-kind="StreamSource"]')).to_have_count(1, timeout=WAIT_MS)
         expect(graph.locator('.node[data-kind="StreamWindowAggregate"]')).to_have_count(1)
         expect(graph.locator('.node[data-kind="StreamMaterialize"]')).to_have_count(1)
-        expect(page.locator("#checkpoint-chart .bar").first).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#checkpoint-chart .cbar").first).to_be_visible(timeout=WAIT_MS)
         expect(page.locator("#events")).to_be_visible()
         expect(page.locator("#logs")).to_contain_text("job status changed", timeout=WAIT_MS)
         shot(page, "02-job-running.png")
