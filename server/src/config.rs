@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// `s3://bucket/prefix` [default: <data dir>/checkpoints].
     #[arg(long, env = "WEIR_CHECKPOINT_URL")]
     pub checkpoint_url: Option<String>,
+    /// Log lines as `text` (for people) or `json` (one JSON object a
+    /// line, for log collectors) [default: text].
+    #[arg(long, env = "WEIR_LOG_FORMAT")]
+    pub log_format: Option<String>,
     /// Print the bound addresses as one JSON line on stdout once listening
     /// (for scripts and tests that bind port 0).
     #[arg(long, env = "WEIR_PRINT_ADDRS")]
@@ -105,6 +109,11 @@ struct FileConfig {
     checkpoint_interval: Option<String>,
     checkpoint_retain: Option<usize>,
     checkpoint_url: Option<String>,
+    // ---- the REST API and the log (issue 23) ----
+    /// The REST API's bearer token (or `WEIR_API_TOKEN`; never a flag).
+    api_token: Option<String>,
+    /// `text` or `json`.
+    log_format: Option<String>,
     /// `[jobs]`: the default job settings (`restart_strategy = "fixed_delay"`, ...).
     #[serde(default)]
     jobs: std::collections::BTreeMap<String, toml::Value>,
@@ -146,6 +155,47 @@ pub struct Config {
     pub job_defaults: std::collections::BTreeMap<String, String>,
     /// Who may connect, and over what.
     pub security: Security,
+    /// The bearer token every `/api` request must carry, when set.
+    pub api_token: Option<Secret>,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// For people: one line per event, fields as `key=value`.
+    #[default]
+    Text,
+    /// One JSON object per line, with the event's and its spans' fields
+    /// (`job`, `operator`), for log collectors.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "text" | "human" | "pretty" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => anyhow::bail!("invalid log_format \"{other}\" (write text or json)"),
+        }
+    }
+}
+
+/// The REST API's token: `WEIR_API_TOKEN`, else the file's `api_token`;
+/// never a flag, which `ps` would show.
+fn api_token(file: &FileConfig) -> Option<Secret> {
+    match std::env::var("WEIR_API_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => Some(Secret(token.trim().to_string())),
+        _ => file
+            .api_token
+            .as_ref()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .map(Secret),
+    }
 }
 
 /// How clients prove who they are.
@@ -347,8 +397,14 @@ impl Config {
         crate::jobs::settings::defaults(&job_defaults)
             .map_err(|e| anyhow::anyhow!("invalid [jobs] in the config file: {e}"))?;
         let security = Security::resolve(&args, &file)?;
+        let log_format = match args.log_format.as_ref().or(file.log_format.as_ref()) {
+            Some(text) => text.parse()?,
+            None => LogFormat::Text,
+        };
         Ok(Self {
             security,
+            api_token: api_token(&file),
+            log_format,
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
@@ -454,6 +510,34 @@ mod tests {
         })
         .expect_err("bad default");
         assert!(format!("{err:#}").contains("restart_strategy"), "{err:#}");
+    }
+
+    #[test]
+    fn api_token_and_log_format_come_from_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, "api_token = \"t0ken\"\nlog_format = \"json\"\n").expect("write");
+        let config = Config::resolve(ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .expect("resolve");
+        // WEIR_API_TOKEN would win; tests do not set it.
+        if std::env::var("WEIR_API_TOKEN").is_err() {
+            assert_eq!(config.api_token.as_ref().map(Secret::expose), Some("t0ken"));
+        }
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert!(
+            !format!("{config:?}").contains("t0ken"),
+            "the token is never logged"
+        );
+        std::fs::write(&path, "log_format = \"xml\"\n").expect("write");
+        let err = Config::resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .expect_err("bad format");
+        assert!(format!("{err:#}").contains("log_format"), "{err:#}");
     }
 
     #[test]

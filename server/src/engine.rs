@@ -318,6 +318,12 @@ impl Engine {
             .await?
     }
 
+    /// The live objects, for the REST API (which drives the same job
+    /// statements SQL does).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
     /// Stop the workers.
     pub fn shutdown(&self) {
         self.registry.shutdown();

@@ -45,7 +45,9 @@
 //! - [`pg_proc`]: what `\df` and `\sf` say about a built-in function.
 //! - [`pg_text`]: Postgres text output where arrow-pg's differs.
 //! - [`information_schema`]: `information_schema` with Postgres type names.
-//! - [`http`], [`metrics`]: `/healthz`, `/metrics`.
+//! - [`http`]: the HTTP port: `/healthz`, `/metrics`, the REST API under
+//!   `/api/v1/` and the web console; [`metrics`]: what `/metrics` says.
+//! - [`logs`]: each job's recent log lines, for the API and the console.
 //! - [`error`]: `ServerError` and its SQLSTATEs.
 
 pub mod auth;
@@ -61,6 +63,7 @@ pub mod error;
 pub mod http;
 pub mod information_schema;
 pub mod jobs;
+pub mod logs;
 pub mod metrics;
 pub mod output;
 pub mod pg;

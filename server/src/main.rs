@@ -1,8 +1,12 @@
 //! The `weir` command.
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
-use weir_server::config::{Config, ServeArgs};
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+use weir_server::config::{Config, LogFormat, ServeArgs};
 
 /// Weir: a streaming SQL server that speaks Postgres.
 #[derive(Debug, Parser)]
@@ -15,7 +19,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: Postgres wire protocol on 127.0.0.1:5488, HTTP
-    /// (/healthz, /metrics) on 127.0.0.1:8488, data under ./weir-data.
+    /// (REST API, web console, /healthz, /metrics) on 127.0.0.1:8488, data
+    /// under ./weir-data.
     Serve(ServeArgs),
 }
 
@@ -33,10 +38,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // sqlparser logs every statement's text at debug, and a statement
         // may hold a password (CREATE ROLE ... PASSWORD): never let it.
         .add_directive("sqlparser=warn".parse().expect("a valid directive"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(filter, config.log_format);
     // The connection-serving runtime: two threads move bytes; query work runs
     // on the engine's own worker runtime.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -47,6 +49,37 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(weir_server::server::run(config, shutdown_signal()))?;
     runtime.shutdown_background();
     Ok(())
+}
+
+/// The process's log: to stderr as text or JSON lines, filtered by
+/// `filter`; beside it, each job's recent lines for the API and console
+/// (their own filter: INFO and up, and the checkpoint coordinator's
+/// per-checkpoint DEBUG line, whatever `--log` says).
+fn init_logs(filter: EnvFilter, format: LogFormat) {
+    let written = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            // The spans' fields (`job`, `operator`, `session`) on each line.
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let kept = weir_server::logs::JobLogLayer.with_filter(
+        Targets::new()
+            .with_default(Level::INFO)
+            .with_target("sqlparser", Level::WARN)
+            .with_target("weir_runtime::checkpoint", Level::DEBUG),
+    );
+    tracing_subscriber::registry()
+        .with(written)
+        .with(kept)
+        .init();
 }
 
 /// Ctrl-C or SIGTERM.

@@ -157,7 +157,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         activity.clone(),
     ));
 
-    let router = crate::http::router(metrics.clone());
+    let router = crate::http::router(Arc::new(crate::http::Api {
+        registry: engine.registry().clone(),
+        engine: engine.clone(),
+        metrics: metrics.clone(),
+        access: crate::http::auth::Access::new(config.api_token.clone(), http_addr),
+        statement_timeout: config.security.statement_timeout,
+    }));
     let http_task = match &tls {
         Some(tls) => {
             let listener = TlsListener::new(http, tls.http.clone())?;
@@ -182,6 +188,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         workers = config.workers,
         auth = ?config.security.auth_method,
         tls = tls.is_some(),
+        api_token = config.api_token.is_some(),
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
         "weir is ready"
     );

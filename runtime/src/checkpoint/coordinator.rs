@@ -685,7 +685,7 @@ impl Coordinator {
             .set(written_bytes as i64);
         self.metrics.age.get_or_create(labels).set(0.0);
         self.metrics.epoch.get_or_create(labels).set(epoch as i64);
-        debug!(job = %labels.job, epoch, ms = elapsed.as_millis() as u64, bytes = written_bytes, "checkpoint complete");
+        debug!(job = %labels.job, epoch, ms = elapsed.as_millis() as u64, bytes = written_bytes, size = manifest.state_bytes(), "checkpoint complete");
         if finished {
             info!(job = %labels.job, epoch, "final checkpoint written");
         }
