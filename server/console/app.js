@@ -132,6 +132,12 @@ function pill(status) { return h("span", { class: "pill " + status, "data-status
 
 // Rows per second from successive samples of a counter, per key.
 const samples = new Map();
+// A stopped job moves no rows, whatever its last two samples said.
+function jobRate(job, key, value) {
+  const r = rate(key, value);
+  return job.status === "running" ? r : 0;
+}
+
 function rate(key, value) {
   if (value === null || value === undefined) return null;
   const now = performance.now();
@@ -188,7 +194,7 @@ async function jobsPage(_, gen) {
     h("td", {}, h("a", { href: "#/jobs/" + encodeURIComponent(j.name) }, j.name)),
     h("td", {}, j.kind),
     h("td", {}, pill(j.status)),
-    h("td", { class: "num" }, fmtRate(rate("in:" + j.name, j.rows_in))),
+    h("td", { class: "num" }, fmtRate(jobRate(j, "in:" + j.name, j.rows_in))),
     h("td", { class: "num" }, fmtInt(j.rows_in)),
     h("td", { class: "num" }, fmtInt(j.rows_out)),
     h("td", { class: "mono" }, j.watermark ? fmtTime(j.watermark) : "—"),
@@ -239,8 +245,8 @@ async function jobPage(name, gen) {
   if (gen !== generation) return false;
   const running = job.status === "running";
   const isView = job.kind === "view";
-  const inRate = rate("in:" + name, job.rows_in);
-  const outRate = rate("out:" + name, job.rows_out);
+  const inRate = jobRate(job, "in:" + name, job.rows_in);
+  const outRate = jobRate(job, "out:" + name, job.rows_out);
   const last = checkpoints.length ? checkpoints[checkpoints.length - 1] : null;
   main().replaceChildren(...[
     h("div", { class: "head" },
@@ -248,7 +254,7 @@ async function jobPage(name, gen) {
         h("div", { class: "sub" }, h("a", { href: "#/jobs" }, "Jobs"), " / " + job.kind),
         h("h1", { id: "job-name" }, job.name, " ", pill(job.status)),
         h("div", { class: "sub" }, job.last_error ? job.last_error : "desired state " + job.desired_state +
-          (job.started_at ? " · running since " + fmtTime(job.started_at) : ""))),
+          (running && job.started_at ? " · running since " + fmtTime(job.started_at) : ""))),
       h("div", { class: "actions" },
         h("button", { id: "suspend", disabled: !(running && isView), onclick: () => jobAction(name, "suspend") }, "Suspend"),
         h("button", { id: "resume", disabled: !(job.status === "suspended" && isView), onclick: () => jobAction(name, "resume") }, "Resume"),
