@@ -54,6 +54,11 @@ fn bids(n: usize, partitions: i32, from_s: u64) -> Vec<(i32, String, (i64, i64, 
         .collect()
 }
 
+/// The messages of `bids` rows: partition and JSON.
+fn messages(rows: &[(i32, String, (i64, i64, String))]) -> Vec<(i32, String)> {
+    rows.iter().map(|(p, j, _)| (*p, j.clone())).collect()
+}
+
 /// The same rows as a batch table, so the batch answer comes from Weir's
 /// batch path over identical input.
 async fn batch_table(client: &tokio_postgres::Client, name: &str, rows: &[(i64, i64, String)]) {
@@ -106,8 +111,7 @@ async fn windowed_view_over_a_partitioned_topic_equals_the_batch_answer() {
     let broker = Broker::start();
     broker.create_topic("bids", 3);
     let data = bids(3000, 3, 0);
-    let messages: Vec<(i32, String)> = data.iter().map(|(p, j, _)| (*p, j.clone())).collect();
-    produce(&broker, "bids", &messages);
+    produce(&broker, "bids", &messages(&data));
     produce(&broker, "bids", &closers(3));
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -427,10 +431,7 @@ async fn exactly_once_sink_across_kill_9() {
     broker.create_topic("hot", 2);
     let data = bids(6000, 2, 0);
     let (first, second) = data.split_at(3000);
-    let part = |rows: &[(i32, String, (i64, i64, String))]| -> Vec<(i32, String)> {
-        rows.iter().map(|(p, j, _)| (*p, j.clone())).collect()
-    };
-    produce(&broker, "bids", &part(first));
+    produce(&broker, "bids", &messages(first));
 
     let dir = tempfile::tempdir().expect("tempdir");
     // Long enough that the crash below comes between two checkpoints.
@@ -461,7 +462,7 @@ async fn exactly_once_sink_across_kill_9() {
     server.kill();
 
     // The rest arrives while Weir is down.
-    produce(&broker, "bids", &part(second));
+    produce(&broker, "bids", &messages(second));
     produce(&broker, "bids", &closers(2));
     let server = WeirProcess::start_with(dir.path(), &args, &[]);
     let client = connect(&server).await;
@@ -540,8 +541,7 @@ async fn exactly_once_sink_sends_again_a_transaction_in_doubt() {
     // whose transaction is pre-committed and listed in the manifest, and
     // then dies before committing it.
     let data = bids(3000, 2, 0);
-    let messages: Vec<(i32, String)> = data.iter().map(|(p, j, _)| (*p, j.clone())).collect();
-    produce(&broker, "bids", &messages);
+    produce(&broker, "bids", &messages(&data));
     produce(&broker, "bids", &closers(2));
     let mut server = WeirProcess::start_with(
         dir.path(),
@@ -571,8 +571,7 @@ async fn an_updating_view_to_a_debezium_topic_at_least_once() {
     broker.create_topic("bids", 2);
     broker.create_topic("counts", 1);
     let data = bids(2000, 2, 0);
-    let messages: Vec<(i32, String)> = data.iter().map(|(p, j, _)| (*p, j.clone())).collect();
-    produce(&broker, "bids", &messages);
+    produce(&broker, "bids", &messages(&data));
 
     let dir = tempfile::tempdir().expect("tempdir");
     let server = WeirProcess::start(dir.path());
@@ -796,11 +795,8 @@ async fn a_suspended_job_resumes_from_its_offsets() {
     broker.create_topic("bids", 2);
     broker.create_topic("hot", 2);
     let data = bids(4000, 2, 0);
-    let part = |rows: &[(i32, String, (i64, i64, String))]| -> Vec<(i32, String)> {
-        rows.iter().map(|(p, j, _)| (*p, j.clone())).collect()
-    };
     let (first, second) = data.split_at(2000);
-    produce(&broker, "bids", &part(first));
+    produce(&broker, "bids", &messages(first));
 
     let dir = tempfile::tempdir().expect("tempdir");
     let server = WeirProcess::start(dir.path());
@@ -853,7 +849,7 @@ async fn a_suspended_job_resumes_from_its_offsets() {
 
     // The second half arrives while both jobs are suspended; the view keeps
     // its last contents meanwhile.
-    produce(&broker, "bids", &part(second));
+    produce(&broker, "bids", &messages(second));
     produce(&broker, "bids", &closers(2));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
