@@ -23,6 +23,12 @@ pub enum RuntimeError {
         /// Why its job stopped.
         failure: crate::failure::JobFailure,
     },
+    /// Not a failure: a source's partitions changed under a running job (a
+    /// Kafka topic gained partitions). The job's run stops and its
+    /// supervisor starts a new one from the latest checkpoint, which reads
+    /// every partition; it does not count against the restart policy.
+    #[error("{0}; the job restarts from its latest checkpoint to read them")]
+    Repartitioned(String),
     /// The runtime is shutting down and took no more work.
     #[error("the server is shutting down")]
     ShuttingDown,

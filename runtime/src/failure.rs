@@ -17,7 +17,7 @@ use datafusion::error::DataFusionError;
 use futures::FutureExt;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::error::RuntimeError;
 use crate::progress::Progress;
@@ -42,6 +42,15 @@ impl JobFailure {
                 format!("{task} panicked: {message}"),
             )))),
         }
+    }
+
+    /// Did the run stop because a source's partitions changed
+    /// ([`RuntimeError::Repartitioned`]): a restart, not a failure?
+    pub fn is_repartition(&self) -> bool {
+        matches!(
+            self.error.as_ref(),
+            DataFusionError::External(e) if matches!(e.downcast_ref::<RuntimeError>(), Some(RuntimeError::Repartitioned(_)))
+        )
     }
 
     /// Was it a panic (our bug), rather than bad data or an outside system?
@@ -101,6 +110,10 @@ impl Failer {
             first
         });
         if !first {
+            return;
+        }
+        if failure.is_repartition() {
+            info!(job = %self.job, task, %failure, "a source's partitions changed; the run stops");
             return;
         }
         self.failures.inc();

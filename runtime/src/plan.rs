@@ -79,6 +79,20 @@ impl StreamPlan {
             .flat_map(|s| (0..s.partitions().max(1)).map(move |p| (s.clone(), p)))
             .collect()
     }
+
+    /// Each source partition of the plan, in the order of
+    /// [`Self::partitions`], by its source's number and its own: what a
+    /// checkpoint records so that a source that gains partitions restores.
+    pub fn partition_keys(&self) -> Vec<crate::checkpoint::PartitionKey> {
+        self.sources()
+            .into_iter()
+            .enumerate()
+            .flat_map(|(source, s)| {
+                (0..s.source.partitions().max(1))
+                    .map(move |partition| crate::checkpoint::PartitionKey { source, partition })
+            })
+            .collect()
+    }
 }
 
 /// Where a plan's rows come from.

@@ -29,6 +29,21 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     -> Result<Box<dyn SourceReader>>;
     /// One line for EXPLAIN.
     fn describe(&self) -> String;
+    /// What the source is, for the plan's state signatures: `describe`
+    /// without what may change under a running job (a Kafka topic's
+    /// partition count), so that a job restores its checkpoints across
+    /// such a change.
+    fn identity(&self) -> String {
+        self.describe()
+    }
+    /// Where `partition` starts when the job restores a checkpoint taken
+    /// before the source had it (a partition added to a Kafka topic since).
+    /// Its rows were all written after the job began, so it is read from
+    /// its beginning, whatever the stream's startup says; `None`: where
+    /// [`Self::open`] with no position starts.
+    fn added_partition_start(&self, _partition: usize) -> Result<Option<SourcePosition>> {
+        Ok(None)
+    }
     /// Do its batches end with the op column (+1 insert, -1 delete), as a
     /// table with a primary key's changes do? The schema above is without it.
     fn changelog(&self) -> bool {

@@ -119,7 +119,7 @@ pub fn open(config: &Config) -> Result<Option<Checkpoints>> {
 /// How the job of view `name` (running `query`) checkpoints: a new job
 /// starts clean; a restored one starts from its latest checkpoint if that
 /// checkpoint is of the same plan (its signature: see
-/// `ManifestPlan::restores_into`) over the same source partitions.
+/// `ManifestPlan::restores_into`) over the same source partitions (or more: see [`resumes`]).
 /// `checkpoints` is the store with the job's interval.
 pub async fn for_job(
     checkpoints: Option<&CheckpointStore>,
@@ -129,8 +129,6 @@ pub async fn for_job(
     plan: &weir_runtime::plan::StreamPlan,
     restore: bool,
 ) -> Result<Checkpointing> {
-    let sources = plan.partitions();
-    let partitions = sources.len();
     let metrics = runtime_metrics.checkpoints.clone();
     let recorded = ManifestPlan::of(query, plan);
     let Some(checkpoints) = checkpoints else {
@@ -152,28 +150,7 @@ pub async fn for_job(
                     job = name,
                     "the latest checkpoint is of another plan; starting fresh"
                 );
-            } else if manifest.sources.len() != partitions {
-                warn!(
-                    job = name,
-                    was = manifest.sources.len(),
-                    now = partitions,
-                    "the source's partitions changed; starting fresh"
-                );
-            } else if let Some(p) =
-                manifest
-                    .sources
-                    .iter()
-                    .zip(&sources)
-                    .position(|(state, (source, p))| {
-                        !source.resumable(*p, weir_runtime::source::SourcePosition(state.position))
-                    })
-            {
-                warn!(
-                    job = name,
-                    partition = p,
-                    "the source can no longer resume from the latest checkpoint (its history was compacted); starting fresh"
-                );
-            } else {
+            } else if resumes(name, &manifest, plan) {
                 let epoch = manifest.epoch;
                 restored = Some(store.load(manifest).await.map_err(io)?);
                 info!(job = name, epoch, "restoring from checkpoint");
@@ -188,6 +165,40 @@ pub async fn for_job(
         plan: recorded,
         metrics,
     })
+}
+
+/// Can `manifest`'s source positions restore into `plan`? Each recorded
+/// partition must still be in the plan (partitions gained since start
+/// afresh; a source that lost some cannot restore) and still readable from
+/// where it was (not compacted away). Says why not in the log.
+fn resumes(
+    name: &str,
+    manifest: &weir_runtime::checkpoint::Manifest,
+    plan: &weir_runtime::plan::StreamPlan,
+) -> bool {
+    let sources = plan.partitions();
+    let Some(at) = manifest.partitions_in(&plan.partition_keys()) else {
+        warn!(
+            job = name,
+            was = manifest.sources.len(),
+            now = sources.len(),
+            "the source's partitions changed; starting fresh"
+        );
+        return false;
+    };
+    let compacted = at.iter().zip(&manifest.sources).position(|(&at, state)| {
+        let (source, p) = &sources[at];
+        !source.resumable(*p, weir_runtime::source::SourcePosition(state.position))
+    });
+    if let Some(partition) = compacted {
+        warn!(
+            job = name,
+            partition,
+            "the source can no longer resume from the latest checkpoint (its history was compacted); starting fresh"
+        );
+        return false;
+    }
+    true
 }
 
 /// The latest complete checkpoint of job `name`: (epoch, written at, ms

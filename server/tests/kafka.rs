@@ -1031,3 +1031,117 @@ async fn upsert_messages_feed_views_that_follow_updates_and_deletes_across_kill_
         .expect_err("a key on a stream that cannot use it");
     assert_eq!(err.code().map(|c| c.code()), Some("0A000"), "{err:?}");
 }
+
+/// Issue 21's "new partitions are picked up": a topic grown from 2 to 3
+/// partitions under running jobs. Partition 0's reader notices within the
+/// discovery interval; the run stops and a new one restores the latest
+/// checkpoint (a restart, not a failure), reading the old partitions on
+/// from their offsets and the new one from its first message. Every
+/// message is read once (the counts and offsets per partition), the
+/// windowed view equals the batch answer over all rows, and its
+/// exactly-once sink holds each of them once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_that_gains_partitions_is_read_whole() {
+    let broker = Broker::start();
+    broker.create_topic("bids", 2);
+    broker.create_topic("hot", 2);
+    let first = bids(2000, 2, 0);
+    produce(&broker, "bids", &messages(&first));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = ["--checkpoint-interval", "1s"];
+    let server = WeirProcess::start_with(dir.path(), &args, &[]);
+    let client = connect(&server).await;
+    client
+        .batch_execute(&format!(
+            "CREATE STREAM bids (auction BIGINT, price BIGINT, date_time TIMESTAMP,
+                _partition INT, _offset BIGINT,
+                WATERMARK FOR date_time AS date_time - INTERVAL '1 second')
+             WITH (connector = 'kafka', topic = 'bids', brokers = '{0}', format = 'json',
+                   scan_startup = 'latest', partition_discovery_interval = '1s');
+             CREATE MATERIALIZED VIEW per_partition AS
+               SELECT _partition, count(*) AS n, min(_offset) AS lo, max(_offset) AS hi
+               FROM bids GROUP BY _partition;
+             CREATE MATERIALIZED VIEW hot AS {1} EMIT ON WINDOW CLOSE;
+             CREATE SINK hot_out FROM hot WITH (connector = 'kafka', topic = 'hot',
+               brokers = '{0}', format = 'json', key = 'auction', delivery = 'exactly-once');",
+            broker.addr,
+            WINDOWED.replace("{input}", "bids"),
+        ))
+        .await
+        .expect("create the pipeline");
+    // `latest`: what was there before the jobs started is not read; what
+    // comes after is, on the two partitions there are.
+    let second = bids(2000, 2, 100);
+    produce(&broker, "bids", &messages(&second));
+    wait_for_rows(
+        &client,
+        "SELECT * FROM per_partition",
+        &["0|1000|1000|1999".into(), "1|1000|1000|1999".into()],
+    )
+    .await;
+    // A checkpoint after those rows, for the new run to restore.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    broker.add_partitions("bids", 3);
+    let third = bids(3000, 3, 200);
+    produce(&broker, "bids", &messages(&third));
+    produce(&broker, "bids", &closers(3));
+    // The new partition from its first message (offset 0), the old ones on
+    // from where they were: 1000 more bids and a closer each.
+    wait_for_rows(
+        &client,
+        "SELECT * FROM per_partition",
+        &[
+            "0|2001|1000|3000".into(),
+            "1|2001|1000|3000".into(),
+            "2|1001|0|1000".into(),
+        ],
+    )
+    .await;
+    let rows: Vec<(i64, i64, String)> = second
+        .iter()
+        .chain(&third)
+        .map(|(_, _, r)| r.clone())
+        .collect();
+    batch_table(&client, "bids_batch", &rows).await;
+    let expected = sorted_rows(&client, &WINDOWED.replace("{input}", "bids_batch")).await;
+    wait_for_rows(&client, "SELECT * FROM hot", &expected).await;
+    wait_for_sink(&broker, "hot", &expected).await;
+
+    // Each job restarted once, from a checkpoint, for the new partition, and
+    // none of it was a failure.
+    for job in ["per_partition", "hot"] {
+        let events = client
+            .simple_query(&format!("SHOW JOB EVENTS {job}"))
+            .await
+            .expect("SHOW JOB EVENTS");
+        let reasons: Vec<String> = events
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get("reason").map(str::to_string),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("has 3 partitions, the job reads 2")),
+            "{job}: {reasons:?}"
+        );
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("restarted from checkpoint")),
+            "{job}: {reasons:?}"
+        );
+        assert_eq!(job_status(&client, job).await, "running");
+    }
+    let metrics = common::http_get(server.http_port, "/metrics").await;
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("weir_job_failures_total{") && !l.ends_with(" 0")),
+        "no job failed:\n{metrics}"
+    );
+}

@@ -56,6 +56,10 @@ const STATISTICS_EVERY_MS: &str = "1000";
 /// How often a partition's position is committed to the consumer group.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
+/// How often a running job asks whether its topic gained partitions
+/// (`partition_discovery_interval`; `0` never asks).
+const DISCOVER_EVERY: Duration = Duration::from_secs(30);
+
 /// Where a partition starts when no checkpoint says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Startup {
@@ -83,6 +87,8 @@ pub struct KafkaStream {
     /// After how long without messages a partition stops holding back the
     /// watermark (`idle_timeout`; `None`: never).
     idle_timeout: Option<Duration>,
+    /// How often the topic's partitions are counted again (`None`: never).
+    discovery: Option<Duration>,
     /// Messages that could not be decoded (skipped or dead-lettered):
     /// `weir_bad_rows_total` once the server hands in its counter.
     pub(crate) bad_rows: Counter,
@@ -145,6 +151,11 @@ impl KafkaStream {
             .take("idle_timeout")
             .map(|v| super::parse_duration("idle_timeout", &v))
             .transpose()?;
+        let discovery = match options.take("partition_discovery_interval") {
+            None => Some(DISCOVER_EVERY),
+            Some(v) => Some(super::parse_duration("partition_discovery_interval", &v)?)
+                .filter(|d| !d.is_zero()),
+        };
         // Checked now, so that a bad column list fails at CREATE STREAM.
         Decoder::new(format.clone(), schema.clone())?;
         Ok(Self {
@@ -154,6 +165,7 @@ impl KafkaStream {
             startup,
             on_error,
             idle_timeout,
+            discovery,
             bad_rows: Counter::default(),
             lag: None,
         })
@@ -219,11 +231,12 @@ impl KafkaStream {
                 startup: self.startup,
                 on_error: self.on_error.clone(),
                 idle_timeout: self.idle_timeout,
+                discovery: self.discovery,
                 bad_rows: self.bad_rows.clone(),
                 lag: self.lag.clone(),
             },
             partitions,
-            metadata: consumer,
+            metadata: Arc::new(consumer),
             decoder,
             dead_letter,
         })
@@ -271,8 +284,9 @@ fn parse_timestamp_ms(value: &str) -> Result<i64> {
 pub struct KafkaSource {
     settings: KafkaStream,
     partitions: usize,
-    /// For offsets and metadata.
-    metadata: BaseConsumer,
+    /// For offsets and metadata (shared with the reader that watches for
+    /// new partitions).
+    metadata: Arc<BaseConsumer>,
     decoder: Arc<Decoder>,
     dead_letter: Option<Arc<ThreadedProducer<DefaultProducerContext>>>,
 }
@@ -418,6 +432,16 @@ impl Source for KafkaSource {
                     .clone()
             }),
             committed: Instant::now(),
+            discovery: self
+                .settings
+                .discovery
+                .filter(|_| partition == 0)
+                .map(|every| Discovery {
+                    every,
+                    asked: Instant::now(),
+                    partitions: self.partitions,
+                    metadata: self.metadata.clone(),
+                }),
         }))
     }
 
@@ -427,6 +451,75 @@ impl Source for KafkaSource {
             self.settings.describe(),
             self.partitions
         )
+    }
+
+    fn identity(&self) -> String {
+        // Without the partition count: a topic that gains partitions is
+        // still the same source, and the job keeps its state.
+        self.settings.describe()
+    }
+
+    fn added_partition_start(
+        &self,
+        partition: usize,
+    ) -> datafusion::common::Result<Option<SourcePosition>> {
+        // Its first message, whatever `scan_startup` says: all of it was
+        // written after the job began (as Flink reads discovered
+        // partitions).
+        let (low, _) = self
+            .metadata
+            .fetch_watermarks(self.topic(), partition as i32, BROKER_TIMEOUT)
+            .map_err(|e| {
+                DataFusionError::from(kafka_error("reading the offsets of the topic", e))
+            })?;
+        Ok(Some(SourcePosition(low.max(0) as u64)))
+    }
+}
+
+/// What the reader of partition 0 keeps to notice that the topic gained
+/// partitions while the job runs.
+struct Discovery {
+    /// How often to ask.
+    every: Duration,
+    /// When it last asked.
+    asked: Instant,
+    /// The partitions the job reads.
+    partitions: usize,
+    metadata: Arc<BaseConsumer>,
+}
+
+impl Discovery {
+    /// The topic's partition count now, if it is time to ask (blocking:
+    /// off the async workers), or `None`.
+    async fn count_if_due(&mut self, topic: &str) -> Option<usize> {
+        if self.asked.elapsed() < self.every {
+            return None;
+        }
+        self.asked = Instant::now();
+        let (metadata, name) = (self.metadata.clone(), topic.to_string());
+        let found = tokio::task::spawn_blocking(move || {
+            metadata
+                .fetch_metadata(Some(&name), BROKER_TIMEOUT)
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .find(|t| t.name() == name && t.error().is_none())
+                        .map_or(0, |t| t.partitions().len())
+                })
+        })
+        .await;
+        match found {
+            Ok(Ok(count)) => Some(count),
+            // Asked again next time; the job reads on meanwhile.
+            Ok(Err(err)) => {
+                warn!(topic, %err, "could not count the topic's partitions");
+                None
+            }
+            Err(err) => {
+                warn!(topic, %err, "could not count the topic's partitions");
+                None
+            }
+        }
     }
 }
 
@@ -483,6 +576,8 @@ struct KafkaReader {
     lag: Option<Gauge>,
     /// When the position was last committed to the consumer group.
     committed: Instant,
+    /// Partition 0's reader watches the topic for new partitions.
+    discovery: Option<Discovery>,
 }
 
 impl KafkaReader {
@@ -660,6 +755,19 @@ fn handle_bad(
 impl SourceReader for KafkaReader {
     async fn next_batch(&mut self) -> Option<datafusion::common::Result<RecordBatch>> {
         loop {
+            // Only while holding no message: dropping this future at a
+            // barrier loses nothing.
+            if let Some(discovery) = &mut self.discovery
+                && let Some(now) = discovery.count_if_due(&self.topic).await
+                && now > discovery.partitions
+            {
+                return Some(Err(DataFusionError::External(Box::new(
+                    weir_runtime::error::RuntimeError::Repartitioned(format!(
+                        "kafka topic \"{}\" has {now} partitions, the job reads {}",
+                        self.topic, discovery.partitions
+                    )),
+                ))));
+            }
             let read = self.read_available();
             self.show_progress();
             match read {

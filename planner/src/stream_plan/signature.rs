@@ -226,7 +226,7 @@ fn source_layer(source: &StreamSource) -> String {
     format!(
         "source {} [{}] columns={} watermark={} changelog={}",
         source.name,
-        input.source.describe(),
+        input.source.identity(),
         match &source.projection {
             Some(columns) => format!("{columns:?}"),
             None => "all".into(),

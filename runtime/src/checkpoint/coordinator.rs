@@ -171,6 +171,8 @@ pub struct Coordinator {
     /// Each source partition's source and its number there (as
     /// `StreamPlan::partitions`), told of every completed checkpoint.
     pub sources: Vec<(Arc<dyn crate::source::Source>, usize)>,
+    /// The same partitions by source and partition number, for manifests.
+    pub keys: Vec<super::PartitionKey>,
     /// Aggregate workers.
     pub workers: usize,
     /// The checkpoint restored from, if any.
@@ -621,6 +623,7 @@ impl Coordinator {
             key_groups: KEY_GROUPS.to_string(),
             workers: self.workers,
             sources,
+            partitions: self.keys.clone(),
             operators: Vec::new(),
             sinks: BTreeMap::new(),
         };

@@ -152,6 +152,16 @@ pub struct SourceState {
     pub ended: bool,
 }
 
+/// A source partition by its place in the plan: which source (a join's
+/// left is 0, its right 1) and which of its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PartitionKey {
+    /// The source's number in the plan.
+    pub source: usize,
+    /// The partition's number in its source.
+    pub partition: usize,
+}
+
 /// An aggregate worker's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorState {
@@ -184,6 +194,13 @@ pub struct Manifest {
     pub workers: usize,
     /// One per source partition.
     pub sources: Vec<SourceState>,
+    /// Whose each of `sources` is: the source (its number in the plan) and
+    /// its partition there. A job whose source gained partitions since
+    /// (a Kafka topic grown) restores each partition by these, and reads
+    /// the new ones from their start. Empty in a manifest written before
+    /// they were recorded: then `sources` go by their order alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionKey>,
     /// One per aggregate worker.
     pub operators: Vec<OperatorState>,
     /// Per sink name.
@@ -271,6 +288,21 @@ pub struct SinkState {
 }
 
 impl Manifest {
+    /// Where each of `sources` is among the partitions of a plan whose
+    /// partitions are `now` (its `partition_keys`): `None` when one of them
+    /// is not there (a source lost partitions, or an old manifest without
+    /// keys counts other partitions), and the checkpoint cannot restore.
+    /// Partitions of `now` that are not recorded were gained since.
+    pub fn partitions_in(&self, now: &[PartitionKey]) -> Option<Vec<usize>> {
+        if self.partitions.len() != self.sources.len() {
+            return (self.sources.len() == now.len()).then(|| (0..now.len()).collect());
+        }
+        self.partitions
+            .iter()
+            .map(|key| now.iter().position(|k| k == key))
+            .collect()
+    }
+
     /// Every chunk file it names.
     pub fn files(&self) -> impl Iterator<Item = &str> {
         self.operators

@@ -147,7 +147,7 @@ pub fn start(
         }
         None => sink.restore(&BTreeMap::new(), &BTreeMap::new())?,
     }
-    let restore = Restore::of(restored.as_ref(), &topology);
+    let restore = Restore::of(restored.as_ref(), &topology, &plan.partition_keys());
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     if let Some(restored) = restored.as_ref().filter(|r| r.manifest.finished) {
         progress_tx.send_modify(|p| p.finished = true);
@@ -156,6 +156,7 @@ pub fn start(
             plan: plan_text,
             partitions,
             sources: plan.partitions(),
+            keys: plan.partition_keys(),
             workers,
             last: Some(restored.manifest.clone()),
             adopt,
@@ -202,6 +203,7 @@ pub fn start(
             plan: plan_text,
             partitions,
             sources: plan.partitions(),
+            keys: plan.partition_keys(),
             workers,
             last: restored.map(|r| r.manifest),
             adopt,
@@ -348,9 +350,12 @@ pub fn start(
         for local in 0..tasks_of.partitions {
             let partition = tasks_of.first + local;
             let restored = restore.sources[partition];
-            let reader = input
-                .source
-                .open(local, restored.map(|s| SourcePosition(s.position)))?;
+            let from = match restored {
+                Some(state) => Some(SourcePosition(state.position)),
+                None if restore.from_checkpoint => input.source.added_partition_start(local)?,
+                None => None,
+            };
+            let reader = input.source.open(local, from)?;
             tasks.push(spawn_task(
                 executor,
                 &failer,

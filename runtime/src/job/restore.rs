@@ -11,7 +11,7 @@ use datafusion::arrow::array::RecordBatch;
 
 use super::aligner::UpstreamClock;
 use super::topology::{Stage, StageWorkers, Topology};
-use crate::checkpoint::{Restored, SourceState};
+use crate::checkpoint::{PartitionKey, Restored, SourceState};
 
 /// What one stage's workers restore: the old workers' chunks and their
 /// largest watermark.
@@ -41,6 +41,9 @@ impl Default for StageRestore {
 pub(crate) struct Restore {
     /// Per source partition (across the plan's sources), its state.
     pub(crate) sources: Vec<Option<SourceState>>,
+    /// Is it a checkpoint's (rather than a fresh start)? Then a partition
+    /// without state is one its source gained since.
+    pub(crate) from_checkpoint: bool,
     /// The join stage's part.
     pub(crate) join: StageRestore,
     /// The aggregate stage's part.
@@ -49,8 +52,13 @@ pub(crate) struct Restore {
 
 impl Restore {
     /// Sort `restored` (nothing when the job starts afresh) by the tasks of
-    /// `topology`.
-    pub(crate) fn of(restored: Option<&Restored>, topology: &Topology) -> Self {
+    /// `topology`, whose source partitions are `keys` (the plan's
+    /// `partition_keys`).
+    pub(crate) fn of(
+        restored: Option<&Restored>,
+        topology: &Topology,
+        keys: &[PartitionKey],
+    ) -> Self {
         let partitions = topology.partitions();
         let mut restore = Restore {
             sources: vec![None; partitions],
@@ -59,9 +67,22 @@ impl Restore {
         let Some(restored) = restored else {
             return restore;
         };
-        for (p, state) in restored.manifest.sources.iter().enumerate() {
-            if p < partitions {
-                restore.sources[p] = Some(*state);
+        restore.from_checkpoint = true;
+        let manifest = &restored.manifest;
+        if manifest.partitions.len() == manifest.sources.len() {
+            // By source and partition: a partition the source gained since
+            // has no state and starts afresh.
+            for (key, state) in manifest.partitions.iter().zip(&manifest.sources) {
+                if let Some(p) = keys.iter().position(|k| k == key) {
+                    restore.sources[p] = Some(*state);
+                }
+            }
+        } else {
+            // A manifest from before partitions were keyed: by order.
+            for (p, state) in manifest.sources.iter().enumerate() {
+                if p < partitions {
+                    restore.sources[p] = Some(*state);
+                }
             }
         }
         let old_workers = restored.manifest.workers;

@@ -394,6 +394,10 @@ impl From<RuntimeError> for ServerError {
             RuntimeError::Panic(message) => ServerError::Internal { message },
             RuntimeError::JobFailed { view, failure } => ServerError::job_failed(&view, &failure),
             RuntimeError::ShuttingDown => ServerError::ShuttingDown,
+            // An outside system changed under the job; it restarts.
+            err @ RuntimeError::Repartitioned(_) => ServerError::Io {
+                message: err.to_string(),
+            },
             RuntimeError::Start(io) => ServerError::internal(io.to_string()),
         }
     }

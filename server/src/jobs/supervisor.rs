@@ -74,6 +74,8 @@ pub enum Command {
 enum Ended {
     Failed(String),
     Finished,
+    /// A source's partitions changed: a new run reads them all.
+    Repartitioned(String),
     /// Its progress channel closed: the run was stopped from outside.
     Gone,
 }
@@ -83,6 +85,9 @@ async fn ended(job: &Job, progress: &mut watch::Receiver<Progress>) -> Ended {
     loop {
         {
             let p = progress.borrow_and_update();
+            if let Some(failure) = p.failed.as_ref().filter(|f| f.is_repartition()) {
+                return Ended::Repartitioned(failure.to_string());
+            }
             if let Some(failure) = &p.failed {
                 // The cause alone: the job's name is beside it wherever it
                 // is shown.
@@ -152,6 +157,15 @@ pub async fn supervise(
                             Next::Idle
                         }
                         Ended::Gone => Next::Idle,
+                        // Not a failure: no attempt counted, no delay.
+                        Ended::Repartitioned(reason) => Next::Start {
+                            delay: Duration::ZERO,
+                            reason,
+                            attempt: false,
+                            resume: false,
+                            from: RestoreFrom::LatestState,
+                            reply: None,
+                        },
                         Ended::Failed(reason) => {
                             if run_started.elapsed() >= RESET_AFTER {
                                 attempts = 0;

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -131,6 +131,18 @@ impl Broker {
                 .expect("create topic");
         for result in results {
             result.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+        }
+    }
+
+    /// Grow `topic` to `partitions` partitions.
+    pub fn add_partitions(&self, topic: &str, partitions: usize) {
+        let admin: AdminClient<DefaultClientContext> = self.config().create().expect("admin");
+        let grown = NewPartitions::new(topic, partitions);
+        let results =
+            futures::executor::block_on(admin.create_partitions([&grown], &AdminOptions::new()))
+                .expect("add partitions");
+        for result in results {
+            result.unwrap_or_else(|(t, e)| panic!("adding partitions to {t}: {e}"));
         }
     }
 
