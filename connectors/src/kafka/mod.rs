@@ -169,6 +169,11 @@ impl Connector for KafkaConnector {
             )
             .only(STREAM),
             OptionSpec::new(
+                "partition_discovery_interval",
+                "how often a running job looks for partitions added to the topic (0: never)",
+            )
+            .only(STREAM),
+            OptionSpec::new(
                 "key",
                 "the columns that make a message's key, comma-separated",
             )

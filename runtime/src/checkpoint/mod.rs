@@ -716,6 +716,51 @@ mod tests {
     }
 
     #[test]
+    fn source_positions_restore_by_source_and_partition() {
+        let key = |source, partition| PartitionKey { source, partition };
+        let state = SourceState {
+            position: 7,
+            max_time: 0,
+            watermark: 0,
+            ended: false,
+        };
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            job: "v".into(),
+            epoch: 1,
+            plan: ManifestPlan {
+                query: String::new(),
+                signature: String::new(),
+                operators: Vec::new(),
+            },
+            finished: false,
+            written_at_ms: 0,
+            key_groups: String::new(),
+            workers: 1,
+            sources: vec![state; 3],
+            partitions: vec![key(0, 0), key(0, 1), key(1, 0)],
+            operators: Vec::new(),
+            sinks: BTreeMap::new(),
+        };
+        // The left source grew from 2 partitions to 3: the right one's
+        // partition moves from place 2 to place 3, the new one has none.
+        let grown = [key(0, 0), key(0, 1), key(0, 2), key(1, 0)];
+        assert_eq!(manifest.partitions_in(&grown), Some(vec![0, 1, 3]));
+        // A source that lost a partition cannot restore.
+        assert_eq!(manifest.partitions_in(&[key(0, 0), key(1, 0)]), None);
+        // A manifest from before the keys: by order, when the count is the same.
+        let old = Manifest {
+            partitions: Vec::new(),
+            ..manifest
+        };
+        assert_eq!(
+            old.partitions_in(&[key(0, 0), key(0, 1), key(1, 0)]),
+            Some(vec![0, 1, 2])
+        );
+        assert_eq!(old.partitions_in(&grown), None);
+    }
+
+    #[test]
     fn a_manifest_from_before_signatures_still_reads_and_restores_by_query() {
         let old = r#"{"version":1,"job":"v","epoch":3,"plan":"SELECT 1","finished":false,
             "written_at_ms":0,"key_groups":"k","workers":1,"sources":[],"operators":[],"sinks":{}}"#;
