@@ -543,8 +543,11 @@ impl TableProvider for ViewTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // A run stopped because its source gained partitions is not a
+        // failure: its contents stand while the next run starts.
         if let Some((name, progress)) = &self.job
             && let Some(failure) = progress.borrow().failed.clone()
+            && !failure.is_repartition()
         {
             return Err(datafusion::error::DataFusionError::External(Box::new(
                 crate::RuntimeError::JobFailed {
