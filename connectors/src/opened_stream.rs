@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -20,7 +21,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use futures::StreamExt;
 use weir_runtime::metrics::RuntimeMetrics;
-use weir_runtime::source::{Source, SourcePosition, SourceReader};
+use weir_runtime::source::{ReadProgress, Source, SourcePosition, SourceReader};
 
 use crate::error::Result;
 
@@ -129,14 +130,81 @@ pub struct ScanSources {
 impl SourceFactory for ScanSources {
     async fn source(&self, state: &dyn Session) -> Result<Arc<dyn Source>> {
         let plan = self.table.scan(state, None, &[], None).await?;
-        Ok(Arc::new(ScanSource {
-            schema: self.table.schema(),
-            partitions: plan.output_partitioning().partition_count(),
+        Ok(scan_source(
+            self.table.schema(),
             plan,
-            task: state.task_ctx(),
-            bounded: self.bounded,
-            description: self.description.clone(),
-        }))
+            state.task_ctx(),
+            self.bounded,
+            self.description.clone(),
+            None,
+        ))
+    }
+}
+
+/// A source reading the partitions of `plan` (a scan of a table of
+/// `schema`), whose readers report how far they are through its files to
+/// `read` when the scan counts them.
+pub fn scan_source(
+    schema: SchemaRef,
+    plan: Arc<dyn ExecutionPlan>,
+    task: Arc<TaskContext>,
+    bounded: bool,
+    description: String,
+    read: Option<Arc<ReadCounter>>,
+) -> Arc<dyn Source> {
+    Arc::new(ScanSource {
+        schema,
+        partitions: plan.output_partitioning().partition_count(),
+        plan,
+        task,
+        bounded,
+        description,
+        read,
+    })
+}
+
+/// How far one source's readers are through its files: bytes fetched and
+/// files read to their end, of what was listed when the source was made.
+/// The file scan's readers bump it (a relaxed add per chunk fetched); the
+/// job's progress reads it (`SHOW JOBS`' `progress`).
+///
+/// Bytes are counted as fetched, so a reader reopened at a checkpoint's
+/// row position counts again the bytes it skips: the figure says how much
+/// of the input this run has been through, and reaches the total at the
+/// end either way.
+#[derive(Debug, Default)]
+pub struct ReadCounter {
+    bytes_read: AtomicU64,
+    bytes_total: AtomicU64,
+    files_read: AtomicU64,
+    files_total: AtomicU64,
+}
+
+impl ReadCounter {
+    /// `files` more files, of `bytes` bytes together, to read.
+    pub fn listed(&self, files: u64, bytes: u64) {
+        self.files_total.fetch_add(files, Ordering::Relaxed);
+        self.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `bytes` more bytes fetched.
+    pub fn fetched(&self, bytes: u64) {
+        self.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// One more file read to its end.
+    pub fn file_done(&self) {
+        self.files_read.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The figures now.
+    pub fn progress(&self) -> ReadProgress {
+        ReadProgress {
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            bytes_total: self.bytes_total.load(Ordering::Relaxed),
+            files_read: self.files_read.load(Ordering::Relaxed),
+            files_total: self.files_total.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -149,6 +217,8 @@ struct ScanSource {
     task: Arc<TaskContext>,
     bounded: bool,
     description: String,
+    /// What its readers fetched of its files, when the scan counts it.
+    read: Option<Arc<ReadCounter>>,
 }
 
 impl Source for ScanSource {
@@ -179,6 +249,10 @@ impl Source for ScanSource {
 
     fn describe(&self) -> String {
         format!("{}, {} partition(s)", self.description, self.partitions)
+    }
+
+    fn read_progress(&self) -> Option<ReadProgress> {
+        self.read.as_ref().map(|r| r.progress())
     }
 }
 

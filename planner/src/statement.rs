@@ -217,13 +217,16 @@ pub enum WeirStatement {
     Role(Box<Statement>),
 }
 
-/// `CREATE SINK [IF NOT EXISTS] name FROM view WITH (...)`.
+/// `CREATE [OR REPLACE] SINK [IF NOT EXISTS] name FROM view WITH (...)`.
 #[derive(Debug, Clone)]
 pub struct CreateSink {
     /// Normalized name.
     pub name: String,
     /// `IF NOT EXISTS` given.
     pub if_not_exists: bool,
+    /// `OR REPLACE` given: the sink there is switches to this definition
+    /// at a stop-with-savepoint of its view's job.
+    pub or_replace: bool,
     /// The materialized view written out.
     pub from: String,
     /// Connector options, keys lowercased.
@@ -253,11 +256,13 @@ impl WeirStatement {
             PieceKind::CreateSink {
                 name,
                 if_not_exists,
+                or_replace,
                 from,
                 options,
             } => Ok(WeirStatement::CreateSink(CreateSink {
                 name,
                 if_not_exists,
+                or_replace,
                 from,
                 options,
             })),

@@ -164,6 +164,8 @@ pub async fn for_job(
         restored,
         plan: recorded,
         metrics,
+        // The caller sets the job's limit (`Registry::start_job`).
+        state_limit: None,
     })
 }
 

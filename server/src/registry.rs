@@ -385,7 +385,7 @@ impl Registry {
             Some(interval) => c.with_interval(interval),
             None => c.store().clone(),
         });
-        let checkpointing = crate::checkpoints::for_job(
+        let mut checkpointing = crate::checkpoints::for_job(
             store.as_ref(),
             &self.runtime_metrics,
             name,
@@ -394,6 +394,12 @@ impl Registry {
             restore,
         )
         .await?;
+        // The job's state_size_limit as it is now: a change restarts the
+        // job (`ALTER JOB SET`), so each run takes the one it starts with.
+        checkpointing.state_limit = self
+            .jobs
+            .get(name)
+            .and_then(|job| job.settings().state_size_limit);
         let restored = checkpointing.restored.as_ref().map(|r| r.manifest.epoch);
         let handle = job::start(
             name,

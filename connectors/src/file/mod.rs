@@ -32,7 +32,7 @@ use weir_runtime::metrics::RuntimeMetrics;
 use weir_runtime::source::Source;
 
 use crate::error::{ConnectorError, Result};
-use crate::opened_stream::{OpenedStream, SourceFactory};
+use crate::opened_stream::{OpenedStream, ReadCounter, SourceFactory, scan_source};
 use crate::options::{ConnectorOptions, OnError};
 use crate::registry::{Connector, Opening, OptionSpec, Role};
 
@@ -241,16 +241,35 @@ pub fn observe_table(table: &dyn TableProvider, name: &str, metrics: &RuntimeMet
 }
 
 /// A file stream's sources: scans of its table (as every bounded stream's),
-/// whose bad records are counted as the stream's.
+/// whose bad records are counted as the stream's, and whose CSV and JSON
+/// readers count the bytes and files they read, for the job's progress.
 #[derive(Debug)]
 struct FileSources {
     scanning: OpenedStream,
+    /// The sources' line in EXPLAIN.
+    description: String,
 }
 
 #[async_trait::async_trait]
 impl SourceFactory for FileSources {
     async fn source(&self, state: &dyn Session) -> Result<Arc<dyn Source>> {
-        self.scanning.source(state).await
+        let table = self.scanning.table();
+        let Some(files) = table.downcast_ref::<scan::CheckedFiles>() else {
+            // Parquet: DataFusion's listing table reads it; no byte count.
+            return self.scanning.source(state).await;
+        };
+        let read = Arc::new(ReadCounter::default());
+        let plan = files
+            .scan_counted(state, None, None, Some(read.clone()))
+            .await?;
+        Ok(scan_source(
+            table.schema(),
+            plan,
+            state.task_ctx(),
+            true,
+            self.description.clone(),
+            Some(read),
+        ))
     }
 
     fn observe(&mut self, stream: &str, metrics: &RuntimeMetrics) {
@@ -307,11 +326,14 @@ impl Connector for FileConnector {
         let spec = FileSpec::from_options(options)?;
         let description = format!("file {} ({})", spec.path, spec.format.name());
         let table = spec.open_table(state, declared, true).await?;
-        let scanning = OpenedStream::scanning(table.clone(), true, description);
+        let scanning = OpenedStream::scanning(table.clone(), true, description.clone());
         Ok(OpenedStream::new(
             table,
             true,
-            Arc::new(FileSources { scanning }),
+            Arc::new(FileSources {
+                scanning,
+                description,
+            }),
         ))
     }
 

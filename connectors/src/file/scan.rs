@@ -42,6 +42,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::bad_rows::BadRows;
 use super::decode::RecordDecoder;
 use super::records::Splitter;
+use crate::opened_stream::ReadCounter;
 
 /// Decode once this many bytes of records are waiting (besides a full
 /// batch of records).
@@ -104,15 +105,36 @@ impl TableProvider for CheckedFiles {
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.scan_counted(state, projection, limit, None).await
+    }
+}
+
+impl CheckedFiles {
+    /// A scan of the files, whose readers count what they fetch into
+    /// `read` (a job's file source: `SHOW JOBS` shows its progress).
+    pub async fn scan_counted(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        limit: Option<usize>,
+        read: Option<Arc<ReadCounter>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let store = state.runtime_env().object_store(&self.url)?;
-        let mut files: Vec<StorePath> = self
+        let mut listed: Vec<(StorePath, u64)> = self
             .url
             .list_all_files(state, store.as_ref(), &self.extension)
             .await?
-            .map_ok(|meta| meta.location)
+            .map_ok(|meta| (meta.location, meta.size))
             .try_collect()
             .await?;
-        files.sort();
+        listed.sort();
+        if let Some(read) = &read {
+            read.listed(
+                listed.len() as u64,
+                listed.iter().map(|(_, size)| *size).sum(),
+            );
+        }
+        let files: Vec<StorePath> = listed.into_iter().map(|(path, _)| path).collect();
         let count = state.config().target_partitions().min(files.len()).max(1);
         let mut groups = vec![Vec::new(); count];
         for (i, file) in files.into_iter().enumerate() {
@@ -129,6 +151,7 @@ impl TableProvider for CheckedFiles {
                     decoder: self.decoder.clone(),
                     bad_rows: self.bad_rows.clone(),
                     batch_size,
+                    read: read.clone(),
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
@@ -152,6 +175,8 @@ struct FilePartition {
     decoder: Arc<RecordDecoder>,
     bad_rows: BadRows,
     batch_size: usize,
+    /// Where its readers count what they fetch, if anywhere.
+    read: Option<Arc<ReadCounter>>,
 }
 
 impl PartitionStream for FilePartition {
@@ -169,6 +194,7 @@ impl PartitionStream for FilePartition {
             decoder: self.decoder.clone(),
             bad_rows: self.bad_rows.clone(),
             batch_size: self.batch_size.max(1),
+            read: self.read.clone(),
             current: None,
             out: VecDeque::new(),
             failed: false,
@@ -201,6 +227,7 @@ struct Reading {
     decoder: Arc<RecordDecoder>,
     bad_rows: BadRows,
     batch_size: usize,
+    read: Option<Arc<ReadCounter>>,
     current: Option<OpenFile>,
     out: VecDeque<RecordBatch>,
     failed: bool,
@@ -237,6 +264,9 @@ impl Reading {
             };
             match file.bytes.next().await {
                 Some(Ok(piece)) => {
+                    if let Some(read) = &self.read {
+                        read.fetched(piece.len() as u64);
+                    }
                     file.splitter.push(&piece);
                     let full = file.splitter.ready_records() >= self.batch_size
                         || file.splitter.ready_bytes() >= BLOCK_BYTES;
@@ -249,6 +279,9 @@ impl Reading {
                     file.splitter.finish();
                     let decoded = self.decode_ready();
                     self.current = None;
+                    if let Some(read) = &self.read {
+                        read.file_done();
+                    }
                     if let Err(e) = decoded {
                         return Some(Err(e));
                     }

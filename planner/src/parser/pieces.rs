@@ -43,12 +43,15 @@ pub enum PieceKind {
         /// The view named, normalized.
         view: Option<String>,
     },
-    /// `CREATE SINK [IF NOT EXISTS] name FROM view WITH (key = 'value', ...)`.
+    /// `CREATE [OR REPLACE] SINK [IF NOT EXISTS] name FROM view WITH (key =
+    /// 'value', ...)`.
     CreateSink {
         /// The sink (normalized).
         name: String,
         /// `IF NOT EXISTS` given.
         if_not_exists: bool,
+        /// `OR REPLACE` given: an upgrade of the sink there is.
+        or_replace: bool,
         /// The view it writes out (normalized).
         from: String,
         /// The connector options, keys lowercased.

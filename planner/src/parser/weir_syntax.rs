@@ -1,6 +1,6 @@
 //! Weir's statements that sqlparser does not know, parsed from tokens:
 //! `SUBSCRIBE TO v`, `COPY (SUBSCRIBE TO v) TO STDOUT`, `FLUSH [v]`,
-//! `CREATE SINK s FROM v WITH (...)`, `DROP SINK [IF EXISTS] s`, the job
+//! `CREATE [OR REPLACE] SINK s FROM v WITH (...)`, `DROP SINK [IF EXISTS] s`, the job
 //! statements ([`JobStatement`]: `SHOW JOBS`, `SHOW JOB EVENTS j`,
 //! `ALTER JOB j ...`, `CREATE SAVEPOINT sp FOR JOB j`, `SHOW SAVEPOINTS`,
 //! `DROP SAVEPOINT sp`), and the cursor statements (`super::cursor`).
@@ -22,10 +22,13 @@ pub(super) fn special(
     let words = leading_words(tokens, 8);
     if words.len() >= 2 && words[1] == "SINK" {
         match words[0].as_str() {
-            "CREATE" => return create_sink(tokens).map(Some),
+            "CREATE" => return create_sink(tokens, 2, false).map(Some),
             "DROP" => return drop_sink(tokens).map(Some),
             _ => {}
         }
+    }
+    if words.len() >= 4 && words[..4] == ["CREATE", "OR", "REPLACE", "SINK"] {
+        return create_sink(tokens, 4, true).map(Some);
     }
     if let Some(job) = job_statement(tokens, &words)? {
         return Ok(Some(PieceKind::Job(job)));
@@ -36,11 +39,21 @@ pub(super) fn special(
     Ok(subscribe_or_flush(tokens, &words))
 }
 
-/// `CREATE SINK [IF NOT EXISTS] name FROM view WITH (options)`.
-fn create_sink(tokens: &[&TokenWithSpan]) -> std::result::Result<PieceKind, ParserError> {
-    let mut at = 2;
+/// `CREATE [OR REPLACE] SINK [IF NOT EXISTS] name FROM view WITH
+/// (options)`; the name starts at token `at` (after `SINK`).
+fn create_sink(
+    tokens: &[&TokenWithSpan],
+    mut at: usize,
+    or_replace: bool,
+) -> std::result::Result<PieceKind, ParserError> {
     let if_not_exists = leading_words(&tokens[at..], 3) == ["IF", "NOT", "EXISTS"];
     if if_not_exists {
+        if or_replace {
+            // As Postgres: OR REPLACE and IF NOT EXISTS ask opposite things.
+            return Err(ParserError::ParserError(
+                "CREATE OR REPLACE SINK cannot be combined with IF NOT EXISTS".into(),
+            ));
+        }
         at += 3;
     }
     let name = tokens
@@ -75,6 +88,7 @@ fn create_sink(tokens: &[&TokenWithSpan]) -> std::result::Result<PieceKind, Pars
     Ok(PieceKind::CreateSink {
         name,
         if_not_exists,
+        or_replace,
         from,
         options,
     })

@@ -199,6 +199,26 @@ pub struct Coordinator {
     pub finished: bool,
     /// What the job's handle asks.
     pub commands: mpsc::UnboundedReceiver<Command>,
+    /// The most bytes of operator state the job may keep (its
+    /// `state_size_limit`), measured at each checkpoint as
+    /// `weir_job_state_bytes` is; past it the job fails.
+    pub state_limit: Option<u64>,
+}
+
+/// A job's operator state grew past its `state_size_limit`: the job fails
+/// with this, its checkpoint (the one that measured it) complete, so that
+/// it can be restarted with a higher limit from there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "its state is {size} bytes as of checkpoint {epoch}, past its state_size_limit of {limit} bytes"
+)]
+pub struct StateSizeLimitExceeded {
+    /// The checkpoint that measured it.
+    pub epoch: u64,
+    /// Bytes of operator state (all workers), as `weir_job_state_bytes`.
+    pub size: u64,
+    /// The limit, in bytes.
+    pub limit: u64,
 }
 
 /// Checkpoints asked for and not yet answered.
@@ -332,6 +352,10 @@ impl Coordinator {
                             Err(err) => {
                                 return Err(self.fail(format!("checkpoint {epoch} failed"), err));
                             }
+                        }
+                        if let Some(over) = self.over_limit(epoch) {
+                            warn!(job = %self.labels.job, epoch, size = over.size, limit = over.limit, "the job's state is past its state_size_limit; the job fails");
+                            return Err(DataFusionError::External(Box::new(over)));
                         }
                         self.answer(&mut waiting.checkpoints);
                         self.retain(epoch).await;
@@ -576,6 +600,20 @@ impl Coordinator {
             operators: (0..self.workers).map(|_| None).collect(),
             sink: None,
         })
+    }
+
+    /// Is the operator state the last checkpoint (of `epoch`) names past
+    /// the job's `state_size_limit`?
+    fn over_limit(&self, epoch: u64) -> Option<StateSizeLimitExceeded> {
+        let limit = self.state_limit?;
+        let size: u64 = self
+            .last
+            .as_ref()?
+            .operators
+            .iter()
+            .map(|o| o.state.bytes())
+            .sum();
+        (size > limit).then_some(StateSizeLimitExceeded { epoch, size, limit })
     }
 
     /// A checkpoint failed: count it, and fail the job with it (`context`

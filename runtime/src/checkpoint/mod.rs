@@ -33,7 +33,7 @@
 mod coordinator;
 mod savepoint;
 
-pub use coordinator::{CheckpointMetrics, Command, Coordinator, Report};
+pub use coordinator::{CheckpointMetrics, Command, Coordinator, Report, StateSizeLimitExceeded};
 pub use savepoint::{SavepointInfo, SavepointOrigin};
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -83,6 +83,10 @@ pub struct Checkpointing {
     pub plan: crate::checkpoint::ManifestPlan,
     /// Checkpoint metrics.
     pub metrics: CheckpointMetrics,
+    /// The job's `state_size_limit` in bytes: past it (operator state as
+    /// of a checkpoint, as `weir_job_state_bytes`) the job fails with
+    /// [`crate::checkpoint::StateSizeLimitExceeded`].
+    pub state_limit: Option<u64>,
 }
 
 /// Start `plan` on the executor's workers, writing to `sink`, from the
@@ -105,6 +109,7 @@ pub fn start(
         restored,
         plan: plan_text,
         metrics: checkpoint_metrics,
+        state_limit,
     } = checkpointing;
     if store.is_some() {
         sink.enable_checkpoints();
@@ -169,6 +174,7 @@ pub fn start(
             labels: job,
             finished: true,
             commands: commands_rx,
+            state_limit,
         };
         let (_, reports) = mpsc::unbounded_channel();
         return Ok(JobHandle {
@@ -216,6 +222,7 @@ pub fn start(
             labels: job.clone(),
             finished: false,
             commands: commands_rx,
+            state_limit,
         }
         .run(report_rx),
     ));
@@ -363,6 +370,7 @@ pub fn start(
                 name,
                 format!("source partition {partition}"),
                 source_task::run_source(SourceTask {
+                    job: Arc::from(name),
                     partition,
                     progress: progress_tx.clone(),
                     reader,

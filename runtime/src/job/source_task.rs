@@ -52,6 +52,8 @@ pub(crate) struct Route {
 
 /// One source partition's task, ready to run.
 pub(crate) struct SourceTask {
+    /// The job's name (for the `source-batch/<job>` failpoint).
+    pub(crate) job: Arc<str>,
     /// Its number across the plan's sources (its upstream number downstream).
     pub(crate) partition: usize,
     pub(crate) progress: Arc<watch::Sender<Progress>>,
@@ -85,6 +87,7 @@ pub(crate) type Idle = (std::time::Duration, Arc<std::sync::atomic::AtomicI64>);
 /// Run the partition until it ends or the job stops.
 pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
     let SourceTask {
+        job,
         partition,
         progress,
         mut reader,
@@ -107,6 +110,9 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
     // first poll raised it, and its barrier must still be sent (the change
     // is still unseen by `flush`, so the loop sends it at once).
     let mut sent_barrier = first_epoch;
+    // Held still by the `source-batch/<job>` failpoint (tests): reads no
+    // more, takes barriers still.
+    let mut paused = false;
     let state = |reader: &dyn SourceReader, max_time, watermark, ended| SourceState {
         position: reader.position().0,
         max_time,
@@ -117,6 +123,11 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
         let item = tokio::select! {
             biased;
             changed = flush.changed() => {
+                if changed.is_err() && paused {
+                    // The job is gone; nothing more will come to a paused
+                    // partition.
+                    return Ok(());
+                }
                 if changed.is_ok() {
                     let epoch = *flush.borrow_and_update();
                     // Every epoch, in order: each task sees the same barriers
@@ -140,7 +151,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
                 }
                 continue;
             }
-            item = reader.next_batch() => item,
+            item = reader.next_batch(), if !paused => item,
             () = idle_check(&idle, last_rows), if idle.is_some() => {
                 // Idle: the input's highest watermark, so that this partition
                 // does not hold back windows that the others closed.
@@ -206,6 +217,10 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
                 }
                 counters.watermark(partition, sent_watermark);
             }
+        }
+        if crate::failpoint::pause_in("source-batch", &job) {
+            debug!(partition, "source partition paused by its failpoint");
+            paused = true;
         }
     }
     debug!(partition, "source partition ended");

@@ -233,6 +233,7 @@ impl Env {
                 restored,
                 plan: manifest_plan,
                 metrics: Default::default(),
+                state_limit: None,
             },
         )
         .expect("start the job");

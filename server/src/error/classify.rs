@@ -106,6 +106,17 @@ pub(super) fn classify_datafusion(err: &DataFusionError, position: Option<usize>
                     message: message.clone(),
                 };
             }
+            if let Some(over) =
+                inner.downcast_ref::<weir_runtime::checkpoint::StateSizeLimitExceeded>()
+            {
+                return ServerError::ConfigurationLimitExceeded {
+                    message: over.to_string(),
+                    hint: Some(
+                        "raise the job's state_size_limit (ALTER JOB name SET (state_size_limit = '...')) and restart it, or keep less state"
+                            .into(),
+                    ),
+                };
+            }
             match inner.downcast_ref::<RuntimeError>() {
                 Some(RuntimeError::Panic(message)) => {
                     return ServerError::internal(message.clone());

@@ -270,6 +270,15 @@ pub enum ServerError {
         /// What went wrong, for the client.
         message: String,
     },
+    /// A limit the configuration sets was passed (a job's
+    /// `state_size_limit`): the user's to raise, or to ask for less.
+    #[error("{message}")]
+    ConfigurationLimitExceeded {
+        /// What went wrong, for the client.
+        message: String,
+        /// Which setting to change.
+        hint: Option<String>,
+    },
     /// The statement was cancelled (by the client or a timeout).
     #[error("canceling statement due to user request")]
     QueryCanceled,
@@ -352,6 +361,7 @@ impl ServerError {
             ServerError::InsufficientPrivilege { .. } => "42501",
             ServerError::ObjectInUse { .. } => "55006",
             ServerError::ResourcesExhausted { .. } => "53200",
+            ServerError::ConfigurationLimitExceeded { .. } => "53400",
             ServerError::QueryCanceled => "57014",
             ServerError::StatementTimeout => "57014",
             ServerError::ClientGone => "08006",
@@ -399,7 +409,8 @@ impl ServerError {
             | ServerError::DependentObjects { hint, .. }
             | ServerError::UndefinedColumn { hint, .. }
             | ServerError::InvalidParameterValue { hint, .. }
-            | ServerError::ObjectNotInPrerequisiteState { hint, .. } => hint.clone(),
+            | ServerError::ObjectNotInPrerequisiteState { hint, .. }
+            | ServerError::ConfigurationLimitExceeded { hint, .. } => hint.clone(),
             ServerError::ResourcesExhausted { .. } => Some(
                 "each query may use at most query_memory_limit bytes: raise it with SET query_memory_limit = '4GB', or ask for less (fewer groups, a LIMIT)"
                     .to_string(),

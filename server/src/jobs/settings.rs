@@ -77,6 +77,10 @@ pub struct JobSettings {
     pub checkpoint_interval: Option<Option<Duration>>,
     /// Where a resumed job starts.
     pub restore: RestoreStrategy,
+    /// The most bytes of operator state the job may keep (as
+    /// `weir_job_state_bytes` measures it, at each checkpoint); past it the
+    /// job fails (53400). `None`: no limit.
+    pub state_size_limit: Option<u64>,
 }
 
 /// Every setting a job takes.
@@ -88,6 +92,7 @@ pub const KEYS: &[&str] = &[
     "parallelism",
     "checkpoint_interval",
     "restore_strategy",
+    "state_size_limit",
 ];
 
 /// Built-in defaults, under the config file's `[jobs]`: no restart (a
@@ -119,6 +124,12 @@ fn bad(key: &str, value: &str, expected: &str) -> ServerError {
 fn duration(key: &str, value: &str) -> Result<Duration> {
     humantime::parse_duration(value.trim())
         .map_err(|_| bad(key, value, "a duration such as '500ms', '10s' or '1m'"))
+}
+
+/// A size as Postgres writes one (`64MB`, a plain number in kB): bytes,
+/// `Some(None)` for no limit (0 or -1), `None` if it is not a size.
+fn size(value: &str) -> Option<Option<u64>> {
+    crate::datafusion_context::parse_memory_limit(value).map(|b| b.map(|b| b as u64))
 }
 
 /// Check one setting; its value normalized (trimmed, lower-cased words).
@@ -156,6 +167,15 @@ pub fn check(key: &str, value: &str) -> Result<String> {
         "restart_delay" | "restart_max_delay" => duration(key, value).map(|_| lowered),
         "checkpoint_interval" if lowered == "off" => Ok(lowered),
         "checkpoint_interval" => duration(key, value).map(|_| lowered),
+        "state_size_limit" => size(&lowered)
+            .map(|_| lowered.clone())
+            .ok_or_else(|| {
+                bad(
+                    key,
+                    value,
+                    "a size such as '64MB', '512kB' or '2GB' (as Postgres writes sizes; 0 or -1: no limit)",
+                )
+            }),
         other => Err(ServerError::InvalidParameterValue {
             message: format!("unrecognized job setting \"{other}\""),
             hint: Some(format!("job settings are {}", KEYS.join(", "))),
@@ -228,6 +248,7 @@ pub fn resolve(defaults: &BTreeMap<String, String>, own: &BTreeMap<String, Strin
             Some("none") => RestoreStrategy::None,
             _ => RestoreStrategy::LatestState,
         },
+        state_size_limit: get("state_size_limit").and_then(size).flatten(),
     }
 }
 
@@ -249,6 +270,28 @@ mod tests {
         assert_eq!(
             check("restart_strategy", " Fixed_Delay ").expect("ok"),
             "fixed_delay"
+        );
+        let err = check("state_size_limit", "lots").expect_err("not a size");
+        assert_eq!(err.sqlstate(), "22023");
+        assert!(err.to_string().contains("state_size_limit"), "{err}");
+    }
+
+    #[test]
+    fn the_state_size_limit_is_a_postgres_size() {
+        let limit = |v: &str| {
+            resolve(
+                &BTreeMap::new(),
+                &check_all([("state_size_limit", v)]).expect("a size"),
+            )
+            .state_size_limit
+        };
+        assert_eq!(limit("64MB"), Some(64 << 20));
+        assert_eq!(limit("10kB"), Some(10 << 10));
+        assert_eq!(limit("512"), Some(512 << 10));
+        assert_eq!(limit("0"), None);
+        assert_eq!(
+            resolve(&BTreeMap::new(), &BTreeMap::new()).state_size_limit,
+            None
         );
     }
 

@@ -163,14 +163,43 @@ async fn view_row(registry: &Registry, name: &str) -> JobRow {
             .filter(|ns| *ns != i64::MAX && *ns != i64::MIN)
             .map(|ns| ns.div_euclid(1000));
         if live.job.is_bounded() {
-            row.progress = Some(format!(
-                "{}/{} partitions ended",
-                p.sources_ended.min(live.partitions),
-                live.partitions
-            ));
+            row.progress = Some(progress_text(&p, live.partitions));
         }
     }
     row
+}
+
+/// A bounded job's `progress`: rows read in this run, the bytes and files
+/// of its file sources read of their total (when its sources know them:
+/// CSV and JSON files), and its source partitions ended, e.g. `1200 rows,
+/// 1.2/4.0 MB, 1/2 files, 1/2 partitions ended`.
+fn progress_text(p: &weir_runtime::job::Progress, partitions: usize) -> String {
+    let mut parts = vec![format!("{} rows", p.rows_read)];
+    if let Some(read) = p.read {
+        parts.push(megabytes(read.bytes_read, read.bytes_total));
+        parts.push(format!(
+            "{}/{} files",
+            read.files_read.min(read.files_total),
+            read.files_total
+        ));
+    }
+    parts.push(format!(
+        "{}/{partitions} partitions ended",
+        p.sources_ended.min(partitions)
+    ));
+    parts.join(", ")
+}
+
+/// `read/total MB`, with a decimal (MB as 10^6 bytes, as file sizes are
+/// usually shown), or in kB when the total is under a megabyte.
+fn megabytes(read: u64, total: u64) -> String {
+    let read = read.min(total) as f64;
+    let total = total as f64;
+    if total < 1e6 {
+        format!("{:.1}/{:.1} kB", read / 1e3, total / 1e3)
+    } else {
+        format!("{:.1}/{:.1} MB", read / 1e6, total / 1e6)
+    }
 }
 
 /// `SHOW JOBS`: every view's job and every sink, by name.
@@ -465,8 +494,8 @@ pub(crate) async fn suspend_now(
 }
 
 /// `ALTER JOB name SET (...)`: checked, written to the catalog, taken; a
-/// new parallelism or checkpoint interval restarts a running job from its
-/// latest state.
+/// new parallelism, checkpoint interval or state size limit restarts a
+/// running job from its latest state (the runtime takes them at start).
 async fn set(registry: &Registry, job: &Arc<Job>, pairs: Vec<(String, String)>) -> Result<()> {
     let changes = settings::check_all(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     {
@@ -487,7 +516,12 @@ async fn set(registry: &Registry, job: &Arc<Job>, pairs: Vec<(String, String)>) 
     }
     let reshaping: Vec<&String> = changes
         .keys()
-        .filter(|k| matches!(k.as_str(), "parallelism" | "checkpoint_interval"))
+        .filter(|k| {
+            matches!(
+                k.as_str(),
+                "parallelism" | "checkpoint_interval" | "state_size_limit"
+            )
+        })
         .collect();
     if !reshaping.is_empty() && matches!(job.status(), JobStatus::Running | JobStatus::Restarting) {
         let said: Vec<String> = reshaping
@@ -547,6 +581,36 @@ mod tests {
         assert_eq!(err.sqlstate(), "0A000");
         assert!(err.to_string().contains("restart_strategy"), "{err}");
         assert!(refuse_sink_settings("v", &options[..1]).is_ok());
+    }
+
+    #[test]
+    fn progress_says_rows_bytes_files_and_partitions() {
+        let mut p = weir_runtime::job::Progress {
+            rows_read: 1200,
+            sources_ended: 1,
+            ..Default::default()
+        };
+        assert_eq!(progress_text(&p, 2), "1200 rows, 1/2 partitions ended");
+        p.read = Some(weir_runtime::source::ReadProgress {
+            bytes_read: 1_200_000,
+            bytes_total: 4_000_000,
+            files_read: 1,
+            files_total: 2,
+        });
+        assert_eq!(
+            progress_text(&p, 2),
+            "1200 rows, 1.2/4.0 MB, 1/2 files, 1/2 partitions ended"
+        );
+        p.read = Some(weir_runtime::source::ReadProgress {
+            bytes_read: 2_500,
+            bytes_total: 5_000,
+            files_read: 0,
+            files_total: 1,
+        });
+        assert_eq!(
+            progress_text(&p, 2),
+            "1200 rows, 2.5/5.0 kB, 0/1 files, 1/2 partitions ended"
+        );
     }
 
     #[test]

@@ -439,6 +439,10 @@ async fn start_new(
         restored,
         plan: ManifestPlan::of(&query, &plan),
         metrics: registry.runtime_metrics().checkpoints.clone(),
+        state_limit: registry
+            .jobs()
+            .resolve(&upgrade.spec.settings)
+            .state_size_limit,
     };
     let partitions = plan.partitions().len();
     // A panic while starting (a bug, or a failpoint in a test) is the new
