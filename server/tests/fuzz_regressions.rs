@@ -176,7 +176,7 @@ async fn malformed_messages_end_their_connection_with_08p01_and_nothing_else() {
             message(b'E', 5, b"\0"),
         ),
         ("a Describe with no target", true, message(b'D', 4, b"")),
-        ("a Close with no name", true, message(b'C', 5, b"S")),
+        ("a Close with no target", true, message(b'C', 4, b"")),
     ];
     for (what, after_startup, bytes) in &cases {
         let ending = send(&server, *after_startup, bytes).await;
