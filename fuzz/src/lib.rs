@@ -9,7 +9,8 @@
 //! | target | what reads the bytes |
 //! |---|---|
 //! | `sql` | Weir's parser (`weir_planner::parser::parse_request`), then DataFusion's planner for each plain statement |
-//! | `pgwire` | pgwire's frontend message codec, as the server decodes a client's bytes |
+//! | `pgwire` | pgwire's frontend message codec alone (finds pgwire's own panics, for upstream) |
+//! | `pgwire_guard` | the server's check of each client message before pgwire decodes it (`server/src/pg/frame_check.rs`, included as it is): must never panic |
 //! | `csv`, `json` | the file connector's record splitter and decoder (`on_error`) |
 //! | `wal` | the table log: `Wal::open` over a damaged segment, and `record::decode` |
 //! | `manifest` | a checkpoint manifest as JSON |
@@ -17,6 +18,12 @@
 
 #[cfg(feature = "engine")]
 mod engine;
+
+// The server's message check, compiled here as it is in the server (it
+// uses only `bytes` and `pgwire`), so this target needs no DataFusion.
+#[allow(dead_code)]
+#[path = "../../server/src/pg/frame_check.rs"]
+mod frame_check;
 #[cfg(feature = "engine")]
 pub use engine::{chunk, csv, json, manifest, sql, wal};
 
@@ -38,5 +45,23 @@ pub fn pgwire(data: &[u8]) {
             }
             Ok(None) | Err(_) => return,
         }
+    }
+}
+
+/// A client's bytes through the server's message check, message after
+/// message, as `server/src/pg/frame_guard.rs` runs it before pgwire's codec
+/// sees them. Whatever the bytes, it must not panic: it answers each
+/// message with "whole and good", "wait for more" or "bad" (and pgwire's
+/// own panics inside it are caught, as in the server).
+pub fn pgwire_guard(data: &[u8]) {
+    use frame_check::{Frame, next_message, startup_follows};
+    // The first byte picks the phase, as in `pgwire`.
+    let mut startup = data.first().is_some_and(|b| b & 1 == 0);
+    let mut rest = data;
+    while let Frame::Message(n) = next_message(rest, startup) {
+        if startup {
+            startup = startup_follows(&rest[..n]);
+        }
+        rest = &rest[n..];
     }
 }

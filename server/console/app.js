@@ -268,7 +268,9 @@ async function jobPage(name, gen) {
       stat("Last checkpoint", last ? "#" + last.epoch + " · " + ago(last.completed_at) : "—", true),
       stat("Restarts", fmtInt(job.restarts))),
     h("div", { class: "card" }, h("h2", {}, "Operators"), graph(job, name),
-      h("div", { class: "legend" }, "Rows flow left to right. Blue outline: keeps state. Per operator the runtime reports state entries (stateful operators) and rows in and out (sources and the view); it does not report per-operator rows for stateless operators, nor backpressure.")),
+      h("div", { class: "legend" }, "Rows flow left to right. Blue outline: keeps state. Each task shows rows per second, its watermark (wm) and its state; the bar on its left edge is the share of the last interval it waited on a full output: ",
+        h("span", { class: "bp-key ok" }, "up to 10%"), " ", h("span", { class: "bp-key low" }, "up to 50%"), " ", h("span", { class: "bp-key high" }, "more"),
+        ". Stateless operators and exchanges run in the task that feeds them.")),
     h("div", { class: "grid2" },
       h("div", { class: "card" }, h("h2", {}, "Checkpoints"), checkpointChart(checkpoints)),
       h("div", { class: "card flush" }, h("h2", {}, "Savepoints"), savepointTable(savepoints))),
@@ -294,22 +296,26 @@ const SHORT = {
   StreamWindowAggregate: "Window aggregate", StreamGroupAggregate: "Group aggregate",
 };
 
-function operatorFigures(op, job, name) {
-  const out = [];
-  for (const [k, v] of Object.entries(op.metrics || {})) {
-    if (k.endsWith("_total") || k.startsWith("job_rows")) {
-      const r = rate("op:" + name + ":" + op.id + ":" + k, v);
-      const label = k.includes("rows_in") ? "in " : k.includes("rows_out") ? "out " : "";
-      out.push(label + fmtRate(r));
-    } else if (k.includes("state_entries")) {
-      out.push(fmtInt(v) + " keys");
-    } else {
-      out.push(k.replace(/_/g, " ") + " " + fmtInt(v));
-    }
+// The figures a node shows: two lines, rows per second, then watermark and
+// state; or, for an operator that runs inside another's task, which one.
+function operatorFigures(op, g) {
+  const f = op.figures;
+  if (!f) {
+    const host = op.runs_in !== undefined && op.runs_in !== null ? g.operators[op.runs_in] : null;
+    return [host ? "runs in the " + (SHORT[host.kind] || host.kind).toLowerCase() + " task" : "", ""];
   }
-  if (op.kind === "StreamSource" && job.watermark) out.push("wm " + fmtTime(job.watermark).slice(11));
-  if (op.workers) out.push(op.workers + " workers");
-  return out.join(" · ");
+  const rows = [];
+  if (op.kind !== "StreamMaterialize" && op.kind !== "StreamSource") rows.push("in " + fmtRate(f.rows_in_per_second));
+  if (op.kind === "StreamMaterialize") rows.push("in " + fmtRate(f.rows_in_per_second));
+  else rows.push("out " + fmtRate(f.rows_out_per_second));
+  const more = ["wm " + (f.watermark ? fmtTime(f.watermark).slice(11) : "—")];
+  if (f.state_bytes !== null && f.state_bytes !== undefined) more.push(fmtBytes(f.state_bytes) + " · " + fmtInt(f.state_entries) + " keys");
+  return [rows.join(" · "), more.join(" · ")];
+}
+
+function backpressure(f) {
+  if (!f || f.backpressure === null || f.backpressure === undefined) return null;
+  return { level: f.backpressure_level, text: "backpressured " + Math.round(f.backpressure * 100) + "%" };
 }
 
 function graph(job, name) {
@@ -334,7 +340,7 @@ function graph(job, name) {
     row.set(id, kids.reduce((a, k) => a + row.get(k), 0) / kids.length);
   };
   place(0);
-  const W = 210, H = 64, GX = 44, GY = 22, PAD = 8;
+  const W = 232, H = 96, GX = 40, GY = 20, PAD = 8;
   const width = (maxDepth + 1) * W + maxDepth * GX + 2 * PAD;
   const height = Math.max(1, next) * H + (Math.max(1, next) - 1) * GY + 2 * PAD;
   const pos = id => ({ x: PAD + (maxDepth - depth.get(id)) * (W + GX), y: PAD + row.get(id) * (H + GY) });
@@ -347,13 +353,24 @@ function graph(job, name) {
   }
   for (const op of g.operators) {
     const p = pos(op.id);
-    const detail = op.detail.length > 34 ? op.detail.slice(0, 33) + "…" : op.detail;
-    const node = s("g", { class: "node" + (op.runtime_name ? " stateful" : ""), transform: `translate(${p.x},${p.y})`, "data-kind": op.kind },
-      s("title", {}, op.kind + ": " + op.detail),
+    const detail = op.detail.length > 36 ? op.detail.slice(0, 35) + "…" : op.detail;
+    const stateful = op.runtime_name && !op.runtime_name.endsWith("source");
+    const [figs, more] = operatorFigures(op, g);
+    const bp = backpressure(op.figures);
+    const workers = op.figures ? op.figures.workers : op.workers;
+    const node = s("g", {
+      class: "node" + (stateful ? " stateful" : "") + (op.figures ? " task" : " fused") + (bp ? " bp-" + bp.level : ""),
+      transform: `translate(${p.x},${p.y})`, "data-kind": op.kind, "data-id": op.id,
+    },
+      s("title", {}, op.kind + ": " + op.detail + (bp ? "\n" + bp.text + " (of the last interval, its most blocked worker)" : "")),
       s("rect", { width: W, height: H, rx: 8 }),
-      s("text", { class: "kind", x: 12, y: 20 }, SHORT[op.kind] || op.kind),
-      s("text", { class: "detail", x: 12, y: 37 }, detail),
-      s("text", { class: "fig", x: 12, y: 54 }, operatorFigures(op, job, name)));
+      bp ? s("rect", { class: "bp", width: 5, height: H - 16, x: 0, y: 8, rx: 2 }) : null,
+      s("text", { class: "kind", x: 14, y: 20 }, SHORT[op.kind] || op.kind),
+      workers ? s("text", { class: "workers", x: W - 12, y: 20, "text-anchor": "end" }, "×" + workers) : null,
+      s("text", { class: "detail", x: 14, y: 37 }, detail),
+      s("text", { class: "fig rows", x: 14, y: 56 }, figs),
+      s("text", { class: "fig more", x: 14, y: 72 }, more),
+      bp ? s("text", { class: "bp-text", x: 14, y: 88 }, bp.text) : null);
     svg.append(node);
   }
   return svg;

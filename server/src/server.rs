@@ -163,6 +163,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         metrics: metrics.clone(),
         access: crate::http::auth::Access::new(config.api_token.clone(), http_addr),
         statement_timeout: config.security.statement_timeout,
+        rates: Default::default(),
     }));
     let http_task = match &tls {
         Some(tls) => {
@@ -211,7 +212,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                     metrics.open_connections.inc();
                     tokio::spawn(async move {
                         let _ = socket.set_nodelay(true);
-                        if let Err(err) = pgwire::tokio::process_socket(socket, pg_tls, handlers).await {
+                        if let Err(err) = crate::pg::frame_guard::process_socket(socket, pg_tls, handlers).await {
                             info!(%peer, %err, "connection closed with an error");
                         }
                         metrics.open_connections.dec();

@@ -100,6 +100,60 @@ impl Api {
         ));
         http(self.port, method, &path, Some(TOKEN), body.as_ref()).await
     }
+
+    /// `call`, which must answer `status`; its body.
+    async fn expect(
+        &mut self,
+        method: &str,
+        template: &str,
+        name: &str,
+        body: Option<Value>,
+        status: u16,
+    ) -> Value {
+        let (got, value) = self.call(method, template, name, body).await;
+        assert_eq!(got, status, "{method} {template} ({name}): {value}");
+        value
+    }
+
+    /// `call`, which must fail with `status` and SQLSTATE `code`; the error.
+    async fn fails(
+        &mut self,
+        method: &str,
+        template: &str,
+        name: &str,
+        body: Option<Value>,
+        (status, code): (u16, &str),
+    ) -> Value {
+        let err = self.expect(method, template, name, body, status).await;
+        assert_eq!(
+            err["code"].as_str(),
+            Some(code),
+            "{method} {template}: {err}"
+        );
+        err
+    }
+
+    /// `POST /api/v1/sql` of `sql`.
+    async fn sql(&mut self, sql: &str) -> (u16, Value) {
+        self.call("POST", "/api/v1/sql", "", Some(json!({ "sql": sql })))
+            .await
+    }
+
+    /// A job action (`suspend`, `resume`, `restart`) that must leave the
+    /// job `status`.
+    async fn act(&mut self, job: &str, action: &str, body: Option<Value>, status: &str) {
+        let template = format!("/api/v1/jobs/{{name}}/{action}");
+        let after = self.expect("POST", &template, job, body, 200).await;
+        assert_eq!(after["status"].as_str(), Some(status), "{action}: {after}");
+    }
+
+    /// Whether SHOW SAVEPOINTS lists `name`.
+    async fn sql_lists_savepoint(client: &Client, name: &str) -> bool {
+        rows(client, "SHOW SAVEPOINTS")
+            .await
+            .iter()
+            .any(|r| r.get("name") == Some(name))
+    }
 }
 
 async fn rows(client: &Client, sql: &str) -> Vec<tokio_postgres::SimpleQueryRow> {
@@ -147,6 +201,74 @@ fn validate_openapi(spec: &Value) -> bool {
         String::from_utf8_lossy(&out.stderr)
     );
     true
+}
+
+/// The job's operators carry the runtime's figures: the source's and the
+/// aggregate's rows per second, watermark and backpressure, the
+/// aggregate's state in bytes, the view's rows, and which task runs each
+/// stateless operator; `/metrics` has the same as `weir_operator_*`.
+async fn per_operator_figures(api: &mut Api) {
+    let deadline = Instant::now() + DEADLINE;
+    let by_kind = |detail: &Value, kind: &str| -> Value {
+        detail["graph"]["operators"]
+            .as_array()
+            .and_then(|ops| ops.iter().find(|o| o["kind"] == json!(kind)).cloned())
+            .unwrap_or(Value::Null)
+    };
+    loop {
+        // Rates need two readings at least a second apart: poll.
+        let detail = api
+            .expect("GET", "/api/v1/jobs/{name}", "per_second", None, 200)
+            .await;
+        let source = &by_kind(&detail, "StreamSource")["figures"];
+        let aggregate = &by_kind(&detail, "StreamWindowAggregate")["figures"];
+        let view = &by_kind(&detail, "StreamMaterialize")["figures"];
+        let positive = |v: &Value| v.as_f64().is_some_and(|x| x > 0.0);
+        let complete = positive(&source["rows_out_per_second"])
+            && positive(&aggregate["rows_in_per_second"])
+            && positive(&aggregate["state_bytes"])
+            && positive(&aggregate["state_entries"])
+            && aggregate["watermark"].is_string()
+            && source["watermark"].is_string()
+            && source["backpressure"].is_number()
+            && aggregate["backpressure_level"].is_string()
+            && positive(&view["rows_in"]);
+        if complete {
+            // The exchange runs in the source's task.
+            let exchange = by_kind(&detail, "StreamExchange");
+            let source_id = by_kind(&detail, "StreamSource")["id"].clone();
+            assert_eq!(exchange["runs_in"], source_id, "{detail}");
+            assert!(
+                (0.0..=1.0).contains(&source["backpressure"].as_f64().unwrap_or(-1.0)),
+                "{source}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "per-operator figures never all appeared: {}",
+            detail["graph"]
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let metrics = common::http_get(api.port, "/metrics").await;
+    for family in [
+        "weir_operator_rows_in_total",
+        "weir_operator_rows_out_total",
+        "weir_operator_watermark_timestamp_seconds",
+        "weir_operator_state_bytes",
+        "weir_operator_backpressured_seconds_total",
+    ] {
+        for operator in ["source", "window aggregate"] {
+            let series =
+                format!("{family}{{job=\"per_second\",operator=\"{operator}\",worker=\"0\"}}");
+            assert!(
+                metrics.contains(&series)
+                    || family == "weir_operator_state_bytes" && operator == "source",
+                "no {series} in /metrics:\n{metrics}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,24 +328,22 @@ async fn every_documented_route_works_and_sql_sees_what_the_api_changes() {
         "CREATE STREAM bid WITH (connector = 'nexmark', table = 'bid', rate = 1000, seed = 3)",
         "CREATE MATERIALIZED VIEW per_second AS SELECT window_start, count(*) AS c FROM TUMBLE(bid, date_time, INTERVAL '1 second') GROUP BY window_start EMIT ON WINDOW CLOSE",
     ] {
-        let (status, result) = api
-            .call("POST", "/api/v1/sql", "", Some(json!({ "sql": sql })))
-            .await;
+        let (status, result) = api.sql(sql).await;
         assert_eq!(status, 200, "{sql}: {result}");
     }
     assert_eq!(rows(&client, "SHOW MATERIALIZED VIEWS").await.len(), 1);
     assert_eq!(sql_status(&client, "per_second").await, "running");
 
     // Statements: rows with types, a limit, and errors with positions.
-    let (status, result) = api
-        .call(
+    let result = api
+        .expect(
             "POST",
             "/api/v1/sql",
             "",
             Some(json!({ "sql": "SELECT x, x * 2 AS y, 'a' AS t FROM (VALUES (1), (2), (3), (4)) AS v(x) ORDER BY x", "limit": 3 })),
+            200,
         )
         .await;
-    assert_eq!(status, 200, "{result}");
     assert_eq!(
         result["rows"],
         json!([[1, 2, "a"], [2, 4, "a"], [3, 6, "a"]])
@@ -231,79 +351,51 @@ async fn every_documented_route_works_and_sql_sees_what_the_api_changes() {
     assert_eq!(result["truncated"], json!(true));
     assert_eq!(result["columns"][0]["type"], json!("bigint"));
     assert_eq!(result["columns"][2]["type"], json!("text"));
-    let (status, err) = api
-        .call(
+    let statement = |sql: &str| Some(json!({ "sql": sql }));
+    let err = api
+        .fails(
             "POST",
             "/api/v1/sql",
             "",
-            Some(json!({ "sql": "SELECT 1 FORM bid" })),
+            statement("SELECT 1 FORM bid"),
+            (400, "42601"),
         )
         .await;
-    assert_eq!(
-        (status, err["code"].as_str()),
-        (400, Some("42601")),
-        "{err}"
-    );
     assert!(err["position"].as_u64().is_some(), "{err}");
-    let (status, err) = api
-        .call(
+    let err = api
+        .fails(
             "POST",
             "/api/v1/sql",
             "",
-            Some(json!({ "sql": "SELECT * FROM nowhere" })),
+            statement("SELECT * FROM nowhere"),
+            (404, "42P01"),
         )
         .await;
-    assert_eq!(
-        (status, err["code"].as_str()),
-        (404, Some("42P01")),
-        "{err}"
-    );
     assert_eq!(err["position"], json!(15), "{err}");
-    let (status, err) = api
-        .call(
-            "POST",
-            "/api/v1/sql",
-            "",
-            Some(json!({ "sql": "SELECT 1; SELECT 2" })),
-        )
-        .await;
+    let (status, err) = api.sql("SELECT 1; SELECT 2").await;
     assert_eq!(status, 400, "{err}");
-    let (status, err) = api
-        .call(
-            "POST",
-            "/api/v1/sql",
-            "",
-            Some(json!({ "sql": "SUBSCRIBE TO per_second" })),
-        )
-        .await;
-    assert_eq!(
-        (status, err["code"].as_str()),
-        (400, Some("0A000")),
-        "{err}"
-    );
-    let (status, _) = http(
-        port,
+    api.fails(
         "POST",
         "/api/v1/sql",
-        Some(TOKEN),
-        Some(&json!({"nope": 1})),
+        "",
+        statement("SUBSCRIBE TO per_second"),
+        (400, "0A000"),
     )
     .await;
-    assert_eq!(status, 400);
+    api.expect("POST", "/api/v1/sql", "", Some(json!({"nope": 1})), 400)
+        .await;
 
     // Jobs: the same rows as SHOW JOBS.
-    let (status, jobs) = api.call("GET", "/api/v1/jobs", "", None).await;
-    assert_eq!(status, 200);
+    let jobs = api.expect("GET", "/api/v1/jobs", "", None, 200).await;
     let job = &jobs.as_array().expect("a list")[0];
     assert_eq!(
         (job["name"].as_str(), job["status"].as_str()),
         (Some("per_second"), Some("running"))
     );
     assert_eq!(job["kind"], json!("view"));
-    let (status, detail) = api
-        .call("GET", "/api/v1/jobs/{name}", "per_second", None)
+    let detail = api
+        .expect("GET", "/api/v1/jobs/{name}", "per_second", None, 200)
         .await;
-    assert_eq!(status, 200, "{detail}");
     let kinds: Vec<&str> = detail["graph"]["operators"]
         .as_array()
         .expect("operators")
@@ -319,20 +411,22 @@ async fn every_documented_route_works_and_sql_sees_what_the_api_changes() {
         Some(kinds.len() - 1),
         "a tree: one edge into each operator but the view"
     );
-    let (status, err) = api.call("GET", "/api/v1/jobs/{name}", "nope", None).await;
-    assert_eq!(
-        (status, err["code"].as_str()),
-        (404, Some("42704")),
-        "{err}"
-    );
+    api.fails("GET", "/api/v1/jobs/{name}", "nope", None, (404, "42704"))
+        .await;
+    per_operator_figures(&mut api).await;
 
     // Checkpoints, with their duration, as the job takes them.
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let (status, checkpoints) = api
-            .call("GET", "/api/v1/jobs/{name}/checkpoints", "per_second", None)
+        let checkpoints = api
+            .expect(
+                "GET",
+                "/api/v1/jobs/{name}/checkpoints",
+                "per_second",
+                None,
+                200,
+            )
             .await;
-        assert_eq!(status, 200);
         let listed = checkpoints.as_array().expect("a list");
         if listed.len() >= 2 {
             assert!(listed[0]["duration_ms"].as_f64().is_some(), "{checkpoints}");
@@ -347,162 +441,96 @@ async fn every_documented_route_works_and_sql_sees_what_the_api_changes() {
     }
 
     // Savepoints: taken by the API, seen by SQL; taken by SQL, seen by the API.
-    let (status, savepoint) = api
-        .call(
-            "POST",
-            "/api/v1/jobs/{name}/savepoints",
-            "per_second",
-            Some(json!({ "name": "early" })),
-        )
+    let named = |name: &str| Some(json!({ "name": name }));
+    let savepoints = "/api/v1/jobs/{name}/savepoints";
+    let savepoint = api
+        .expect("POST", savepoints, "per_second", named("early"), 201)
         .await;
-    assert_eq!(status, 201, "{savepoint}");
     assert_eq!(
         (savepoint["job"].as_str(), savepoint["origin"].as_str()),
         (Some("per_second"), Some("user"))
     );
-    assert!(
-        rows(&client, "SHOW SAVEPOINTS")
-            .await
-            .iter()
-            .any(|r| r.get("name") == Some("early"))
-    );
-    let (status, err) = api
-        .call(
-            "POST",
-            "/api/v1/jobs/{name}/savepoints",
-            "per_second",
-            Some(json!({ "name": "early" })),
-        )
-        .await;
-    assert_eq!(
-        (status, err["code"].as_str()),
-        (409, Some("42710")),
-        "{err}"
-    );
-    let (status, err) = api
-        .call(
-            "POST",
-            "/api/v1/jobs/{name}/savepoints",
-            "per_second",
-            Some(json!({ "name": "../x" })),
-        )
-        .await;
-    assert_eq!(
-        (status, err["code"].as_str()),
-        (400, Some("22023")),
-        "{err}"
-    );
+    assert!(Api::sql_lists_savepoint(&client, "early").await);
+    api.fails(
+        "POST",
+        savepoints,
+        "per_second",
+        named("early"),
+        (409, "42710"),
+    )
+    .await;
+    api.fails(
+        "POST",
+        savepoints,
+        "per_second",
+        named("../x"),
+        (400, "22023"),
+    )
+    .await;
     client
         .batch_execute("CREATE SAVEPOINT sql_side FOR JOB per_second")
         .await
         .expect("CREATE SAVEPOINT");
-    let (status, savepoint) = api
-        .call("GET", "/api/v1/savepoints/{name}", "sql_side", None)
+    let savepoint = api
+        .expect("GET", "/api/v1/savepoints/{name}", "sql_side", None, 200)
         .await;
-    assert_eq!(
-        (status, savepoint["name"].as_str()),
-        (200, Some("sql_side"))
-    );
+    assert_eq!(savepoint["name"].as_str(), Some("sql_side"));
 
     // Actions: suspend through the API, seen by SQL; resume through SQL,
     // seen by the API; actions that do not fit are 409 with 55000.
-    let (status, err) = api
-        .call("POST", "/api/v1/jobs/{name}/resume", "per_second", None)
-        .await;
-    assert_eq!(
-        (status, err["code"].as_str()),
-        (409, Some("55000")),
-        "{err}"
-    );
-    let (status, job) = api
-        .call("POST", "/api/v1/jobs/{name}/suspend", "per_second", None)
-        .await;
-    assert_eq!(
-        (status, job["status"].as_str()),
-        (200, Some("suspended")),
-        "{job}"
-    );
+    let not_now = (409, "55000");
+    api.fails(
+        "POST",
+        "/api/v1/jobs/{name}/resume",
+        "per_second",
+        None,
+        not_now,
+    )
+    .await;
+    api.act("per_second", "suspend", None, "suspended").await;
     assert_eq!(sql_status(&client, "per_second").await, "suspended");
-    let (status, err) = api
-        .call("POST", "/api/v1/jobs/{name}/suspend", "per_second", None)
-        .await;
-    assert_eq!(
-        (status, err["code"].as_str()),
-        (409, Some("55000")),
-        "{err}"
-    );
+    api.fails(
+        "POST",
+        "/api/v1/jobs/{name}/suspend",
+        "per_second",
+        None,
+        not_now,
+    )
+    .await;
     client
         .batch_execute("ALTER JOB per_second RESUME")
         .await
         .expect("RESUME");
-    let (_, job) = api
-        .call("GET", "/api/v1/jobs/{name}", "per_second", None)
+    let job = api
+        .expect("GET", "/api/v1/jobs/{name}", "per_second", None, 200)
         .await;
     assert_eq!(job["status"], json!("running"));
     // Suspend and resume from the API's savepoint, both through the API.
-    let (status, _) = api
-        .call("POST", "/api/v1/jobs/{name}/suspend", "per_second", None)
-        .await;
-    assert_eq!(status, 200);
-    let (status, job) = api
-        .call(
-            "POST",
-            "/api/v1/jobs/{name}/resume",
-            "per_second",
-            Some(json!({ "savepoint": "early" })),
-        )
-        .await;
-    assert_eq!(
-        (status, job["status"].as_str()),
-        (200, Some("running")),
-        "{job}"
-    );
+    api.act("per_second", "suspend", None, "suspended").await;
+    let from_early = Some(json!({ "savepoint": "early" }));
+    api.act("per_second", "resume", from_early, "running").await;
 
     // Settings and restart.
-    let (status, _) = api
-        .call(
-            "POST",
-            "/api/v1/jobs/{name}/settings",
-            "per_second",
-            Some(json!({ "settings": { "restart_strategy": "fixed_delay" } })),
-        )
+    let settings = "/api/v1/jobs/{name}/settings";
+    let set = |value: &str| Some(json!({ "settings": { "restart_strategy": value } }));
+    api.expect("POST", settings, "per_second", set("fixed_delay"), 200)
         .await;
-    assert_eq!(status, 200);
-    let (_, detail) = api
-        .call("GET", "/api/v1/jobs/{name}", "per_second", None)
+    let detail = api
+        .expect("GET", "/api/v1/jobs/{name}", "per_second", None, 200)
         .await;
     assert_eq!(
         detail["settings"]["restart_strategy"],
         json!("fixed_delay"),
         "{detail}"
     );
-    let (status, err) = api
-        .call(
-            "POST",
-            "/api/v1/jobs/{name}/settings",
-            "per_second",
-            Some(json!({ "settings": { "restart_strategy": "often" } })),
-        )
+    api.fails("POST", settings, "per_second", set("often"), (400, "22023"))
         .await;
-    assert_eq!(
-        (status, err["code"].as_str()),
-        (400, Some("22023")),
-        "{err}"
-    );
-    let (status, job) = api
-        .call("POST", "/api/v1/jobs/{name}/restart", "per_second", None)
-        .await;
-    assert_eq!(
-        (status, job["status"].as_str()),
-        (200, Some("running")),
-        "{job}"
-    );
+    api.act("per_second", "restart", None, "running").await;
 
     // Events: the same as SHOW JOB EVENTS, which saw every action above.
-    let (status, events) = api
-        .call("GET", "/api/v1/jobs/{name}/events", "per_second", None)
+    let events = api
+        .expect("GET", "/api/v1/jobs/{name}/events", "per_second", None, 200)
         .await;
-    assert_eq!(status, 200);
     let events = events.as_array().expect("a list").clone();
     let sql_events = rows(&client, "SHOW JOB EVENTS per_second").await;
     assert_eq!(events.len(), sql_events.len());
@@ -512,15 +540,15 @@ async fn every_documented_route_works_and_sql_sees_what_the_api_changes() {
     );
 
     // Logs: the job's own lines.
-    let (status, logs) = api
-        .call(
+    let logs = api
+        .expect(
             "GET",
             "/api/v1/jobs/{name}/logs?limit=50",
             "per_second",
             None,
+            200,
         )
         .await;
-    assert_eq!(status, 200);
     assert!(
         logs.as_array().is_some_and(|l| l
             .iter()
@@ -529,33 +557,18 @@ async fn every_documented_route_works_and_sql_sees_what_the_api_changes() {
     );
 
     // Savepoints: listed per job, deleted, gone for SQL too.
-    let (status, listed) = api
-        .call("GET", "/api/v1/savepoints?job=per_second", "", None)
+    let listed = api
+        .expect("GET", "/api/v1/savepoints?job=per_second", "", None, 200)
         .await;
-    assert_eq!(status, 200);
     assert!(listed.as_array().is_some_and(|l| l.len() >= 3), "{listed}");
-    let (status, _) = api
-        .call("DELETE", "/api/v1/savepoints/{name}", "early", None)
+    let one = "/api/v1/savepoints/{name}";
+    api.expect("DELETE", one, "early", None, 204).await;
+    assert!(!Api::sql_lists_savepoint(&client, "early").await);
+    api.fails("DELETE", one, "early", None, (404, "42704"))
         .await;
-    assert_eq!(status, 204);
-    assert!(
-        !rows(&client, "SHOW SAVEPOINTS")
-            .await
-            .iter()
-            .any(|r| r.get("name") == Some("early"))
-    );
-    let (status, err) = api
-        .call("DELETE", "/api/v1/savepoints/{name}", "early", None)
-        .await;
-    assert_eq!(
-        (status, err["code"].as_str()),
-        (404, Some("42704")),
-        "{err}"
-    );
 
     // The catalog, with columns.
-    let (status, catalog) = api.call("GET", "/api/v1/catalog", "", None).await;
-    assert_eq!(status, 200);
+    let catalog = api.expect("GET", "/api/v1/catalog", "", None, 200).await;
     let bid = &catalog["streams"][0];
     assert_eq!(bid["name"], json!("bid"));
     assert!(

@@ -120,14 +120,17 @@ pub fn start(
     let stop = Arc::new(watch::channel(None).0);
     let alive = Arc::new(watch::channel(0usize).0);
     let checkpoints = store.is_some();
-    let counters = Arc::new(counters::SourceCounters::new(
-        topology
-            .sources
-            .iter()
-            .flat_map(|s| std::iter::repeat_n(s.timed, s.partitions))
-            .collect(),
-        plan.sources().iter().map(|s| s.source.clone()).collect(),
-    ));
+    let counters = Arc::new(
+        counters::SourceCounters::new(
+            topology
+                .sources
+                .iter()
+                .flat_map(|s| std::iter::repeat_n(s.timed, s.partitions))
+                .collect(),
+            plan.sources().iter().map(|s| s.source.clone()).collect(),
+        )
+        .metered(name, metrics, &topology.sources),
+    );
     let (report_tx, report_rx) = mpsc::unbounded_channel::<Report>();
     let job = JobLabels {
         job: name.to_string(),
@@ -293,18 +296,16 @@ pub fn start(
                 worker = w
             );
             let task = format!("{} worker {w}", operator.state().operator);
+            let figures = metrics.operator(&OperatorLabels {
+                job: name.to_string(),
+                operator: operator.state().operator.to_string(),
+                worker: w as i64,
+            });
             let run = worker::run_worker(
                 Worker {
                     job: failer.job.clone(),
                     index: stage.first + w,
-                    state_entries: metrics
-                        .state_entries
-                        .get_or_create(&OperatorLabels {
-                            job: name.to_string(),
-                            operator: operator.state().operator.to_string(),
-                            worker: w as i64,
-                        })
-                        .clone(),
+                    state_bytes: counters::StateBytes::restored(&restoring.chunks, stage.workers),
                     operator,
                     sides: stage.upstreams.iter().map(|u| u.side).collect(),
                     store: store.clone(),
@@ -313,6 +314,7 @@ pub fn start(
                         local: w,
                         after: after.clone(),
                         downstream: downstream.clone(),
+                        figures,
                     },
                 },
                 rx,

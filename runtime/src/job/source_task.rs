@@ -199,16 +199,18 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
                     max_time = max_time.max(max);
                 }
                 offset += len;
-                if send_chunk(
+                let send = send_chunk(
                     partition,
                     chunk,
                     &route,
                     &outputs,
                     max_time,
                     &mut sent_watermark,
-                )
-                .await?
-                .is_break()
+                );
+                if counters
+                    .sending(partition, &outputs, send)
+                    .await?
+                    .is_break()
                 {
                     return Ok(());
                 }

@@ -2,6 +2,8 @@
 //! (through [`StreamOperator`], knowing nothing else about it), runs the
 //! stateless operators after it, and sends the output on; at a barrier it
 //! snapshots the operator and writes the snapshot in the background.
+//! It meters itself per batch (`weir_operator_*`: rows in and out, its
+//! watermark, state bytes and entries at barriers, time blocked sending).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -10,16 +12,16 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use datafusion::physical_plan::PhysicalExpr;
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::aligner::{Aligned, Aligner, UpstreamClock};
 use super::channel::{Tagged, exchange_out, send, send_all};
+use super::counters::{StateBytes, blocked_send};
 use super::topology::Stage;
 use crate::checkpoint::{JobStore, Report, Written};
 use crate::message::{Barrier, Message};
-use crate::metrics::RuntimeMetrics;
+use crate::metrics::{OperatorMetrics, RuntimeMetrics};
 use crate::operators::join::JoinOperator;
 use crate::operators::{Side, StreamBatch, StreamOperator, aggregate, stateless};
 use crate::plan::{PlanInput, StatelessOp, StreamPlan};
@@ -87,6 +89,14 @@ impl Downstream {
         }
     }
 
+    /// The channels it sends on.
+    fn channels(&self) -> &[mpsc::Sender<Tagged>] {
+        match self {
+            Downstream::Sink(sink) => std::slice::from_ref(sink),
+            Downstream::Exchange { outputs, .. } => outputs,
+        }
+    }
+
     /// Forward a watermark or barrier to every downstream task.
     async fn forward(&self, local: usize, message: Message) -> ControlFlow<()> {
         match self {
@@ -106,8 +116,8 @@ pub(crate) struct Worker {
     /// Its number among all the job's workers (checkpoint reports).
     pub(crate) index: usize,
     pub(crate) operator: Box<dyn StreamOperator>,
-    /// `weir_operator_state_entries` of this worker, set at each barrier.
-    pub(crate) state_entries: Gauge,
+    /// The bytes its checkpoint names, for `weir_operator_state_bytes`.
+    pub(crate) state_bytes: StateBytes,
     /// The join side of each upstream (empty for a one-input operator).
     pub(crate) sides: Vec<Option<Side>>,
     pub(crate) store: Option<JobStore>,
@@ -124,6 +134,8 @@ pub(crate) struct Output {
     /// Stateless operators run on the operator's output.
     pub(crate) after: Vec<StatelessOp>,
     pub(crate) downstream: Downstream,
+    /// This worker's `weir_operator_*` figures.
+    pub(crate) figures: OperatorMetrics,
 }
 
 impl Worker {
@@ -133,7 +145,9 @@ impl Worker {
         let worker = self.index;
         let watermark = self.operator.watermark();
         let state = self.operator.state();
-        self.state_entries
+        let figures = &self.output.figures;
+        figures
+            .state_entries
             .set(i64::try_from(state.entries).unwrap_or(i64::MAX));
         let Some(store) = self.store.clone() else {
             let _ = self.reports.send(Report::Operator {
@@ -145,6 +159,10 @@ impl Worker {
             return Ok(());
         };
         let write = self.operator.snapshot(epoch)?;
+        let bytes = self.state_bytes.apply(&write);
+        figures
+            .state_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         debug!(epoch, entries = state.entries, "operator state snapshotted");
         let reports = self.reports.clone();
         tokio::spawn(async move {
@@ -164,17 +182,26 @@ impl Output {
     /// Run the stateless operators after the operator on `batches` and send them on.
     async fn emit(&self, batches: Vec<StreamBatch>) -> Result<ControlFlow<()>> {
         for batch in batches {
-            if let Some(out) = stateless::run(&self.after, batch)?
-                && self
-                    .downstream
-                    .send(self.local, out.into_batch())
-                    .await?
-                    .is_break()
-            {
-                return Ok(ControlFlow::Break(()));
+            if let Some(out) = stateless::run(&self.after, batch)? {
+                let out = out.into_batch();
+                self.figures.rows_out.inc_by(out.num_rows() as u64);
+                let sent = blocked_send(
+                    &self.figures,
+                    self.downstream.channels(),
+                    self.downstream.send(self.local, out),
+                );
+                if sent.await?.is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
             }
         }
         Ok(ControlFlow::Continue(()))
+    }
+
+    /// Forward a watermark or barrier downstream.
+    async fn forward(&self, message: Message) -> ControlFlow<()> {
+        let sent = self.downstream.forward(self.local, message);
+        blocked_send(&self.figures, self.downstream.channels(), sent).await
     }
 }
 
@@ -199,13 +226,18 @@ pub(crate) async fn run_worker(
             let (outputs, forward) = match event {
                 Aligned::Batch(upstream, batch) => {
                     crate::failpoint::hit_in("worker-batch", &worker.job);
+                    let figures = &worker.output.figures;
+                    figures.rows_in.inc_by(batch.num_rows() as u64);
                     let side = worker.sides.get(upstream).copied().flatten();
                     (worker.operator.on_batch(side, &batch)?, None)
                 }
-                Aligned::Watermark(t) => (
-                    worker.operator.on_watermark(t)?,
-                    Some(Message::Watermark(t)),
-                ),
+                Aligned::Watermark(t) => {
+                    worker.output.figures.watermark_ns(t);
+                    (
+                        worker.operator.on_watermark(t)?,
+                        Some(Message::Watermark(t)),
+                    )
+                }
                 Aligned::Barrier(epoch) => {
                     worker.checkpoint(epoch)?;
                     (Vec::new(), Some(Message::Barrier(Barrier { epoch })))
@@ -215,12 +247,7 @@ pub(crate) async fn run_worker(
                 return Ok(());
             }
             if let Some(message) = forward
-                && worker
-                    .output
-                    .downstream
-                    .forward(worker.output.local, message)
-                    .await
-                    .is_break()
+                && worker.output.forward(message).await.is_break()
             {
                 return Ok(());
             }

@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+pub use super::figures::Figures;
+
 /// One operator of a job's stream plan.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Operator {
@@ -29,9 +31,19 @@ pub struct Operator {
     /// The rest of its EXPLAIN line.
     pub detail: String,
     /// The name the runtime's metrics give it (`operator` label), for
+    /// the operators the runtime runs as tasks of their own: sources and
     /// stateful operators.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_name: Option<String>,
+    /// The operator whose task runs this one, for those that are not a
+    /// task of their own (stateless operators and exchanges run in the
+    /// task that feeds them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs_in: Option<usize>,
+    /// What the runtime reports about it now (sources, stateful operators
+    /// and the view): rows per second, watermark, state, backpressure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub figures: Option<Figures>,
     /// Workers it runs in (an exchange's), where the plan says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
@@ -94,8 +106,10 @@ pub fn from_explain(explain: &str) -> Graph {
             kind: kind.to_string(),
             detail: detail.to_string(),
             runtime_name: runtime_name(kind, detail).map(str::to_string),
+            runs_in: None,
             workers,
             metrics: BTreeMap::new(),
+            figures: None,
         });
         path.truncate(depth);
         if let Some(&parent) = path.last() {
@@ -105,6 +119,21 @@ pub fn from_explain(explain: &str) -> Graph {
             });
         }
         path.push(id);
+    }
+    // Sources are named as the runtime labels their partitions: a join's
+    // two inputs are printed left first.
+    let sources: Vec<usize> = graph
+        .operators
+        .iter()
+        .filter(|o| o.kind == "StreamSource")
+        .map(|o| o.id)
+        .collect();
+    let names: &[&str] = match sources.len() {
+        1 => &["source"],
+        _ => &["left source", "right source"],
+    };
+    for (id, name) in sources.into_iter().zip(names) {
+        graph.operators[id].runtime_name = Some(name.to_string());
     }
     graph
 }

@@ -201,6 +201,7 @@ pub async fn get(
         .map(graph::from_explain)
         .unwrap_or_default();
     graph::attach_metrics(&mut plan, &samples, &view);
+    super::figures::attach(&mut plan, &samples, &view, &api.rates);
     Ok(Json(JobDetail {
         job,
         definition,

@@ -21,7 +21,9 @@
 //! - [`auth`]: the bearer token.
 //! - [`jobs`], [`checkpoints`], [`savepoints`], [`catalog`], [`sql`]: one
 //!   file per resource.
-//! - [`graph`]: a job's operator graph from its EXPLAIN, and its figures.
+//! - [`graph`]: a job's operator graph from its EXPLAIN.
+//! - [`figures`]: per-operator figures (rows per second, watermark, state,
+//!   backpressure) from `/metrics`.
 //! - [`rows`]: Arrow rows as JSON.
 //! - [`console`]: the console's embedded files.
 
@@ -30,6 +32,7 @@ pub mod catalog;
 pub mod checkpoints;
 pub mod console;
 pub mod errors;
+pub mod figures;
 pub mod graph;
 pub mod jobs;
 pub mod rows;
@@ -65,6 +68,8 @@ pub struct Api {
     /// How long an API statement may run (the server's default
     /// `statement_timeout`).
     pub statement_timeout: Option<std::time::Duration>,
+    /// Each job's last reading of its counters, for per-second rates.
+    pub rates: figures::Rates,
 }
 
 /// The OpenAPI description's frame; the paths come from the routes.

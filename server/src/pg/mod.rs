@@ -10,12 +10,16 @@
 //! - [`copy_protocol`]: the COPY sub-protocol, data in and out.
 //! - [`copy`]: COPY's text and csv formats for rows sent out.
 //! - [`encode`]: Arrow batches to DataRows (through `arrow-pg`).
+//! - [`frame_guard`]: every client message checked ([`frame_check`]) before
+//!   pgwire decodes it.
 
 pub mod activity;
 pub mod copy;
 pub mod copy_protocol;
 pub mod encode;
 pub mod extended;
+pub mod frame_check;
+pub mod frame_guard;
 pub mod handler;
 pub mod simple;
 pub mod subscribe;

@@ -1,6 +1,6 @@
 """The web console in a real browser (headless Chromium, driven by
 Playwright), against a running weir: sign in with the token, see the running
-job and its operator graph, suspend it and see it suspended, resume it, run a
+job and its operator graph with each operator's figures, suspend it and see it suspended, resume it, run a
 query in the SQL box and see its rows, and a bad one with its position.
 Screenshots go to the folder given.
 
@@ -11,6 +11,7 @@ two seconds); nothing asserts on time.
 """
 
 import os
+import re
 import sys
 
 from playwright.sync_api import expect, sync_playwright
@@ -56,6 +57,22 @@ def main(base: str, token: str, shots: str) -> None:
         expect(graph.locator('.node[data-kind="StreamSource"]')).to_have_count(1, timeout=WAIT_MS)
         expect(graph.locator('.node[data-kind="StreamWindowAggregate"]')).to_have_count(1)
         expect(graph.locator('.node[data-kind="StreamMaterialize"]')).to_have_count(1)
+        # Per-operator figures from the runtime: rows per second, watermark,
+        # state and a backpressure bar on the tasks; stateless operators say
+        # which task runs them.
+        source = graph.locator('.node[data-kind="StreamSource"]')
+        aggregate = graph.locator('.node[data-kind="StreamWindowAggregate"]')
+        view = graph.locator('.node[data-kind="StreamMaterialize"]')
+        expect(source.locator(".fig.rows")).to_have_text(re.compile(r"out [\d.,]+[kM]?/s"), timeout=WAIT_MS)
+        expect(source.locator(".fig.more")).to_contain_text(re.compile(r"wm \d\d:\d\d:\d\d"), timeout=WAIT_MS)
+        expect(aggregate.locator(".fig.rows")).to_have_text(re.compile(r"in [\d.,]+[kM]?/s · out"), timeout=WAIT_MS)
+        expect(aggregate.locator(".fig.more")).to_contain_text(re.compile(r"wm \d\d:\d\d:\d\d · [\d.]+ [KMG]?B · [\d,]+ keys"), timeout=WAIT_MS)
+        expect(view.locator(".fig.rows")).to_have_text(re.compile(r"in [\d.,]+[kM]?/s"), timeout=WAIT_MS)
+        for task in (source, aggregate):
+            expect(task.locator("rect.bp")).to_have_count(1, timeout=WAIT_MS)
+            expect(task.locator(".bp-text")).to_contain_text(re.compile(r"backpressured \d+%"))
+            assert re.search(r"\bbp-(ok|low|high)\b", task.get_attribute("class")), task.get_attribute("class")
+        expect(graph.locator('.node[data-kind="StreamExchange"] .fig.rows')).to_have_text("runs in the source task")
         expect(page.locator("#checkpoint-chart .cbar").first).to_be_visible(timeout=WAIT_MS)
         expect(page.locator("#events")).to_be_visible()
         expect(page.locator("#logs")).to_contain_text("job status changed", timeout=WAIT_MS)
