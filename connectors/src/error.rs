@@ -106,6 +106,13 @@ pub enum ConnectorError {
         /// The statement refused.
         statement: String,
     },
+    /// Two transactions wait for each other's tables; this one, whose wait
+    /// would close the cycle, gives up (the users', as in Postgres: retry).
+    #[error("deadlock detected")]
+    Deadlock {
+        /// The table this transaction was about to wait for.
+        table: String,
+    },
     /// COPY data with a value that is not of its column's type (the user's).
     #[error("{message}")]
     InvalidText {

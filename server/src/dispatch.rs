@@ -18,14 +18,49 @@ use crate::output::{Described, Output};
 use crate::registry::Registry;
 use crate::session::Session;
 use crate::statements;
+use weir_connectors::table_store::txn::{self, SharedTransaction};
 
-/// Run `statement` (whose text is `sql`) for `session`.
+/// Run `statement` (whose text is `sql`) for `session`, in its transaction:
+/// the open block's, or one of its own that commits when the statement
+/// succeeds (a COPY FROM's commits when its data is in).
 pub async fn execute(
     registry: &Registry,
     session: &Session,
     statement: WeirStatement,
     sql: &str,
     params: Option<ParamValues>,
+) -> Result<Output> {
+    if let WeirStatement::Transaction(op) = statement {
+        return session.transaction_control(op).await;
+    }
+    session.refuse_if_aborted()?;
+    let (txn, autocommit) = match session.transaction() {
+        Some(txn) => (txn, false),
+        None => (SharedTransaction::new(), true),
+    };
+    // Boxed: the handlers' state is large, and this future is built on the
+    // connection's thread before it moves to a worker.
+    let output = Box::pin(txn::scope(
+        Some(txn.clone()),
+        run(registry, session, statement, sql, params, &txn, autocommit),
+    ))
+    .await?;
+    // Not a COPY FROM: its data is still to come, and it commits then.
+    if autocommit && !matches!(output, Output::CopyIn(_)) {
+        txn.commit().await?;
+    }
+    Ok(output)
+}
+
+/// The handler of each kind of statement.
+async fn run(
+    registry: &Registry,
+    session: &Session,
+    statement: WeirStatement,
+    sql: &str,
+    params: Option<ParamValues>,
+    txn: &SharedTransaction,
+    autocommit: bool,
 ) -> Result<Output> {
     match statement {
         WeirStatement::Query(mut statement) => {
@@ -55,7 +90,7 @@ pub async fn execute(
         WeirStatement::ShowVariable { name } => statements::show::variable(session, &name),
         WeirStatement::ShowAll => statements::show::all(session),
         WeirStatement::ShowObjects(kind) => statements::show::objects(registry, kind),
-        WeirStatement::Transaction(op) => Ok(statements::show::transaction(op)),
+        WeirStatement::Transaction(op) => session.transaction_control(op).await,
         WeirStatement::Discard => Ok(Output::command("SET")),
         WeirStatement::Role(statement) => statements::ddl::role(session, *statement),
         WeirStatement::Savepoint(tag) => Ok(Output::command(tag)),
@@ -90,18 +125,13 @@ pub async fn execute(
         WeirStatement::CreateSink(create) => statements::sink::create(registry, create).await,
         WeirStatement::Job(job) => statements::jobs::execute(registry, job).await,
         WeirStatement::Dml(dml) => {
-            // Each statement commits on its own: a later ROLLBACK is told.
-            session.note_write();
-            match statements::insert_fast::execute(registry, &dml, params.as_ref()).await? {
+            match statements::insert_fast::execute(registry, &dml, params.as_ref(), txn).await? {
                 Some(output) => Ok(output),
                 None => statements::dml::execute(registry, dml, sql, params).await,
             }
         }
         WeirStatement::Copy(copy) if copy.to => statements::dml::copy_to(registry, copy).await,
-        WeirStatement::Copy(copy) => {
-            session.note_write();
-            statements::dml::copy_from(registry, copy)
-        }
+        WeirStatement::Copy(copy) => statements::dml::copy_from(registry, copy, txn, autocommit),
     }
 }
 

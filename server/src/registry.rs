@@ -214,9 +214,12 @@ impl Registry {
         // With a memory pool of the statement's own limit (read here, in
         // the statement's task, not in the one spawned below).
         let runtime = crate::datafusion_context::query_runtime(state.runtime_env());
+        // The statement's transaction, for the tables it reads and writes
+        // (they are planned on the worker below).
+        let txn = weir_connectors::table_store::txn::current();
         let stream = self
             .executor
-            .run(async move {
+            .run(weir_connectors::table_store::txn::scope(txn, async move {
                 let mut plan = state
                     .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
                         statement,
@@ -229,7 +232,7 @@ impl Registry {
                 let task_ctx = Arc::new(df.task_ctx().with_runtime(runtime));
                 let plan = df.create_physical_plan().await?;
                 datafusion::physical_plan::execute_stream(plan, task_ctx)
-            })
+            }))
             .await?
             .map_err(|e| ServerError::from_datafusion(e, Some(&sql_text)))?;
         Ok(self.executor.execute(stream))

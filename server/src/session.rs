@@ -1,6 +1,7 @@
 //! Per-connection state: who is logged in (user, backend pid), the
-//! session's settings (`SET` / `SHOW`), its open cursors, whether it wrote
-//! since the transaction began, and its id.
+//! session's settings (`SET` / `SHOW`), its open cursors, its transaction
+//! block (`BEGIN` .. `COMMIT` / `ROLLBACK`, and the aborted state after a
+//! failed statement in one), and its id.
 //!
 //! Settings are the ones Postgres clients ask for or set on connect; Weir's
 //! answers are those of a Postgres 16 server in UTC with ISO dates, which is
@@ -10,7 +11,10 @@ use std::collections::BTreeMap;
 
 use parking_lot::Mutex;
 
+use weir_connectors::table_store::txn::SharedTransaction;
+
 use crate::error::{Result, ServerError};
+use crate::output::Output;
 
 /// (name, default value, reported to the client in ParameterStatus on change, description)
 const SETTINGS: &[(&str, &str, bool, &str)] = &[
@@ -210,8 +214,8 @@ pub struct Session {
     /// Names the session in the log (each statement's span carries it).
     id: u64,
     overrides: Mutex<BTreeMap<String, String>>,
-    /// Wrote to a table Weir owns since the last BEGIN, COMMIT or ROLLBACK.
-    wrote: std::sync::atomic::AtomicBool,
+    /// The transaction block the session is in, if any.
+    block: Mutex<Block>,
     /// Open cursors (`DECLARE ... CURSOR FOR SUBSCRIBE`).
     cursors: crate::cursors::Cursors,
     /// Who is connected; `None` for a session with no connection (defaults
@@ -232,6 +236,19 @@ pub struct Login {
     pub backend: std::sync::Arc<crate::pg::activity::Backend>,
 }
 
+/// Where a session is with respect to transaction blocks.
+#[derive(Debug)]
+enum Block {
+    /// Outside a block: each statement is a transaction of its own.
+    Idle,
+    /// Inside `BEGIN` ..: statements run in this transaction.
+    Open(SharedTransaction),
+    /// A statement in the block failed: its transaction was rolled back,
+    /// and statements other than COMMIT / ROLLBACK are refused (25P02)
+    /// until one ends the block, as in Postgres.
+    Failed,
+}
+
 /// A change a client should hear about (a ParameterStatus message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportedChange {
@@ -249,7 +266,7 @@ impl Default for Session {
         Self {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             overrides: Mutex::default(),
-            wrote: std::sync::atomic::AtomicBool::default(),
+            block: Mutex::new(Block::Idle),
             cursors: crate::cursors::Cursors::default(),
             login: None,
         }
@@ -321,14 +338,82 @@ impl Session {
         &self.cursors
     }
 
-    /// The session wrote to a table Weir owns.
-    pub fn note_write(&self) {
-        self.wrote.store(true, std::sync::atomic::Ordering::Relaxed);
+    /// The transaction of the open block; `None` outside one (each
+    /// statement is then a transaction of its own).
+    pub fn transaction(&self) -> Option<SharedTransaction> {
+        match &*self.block.lock() {
+            Block::Open(txn) => Some(txn.clone()),
+            Block::Idle | Block::Failed => None,
+        }
     }
 
-    /// Did it write since the last call? (and start counting afresh)
-    pub fn take_writes(&self) -> bool {
-        self.wrote.swap(false, std::sync::atomic::Ordering::Relaxed)
+    /// 25P02 when the block is aborted: only COMMIT and ROLLBACK are taken.
+    pub fn refuse_if_aborted(&self) -> Result<()> {
+        match &*self.block.lock() {
+            Block::Failed => Err(ServerError::InFailedTransaction),
+            Block::Idle | Block::Open(_) => Ok(()),
+        }
+    }
+
+    /// A statement failed: inside a block, its transaction is rolled back
+    /// now (dropping the last handle does it; a COPY's handle goes with the
+    /// COPY) and the block is aborted.
+    pub fn statement_failed(&self) {
+        let mut block = self.block.lock();
+        if matches!(*block, Block::Open(_)) {
+            *block = Block::Failed;
+        }
+    }
+
+    /// `BEGIN` / `COMMIT` / `ROLLBACK`, as Postgres answers them.
+    pub async fn transaction_control(
+        &self,
+        op: weir_planner::statement::TransactionOp,
+    ) -> Result<Output> {
+        use weir_planner::statement::TransactionOp;
+        let warned = |warning: &str, output: Output| Output::Warned {
+            warning: warning.to_string(),
+            output: Box::new(output),
+        };
+        // Taken out of the lock: COMMIT awaits the log.
+        let previous = std::mem::replace(&mut *self.block.lock(), Block::Idle);
+        match (op, previous) {
+            (TransactionOp::Begin, Block::Idle) => {
+                *self.block.lock() = Block::Open(SharedTransaction::new());
+                Ok(Output::TransactionStart)
+            }
+            (TransactionOp::Begin, open @ Block::Open(_)) => {
+                *self.block.lock() = open;
+                Ok(warned(
+                    "there is already a transaction in progress",
+                    Output::TransactionStart,
+                ))
+            }
+            (TransactionOp::Begin, Block::Failed) => {
+                *self.block.lock() = Block::Failed;
+                Err(ServerError::InFailedTransaction)
+            }
+            (TransactionOp::Commit, Block::Open(txn)) => {
+                txn.commit().await?;
+                Ok(Output::TransactionEnd("COMMIT"))
+            }
+            // COMMIT of an aborted block rolls back, and says so.
+            (TransactionOp::Commit | TransactionOp::Rollback, Block::Failed) => {
+                Ok(Output::TransactionEnd("ROLLBACK"))
+            }
+            (TransactionOp::Rollback, Block::Open(txn)) => {
+                txn.rollback().await;
+                Ok(Output::TransactionEnd("ROLLBACK"))
+            }
+            (TransactionOp::Commit, Block::Idle) => Ok(warned(
+                "there is no transaction in progress",
+                Output::TransactionEnd("COMMIT"),
+            )),
+            (TransactionOp::Rollback, Block::Idle) => Ok(warned(
+                "there is no transaction in progress",
+                Output::TransactionEnd("ROLLBACK"),
+            )),
+        }
     }
 
     /// `SET name = value` (or back to the default when `value` is `None`).

@@ -5,15 +5,17 @@
 //!   INSERT / UPDATE / DELETE (DataFusion DML)      COPY t FROM STDIN
 //!        │ OwnedTable (TableProvider)                  │ OwnedTable::insert
 //!        v                                             v
-//!   TableInner::{insert, update, delete}: under the table's lock,
-//!   check NOT NULL and the primary key, append a record to the log,
-//!   apply it to the in-memory chunks and index
+//!   TableInner::{insert, update, delete}, in a transaction (txn.rs) that
+//!   holds the table's write lock: check NOT NULL and the primary key,
+//!   apply to the in-memory chunks and index as pending, log a record
+//!        │ COMMIT: last record with the commit flag; pending rows stamped
 //!        │ Wal::append (shared buffer)      ┌── flusher thread: write + fsync,
 //!        v                                  │   once for every waiting committer
 //!   Wal::wait_durable(end) <────────────────┘   (group commit)
 //!        │ acknowledged: visible to every later scan
 //!        v
 //!   SELECT: OwnedTable::scan -> the chunks at or below the durable LSN
+//!           (and the scanning transaction's own pending ones)
 //! ```
 //! On start, [`TableStore::open`] loads each table's last compacted segment
 //! and replays the log after it; a torn record at the end is cut off. A
@@ -22,6 +24,8 @@
 //! # Layout
 //! - [`wal`]: the log: framing, checksums, group commit, recovery.
 //! - [`record`]: what a record says (a table's deleted and inserted rows).
+//! - [`txn`]: transactions: a table's write lock held to COMMIT, pending
+//!   changes stamped at COMMIT or taken out at ROLLBACK, deadlocks found.
 //! - `rows`: a table's rows in memory (Arrow chunks) and its primary-key index.
 //! - [`table`]: a table's writes (checked, logged, applied) and the changes
 //!   its views read; [`OwnedTable`], the handle to it.
@@ -36,6 +40,7 @@ pub mod record;
 mod rows;
 mod segments;
 pub mod table;
+pub mod txn;
 pub mod wal;
 
 use std::collections::HashMap;
@@ -78,10 +83,15 @@ pub(crate) struct Log {
     /// position): from now on a table's history need only reach back to
     /// its slowest reader.
     pub(crate) readers_started: std::sync::atomic::AtomicBool,
+    /// Open transactions that wrote: where their first record may be, so
+    /// compaction keeps the log from there.
+    pub(crate) open: parking_lot::Mutex<txn::OpenTransactions>,
+    /// Who holds and who waits for which table's write lock.
+    pub(crate) locks: parking_lot::Mutex<txn::LockGraph>,
 }
 
 impl Log {
-    fn next_txn(&self) -> u64 {
+    pub(crate) fn next_txn(&self) -> u64 {
         self.next_txn.fetch_add(1, Ordering::Relaxed)
     }
 }
@@ -165,6 +175,8 @@ impl TableStore {
             wal,
             next_txn: AtomicU64::new(next_txn),
             readers_started: Default::default(),
+            open: Default::default(),
+            locks: Default::default(),
         });
         let tables = data
             .into_iter()
@@ -266,8 +278,14 @@ impl StoreInner {
             manifest.tables.insert(table.id(), (lsn, file));
         }
         manifest.write(&self.dir)?;
-        // With no tables, nothing before the durable end is needed.
+        // With no tables, nothing before the durable end is needed; an open
+        // transaction needs its records from its first on (read after the
+        // snapshots: one that wrote before them is listed by now).
         let cut = manifest.covered().unwrap_or_else(|| self.log.wal.durable());
+        let cut = match self.log.open.lock().values().min() {
+            Some(&first) => cut.min(first),
+            None => cut,
+        };
         self.log.wal.remove_before(cut)?;
         segments::remove_unlisted(&dir, &manifest)?;
         info!(tables = tables.len(), lsn = cut, "tables compacted");
@@ -333,6 +351,68 @@ mod tests {
 
     fn all(table: &OwnedTable) -> RecordBatch {
         concat_batches(&table.schema(), &table.snapshot().expect("snapshot")).expect("concat")
+    }
+
+    #[tokio::test]
+    async fn a_transaction_is_seen_whole_at_commit_and_never_after_rollback() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = TableStore::open(dir.path(), vec![spec()]).expect("open");
+        let table = store.get(42).expect("table");
+        table.insert(vec![rows(0..10)]).await.expect("insert");
+        let seen_by = |txn: &txn::SharedTransaction| -> usize {
+            let batches = table.inner.snapshot(Some(txn.key())).expect("snapshot");
+            batches.iter().map(RecordBatch::num_rows).sum()
+        };
+
+        // Rolled back: never seen by others, its keys free again.
+        let open = txn::SharedTransaction::new();
+        for ids in [10..20, 20..30] {
+            table
+                .insert_in(Some(&open), vec![rows(ids)])
+                .await
+                .expect("insert");
+        }
+        assert_eq!((all(&table).num_rows(), seen_by(&open)), (10, 30));
+        open.rollback().await;
+        assert_eq!(all(&table).num_rows(), 10);
+        table
+            .insert(vec![rows(10..20)])
+            .await
+            .expect("the keys are free");
+
+        // Committed: all at once, as one change for a view.
+        let before = table.inner.last_change();
+        let open = txn::SharedTransaction::new();
+        for ids in [20..30, 30..40] {
+            table
+                .insert_in(Some(&open), vec![rows(ids)])
+                .await
+                .expect("insert");
+        }
+        assert_eq!(all(&table).num_rows(), 20);
+        open.commit().await.expect("commit");
+        assert_eq!(all(&table).num_rows(), 40);
+        let (_, change) = table
+            .inner
+            .changes_after(before, 1)
+            .expect("changes")
+            .expect("a change");
+        assert_eq!(change.num_rows(), 20, "one transaction, one batch");
+
+        // Open at a crash: its first record is in the log, durable, without
+        // a commit; replay skips it.
+        let open = txn::SharedTransaction::new();
+        for ids in [40..50, 50..60] {
+            table
+                .insert_in(Some(&open), vec![rows(ids)])
+                .await
+                .expect("insert");
+        }
+        let log = table.inner.log.clone();
+        log.wal.wait_durable(log.wal.end()).await.expect("durable");
+        drop((open, log, table, store));
+        let store = TableStore::open(dir.path(), vec![spec()]).expect("reopen");
+        assert_eq!(all(&store.get(42).expect("table")).num_rows(), 40);
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::StreamExt;
 
 use super::table::OwnedTable;
+use super::txn::{SharedTransaction, Writer};
 
 /// Scans hand out batches of at most this many rows.
 const SCAN_BATCH_ROWS: usize = 64 * 1024;
@@ -56,10 +57,12 @@ impl TableProvider for OwnedTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        // Big chunks (a COPY) are cut so every partition gets work.
+        // Big chunks (a COPY) are cut so every partition gets work. Within a
+        // transaction, its own changes are seen too.
+        let own = super::txn::current().map(|t| t.key());
         let batches: Vec<RecordBatch> = self
             .inner
-            .snapshot()?
+            .snapshot(own)?
             .into_iter()
             .flat_map(|b| {
                 (0..b.num_rows())
@@ -97,6 +100,7 @@ impl TableProvider for OwnedTable {
             input,
             Arc::new(TableInsert {
                 table: self.clone(),
+                txn: super::txn::current(),
             }),
             None,
         )))
@@ -107,7 +111,11 @@ impl TableProvider for OwnedTable {
         state: &dyn Session,
         filters: Vec<Expr>,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        count_plan(self.inner.delete(state, filters).await?)
+        let txn = super::txn::current();
+        let mut writer = Writer::of(txn.as_ref()).await?;
+        let rows = self.inner.delete(writer.txn(), state, filters).await?;
+        writer.done().await?;
+        count_plan(rows)
     }
 
     async fn update(
@@ -116,15 +124,31 @@ impl TableProvider for OwnedTable {
         assignments: Vec<(String, Expr)>,
         filters: Vec<Expr>,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        count_plan(self.inner.update(state, assignments, filters).await?)
+        let txn = super::txn::current();
+        let mut writer = Writer::of(txn.as_ref()).await?;
+        let rows = self
+            .inner
+            .update(writer.txn(), state, assignments, filters)
+            .await?;
+        writer.done().await?;
+        count_plan(rows)
     }
 }
 
-/// Where DataFusion's INSERT plan delivers rows: collected, then committed
-/// as one statement.
-#[derive(Debug)]
+/// Where DataFusion's INSERT plan delivers rows: collected, then written
+/// as one statement, in the transaction the statement was planned in (or
+/// one of its own).
 struct TableInsert {
     table: OwnedTable,
+    txn: Option<SharedTransaction>,
+}
+
+impl fmt::Debug for TableInsert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TableInsert")
+            .field("table", &self.table)
+            .finish()
+    }
 }
 
 impl DisplayAs for TableInsert {
@@ -148,6 +172,6 @@ impl DataSink for TableInsert {
         while let Some(batch) = data.next().await {
             batches.push(batch?);
         }
-        Ok(self.table.inner.insert(batches).await?)
+        Ok(self.table.insert_in(self.txn.as_ref(), batches).await?)
     }
 }

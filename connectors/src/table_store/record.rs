@@ -7,8 +7,8 @@
 //! Deleted rows are whole old rows, not just keys, so the log is a changelog
 //! a view can read (an UPDATE is its old rows deleted and its new rows
 //! inserted). A transaction's changes apply when its record with
-//! [`COMMIT`] is read; records of a transaction that never committed (a
-//! COPY that failed or a crash mid-COPY) are skipped.
+//! [`COMMIT`] is read; records of a transaction that never committed (one
+//! rolled back, a COPY that failed, a crash before COMMIT) are skipped.
 
 use std::io::Cursor;
 
@@ -21,6 +21,15 @@ use crate::error::{ConnectorError, Result};
 
 /// The record ends its transaction: apply the transaction's changes.
 pub const COMMIT: u8 = 1;
+
+/// Set the commit flag of an encoded record (see [`encode`]): a
+/// transaction's last record is held back until COMMIT and then appended
+/// with it.
+pub fn mark_commit(payload: &mut [u8]) {
+    if let Some(flags) = payload.get_mut(16) {
+        *flags |= COMMIT;
+    }
+}
 
 /// A change to one table.
 #[derive(Debug, Clone, Default)]

@@ -24,6 +24,10 @@ use crate::error::{ConnectorError, Result};
 
 /// A row that no deletion has touched.
 pub(super) const ALIVE: Lsn = Lsn::MAX;
+/// The LSN of a change an open transaction made: above every real LSN, so
+/// no scan at a durable LSN sees it; the transaction itself scans at
+/// `PENDING` (its rows in, the rows it deleted out).
+pub(super) const PENDING: Lsn = ALIVE - 1;
 /// Chunks smaller than this (single-row INSERTs) are merged once
 /// [`MERGE_AFTER`] of them pile up, so scans do not walk thousands of tiny
 /// batches.
@@ -64,6 +68,22 @@ pub(crate) struct TableData {
     pub(crate) history: std::collections::VecDeque<(Lsn, RecordBatch)>,
     /// Every change with an end LSN above this is in `history`.
     pub(crate) history_from: Lsn,
+    /// The open transaction that holds the table's write lock and has
+    /// changed it: what COMMIT stamps and ROLLBACK takes out.
+    pub(super) pending: Option<Pending>,
+}
+
+/// An open transaction's changes to one table.
+pub(super) struct Pending {
+    /// The transaction's key.
+    pub(super) owner: u64,
+    /// Chunks from here on are its inserts (chunks are not merged while a
+    /// transaction is pending, so positions hold still).
+    first_chunk: usize,
+    /// Rows it deleted (their `deleted_at` is `PENDING`).
+    deleted: Vec<Loc>,
+    /// Its changes, in order, for the history (tables with a primary key).
+    changes: Vec<Change>,
 }
 
 impl TableData {
@@ -88,7 +108,119 @@ impl TableData {
             converter,
             history: Default::default(),
             history_from: 0,
+            pending: None,
         })
+    }
+
+    /// The transaction `owner` (which holds the write lock) starts changing
+    /// the table.
+    pub(super) fn begin(&mut self, owner: u64) {
+        if self.pending.as_ref().is_none_or(|p| p.owner != owner) {
+            self.pending = Some(Pending {
+                owner,
+                first_chunk: self.chunks.len(),
+                deleted: Vec::new(),
+                changes: Vec::new(),
+            });
+        }
+    }
+
+    /// The pending transaction's changes (it holds the write lock).
+    pub(super) fn pending_mut(&mut self) -> Result<&mut Pending> {
+        self.pending.as_mut().ok_or_else(|| {
+            ConnectorError::LogFailed(format!(
+                "a write to table \"{}\" outside its transaction",
+                self.name
+            ))
+        })
+    }
+
+    /// Keep a pending change for the history, stamped at COMMIT.
+    pub(super) fn pending_change(
+        &mut self,
+        deleted: Option<&RecordBatch>,
+        inserted: Option<&RecordBatch>,
+    ) -> Result<()> {
+        let history = !self.primary_key.is_empty();
+        let pending = self.pending_mut()?;
+        if history {
+            pending.changes.push(Change {
+                deleted: deleted.cloned(),
+                inserted: inserted.cloned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Rows the pending transaction deleted.
+    pub(super) fn pending_delete(&mut self, locs: &[Loc]) -> Result<()> {
+        self.mark_deleted(locs, PENDING);
+        self.pending_mut()?.deleted.extend_from_slice(locs);
+        Ok(())
+    }
+
+    /// COMMIT, with the commit record ending at `end`: the pending changes
+    /// become changes at `end` (visible once it is durable), the history
+    /// gets them (when `keep`), small chunks are merged again.
+    pub(super) fn commit(&mut self, end: Lsn, keep: bool, durable: Lsn) -> Result<()> {
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
+        for chunk in &mut self.chunks[pending.first_chunk..] {
+            chunk.lsn = end;
+        }
+        for loc in &pending.deleted {
+            if let Some(deleted_at) = &mut self.chunks[loc.chunk as usize].deleted_at {
+                deleted_at[loc.row as usize] = end;
+            }
+        }
+        for change in &pending.changes {
+            self.record_change(change.deleted.as_ref(), change.inserted.as_ref(), end, keep)?;
+        }
+        self.merge_small_chunks(durable)
+    }
+
+    /// ROLLBACK: the pending rows out of the chunks and the index, the rows
+    /// it deleted back in.
+    pub(super) fn rollback(&mut self) -> Result<()> {
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
+        // Keys of its rows still live: out of the index first, since a row
+        // it deleted may have the same key.
+        for c in pending.first_chunk..self.chunks.len() {
+            if let Some(keys) = self.keys(&self.chunks[c].batch)? {
+                let chunk = &self.chunks[c];
+                for row in 0..keys.num_rows() {
+                    if chunk.deleted_at.as_ref().is_none_or(|d| d[row] == ALIVE) {
+                        self.index.remove(keys.row(row).as_ref());
+                    }
+                }
+            }
+        }
+        self.chunks.truncate(pending.first_chunk);
+        let mut by_chunk: HashMap<u32, Vec<u32>> = HashMap::new();
+        for loc in pending.deleted {
+            if (loc.chunk as usize) < pending.first_chunk {
+                by_chunk.entry(loc.chunk).or_default().push(loc.row);
+            }
+        }
+        for (c, rows) in by_chunk {
+            let keys = self.keys(&self.chunks[c as usize].batch)?;
+            let chunk = &mut self.chunks[c as usize];
+            for &row in &rows {
+                if let Some(deleted_at) = &mut chunk.deleted_at {
+                    deleted_at[row as usize] = ALIVE;
+                }
+                if let Some(keys) = &keys {
+                    self.index.insert(
+                        keys.row(row as usize).as_ref().into(),
+                        Loc { chunk: c, row },
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Keep a change for the views over a table with a primary key.
@@ -353,8 +485,12 @@ impl TableData {
         Ok((locs, rows))
     }
 
-    /// Merge runs of small durable chunks at the end into one.
+    /// Merge runs of small durable chunks at the end into one (not while a
+    /// transaction is pending: its positions must hold still).
     pub(super) fn merge_small_chunks(&mut self, durable: Lsn) -> Result<()> {
+        if self.pending.is_some() {
+            return Ok(());
+        }
         let small = self
             .chunks
             .iter()

@@ -4,15 +4,20 @@
 //! is in `provider.rs`).
 //!
 //! # Correctness
-//! - Writers to one table are serialized by its lock: a change is checked
-//!   (NOT NULL, primary key), appended to the log and applied to memory
-//!   under it, so the log order is the apply order and the index always
-//!   holds exactly the live rows of the latest state.
-//! - Readers see a change only once it is durable: every chunk and every
-//!   deletion carries the LSN of the record that made it, and a scan keeps
-//!   what is at or below the log's durable LSN. A writer acknowledges after
-//!   its record is durable, so every later statement (of any session) sees
-//!   it, and nobody sees a write that a crash could still take back.
+//! - Every write runs in a transaction (`txn.rs`), which holds the table's
+//!   write lock from its first write to its end; a change is checked (NOT
+//!   NULL, primary key), encoded for the log and applied to memory as
+//!   *pending* under the data lock, so the index always holds exactly the
+//!   live rows of the latest state (the lock holder's).
+//! - Readers see a change only once it is committed and durable: every
+//!   chunk and every deletion carries the LSN of the commit that made it
+//!   (`PENDING` until then), and a scan keeps what is at or below the log's
+//!   durable LSN. A commit acknowledges after its record is durable, so
+//!   every later statement (of any session) sees it, and nobody sees a
+//!   write that a crash or a rollback could still take back. The writing
+//!   transaction itself scans at `PENDING` and sees its own changes.
+//! - A view reads changes by commit LSN and never splits one LSN's changes
+//!   across batches: it applies a transaction whole.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,8 +31,9 @@ use datafusion::common::DFSchema;
 use datafusion::logical_expr::Expr;
 use parking_lot::Mutex;
 
-use super::record::{self, COMMIT, Change};
-use super::rows::{ALIVE, TableData, nullable};
+use super::record::{self, Change};
+use super::rows::{PENDING, TableData, nullable};
+use super::txn::{SharedTransaction, Transaction, Writer};
 use super::wal::Lsn;
 use super::{Log, OwnedTableSpec};
 use crate::error::{ConnectorError, Result};
@@ -45,7 +51,10 @@ pub(crate) struct TableInner {
     /// so that NOT NULL is checked here, with Postgres's message.
     pub(crate) sink_schema: SchemaRef,
     pub(crate) log: Arc<Log>,
-    data: Mutex<TableData>,
+    pub(crate) data: Mutex<TableData>,
+    /// Held by the transaction writing the table, from its first write to
+    /// its end: writers to one table take turns (`txn.rs`).
+    pub(crate) write_lock: Arc<tokio::sync::Mutex<()>>,
     /// How far each changelog reader has read (rows), for `catch_up`.
     pub(crate) readers: Mutex<Vec<std::sync::Weak<std::sync::atomic::AtomicU64>>>,
     /// Where each view's latest checkpoint has its reader (as `readers`):
@@ -62,57 +71,57 @@ impl TableInner {
             sink_schema,
             log,
             data: Mutex::new(data),
+            write_lock: Arc::default(),
             readers: Mutex::new(Vec::new()),
             kept: Mutex::new(Vec::new()),
         }
     }
 
-    /// Insert rows as one statement; returns how many once they are durable.
-    pub(crate) async fn insert(&self, batches: Vec<RecordBatch>) -> Result<u64> {
+    /// Insert rows as one statement of `txn`; returns how many.
+    pub(crate) async fn insert(
+        self: &Arc<Self>,
+        txn: &mut Transaction,
+        batches: Vec<RecordBatch>,
+    ) -> Result<u64> {
         let batch = concat_batches(&self.sink_schema, &batches)
             .map_err(|e| ConnectorError::DataFusion(e.into()))?;
+        drop(batches);
         let rows = batch.num_rows() as u64;
         if rows == 0 {
             return Ok(0);
         }
-        let end = {
+        txn.enter(self).await?;
+        let payload = {
             let mut data = self.data.lock();
             data.check_not_null(&batch)?;
             let batch = data.conform(batch)?;
-            let txn = self.log.next_txn();
-            let payload = record::encode(
-                self.spec.id,
-                txn,
-                COMMIT,
-                &Change {
-                    deleted: None,
-                    inserted: Some(batch.clone()),
-                },
-            )?;
+            let change = Change {
+                deleted: None,
+                inserted: Some(batch),
+            };
+            let payload = record::encode(self.spec.id, txn.id(), 0, &change)?;
+            let batch = change.inserted.unwrap_or_else(|| unreachable!());
             let chunk = data.chunks.len();
             data.index_checked(&batch, chunk)?;
-            let end = match self.log.wal.append(&payload) {
-                Ok((_, end)) => end,
-                Err(err) => {
-                    data.unindex(&batch)?;
-                    return Err(err);
-                }
-            };
-            data.record_change(None, Some(&batch), end, self.keep_history())?;
-            data.push(batch, end);
-            let durable = self.log.wal.durable();
-            data.merge_small_chunks(durable)?;
-            end
+            data.pending_change(None, Some(&batch))?;
+            data.push(batch, PENDING);
+            payload
         };
-        self.log.wal.wait_durable(end).await?;
+        txn.log(payload)?;
         Ok(rows)
     }
 
     /// Delete the live rows matching `filters`.
-    pub(super) async fn delete(&self, state: &dyn Session, filters: Vec<Expr>) -> Result<u64> {
+    pub(super) async fn delete(
+        self: &Arc<Self>,
+        txn: &mut Transaction,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> Result<u64> {
         self.require_key("DELETE")?;
         let predicate = self.predicate(state, filters)?;
-        let (rows, end) = {
+        txn.enter(self).await?;
+        let (rows, payload) = {
             let mut data = self.data.lock();
             let (locs, old) = data.matching(predicate.as_ref())?;
             if locs.is_empty() {
@@ -122,27 +131,27 @@ impl TableInner {
                 .map_err(|e| ConnectorError::DataFusion(e.into()))?;
             let payload = record::encode(
                 self.spec.id,
-                self.log.next_txn(),
-                COMMIT,
+                txn.id(),
+                0,
                 &Change {
                     deleted: Some(old.clone()),
                     inserted: None,
                 },
             )?;
-            let (_, end) = self.log.wal.append(&payload)?;
             data.unindex(&old)?;
-            data.mark_deleted(&locs, end);
-            data.record_change(Some(&old), None, end, self.keep_history())?;
-            (locs.len() as u64, end)
+            data.pending_delete(&locs)?;
+            data.pending_change(Some(&old), None)?;
+            (locs.len() as u64, payload)
         };
-        self.log.wal.wait_durable(end).await?;
+        txn.log(payload)?;
         Ok(rows)
     }
 
     /// Update the live rows matching `filters`: their old versions are
     /// deleted and the new ones inserted, in one record.
     pub(super) async fn update(
-        &self,
+        self: &Arc<Self>,
+        txn: &mut Transaction,
         state: &dyn Session,
         assignments: Vec<(String, Expr)>,
         filters: Vec<Expr>,
@@ -160,7 +169,8 @@ impl TableInner {
             })?;
             exprs.insert(index, state.create_physical_expr(expr, &df_schema)?);
         }
-        let (rows, end) = {
+        txn.enter(self).await?;
+        let (rows, payload) = {
             let mut data = self.data.lock();
             let (locs, old) = data.matching(predicate.as_ref())?;
             if locs.is_empty() {
@@ -212,20 +222,19 @@ impl TableInner {
             }
             let payload = record::encode(
                 self.spec.id,
-                self.log.next_txn(),
-                COMMIT,
+                txn.id(),
+                0,
                 &Change {
                     deleted: Some(old.clone()),
                     inserted: Some(new.clone()),
                 },
             )?;
-            let (_, end) = self.log.wal.append(&payload)?;
-            data.mark_deleted(&locs, end);
-            data.record_change(Some(&old), Some(&new), end, self.keep_history())?;
-            data.push(new, end);
-            (locs.len() as u64, end)
+            data.pending_delete(&locs)?;
+            data.pending_change(Some(&old), Some(&new))?;
+            data.push(new, PENDING);
+            (locs.len() as u64, payload)
         };
-        self.log.wal.wait_durable(end).await?;
+        txn.log(payload)?;
         Ok(rows)
     }
 
@@ -264,14 +273,28 @@ impl TableInner {
         let durable = self.log.wal.durable();
         let data = self.data.lock();
         let mut start = 0u64;
-        for chunk in &data.chunks {
+        for (i, chunk) in data.chunks.iter().enumerate() {
             if chunk.lsn > durable {
                 break;
             }
             let rows = chunk.batch.num_rows() as u64;
             if from < start + rows {
                 let offset = (from - start) as usize;
-                return Ok(Some(chunk.batch.slice(offset, rows as usize - offset)));
+                let mut parts = vec![chunk.batch.slice(offset, rows as usize - offset)];
+                // The rest of its transaction too (chunks of one commit share
+                // its LSN): a view sees a transaction whole or not at all.
+                parts.extend(
+                    data.chunks[i + 1..]
+                        .iter()
+                        .take_while(|c| c.lsn == chunk.lsn)
+                        .map(|c| c.batch.clone()),
+                );
+                if parts.len() == 1 {
+                    return Ok(parts.pop());
+                }
+                return concat_batches(&self.sink_schema, &parts)
+                    .map(Some)
+                    .map_err(|e| ConnectorError::DataFusion(e.into()));
             }
             start += rows;
         }
@@ -288,12 +311,18 @@ impl TableInner {
         let durable = self.log.wal.durable();
         let data = self.data.lock();
         let start = data.history.partition_point(|(at, _)| *at <= lsn);
-        let picked: Vec<&(Lsn, RecordBatch)> = data
+        let mut picked: Vec<&(Lsn, RecordBatch)> = data
             .history
             .range(start..)
             .take_while(|(at, _)| *at <= durable)
             .take(limit)
             .collect();
+        // Never part of a transaction: its changes share its commit LSN, and
+        // a reader resumes after the LSN it read.
+        if let Some(&&(last, _)) = picked.last() {
+            let more = start + picked.len();
+            picked.extend(data.history.range(more..).take_while(|(at, _)| *at == last));
+        }
         let Some((last, first)) = picked.last().map(|(at, _)| *at).zip(picked.first()) else {
             return Ok(None);
         };
@@ -321,9 +350,24 @@ impl TableInner {
             .max(data.history_from)
     }
 
+    /// The table's id in the log.
+    pub(crate) fn id(&self) -> u64 {
+        self.spec.id
+    }
+
+    /// The table's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// A transaction that holds the write lock starts changing the table.
+    pub(crate) fn begin(&self, owner: u64) {
+        self.data.lock().begin(owner);
+    }
+
     /// Must a change be kept for views? Yes while views are starting (one
     /// may resume from before it) and while any view reads the table.
-    fn keep_history(&self) -> bool {
+    pub(crate) fn keep_history(&self) -> bool {
         if !self
             .log
             .readers_started
@@ -398,8 +442,9 @@ impl TableInner {
     /// Wait until that end is durable before using them.
     pub(crate) fn applied_snapshot(&self) -> Result<(Lsn, Vec<RecordBatch>)> {
         let data = self.data.lock();
-        // Every live row: not one deleted at or before the last LSN there is.
-        Ok((self.log.wal.end(), data.snapshot(ALIVE - 1)?))
+        // Every committed row: not an open transaction's (whose commit will
+        // end after this LSN, so the reader gets it as a change).
+        Ok((self.log.wal.end(), data.snapshot(PENDING - 1)?))
     }
 
     /// Wait until the log is durable up to `lsn`.
@@ -407,10 +452,13 @@ impl TableInner {
         self.log.wal.wait_durable(lsn).await
     }
 
-    /// Visible rows now.
-    pub(crate) fn snapshot(&self) -> Result<Vec<RecordBatch>> {
+    /// Visible rows now: the durable ones, and the pending changes of the
+    /// transaction `own` (read committed: a transaction sees its own writes).
+    pub(crate) fn snapshot(&self, own: Option<u64>) -> Result<Vec<RecordBatch>> {
         let durable = self.log.wal.durable();
-        self.data.lock().snapshot(durable)
+        let data = self.data.lock();
+        let mine = own.is_some() && data.pending.as_ref().map(|p| p.owner) == own;
+        data.snapshot(if mine { PENDING } else { durable })
     }
 }
 
@@ -454,14 +502,30 @@ impl OwnedTable {
     }
 
     /// Insert rows (columns in table order, any nullability) as one
-    /// statement; returns the row count once durable.
+    /// statement: in the transaction of the running statement
+    /// ([`super::txn::current`]), else as a transaction of its own,
+    /// committed and durable when this returns. The row count.
     pub async fn insert(&self, batches: Vec<RecordBatch>) -> Result<u64> {
-        self.inner.insert(batches).await
+        self.insert_in(super::txn::current().as_ref(), batches)
+            .await
     }
 
-    /// The rows visible now.
+    /// Insert rows in `txn` (`None`: a transaction of their own, committed
+    /// when this returns). The row count.
+    pub async fn insert_in(
+        &self,
+        txn: Option<&SharedTransaction>,
+        batches: Vec<RecordBatch>,
+    ) -> Result<u64> {
+        let mut writer = Writer::of(txn).await?;
+        let rows = self.inner.insert(writer.txn(), batches).await?;
+        writer.done().await?;
+        Ok(rows)
+    }
+
+    /// The rows visible now (outside any transaction).
     pub fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        self.inner.snapshot()
+        self.inner.snapshot(None)
     }
 }
 

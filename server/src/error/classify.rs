@@ -323,6 +323,11 @@ fn connector_error(err: &ConnectorError) -> ServerError {
         ConnectorError::NotNullViolation { .. } => ServerError::NotNullViolation {
             message: err.to_string(),
         },
+        ConnectorError::Deadlock { table } => ServerError::Deadlock {
+            detail: format!(
+                "waiting for the write lock of table \"{table}\" would wait forever: its holder waits for this transaction"
+            ),
+        },
         ConnectorError::AppendOnly { .. } => ServerError::FeatureNotSupported {
             message: err.to_string(),
             hint: Some(

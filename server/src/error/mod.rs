@@ -258,6 +258,17 @@ pub enum ServerError {
         /// What was refused, for the client.
         message: String,
     },
+    /// A statement in a transaction block after one of its statements
+    /// failed (the user's: ROLLBACK first, as in Postgres).
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    InFailedTransaction,
+    /// Two transactions waited for each other's tables; this one gave up
+    /// (the users': retry the transaction).
+    #[error("deadlock detected")]
+    Deadlock {
+        /// What it waited for, for the client.
+        detail: String,
+    },
     /// The object is in use (the current user, the bootstrap user).
     #[error("{message}")]
     ObjectInUse {
@@ -360,6 +371,8 @@ impl ServerError {
             ServerError::Config { .. } => "F0000",
             ServerError::InsufficientPrivilege { .. } => "42501",
             ServerError::ObjectInUse { .. } => "55006",
+            ServerError::InFailedTransaction => "25P02",
+            ServerError::Deadlock { .. } => "40P01",
             ServerError::ResourcesExhausted { .. } => "53200",
             ServerError::ConfigurationLimitExceeded { .. } => "53400",
             ServerError::QueryCanceled => "57014",
@@ -389,6 +402,7 @@ impl ServerError {
             ServerError::Syntax { detail, .. } => detail.clone(),
             ServerError::UniqueViolation { detail, .. } => Some(detail.clone()),
             ServerError::DependentObjects { detail, .. } => detail.clone(),
+            ServerError::Deadlock { detail } => Some(detail.clone()),
             _ => None,
         }
     }

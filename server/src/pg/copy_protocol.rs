@@ -168,6 +168,7 @@ impl CopyHandler for PgService {
             }
             Err(err) => {
                 self.engine.record_error(err.sqlstate());
+                super::handler::session_of(client).statement_failed();
                 Err(err.into())
             }
         }
@@ -179,7 +180,10 @@ impl CopyHandler for PgService {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // Dropping the COPY rolls back what it wrote (its own transaction),
+        // and a block it ran in is aborted.
         copy_slot(client).0.lock().take();
+        super::handler::session_of(client).statement_failed();
         PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
             "ERROR".to_string(),
             "57014".to_string(),

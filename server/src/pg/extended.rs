@@ -52,11 +52,10 @@ impl QueryParser for PgParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let mut statements = self
-            .engine
-            .parse(sql)
-            .await
-            .inspect_err(|e| self.engine.record_error(e.sqlstate()))?;
+        let mut statements = self.engine.parse(sql).await.inspect_err(|e| {
+            self.engine.record_error(e.sqlstate());
+            super::handler::session_of(client).statement_failed();
+        })?;
         let statement = match statements.len() {
             0 => return Ok(None),
             1 => statements.remove(0),
@@ -74,7 +73,9 @@ impl QueryParser for PgParser {
             .engine
             .describe(&statement.statement, &statement.text)
             .await
-            .map_err(|e| e.shifted(statement.offset))?;
+            .map_err(|e| e.shifted(statement.offset))
+            // Describing plans the statement: its errors are the statement's.
+            .inspect_err(|_| session_of(client).statement_failed())?;
         if let WeirStatement::Fetch { cursor, .. } = &*statement.statement {
             // A cursor's columns are the session's to know.
             described.schema =

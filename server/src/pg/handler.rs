@@ -124,6 +124,18 @@ pub(super) async fn execute_guarded(
     parsed: &crate::engine::Parsed,
     params: Option<datafusion::common::ParamValues>,
 ) -> crate::error::Result<Output> {
+    // A failed statement (or a cancelled one) aborts the transaction block.
+    run_guarded(engine, session, parsed, params)
+        .await
+        .inspect_err(|_| session.statement_failed())
+}
+
+async fn run_guarded(
+    engine: &Engine,
+    session: &Arc<Session>,
+    parsed: &crate::engine::Parsed,
+    params: Option<datafusion::common::ParamValues>,
+) -> crate::error::Result<Output> {
     match session.begin(&parsed.text) {
         Some(mut running) => {
             let output = running
@@ -216,10 +228,7 @@ where
         Output::CopyOut { batches, options } => {
             copy_out_response(copy_out_data(batches, options, session.time_zone()))
         }
-        Output::TransactionStart => {
-            session.take_writes();
-            Response::TransactionStart(Tag::new("BEGIN"))
-        }
+        Output::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
         Output::Warned { warning, output } => {
             client
                 .feed(PgWireBackendMessage::NoticeResponse(
@@ -231,21 +240,6 @@ where
         Output::TransactionEnd(tag) => {
             // Cursors are the transaction's (none is declared WITH HOLD).
             session.cursors().close_all();
-            // Writes to tables Weir owns commit statement by statement, so a
-            // ROLLBACK cannot undo them: say so rather than let the client
-            // believe they are gone.
-            if session.take_writes() && tag == "ROLLBACK" {
-                client
-                    .feed(PgWireBackendMessage::NoticeResponse(
-                        pgwire::error::ErrorInfo::new(
-                            "WARNING".into(),
-                            "01000".into(),
-                            "ROLLBACK does not undo writes to tables Weir owns: each statement was committed when it completed".into(),
-                        )
-                        .into(),
-                    ))
-                    .await?;
-            }
             Response::TransactionEnd(Tag::new(tag))
         }
     })

@@ -30,11 +30,10 @@ impl SimpleQueryHandler for PgService {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_of(client);
-        let statements = self
-            .engine
-            .parse(query)
-            .await
-            .inspect_err(|e| self.engine.record_error(e.sqlstate()))?;
+        let statements = self.engine.parse(query).await.inspect_err(|e| {
+            self.engine.record_error(e.sqlstate());
+            session.statement_failed();
+        })?;
         if statements.is_empty() {
             // Only comments: Postgres answers EmptyQueryResponse, as for an
             // empty string.

@@ -13,6 +13,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 use tracing::info;
 use weir_connectors::copy_format::{CopyFormat, CopyOptions, CopyTarget};
+use weir_connectors::table_store::txn::SharedTransaction;
 use weir_connectors::table_store::{OwnedTable, OwnedTableSpec};
 use weir_planner::catalog::{Catalog, CatalogEntry, OwnedTableDef, TableDef};
 use weir_planner::dml::{Copy, Dml, DmlKind};
@@ -379,8 +380,14 @@ fn quote_ident(name: &str) -> String {
 }
 
 /// `COPY t FROM STDIN`: check the table and columns; the data follows in
-/// the COPY sub-protocol (see [`CopyIn`]).
-pub fn copy_from(registry: &Registry, copy: Copy) -> Result<Output> {
+/// the COPY sub-protocol (see [`CopyIn`]) and is written in `txn`, which
+/// the COPY commits when it is `autocommit` (outside a transaction block).
+pub fn copy_from(
+    registry: &Registry,
+    copy: Copy,
+    txn: &SharedTransaction,
+    autocommit: bool,
+) -> Result<Output> {
     let name = copy
         .table
         .clone()
@@ -418,5 +425,7 @@ pub fn copy_from(registry: &Registry, copy: Copy) -> Result<Output> {
         options,
         target,
         table,
+        txn.clone(),
+        autocommit,
     ))))
 }

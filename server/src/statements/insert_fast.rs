@@ -33,6 +33,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use weir_connectors::copy_format::pg_type_name;
 use weir_connectors::table_store::OwnedTable;
+use weir_connectors::table_store::txn::SharedTransaction;
 use weir_planner::WeirStatement;
 use weir_planner::dml::{Dml, DmlKind};
 use weir_planner::normalize::normalize_ident;
@@ -51,6 +52,7 @@ pub async fn execute(
     registry: &Registry,
     dml: &Dml,
     params: Option<&ParamValues>,
+    txn: &SharedTransaction,
 ) -> Result<Option<Output>> {
     let Some((table, insert)) = target(registry, dml) else {
         return Ok(None);
@@ -66,10 +68,11 @@ pub async fn execute(
     // insert mostly waits for the log); a long VALUES list is CPU work
     // (encoding, indexing) to keep off the connection threads.
     let rows = if batch.num_rows() <= INLINE_ROWS {
-        table.insert(vec![batch]).await?
+        table.insert_in(Some(txn), vec![batch]).await?
     } else {
+        let txn = txn.clone();
         registry
-            .run(async move { table.insert(vec![batch]).await })
+            .run(async move { table.insert_in(Some(&txn), vec![batch]).await })
             .await??
     };
     Ok(Some(Output::Command {

@@ -7,7 +7,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
 use weir_planner::catalog::CatalogEntry;
-use weir_planner::statement::{ObjectKind, TransactionOp};
+use weir_planner::statement::ObjectKind;
 
 use crate::error::{Result, ServerError};
 use crate::output::Output;
@@ -155,14 +155,4 @@ pub fn objects(registry: &Registry, kind: ObjectKind) -> Result<Output> {
         }
     }
     rows(objects_schema(kind), columns)
-}
-
-/// `BEGIN` / `COMMIT` / `ROLLBACK`. Each Weir statement commits on its own;
-/// the transaction block only tells the client what it expects to hear.
-pub fn transaction(op: TransactionOp) -> Output {
-    match op {
-        TransactionOp::Begin => Output::TransactionStart,
-        TransactionOp::Commit => Output::TransactionEnd("COMMIT"),
-        TransactionOp::Rollback => Output::TransactionEnd("ROLLBACK"),
-    }
 }
