@@ -99,6 +99,7 @@ fn spec(emit: Emit) -> Arc<AggregateSpec> {
             aggregate(count_udaf(), "bids"),
             aggregate(sum_udaf(), "total"),
         ],
+        filters: vec![None, None],
         window: WindowKind::Fixed {
             key: 1,
             plus: WINDOW_NS,

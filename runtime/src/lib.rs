@@ -46,6 +46,7 @@
 //!   coordinator, and restore.
 //! - [`materialized`]: materialized views: queryable, subscribable sinks.
 //! - [`source`]: partitioned, positioned sources.
+//! - [`view_source`]: a materialized view read as a stream by another view.
 //! - [`metrics`]: late rows and job counters.
 //! - [`windows`]: window math shared by batch queries and stream operators.
 //! - [`failpoint`]: named crash points for crash tests.
@@ -65,6 +66,7 @@ pub mod plan;
 pub mod progress;
 pub mod sink;
 pub mod source;
+pub mod view_source;
 pub mod windows;
 
 pub use error::{Result, RuntimeError};

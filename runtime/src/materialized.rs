@@ -14,7 +14,8 @@
 //! changed (0: gone), and a full snapshot once the deltas outgrow it.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch};
@@ -48,6 +49,27 @@ pub struct MaterializedView {
     changes: broadcast::Sender<RecordBatch>,
     /// Its job checkpoints: record what changes between barriers.
     tracking: std::sync::atomic::AtomicBool,
+    /// Batches applied so far (changed under the state lock, with the
+    /// broadcast): how far a follower must have read to be caught up.
+    applied: AtomicU64,
+    /// How many batches each follower ([`MaterializedView::follow`]) has
+    /// taken, for [`MaterializedView::catch_up`].
+    followers: Mutex<Vec<Weak<AtomicU64>>>,
+}
+
+/// A view's contents and every change after them, for a job that reads the
+/// view as a stream (see `crate::view_source`).
+pub struct Following {
+    /// The contents when the follower started.
+    pub contents: Vec<RecordBatch>,
+    /// Every batch applied after them, in order.
+    pub changes: broadcast::Receiver<RecordBatch>,
+    /// The batches applied before the contents were taken: what the
+    /// follower has seen once it took them all.
+    pub base: u64,
+    /// Batches the follower has taken: set it to `base` once it handed on
+    /// the contents, and add one per change it handed on.
+    pub taken: Arc<AtomicU64>,
 }
 
 enum ViewState {
@@ -104,6 +126,8 @@ impl MaterializedView {
             state: Mutex::new(state),
             changes,
             tracking: std::sync::atomic::AtomicBool::new(false),
+            applied: AtomicU64::new(0),
+            followers: Mutex::new(Vec::new()),
         }))
     }
 
@@ -126,6 +150,47 @@ impl MaterializedView {
     pub fn subscribe(&self) -> Result<(Vec<RecordBatch>, broadcast::Receiver<RecordBatch>)> {
         let state = self.state.lock();
         Ok((snapshot(&state, &self.schema)?, self.changes.subscribe()))
+    }
+
+    /// The current contents and every change after them, for a job that
+    /// reads this view as its input: like [`Self::subscribe`], and counted,
+    /// so that [`Self::catch_up`] can wait for the follower.
+    pub fn follow(&self) -> Result<Following> {
+        let state = self.state.lock();
+        let taken = Arc::new(AtomicU64::new(0));
+        self.followers.lock().push(Arc::downgrade(&taken));
+        Ok(Following {
+            contents: snapshot(&state, &self.schema)?,
+            changes: self.changes.subscribe(),
+            base: self.applied.load(Ordering::Acquire),
+            taken,
+        })
+    }
+
+    /// Wait until every follower has taken every batch applied so far
+    /// (gives up after `timeout`, returning false). A `FLUSH` calls it
+    /// before flushing the views that read this one, so their barrier
+    /// follows those batches, as `OwnedTable::catch_up` does for tables.
+    pub async fn catch_up(&self, timeout: std::time::Duration) -> bool {
+        let target = self.applied.load(Ordering::Acquire);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let behind = {
+                let mut followers = self.followers.lock();
+                followers.retain(|f| f.strong_count() > 0);
+                followers
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .any(|f| f.load(Ordering::Acquire) < target)
+            };
+            if !behind {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 }
 
@@ -187,6 +252,9 @@ impl Sink for MaterializedView {
                 }
             }
         }
+        // Counted and sent under the state lock: a follower's contents and
+        // its first change meet exactly.
+        self.applied.fetch_add(1, Ordering::AcqRel);
         // No subscriber is fine; a slow one notices it lagged.
         let _ = self.changes.send(batch);
         Ok(())

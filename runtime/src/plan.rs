@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_plan::PhysicalExpr;
@@ -30,8 +31,11 @@ pub struct StreamPlan {
     pub input: PlanInput,
     /// The keyed, stateful aggregate, if any.
     pub aggregate: Option<Arc<AggregateSpec>>,
-    /// Stateless operators run on the aggregate's output (on the input's
-    /// rows when there is no aggregate).
+    /// The TopN in the aggregate's place (a plan has one or the other), if
+    /// any.
+    pub top_n: Option<Arc<TopNSpec>>,
+    /// Stateless operators run on the aggregate's (or TopN's) output (on
+    /// the input's rows when there is neither).
     pub after: Vec<StatelessOp>,
     /// The rows the sink receives (without the op column).
     pub output_schema: SchemaRef,
@@ -266,6 +270,9 @@ pub struct AggregateSpec {
     pub partition_keys: Vec<usize>,
     /// The aggregate functions.
     pub aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    /// Each aggregate's `FILTER (WHERE ..)` condition over the input, if it
+    /// has one (one entry per aggregate).
+    pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     /// The window.
     pub window: WindowKind,
     /// Emission.
@@ -283,6 +290,44 @@ impl AggregateSpec {
     pub fn changelog(&self) -> bool {
         self.emit == Emit::Updates
     }
+}
+
+/// `ROW_NUMBER() OVER (PARTITION BY .. ORDER BY ..) <= limit`: the first
+/// rows of each partition in an order, kept as they change (TopN; with a
+/// limit of one, deduplication).
+#[derive(Debug)]
+pub struct TopNSpec {
+    /// The `PARTITION BY` keys over the input (none: one partition).
+    pub partition: Vec<Arc<dyn PhysicalExpr>>,
+    /// The `ORDER BY` over the input: each expression and its direction.
+    pub order: Vec<(Arc<dyn PhysicalExpr>, SortOptions)>,
+    /// Rows kept per partition.
+    pub limit: usize,
+    /// The input's rows (without the op column).
+    pub input_schema: SchemaRef,
+    /// Is the input a changelog (its rows can be retracted)? Then every
+    /// row is kept, not only the first `limit`: a retracted one is replaced
+    /// by the next.
+    pub input_changelog: bool,
+    /// The input's columns, then the row number (`UInt64`).
+    pub output_schema: SchemaRef,
+    /// Partitioned by a window of TUMBLE, HOP or CUMULATE over a watermark:
+    /// when each partition's window closes.
+    pub window: Option<TopNWindow>,
+}
+
+/// A TopN per window: its partitions close with their window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopNWindow {
+    /// Which partition key gives the window's close time.
+    pub key: usize,
+    /// Added to that key's value (the size when the key is the start).
+    pub plus: i64,
+    /// `EMIT ON WINDOW CLOSE`: each window's first rows are emitted once,
+    /// when the watermark passes it (append-only); otherwise they are
+    /// updated as rows arrive, and the window's state is dropped when it
+    /// closes.
+    pub emit_on_close: bool,
 }
 
 /// The layout version of stateful operators' checkpoint chunks, part of

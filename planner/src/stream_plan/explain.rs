@@ -10,7 +10,7 @@ use weir_runtime::plan::{Emit, WindowKind};
 
 use super::nodes::{
     StreamAggregate, StreamExchange, StreamFilter, StreamHashJoin, StreamMaterialize, StreamNode,
-    StreamProject, StreamSource, StreamUnnest,
+    StreamProject, StreamSource, StreamTopN, StreamUnnest,
 };
 use crate::windows::format_duration;
 
@@ -55,7 +55,52 @@ fn node(text: &mut String, depth: usize, node: &StreamNode) {
             line(text, depth + 1, &exchange_line(&aggregate.exchange, false));
             self::node(text, depth + 2, &aggregate.input);
         }
+        StreamNode::TopN(top_n) => {
+            line(text, depth, &top_n_line(top_n));
+            line(text, depth + 1, &exchange_line(&top_n.exchange, false));
+            self::node(text, depth + 2, &top_n.input);
+        }
     }
+}
+
+fn top_n_line(top_n: &StreamTopN) -> String {
+    let spec = &top_n.spec;
+    let shown = |exprs: &mut dyn Iterator<Item = String>| exprs.collect::<Vec<_>>().join(", ");
+    let rows = match spec.limit {
+        1 => "row".to_string(),
+        n => format!("{n} rows"),
+    };
+    let (per, kept) = match spec.window {
+        Some(_) => (
+            "(window, key)",
+            "dropped when the watermark passes the window",
+        ),
+        None => ("key", "kept forever"),
+    };
+    format!(
+        "StreamTopN: window={} key=[{}] order=[{}] limit={}{} emit={} state: {}",
+        match &top_n.window {
+            Some(tvf) => tvf.describe(),
+            None => "none".to_string(),
+        },
+        shown(&mut top_n.partition_by.iter().map(|e| e.to_string())),
+        shown(&mut top_n.order_by.iter().map(|s| s.to_string())),
+        spec.limit,
+        if spec.limit == 1 {
+            " (deduplicate)"
+        } else {
+            ""
+        },
+        match spec.window {
+            Some(w) if w.emit_on_close => "on window close",
+            _ => "updates",
+        },
+        if spec.input_changelog {
+            format!("every row per {per} (the input retracts), {kept}")
+        } else {
+            format!("the first {rows} per {per}, {kept}")
+        }
+    )
 }
 
 fn materialize_line(plan: &StreamMaterialize) -> String {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use datafusion::common::DFSchemaRef;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{Expr, LogicalPlan, SortExpr as Sort};
 use weir_runtime::operators::join::JoinKind;
 
 use super::lowering::unsupported;
@@ -66,6 +66,18 @@ pub(super) enum Step {
         /// Group columns then aggregate columns.
         output: DFSchemaRef,
     },
+    /// `ROW_NUMBER() OVER (PARTITION BY .. ORDER BY ..)`: a TopN once a
+    /// later filter bounds the number (`lower` finds the bound).
+    RowNumber {
+        /// The `PARTITION BY` keys.
+        partition_by: Vec<Expr>,
+        /// The `ORDER BY`.
+        order_by: Vec<Sort>,
+        /// The rows it reads.
+        input: DFSchemaRef,
+        /// The rows it makes: the input's, then the row number.
+        output: DFSchemaRef,
+    },
     /// Two inputs, each a chain of its own, joined on equal keys.
     Join {
         /// The left input's steps.
@@ -81,6 +93,22 @@ pub(super) enum Step {
         /// Left columns then right columns.
         output: DFSchemaRef,
     },
+}
+
+/// The `PARTITION BY` and `ORDER BY` of `exprs` when they are one
+/// `ROW_NUMBER()` over the whole partition up to the current row (as
+/// written without a frame) with an `ORDER BY`.
+fn row_number(exprs: &[Expr]) -> Option<(Vec<Expr>, Vec<Sort>)> {
+    let [expr] = exprs else {
+        return None;
+    };
+    let Expr::WindowFunction(function) = expr.clone().unalias() else {
+        return None;
+    };
+    let params = &function.params;
+    let plain = params.args.is_empty() && params.filter.is_none() && !params.distinct;
+    (function.fun.name() == "row_number" && plain && !params.order_by.is_empty())
+        .then(|| (params.partition_by.clone(), params.order_by.clone()))
 }
 
 /// Walk `plan` into `steps`, reading the streams in `inputs`.
@@ -228,11 +256,20 @@ pub(super) fn collect(
                 });
             }
         }
-        LogicalPlan::Window(_) => {
-            return Err(unsupported(
-                "a window function (OVER)",
-                "use TUMBLE, HOP, CUMULATE or SESSION with GROUP BY",
-            ));
+        LogicalPlan::Window(window) => {
+            let Some((partition_by, order_by)) = row_number(&window.window_expr) else {
+                return Err(unsupported(
+                    "a window function (OVER) other than ROW_NUMBER() with ORDER BY",
+                    "use TUMBLE, HOP, CUMULATE or SESSION with GROUP BY; for the first rows per key, filter ROW_NUMBER() OVER (PARTITION BY .. ORDER BY ..) <= N",
+                ));
+            };
+            collect(&window.input, inputs, steps)?;
+            steps.push(Step::RowNumber {
+                partition_by,
+                order_by,
+                input: window.input.schema().clone(),
+                output: window.schema.clone(),
+            });
         }
         LogicalPlan::Distinct(_) => return Err(unsupported("DISTINCT", "use GROUP BY")),
         LogicalPlan::Union(_) => return Err(unsupported("UNION", "create one view per input")),

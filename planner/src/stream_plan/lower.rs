@@ -1,7 +1,8 @@
 //! Lowering a query's steps into a tree of stream plan nodes, one
 //! `lower_*` function per node kind, and the rules about how nodes may be
 //! stacked: a query starts from a stream or a join of two; a join's inputs
-//! are streams with stateless operators on them; at most one aggregate;
+//! are streams with stateless operators on them; at most one aggregate or
+//! TopN;
 //! `EMIT ON WINDOW CLOSE` needs a windowed aggregate over a watermark.
 
 use super::logical::Step;
@@ -9,6 +10,7 @@ use super::lower_aggregate::{GroupBy, lower_aggregate};
 use super::lower_join::{JoinOn, lower_join};
 use super::lower_source::lower_source;
 use super::lower_stateless::{lower_filter, lower_project, lower_unnest};
+use super::lower_top_n::{RowNumber, lower_top_n, row_number_bound};
 use super::lowering::{Lowering, unsupported};
 use super::nodes::{StreamMaterialize, StreamNode};
 use crate::error::{PlanError, Result};
@@ -58,8 +60,12 @@ pub(super) fn lower(
             "a join's rows can still arrive for a window after it closed (a table row joins earlier stream rows); leave out EMIT ON WINDOW CLOSE for updating results",
         ));
     }
+    // A windowed aggregate or TopN, which EMIT ON WINDOW CLOSE needs.
     let mut aggregated = false;
-    for step in &steps[1..] {
+    // The keyed operator already placed (the runtime runs one: an
+    // aggregate or a TopN).
+    let mut keyed: Option<&str> = None;
+    for (at, step) in steps.iter().enumerate().skip(1) {
         node = match step {
             Step::Scan { .. } | Step::Join { .. } => {
                 return Err(unsupported(
@@ -73,6 +79,13 @@ pub(super) fn lower(
                 input,
                 output,
             } => {
+                if keyed == Some("a TopN") {
+                    return Err(unsupported(
+                        "an aggregate over ROW_NUMBER() (a TopN)",
+                        "build the TopN as a view of its own and aggregate over that view",
+                    ));
+                }
+                keyed = Some("an aggregate");
                 aggregated = true;
                 let by = GroupBy {
                     group,
@@ -91,11 +104,40 @@ pub(super) fn lower(
                 output,
             } => lower_project(node, exprs, input, output, &lowering.props)?,
             Step::Unnest { column, output } => lower_unnest(node, *column, output),
+            Step::RowNumber {
+                partition_by,
+                order_by,
+                input,
+                output,
+            } => {
+                if let Some(below) = keyed {
+                    return Err(unsupported(
+                        &format!("ROW_NUMBER() over {below}"),
+                        "build the inner query as a view of its own and number the rows of that view",
+                    ));
+                }
+                let Some(limit) = row_number_bound(output, &steps[at + 1..]) else {
+                    return Err(unsupported(
+                        "ROW_NUMBER() without a bound on it",
+                        "keep the first rows per key with a filter on the number: WHERE rn <= N (a TopN), or rn = 1",
+                    ));
+                };
+                keyed = Some("a TopN");
+                let over = RowNumber {
+                    partition_by,
+                    order_by,
+                    input,
+                    output,
+                };
+                let top_n = lower_top_n(node, over, limit, lowering)?;
+                aggregated |= matches!(&top_n, StreamNode::TopN(t) if t.spec.window.is_some());
+                top_n
+            }
         };
     }
     if lowering.emit_on_window_close && !aggregated {
         return Err(PlanError::Invalid(
-            "EMIT ON WINDOW CLOSE needs a windowed aggregate".into(),
+            "EMIT ON WINDOW CLOSE needs a windowed aggregate (or a ROW_NUMBER() per window)".into(),
         ));
     }
     Ok(StreamMaterialize {
@@ -133,9 +175,12 @@ fn lower_join_input(steps: &[Step], lowering: &Lowering<'_>) -> Result<StreamNod
                 output,
             } => lower_project(node, exprs, input, output, &lowering.props)?,
             Step::Unnest { column, output } => lower_unnest(node, *column, output),
-            Step::Scan { .. } | Step::Join { .. } | Step::Aggregate { .. } => {
+            Step::Scan { .. }
+            | Step::Join { .. }
+            | Step::Aggregate { .. }
+            | Step::RowNumber { .. } => {
                 return Err(unsupported(
-                    "a join over an aggregate or of more than two inputs",
+                    "a join over an aggregate, a TopN or of more than two inputs",
                     "build the aggregate or inner join as a view of its own",
                 ));
             }

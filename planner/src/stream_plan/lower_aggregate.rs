@@ -50,6 +50,7 @@ pub(super) fn lower_aggregate(
         .map(|e| physical(e, input, props))
         .collect::<Result<Vec<_>>>()?;
     let mut functions = Vec::new();
+    let mut filters = Vec::new();
     for e in aggregates {
         // The deprecated helper is the one-call form of DataFusion's
         // aggregate lowering; the builder that replaces it needs the
@@ -63,13 +64,16 @@ pub(super) fn lower_aggregate(
                 props,
             )
             .map_err(|e| PlanError::Invalid(e.message().to_string()))?;
-        if filter.is_some() || !order.is_empty() {
+        if !order.is_empty() {
             return Err(unsupported(
-                "FILTER or ORDER BY inside an aggregate",
-                "filter with WHERE before aggregating",
+                "ORDER BY inside an aggregate",
+                "a stream's rows have no order to aggregate them in; order when you query the view",
             ));
         }
         functions.push(function);
+        // Rows the condition does not keep never reach the accumulator
+        // (`weir_runtime::operators::aggregate`'s `filtered.rs`).
+        filters.push(filter);
     }
     let retracting = if input_changelog {
         for f in &functions {
@@ -77,7 +81,7 @@ pub(super) fn lower_aggregate(
                 return Err(unsupported(
                     &format!("{what} over an updating input"),
                     &format!(
-                        "\"{stream_name}\" has a primary key, so its rows can be updated and deleted; views over it take count, sum, avg, min, max and count(DISTINCT)"
+                        "the rows of \"{stream_name}\" can be updated and deleted (a table with a primary key, or a materialized view whose rows change); views over it take count, sum, avg, min, max and count(DISTINCT)"
                     ),
                 ));
             }
@@ -107,7 +111,7 @@ pub(super) fn lower_aggregate(
         return Err(unsupported(
             "SESSION windows over an updating input",
             &format!(
-                "\"{stream_name}\" has a primary key; session windows need an append-only input"
+                "the rows of \"{stream_name}\" can be updated and deleted (a table with a primary key, or a materialized view whose rows change); session windows need an append-only input"
             ),
         ));
     }
@@ -116,7 +120,7 @@ pub(super) fn lower_aggregate(
         return Err(unsupported(
             "EMIT ON WINDOW CLOSE over an updating input",
             &format!(
-                "\"{stream_name}\" has a primary key, so a closed window could still change; leave out EMIT ON WINDOW CLOSE for updating results"
+                "the rows of \"{stream_name}\" can be updated and deleted (a table with a primary key, or a materialized view whose rows change), so a closed window could still change; leave out EMIT ON WINDOW CLOSE for updating results"
             ),
         ));
     }
@@ -129,7 +133,7 @@ pub(super) fn lower_aggregate(
         }
         if !has_event_time {
             return Err(PlanError::Invalid(format!(
-                "EMIT ON WINDOW CLOSE needs a watermark: declare WATERMARK FOR <column> AS ... on stream \"{stream_name}\""
+                "EMIT ON WINDOW CLOSE needs a watermark: declare WATERMARK FOR <column> AS ... on stream \"{stream_name}\" (a materialized view read as a stream has none)"
             )));
         }
         emit = Emit::OnWindowClose;
@@ -160,6 +164,7 @@ pub(super) fn lower_aggregate(
             group: group_physical,
             partition_keys,
             aggregates: functions,
+            filters,
             window: kind,
             emit,
             output_schema: arrow_schema(output),

@@ -18,8 +18,9 @@
 //!   Aggregate over window bounds   ──> StreamWindowAggregate (state per window and key)
 //!   Aggregate without a window     ──> StreamGroupAggregate (state per key, updating)
 //!   Join on equal keys             ──> StreamHashJoin (both inputs' rows by key)
+//!   ROW_NUMBER() OVER (..) <= N    ──> StreamTopN (the first N rows per key)
 //!   TableScan of a stream          ──> StreamSource
-//!   Sort, Limit, Window, ...       ──> refused, with the reason
+//!   Sort, Limit, other OVER, ...   ──> refused, with the reason
 //! ```
 //! Expressions are compiled to DataFusion physical expressions and
 //! aggregates to DataFusion accumulators, so every scalar and aggregate
@@ -31,7 +32,7 @@
 //! - [`nodes`]: the typed stream plan nodes.
 //! - `lower`: steps to nodes, and how nodes may stack; one file per node
 //!   kind: `lower_source`, `lower_stateless`, `lower_join`,
-//!   `lower_aggregate`; what they share in `lowering`.
+//!   `lower_aggregate`, `lower_top_n`; what they share in `lowering`.
 //! - [`explain`]: the EXPLAIN text, rendered from the nodes.
 //! - [`runtime_plan`]: the nodes as the runtime's `StreamPlan`.
 //! - [`signature`]: what each stateful operator's state means, hashed:
@@ -45,6 +46,7 @@ mod lower_aggregate;
 mod lower_join;
 mod lower_source;
 mod lower_stateless;
+mod lower_top_n;
 mod lowering;
 
 pub mod explain;

@@ -7,6 +7,7 @@
 //!   StreamMaterialize                       the view's rows: updating or append-only
 //!     StreamProject / StreamFilter / ...    stateless, on the aggregate's output
 //!       StreamAggregate (+ its exchange)    keyed state: windows, groups or sessions
+//!        or StreamTopN (+ its exchange)     keyed state: the first rows per key
 //!         StreamProject / ...               stateless, on the join's output
 //!           StreamHashJoin (+ its exchange) keyed state: both inputs' rows
 //!             left:  StreamSource, then stateless operators
@@ -23,10 +24,10 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, SortExpr};
 use datafusion::physical_plan::PhysicalExpr;
 use weir_runtime::operators::join::JoinSpec;
-use weir_runtime::plan::{AggregateSpec, Emit, EventTime, WindowKind};
+use weir_runtime::plan::{AggregateSpec, Emit, EventTime, TopNSpec, WindowKind};
 use weir_runtime::source::Source;
 
 use crate::windows::WindowTvf;
@@ -70,6 +71,8 @@ pub enum StreamNode {
     HashJoin(StreamHashJoin),
     /// A keyed aggregate: over windows, sessions, or plain groups.
     Aggregate(StreamAggregate),
+    /// The first rows per key in an order (TopN, deduplication).
+    TopN(StreamTopN),
 }
 
 /// A stream read, one task per source partition.
@@ -169,6 +172,25 @@ pub struct StreamAggregate {
     pub spec: Arc<AggregateSpec>,
 }
 
+/// `ROW_NUMBER() OVER (PARTITION BY .. ORDER BY ..) <= N`: the first N rows
+/// of each partition, an updating result.
+#[derive(Debug)]
+pub struct StreamTopN {
+    /// The rows numbered.
+    pub input: Box<StreamNode>,
+    /// The exchange by the partition keys.
+    pub exchange: StreamExchange,
+    /// The `PARTITION BY`, as written.
+    pub partition_by: Vec<Expr>,
+    /// The `ORDER BY`, as written.
+    pub order_by: Vec<SortExpr>,
+    /// The window function the query used, when the TopN is per window
+    /// (for EXPLAIN).
+    pub window: Option<WindowTvf>,
+    /// The TopN, compiled (its limit included).
+    pub spec: Arc<TopNSpec>,
+}
+
 impl StreamAggregate {
     /// Over windows or sessions (else plain groups)?
     pub fn windowed(&self) -> bool {
@@ -186,6 +208,9 @@ impl StreamNode {
             | StreamNode::Unnest(StreamUnnest { input, .. }) => input.changelog(),
             StreamNode::HashJoin(join) => join.spec.changelog(),
             StreamNode::Aggregate(aggregate) => aggregate.spec.emit == Emit::Updates,
+            // A row that enters the first N pushes the last one out, unless
+            // each window's rows are emitted once, when it closes.
+            StreamNode::TopN(top_n) => !top_n.spec.window.is_some_and(|w| w.emit_on_close),
         }
     }
 
@@ -201,6 +226,9 @@ impl StreamNode {
             | StreamNode::Project(StreamProject { input, .. })
             | StreamNode::Unnest(StreamUnnest { input, .. })
             | StreamNode::Aggregate(StreamAggregate { input, .. }) => input.watermarked(),
+            // Per window, its rows change only until their window closes;
+            // otherwise whenever a better one arrives, of any age.
+            StreamNode::TopN(top_n) => top_n.spec.window.is_some() && top_n.input.watermarked(),
             StreamNode::HashJoin(_) => false,
         }
     }
@@ -213,7 +241,8 @@ impl StreamNode {
             StreamNode::Filter(StreamFilter { input, .. })
             | StreamNode::Project(StreamProject { input, .. })
             | StreamNode::Unnest(StreamUnnest { input, .. })
-            | StreamNode::Aggregate(StreamAggregate { input, .. }) => input.first_source(),
+            | StreamNode::Aggregate(StreamAggregate { input, .. })
+            | StreamNode::TopN(StreamTopN { input, .. }) => input.first_source(),
             StreamNode::HashJoin(join) => join.left.first_source(),
         }
     }

@@ -1,7 +1,7 @@
 //! The last step: a tree of stream plan nodes becomes the runtime's
 //! [`StreamPlan`]. The runtime runs one shape: sources with stateless
 //! operators, an optional join of two such inputs, stateless operators, an
-//! optional aggregate, stateless operators. Lowering only builds trees of
+//! optional aggregate or TopN, stateless operators. Lowering only builds trees of
 //! that shape; a tree of any other shape here is a bug in the planner, an
 //! internal error, never a plan that silently drops part of the query.
 //!
@@ -23,13 +23,20 @@ use crate::error::{PlanError, Result};
 /// The runtime's plan of `plan`.
 pub fn runtime_plan(plan: &StreamMaterialize) -> Result<StreamPlan> {
     let (top, below) = stateless_chain(&plan.input);
-    let (aggregate, after, (middle, below)) = match below {
+    let (aggregate, top_n, after, (middle, below)) = match below {
         StreamNode::Aggregate(aggregate) => (
             Some(aggregate.spec.clone()),
+            None,
             top,
             stateless_chain(&aggregate.input),
         ),
-        other => (None, Vec::new(), (top, other)),
+        StreamNode::TopN(top_n) => (
+            None,
+            Some(top_n.spec.clone()),
+            top,
+            stateless_chain(&top_n.input),
+        ),
+        other => (None, None, Vec::new(), (top, other)),
     };
     let (input, stream) = match below {
         StreamNode::HashJoin(join) => {
@@ -48,12 +55,18 @@ pub fn runtime_plan(plan: &StreamMaterialize) -> Result<StreamPlan> {
             before.extend(middle);
             (PlanInput::Source(source_plan(source, before)), source)
         }
-        other => return Err(mismatch("a join or a source under the aggregate", other)),
+        other => {
+            return Err(mismatch(
+                "a join or a source under the aggregate or TopN",
+                other,
+            ));
+        }
     };
     let (state, signature) = super::signature::signatures(plan);
     Ok(StreamPlan {
         input,
         aggregate,
+        top_n,
         after,
         output_schema: plan.schema.clone(),
         changelog: plan.changelog,
@@ -153,6 +166,7 @@ fn mismatch(expected: &str, found: &StreamNode) -> PlanError {
         }
         StreamNode::HashJoin(_) => "a join",
         StreamNode::Aggregate(_) => "an aggregate",
+        StreamNode::TopN(_) => "a TopN",
     };
     PlanError::Internal(format!(
         "stream plan of a shape the runtime cannot run: expected {expected}, found {found}"

@@ -29,7 +29,7 @@ use weir_runtime::plan::{Emit, STATE_LAYOUT_VERSION, ShownParts, StateSignature,
 
 use super::nodes::{
     StreamAggregate, StreamFilter, StreamHashJoin, StreamMaterialize, StreamNode, StreamProject,
-    StreamSource, StreamUnnest,
+    StreamSource, StreamTopN, StreamUnnest,
 };
 use crate::windows::{WindowTvf, format_duration};
 
@@ -69,7 +69,54 @@ fn collect(node: &StreamNode, out: &mut Vec<StateSignature>) {
             collect(&aggregate.input, out);
             out.push(aggregate_signature(aggregate));
         }
+        StreamNode::TopN(top_n) => {
+            collect(&top_n.input, out);
+            out.push(top_n_signature(top_n));
+        }
     }
+}
+
+/// A TopN's state: the rows it keeps per key, in its order.
+fn top_n_signature(top_n: &StreamTopN) -> StateSignature {
+    let spec = &top_n.spec;
+    sign(StateSignature {
+        operator: "StreamTopN".into(),
+        kind: format!(
+            "first {} rows per key{}",
+            spec.limit,
+            if spec.input_changelog {
+                ", over an updating input"
+            } else {
+                ""
+            }
+        ),
+        input: layers(&top_n.input),
+        keys: spec.partition.iter().map(normalized).collect(),
+        window: match (&top_n.window, spec.window) {
+            (Some(tvf), Some(w)) => format!(
+                "{} @{}{}",
+                window_text(tvf),
+                w.key,
+                if w.emit_on_close {
+                    " emitted on window close"
+                } else {
+                    ""
+                }
+            ),
+            _ => "none".into(),
+        },
+        accumulators: spec
+            .order
+            .iter()
+            .map(|(e, o)| format!("order {} {o}", normalized(e)))
+            .collect(),
+        layout: STATE_LAYOUT_VERSION,
+        hash: String::new(),
+        shown: ShownParts {
+            keys: top_n.partition_by.iter().map(|e| e.to_string()).collect(),
+            accumulators: top_n.order_by.iter().map(|s| s.to_string()).collect(),
+        },
+    })
 }
 
 fn aggregate_signature(aggregate: &StreamAggregate) -> StateSignature {
@@ -94,13 +141,18 @@ fn aggregate_signature(aggregate: &StreamAggregate) -> StateSignature {
     let accumulators = spec
         .aggregates
         .iter()
-        .map(|f| {
+        .zip(&spec.filters)
+        .map(|(f, filter)| {
             let args: Vec<String> = f.expressions().iter().map(normalized).collect();
             format!(
-                "{}({}{})",
+                "{}({}{}){}",
                 f.fun().name(),
                 if f.is_distinct() { "DISTINCT " } else { "" },
-                args.join(", ")
+                args.join(", "),
+                match filter {
+                    Some(filter) => format!(" FILTER (WHERE {})", normalized(filter)),
+                    None => String::new(),
+                }
             )
         })
         .collect();
@@ -216,6 +268,7 @@ fn layers(node: &StreamNode) -> Vec<String> {
         StreamNode::Aggregate(aggregate) => {
             vec![format!("aggregate {}", aggregate_signature(aggregate).hash)]
         }
+        StreamNode::TopN(top_n) => vec![format!("top n {}", top_n_signature(top_n).hash)],
     }
 }
 

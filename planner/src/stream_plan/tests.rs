@@ -287,3 +287,74 @@ async fn what_cannot_be_maintained_is_refused_with_the_reason() {
         .expect_err("no equal keys");
     assert!(matches!(err, PlanError::Unsupported { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_bounded_row_number_lowers_to_a_top_n_in_the_aggregates_place() {
+    let plan = lower(
+        "SELECT auction, price, rn FROM (SELECT *, row_number() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM bids) WHERE rn <= 3",
+    )
+    .await
+    .expect("lower");
+    let text = explain(&plan);
+    let shown = operators(&text);
+    let at = shown
+        .iter()
+        .position(|(_, name)| name == "StreamTopN")
+        .unwrap_or_else(|| panic!("no TopN in\n{text}"));
+    assert_eq!(
+        shown[at + 1],
+        (shown[at].0 + 1, "StreamExchange".to_string())
+    );
+    assert!(text.contains("limit=3 "), "{text}");
+    assert!(plan.changelog, "a TopN's result is updating");
+    let runtime = runtime_plan(&plan).expect("runtime plan");
+    let spec = runtime.top_n.as_ref().expect("a TopN");
+    assert_eq!((spec.limit, spec.partition.len()), (3, 1));
+    assert!(spec.order[0].1.descending);
+    assert!(runtime.aggregate.is_none());
+    assert!(
+        !runtime.after.is_empty(),
+        "the bound's filter stays above it"
+    );
+
+    let first = lower(
+        "SELECT auction, price FROM (SELECT *, row_number() OVER (PARTITION BY auction ORDER BY date_time) AS rn FROM bids) WHERE rn = 1",
+    )
+    .await
+    .expect("keep-first");
+    assert!(explain(&first).contains("limit=1 (deduplicate)"));
+}
+
+#[tokio::test]
+async fn row_numbers_without_a_bound_or_under_an_aggregate_are_refused() {
+    for sql in [
+        "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY auction ORDER BY price) AS rn FROM bids)",
+        "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY auction ORDER BY price) AS rn FROM bids) WHERE rn > 3",
+        "SELECT * FROM (SELECT *, rank() OVER (PARTITION BY auction ORDER BY price) AS rn FROM bids) WHERE rn <= 3",
+        "SELECT auction, count(*) FROM (SELECT *, row_number() OVER (PARTITION BY auction ORDER BY price) AS rn FROM bids) WHERE rn <= 3 GROUP BY auction",
+    ] {
+        let err = lower(sql).await.expect_err(sql);
+        assert!(
+            matches!(err, PlanError::Unsupported { .. }),
+            "{sql}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_aggregates_filter_is_compiled_beside_it() {
+    let plan = lower(
+        "SELECT auction, count(*) AS n, count(*) FILTER (WHERE price > 10) AS big, count(DISTINCT bidder) FILTER (WHERE price > 10) AS bidders FROM bids GROUP BY auction",
+    )
+    .await
+    .expect("lower");
+    let runtime = runtime_plan(&plan).expect("runtime plan");
+    let spec = runtime.aggregate.as_ref().expect("an aggregate");
+    let filtered: Vec<bool> = spec.filters.iter().map(Option::is_some).collect();
+    assert_eq!(filtered, [false, true, true]);
+    assert!(
+        explain(&plan).contains("FILTER (WHERE"),
+        "{}",
+        explain(&plan)
+    );
+}

@@ -270,6 +270,7 @@ pub fn start(
         let own_ops = match (stage.stage, &plan.input, &plan.aggregate) {
             (Stage::Join, PlanInput::Join(join), _) => join.then.clone(),
             (Stage::Aggregate, _, Some(_)) => Vec::new(),
+            (Stage::TopN, _, _) if plan.top_n.is_some() => Vec::new(),
             (stage, _, _) => return internal_err!("a {stage:?} stage the plan does not have"),
         };
         let after = match stage.target {
@@ -459,6 +460,10 @@ fn exchange_keys(
             .iter()
             .map(|&k| spec.group[k].clone())
             .collect()),
+        (Stage::TopN, _, _, _) => match &plan.top_n {
+            Some(spec) => Ok(spec.partition.clone()),
+            None => internal_err!("an exchange to a TopN stage the plan does not have"),
+        },
         _ => internal_err!("an exchange to a {stage:?} stage the plan does not have"),
     }
 }

@@ -46,7 +46,7 @@ pub(crate) struct Restore {
     pub(crate) from_checkpoint: bool,
     /// The join stage's part.
     pub(crate) join: StageRestore,
-    /// The aggregate stage's part.
+    /// The keyed stage's part (the aggregate's or the TopN's).
     pub(crate) aggregate: StageRestore,
 }
 
@@ -95,7 +95,7 @@ impl Restore {
         {
             let stage = match topology.old_stage(w, old_workers) {
                 Stage::Join => &mut restore.join,
-                Stage::Aggregate => &mut restore.aggregate,
+                Stage::Aggregate | Stage::TopN => &mut restore.aggregate,
             };
             stage.restored = true;
             stage.watermark = stage.watermark.max(o.watermark);
@@ -108,7 +108,7 @@ impl Restore {
     pub(crate) fn stage(&self, stage: Stage) -> &StageRestore {
         match stage {
             Stage::Join => &self.join,
-            Stage::Aggregate => &self.aggregate,
+            Stage::Aggregate | Stage::TopN => &self.aggregate,
         }
     }
 
@@ -118,7 +118,9 @@ impl Restore {
     pub(crate) fn restores(&self, stage: Stage) -> bool {
         match stage {
             Stage::Join => self.join.restored,
-            Stage::Aggregate => self.aggregate.restored || self.sources.iter().any(Option::is_some),
+            Stage::Aggregate | Stage::TopN => {
+                self.aggregate.restored || self.sources.iter().any(Option::is_some)
+            }
         }
     }
 
@@ -126,7 +128,7 @@ impl Restore {
     /// source partition had sent at the barrier (an ended one's is +inf), or,
     /// behind a join, the join stage's watermark.
     pub(crate) fn clocks(&self, stage: &StageWorkers, topology: &Topology) -> Vec<UpstreamClock> {
-        let behind_join = stage.stage == Stage::Aggregate && topology.join.is_some();
+        let behind_join = stage.stage != Stage::Join && topology.join.is_some();
         stage
             .upstreams
             .iter()

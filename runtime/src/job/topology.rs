@@ -10,6 +10,8 @@
 //!                     right partitions ─┘ join key)
 //!  join, aggregate:   left, right ─(join key)─> join ─(group key)─> aggregate ──> sink
 //! ```
+//! A TopN takes the aggregate's place (exchanged by its partition key); a
+//! plan has one or the other.
 //! Source partitions are numbered across the plan's sources (a join's left,
 //! then its right); workers across the stages (join, then aggregate). Both
 //! numberings are a checkpoint's, so they must not change for a plan.
@@ -23,13 +25,16 @@ pub(crate) enum Stage {
     Join,
     /// Aggregate workers.
     Aggregate,
+    /// TopN workers.
+    TopN,
 }
 
 /// Where a task sends its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Target {
     /// Hash-exchanged to a stage's workers by that stage's keys (a join's
-    /// keys for the sender's side, an aggregate's partition keys).
+    /// keys for the sender's side, an aggregate's or a TopN's partition
+    /// keys).
     Exchange(Stage),
     /// Straight to the sink task, after the plan's `after` operators.
     Sink,
@@ -84,8 +89,9 @@ pub(crate) struct Topology {
     pub(crate) sources: Vec<SourceTasks>,
     /// The join stage, if the plan joins.
     pub(crate) join: Option<StageWorkers>,
-    /// The aggregate stage, if the plan aggregates.
-    pub(crate) aggregate: Option<StageWorkers>,
+    /// The keyed stage after the join (or after the sources): the
+    /// aggregate or the TopN, if the plan has one.
+    pub(crate) keyed: Option<StageWorkers>,
     /// How many tasks send to the sink.
     pub(crate) sink_upstreams: usize,
 }
@@ -99,6 +105,8 @@ pub(crate) struct Shape {
     pub(crate) join: bool,
     /// Does it aggregate?
     pub(crate) aggregate: bool,
+    /// Does it keep a TopN (in the aggregate's place)?
+    pub(crate) top_n: bool,
     /// Workers per stage.
     pub(crate) parallelism: usize,
 }
@@ -114,6 +122,7 @@ impl Shape {
                 .collect(),
             join: plan.join().is_some(),
             aggregate: plan.aggregate.is_some(),
+            top_n: plan.top_n.is_some(),
             parallelism: plan.parallelism.max(1),
         }
     }
@@ -128,10 +137,12 @@ impl Topology {
     /// The topology of a plan of this shape.
     pub(crate) fn from_shape(shape: &Shape) -> Self {
         let parallelism = shape.parallelism.max(1);
-        let aggregate_target = match shape.aggregate {
-            true => Target::Exchange(Stage::Aggregate),
-            false => Target::Sink,
+        let keyed_stage = match (shape.aggregate, shape.top_n) {
+            (true, _) => Some(Stage::Aggregate),
+            (false, true) => Some(Stage::TopN),
+            (false, false) => None,
         };
+        let keyed_target = keyed_stage.map_or(Target::Sink, Target::Exchange);
         let mut first = 0;
         let sources: Vec<SourceTasks> = shape
             .sources
@@ -145,7 +156,7 @@ impl Topology {
                     timed,
                     target: match shape.join {
                         true => Target::Exchange(Stage::Join),
-                        false => aggregate_target,
+                        false => keyed_target,
                     },
                 };
                 first += partitions;
@@ -171,10 +182,10 @@ impl Topology {
             // A join forwards no watermark but the end: its inputs' times
             // do not bound what it emits.
             upstreams: partition_upstreams(false),
-            target: aggregate_target,
+            target: keyed_target,
         });
-        let aggregate = shape.aggregate.then(|| StageWorkers {
-            stage: Stage::Aggregate,
+        let keyed = keyed_stage.map(|stage| StageWorkers {
+            stage,
             first: join.as_ref().map_or(0, |j| j.workers),
             workers: parallelism,
             upstreams: match &join {
@@ -189,15 +200,15 @@ impl Topology {
             },
             target: Target::Sink,
         });
-        let sink_upstreams = match (&join, &aggregate) {
-            (_, Some(aggregate)) => aggregate.workers,
+        let sink_upstreams = match (&join, &keyed) {
+            (_, Some(keyed)) => keyed.workers,
             (Some(join), None) => join.workers,
             (None, None) => first,
         };
         Self {
             sources,
             join,
-            aggregate,
+            keyed,
             sink_upstreams,
         }
     }
@@ -214,22 +225,22 @@ impl Topology {
 
     /// The stages, in the order their workers are numbered.
     pub(crate) fn stages(&self) -> impl Iterator<Item = &StageWorkers> {
-        self.join.iter().chain(&self.aggregate)
+        self.join.iter().chain(&self.keyed)
     }
 
     /// The stage worker `worker` of a checkpoint with `old_workers` workers
     /// was in. A plan keeps its stages, and both stages have `parallelism`
     /// workers, so with two stages the join stage is the first half.
     pub(crate) fn old_stage(&self, worker: usize, old_workers: usize) -> Stage {
-        let old_join = match (&self.join, &self.aggregate) {
+        let old_join = match (&self.join, &self.keyed) {
             (Some(_), Some(_)) => old_workers / 2,
             (Some(_), None) => old_workers,
             (None, _) => 0,
         };
-        if worker < old_join {
-            Stage::Join
-        } else {
-            Stage::Aggregate
+        match &self.keyed {
+            _ if worker < old_join => Stage::Join,
+            Some(keyed) => keyed.stage,
+            None => Stage::Aggregate,
         }
     }
 }
@@ -252,6 +263,7 @@ mod tests {
             sources: vec![(3, true)],
             join: false,
             aggregate: false,
+            top_n: false,
             parallelism: 4,
         });
         assert_eq!(
@@ -265,7 +277,7 @@ mod tests {
                     target: Target::Sink,
                 }],
                 join: None,
-                aggregate: None,
+                keyed: None,
                 sink_upstreams: 3,
             }
         );
@@ -278,6 +290,7 @@ mod tests {
             sources: vec![(3, true)],
             join: false,
             aggregate: true,
+            top_n: false,
             parallelism: 2,
         });
         assert_eq!(
@@ -285,7 +298,7 @@ mod tests {
             Target::Exchange(Stage::Aggregate)
         );
         assert_eq!(
-            topology.aggregate,
+            topology.keyed,
             Some(StageWorkers {
                 stage: Stage::Aggregate,
                 first: 0,
@@ -305,9 +318,10 @@ mod tests {
             sources: vec![(2, false)],
             join: false,
             aggregate: true,
+            top_n: false,
             parallelism: 1,
         });
-        let aggregate = topology.aggregate.expect("an aggregate stage");
+        let aggregate = topology.keyed.expect("an aggregate stage");
         assert_eq!(aggregate.upstreams, vec![untimed(None); 2]);
     }
 
@@ -317,6 +331,7 @@ mod tests {
             sources: vec![(2, true), (1, false)],
             join: true,
             aggregate: false,
+            top_n: false,
             parallelism: 3,
         });
         assert_eq!(
@@ -353,7 +368,7 @@ mod tests {
                 target: Target::Sink,
             })
         );
-        assert_eq!(topology.aggregate, None);
+        assert_eq!(topology.keyed, None);
         assert_eq!(topology.sink_upstreams, 3);
     }
 
@@ -363,13 +378,14 @@ mod tests {
             sources: vec![(1, true), (2, true)],
             join: true,
             aggregate: true,
+            top_n: false,
             parallelism: 2,
         });
         let join = topology.join.clone().expect("a join stage");
         assert_eq!(join.target, Target::Exchange(Stage::Aggregate));
         assert_eq!(join.upstreams.len(), 3);
         assert_eq!(
-            topology.aggregate,
+            topology.keyed,
             Some(StageWorkers {
                 stage: Stage::Aggregate,
                 first: 2,
@@ -394,6 +410,7 @@ mod tests {
             },
             join,
             aggregate,
+            top_n: false,
             parallelism: 2,
         };
         let both = Topology::from_shape(&shape(true, true));
@@ -406,5 +423,29 @@ mod tests {
         assert_eq!(join.old_stage(1, 2), Stage::Join);
         let aggregate = Topology::from_shape(&shape(false, true));
         assert_eq!(aggregate.old_stage(0, 2), Stage::Aggregate);
+    }
+
+    #[test]
+    fn a_top_n_takes_the_aggregates_place() {
+        let topology = Topology::from_shape(&Shape {
+            sources: vec![(2, true)],
+            join: false,
+            aggregate: false,
+            top_n: true,
+            parallelism: 3,
+        });
+        assert_eq!(topology.sources[0].target, Target::Exchange(Stage::TopN));
+        assert_eq!(
+            topology.keyed,
+            Some(StageWorkers {
+                stage: Stage::TopN,
+                first: 0,
+                workers: 3,
+                upstreams: vec![timed(None); 2],
+                target: Target::Sink,
+            })
+        );
+        assert_eq!(topology.sink_upstreams, 3);
+        assert_eq!(topology.old_stage(2, 3), Stage::TopN);
     }
 }

@@ -23,6 +23,7 @@ use crate::checkpoint::{JobStore, Report, Written};
 use crate::message::{Barrier, Message};
 use crate::metrics::{OperatorMetrics, RuntimeMetrics};
 use crate::operators::join::JoinOperator;
+use crate::operators::top_n::TopN;
 use crate::operators::{Side, StreamBatch, StreamOperator, aggregate, stateless};
 use crate::plan::{PlanInput, StatelessOp, StreamPlan};
 
@@ -42,6 +43,13 @@ pub(crate) fn operator(
             &aggregate_input_schema(plan),
             metrics.late(&plan.stream_name),
         ),
+        (Stage::TopN, _, _) => match &plan.top_n {
+            Some(spec) => Ok(Box::new(TopN::new(
+                spec.clone(),
+                metrics.late(&plan.stream_name),
+            )?)),
+            None => datafusion::common::internal_err!("a TopN stage in a plan that has no TopN"),
+        },
         (stage, _, _) => {
             datafusion::common::internal_err!("a {stage:?} stage in a plan that has no {stage:?}")
         }

@@ -4,6 +4,7 @@
 //! - [`aggregate`]: keyed aggregates over windows (tumble, hop, cumulate,
 //!   session) or plain groups, emitting on window close or as a changelog.
 //! - [`join`]: equi-joins of two inputs, either of them updating.
+//! - [`top_n`]: the first N rows per key in an order (TopN, dedup).
 //! - [`exchange`]: hash-partitioning rows to the join and aggregate workers.
 //! - [`changes`]: the op column, and what "changelog" means.
 //!
@@ -23,6 +24,7 @@ pub mod changes;
 pub mod exchange;
 pub mod join;
 pub mod stateless;
+pub mod top_n;
 
 pub use changes::{OP_COLUMN, StreamBatch};
 

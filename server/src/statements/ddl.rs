@@ -170,25 +170,42 @@ pub async fn drop(
             }
         }
     }
-    // A stream or table that a running view reads cannot go (Postgres: 2BP01).
-    if matches!(kind, ObjectKind::Stream | ObjectKind::Table) {
+    // A stream or table that a running view reads cannot go (Postgres:
+    // 2BP01); nor can a materialized view, unless CASCADE takes the views
+    // that read it (and theirs) along.
+    let mut cascaded_views: Vec<String> = Vec::new();
+    if matches!(
+        kind,
+        ObjectKind::Stream | ObjectKind::Table | ObjectKind::MaterializedView
+    ) {
         let views = registry.views();
         for name in &to_drop {
-            if let Some((view, _)) = views.iter().find(|(_, v)| v.inputs.contains(name)) {
-                return Err(ServerError::DependentObjects {
-                    message: format!(
-                        "cannot drop {} \"{name}\" because materialized view \"{view}\" depends on it",
-                        kind.name()
-                    ),
-                    detail: None,
-                    hint: None,
-                });
+            let Some((view, _)) = views
+                .iter()
+                .find(|(v, live)| !to_drop.contains(v) && live.inputs.contains(name))
+            else {
+                continue;
+            };
+            if kind == ObjectKind::MaterializedView && cascade {
+                continue;
             }
+            return Err(ServerError::DependentObjects {
+                message: format!(
+                    "cannot drop {} \"{name}\" because materialized view \"{view}\" depends on it",
+                    kind.name()
+                ),
+                detail: None,
+                hint: (kind == ObjectKind::MaterializedView)
+                    .then(|| "Use DROP ... CASCADE to drop the dependent objects too.".to_string()),
+            });
+        }
+        if kind == ObjectKind::MaterializedView && cascade {
+            cascaded_views = dependent_materialized_views(&views, &to_drop);
         }
     }
     // A view that a sink writes out cannot go either.
     if kind == ObjectKind::MaterializedView {
-        for name in &to_drop {
+        for name in to_drop.iter().chain(&cascaded_views) {
             if let Some(CatalogEntry::Sink(sink)) = catalog
                 .of_kind(ObjectKind::Sink)
                 .find(|e| matches!(e, CatalogEntry::Sink(s) if &s.from == name))
@@ -210,7 +227,8 @@ pub async fn drop(
     let dependents = if kind == ObjectKind::Sink {
         Vec::new()
     } else {
-        dependent_views(&catalog, &to_drop)
+        let gone: Vec<String> = to_drop.iter().chain(&cascaded_views).cloned().collect();
+        dependent_views(&catalog, &gone)
     };
     if !dependents.is_empty() && !cascade {
         let detail: Vec<String> = dependents
@@ -251,6 +269,9 @@ pub async fn drop(
         for name in &cascaded {
             catalog.remove(ObjectKind::View, name)?;
         }
+        for name in &cascaded_views {
+            catalog.remove(ObjectKind::MaterializedView, name)?;
+        }
         for name in &to_drop {
             catalog.remove(kind, name)?;
         }
@@ -259,6 +280,12 @@ pub async fn drop(
     for name in &cascaded {
         registry.deregister_table(name)?;
         info!(object = %name, kind = ObjectKind::View.name(), "dropped (cascade)");
+    }
+    // Readers first: a view's job stops before the view it reads goes.
+    for name in &cascaded_views {
+        registry.deregister_table(name)?;
+        registry.remove_view(name).await;
+        info!(object = %name, kind = ObjectKind::MaterializedView.name(), "dropped (cascade)");
     }
     for (sink, view) in &sinks_of {
         if let Ok(live) = registry.view(view) {
@@ -281,6 +308,29 @@ pub async fn drop(
         info!(object = %name, kind = kind.name(), "dropped");
     }
     Ok(Output::Command { tag, rows: None })
+}
+
+/// The materialized views that read any of `names`, directly or through
+/// each other, readers of readers first (the order their jobs stop in).
+fn dependent_materialized_views(
+    views: &[(String, std::sync::Arc<crate::registry::LiveView>)],
+    names: &[String],
+) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut at = 0;
+    let mut reached: Vec<String> = names.to_vec();
+    while at < reached.len() {
+        let name = reached[at].clone();
+        at += 1;
+        for (view, live) in views {
+            if live.inputs.contains(&name) && !reached.contains(view) {
+                reached.push(view.clone());
+                found.push(view.clone());
+            }
+        }
+    }
+    found.reverse();
+    found
 }
 
 /// The plain views that read any of `names`, directly or through other

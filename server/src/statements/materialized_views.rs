@@ -56,12 +56,8 @@ pub(super) async fn plan_view(
     let mut inputs = HashMap::new();
     for table in &tables {
         if registry.is_view(table) {
-            return Err(ServerError::FeatureNotSupported {
-                message: format!(
-                    "a materialized view over the materialized view \"{table}\" is not supported yet"
-                ),
-                hint: Some("define it over the stream the other view reads".into()),
-            });
+            inputs.insert(table.clone(), view_input(registry, table)?);
+            continue;
         }
         if let Some(input) = super::dml::stream_input(registry, table)? {
             inputs.insert(table.clone(), input);
@@ -102,6 +98,23 @@ pub(super) async fn plan_view(
         plan,
         explain,
         inputs: tables,
+    })
+}
+
+/// Materialized view `name` read as a stream by another view: its rows,
+/// then its changes (`weir_runtime::view_source`), without a watermark.
+fn view_input(registry: &Registry, name: &str) -> Result<StreamInput> {
+    let live = registry.view(name)?;
+    let source = weir_runtime::view_source::ViewSource::new(
+        name,
+        live.view.clone(),
+        live.job.watch(),
+        live.job.is_bounded(),
+    );
+    Ok(StreamInput {
+        source: Arc::new(source),
+        event_time: None,
+        time_column: None,
     })
 }
 
@@ -377,11 +390,37 @@ async fn restart_view(
     .await?;
     let progress = run.live.job.watch();
     registry.replace_view(name, run.table, run.live)?;
+    restart_readers(registry, name);
     let restored = run.restored.map(|epoch| match &start.savepoint {
         Some(sp) => format!("savepoint \"{}\" (epoch {epoch})", sp.name),
         None => format!("checkpoint {epoch}"),
     });
     Ok((progress, restored))
+}
+
+/// View `name` has a new run, over a new view: the running views that read
+/// it start again from its contents (their reader of the old run fails, or
+/// is about to; see `weir_runtime::view_source`). Through their
+/// supervisors, which start them once this statement lets go of the DDL
+/// guard.
+fn restart_readers(registry: &Registry, name: &str) {
+    for (reader, live) in registry.views() {
+        if reader == name || !live.inputs.iter().any(|i| i == name) {
+            continue;
+        }
+        let Some(job) = registry.jobs().get(&reader) else {
+            continue;
+        };
+        if job.spec().desired_state != DesiredState::Running {
+            continue;
+        }
+        job.command(crate::jobs::Command::Restart {
+            reason: format!("the materialized view \"{name}\" it reads restarted"),
+            resume: false,
+            from: RestoreFrom::LatestState,
+            reply: None,
+        });
+    }
 }
 
 /// Stop a run's tasks and wait (a little, at most) until every one of

@@ -318,6 +318,11 @@ fn refused(name: &str, operator: &str, reason: &str) -> ServerError {
 /// The operators above the last stateful one, which made the view's rows
 /// from its output, and that output's columns.
 fn above(plan: &StreamPlan) -> Option<(Vec<StatelessOp>, SchemaRef)> {
+    // A TopN's rows are not recoverable from the view's (it keeps rows
+    // the view no longer shows).
+    if plan.top_n.is_some() {
+        return None;
+    }
     if let Some(aggregate) = &plan.aggregate {
         return Some((plan.after.clone(), aggregate.output_schema.clone()));
     }

@@ -11,7 +11,8 @@
 //! What they share: `shared.rs` (keys, accumulators, late rows, output
 //! batches), `keyed_state.rs` (the checkpoint chunk layout of updating
 //! groups and sessions), `key_index.rs` (group numbers of a window's
-//! table), `retract.rs` (accumulators that retract in any order).
+//! table), `retract.rs` (accumulators that retract in any order),
+//! `filtered.rs` (an aggregate's `FILTER (WHERE ..)`).
 //!
 //! A row whose window already closed (its close time is at or before the
 //! watermark) is late: it is dropped and counted, never silently lost.
@@ -28,6 +29,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{Result, exec_err};
 use prometheus_client::metrics::counter::Counter;
 
+mod filtered;
 mod key_index;
 mod keyed_state;
 pub mod retract;

@@ -12,6 +12,7 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::Accumulator;
 use prometheus_client::metrics::counter::Counter;
 
+use super::filtered::Filtered;
 use super::retract;
 use crate::operators::changes::{StreamBatch, changelog_schema};
 use crate::plan::AggregateSpec;
@@ -21,9 +22,9 @@ use crate::windows::timestamps_as_nanos;
 pub(super) struct Evaluated {
     /// One column per group key.
     pub(super) keys: Vec<ArrayRef>,
-    /// Per aggregate, its argument columns; over a changelog, one more
-    /// entry last: the op column, so that rows picked from the batch keep
-    /// their ops.
+    /// Per aggregate, its argument columns (and, when it has a FILTER, the
+    /// condition's mask last); over a changelog, one more entry last: the op
+    /// column, so that rows picked from the batch keep their ops.
     pub(super) inputs: Vec<Vec<ArrayRef>>,
     /// Rows.
     pub(super) rows: usize,
@@ -109,9 +110,12 @@ impl Base {
             .spec
             .aggregates
             .iter()
-            .map(|a| {
+            .zip(&self.spec.filters)
+            .map(|(a, filter)| {
+                // A FILTER's condition goes last, as a mask (`filtered.rs`).
                 a.expressions()
                     .iter()
+                    .chain(filter)
                     .map(|e| e.evaluate(batch)?.into_array(rows))
                     .collect::<Result<Vec<_>>>()
             })
@@ -154,10 +158,14 @@ impl Base {
     /// A fresh accumulator for aggregate `i`: one that retracts in any order
     /// over a changelog, DataFusion's own otherwise.
     pub(super) fn accumulator(&self, i: usize) -> Result<Box<dyn Accumulator>> {
-        match &self.spec.retracting {
-            Some(types) => retract::accumulator(&self.spec.aggregates[i], &types[i]),
-            None => self.spec.aggregates[i].create_accumulator(),
-        }
+        let accumulator = match &self.spec.retracting {
+            Some(types) => retract::accumulator(&self.spec.aggregates[i], &types[i])?,
+            None => self.spec.aggregates[i].create_accumulator()?,
+        };
+        Ok(match self.spec.filters.get(i) {
+            Some(Some(_)) => Box::new(Filtered::new(accumulator)),
+            _ => accumulator,
+        })
     }
 
     /// Fresh accumulators, one per aggregate.

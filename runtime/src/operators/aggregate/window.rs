@@ -24,6 +24,7 @@ use datafusion::physical_expr::GroupsAccumulatorAdapter;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
 
+use super::filtered::split_mask;
 use super::key_index::KeyIndex;
 use super::keyed_state::chunk;
 use super::shared::{Base, rows_of_worker, take_all};
@@ -152,13 +153,23 @@ impl WindowAggregate {
             let total = table.index.len();
             let all = selected.len() == closes.len();
             let take_rows = UInt32Array::from(selected);
-            for (acc, values) in table.accumulators.iter_mut().zip(inputs) {
+            for ((acc, values), filter) in
+                table.accumulators.iter_mut().zip(inputs).zip(&spec.filters)
+            {
                 let values = if all {
                     values.clone()
                 } else {
                     take_all(values, &take_rows)?
                 };
-                acc.update_batch(&values, &group_indices, None, total)?;
+                // A FILTER's mask is the last column: the vectorized
+                // accumulator takes it as its own filter.
+                match filter {
+                    Some(_) => {
+                        let (arguments, mask) = split_mask(&values)?;
+                        acc.update_batch(arguments, &group_indices, Some(mask), total)?;
+                    }
+                    None => acc.update_batch(&values, &group_indices, None, total)?,
+                }
             }
         }
         Ok(())
