@@ -109,8 +109,9 @@ pub struct CreateView {
     pub statement: Box<Statement>,
 }
 
-/// Transaction control. Weir's statements each commit on their own; these are
-/// accepted so that drivers which wrap everything in a transaction work.
+/// Transaction control: a `BEGIN .. COMMIT` block over tables Weir owns is
+/// atomic, and `ROLLBACK` undoes it (design 0011); outside a block each
+/// statement is its own transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransactionOp {
     /// `BEGIN` / `START TRANSACTION`.

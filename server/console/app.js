@@ -298,16 +298,19 @@ const SHORT = {
 
 // The figures a node shows: two lines, rows per second, then watermark and
 // state; or, for an operator that runs inside another's task, which one.
-function operatorFigures(op, g) {
+function operatorFigures(op, g, running) {
   const f = op.figures;
+  // A stopped run's last rates are history: a job that is not running
+  // moves no rows.
+  const rate = v => fmtRate(running ? v : 0);
   if (!f) {
     const host = op.runs_in !== undefined && op.runs_in !== null ? g.operators[op.runs_in] : null;
     return [host ? "runs in the " + (SHORT[host.kind] || host.kind).toLowerCase() + " task" : "", ""];
   }
   const rows = [];
-  if (op.kind !== "StreamMaterialize" && op.kind !== "StreamSource") rows.push("in " + fmtRate(f.rows_in_per_second));
-  if (op.kind === "StreamMaterialize") rows.push("in " + fmtRate(f.rows_in_per_second));
-  else rows.push("out " + fmtRate(f.rows_out_per_second));
+  if (op.kind !== "StreamMaterialize" && op.kind !== "StreamSource") rows.push("in " + rate(f.rows_in_per_second));
+  if (op.kind === "StreamMaterialize") rows.push("in " + rate(f.rows_in_per_second));
+  else rows.push("out " + rate(f.rows_out_per_second));
   const more = ["wm " + (f.watermark ? fmtTime(f.watermark).slice(11) : "—")];
   if (f.state_bytes !== null && f.state_bytes !== undefined) more.push(fmtBytes(f.state_bytes) + " · " + fmtInt(f.state_entries) + " keys");
   return [rows.join(" · "), more.join(" · ")];
@@ -355,7 +358,7 @@ function graph(job, name) {
     const p = pos(op.id);
     const detail = op.detail.length > 36 ? op.detail.slice(0, 35) + "…" : op.detail;
     const stateful = op.runtime_name && !op.runtime_name.endsWith("source");
-    const [figs, more] = operatorFigures(op, g);
+    const [figs, more] = operatorFigures(op, g, job.status === "running");
     const bp = backpressure(op.figures);
     const workers = op.figures ? op.figures.workers : op.workers;
     const node = s("g", {
