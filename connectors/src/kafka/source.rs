@@ -507,14 +507,12 @@ impl Discovery {
                         .map_or(0, |t| t.partitions().len())
                 })
         })
-        .await;
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|counted| counted.map_err(|e| e.to_string()));
         match found {
-            Ok(Ok(count)) => Some(count),
+            Ok(count) => Some(count),
             // Asked again next time; the job reads on meanwhile.
-            Ok(Err(err)) => {
-                warn!(topic, %err, "could not count the topic's partitions");
-                None
-            }
             Err(err) => {
                 warn!(topic, %err, "could not count the topic's partitions");
                 None
