@@ -78,6 +78,16 @@ pub(super) enum Step {
         /// The rows it makes: the input's, then the row number.
         output: DFSchemaRef,
     },
+    /// `ORDER BY .. LIMIT n`: the first `n` rows in an order, kept as they
+    /// change (a TopN over the whole input).
+    OrderLimit {
+        /// The `ORDER BY`.
+        order_by: Vec<Sort>,
+        /// How many rows.
+        limit: usize,
+        /// The rows it reads (and makes).
+        input: DFSchemaRef,
+    },
     /// Two inputs, each a chain of its own, joined on equal keys.
     Join {
         /// The left input's steps.
@@ -109,6 +119,29 @@ fn row_number(exprs: &[Expr]) -> Option<(Vec<Expr>, Vec<Sort>)> {
     let plain = params.args.is_empty() && params.filter.is_none() && !params.distinct;
     (function.fun.name() == "row_number" && plain && !params.order_by.is_empty())
         .then(|| (params.partition_by.clone(), params.order_by.clone()))
+}
+
+/// `input` sorted by `order_by`, its first `limit` rows kept.
+fn order_limit(
+    input: &LogicalPlan,
+    order_by: &[Sort],
+    limit: usize,
+    inputs: &HashMap<String, StreamInput>,
+    steps: &mut Vec<Step>,
+) -> Result<()> {
+    if limit == 0 {
+        return Err(unsupported(
+            "LIMIT 0",
+            "a view of no rows reads nothing; drop the view instead",
+        ));
+    }
+    collect(input, inputs, steps)?;
+    steps.push(Step::OrderLimit {
+        order_by: order_by.to_vec(),
+        limit,
+        input: input.schema().clone(),
+    });
+    Ok(())
 }
 
 /// Walk `plan` into `steps`, reading the streams in `inputs`.
@@ -159,12 +192,6 @@ pub(super) fn collect(
         }
         LogicalPlan::Aggregate(a) => {
             collect(&a.input, inputs, steps)?;
-            if steps.iter().any(|n| matches!(n, Step::Aggregate { .. })) {
-                return Err(unsupported(
-                    "an aggregate over an aggregate",
-                    "build the outer aggregate as a view over the inner one",
-                ));
-            }
             steps.push(Step::Aggregate {
                 group: a.group_expr.clone(),
                 aggregates: a.aggr_expr.clone(),
@@ -196,17 +223,36 @@ pub(super) fn collect(
                 });
             }
         }
-        LogicalPlan::Sort(_) => {
-            return Err(unsupported(
-                "ORDER BY",
-                "a stream has no end to sort up to; order when you query the view",
-            ));
-        }
-        LogicalPlan::Limit(_) => {
-            return Err(unsupported(
-                "LIMIT",
-                "top-N over a stream is not supported yet; limit when you query the view",
-            ));
+        LogicalPlan::Sort(sort) => match sort.fetch {
+            Some(limit) => order_limit(&sort.input, &sort.expr, limit, inputs, steps)?,
+            None => {
+                return Err(unsupported(
+                    "ORDER BY",
+                    "a stream has no end to sort up to; order when you query the view, or keep the first rows with ORDER BY .. LIMIT n",
+                ));
+            }
+        },
+        LogicalPlan::Limit(limit) => {
+            let fetch = match limit.get_fetch_type() {
+                Ok(datafusion::logical_expr::FetchType::Literal(fetch)) => fetch,
+                _ => None,
+            };
+            let skip = match limit.get_skip_type() {
+                Ok(datafusion::logical_expr::SkipType::Literal(skip)) => skip,
+                _ => 1,
+            };
+            match (limit.input.as_ref(), fetch, skip) {
+                (LogicalPlan::Sort(sort), Some(fetch), 0) => {
+                    let fetch = sort.fetch.map_or(fetch, |f| f.min(fetch));
+                    order_limit(&sort.input, &sort.expr, fetch, inputs, steps)?
+                }
+                _ => {
+                    return Err(unsupported(
+                        "LIMIT",
+                        "which rows of a stream come first is not defined; keep the first rows in an order with ORDER BY .. LIMIT n, or limit when you query the view",
+                    ));
+                }
+            }
         }
         LogicalPlan::Join(join) => {
             let kind = match join.join_type {
