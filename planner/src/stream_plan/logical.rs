@@ -8,14 +8,16 @@
 //! node.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use datafusion::common::DFSchemaRef;
+use datafusion::common::{DFSchemaRef, Dependency};
+use datafusion::logical_expr::logical_plan::builder::build_join_schema;
 use datafusion::logical_expr::{Expr, LogicalPlan, SortExpr as Sort};
 use weir_runtime::operators::join::JoinKind;
 
 use super::lowering::unsupported;
 use super::nodes::StreamInput;
-use crate::error::Result;
+use crate::error::{PlanError, Result};
 
 /// One operator of a continuous query as DataFusion planned it. A query's
 /// steps start with a [`Step::Scan`] or a [`Step::Join`] (whose two inputs
@@ -119,6 +121,26 @@ fn row_number(exprs: &[Expr]) -> Option<(Vec<Expr>, Vec<Sort>)> {
     let plain = params.args.is_empty() && params.filter.is_none() && !params.distinct;
     (function.fun.name() == "row_number" && plain && !params.order_by.is_empty())
         .then(|| (params.partition_by.clone(), params.order_by.clone()))
+}
+
+/// Does the right input of `join` hold at most one row per join key? When
+/// its columns functionally depend on a set of its columns (its group keys,
+/// for an aggregate) that the join's right keys cover.
+fn right_unique_per_key(join: &datafusion::logical_expr::logical_plan::Join) -> bool {
+    let right = join.right.schema();
+    let keys: Vec<usize> = join
+        .on
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Expr::Column(c) => right.index_of_column(c).ok(),
+            _ => None,
+        })
+        .collect();
+    right.functional_dependencies().iter().any(|d| {
+        matches!(d.mode, Dependency::Single)
+            && !d.source_indices.is_empty()
+            && d.source_indices.iter().all(|i| keys.contains(i))
+    })
 }
 
 /// `input` sorted by `order_by`, its first `limit` rows kept.
@@ -255,9 +277,16 @@ pub(super) fn collect(
             }
         }
         LogicalPlan::Join(join) => {
+            // A semi join whose right rows are unique per join key (the
+            // right input is an aggregate grouped by those keys, as
+            // DataFusion plans an inner join of which only the left columns
+            // are used) is that inner join, projected to the left columns.
+            let semi = join.join_type == datafusion::logical_expr::JoinType::LeftSemi
+                && right_unique_per_key(join);
             let kind = match join.join_type {
                 datafusion::logical_expr::JoinType::Inner => JoinKind::Inner,
                 datafusion::logical_expr::JoinType::Left => JoinKind::Left,
+                _ if semi => JoinKind::Inner,
                 other => {
                     return Err(unsupported(
                         &format!("a {other} join"),
@@ -286,19 +315,37 @@ pub(super) fn collect(
             let (mut left, mut right) = (Vec::new(), Vec::new());
             collect(&join.left, inputs, &mut left)?;
             collect(&join.right, inputs, &mut right)?;
+            let pairs = match semi {
+                true => Arc::new(
+                    build_join_schema(
+                        join.left.schema(),
+                        join.right.schema(),
+                        &datafusion::logical_expr::JoinType::Inner,
+                    )
+                    .map_err(|e| PlanError::Invalid(e.message().to_string()))?,
+                ),
+                false => join.schema.clone(),
+            };
             steps.push(Step::Join {
                 left,
                 right,
                 on: join.on.clone(),
                 kind,
                 schemas: [join.left.schema().clone(), join.right.schema().clone()],
-                output: join.schema.clone(),
+                output: pairs.clone(),
             });
             // The rest of an inner join's condition filters the pairs.
             if let Some(filter) = &join.filter {
                 steps.push(Step::Filter {
                     predicate: filter.clone(),
-                    input: join.schema.clone(),
+                    input: pairs.clone(),
+                });
+            }
+            if semi {
+                steps.push(Step::Project {
+                    exprs: join.left.schema().columns().into_iter().map(Expr::Column).collect(),
+                    input: pairs,
+                    output: join.schema.clone(),
                 });
             }
         }
