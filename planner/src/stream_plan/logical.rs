@@ -343,7 +343,13 @@ pub(super) fn collect(
             }
             if semi {
                 steps.push(Step::Project {
-                    exprs: join.left.schema().columns().into_iter().map(Expr::Column).collect(),
+                    exprs: join
+                        .left
+                        .schema()
+                        .columns()
+                        .into_iter()
+                        .map(Expr::Column)
+                        .collect(),
                     input: pairs,
                     output: join.schema.clone(),
                 });

@@ -230,7 +230,9 @@ impl StreamNode {
             StreamNode::Filter(StreamFilter { input, .. })
             | StreamNode::Project(StreamProject { input, .. })
             | StreamNode::Unnest(StreamUnnest { input, .. }) => input.watermarked(),
-            StreamNode::Aggregate(aggregate) => aggregate.windowed() && aggregate.input.watermarked(),
+            StreamNode::Aggregate(aggregate) => {
+                aggregate.windowed() && aggregate.input.watermarked()
+            }
             // Per window, its rows change only until their window closes;
             // otherwise whenever a better one arrives, of any age.
             StreamNode::TopN(top_n) => top_n.spec.window.is_some() && top_n.input.watermarked(),

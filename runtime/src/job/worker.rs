@@ -38,7 +38,10 @@ pub(crate) fn operator(
     match &stage_plan.operator {
         StageOperator::Join(spec) => Ok(Box::new(JoinOperator::new(spec.clone())?)),
         StageOperator::Aggregate(spec) => {
-            let Some(input) = stage_plan.inputs.first().and_then(|i| plan.input_schema(*i))
+            let Some(input) = stage_plan
+                .inputs
+                .first()
+                .and_then(|i| plan.input_schema(*i))
             else {
                 return datafusion::common::internal_err!("an aggregate stage without an input");
             };
