@@ -124,12 +124,7 @@ impl SourceCounters {
             .sources
             .iter()
             .filter_map(|s| s.read_progress())
-            .reduce(|a, b| ReadProgress {
-                bytes_read: a.bytes_read + b.bytes_read,
-                bytes_total: a.bytes_total + b.bytes_total,
-                files_read: a.files_read + b.files_read,
-                files_total: a.files_total + b.files_total,
-            });
+            .reduce(ReadProgress::add);
     }
 }
 
