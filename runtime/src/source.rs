@@ -105,9 +105,11 @@ pub struct ReadProgress {
     pub rows_total: u64,
 }
 
-impl ReadProgress {
-    /// Both sources' figures together.
-    pub fn add(self, other: ReadProgress) -> ReadProgress {
+/// Both sources' figures together.
+impl std::ops::Add for ReadProgress {
+    type Output = ReadProgress;
+
+    fn add(self, other: ReadProgress) -> ReadProgress {
         ReadProgress {
             bytes_read: self.bytes_read + other.bytes_read,
             bytes_total: self.bytes_total + other.bytes_total,

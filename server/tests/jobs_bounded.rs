@@ -11,6 +11,8 @@
 //! without stopping: the failpoint holds still once per process.
 
 mod common;
+#[path = "common/jobs.rs"]
+mod jobs;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,11 +20,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::WeirProcess;
-use tokio_postgres::Client;
-
-/// A generous deadline for what a test waits on (never a timed assertion:
-/// only a broken server reaches it).
-const DEADLINE: Duration = Duration::from_secs(120);
+use jobs::DEADLINE;
 
 /// Rows per input file: several batches each (DataFusion's 8192 rows).
 const ROWS_PER_FILE: i64 = 60_000;
@@ -65,20 +63,6 @@ fn written(folder: &Path) -> Vec<String> {
     counts.into_keys().collect()
 }
 
-/// Job `name`'s row of `SHOW JOBS`: (status, progress).
-async fn job_row(client: &Client, name: &str) -> (String, String) {
-    let rows = common::sorted_rows(client, "SHOW JOBS").await;
-    let row = rows
-        .iter()
-        .find(|r| r.starts_with(&format!("{name}|view|")))
-        .unwrap_or_else(|| panic!("job {name} listed: {rows:?}"));
-    let cells: Vec<&str> = row.split('|').collect();
-    (
-        cells[2].to_string(),
-        cells.last().expect("progress").to_string(),
-    )
-}
-
 /// The figures of a progress text: `(read, total)` of its part ending in
 /// `unit` (`files`, `MB`, `kB`).
 fn figures(progress: &str, unit: &str) -> (f64, f64) {
@@ -104,22 +88,6 @@ fn kilobytes(progress: &str) -> (f64, f64) {
         (read * 1e3, total * 1e3)
     } else {
         figures(progress, "kB")
-    }
-}
-
-/// Wait until job `name` is `status`; its progress then.
-async fn wait_for(client: &Client, name: &str, status: &str) -> String {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let (now, progress) = job_row(client, name).await;
-        if now == status {
-            return progress;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {name} never became {status}: {now}, {progress}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -339,4 +307,15 @@ async fn a_parquet_job_shows_rows_of_the_footers_total_through_a_suspend() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Job `name`'s row of `SHOW JOBS`: (status, progress).
+async fn job_row(client: &tokio_postgres::Client, name: &str) -> (String, String) {
+    let row = jobs::job_row(client, name).await;
+    (row["status"].clone(), row["progress"].clone())
+}
+
+/// Wait until job `name` is `status`; its progress then.
+async fn wait_for(client: &tokio_postgres::Client, name: &str, status: &str) -> String {
+    jobs::wait_for_status(client, name, status).await["progress"].clone()
 }

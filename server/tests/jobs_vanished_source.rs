@@ -13,56 +13,17 @@
 //! on from its checkpoint into the missing file.
 
 mod common;
+#[path = "common/jobs.rs"]
+mod jobs;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use common::WeirProcess;
-use tokio_postgres::{Client, SimpleQueryMessage};
-
-/// A generous deadline for what a test waits on (never a timed assertion:
-/// only a broken server reaches it).
-const DEADLINE: Duration = Duration::from_secs(120);
+use jobs::{job_row, wait_until};
 
 /// Rows of each non-empty input file: several batches (8192 rows each).
 const ROWS: i64 = 60_000;
-
-/// `SHOW JOBS`' row of `job`, by column name.
-async fn job_row(client: &Client, job: &str) -> HashMap<String, String> {
-    let rows = client.simple_query("SHOW JOBS").await.expect("SHOW JOBS");
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) if r.get("name") == Some(job) => Some(
-                r.columns()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (c.name().to_string(), r.get(i).unwrap_or("NULL").to_string()))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("SHOW JOBS has no {job}"))
-}
-
-/// Poll until `job`'s row satisfies `done`; the row then.
-async fn wait_until(
-    client: &Client,
-    job: &str,
-    what: &str,
-    done: impl Fn(&HashMap<String, String>) -> bool,
-) -> HashMap<String, String> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let row = job_row(client, job).await;
-        if done(&row) {
-            return row;
-        }
-        assert!(Instant::now() < deadline, "job {job} never {what}: {row:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// `part-<f>.csv` in `folder`, holding ids `from..from + rows` (none: the
 /// header alone).
@@ -129,18 +90,10 @@ async fn a_file_that_vanishes_under_a_job_restarts_it_per_policy_then_fails_it_w
     assert_eq!(row["desired_state"], "running", "{row:?}");
 
     // Each attempt restored a checkpoint and met the same missing file.
-    let log: Vec<(String, String)> = client
-        .simple_query("SHOW JOB EVENTS per_k")
+    let log: Vec<(String, String)> = jobs::events(&client, "per_k")
         .await
-        .expect("SHOW JOB EVENTS")
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some((
-                r.get("to_status").unwrap_or_default().to_string(),
-                r.get("reason").unwrap_or_default().to_string(),
-            )),
-            _ => None,
-        })
+        .into_iter()
+        .map(|(_, to, why)| (to, why))
         .collect();
     for attempt in ["attempt 1 of 2", "attempt 2 of 2"] {
         assert!(

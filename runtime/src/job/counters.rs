@@ -21,7 +21,7 @@ use crate::checkpoint::StateWrite;
 use crate::metrics::{OperatorLabels, OperatorMetrics, RuntimeMetrics};
 use crate::plan::Side;
 use crate::progress::Progress;
-use crate::source::{ReadProgress, Source};
+use crate::source::Source;
 
 /// One job's source partitions, as they read.
 #[derive(Debug)]
@@ -124,7 +124,7 @@ impl SourceCounters {
             .sources
             .iter()
             .filter_map(|s| s.read_progress())
-            .reduce(ReadProgress::add);
+            .reduce(|a, b| a + b);
     }
 }
 
