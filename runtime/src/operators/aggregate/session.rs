@@ -429,7 +429,9 @@ impl StreamOperator for SessionAggregate {
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::{AsArray, Int64Array, TimestampNanosecondArray};
-    use datafusion::arrow::datatypes::{Field, Int64Type, Schema, TimeUnit, TimestampNanosecondType};
+    use datafusion::arrow::datatypes::{
+        Field, Int64Type, Schema, TimeUnit, TimestampNanosecondType,
+    };
     use datafusion::functions_aggregate::count::count_udaf;
     use datafusion::physical_expr::aggregate::AggregateExprBuilder;
     use datafusion::physical_expr::expressions::Column;
@@ -450,7 +452,8 @@ mod tests {
     /// `count(user_id)` per user in sessions with a 3 s gap, on close.
     fn sessions() -> SessionAggregate {
         let input = schema();
-        let col = |name: &str, i: usize| -> Arc<dyn PhysicalExpr> { Arc::new(Column::new(name, i)) };
+        let col =
+            |name: &str, i: usize| -> Arc<dyn PhysicalExpr> { Arc::new(Column::new(name, i)) };
         let count = AggregateExprBuilder::new(count_udaf(), vec![col("user_id", 0)])
             .schema(input.clone())
             .alias("n")
@@ -498,8 +501,14 @@ mod tests {
             for r in 0..batch.num_rows() {
                 rows.push((
                     batch.column(0).as_primitive::<Int64Type>().value(r),
-                    batch.column(1).as_primitive::<TimestampNanosecondType>().value(r),
-                    batch.column(2).as_primitive::<TimestampNanosecondType>().value(r),
+                    batch
+                        .column(1)
+                        .as_primitive::<TimestampNanosecondType>()
+                        .value(r),
+                    batch
+                        .column(2)
+                        .as_primitive::<TimestampNanosecondType>()
+                        .value(r),
                     batch.column(3).as_primitive::<Int64Type>().value(r),
                 ));
             }
@@ -540,7 +549,8 @@ mod tests {
     fn merged_sessions_close_once() {
         let mut op = sessions();
         // Two sessions of user 1, then a row that bridges them.
-        op.on_batch(None, &rows(&[1, 1], &[0, 6 * S])).expect("rows");
+        op.on_batch(None, &rows(&[1, 1], &[0, 6 * S]))
+            .expect("rows");
         op.on_batch(None, &rows(&[1], &[3 * S])).expect("rows");
         let out = emitted(op.on_watermark(i64::MAX).expect("final watermark"));
         assert_eq!(out, vec![(1, 0, 9 * S, 3)]);
