@@ -119,8 +119,8 @@ pub fn session_watermarks(c: &mut Criterion) {
     group.sample_size(10);
     for keys in [10_000u64, 100_000, 1_000_000] {
         let spec = spec(keys as i64 / 2 * MS);
-        let mut op = aggregate::new(spec, &input_schema(), Counter::default())
-            .expect("a session aggregate");
+        let mut op =
+            aggregate::new(spec, &input_schema(), Counter::default()).expect("a session aggregate");
         let mut stream = Stream { keys, next: 0 };
         // Fill: every key has had an event, half of them an open session.
         while stream.next < 2 * keys {

@@ -68,7 +68,9 @@ fn feed(op: &mut dyn StreamOperator, first: u64, count: u64) {
             Arc::new(Int64Array::from_iter_values(
                 rows.clone().map(|n| ((n * 7919) % KEYS) as i64),
             )),
-            Arc::new(Int64Array::from_iter_values(rows.map(|n| (n % 1000) as i64))),
+            Arc::new(Int64Array::from_iter_values(
+                rows.map(|n| (n % 1000) as i64),
+            )),
         ];
         let batch = RecordBatch::try_new(input_schema(), columns).expect("a batch");
         op.on_batch(None, &batch).expect("on_batch");
