@@ -25,8 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Int8Array, Int64Array, RecordBatch, UInt32Array,
-    new_empty_array, new_null_array,
+    Array, ArrayRef, BooleanArray, Int8Array, Int64Array, RecordBatch, UInt32Array, new_null_array,
 };
 use datafusion::arrow::compute::kernels::cmp::not_distinct;
 use datafusion::arrow::compute::{and, cast, concat, interleave, take};
@@ -114,17 +113,14 @@ impl ColumnarGroups {
     pub(super) fn start_global(&mut self, base: &Base) -> Result<Vec<StreamBatch>> {
         let id = self.store.insert(&[], None);
         self.grow_scratch();
+        // Row accumulators, not vectorised ones: a `GroupsAccumulator` given
+        // a group but no rows takes it as having seen a value (sum 0, min
+        // i64::MAX rather than NULL).
         let mut states = Vec::new();
-        for (mut acc, fields) in groups_accumulators(&base.spec)?
-            .into_iter()
-            .zip(&self.state_fields)
-        {
-            let empty: Vec<ArrayRef> = fields
-                .iter()
-                .map(|f| new_empty_array(f.data_type()))
-                .collect();
-            acc.merge_batch(&empty, &[], 1)?;
-            states.extend(acc.state(EmitTo::All)?);
+        for mut acc in base.accumulators()? {
+            for state in acc.state()? {
+                states.push(state.to_array()?);
+            }
         }
         let states = conform_states(&self.state_fields, states)?;
         let values = evaluate(base, &self.state_fields, &states, 1)?;
@@ -197,14 +193,35 @@ impl ColumnarGroups {
             self.local[id as usize] = u32::MAX;
         }
         let t = touched.len();
-        // Groups that existed before this batch, by local number.
-        let old: Vec<usize> = (0..t).filter(|&l| self.store.stored(touched[l])).collect();
-        let old_ids: Vec<u32> = old.iter().map(|&l| touched[l]).collect();
-        let old_emitted: Vec<bool> = old_ids.iter().map(|&id| self.store.emitted(id)).collect();
+        // Accumulator group numbers: the groups that existed before this
+        // batch first, then the new ones (each in first-seen order), so the
+        // old ones are exactly `0..k` when their state is merged. DataFusion's
+        // accumulators take every group below `total_num_groups` as having
+        // seen a value when the input has no NULLs: true of a merge of
+        // `0..k`, and of a batch with rows of every group in `0..t`, not of a
+        // merge of some groups with a total that counts the new ones.
+        let mut position = vec![0usize; t];
+        let mut ids: Vec<u32> = Vec::with_capacity(t);
+        let mut firsts: Vec<u32> = Vec::with_capacity(t);
+        for old_pass in [true, false] {
+            for l in 0..t {
+                if self.store.stored(touched[l]) == old_pass {
+                    position[l] = ids.len();
+                    ids.push(touched[l]);
+                    firsts.push(first_rows[l]);
+                }
+            }
+        }
+        let k = (0..t).filter(|&l| self.store.stored(touched[l])).count();
+        for group in group_of_row.iter_mut() {
+            *group = position[*group];
+        }
+        let old_emitted: Vec<bool> = ids[..k].iter().map(|&id| self.store.emitted(id)).collect();
         let old_rows = self
             .store
-            .gather(&old_ids, w.keys..w.keys + w.states + w.values)?;
+            .gather(&ids[..k], w.keys..w.keys + w.states + w.values)?;
         let (old_states, old_values) = old_rows.split_at(w.states);
+        let old: Vec<usize> = (0..k).collect();
 
         let mut accumulators = groups_accumulators(spec)?;
         let mut column = 0;
@@ -214,9 +231,9 @@ impl ColumnarGroups {
             .zip(&spec.filters)
             .zip(&self.state_fields)
         {
-            if !old.is_empty() {
+            if k > 0 {
                 let states = &old_states[column..column + fields.len()];
-                acc.merge_batch(states, &old, t)?;
+                acc.merge_batch(states, &old, k)?;
             }
             column += fields.len();
             match filter {
@@ -233,31 +250,27 @@ impl ColumnarGroups {
         }
         let states = conform_states(&self.state_fields, states)?;
         let values = evaluate(base, &self.state_fields, &states, t)?;
-        let first_rows = UInt32Array::from(first_rows);
+        let firsts = UInt32Array::from(firsts);
         let group_keys = keys
             .iter()
-            .map(|k| Ok(take(k.as_ref(), &first_rows, None)?))
+            .map(|k| Ok(take(k.as_ref(), &firsts, None)?))
             .collect::<Result<Vec<ArrayRef>>>()?;
 
         // Which old groups' values changed (all of them, unless equal).
-        let old_locals = UInt32Array::from(old.iter().map(|&l| l as u32).collect::<Vec<_>>());
-        let new_of_old = values
-            .iter()
-            .map(|v| Ok(take(v.as_ref(), &old_locals, None)?))
-            .collect::<Result<Vec<ArrayRef>>>()?;
+        let new_of_old: Vec<ArrayRef> = values.iter().map(|v| v.slice(0, k)).collect();
         let same = unchanged(old_values, &new_of_old)?;
-
         let out = changes(
             base,
             &group_keys,
-            (&old, &old_emitted, old_values),
+            &position,
+            (&old_emitted, old_values),
             &values,
             &same,
         )?;
         let mut columns = group_keys;
         columns.extend(states);
         columns.extend(values);
-        self.store.append(&touched, &vec![true; t], columns);
+        self.store.append(&ids, &vec![true; t], columns);
         self.store.compact_if_needed()?;
         Ok(out)
     }
@@ -456,9 +469,9 @@ fn unchanged(old: &[ArrayRef], new: &[ArrayRef]) -> Result<BooleanArray> {
     Ok(same)
 }
 
-/// The old groups of a batch: their local numbers (ascending), whether each
+/// The old groups of a batch (the first groups of `values`): whether each
 /// emitted, and the values it emitted.
-type OldGroups<'a> = (&'a [usize], &'a [bool], &'a [ArrayRef]);
+type OldGroups<'a> = (&'a [bool], &'a [ArrayRef]);
 
 /// The changelog of a batch: for each touched group in first-seen order, a
 /// retraction of the row it emitted (if any) and an insert of its new one,
@@ -466,38 +479,31 @@ type OldGroups<'a> = (&'a [usize], &'a [bool], &'a [ArrayRef]);
 fn changes(
     base: &Base,
     keys: &[ArrayRef],
-    (old, old_emitted, old_values): OldGroups,
+    position: &[usize],
+    (old_emitted, old_values): OldGroups,
     values: &[ArrayRef],
     same: &BooleanArray,
 ) -> Result<Vec<StreamBatch>> {
-    let groups = values.first().map_or(0, |v| v.len());
-    // Sources: 0 the retractions (old groups, in `old` order), 1 the inserts.
-    let mut picks: Vec<(usize, usize)> = Vec::with_capacity(groups + old.len());
-    let mut ops: Vec<i8> = Vec::with_capacity(groups + old.len());
-    let mut next_old = 0;
-    for local in 0..groups {
-        if old.get(next_old) == Some(&local) {
-            let j = next_old;
-            next_old += 1;
-            if old_emitted[j] {
-                if same.value(j) {
-                    continue;
-                }
-                picks.push((0, j));
-                ops.push(-1);
+    let k = old_emitted.len();
+    // Sources: 0 the retractions (old groups), 1 the inserts; groups in
+    // first-seen order (`position` gives each one's row in `values`).
+    let mut picks: Vec<(usize, usize)> = Vec::with_capacity(position.len() + k);
+    let mut ops: Vec<i8> = Vec::with_capacity(position.len() + k);
+    for &j in position {
+        if j < k && old_emitted[j] {
+            if same.value(j) {
+                continue;
             }
+            picks.push((0, j));
+            ops.push(-1);
         }
-        picks.push((1, local));
+        picks.push((1, j));
         ops.push(1);
     }
     if picks.is_empty() {
         return Ok(Vec::new());
     }
-    let old_locals = UInt32Array::from(old.iter().map(|&l| l as u32).collect::<Vec<_>>());
-    let old_keys = keys
-        .iter()
-        .map(|k| Ok(take(k.as_ref(), &old_locals, None)?))
-        .collect::<Result<Vec<ArrayRef>>>()?;
+    let old_keys: Vec<ArrayRef> = keys.iter().map(|c| c.slice(0, k)).collect();
     let retract = old_keys.iter().chain(old_values);
     let insert = keys.iter().chain(values);
     let mut columns = retract
@@ -730,5 +736,30 @@ mod tests {
     #[test]
     fn a_global_aggregate_has_one_row_through_a_checkpoint() {
         run(true);
+    }
+
+    #[test]
+    fn a_global_aggregate_over_no_rows_is_count_0_and_nulls() {
+        let mut op = aggregate(true);
+        let mut view = BTreeMap::new();
+        apply(&mut view, op.on_start().expect("start"));
+        assert_eq!(view, BTreeMap::from([(vec![Some(0), None, None], 1)]));
+        // A new group whose values are all NULL, beside one that has some.
+        let mut op = aggregate(false);
+        let mut view = BTreeMap::new();
+        let k = Int64Array::from(vec![1, 2]);
+        let v = Int64Array::from(vec![Some(5), None]);
+        let rows = RecordBatch::try_new(schema(), vec![Arc::new(k), Arc::new(v)]).expect("rows");
+        apply(&mut view, op.on_batch(None, &rows).expect("batch"));
+        let k = Int64Array::from(vec![1, 3]);
+        let v = Int64Array::from(vec![Some(6), None]);
+        let rows = RecordBatch::try_new(schema(), vec![Arc::new(k), Arc::new(v)]).expect("rows");
+        apply(&mut view, op.on_batch(None, &rows).expect("batch"));
+        let expected = BTreeMap::from([
+            (vec![Some(1), Some(2), Some(11), Some(6)], 1),
+            (vec![Some(2), Some(0), None, None], 1),
+            (vec![Some(3), Some(0), None, None], 1),
+        ]);
+        assert_eq!(view, expected);
     }
 }
