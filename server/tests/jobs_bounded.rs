@@ -97,33 +97,11 @@ async fn a_file_job_shows_bytes_read_and_suspended_midway_writes_each_row_once()
     let input = dir.path().join("in");
     let out = dir.path().join("out");
     write_inputs(&input, 2);
-    let server = WeirProcess::start_with(
-        dir.path(),
-        &["--checkpoint-interval", "200ms"],
-        &[("WEIR_FAILPOINT", "source-batch/evens@2:pause")],
-    );
-    let client = common::connect(&server).await;
-    client
-        .batch_execute(&format!(
-            "CREATE STREAM s (id BIGINT, k BIGINT)
-               WITH (connector = 'file', path = '{}/*.csv', format = 'csv');
-             CREATE MATERIALIZED VIEW evens AS SELECT id, k FROM s WHERE id % 2 = 0;
-             CREATE SINK evens_out FROM evens
-               WITH (connector = 'file', path = '{}', format = 'json')",
-            input.display(),
-            out.display()
-        ))
-        .await
-        .expect("a view over two files, written out");
-    let expected = common::sorted_rows(&client, "SELECT id, k FROM s WHERE id % 2 = 0").await;
+    let (_server, client, expected) = start_evens(dir.path(), &input, &out, "csv").await;
     assert_eq!(expected.len() as i64, ROWS_PER_FILE);
 
     // Midway: rows have arrived, one partition is held at its failpoint.
-    let deadline = Instant::now() + DEADLINE;
-    while common::sorted_rows(&client, "SELECT count(*) > 0 FROM evens").await != ["t"] {
-        assert!(Instant::now() < deadline, "the view never got a row");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_first_rows(&client).await;
     let (status, progress) = job_row(&client, "evens").await;
     assert_eq!(status, "running", "midway: {progress}");
     let (files_read, files_total) = figures(&progress, "files");
@@ -179,20 +157,7 @@ async fn a_file_job_shows_bytes_read_and_suspended_midway_writes_each_row_once()
         progress.ends_with("partitions ended"),
         "finished: {progress}"
     );
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let now = written(&out);
-        if now == expected {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sink never held the batch answer: {} of {} rows",
-            now.len(),
-            expected.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_sink(&out, &expected).await;
     assert_eq!(
         common::sorted_rows(&client, "SELECT id, k FROM evens").await,
         expected,
@@ -242,34 +207,12 @@ async fn a_parquet_job_shows_rows_of_the_footers_total_through_a_suspend() {
     let input = dir.path().join("in");
     let out = dir.path().join("out");
     write_parquet_inputs(&input, 2);
-    let server = WeirProcess::start_with(
-        dir.path(),
-        &["--checkpoint-interval", "200ms"],
-        &[("WEIR_FAILPOINT", "source-batch/evens@2:pause")],
-    );
-    let client = common::connect(&server).await;
-    client
-        .batch_execute(&format!(
-            "CREATE STREAM s (id BIGINT, k BIGINT)
-               WITH (connector = 'file', path = '{}/*.parquet', format = 'parquet');
-             CREATE MATERIALIZED VIEW evens AS SELECT id, k FROM s WHERE id % 2 = 0;
-             CREATE SINK evens_out FROM evens
-               WITH (connector = 'file', path = '{}', format = 'json')",
-            input.display(),
-            out.display()
-        ))
-        .await
-        .expect("a view over two parquet files, written out");
-    let expected = common::sorted_rows(&client, "SELECT id, k FROM s WHERE id % 2 = 0").await;
+    let (_server, client, expected) = start_evens(dir.path(), &input, &out, "parquet").await;
     let total = (2 * ROWS_PER_FILE) as f64;
 
     // Midway: one partition is held at its failpoint, so the rows the
     // partitions are past fall short of what the footers hold.
-    let deadline = Instant::now() + DEADLINE;
-    while common::sorted_rows(&client, "SELECT count(*) > 0 FROM evens").await != ["t"] {
-        assert!(Instant::now() < deadline, "the view never got a row");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_first_rows(&client).await;
     let (status, progress) = job_row(&client, "evens").await;
     assert_eq!(status, "running", "midway: {progress}");
     let (rows_read, rows_total) = figures(&progress, "rows");
@@ -297,16 +240,7 @@ async fn a_parquet_job_shows_rows_of_the_footers_total_through_a_suspend() {
         (total, total),
         "finished: {progress}"
     );
-    let deadline = Instant::now() + DEADLINE;
-    while written(&out) != expected {
-        assert!(
-            Instant::now() < deadline,
-            "the sink never held the batch answer: {} of {} rows",
-            written(&out).len(),
-            expected.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_sink(&out, &expected).await;
 }
 
 /// Job `name`'s row of `SHOW JOBS`: (status, progress).
@@ -318,4 +252,62 @@ async fn job_row(client: &tokio_postgres::Client, name: &str) -> (String, String
 /// Wait until job `name` is `status`; its progress then.
 async fn wait_for(client: &tokio_postgres::Client, name: &str, status: &str) -> String {
     jobs::wait_for_status(client, name, status).await["progress"].clone()
+}
+
+/// Start the server with the `source-batch/evens@2:pause` failpoint, and
+/// make the job: view `evens` over the `format` files in `input`, written
+/// to `out` as JSON. The batch answer over the files too.
+async fn start_evens(
+    dir: &Path,
+    input: &Path,
+    out: &Path,
+    format: &str,
+) -> (WeirProcess, tokio_postgres::Client, Vec<String>) {
+    let server = WeirProcess::start_with(
+        dir,
+        &["--checkpoint-interval", "200ms"],
+        &[("WEIR_FAILPOINT", "source-batch/evens@2:pause")],
+    );
+    let client = common::connect(&server).await;
+    client
+        .batch_execute(&format!(
+            "CREATE STREAM s (id BIGINT, k BIGINT)
+               WITH (connector = 'file', path = '{}/*.{format}', format = '{format}');
+             CREATE MATERIALIZED VIEW evens AS SELECT id, k FROM s WHERE id % 2 = 0;
+             CREATE SINK evens_out FROM evens
+               WITH (connector = 'file', path = '{}', format = 'json')",
+            input.display(),
+            out.display()
+        ))
+        .await
+        .expect("a view over two files, written out");
+    let expected = common::sorted_rows(&client, "SELECT id, k FROM s WHERE id % 2 = 0").await;
+    (server, client, expected)
+}
+
+/// Wait until view `evens` has a row: the job is midway.
+async fn wait_for_first_rows(client: &tokio_postgres::Client) {
+    let deadline = Instant::now() + DEADLINE;
+    while common::sorted_rows(client, "SELECT count(*) > 0 FROM evens").await != ["t"] {
+        assert!(Instant::now() < deadline, "the view never got a row");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Wait until the sink's files in `out` hold `expected`, each row once.
+async fn wait_for_sink(out: &Path, expected: &[String]) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let now = written(out);
+        if now == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sink never held the batch answer: {} of {} rows",
+            now.len(),
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
