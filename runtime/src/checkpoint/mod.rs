@@ -32,6 +32,7 @@
 
 mod coordinator;
 mod savepoint;
+mod splits;
 
 pub use coordinator::{CheckpointMetrics, Command, Coordinator, Report, StateSizeLimitExceeded};
 pub use savepoint::{SavepointInfo, SavepointOrigin};
@@ -140,7 +141,7 @@ impl ChunkList {
 }
 
 /// Where a source partition was when the barrier left it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceState {
     /// The reader's position (what comes next).
     pub position: u64,
@@ -150,6 +151,13 @@ pub struct SourceState {
     pub watermark: i64,
     /// Did the partition end?
     pub ended: bool,
+    /// The splits it still had to read (a file stream's files), for a
+    /// source that deals splits: a restore reads exactly these (see
+    /// [`Manifest::splits_restored`]). Absent for other sources, and in a
+    /// manifest written before splits were recorded: such a partition
+    /// reopens by its position alone, as it did then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splits: Option<crate::source::Splits>,
 }
 
 /// A source partition by its place in the plan: which source (a join's
@@ -723,6 +731,7 @@ mod tests {
             max_time: 0,
             watermark: 0,
             ended: false,
+            splits: None,
         };
         let manifest = Manifest {
             version: MANIFEST_VERSION,
