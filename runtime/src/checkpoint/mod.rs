@@ -29,6 +29,10 @@
 //! - Rows hash to workers by the fixed-seed exchange; every chunk starts with
 //!   its rows' partition-key columns, so a restore can hand each row to the
 //!   worker that now owns its key, whatever the old parallelism was.
+//! - A source that deals splits (a file stream's files) records, per
+//!   partition, the splits it still reads beside its position; a restore
+//!   re-makes the source from them (`splits.rs`) rather than from what its
+//!   input holds now, so a position never points into another file.
 
 mod coordinator;
 mod savepoint;
