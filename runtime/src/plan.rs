@@ -139,6 +139,52 @@ pub struct JoinPlan {
     pub spec: Arc<JoinSpec>,
     /// Stateless operators run on the join's output (before the aggregate).
     pub then: Vec<StatelessOp>,
+    /// The bounds on the two rows' event times of an interval join (or a
+    /// window join, planned as one): its state is cleaned as the watermark
+    /// passes and it forwards a watermark. `None`: a regular join, whose
+    /// state is kept forever and which forwards only the end of input.
+    pub interval: Option<IntervalBounds>,
+}
+
+/// An interval join's condition on time: `right.time - left.time` lies in
+/// `[lower, upper]` (nanoseconds), where each side's time is its event-time
+/// column (the one its watermark is over) as the join reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntervalBounds {
+    /// The time column in each input's rows (left, right).
+    pub time: [usize; 2],
+    /// The least `right.time - left.time` that matches.
+    pub lower: i64,
+    /// The greatest `right.time - left.time` that matches.
+    pub upper: i64,
+}
+
+impl IntervalBounds {
+    /// How far behind the inputs' watermark the output's event times can
+    /// be: a pair is emitted when its second row arrives, on time, and the
+    /// first one may be older by up to the interval's reach (Flink's
+    /// `getMaxOutputDelay`). The join forwards the watermark less this.
+    pub fn output_delay(&self) -> i64 {
+        0i64.max(self.lower.saturating_neg()).max(self.upper)
+    }
+
+    /// Do a left row at `left` and a right row at `right` match?
+    pub fn matches(&self, left: i64, right: i64) -> bool {
+        let diff = i128::from(right) - i128::from(left);
+        i128::from(self.lower) <= diff && diff <= i128::from(self.upper)
+    }
+
+    /// Rows of `side` with an event time below this can no longer match:
+    /// every row of the other side still to come is at or above
+    /// `watermark` (earlier ones are late and dropped).
+    pub fn expired_below(&self, side: Side, watermark: i64) -> i64 {
+        match side {
+            // A left row at t matches right rows up to t + upper.
+            Side::Left => watermark.saturating_sub(self.upper),
+            // A right row at t matches left rows from t - upper to t - lower.
+            Side::Right => watermark.saturating_add(self.lower),
+        }
+    }
 }
 
 /// One side of a join.

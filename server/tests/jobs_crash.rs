@@ -197,3 +197,124 @@ async fn kill_9_during_a_suspend_a_savepoint_and_an_upgrade_leaves_jobs_savepoin
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert!(listed.iter().any(|r| r.ends_with("|upgrade")), "{listed:?}");
 }
+
+/// An interval join of two generators (auctions and the bids made on each
+/// in the ten seconds after it opened): each side's rows are cut by the
+/// other side's watermark, so its state is both sides' recent rows.
+const INTERVAL_JOIN: &str = "SELECT a.id, b.bidder, b.price, b.date_time
+  FROM auction AS a JOIN bid AS b
+  ON a.id = b.auction AND b.date_time BETWEEN a.date_time AND a.date_time + INTERVAL '10 seconds'";
+
+/// The view's or the batch answer's `id|bidder|price` lines, sorted.
+async fn pair_keys(client: &Client, query: &str) -> Vec<String> {
+    common::sorted_rows(
+        client,
+        &format!("SELECT id, bidder, price FROM ({query}) AS pairs"),
+    )
+    .await
+}
+
+/// The sink's committed rows as sorted `id|bidder|price` lines; panics on a
+/// pair written twice (each bid is in one pair at most: its auction's).
+fn sink_pairs(folder: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut bids = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(entry.path()).expect("read a sink file");
+            for line in text.lines() {
+                let row: serde_json::Value = serde_json::from_str(line).expect("a json line");
+                let bid = format!("{}|{}", row["bidder"], row["date_time"]);
+                assert!(
+                    bids.insert(bid.clone()),
+                    "the pair of bid {bid} written twice"
+                );
+                lines.push(format!("{}|{}|{}", row["id"], row["bidder"], row["price"]));
+            }
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// Is the view's job finished (its bounded inputs all read)?
+async fn finished(client: &Client, view: &str) -> bool {
+    common::sorted_rows(client, "SHOW MATERIALIZED VIEWS")
+        .await
+        .iter()
+        .any(|r| r.starts_with(&format!("{view}|finished")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_an_interval_join_runs_loses_and_repeats_no_pair() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let args = ["--checkpoint-interval", "100ms"];
+    let mut server = WeirProcess::start_with(dir.path(), &args, &[]);
+    let client = common::connect(&server).await;
+    client
+        .batch_execute(&format!(
+            "CREATE STREAM auction WITH (connector = 'nexmark', table = 'auction', rate = 200, rows = 3000, seed = 7);
+             CREATE STREAM bid WITH (connector = 'nexmark', table = 'bid', rate = 2000, rows = 30000, seed = 7);
+             CREATE MATERIALIZED VIEW pairs AS {INTERVAL_JOIN};
+             CREATE SINK pairs_out FROM pairs WITH (connector = 'file', path = '{}', format = 'json')",
+            out.display()
+        ))
+        .await
+        .expect("an interval join over two generators, written out");
+    // The generators take 15 s at their rates: kill -9 three times while
+    // they run, each time once the view has grown past what it had.
+    let mut seen = 0usize;
+    for crash in 1..=3 {
+        let deadline = Instant::now() + DEADLINE;
+        let client = common::connect(&server).await;
+        loop {
+            if finished(&client, "pairs").await {
+                break;
+            }
+            let rows = pair_keys(&client, "SELECT * FROM pairs").await.len();
+            if rows > seen {
+                seen = rows;
+                break;
+            }
+            assert!(Instant::now() < deadline, "the view never grew");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if finished(&client, "pairs").await {
+            eprintln!("the job finished before crash {crash}");
+            break;
+        }
+        eprintln!("crash {crash} with {seen} pairs in the view");
+        server.kill();
+        server = WeirProcess::start_with(dir.path(), &args, &[]);
+    }
+    let client = common::connect(&server).await;
+    let deadline = Instant::now() + DEADLINE;
+    while !finished(&client, "pairs").await {
+        assert!(Instant::now() < deadline, "the job never finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client.simple_query("FLUSH").await.expect("FLUSH");
+    let expected = pair_keys(&client, INTERVAL_JOIN).await;
+    assert!(
+        expected.len() > 100,
+        "too few pairs to test: {}",
+        expected.len()
+    );
+    assert_eq!(
+        pair_keys(&client, "SELECT * FROM pairs").await,
+        expected,
+        "the view after kill -9 differs from the batch answer"
+    );
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if sink_pairs(&out) == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sink's files never added up to the batch answer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -38,6 +38,10 @@ pub(super) fn lower(
                 kind: *kind,
                 schemas,
                 output,
+                filter: match steps.get(1) {
+                    Some(Step::Filter { predicate, .. }) => Some(predicate),
+                    _ => None,
+                },
             };
             lower_join(left, right, on, lowering.parallelism, &lowering.props)?
         }
@@ -53,11 +57,14 @@ pub(super) fn lower(
             ));
         }
     };
-    // A join's output has no watermark (see `StreamNode::watermarked`).
-    if matches!(node, StreamNode::HashJoin(_)) && lowering.emit_on_window_close {
+    // A regular join's output has no watermark (see
+    // `StreamNode::watermarked`); an interval join's has.
+    if matches!(&node, StreamNode::HashJoin(join) if join.interval.is_none())
+        && lowering.emit_on_window_close
+    {
         return Err(unsupported(
             "EMIT ON WINDOW CLOSE over a join",
-            "a join's rows can still arrive for a window after it closed (a table row joins earlier stream rows); leave out EMIT ON WINDOW CLOSE for updating results",
+            "a join's rows can still arrive for a window after it closed (a table row joins earlier stream rows); bound the two streams' times (b.ts BETWEEN a.ts - INTERVAL '..' AND a.ts + INTERVAL '..') for an interval join, or leave out EMIT ON WINDOW CLOSE for updating results",
         ));
     }
     // A windowed aggregate or TopN, which EMIT ON WINDOW CLOSE needs.

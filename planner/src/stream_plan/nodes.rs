@@ -27,7 +27,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::{Expr, SortExpr};
 use datafusion::physical_plan::PhysicalExpr;
 use weir_runtime::operators::join::JoinSpec;
-use weir_runtime::plan::{AggregateSpec, Emit, EventTime, TopNSpec, WindowKind};
+use weir_runtime::plan::{AggregateSpec, Emit, EventTime, IntervalBounds, TopNSpec, WindowKind};
 use weir_runtime::source::Source;
 
 use crate::windows::WindowTvf;
@@ -151,6 +151,20 @@ pub struct StreamHashJoin {
     pub exchange: StreamExchange,
     /// The join, compiled.
     pub spec: Arc<JoinSpec>,
+    /// An interval join's time bounds (its state is cleaned as the
+    /// watermark passes); `None` for a regular join.
+    pub interval: Option<StreamInterval>,
+}
+
+/// The time bounds of an interval join: `times[1] - times[0]` within
+/// `[bounds.lower, bounds.upper]`.
+#[derive(Debug)]
+pub struct StreamInterval {
+    /// The bounds, compiled.
+    pub bounds: IntervalBounds,
+    /// The left and the right time column, as the join's output names them
+    /// (for EXPLAIN).
+    pub times: [Expr; 2],
 }
 
 /// A keyed aggregate: windows that close (TUMBLE, HOP, CUMULATE), sessions,
@@ -216,9 +230,10 @@ impl StreamNode {
 
     /// Does a watermark bound the event time of this node's rows? From a
     /// source that declares one, through stateless operators and
-    /// aggregates; never through a join: a row arriving on one side joins
-    /// the other side's rows of any age (a changed table row, its earlier
-    /// stream rows), so no time bounds what it may still emit.
+    /// aggregates, and through an interval join (less its reach); never
+    /// through a regular join: a row arriving on one side joins the other
+    /// side's rows of any age (a changed table row, its earlier stream
+    /// rows), so no time bounds what it may still emit.
     pub fn watermarked(&self) -> bool {
         match self {
             StreamNode::Source(source) => source.input.event_time.is_some(),
@@ -229,7 +244,7 @@ impl StreamNode {
             // Per window, its rows change only until their window closes;
             // otherwise whenever a better one arrives, of any age.
             StreamNode::TopN(top_n) => top_n.spec.window.is_some() && top_n.input.watermarked(),
-            StreamNode::HashJoin(_) => false,
+            StreamNode::HashJoin(join) => join.interval.is_some(),
         }
     }
 

@@ -47,6 +47,7 @@ pub fn runtime_plan(plan: &StreamMaterialize) -> Result<StreamPlan> {
                 right: source_plan(right, right_before),
                 spec: join.spec.clone(),
                 then: middle,
+                interval: join.interval.as_ref().map(|i| i.bounds),
             };
             (PlanInput::Join(plan), left)
         }

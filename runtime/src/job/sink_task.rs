@@ -71,7 +71,7 @@ pub(crate) async fn run_sink(
                     rows_out.inc_by(batch.num_rows() as u64);
                     sink.apply(batch)?;
                 }
-                Aligned::Watermark(_) => {}
+                Aligned::Watermark(_) | Aligned::SideWatermark(..) => {}
                 Aligned::Barrier(epoch) => {
                     last_epoch = epoch;
                     // The snapshot is taken here, in order with the data;

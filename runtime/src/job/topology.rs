@@ -60,9 +60,9 @@ pub(crate) struct SourceTasks {
 pub(crate) struct Upstream {
     /// The join side its rows belong to (join workers only).
     pub(crate) side: Option<Side>,
-    /// Do its watermarks bound the worker's watermark? A join's do not (it
-    /// forwards no watermark but the end: see `operators::join`), nor do
-    /// those of an input without event time.
+    /// Do its watermarks bound the worker's watermark? A regular join's do
+    /// not (it forwards no watermark but the end: see `operators::join`),
+    /// nor do those of an input without event time; an interval join's do.
     pub(crate) timed: bool,
 }
 
@@ -103,6 +103,9 @@ pub(crate) struct Shape {
     pub(crate) sources: Vec<(usize, bool)>,
     /// Does it join its (two) sources?
     pub(crate) join: bool,
+    /// Does its join forward its inputs' watermark (an interval join, whose
+    /// state the watermark cleans)? A regular join forwards only the end.
+    pub(crate) join_timed: bool,
     /// Does it aggregate?
     pub(crate) aggregate: bool,
     /// Does it keep a TopN (in the aggregate's place)?
@@ -121,6 +124,7 @@ impl Shape {
                 .map(|s| (s.source.partitions().max(1), s.event_time.is_some()))
                 .collect(),
             join: plan.join().is_some(),
+            join_timed: plan.join().is_some_and(|j| j.interval.is_some()),
             aggregate: plan.aggregate.is_some(),
             top_n: plan.top_n.is_some(),
             parallelism: plan.parallelism.max(1),
@@ -179,9 +183,9 @@ impl Topology {
             stage: Stage::Join,
             first: 0,
             workers: parallelism,
-            // A join forwards no watermark but the end: its inputs' times
-            // do not bound what it emits.
-            upstreams: partition_upstreams(false),
+            // A regular join forwards no watermark but the end: its inputs'
+            // times do not bound what it emits. An interval join's do.
+            upstreams: partition_upstreams(shape.join_timed),
             target: keyed_target,
         });
         let keyed = keyed_stage.map(|stage| StageWorkers {
@@ -192,7 +196,7 @@ impl Topology {
                 Some(join) => vec![
                     Upstream {
                         side: None,
-                        timed: false,
+                        timed: shape.join_timed,
                     };
                     join.workers
                 ],
@@ -262,6 +266,7 @@ mod tests {
         let topology = Topology::from_shape(&Shape {
             sources: vec![(3, true)],
             join: false,
+            join_timed: false,
             aggregate: false,
             top_n: false,
             parallelism: 4,
@@ -289,6 +294,7 @@ mod tests {
         let topology = Topology::from_shape(&Shape {
             sources: vec![(3, true)],
             join: false,
+            join_timed: false,
             aggregate: true,
             top_n: false,
             parallelism: 2,
@@ -317,6 +323,7 @@ mod tests {
         let topology = Topology::from_shape(&Shape {
             sources: vec![(2, false)],
             join: false,
+            join_timed: false,
             aggregate: true,
             top_n: false,
             parallelism: 1,
@@ -330,6 +337,7 @@ mod tests {
         let topology = Topology::from_shape(&Shape {
             sources: vec![(2, true), (1, false)],
             join: true,
+            join_timed: false,
             aggregate: false,
             top_n: false,
             parallelism: 3,
@@ -377,6 +385,7 @@ mod tests {
         let topology = Topology::from_shape(&Shape {
             sources: vec![(1, true), (2, true)],
             join: true,
+            join_timed: false,
             aggregate: true,
             top_n: false,
             parallelism: 2,
@@ -409,6 +418,7 @@ mod tests {
                 vec![(1, true)]
             },
             join,
+            join_timed: false,
             aggregate,
             top_n: false,
             parallelism: 2,
@@ -430,6 +440,7 @@ mod tests {
         let topology = Topology::from_shape(&Shape {
             sources: vec![(2, true)],
             join: false,
+            join_timed: false,
             aggregate: false,
             top_n: true,
             parallelism: 3,
@@ -447,5 +458,28 @@ mod tests {
         );
         assert_eq!(topology.sink_upstreams, 3);
         assert_eq!(topology.old_stage(2, 3), Stage::TopN);
+    }
+
+    #[test]
+    fn an_interval_join_passes_its_inputs_watermarks_on() {
+        let topology = Topology::from_shape(&Shape {
+            sources: vec![(1, true), (2, true)],
+            join: true,
+            join_timed: true,
+            aggregate: true,
+            top_n: false,
+            parallelism: 2,
+        });
+        let join = topology.join.clone().expect("a join stage");
+        assert_eq!(
+            join.upstreams,
+            vec![
+                timed(Some(Side::Left)),
+                timed(Some(Side::Right)),
+                timed(Some(Side::Right))
+            ]
+        );
+        let aggregate = topology.keyed.expect("an aggregate stage");
+        assert_eq!(aggregate.upstreams, vec![timed(None); 2]);
     }
 }

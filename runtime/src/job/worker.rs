@@ -22,6 +22,7 @@ use super::topology::Stage;
 use crate::checkpoint::{JobStore, Report, Written};
 use crate::message::{Barrier, Message};
 use crate::metrics::{OperatorMetrics, RuntimeMetrics};
+use crate::operators::interval_join::IntervalJoin;
 use crate::operators::join::JoinOperator;
 use crate::operators::top_n::TopN;
 use crate::operators::{Side, StreamBatch, StreamOperator, aggregate, stateless};
@@ -35,9 +36,14 @@ pub(crate) fn operator(
     metrics: &RuntimeMetrics,
 ) -> Result<Box<dyn StreamOperator>> {
     match (stage, &plan.input, &plan.aggregate) {
-        (Stage::Join, PlanInput::Join(join), _) => {
-            Ok(Box::new(JoinOperator::new(join.spec.clone())?))
-        }
+        (Stage::Join, PlanInput::Join(join), _) => match join.interval {
+            Some(bounds) => Ok(Box::new(IntervalJoin::new(
+                join.spec.clone(),
+                bounds,
+                metrics.late(&plan.stream_name),
+            )?)),
+            None => Ok(Box::new(JoinOperator::new(join.spec.clone())?)),
+        },
         (Stage::Aggregate, _, Some(spec)) => aggregate::new(
             spec.clone(),
             &aggregate_input_schema(plan),
@@ -220,8 +226,18 @@ pub(crate) async fn run_worker(
     mut rx: mpsc::Receiver<Tagged>,
     clocks: Vec<UpstreamClock>,
 ) -> Result<()> {
-    let mut align = Aligner::restored(clocks);
+    let mut align = Aligner::restored(clocks).with_sides(worker.sides.clone());
     let mut events = Vec::new();
+    // Where each join side's watermark was at the restored checkpoint: the
+    // operator judges rows late against them from the first batch on.
+    for (side, t) in Side::BOTH.into_iter().zip(align.side_watermarks()) {
+        if t > i64::MIN {
+            let out = worker.operator.on_side_watermark(side, t)?;
+            if worker.output.emit(out).await?.is_break() {
+                return Ok(());
+            }
+        }
+    }
     if worker.output.local == 0 {
         let start = worker.operator.on_start()?;
         if worker.output.emit(start).await?.is_break() {
@@ -241,10 +257,12 @@ pub(crate) async fn run_worker(
                 }
                 Aligned::Watermark(t) => {
                     worker.output.figures.watermark_ns(t);
-                    (
-                        worker.operator.on_watermark(t)?,
-                        Some(Message::Watermark(t)),
-                    )
+                    let outputs = worker.operator.on_watermark(t)?;
+                    let forward = worker.operator.output_watermark(t);
+                    (outputs, Some(Message::Watermark(forward)))
+                }
+                Aligned::SideWatermark(side, t) => {
+                    (worker.operator.on_side_watermark(side, t)?, None)
                 }
                 Aligned::Barrier(epoch) => {
                     worker.checkpoint(epoch)?;

@@ -375,15 +375,7 @@ impl JoinOperator {
             let Some(s) = SIDE_CHUNKS.iter().position(|c| c == id) else {
                 return internal_err!("a join chunk of neither side: {id}");
             };
-            let n = chunk.num_rows();
-            let keys = self.spec.keys[s]
-                .iter()
-                .map(|k| k.evaluate(chunk)?.into_array(n))
-                .collect::<Result<Vec<_>>>()?;
-            let Some(mine) = exchange::partition(chunk, &keys, workers)?
-                .into_iter()
-                .nth(worker)
-                .flatten()
+            let Some(mine) = exchange::rows_of_worker(chunk, &self.spec.keys[s], worker, workers)?
             else {
                 continue;
             };
