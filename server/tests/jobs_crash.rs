@@ -245,49 +245,78 @@ async fn finished(client: &Client, view: &str) -> bool {
         .any(|r| r.starts_with(&format!("{view}|finished")))
 }
 
+/// Is the `pairs` job finished? `false` also when the server is going
+/// (it may abort at its failpoint while asked).
+async fn finished_or_gone(server: &WeirProcess) -> bool {
+    let Ok((client, connection)) = server.pg_config().connect(tokio_postgres::NoTls).await else {
+        return false;
+    };
+    tokio::spawn(connection);
+    let Ok(messages) = client.simple_query("SHOW MATERIALIZED VIEWS").await else {
+        return false;
+    };
+    messages.iter().any(|m| {
+        matches!(m, tokio_postgres::SimpleQueryMessage::Row(r)
+            if r.get(0) == Some("pairs") && r.get(1) == Some("finished"))
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_an_interval_join_runs_loses_and_repeats_no_pair() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     let args = ["--checkpoint-interval", "100ms"];
-    let mut server = WeirProcess::start_with(dir.path(), &args, &[]);
+    // Bounded generators run as fast as they can, so the crashes are
+    // placed: first the sources hold still after their second batch (the
+    // view and its sink exist, the join holds both sides' first rows) and
+    // the process is killed; then two runs abort (as kill -9) at their
+    // join workers' 15th and 30th batch after restoring.
+    let server = WeirProcess::start_with(
+        dir.path(),
+        &args,
+        &[("WEIR_FAILPOINT", "source-batch/pairs@2:pause")],
+    );
     let client = common::connect(&server).await;
     client
         .batch_execute(&format!(
-            "CREATE STREAM auction WITH (connector = 'nexmark', table = 'auction', rate = 200, rows = 3000, seed = 7);
-             CREATE STREAM bid WITH (connector = 'nexmark', table = 'bid', rate = 2000, rows = 30000, seed = 7);
+            "CREATE STREAM auction WITH (connector = 'nexmark', table = 'auction', rate = 200, rows = 20000, seed = 7);
+             CREATE STREAM bid WITH (connector = 'nexmark', table = 'bid', rate = 2000, rows = 200000, seed = 7);
              CREATE MATERIALIZED VIEW pairs AS {INTERVAL_JOIN};
              CREATE SINK pairs_out FROM pairs WITH (connector = 'file', path = '{}', format = 'json')",
             out.display()
         ))
         .await
         .expect("an interval join over two generators, written out");
-    // The generators take 15 s at their rates: kill -9 three times while
-    // they run, each time once the view has grown past what it had.
-    let mut seen = 0usize;
-    for crash in 1..=3 {
-        let deadline = Instant::now() + DEADLINE;
-        let client = common::connect(&server).await;
-        loop {
-            if finished(&client, "pairs").await {
-                break;
-            }
-            let rows = pair_keys(&client, "SELECT * FROM pairs").await.len();
-            if rows > seen {
-                seen = rows;
-                break;
-            }
-            assert!(Instant::now() < deadline, "the view never grew");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if finished(&client, "pairs").await {
-            eprintln!("the job finished before crash {crash}");
-            break;
-        }
-        eprintln!("crash {crash} with {seen} pairs in the view");
-        server.kill();
-        server = WeirProcess::start_with(dir.path(), &args, &[]);
+    let deadline = Instant::now() + DEADLINE;
+    while pair_keys(&client, "SELECT * FROM pairs").await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no pair before the sources paused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Let a checkpoint or two complete with the first rows in the state.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.kill();
+    for at in [15, 30] {
+        let failpoint = format!("worker-batch/pairs@{at}");
+        let mut server =
+            WeirProcess::start_with(dir.path(), &args, &[("WEIR_FAILPOINT", &failpoint)]);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if server.exited() {
+                eprintln!("aborted at {failpoint}");
+                break;
+            }
+            if finished_or_gone(&server).await {
+                eprintln!("finished before {failpoint}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "neither aborted nor finished");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let server = WeirProcess::start_with(dir.path(), &args, &[]);
     let client = common::connect(&server).await;
     let deadline = Instant::now() + DEADLINE;
     while !finished(&client, "pairs").await {
