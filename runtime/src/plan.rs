@@ -200,6 +200,14 @@ impl Side {
     /// Both sides, left first: the order of [`JoinSpec`]'s arrays.
     pub const BOTH: [Side; 2] = [Side::Left, Side::Right];
 
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Left => Side::Right,
+            Side::Right => Side::Left,
+        }
+    }
+
     /// Its position in [`JoinSpec`]'s two-element arrays.
     pub fn index(self) -> usize {
         match self {
@@ -216,12 +224,26 @@ pub enum JoinKind {
     Inner,
     /// Pairs, and each left row without a match padded with NULLs.
     Left,
+    /// Pairs, and each right row without a match padded with NULLs.
+    Right,
+    /// Pairs, and each row of either side without a match padded.
+    Full,
+}
+
+impl JoinKind {
+    /// Does the join keep `side`'s rows without a match (padded)?
+    pub fn preserves(self, side: Side) -> bool {
+        matches!(
+            (self, side),
+            (JoinKind::Left, Side::Left) | (JoinKind::Right, Side::Right) | (JoinKind::Full, _)
+        )
+    }
 }
 
 /// A join of two inputs on equal keys.
 #[derive(Debug)]
 pub struct JoinSpec {
-    /// Inner or left.
+    /// Inner, left, right or full.
     pub kind: JoinKind,
     /// Key expressions over each input's rows (left, right), of one type
     /// per key on both sides.

@@ -163,6 +163,8 @@ fn join_line(join: &StreamHashJoin) -> String {
         match join.spec.kind {
             JoinKind::Inner => "inner",
             JoinKind::Left => "left",
+            JoinKind::Right => "right",
+            JoinKind::Full => "full",
         },
         on.join(", "),
         if join.spec.changelog() {

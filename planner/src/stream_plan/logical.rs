@@ -86,7 +86,7 @@ pub(super) enum Step {
         right: Vec<Step>,
         /// Equal keys (left expression, right expression).
         on: Vec<(Expr, Expr)>,
-        /// Inner or left.
+        /// Inner, left, right or full.
         kind: JoinKind,
         /// The left and the right input's rows.
         schemas: [DFSchemaRef; 2],
@@ -212,10 +212,12 @@ pub(super) fn collect(
             let kind = match join.join_type {
                 datafusion::logical_expr::JoinType::Inner => JoinKind::Inner,
                 datafusion::logical_expr::JoinType::Left => JoinKind::Left,
+                datafusion::logical_expr::JoinType::Right => JoinKind::Right,
+                datafusion::logical_expr::JoinType::Full => JoinKind::Full,
                 other => {
                     return Err(unsupported(
                         &format!("a {other} join"),
-                        "inner and LEFT joins are supported; write a RIGHT JOIN as a LEFT JOIN with the inputs swapped",
+                        "inner, LEFT, RIGHT and FULL joins are supported; write a semi or anti join as a join with a filter",
                     ));
                 }
             };
@@ -233,7 +235,7 @@ pub(super) fn collect(
             }
             if join.filter.is_some() && kind != JoinKind::Inner {
                 return Err(unsupported(
-                    "a LEFT JOIN with a condition other than equal keys",
+                    "an outer join with a condition other than equal keys",
                     "move the condition to WHERE, or join on equal keys only",
                 ));
             }

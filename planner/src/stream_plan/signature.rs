@@ -191,6 +191,8 @@ fn join_signature(join: &StreamHashJoin) -> StateSignature {
         kind: match join.spec.kind {
             JoinKind::Inner => "inner join, both inputs' rows by key",
             JoinKind::Left => "left join, both inputs' rows by key",
+            JoinKind::Right => "right join, both inputs' rows by key",
+            JoinKind::Full => "full join, both inputs' rows by key",
         }
         .into(),
         input: vec![
