@@ -12,7 +12,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::expressions::CastExpr;
 use weir_runtime::operators::join::{JoinKind, JoinSpec};
 
-use super::lower_join_interval::{interval_bounds, time_column};
+use super::lower_join_interval::{interval_bounds, time_columns};
 use super::lowering::{arrow_schema, physical};
 use super::nodes::{StreamExchange, StreamHashJoin, StreamInterval, StreamNode};
 use crate::error::{PlanError, Result};
@@ -21,7 +21,7 @@ use crate::error::{PlanError, Result};
 pub(super) struct JoinOn<'a> {
     /// Equal keys (left expression, right expression).
     pub on: &'a [(Expr, Expr)],
-    /// Inner or left.
+    /// Inner, left, right or full.
     pub kind: JoinKind,
     /// The left and the right input's rows.
     pub schemas: &'a [DFSchemaRef; 2],
@@ -82,17 +82,19 @@ pub(super) fn lower_join(
 
 /// The join's time bounds when it is an interval join: inner, of two
 /// append-only inputs with event time, its condition bounding the distance
-/// of their times on both sides. Otherwise a regular join.
+/// of their times on both sides (or a window join: equal window ends).
+/// Otherwise a regular join.
 fn interval_of(left: &StreamNode, right: &StreamNode, join: &JoinOn<'_>) -> Option<StreamInterval> {
     if join.kind != JoinKind::Inner || left.changelog() || right.changelog() {
         return None;
     }
     let left_width = join.schemas[0].fields().len();
     let bounds = interval_bounds(
-        join.filter?,
+        join.filter,
+        join.on,
+        join.schemas,
         join.output,
-        left_width,
-        [time_column(left), time_column(right)],
+        &[time_columns(left), time_columns(right)],
     )?;
     let column = |index: usize| {
         let (qualifier, field) = join.output.qualified_field(index);

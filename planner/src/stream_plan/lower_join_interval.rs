@@ -5,10 +5,15 @@
 //! row only until the watermark makes it unmatchable, and forwards a
 //! watermark (`operators::interval_join`).
 //!
-//! Only the inputs' event-time columns count (the columns their watermarks
-//! are over, passed through the stateless operators under the join): a
-//! bound on another column says nothing about what the watermark has made
-//! late. A join without both bounds stays a regular join.
+//! A window join (both inputs windowed by the same TUMBLE, joined on the
+//! window) is one too: its equal window ends are a zero-wide interval on
+//! them, so each side's rows are dropped once the other side's watermark
+//! passes their window's end.
+//!
+//! Only the inputs' event-time columns and tumbling window ends over them
+//! count ([`time_columns`]): a bound on another column says nothing about
+//! what the watermark has made late. A join without both bounds stays a
+//! regular join.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DFSchemaRef, ScalarValue};
@@ -18,43 +23,63 @@ use weir_runtime::plan::IntervalBounds;
 
 use super::nodes::{StreamFilter, StreamNode, StreamProject, StreamSource, StreamUnnest};
 
-/// The time bounds `predicate` (over the join's output, left columns
-/// first) puts on the two inputs' event times `times` (a column of each
-/// input, when it has one), if it bounds them on both sides.
+/// The time bounds that `predicate` (over the join's output, left columns
+/// first; the filter right above the join, if any) and the join's equal
+/// keys `on` put on a time column of each input, if they bound one pair of
+/// them on both sides. `times` are each input's time columns
+/// ([`time_columns`]).
 pub(super) fn interval_bounds(
-    predicate: &Expr,
+    predicate: Option<&Expr>,
+    on: &[(Expr, Expr)],
+    schemas: &[DFSchemaRef; 2],
     output: &DFSchemaRef,
-    left_width: usize,
-    times: [Option<usize>; 2],
+    times: &[Vec<usize>; 2],
 ) -> Option<IntervalBounds> {
-    let [Some(left_time), Some(right_time)] = times else {
-        return None;
-    };
-    let time_of = TimeOf {
-        output,
-        left_width,
-        times: [left_time, right_time],
-    };
-    let (mut lower, mut upper) = (None::<i64>, None::<i64>);
-    for conjunct in split_conjunction(predicate) {
-        for (diff_at_least, bound) in time_of.bounds(conjunct) {
-            let slot = if diff_at_least {
-                &mut lower
-            } else {
-                &mut upper
+    let left_width = schemas[0].fields().len();
+    for &left_time in &times[0] {
+        for &right_time in &times[1] {
+            let time_of = TimeOf {
+                output,
+                left_width,
+                times: [left_time, right_time],
             };
-            *slot = Some(match (*slot, diff_at_least) {
-                (None, _) => bound,
-                (Some(b), true) => b.max(bound),
-                (Some(b), false) => b.min(bound),
-            });
+            let mut found: Vec<(bool, i64)> = predicate
+                .map(|p| {
+                    split_conjunction(p)
+                        .into_iter()
+                        .flat_map(|c| time_of.bounds(c))
+                        .collect()
+                })
+                .unwrap_or_default();
+            // Equal time columns (a window join's window ends): a zero-wide
+            // interval.
+            let is_time = |expr: &Expr, side: usize, time: usize| matches!(expr, Expr::Column(c) if schemas[side].index_of_column(c).ok() == Some(time));
+            if on
+                .iter()
+                .any(|(l, r)| is_time(l, 0, left_time) && is_time(r, 1, right_time))
+            {
+                found.extend([(true, 0), (false, 0)]);
+            }
+            let lower = found
+                .iter()
+                .filter(|(at_least, _)| *at_least)
+                .map(|b| b.1)
+                .max();
+            let upper = found
+                .iter()
+                .filter(|(at_least, _)| !*at_least)
+                .map(|b| b.1)
+                .min();
+            if let (Some(lower), Some(upper)) = (lower, upper) {
+                return Some(IntervalBounds {
+                    time: [left_time, right_time],
+                    lower,
+                    upper,
+                });
+            }
         }
     }
-    Some(IntervalBounds {
-        time: [left_time, right_time],
-        lower: lower?,
-        upper: upper?,
-    })
+    None
 }
 
 /// Resolves columns of the join's output to the inputs' time columns.
@@ -176,34 +201,57 @@ fn nanos(expr: &Expr) -> Option<i64> {
     }
 }
 
-/// The column of `node`'s rows that holds its source's event time (the
-/// column its watermark is over), if the stateless operators under the
-/// join pass it through unchanged.
-pub(super) fn time_column(node: &StreamNode) -> Option<usize> {
+/// The columns of `node`'s rows that an interval join may take as its
+/// time: its source's event-time column (the one its watermark is over),
+/// passed through the stateless operators under the join, and a tumbling
+/// window's end over it. Both are at or after the row's event time, which
+/// is what the join's cleanup needs (`operators::interval_join`): a row on
+/// time is never judged late by them.
+pub(super) fn time_columns(node: &StreamNode) -> Vec<usize> {
     match node {
         StreamNode::Source(StreamSource {
             input, projection, ..
         }) => {
-            let column = input.event_time?.column;
+            let Some(column) = input.event_time.map(|t| t.column) else {
+                return Vec::new();
+            };
             match projection {
-                Some(projection) => projection.iter().position(|&c| c == column),
-                None => Some(column),
+                Some(projection) => projection
+                    .iter()
+                    .position(|&c| c == column)
+                    .into_iter()
+                    .collect(),
+                None => vec![column],
             }
         }
-        StreamNode::Filter(StreamFilter { input, .. }) => time_column(input),
-        StreamNode::Unnest(StreamUnnest { input, column, .. }) => {
-            time_column(input).filter(|time| time != column)
-        }
+        StreamNode::Filter(StreamFilter { input, .. }) => time_columns(input),
+        StreamNode::Unnest(StreamUnnest { input, column, .. }) => time_columns(input)
+            .into_iter()
+            .filter(|time| time != column)
+            .collect(),
         StreamNode::Project(StreamProject { input, exprs, .. }) => {
-            let time = time_column(input)?;
-            let name = schema_of(input)?.field(time).name().clone();
-            exprs.iter().position(|e| match e {
-                Expr::Column(c) => c.name == name,
-                Expr::Alias(alias) => matches!(&*alias.expr, Expr::Column(c) if c.name == name),
-                _ => false,
-            })
+            let Some(schema) = schema_of(input) else {
+                return Vec::new();
+            };
+            let times: Vec<String> = time_columns(input)
+                .into_iter()
+                .map(|t| schema.field(t).name().clone())
+                .collect();
+            let is_time = |e: &Expr| matches!(e, Expr::Column(c) if times.contains(&c.name));
+            exprs
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| match Expr::clone(e).unalias() {
+                    column @ Expr::Column(_) => is_time(&column),
+                    Expr::ScalarFunction(f) => {
+                        f.func.name() == "weir_window_end" && f.args.first().is_some_and(&is_time)
+                    }
+                    _ => false,
+                })
+                .map(|(i, _)| i)
+                .collect()
         }
-        StreamNode::HashJoin(_) | StreamNode::Aggregate(_) | StreamNode::TopN(_) => None,
+        StreamNode::HashJoin(_) | StreamNode::Aggregate(_) | StreamNode::TopN(_) => Vec::new(),
     }
 }
 
@@ -251,8 +299,32 @@ mod tests {
         lit(ScalarValue::new_interval_mdn(0, 0, s * SECOND))
     }
 
+    fn inputs() -> [DFSchemaRef; 2] {
+        let side = |name: &str| {
+            Arc::new(
+                DFSchema::try_from_qualified_schema(
+                    name,
+                    &Schema::new(vec![
+                        Field::new("k", DataType::Int64, true),
+                        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+                    ]),
+                )
+                .expect("a side"),
+            )
+        };
+        [side("a"), side("b")]
+    }
+
+    fn within(
+        predicate: Option<Expr>,
+        on: &[(Expr, Expr)],
+        times: [Vec<usize>; 2],
+    ) -> Option<IntervalBounds> {
+        interval_bounds(predicate.as_ref(), on, &inputs(), &output(), &times)
+    }
+
     fn bounds(predicate: Expr) -> Option<(i64, i64)> {
-        interval_bounds(&predicate, &output(), 2, [Some(1), Some(1)])
+        within(Some(predicate), &[], [vec![1], vec![1]])
             .map(|b| (b.lower / SECOND, b.upper / SECOND))
     }
 
@@ -276,7 +348,7 @@ mod tests {
         let predicate = col("b.ts")
             .gt(col("a.ts"))
             .and(col("b.ts").lt(col("a.ts") + seconds(1)));
-        let b = interval_bounds(&predicate, &output(), 2, [Some(1), Some(1)]).expect("bounds");
+        let b = within(Some(predicate), &[], [vec![1], vec![1]]).expect("bounds");
         assert_eq!((b.lower, b.upper), (1, SECOND - 1));
     }
 
@@ -287,12 +359,18 @@ mod tests {
             bounds(col("b.k").between(col("a.k") - lit(1i64), col("a.k") + lit(1i64))),
             None
         );
-        let no_time = interval_bounds(
-            &col("b.ts").between(col("a.ts"), col("a.ts")),
-            &output(),
-            2,
-            [Some(1), None],
+        let no_time = within(
+            Some(col("b.ts").between(col("a.ts"), col("a.ts"))),
+            &[],
+            [vec![1], vec![]],
         );
         assert!(no_time.is_none());
+    }
+
+    #[test]
+    fn equal_time_keys_are_a_zero_wide_interval() {
+        let b = within(None, &[(col("a.ts"), col("b.ts"))], [vec![1], vec![1]]).expect("bounds");
+        assert_eq!((b.lower, b.upper, b.time), (0, 0, [1, 1]));
+        assert!(within(None, &[(col("a.k"), col("b.k"))], [vec![1], vec![1]]).is_none());
     }
 }
