@@ -172,12 +172,20 @@ pub fn scan_source(
 /// row position counts again the bytes it skips: the figure says how much
 /// of the input this run has been through, and reaches the total at the
 /// end either way.
+///
+/// Rows are counted by position instead: each partition's reader sets how
+/// many rows of its partition it is past (skipped ones included), so the
+/// figure is right after a reopen too; the total is known only where the
+/// files say it (Parquet footers).
 #[derive(Debug, Default)]
 pub struct ReadCounter {
     bytes_read: AtomicU64,
     bytes_total: AtomicU64,
     files_read: AtomicU64,
     files_total: AtomicU64,
+    rows_total: AtomicU64,
+    /// Rows each partition is past, by partition.
+    rows_at: parking_lot::Mutex<Vec<u64>>,
 }
 
 impl ReadCounter {
@@ -197,6 +205,20 @@ impl ReadCounter {
         self.files_read.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The files hold `rows` rows.
+    pub fn rows_listed(&self, rows: u64) {
+        self.rows_total.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// Partition `partition` is past its first `rows` rows.
+    fn rows_at(&self, partition: usize, rows: u64) {
+        let mut at = self.rows_at.lock();
+        if at.len() <= partition {
+            at.resize(partition + 1, 0);
+        }
+        at[partition] = rows;
+    }
+
     /// The figures now.
     pub fn progress(&self) -> ReadProgress {
         ReadProgress {
@@ -204,6 +226,8 @@ impl ReadCounter {
             bytes_total: self.bytes_total.load(Ordering::Relaxed),
             files_read: self.files_read.load(Ordering::Relaxed),
             files_total: self.files_total.load(Ordering::Relaxed),
+            rows_read: self.rows_at.lock().iter().sum(),
+            rows_total: self.rows_total.load(Ordering::Relaxed),
         }
     }
 }
@@ -244,6 +268,7 @@ impl Source for ScanSource {
             stream,
             skip: from.map_or(0, |p| p.0),
             read: 0,
+            counter: self.read.clone().map(|c| (c, partition)),
         }))
     }
 
@@ -262,6 +287,9 @@ pub(crate) struct RowCountReader {
     stream: SendableRecordBatchStream,
     skip: u64,
     read: u64,
+    /// Where it reports its position for the job's progress, as partition
+    /// `.1`.
+    counter: Option<(Arc<ReadCounter>, usize)>,
 }
 
 impl RowCountReader {
@@ -271,6 +299,7 @@ impl RowCountReader {
             stream,
             skip: 0,
             read: from,
+            counter: None,
         }
     }
 }
@@ -284,13 +313,15 @@ impl SourceReader for RowCountReader {
                 Err(e) => return Some(Err(e)),
             };
             let rows = batch.num_rows() as u64;
+            self.read += rows;
+            if let Some((counter, partition)) = &self.counter {
+                counter.rows_at(*partition, self.read);
+            }
             if self.skip >= rows {
                 self.skip -= rows;
-                self.read += rows;
                 continue;
             }
             let batch = batch.slice(self.skip as usize, (rows - self.skip) as usize);
-            self.read += rows;
             self.skip = 0;
             return Some(Ok(batch));
         }

@@ -5,7 +5,8 @@
 //! durable catalog, session settings, transactions) get their own variant.
 
 use datafusion::sql::sqlparser::ast::{
-    CreateTableOptions, Expr, Ident, ObjectType, Set, Statement,
+    Action, CreateTableOptions, Expr, GrantObjects, Grantee as AstGrantee, GranteeName,
+    GranteesType, Ident, ObjectType, Privileges, Set, Statement,
 };
 
 use crate::dml::{Copy, Dml};
@@ -216,6 +217,75 @@ pub enum WeirStatement {
     /// `CREATE ROLE`, `ALTER ROLE`, `DROP ROLE`: kept as parsed, for the
     /// server, which owns roles and their passwords.
     Role(Box<Statement>),
+    /// `GRANT` / `REVOKE` of privileges on relations or on a schema.
+    Grant(Grant),
+}
+
+/// `GRANT privileges ON target TO grantees` or `REVOKE .. FROM ..`, as
+/// Postgres spells them (Weir keeps no grant options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// `REVOKE`, not `GRANT`.
+    pub revoke: bool,
+    /// The privileges named; `None` for `ALL [PRIVILEGES]`.
+    pub privileges: Option<Vec<Privilege>>,
+    /// What they are on.
+    pub target: GrantTarget,
+    /// Who gets (or loses) them.
+    pub grantees: Vec<Grantee>,
+}
+
+/// A privilege a `GRANT` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Privilege {
+    /// Read a relation (tables, views, streams, materialized views).
+    Select,
+    /// Insert into a table Weir owns.
+    Insert,
+    /// Update a table Weir owns.
+    Update,
+    /// Delete from a table Weir owns.
+    Delete,
+    /// Create objects in a schema.
+    Create,
+    /// Look objects up in a schema: every role may in Weir, so granting it
+    /// changes nothing.
+    Usage,
+}
+
+impl Privilege {
+    /// The keyword, as Postgres prints it.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Privilege::Select => "SELECT",
+            Privilege::Insert => "INSERT",
+            Privilege::Update => "UPDATE",
+            Privilege::Delete => "DELETE",
+            Privilege::Create => "CREATE",
+            Privilege::Usage => "USAGE",
+        }
+    }
+}
+
+/// What a `GRANT` is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantTarget {
+    /// `ON [TABLE] names`: tables, views, streams, materialized views
+    /// (normalized names).
+    Relations(Vec<String>),
+    /// `ON ALL TABLES IN SCHEMA names`: every relation of those schemas.
+    AllInSchemas(Vec<String>),
+    /// `ON SCHEMA names`.
+    Schemas(Vec<String>),
+}
+
+/// Who a `GRANT` names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Grantee {
+    /// `PUBLIC`: every role.
+    Public,
+    /// A role (normalized name).
+    Role(String),
 }
 
 /// `CREATE [OR REPLACE] SINK [IF NOT EXISTS] name FROM view WITH (...)`.
@@ -438,6 +508,20 @@ impl WeirStatement {
             Statement::Savepoint { .. } => WeirStatement::Savepoint("SAVEPOINT"),
             Statement::ReleaseSavepoint { .. } => WeirStatement::Savepoint("RELEASE"),
             Statement::Discard { .. } => WeirStatement::Discard,
+            Statement::Grant(grant) => WeirStatement::Grant(classify_grant(
+                false,
+                grant.privileges,
+                grant.objects,
+                grant.grantees,
+                grant.with_grant_option,
+            )?),
+            Statement::Revoke(revoke) => WeirStatement::Grant(classify_grant(
+                true,
+                revoke.privileges,
+                revoke.objects,
+                revoke.grantees,
+                false,
+            )?),
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 WeirStatement::Dml(crate::dml::classify_dml(statement)?)
             }
@@ -473,6 +557,75 @@ fn create_materialized_view(
         emit_on_window_close,
         settings,
         or_replace: view.or_replace,
+    })
+}
+
+/// The parts of a `GRANT` or `REVOKE` Weir keeps, or why it cannot.
+fn classify_grant(
+    revoke: bool,
+    privileges: Privileges,
+    objects: Option<GrantObjects>,
+    grantees: Vec<AstGrantee>,
+    with_grant_option: bool,
+) -> Result<Grant> {
+    let unsupported = |what: String| PlanError::Unsupported { what, hint: None };
+    if with_grant_option {
+        return Err(unsupported("WITH GRANT OPTION".to_string()));
+    }
+    let privileges = match privileges {
+        Privileges::All { .. } => None,
+        Privileges::Actions(actions) => Some(
+            actions
+                .iter()
+                .map(|action| match action {
+                    Action::Select { columns: None } => Ok(Privilege::Select),
+                    Action::Insert { columns: None } => Ok(Privilege::Insert),
+                    Action::Update { columns: None } => Ok(Privilege::Update),
+                    Action::Delete => Ok(Privilege::Delete),
+                    Action::Create { obj_type: None } => Ok(Privilege::Create),
+                    Action::Usage => Ok(Privilege::Usage),
+                    Action::Select { .. } | Action::Insert { .. } | Action::Update { .. } => {
+                        Err(unsupported("column privileges".to_string()))
+                    }
+                    other => Err(unsupported(format!("privilege {other}"))),
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+    };
+    let names = |names: &[datafusion::sql::sqlparser::ast::ObjectName]| {
+        names.iter().map(object_name).collect::<Vec<_>>()
+    };
+    let target = match objects {
+        Some(GrantObjects::Tables(tables)) => GrantTarget::Relations(names(&tables)),
+        Some(GrantObjects::Views(views)) => GrantTarget::Relations(names(&views)),
+        Some(GrantObjects::AllTablesInSchema { schemas }) => {
+            GrantTarget::AllInSchemas(names(&schemas))
+        }
+        Some(GrantObjects::Schemas(schemas)) => GrantTarget::Schemas(names(&schemas)),
+        Some(other) => return Err(unsupported(format!("GRANT ON {other}"))),
+        None => return Err(unsupported("GRANT of a role to a role".to_string())),
+    };
+    let grantees = grantees
+        .iter()
+        .map(|grantee| match (&grantee.grantee_type, &grantee.name) {
+            (GranteesType::Public, _) => Ok(Grantee::Public),
+            (_, Some(GranteeName::ObjectName(name))) => {
+                let name = object_name(name);
+                // sqlparser reads an unquoted PUBLIC as a name.
+                Ok(if name == "public" {
+                    Grantee::Public
+                } else {
+                    Grantee::Role(name)
+                })
+            }
+            _ => Err(unsupported(format!("grantee {grantee}"))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Grant {
+        revoke,
+        privileges,
+        target,
+        grantees,
     })
 }
 
@@ -594,6 +747,36 @@ mod tests {
             classify("SHOW TABLES"),
             WeirStatement::ShowObjects(ObjectKind::Table)
         ));
+    }
+
+    #[test]
+    fn grants_and_revokes_as_postgres_spells_them() {
+        let WeirStatement::Grant(grant) =
+            classify("GRANT SELECT, INSERT ON TABLE T, public.u TO Alice, PUBLIC")
+        else {
+            panic!("not a grant");
+        };
+        assert_eq!(
+            grant,
+            Grant {
+                revoke: false,
+                privileges: Some(vec![Privilege::Select, Privilege::Insert]),
+                target: GrantTarget::Relations(vec!["t".into(), "u".into()]),
+                grantees: vec![Grantee::Role("alice".into()), Grantee::Public],
+            }
+        );
+        let WeirStatement::Grant(grant) = classify("REVOKE ALL PRIVILEGES ON s FROM bob") else {
+            panic!("not a revoke");
+        };
+        assert!(grant.revoke && grant.privileges.is_none());
+        let WeirStatement::Grant(grant) = classify("GRANT CREATE ON SCHEMA public TO bob") else {
+            panic!("not a grant");
+        };
+        assert_eq!(grant.target, GrantTarget::Schemas(vec!["public".into()]));
+        assert_eq!(grant.privileges, Some(vec![Privilege::Create]));
+        let mut statements = parse("GRANT SELECT ON t TO bob WITH GRANT OPTION").expect("parse");
+        let err = WeirStatement::classify(statements.remove(0)).expect_err("unsupported");
+        assert_eq!(err.to_string(), "WITH GRANT OPTION is not supported");
     }
 
     #[test]

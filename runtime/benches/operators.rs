@@ -3,7 +3,11 @@
 //! retractions and inserts), the hash exchange and a stream-table join, on
 //! Nexmark-shaped bids.
 //!
-//! `cargo bench -p weir-runtime --bench operators`. They use only the
+//! Also: session windows at a growing number of keys (`operators/session.rs`)
+//! and the checkpoint of an updating GROUP BY over 1M keys
+//! (`operators/snapshot.rs`).
+//!
+//! `cargo bench --workspace --bench operators [-- filter]`. They use only the
 //! crate's public API: the aggregate is fed batches that already carry their
 //! window start, as the planner's projection before the exchange makes them.
 
@@ -22,6 +26,11 @@ use datafusion::physical_plan::PhysicalExpr;
 use prometheus_client::metrics::counter::Counter;
 use weir_runtime::operators::{Side, aggregate, exchange};
 use weir_runtime::plan::{AggregateSpec, Emit, WindowKind};
+
+#[path = "operators/session.rs"]
+mod session;
+#[path = "operators/snapshot.rs"]
+mod snapshot;
 
 const ROWS: usize = 1 << 20;
 const BATCH: usize = 8192;
@@ -119,6 +128,27 @@ fn spec(emit: Emit) -> Arc<AggregateSpec> {
     })
 }
 
+/// `GROUP BY auction` (no window) with `count(price), sum(price)`: the
+/// updating aggregate over plain groups.
+fn plain_spec() -> Arc<AggregateSpec> {
+    let windowed = spec(Emit::Updates);
+    let fields = windowed.output_schema.fields();
+    Arc::new(AggregateSpec {
+        group: vec![windowed.group[0].clone()],
+        partition_keys: vec![0],
+        aggregates: windowed.aggregates.clone(),
+        filters: vec![None, None],
+        window: WindowKind::None,
+        emit: Emit::Updates,
+        output_schema: Arc::new(Schema::new(vec![
+            fields[0].clone(),
+            fields[2].clone(),
+            fields[3].clone(),
+        ])),
+        retracting: None,
+    })
+}
+
 /// Feed every batch, advancing the watermark after each (2 s behind the
 /// latest window start seen), then the final watermark.
 fn run(spec: &Arc<AggregateSpec>, batches: &[RecordBatch]) -> usize {
@@ -155,6 +185,10 @@ fn window_aggregate(c: &mut Criterion) {
     let updating = spec(Emit::Updates);
     group.bench_function("tumble_updates_changelog", |b| {
         b.iter(|| black_box(run(&updating, &batches)))
+    });
+    let plain = plain_spec();
+    group.bench_function("group_by_updates_changelog", |b| {
+        b.iter(|| black_box(run(&plain, &batches)))
     });
     group.finish();
 }
@@ -222,6 +256,7 @@ fn stream_table_join(c: &mut Criterion) {
         inputs: [input_schema(), table],
         input_changelog: [false, true],
         output_schema: Arc::new(Schema::new(fields)),
+        interval: None,
     });
     let mut group = c.benchmark_group("join");
     group.throughput(Throughput::Elements(ROWS as u64));
@@ -245,5 +280,12 @@ fn stream_table_join(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, window_aggregate, hash_exchange, stream_table_join);
+criterion_group!(
+    benches,
+    window_aggregate,
+    hash_exchange,
+    stream_table_join,
+    session::session_watermarks,
+    snapshot::snapshot_updating_keys
+);
 criterion_main!(benches);

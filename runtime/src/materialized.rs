@@ -41,6 +41,11 @@ const COUNT_COLUMN: &str = "__weir_count";
 /// How many batches a subscriber may fall behind before it is dropped.
 const SUBSCRIBER_BUFFER: usize = 4096;
 
+/// How many batches a blocking subscriber may fall behind before the view's
+/// job waits for it: well under [`SUBSCRIBER_BUFFER`], so that it never
+/// lags, and small enough that the batches kept for it stay few.
+const BLOCKING_BOUND: u64 = 256;
+
 /// A materialized view's current contents.
 pub struct MaterializedView {
     schema: SchemaRef,
@@ -55,6 +60,44 @@ pub struct MaterializedView {
     /// How many batches each follower ([`MaterializedView::follow`]) has
     /// taken, for [`MaterializedView::catch_up`].
     followers: Mutex<Vec<Weak<AtomicU64>>>,
+    /// Subscribers the job waits for ([`MaterializedView::subscribe_blocking`]).
+    blockers: Mutex<Vec<Weak<AtomicU64>>>,
+    /// Woken when a blocking subscriber takes a batch or goes away.
+    blocker_moved: Arc<tokio::sync::Notify>,
+}
+
+/// A subscription that holds the view's job back instead of falling
+/// behind: the job waits while this subscriber is [`BLOCKING_BOUND`]
+/// batches behind, so the server keeps at most that many batches for it.
+pub struct Blocking {
+    /// The contents when it started.
+    pub contents: Vec<RecordBatch>,
+    /// Every batch applied after them, in order.
+    pub changes: broadcast::Receiver<RecordBatch>,
+    /// What it has taken; dropping it releases the job.
+    pub taken: BlockingTaken,
+}
+
+/// A blocking subscriber's count of batches taken (see [`Blocking`]).
+pub struct BlockingTaken {
+    count: Arc<AtomicU64>,
+    moved: Arc<tokio::sync::Notify>,
+}
+
+impl BlockingTaken {
+    /// One more change handed to the client.
+    pub fn took_one(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        self.moved.notify_waiters();
+    }
+}
+
+impl Drop for BlockingTaken {
+    fn drop(&mut self) {
+        // The subscriber is gone: a job waiting for it must look again.
+        self.count.store(u64::MAX, Ordering::Release);
+        self.moved.notify_waiters();
+    }
 }
 
 /// A view's contents and every change after them, for a job that reads the
@@ -128,6 +171,8 @@ impl MaterializedView {
             tracking: std::sync::atomic::AtomicBool::new(false),
             applied: AtomicU64::new(0),
             followers: Mutex::new(Vec::new()),
+            blockers: Mutex::new(Vec::new()),
+            blocker_moved: Arc::new(tokio::sync::Notify::new()),
         }))
     }
 
@@ -150,6 +195,44 @@ impl MaterializedView {
     pub fn subscribe(&self) -> Result<(Vec<RecordBatch>, broadcast::Receiver<RecordBatch>)> {
         let state = self.state.lock();
         Ok((snapshot(&state, &self.schema)?, self.changes.subscribe()))
+    }
+
+    /// The current contents and every change after them, for a subscriber
+    /// the job waits for rather than dropping it when it falls behind.
+    pub fn subscribe_blocking(&self) -> Result<Blocking> {
+        let state = self.state.lock();
+        let count = Arc::new(AtomicU64::new(self.applied.load(Ordering::Acquire)));
+        self.blockers.lock().push(Arc::downgrade(&count));
+        Ok(Blocking {
+            contents: snapshot(&state, &self.schema)?,
+            changes: self.changes.subscribe(),
+            taken: BlockingTaken {
+                count,
+                moved: self.blocker_moved.clone(),
+            },
+        })
+    }
+
+    /// Wait while a blocking subscriber is [`BLOCKING_BOUND`] batches
+    /// behind what was applied.
+    async fn blockers_ready(&self) {
+        loop {
+            // Registered before looking, so a move in between is not missed.
+            let moved = self.blocker_moved.notified();
+            let applied = self.applied.load(Ordering::Acquire);
+            let behind = {
+                let mut blockers = self.blockers.lock();
+                blockers.retain(|b| b.strong_count() > 0);
+                blockers
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .any(|b| b.load(Ordering::Acquire).saturating_add(BLOCKING_BOUND) <= applied)
+            };
+            if !behind {
+                return;
+            }
+            moved.await;
+        }
     }
 
     /// The current contents and every change after them, for a job that
@@ -217,6 +300,10 @@ fn snapshot(state: &ViewState, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
 }
 
 impl Sink for MaterializedView {
+    fn ready(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(self.blockers_ready())
+    }
+
     fn apply(&self, batch: RecordBatch) -> Result<()> {
         let tracking = self.tracking.load(std::sync::atomic::Ordering::Relaxed);
         let mut state = self.state.lock();
@@ -484,6 +571,10 @@ impl ViewSink {
 }
 
 impl Sink for ViewSink {
+    fn ready(&self) -> futures::future::BoxFuture<'_, ()> {
+        self.view.ready()
+    }
+
     fn apply(&self, batch: RecordBatch) -> Result<()> {
         let sinks = self.sinks.lock();
         self.view.apply(batch.clone())?;

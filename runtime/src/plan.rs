@@ -1,17 +1,22 @@
 //! A stream plan: what a continuous query runs, built by the planner.
 //!
-//! ```text
-//!   Source partitions ──> before ──> (hash exchange by key) ──> aggregate ──> after ──> sink
-//!   (one task each)       stateless      bounded channels        N workers     stateless   one task
-//! ```
-//! Without an aggregate the source tasks run `before` and `after` and feed
-//! the sink directly. A join ([`PlanInput::Join`]: two sources, each with
-//! its own `before`) adds a stage of join workers in front:
+//! A plan is a tree of stateful stages over sources, each exchanged by its
+//! own keys; every source and stage feeds exactly one consumer (a stage or
+//! the sink), running its stateless operators on the way:
 //!
 //! ```text
-//!   left partitions ──> before ──┐ (hash exchange      join ──> then ──> (exchange by group key) ──> aggregate ──> ...
+//!   Source partitions ──> before ──> (hash exchange by key) ──> stage ──> after ──> ... ──> sink
+//!   (one task each)       stateless      bounded channels       N workers  stateless       one task
+//! ```
+//! The smallest trees: a source alone; a source and an aggregate (or
+//! TopN); a join of two sources, perhaps under an aggregate:
+//!
+//! ```text
+//!   left partitions ──> before ──┐ (hash exchange      join ──> after ──> (exchange by group key) ──> aggregate ──> ...
 //!   right partitions ─> before ──┘  by join key)       N workers
 //! ```
+//! Composed queries stack stages: a TopN over an aggregate, an aggregate
+//! over an aggregate, a join whose inputs are aggregates.
 
 use std::sync::Arc;
 
@@ -27,28 +32,26 @@ use crate::source::Source;
 /// A continuous query, ready to run.
 #[derive(Debug, Clone)]
 pub struct StreamPlan {
-    /// Where the rows come from: one source, or a join of two.
-    pub input: PlanInput,
-    /// The keyed, stateful aggregate, if any.
-    pub aggregate: Option<Arc<AggregateSpec>>,
-    /// The TopN in the aggregate's place (a plan has one or the other), if
-    /// any.
-    pub top_n: Option<Arc<TopNSpec>>,
-    /// Stateless operators run on the aggregate's (or TopN's) output (on
-    /// the input's rows when there is neither).
-    pub after: Vec<StatelessOp>,
+    /// Every source the plan reads, in the order their partitions are
+    /// numbered (a join's left input's sources before its right's).
+    pub sources: Vec<SourcePlan>,
+    /// The stateful stages, in the order their workers are numbered: a
+    /// stage's inputs come before it (the order of [`Self::state`]).
+    pub stages: Vec<StagePlan>,
+    /// What feeds the sink: the last stage, or the only source when there
+    /// is no stage.
+    pub output: PlanInput,
     /// The rows the sink receives (without the op column).
     pub output_schema: SchemaRef,
     /// Is the output a changelog (rows retracted as well as inserted)?
     pub changelog: bool,
-    /// Workers per stateful stage (join, aggregate).
+    /// Workers per stateful stage.
     pub parallelism: usize,
     /// The stream's name, for metrics.
     pub stream_name: String,
     /// What each stateful stage's state means, in the order of the job's
-    /// workers (the join's, then the aggregate's): checkpoints record them,
-    /// and an upgrade keeps an operator's state only into an operator of
-    /// the same signature.
+    /// stages: checkpoints record them, and an upgrade keeps an operator's
+    /// state only into an operator of the same signature.
     pub state: Vec<StateSignature>,
     /// A hash of the whole plan, the operators above the stateful ones and
     /// the output columns included: a checkpoint restores as it is only
@@ -57,28 +60,39 @@ pub struct StreamPlan {
 }
 
 impl StreamPlan {
-    /// The plan's sources in partition order: the only one, or a join's
-    /// left then right.
+    /// The plan's sources in partition order.
     pub fn sources(&self) -> Vec<&SourcePlan> {
-        match &self.input {
-            PlanInput::Source(source) => vec![source],
-            PlanInput::Join(join) => vec![&join.left, &join.right],
-        }
+        self.sources.iter().collect()
     }
 
-    /// The join, if the plan has one.
-    pub fn join(&self) -> Option<&JoinPlan> {
-        match &self.input {
+    /// The stage that feeds the sink, if there is one.
+    pub fn last_stage(&self) -> Option<&StagePlan> {
+        match self.output {
+            PlanInput::Stage(stage) => self.stages.get(stage),
             PlanInput::Source(_) => None,
-            PlanInput::Join(join) => Some(join),
         }
     }
 
-    /// Each source partition of the plan, numbered across its sources (a
-    /// join's left, then its right), as its source and its number there.
+    /// The rows `input` sends its consumer: after its stateless operators.
+    pub fn input_schema(&self, input: PlanInput) -> Option<SchemaRef> {
+        let (ops, start) = match input {
+            PlanInput::Source(s) => {
+                let source = self.sources.get(s)?;
+                (&source.before, source.source.schema())
+            }
+            PlanInput::Stage(s) => {
+                let stage = self.stages.get(s)?;
+                (&stage.after, stage.operator.output_schema())
+            }
+        };
+        Some(StatelessOp::output_schema(ops).unwrap_or(start))
+    }
+
+    /// Each source partition of the plan, numbered across its sources, as
+    /// its source and its number there.
     pub fn partitions(&self) -> Vec<(Arc<dyn Source>, usize)> {
-        self.sources()
-            .into_iter()
+        self.sources
+            .iter()
             .map(|s| s.source.clone())
             .flat_map(|s| (0..s.partitions().max(1)).map(move |p| (s.clone(), p)))
             .collect()
@@ -88,8 +102,8 @@ impl StreamPlan {
     /// [`Self::partitions`], by its source's number and its own: what a
     /// checkpoint records so that a source that gains partitions restores.
     pub fn partition_keys(&self) -> Vec<crate::checkpoint::PartitionKey> {
-        self.sources()
-            .into_iter()
+        self.sources
+            .iter()
             .enumerate()
             .flat_map(|(source, s)| {
                 (0..s.source.partitions().max(1))
@@ -99,13 +113,13 @@ impl StreamPlan {
     }
 }
 
-/// Where a plan's rows come from.
-#[derive(Debug, Clone)]
+/// What feeds a stage or the sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlanInput {
-    /// One source.
-    Source(SourcePlan),
-    /// Two sources, joined.
-    Join(JoinPlan),
+    /// The plan's source of this number (its partitions).
+    Source(usize),
+    /// The plan's stage of this number (its workers).
+    Stage(usize),
 }
 
 /// One source and the stateless operators run on each of its partitions.
@@ -116,7 +130,8 @@ pub struct SourcePlan {
     /// Its event-time column and watermark delay, if the stream declared a
     /// watermark.
     pub event_time: Option<EventTime>,
-    /// Stateless operators run on each of its partitions.
+    /// Stateless operators run on each of its partitions, before its rows
+    /// go to its consumer.
     pub before: Vec<StatelessOp>,
 }
 
@@ -127,23 +142,42 @@ impl SourcePlan {
     }
 }
 
-/// A join of two sources, each with its own stateless operators: the two
-/// sides are described alike.
+/// One stateful stage: its operator, what feeds it, and the stateless
+/// operators its workers run on the operator's output.
 #[derive(Debug, Clone)]
-pub struct JoinPlan {
-    /// The left side.
-    pub left: SourcePlan,
-    /// The right side.
-    pub right: SourcePlan,
-    /// The join.
-    pub spec: Arc<JoinSpec>,
-    /// Stateless operators run on the join's output (before the aggregate).
-    pub then: Vec<StatelessOp>,
-    /// The bounds on the two rows' event times of an interval join (or a
-    /// window join, planned as one): its state is cleaned as the watermark
-    /// passes and it forwards a watermark. `None`: a regular join, whose
-    /// state is kept forever and which forwards only the end of input.
-    pub interval: Option<IntervalBounds>,
+pub struct StagePlan {
+    /// The operator each worker runs.
+    pub operator: StageOperator,
+    /// What feeds it: one input, or a join's left then right.
+    pub inputs: Vec<PlanInput>,
+    /// Stateless operators run on its output before its consumer.
+    pub after: Vec<StatelessOp>,
+    /// Does a watermark bound the event time of its output (so that its
+    /// watermarks hold back its consumer's)? A regular join's output has
+    /// none; an interval join's has.
+    pub timed: bool,
+}
+
+/// A stage's operator.
+#[derive(Debug, Clone)]
+pub enum StageOperator {
+    /// A join of its two inputs.
+    Join(Arc<JoinSpec>),
+    /// A keyed aggregate.
+    Aggregate(Arc<AggregateSpec>),
+    /// The first rows per key.
+    TopN(Arc<TopNSpec>),
+}
+
+impl StageOperator {
+    /// The operator's output rows (without the op column).
+    pub fn output_schema(&self) -> SchemaRef {
+        match self {
+            StageOperator::Join(spec) => spec.output_schema.clone(),
+            StageOperator::Aggregate(spec) => spec.output_schema.clone(),
+            StageOperator::TopN(spec) => spec.output_schema.clone(),
+        }
+    }
 }
 
 /// An interval join's condition on time: `right.time - left.time` lies in
@@ -254,6 +288,12 @@ pub struct JoinSpec {
     pub input_changelog: [bool; 2],
     /// Left columns then right columns.
     pub output_schema: SchemaRef,
+    /// The bounds on the two rows' event times of an interval join (or a
+    /// window join, planned as one): its state is cleaned as the watermark
+    /// passes and it forwards a watermark (`operators::interval_join`).
+    /// `None`: a regular join, whose state is kept forever and which
+    /// forwards only the end of input (`operators::join`).
+    pub interval: Option<IntervalBounds>,
 }
 
 impl JoinSpec {
@@ -292,6 +332,19 @@ pub enum StatelessOp {
         /// The output columns (the list column replaced by its element).
         schema: SchemaRef,
     },
+}
+
+impl StatelessOp {
+    /// The rows `ops` make, when one of them sets the columns (a filter
+    /// keeps its input's): `None` when none does.
+    pub fn output_schema(ops: &[StatelessOp]) -> Option<SchemaRef> {
+        ops.iter().rev().find_map(|op| match op {
+            StatelessOp::Project { schema, .. } | StatelessOp::Unnest { schema, .. } => {
+                Some(schema.clone())
+            }
+            StatelessOp::Filter(_) => None,
+        })
+    }
 }
 
 /// How results are emitted.

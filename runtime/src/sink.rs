@@ -16,6 +16,14 @@ pub trait Sink: Send + Sync {
     /// Apply one batch (with the op column when the plan is a changelog).
     fn apply(&self, batch: RecordBatch) -> Result<()>;
 
+    /// Resolves when the sink can take the next batch: a view waits here
+    /// for subscribers that asked to hold the job back rather than fall
+    /// behind (`subscribe_slow_client = 'block'`). The job's sink task
+    /// awaits it before each batch, so the wait backpressures the job.
+    fn ready(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
     /// The job checkpoints: keep track of what changes from now on.
     fn enable_checkpoints(&self) {}
 

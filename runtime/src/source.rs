@@ -84,7 +84,10 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// How far a bounded source is through its files.
+/// How far a bounded source is through its files: by bytes and files
+/// where its readers count what they fetch (CSV, JSON), by rows where its
+/// files say how many they hold (Parquet footers). A figure whose total is
+/// 0 is unknown for that source.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadProgress {
     /// Bytes fetched from its files so far.
@@ -95,6 +98,27 @@ pub struct ReadProgress {
     pub files_read: u64,
     /// Files it reads.
     pub files_total: u64,
+    /// Rows its partitions are past, counting rows a reopened partition
+    /// skipped (so the figure reaches the total after a resume too).
+    pub rows_read: u64,
+    /// The rows its files hold.
+    pub rows_total: u64,
+}
+
+/// Both sources' figures together.
+impl std::ops::Add for ReadProgress {
+    type Output = ReadProgress;
+
+    fn add(self, other: ReadProgress) -> ReadProgress {
+        ReadProgress {
+            bytes_read: self.bytes_read + other.bytes_read,
+            bytes_total: self.bytes_total + other.bytes_total,
+            files_read: self.files_read + other.files_read,
+            files_total: self.files_total + other.files_total,
+            rows_read: self.rows_read + other.rows_read,
+            rows_total: self.rows_total + other.rows_total,
+        }
+    }
 }
 
 /// Reads one partition.

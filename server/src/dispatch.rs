@@ -13,27 +13,33 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::Statement;
 use weir_planner::WeirStatement;
 
+use crate::auth::{self, privileges};
 use crate::error::{Result, ServerError};
 use crate::output::{Described, Output};
 use crate::registry::Registry;
 use crate::session::Session;
+use crate::session::gate::StatementGate;
 use crate::statements;
 use weir_connectors::table_store::txn::{self, SharedTransaction};
 
 /// Run `statement` (whose text is `sql`) for `session`, in its transaction:
 /// the open block's, or one of its own that commits when the statement
-/// succeeds (a COPY FROM's commits when its data is in).
+/// succeeds (a COPY FROM's commits when its data is in). An autocommit
+/// statement commits only if `gate` lets it: one stopped first (cancel,
+/// timeout, client gone) rolls back and reports 57014.
 pub async fn execute(
     registry: &Registry,
     session: &Session,
     statement: WeirStatement,
     sql: &str,
     params: Option<ParamValues>,
+    gate: Option<Arc<StatementGate>>,
 ) -> Result<Output> {
     if let WeirStatement::Transaction(op) = statement {
         return session.transaction_control(op).await;
     }
     session.refuse_if_aborted()?;
+    let writes = matches!(statement, WeirStatement::Dml(_));
     let (txn, autocommit) = match session.transaction() {
         Some(txn) => (txn, false),
         None => (SharedTransaction::new(), true),
@@ -47,12 +53,19 @@ pub async fn execute(
     .await?;
     // Not a COPY FROM: its data is still to come, and it commits then.
     if autocommit && !matches!(output, Output::CopyIn(_)) {
+        // Only a write passes the gate: a query's rows stream after this
+        // commit (of nothing), and must stay cancellable while they do.
+        if writes && gate.is_some_and(|gate| !gate.commit()) {
+            txn.rollback().await;
+            return Err(ServerError::QueryCanceled);
+        }
         txn.commit().await?;
     }
     Ok(output)
 }
 
-/// The handler of each kind of statement.
+/// The handler of each kind of statement, each after its privilege check
+/// ([`privileges::Checker`]: one line per kind).
 async fn run(
     registry: &Registry,
     session: &Session,
@@ -62,8 +75,10 @@ async fn run(
     txn: &SharedTransaction,
     autocommit: bool,
 ) -> Result<Output> {
+    let may = privileges::Checker::new(registry, session);
     match statement {
         WeirStatement::Query(mut statement) => {
+            may.query(&statement)?;
             crate::pg_functions::substitute_session(&mut statement, session, sql)?;
             if sql.to_ascii_lowercase().contains("current_setting") {
                 weir_planner::compat::substitute_settings(&mut statement, |name| {
@@ -78,42 +93,67 @@ async fn run(
                 Ok(Output::Rows(rows))
             }
         }
-        WeirStatement::CreateTable(create) => statements::ddl::create_table(registry, create).await,
-        WeirStatement::CreateView(view) => statements::ddl::create_view(registry, view, sql).await,
+        WeirStatement::CreateTable(create) => {
+            let creating = may.create(&create.name)?;
+            creating.record(statements::ddl::create_table(registry, create).await)
+        }
+        WeirStatement::CreateView(view) => {
+            let creating = may.create_or_replace(&view.name)?;
+            may.query(&view.statement)?;
+            creating.record(statements::ddl::create_view(registry, view, sql).await)
+        }
         WeirStatement::Drop {
             kind,
             names,
             if_exists,
             cascade,
-        } => statements::ddl::drop(registry, kind, names, if_exists, cascade).await,
+        } => {
+            may.own(&names)?;
+            let dropped = statements::ddl::drop(registry, kind, names, if_exists, cascade).await;
+            privileges::forget_dropped(registry, session, dropped)
+        }
         WeirStatement::SetVariable { name, value } => Ok(Output::Set(session.set(&name, value)?)),
         WeirStatement::ShowVariable { name } => statements::show::variable(session, &name),
         WeirStatement::ShowAll => statements::show::all(session),
         WeirStatement::ShowObjects(kind) => statements::show::objects(registry, kind),
         WeirStatement::Transaction(op) => session.transaction_control(op).await,
         WeirStatement::Discard => Ok(Output::command("SET")),
+        // Role statements check their own: a superuser, or one's own password.
         WeirStatement::Role(statement) => statements::ddl::role(session, *statement),
+        WeirStatement::Grant(grant) => auth::grant::execute(registry, session, grant),
         WeirStatement::Savepoint(tag) => Ok(Output::command(tag)),
         WeirStatement::CreateStream(create) => {
-            statements::streams::create_stream(registry, create).await
+            let creating = may.create(&create.name)?;
+            creating.record(statements::streams::create_stream(registry, create).await)
         }
         WeirStatement::CreateMaterializedView(create) if create.or_replace => {
-            statements::replace::replace_view(registry, create).await
+            let creating = may.create_or_replace(&create.name)?;
+            may.reads(&create.query)?;
+            creating.record(statements::replace::replace_view(registry, create).await)
         }
         WeirStatement::CreateMaterializedView(create) => {
-            statements::materialized_views::create_materialized_view(registry, create, true).await
+            let creating = may.create(&create.name)?;
+            may.reads(&create.query)?;
+            creating.record(
+                statements::materialized_views::create_materialized_view(registry, create, true)
+                    .await,
+            )
         }
         WeirStatement::ExplainMaterializedView(create) if create.or_replace => {
+            may.reads(&create.query)?;
             statements::replace::explain_replace(registry, create).await
         }
         WeirStatement::ExplainMaterializedView(create) => {
+            may.reads(&create.query)?;
             statements::materialized_views::explain_materialized_view(registry, create).await
         }
         WeirStatement::Subscribe { name, copy } => {
-            statements::subscribe::subscribe(registry, &name, copy)
+            may.subscribe(&name)?;
+            statements::subscribe::subscribe_with(registry, &name, copy, session.subscribe_blocks())
         }
         WeirStatement::Flush { view } => statements::flush::flush(registry, view.as_deref()).await,
         WeirStatement::DeclareCursor { name, view } => {
+            may.subscribe(&view)?;
             statements::cursor::declare(registry, session, &name, &view)
         }
         WeirStatement::Fetch {
@@ -122,16 +162,33 @@ async fn run(
             timeout,
         } => statements::cursor::fetch(session, &cursor, count, timeout.as_deref()).await,
         WeirStatement::CloseCursor(name) => statements::cursor::close(session, name.as_deref()),
-        WeirStatement::CreateSink(create) => statements::sink::create(registry, create).await,
-        WeirStatement::Job(job) => statements::jobs::execute(registry, job).await,
+        WeirStatement::CreateSink(create) => {
+            let creating = match create.or_replace {
+                true => may.create_or_replace(&create.name)?,
+                false => may.create(&create.name)?,
+            };
+            may.subscribe(&create.from)?;
+            creating.record(statements::sink::create(registry, create).await)
+        }
+        WeirStatement::Job(job) => {
+            may.job(&job)?;
+            statements::jobs::execute(registry, job).await
+        }
         WeirStatement::Dml(dml) => {
+            may.dml(&dml)?;
             match statements::insert_fast::execute(registry, &dml, params.as_ref(), txn).await? {
                 Some(output) => Ok(output),
                 None => statements::dml::execute(registry, dml, sql, params).await,
             }
         }
-        WeirStatement::Copy(copy) if copy.to => statements::dml::copy_to(registry, copy).await,
-        WeirStatement::Copy(copy) => statements::dml::copy_from(registry, copy, txn, autocommit),
+        WeirStatement::Copy(copy) => {
+            may.copy(&copy)?;
+            if copy.to {
+                statements::dml::copy_to(registry, copy).await
+            } else {
+                statements::dml::copy_from(registry, copy, txn, autocommit)
+            }
+        }
     }
 }
 
@@ -161,6 +218,7 @@ pub async fn describe(
         | WeirStatement::Savepoint(_)
         | WeirStatement::Discard
         | WeirStatement::Role(_)
+        | WeirStatement::Grant(_)
         | WeirStatement::CreateStream(_)
         | WeirStatement::CreateMaterializedView(_)
         | WeirStatement::CreateSink(_)

@@ -242,6 +242,9 @@ impl Engine {
         let span = tracing::info_span!("statement", session = session.id());
         // The queries the statement starts get the session's memory limit.
         let memory_limit = session.query_memory_limit();
+        // Taken here, on the connection's task: the worker may start after
+        // a cancel let the next statement begin.
+        let gate = session.statement_gate();
         let result = self
             .registry
             .run(
@@ -252,6 +255,7 @@ impl Engine {
                         (*statement).clone(),
                         &text,
                         params,
+                        gate,
                     )
                     .await
                 })

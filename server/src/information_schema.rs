@@ -5,7 +5,10 @@
 //! Postgres's names (`bigint`, `text`). This schema wraps DataFusion's and
 //! rewrites `columns.data_type`; everything else passes through. Both it and
 //! `pg_catalog` read the catalogs through [`ClientCatalogs`], which shows
-//! the declared nullability of tables Weir owns.
+//! the declared nullability of tables Weir owns. `role_table_grants` and
+//! `table_privileges` list the privileges on each relation ([`grants`]).
+
+pub(crate) mod grants;
 
 use std::sync::Arc;
 
@@ -53,6 +56,7 @@ impl SchemaProvider for PgInformationSchema {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.inner.table_names();
         names.extend(KEY_VIEWS.iter().map(|v| v.to_string()));
+        names.extend(grants::GRANT_VIEWS.iter().map(|v| v.to_string()));
         names
     }
 
@@ -65,6 +69,11 @@ impl SchemaProvider for PgInformationSchema {
                 catalogs: self.catalogs.clone(),
             })));
         }
+        if grants::GRANT_VIEWS.contains(&lower.as_str()) {
+            return Ok(Some(Arc::new(grants::GrantsView::new(
+                self.catalogs.clone(),
+            ))));
+        }
         let table = self.inner.table(name).await?;
         Ok(match (lower.as_str(), table) {
             ("columns", Some(inner)) => Some(Arc::new(PgColumns::new(inner))),
@@ -73,7 +82,10 @@ impl SchemaProvider for PgInformationSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name) || KEY_VIEWS.contains(&name.to_ascii_lowercase().as_str())
+        let lower = name.to_ascii_lowercase();
+        self.inner.table_exist(name)
+            || KEY_VIEWS.contains(&lower.as_str())
+            || grants::GRANT_VIEWS.contains(&lower.as_str())
     }
 }
 

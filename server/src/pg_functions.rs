@@ -136,7 +136,9 @@ fn cancel_backend(session: &crate::session::Session, pid: i32) -> crate::error::
             message: "permission denied to cancel query".to_string(),
         });
     }
-    backend.cancel();
+    // false when the statement was already committing: too late, as in
+    // Postgres, which also answers true then.
+    let _ = backend.cancel();
     Ok(true)
 }
 

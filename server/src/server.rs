@@ -130,6 +130,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         "refusing to start: auth_method is scram-sha-256 but no role has a password; \
          set one for the user weir with WEIR_PASSWORD or password_file"
     );
+    roles.publish();
     let auth = Arc::new(Auth {
         method: config.security.auth_method,
         roles,

@@ -7,6 +7,8 @@
 //! answers are those of a Postgres 16 server in UTC with ISO dates, which is
 //! what drivers and BI tools expect.
 
+pub mod gate;
+
 use std::collections::BTreeMap;
 
 use parking_lot::Mutex;
@@ -167,6 +169,15 @@ const SETTINGS: &[(&str, &str, bool, &str)] = &[
         false,
         "Sets the maximum allowed duration of any statement",
     ),
+    // What a SUBSCRIBE whose client stops reading does (design 0009):
+    // `disconnect` (53200 once 4,096 batches behind) or `block` (the view's
+    // job waits for it).
+    (
+        "subscribe_slow_client",
+        "disconnect",
+        false,
+        "Sets what happens to a SUBSCRIBE client that stops reading: disconnect or block",
+    ),
     (
         "timezone",
         "UTC",
@@ -320,6 +331,21 @@ impl Session {
             .ok()
             .and_then(|t| crate::pg::activity::parse_timeout(&t));
         Some(login.backend.begin(query, timeout))
+    }
+
+    /// The gate of the statement that [`Session::begin`] started last
+    /// (`None` for a session with no connection): read on the connection's
+    /// task before the statement moves to a worker, which asks it before
+    /// committing (see [`gate`]).
+    pub fn statement_gate(&self) -> Option<std::sync::Arc<gate::StatementGate>> {
+        self.login.as_ref().map(|l| l.backend.statement_gate())
+    }
+
+    /// Does a `SUBSCRIBE` of this session hold its view's job back when
+    /// the client stops reading (`subscribe_slow_client = 'block'`)?
+    pub fn subscribe_blocks(&self) -> bool {
+        self.get("subscribe_slow_client")
+            .is_ok_and(|policy| policy == "block")
     }
 
     /// The server's roles (`None` for a session with no connection).
@@ -535,6 +561,19 @@ fn normalize_value(name: &str, value: String) -> Result<String> {
                 hint: Some("write a size such as 512MB or 2GB, or 0 for no limit".to_string()),
             }),
         },
+        "subscribe_slow_client" => {
+            let lower = value.to_ascii_lowercase();
+            if lower == "disconnect" || lower == "block" {
+                Ok(lower)
+            } else {
+                Err(ServerError::InvalidParameterValue {
+                    message: format!(
+                        "invalid value for parameter \"subscribe_slow_client\": \"{value}\""
+                    ),
+                    hint: Some("Available values: disconnect, block.".to_string()),
+                })
+            }
+        }
         "timezone" => {
             let valid = value.eq_ignore_ascii_case("utc")
                 || value.eq_ignore_ascii_case("gmt")

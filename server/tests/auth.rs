@@ -405,3 +405,183 @@ fn password_file_sets_the_bootstrap_password() {
     let (ok, _) = psql(server.pg_port, "weir", "from-a-file\n", "SELECT 1");
     assert!(!ok);
 }
+
+/// The SQLSTATE and message of a statement that must fail.
+async fn refused_with(client: &tokio_postgres::Client, sql: &str) -> String {
+    code(
+        &client
+            .simple_query(sql)
+            .await
+            .expect_err(&format!("{sql} must be refused")),
+    )
+}
+
+async fn run(client: &tokio_postgres::Client, sql: &str) {
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", code(&e)));
+}
+
+/// Item 3: a role that is not a superuser, over SCRAM, is refused what it
+/// was not granted (42501, naming the object as Postgres does), may do
+/// what it was granted, loses it on REVOKE, and the grants and owners
+/// outlive a restart; `information_schema.role_table_grants` and
+/// `pg_class.relacl` (what psql's `\dp` reads) show them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_and_revokes_decide_what_a_role_may_do_and_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("weir.log");
+    let data = dir.path().join("data");
+    let server = start_scram(&data, &log);
+    let weir = connect(server.port, "weir", PASSWORD).await.expect("weir");
+    run(
+        &weir,
+        "CREATE ROLE alice LOGIN PASSWORD 'alice pw';
+         CREATE TABLE t (a BIGINT PRIMARY KEY, b TEXT);
+         INSERT INTO t VALUES (1, 'one'), (2, 'two');
+         CREATE TABLE u (a BIGINT);
+         INSERT INTO u VALUES (1);
+         CREATE VIEW v AS SELECT a FROM t",
+    )
+    .await;
+    let alice = connect(server.port, "alice", "alice pw")
+        .await
+        .expect("alice");
+
+    // Nothing granted yet: every relation is refused, and so is CREATE.
+    assert_eq!(
+        refused_with(&alice, "SELECT * FROM t").await,
+        "42501 permission denied for table t"
+    );
+    assert_eq!(
+        refused_with(&alice, "INSERT INTO t VALUES (3, 'three')").await,
+        "42501 permission denied for table t"
+    );
+    assert_eq!(
+        refused_with(&alice, "CREATE TABLE mine (x BIGINT)").await,
+        "42501 permission denied for schema public"
+    );
+    assert_eq!(
+        refused_with(&alice, "DROP TABLE t").await,
+        "42501 must be owner of table t"
+    );
+    assert_eq!(
+        refused_with(&alice, "GRANT SELECT ON t TO alice").await,
+        "42501 must be owner of table t"
+    );
+
+    run(
+        &weir,
+        "GRANT SELECT, INSERT ON t TO alice; GRANT CREATE ON SCHEMA public TO alice",
+    )
+    .await;
+    assert_eq!(one(&alice, "SELECT count(*) FROM t").await, "2");
+    run(&alice, "INSERT INTO t VALUES (3, 'three')").await;
+    assert_eq!(
+        refused_with(&alice, "DELETE FROM t WHERE a = 3").await,
+        "42501 permission denied for table t"
+    );
+    // Every relation a query names: joins, subqueries, a view.
+    assert_eq!(
+        refused_with(&alice, "SELECT * FROM t JOIN u ON t.a = u.a").await,
+        "42501 permission denied for table u"
+    );
+    assert_eq!(
+        refused_with(&alice, "SELECT * FROM t WHERE a IN (SELECT a FROM u)").await,
+        "42501 permission denied for table u"
+    );
+    assert_eq!(
+        refused_with(&alice, "WITH x AS (SELECT * FROM v) SELECT * FROM x").await,
+        "42501 permission denied for view v"
+    );
+    assert_eq!(
+        refused_with(&alice, "COPY u TO STDOUT").await,
+        "42501 permission denied for table u"
+    );
+    // A view of one's own does not read what one may not.
+    assert_eq!(
+        refused_with(&alice, "CREATE VIEW peek AS SELECT * FROM u").await,
+        "42501 permission denied for table u"
+    );
+    // What alice creates is hers, with every privilege.
+    run(
+        &alice,
+        "CREATE TABLE mine (x BIGINT PRIMARY KEY); INSERT INTO mine VALUES (7); DELETE FROM mine WHERE x = 0",
+    )
+    .await;
+    assert_eq!(
+        refused_with(&weir, "DROP ROLE alice").await,
+        "2BP01 role \"alice\" cannot be dropped because some objects depend on it"
+    );
+    assert_eq!(
+        refused_with(&weir, "GRANT INSERT ON v TO alice").await,
+        "42809 invalid privilege type INSERT for view"
+    );
+
+    let grants = common::sorted_rows(
+        &weir,
+        "SELECT grantor, grantee, table_name, privilege_type \
+         FROM information_schema.role_table_grants WHERE grantee = 'alice'",
+    )
+    .await;
+    assert_eq!(
+        grants,
+        vec![
+            "alice|alice|mine|DELETE",
+            "alice|alice|mine|INSERT",
+            "alice|alice|mine|SELECT",
+            "alice|alice|mine|UPDATE",
+            "weir|alice|t|INSERT",
+            "weir|alice|t|SELECT",
+        ]
+    );
+    // What psql's `\dp` reads: the aclitems, owner first.
+    assert_eq!(
+        one(
+            &weir,
+            "SELECT array_to_string(relacl, ',') FROM pg_catalog.pg_class WHERE relname = 't'"
+        )
+        .await,
+        "weir=arwd/weir,alice=ar/weir"
+    );
+
+    // After a restart: the same grants, the same owners.
+    drop((alice, weir));
+    drop(server);
+    let server = start_scram(&data, &log);
+    let weir = connect(server.port, "weir", PASSWORD).await.expect("weir");
+    let alice = connect(server.port, "alice", "alice pw")
+        .await
+        .expect("alice");
+    assert_eq!(one(&alice, "SELECT count(*) FROM t").await, "3");
+    assert_eq!(
+        refused_with(&alice, "SELECT * FROM u").await,
+        "42501 permission denied for table u"
+    );
+    assert_eq!(one(&alice, "SELECT x FROM mine").await, "7");
+    assert_eq!(
+        refused_with(&alice, "DROP TABLE t").await,
+        "42501 must be owner of table t"
+    );
+
+    // REVOKE takes it away, durably too.
+    run(&weir, "REVOKE SELECT ON t FROM alice").await;
+    assert_eq!(
+        refused_with(&alice, "SELECT * FROM t").await,
+        "42501 permission denied for table t"
+    );
+    run(&alice, "INSERT INTO t VALUES (4, 'four')").await;
+    // PUBLIC: every role.
+    run(&weir, "GRANT SELECT ON u TO PUBLIC").await;
+    assert_eq!(one(&alice, "SELECT count(*) FROM u").await, "1");
+    // Alice gives hers away by dropping it; then she can be dropped.
+    run(&alice, "DROP TABLE mine").await;
+    run(
+        &weir,
+        "REVOKE ALL ON t FROM alice; REVOKE CREATE ON SCHEMA public FROM alice; DROP ROLE alice",
+    )
+    .await;
+    let left = std::fs::read_to_string(data.join("roles.json")).expect("roles.json");
+    assert!(!left.contains("\"alice\""), "alice is gone: {left}");
+}

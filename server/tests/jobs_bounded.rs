@@ -1,5 +1,6 @@
 //! Batch jobs through the real binary: a view over a file stream shows its
-//! progress in bytes and files read of the total, is suspended midway and
+//! progress in bytes and files read of the total (CSV), or in rows of the
+//! total its footers give (Parquet), is suspended midway and
 //! resumed, and goes to `finished` with its sink holding every row of the
 //! batch answer exactly once.
 //!
@@ -10,6 +11,8 @@
 //! without stopping: the failpoint holds still once per process.
 
 mod common;
+#[path = "common/jobs.rs"]
+mod jobs;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,11 +20,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::WeirProcess;
-use tokio_postgres::Client;
-
-/// A generous deadline for what a test waits on (never a timed assertion:
-/// only a broken server reaches it).
-const DEADLINE: Duration = Duration::from_secs(120);
+use jobs::DEADLINE;
 
 /// Rows per input file: several batches each (DataFusion's 8192 rows).
 const ROWS_PER_FILE: i64 = 60_000;
@@ -64,20 +63,6 @@ fn written(folder: &Path) -> Vec<String> {
     counts.into_keys().collect()
 }
 
-/// Job `name`'s row of `SHOW JOBS`: (status, progress).
-async fn job_row(client: &Client, name: &str) -> (String, String) {
-    let rows = common::sorted_rows(client, "SHOW JOBS").await;
-    let row = rows
-        .iter()
-        .find(|r| r.starts_with(&format!("{name}|view|")))
-        .unwrap_or_else(|| panic!("job {name} listed: {rows:?}"));
-    let cells: Vec<&str> = row.split('|').collect();
-    (
-        cells[2].to_string(),
-        cells.last().expect("progress").to_string(),
-    )
-}
-
 /// The figures of a progress text: `(read, total)` of its part ending in
 /// `unit` (`files`, `MB`, `kB`).
 fn figures(progress: &str, unit: &str) -> (f64, f64) {
@@ -106,55 +91,17 @@ fn kilobytes(progress: &str) -> (f64, f64) {
     }
 }
 
-/// Wait until job `name` is `status`; its progress then.
-async fn wait_for(client: &Client, name: &str, status: &str) -> String {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let (now, progress) = job_row(client, name).await;
-        if now == status {
-            return progress;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {name} never became {status}: {now}, {progress}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_job_shows_bytes_read_and_suspended_midway_writes_each_row_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in");
     let out = dir.path().join("out");
     write_inputs(&input, 2);
-    let server = WeirProcess::start_with(
-        dir.path(),
-        &["--checkpoint-interval", "200ms"],
-        &[("WEIR_FAILPOINT", "source-batch/evens@2:pause")],
-    );
-    let client = common::connect(&server).await;
-    client
-        .batch_execute(&format!(
-            "CREATE STREAM s (id BIGINT, k BIGINT)
-               WITH (connector = 'file', path = '{}/*.csv', format = 'csv');
-             CREATE MATERIALIZED VIEW evens AS SELECT id, k FROM s WHERE id % 2 = 0;
-             CREATE SINK evens_out FROM evens
-               WITH (connector = 'file', path = '{}', format = 'json')",
-            input.display(),
-            out.display()
-        ))
-        .await
-        .expect("a view over two files, written out");
-    let expected = common::sorted_rows(&client, "SELECT id, k FROM s WHERE id % 2 = 0").await;
+    let (_server, client, expected) = start_evens(dir.path(), &input, &out, "csv").await;
     assert_eq!(expected.len() as i64, ROWS_PER_FILE);
 
     // Midway: rows have arrived, one partition is held at its failpoint.
-    let deadline = Instant::now() + DEADLINE;
-    while common::sorted_rows(&client, "SELECT count(*) > 0 FROM evens").await != ["t"] {
-        assert!(Instant::now() < deadline, "the view never got a row");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_first_rows(&client).await;
     let (status, progress) = job_row(&client, "evens").await;
     assert_eq!(status, "running", "midway: {progress}");
     let (files_read, files_total) = figures(&progress, "files");
@@ -210,11 +157,150 @@ async fn a_file_job_shows_bytes_read_and_suspended_midway_writes_each_row_once()
         progress.ends_with("partitions ended"),
         "finished: {progress}"
     );
+    wait_for_sink(&out, &expected).await;
+    assert_eq!(
+        common::sorted_rows(&client, "SELECT id, k FROM evens").await,
+        expected,
+        "the view equals the batch answer"
+    );
+}
+
+/// Write `files` Parquet files of `ROWS_PER_FILE` rows each into `folder`,
+/// in row groups of 8192 rows (so a partition sends several batches).
+fn write_parquet_inputs(folder: &Path, files: i64) {
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::file::properties::WriterProperties;
+    use std::sync::Arc;
+
+    std::fs::create_dir_all(folder).expect("input folder");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("k", DataType::Int64, false),
+    ]));
+    for f in 0..files {
+        let file = std::fs::File::create(folder.join(format!("part-{f}.parquet"))).expect("file");
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(8192))
+            .build();
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).expect("writer");
+        let ids: Vec<i64> = (f * ROWS_PER_FILE + 1..=(f + 1) * ROWS_PER_FILE).collect();
+        let ks: Vec<i64> = ids.iter().map(|id| id % 13).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(Int64Array::from(ks)),
+            ],
+        )
+        .expect("batch");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parquet_job_shows_rows_of_the_footers_total_through_a_suspend() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    let out = dir.path().join("out");
+    write_parquet_inputs(&input, 2);
+    let (_server, client, expected) = start_evens(dir.path(), &input, &out, "parquet").await;
+    let total = (2 * ROWS_PER_FILE) as f64;
+
+    // Midway: one partition is held at its failpoint, so the rows the
+    // partitions are past fall short of what the footers hold.
+    wait_for_first_rows(&client).await;
+    let (status, progress) = job_row(&client, "evens").await;
+    assert_eq!(status, "running", "midway: {progress}");
+    let (rows_read, rows_total) = figures(&progress, "rows");
+    assert_eq!(rows_total, total, "the footers' total: {progress}");
+    assert!(
+        rows_read > 0.0 && rows_read < rows_total,
+        "midway: {progress}"
+    );
+
+    client
+        .simple_query("ALTER JOB evens SUSPEND")
+        .await
+        .expect("suspend midway");
+    wait_for(&client, "evens", "suspended").await;
+    client
+        .simple_query("ALTER JOB evens RESUME")
+        .await
+        .expect("resume");
+
+    // Finished: the resumed run's partitions skipped what the first run
+    // read, and the figure still reaches the total.
+    let progress = wait_for(&client, "evens", "finished").await;
+    assert_eq!(
+        figures(&progress, "rows"),
+        (total, total),
+        "finished: {progress}"
+    );
+    wait_for_sink(&out, &expected).await;
+}
+
+/// Job `name`'s row of `SHOW JOBS`: (status, progress).
+async fn job_row(client: &tokio_postgres::Client, name: &str) -> (String, String) {
+    let row = jobs::job_row(client, name).await;
+    (row["status"].clone(), row["progress"].clone())
+}
+
+/// Wait until job `name` is `status`; its progress then.
+async fn wait_for(client: &tokio_postgres::Client, name: &str, status: &str) -> String {
+    jobs::wait_for_status(client, name, status).await["progress"].clone()
+}
+
+/// Start the server with the `source-batch/evens@2:pause` failpoint, and
+/// make the job: view `evens` over the `format` files in `input`, written
+/// to `out` as JSON. The batch answer over the files too.
+async fn start_evens(
+    dir: &Path,
+    input: &Path,
+    out: &Path,
+    format: &str,
+) -> (WeirProcess, tokio_postgres::Client, Vec<String>) {
+    let server = WeirProcess::start_with(
+        dir,
+        &["--checkpoint-interval", "200ms"],
+        &[("WEIR_FAILPOINT", "source-batch/evens@2:pause")],
+    );
+    let client = common::connect(&server).await;
+    client
+        .batch_execute(&format!(
+            "CREATE STREAM s (id BIGINT, k BIGINT)
+               WITH (connector = 'file', path = '{}/*.{format}', format = '{format}');
+             CREATE MATERIALIZED VIEW evens AS SELECT id, k FROM s WHERE id % 2 = 0;
+             CREATE SINK evens_out FROM evens
+               WITH (connector = 'file', path = '{}', format = 'json')",
+            input.display(),
+            out.display()
+        ))
+        .await
+        .expect("a view over two files, written out");
+    let expected = common::sorted_rows(&client, "SELECT id, k FROM s WHERE id % 2 = 0").await;
+    (server, client, expected)
+}
+
+/// Wait until view `evens` has a row: the job is midway.
+async fn wait_for_first_rows(client: &tokio_postgres::Client) {
+    let deadline = Instant::now() + DEADLINE;
+    while common::sorted_rows(client, "SELECT count(*) > 0 FROM evens").await != ["t"] {
+        assert!(Instant::now() < deadline, "the view never got a row");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Wait until the sink's files in `out` hold `expected`, each row once.
+async fn wait_for_sink(out: &Path, expected: &[String]) {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let now = written(&out);
+        let now = written(out);
         if now == expected {
-            break;
+            return;
         }
         assert!(
             Instant::now() < deadline,
@@ -224,9 +310,4 @@ async fn a_file_job_shows_bytes_read_and_suspended_midway_writes_each_row_once()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(
-        common::sorted_rows(&client, "SELECT id, k FROM evens").await,
-        expected,
-        "the view equals the batch answer"
-    );
 }

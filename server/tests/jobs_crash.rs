@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -28,30 +27,7 @@ const BATCH: &str = "SELECT k, count(*) AS n, sum(id) AS total FROM t GROUP BY k
 /// What the sink's committed files add up to, as `k|n|total` lines
 /// (inserts +1, deletes -1); panics on a row written or deleted twice.
 fn folded(folder: &Path) -> Vec<String> {
-    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
-        if entry.path().extension().is_some_and(|e| e == "json") {
-            let text = std::fs::read_to_string(entry.path()).expect("read a sink file");
-            for line in text.lines() {
-                let row: serde_json::Value = serde_json::from_str(line).expect("a json line");
-                let key = format!("{}|{}|{}", row["k"], row["n"], row["total"]);
-                *counts.entry(key).or_default() += if row["op"] == "delete" { -1 } else { 1 };
-            }
-        }
-    }
-    assert!(
-        counts.values().all(|c| *c == 0 || *c == 1),
-        "a row written or deleted twice: {:?}",
-        counts
-            .iter()
-            .filter(|(_, c)| **c != 0 && **c != 1)
-            .collect::<Vec<_>>()
-    );
-    counts
-        .into_iter()
-        .filter(|(_, c)| *c == 1)
-        .map(|(k, _)| k)
-        .collect()
+    common::folded_sink(folder, &["k", "n", "total"])
 }
 
 /// Wait until the view and its sink's committed files equal the batch answer.

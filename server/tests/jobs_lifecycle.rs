@@ -5,70 +5,13 @@
 //! query (a batch query over the same input).
 
 mod common;
+#[path = "common/jobs.rs"]
+mod jobs;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::WeirProcess;
-use tokio_postgres::{Client, SimpleQueryMessage};
-
-/// A generous deadline for what a test waits on (never a timed assertion:
-/// only a broken server reaches it).
-const DEADLINE: Duration = Duration::from_secs(120);
-
-/// The `SHOW JOBS` row of `job`, column by name.
-async fn job_row(client: &Client, job: &str) -> std::collections::HashMap<String, String> {
-    let rows = client.simple_query("SHOW JOBS").await.expect("SHOW JOBS");
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) if r.get("name") == Some(job) => Some(
-                r.columns()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (c.name().to_string(), r.get(i).unwrap_or("NULL").to_string()))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("SHOW JOBS has no {job}"))
-}
-
-/// Poll `SHOW JOBS` until `job` has `status`; its row then.
-async fn wait_for_status(
-    client: &Client,
-    job: &str,
-    status: &str,
-) -> std::collections::HashMap<String, String> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let row = job_row(client, job).await;
-        if row["status"] == status {
-            return row;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {job} never reached {status}: {row:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `SHOW JOB EVENTS job` as (from, to, reason).
-async fn events(client: &Client, job: &str) -> Vec<(String, String, String)> {
-    client
-        .simple_query(&format!("SHOW JOB EVENTS {job}"))
-        .await
-        .expect("SHOW JOB EVENTS")
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some((
-                r.get("from_status").unwrap_or("NULL").to_string(),
-                r.get("to_status").unwrap_or_default().to_string(),
-                r.get("reason").unwrap_or_default().to_string(),
-            )),
-            _ => None,
-        })
-        .collect()
-}
+use jobs::{events, job_row, wait_for_status};
 
 /// A CSV of `rows` rows `n,k` with `k = n % 97`.
 fn numbers_csv(path: &std::path::Path, rows: usize) {

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -19,42 +18,9 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 const ARGS: [&str; 2] = ["--checkpoint-interval", "200ms"];
 
-/// What a JSON sink's committed files add up to: `columns` joined by `|`
-/// per row, inserts counting +1 and deletes -1. Panics if a row ends up
-/// counted twice or deleted more often than inserted: the sink then wrote
-/// something twice.
+/// What a JSON sink's committed files add up to (`common::folded_sink`).
 fn folded(folder: &Path, columns: &[&str]) -> Vec<String> {
-    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return Vec::new();
-    };
-    for entry in entries.flatten() {
-        if entry.path().extension().is_some_and(|e| e == "json") {
-            let text = std::fs::read_to_string(entry.path()).expect("read a sink file");
-            for line in text.lines() {
-                let row: serde_json::Value = serde_json::from_str(line).expect("a json line");
-                let key = columns
-                    .iter()
-                    .map(|c| row[*c].to_string())
-                    .collect::<Vec<_>>()
-                    .join("|");
-                *counts.entry(key).or_default() += if row["op"] == "delete" { -1 } else { 1 };
-            }
-        }
-    }
-    assert!(
-        counts.values().all(|c| *c == 0 || *c == 1),
-        "a row written twice or deleted twice: {:?}",
-        counts
-            .iter()
-            .filter(|(_, c)| **c != 0 && **c != 1)
-            .collect::<Vec<_>>()
-    );
-    counts
-        .into_iter()
-        .filter(|(_, c)| *c == 1)
-        .map(|(k, _)| k)
-        .collect()
+    common::folded_sink(folder, columns)
 }
 
 /// The sinks and what their committed files must add up to.

@@ -6,49 +6,13 @@
 //! the session go on, and the other view equals the batch answer.
 
 mod common;
+#[path = "common/jobs.rs"]
+mod jobs;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::WeirProcess;
-use tokio_postgres::{Client, SimpleQueryMessage};
-
-/// A generous deadline for what a test waits on (never a timed assertion:
-/// only a broken server reaches it).
-const DEADLINE: Duration = Duration::from_secs(120);
-
-/// The `SHOW JOBS` row of `job`, column by name.
-async fn job_row(client: &Client, job: &str) -> HashMap<String, String> {
-    let rows = client.simple_query("SHOW JOBS").await.expect("SHOW JOBS");
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) if r.get("name") == Some(job) => Some(
-                r.columns()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (c.name().to_string(), r.get(i).unwrap_or("NULL").to_string()))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("SHOW JOBS has no {job}"))
-}
-
-/// Poll `SHOW JOBS` until `job` has `status`; its row then.
-async fn wait_for_status(client: &Client, job: &str, status: &str) -> HashMap<String, String> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let row = job_row(client, job).await;
-        if row["status"] == status {
-            return row;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {job} never reached {status}: {row:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use jobs::{DEADLINE, job_row, wait_for_status};
 
 /// `weir_job_state_bytes` of `job` on `/metrics`, if it has a series.
 async fn state_bytes(server: &WeirProcess, job: &str) -> Option<u64> {

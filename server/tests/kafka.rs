@@ -9,6 +9,8 @@
 //! turns a hang into a failure) and then compare exactly.
 
 mod common;
+#[path = "common/jobs.rs"]
+mod jobs;
 #[path = "common/kafka.rs"]
 mod kafka_broker;
 
@@ -756,34 +758,6 @@ async fn avro_messages_bare_and_confluent_framed_equal_the_batch_answer() {
     }
 }
 
-/// `SHOW JOBS`' status of `job`.
-async fn job_status(client: &tokio_postgres::Client, job: &str) -> String {
-    let rows = client.simple_query("SHOW JOBS").await.expect("SHOW JOBS");
-    rows.iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) if r.get("name") == Some(job) => {
-                r.get("status").map(str::to_string)
-            }
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("SHOW JOBS has no {job}"))
-}
-
-async fn wait_for_status(client: &tokio_postgres::Client, job: &str, status: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let now = job_status(client, job).await;
-        if now == status {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{job} stayed {now}, never {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Issue 21's savepoint case: a job suspended with a savepoint and resumed
 /// reads on from the offsets it stopped at. Messages produced while it is
 /// suspended are read once on resume (per-partition counts equal the
@@ -832,7 +806,7 @@ async fn a_suspended_job_resumes_from_its_offsets() {
             .batch_execute(&format!("ALTER JOB {job} SUSPEND"))
             .await
             .expect("suspend");
-        wait_for_status(&client, job, "suspended").await;
+        jobs::wait_for_status(&client, job, "suspended").await;
     }
     let savepoints = client
         .simple_query("SHOW SAVEPOINTS FOR JOB per_partition")
@@ -863,7 +837,7 @@ async fn a_suspended_job_resumes_from_its_offsets() {
             .batch_execute(&format!("ALTER JOB {job} RESUME"))
             .await
             .expect("resume");
-        wait_for_status(&client, job, "running").await;
+        jobs::wait_for_status(&client, job, "running").await;
     }
     // 2000 bids and a closer per partition: offsets 0..=2000, each read once.
     wait_for_rows(
@@ -1135,7 +1109,7 @@ async fn a_topic_that_gains_partitions_is_read_whole() {
                 .any(|r| r.contains("restarted from checkpoint")),
             "{job}: {reasons:?}"
         );
-        assert_eq!(job_status(&client, job).await, "running");
+        assert_eq!(jobs::job_row(&client, job).await["status"], "running");
     }
     let metrics = common::http_get(server.http_port, "/metrics").await;
     assert!(

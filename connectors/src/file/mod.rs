@@ -241,8 +241,9 @@ pub fn observe_table(table: &dyn TableProvider, name: &str, metrics: &RuntimeMet
 }
 
 /// A file stream's sources: scans of its table (as every bounded stream's),
-/// whose bad records are counted as the stream's, and whose CSV and JSON
-/// readers count the bytes and files they read, for the job's progress.
+/// whose bad records are counted as the stream's, and whose readers report
+/// how far they are for the job's progress: bytes and files (CSV, JSON),
+/// rows of the total the Parquet footers give.
 #[derive(Debug)]
 struct FileSources {
     scanning: OpenedStream,
@@ -254,14 +255,24 @@ struct FileSources {
 impl SourceFactory for FileSources {
     async fn source(&self, state: &dyn Session) -> Result<Arc<dyn Source>> {
         let table = self.scanning.table();
-        let Some(files) = table.downcast_ref::<scan::CheckedFiles>() else {
-            // Parquet: DataFusion's listing table reads it; no byte count.
-            return self.scanning.source(state).await;
-        };
         let read = Arc::new(ReadCounter::default());
-        let plan = files
-            .scan_counted(state, None, None, Some(read.clone()))
-            .await?;
+        let plan = match table.downcast_ref::<scan::CheckedFiles>() {
+            Some(files) => {
+                files
+                    .scan_counted(state, None, None, Some(read.clone()))
+                    .await?
+            }
+            None => {
+                // Parquet: DataFusion's listing table reads it, fetching
+                // only the columns and row groups it needs, so bytes
+                // fetched say little; its footers say how many rows the
+                // files hold, which is the progress to show instead.
+                if let Some(rows) = footer_rows(state, table.as_ref()).await? {
+                    read.rows_listed(rows);
+                }
+                table.scan(state, None, &[], None).await?
+            }
+        };
         Ok(scan_source(
             table.schema(),
             plan,
@@ -275,6 +286,35 @@ impl SourceFactory for FileSources {
     fn observe(&mut self, stream: &str, metrics: &RuntimeMetrics) {
         observe_table(self.scanning.table().as_ref(), stream, metrics);
     }
+}
+
+/// The rows a Parquet listing table's files hold, as their footers say
+/// (one small read per file, no row read); `None` for another table.
+async fn footer_rows(state: &dyn Session, table: &dyn TableProvider) -> Result<Option<u64>> {
+    let Some(listing) = table.downcast_ref::<ListingTable>() else {
+        return Ok(None);
+    };
+    let options = listing.options();
+    let mut rows = 0u64;
+    for url in listing.table_paths() {
+        let store = state.runtime_env().object_store(url)?;
+        let files: Vec<_> = url
+            .list_all_files(state, store.as_ref(), &options.file_extension)
+            .await?
+            .try_collect()
+            .await?;
+        for file in files {
+            let stats = options
+                .format
+                .infer_stats(state, &store, table.schema(), &file)
+                .await?;
+            match stats.num_rows.get_value() {
+                Some(n) => rows += *n as u64,
+                None => return Ok(None),
+            }
+        }
+    }
+    Ok(Some(rows))
 }
 
 /// `WITH (connector = 'file', path = ..., format = ...)`: a table, a

@@ -8,14 +8,16 @@
 //! node.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use datafusion::common::DFSchemaRef;
+use datafusion::common::{DFSchemaRef, Dependency};
+use datafusion::logical_expr::logical_plan::builder::build_join_schema;
 use datafusion::logical_expr::{Expr, LogicalPlan, SortExpr as Sort};
 use weir_runtime::operators::join::JoinKind;
 
 use super::lowering::unsupported;
 use super::nodes::StreamInput;
-use crate::error::Result;
+use crate::error::{PlanError, Result};
 
 /// One operator of a continuous query as DataFusion planned it. A query's
 /// steps start with a [`Step::Scan`] or a [`Step::Join`] (whose two inputs
@@ -78,6 +80,16 @@ pub(super) enum Step {
         /// The rows it makes: the input's, then the row number.
         output: DFSchemaRef,
     },
+    /// `ORDER BY .. LIMIT n`: the first `n` rows in an order, kept as they
+    /// change (a TopN over the whole input).
+    OrderLimit {
+        /// The `ORDER BY`.
+        order_by: Vec<Sort>,
+        /// How many rows.
+        limit: usize,
+        /// The rows it reads (and makes).
+        input: DFSchemaRef,
+    },
     /// Two inputs, each a chain of its own, joined on equal keys.
     Join {
         /// The left input's steps.
@@ -109,6 +121,49 @@ fn row_number(exprs: &[Expr]) -> Option<(Vec<Expr>, Vec<Sort>)> {
     let plain = params.args.is_empty() && params.filter.is_none() && !params.distinct;
     (function.fun.name() == "row_number" && plain && !params.order_by.is_empty())
         .then(|| (params.partition_by.clone(), params.order_by.clone()))
+}
+
+/// Does the right input of `join` hold at most one row per join key? When
+/// its columns functionally depend on a set of its columns (its group keys,
+/// for an aggregate) that the join's right keys cover.
+fn right_unique_per_key(join: &datafusion::logical_expr::logical_plan::Join) -> bool {
+    let right = join.right.schema();
+    let keys: Vec<usize> = join
+        .on
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Expr::Column(c) => right.index_of_column(c).ok(),
+            _ => None,
+        })
+        .collect();
+    right.functional_dependencies().iter().any(|d| {
+        matches!(d.mode, Dependency::Single)
+            && !d.source_indices.is_empty()
+            && d.source_indices.iter().all(|i| keys.contains(i))
+    })
+}
+
+/// `input` sorted by `order_by`, its first `limit` rows kept.
+fn order_limit(
+    input: &LogicalPlan,
+    order_by: &[Sort],
+    limit: usize,
+    inputs: &HashMap<String, StreamInput>,
+    steps: &mut Vec<Step>,
+) -> Result<()> {
+    if limit == 0 {
+        return Err(unsupported(
+            "LIMIT 0",
+            "a view of no rows reads nothing; drop the view instead",
+        ));
+    }
+    collect(input, inputs, steps)?;
+    steps.push(Step::OrderLimit {
+        order_by: order_by.to_vec(),
+        limit,
+        input: input.schema().clone(),
+    });
+    Ok(())
 }
 
 /// Walk `plan` into `steps`, reading the streams in `inputs`.
@@ -159,12 +214,6 @@ pub(super) fn collect(
         }
         LogicalPlan::Aggregate(a) => {
             collect(&a.input, inputs, steps)?;
-            if steps.iter().any(|n| matches!(n, Step::Aggregate { .. })) {
-                return Err(unsupported(
-                    "an aggregate over an aggregate",
-                    "build the outer aggregate as a view over the inner one",
-                ));
-            }
             steps.push(Step::Aggregate {
                 group: a.group_expr.clone(),
                 aggregates: a.aggr_expr.clone(),
@@ -196,28 +245,54 @@ pub(super) fn collect(
                 });
             }
         }
-        LogicalPlan::Sort(_) => {
-            return Err(unsupported(
-                "ORDER BY",
-                "a stream has no end to sort up to; order when you query the view",
-            ));
-        }
-        LogicalPlan::Limit(_) => {
-            return Err(unsupported(
-                "LIMIT",
-                "top-N over a stream is not supported yet; limit when you query the view",
-            ));
+        LogicalPlan::Sort(sort) => match sort.fetch {
+            Some(limit) => order_limit(&sort.input, &sort.expr, limit, inputs, steps)?,
+            None => {
+                return Err(unsupported(
+                    "ORDER BY",
+                    "a stream has no end to sort up to; order when you query the view, or keep the first rows with ORDER BY .. LIMIT n",
+                ));
+            }
+        },
+        LogicalPlan::Limit(limit) => {
+            let fetch = match limit.get_fetch_type() {
+                Ok(datafusion::logical_expr::FetchType::Literal(fetch)) => fetch,
+                _ => None,
+            };
+            let skip = match limit.get_skip_type() {
+                Ok(datafusion::logical_expr::SkipType::Literal(skip)) => skip,
+                _ => 1,
+            };
+            match (limit.input.as_ref(), fetch, skip) {
+                (LogicalPlan::Sort(sort), Some(fetch), 0) => {
+                    let fetch = sort.fetch.map_or(fetch, |f| f.min(fetch));
+                    order_limit(&sort.input, &sort.expr, fetch, inputs, steps)?
+                }
+                _ => {
+                    return Err(unsupported(
+                        "LIMIT",
+                        "which rows of a stream come first is not defined; keep the first rows in an order with ORDER BY .. LIMIT n, or limit when you query the view",
+                    ));
+                }
+            }
         }
         LogicalPlan::Join(join) => {
+            // A semi join whose right rows are unique per join key (the
+            // right input is an aggregate grouped by those keys, as
+            // DataFusion plans an inner join of which only the left columns
+            // are used) is that inner join, projected to the left columns.
+            let semi = join.join_type == datafusion::logical_expr::JoinType::LeftSemi
+                && right_unique_per_key(join);
             let kind = match join.join_type {
                 datafusion::logical_expr::JoinType::Inner => JoinKind::Inner,
                 datafusion::logical_expr::JoinType::Left => JoinKind::Left,
                 datafusion::logical_expr::JoinType::Right => JoinKind::Right,
                 datafusion::logical_expr::JoinType::Full => JoinKind::Full,
+                _ if semi => JoinKind::Inner,
                 other => {
                     return Err(unsupported(
                         &format!("a {other} join"),
-                        "inner, LEFT, RIGHT and FULL joins are supported; write a semi or anti join as a join with a filter",
+                        "inner, LEFT, RIGHT and FULL joins are supported, and semi joins over an input unique per join key; write other semi or anti joins as a join with a filter",
                     ));
                 }
             };
@@ -242,19 +317,43 @@ pub(super) fn collect(
             let (mut left, mut right) = (Vec::new(), Vec::new());
             collect(&join.left, inputs, &mut left)?;
             collect(&join.right, inputs, &mut right)?;
+            let pairs = match semi {
+                true => Arc::new(
+                    build_join_schema(
+                        join.left.schema(),
+                        join.right.schema(),
+                        &datafusion::logical_expr::JoinType::Inner,
+                    )
+                    .map_err(|e| PlanError::Invalid(e.message().to_string()))?,
+                ),
+                false => join.schema.clone(),
+            };
             steps.push(Step::Join {
                 left,
                 right,
                 on: join.on.clone(),
                 kind,
                 schemas: [join.left.schema().clone(), join.right.schema().clone()],
-                output: join.schema.clone(),
+                output: pairs.clone(),
             });
             // The rest of an inner join's condition filters the pairs.
             if let Some(filter) = &join.filter {
                 steps.push(Step::Filter {
                     predicate: filter.clone(),
-                    input: join.schema.clone(),
+                    input: pairs.clone(),
+                });
+            }
+            if semi {
+                steps.push(Step::Project {
+                    exprs: join
+                        .left
+                        .schema()
+                        .columns()
+                        .into_iter()
+                        .map(Expr::Column)
+                        .collect(),
+                    input: pairs,
+                    output: join.schema.clone(),
                 });
             }
         }

@@ -1,16 +1,17 @@
 //! Lowering a query's steps into a tree of stream plan nodes, one
 //! `lower_*` function per node kind, and the rules about how nodes may be
-//! stacked: a query starts from a stream or a join of two; a join's inputs
-//! are streams with stateless operators on them; at most one aggregate or
-//! TopN;
-//! `EMIT ON WINDOW CLOSE` needs a windowed aggregate over a watermark.
+//! stacked: a query's chain of steps starts from a stream or a join of two
+//! chains; any number of keyed operators (joins, aggregates, TopNs) may
+//! stack, each a stage of its own; `EMIT ON WINDOW CLOSE` needs a windowed
+//! aggregate (or a TopN per window) over a watermark, and no join but an
+//! interval join (the only one that forwards a watermark).
 
 use super::logical::Step;
 use super::lower_aggregate::{GroupBy, lower_aggregate};
 use super::lower_join::{JoinOn, lower_join};
 use super::lower_source::lower_source;
 use super::lower_stateless::{lower_filter, lower_project, lower_unnest};
-use super::lower_top_n::{RowNumber, lower_top_n, row_number_bound};
+use super::lower_top_n::{RowNumber, lower_order_limit, lower_top_n, row_number_bound};
 use super::lowering::{Lowering, unsupported};
 use super::nodes::{StreamMaterialize, StreamNode};
 use crate::error::{PlanError, Result};
@@ -22,6 +23,37 @@ pub(super) fn lower(
     schema: datafusion::arrow::datatypes::SchemaRef,
     lowering: &Lowering<'_>,
 ) -> Result<StreamMaterialize> {
+    let node = lower_chain(steps, lowering)?;
+    if lowering.emit_on_window_close && !closes_windows(&node) {
+        return Err(PlanError::Invalid(
+            "EMIT ON WINDOW CLOSE needs a windowed aggregate (or a ROW_NUMBER() per window)".into(),
+        ));
+    }
+    Ok(StreamMaterialize {
+        changelog: node.changelog(),
+        input: node,
+        schema,
+        parallelism: lowering.parallelism,
+    })
+}
+
+/// Does `node` hold a windowed aggregate or a TopN per window (what
+/// `EMIT ON WINDOW CLOSE` closes)?
+fn closes_windows(node: &StreamNode) -> bool {
+    match node {
+        StreamNode::Source(_) => false,
+        StreamNode::Filter(f) => closes_windows(&f.input),
+        StreamNode::Project(p) => closes_windows(&p.input),
+        StreamNode::Unnest(u) => closes_windows(&u.input),
+        StreamNode::HashJoin(j) => closes_windows(&j.left) || closes_windows(&j.right),
+        StreamNode::Aggregate(a) => a.windowed() || closes_windows(&a.input),
+        StreamNode::TopN(t) => t.spec.window.is_some() || closes_windows(&t.input),
+    }
+}
+
+/// One chain of steps: a stream read or a join of two chains, then the
+/// operators on it in the order rows meet them.
+fn lower_chain(steps: &[Step], lowering: &Lowering<'_>) -> Result<StreamNode> {
     let mut node = match steps.first() {
         Some(Step::Join {
             left,
@@ -31,8 +63,8 @@ pub(super) fn lower(
             schemas,
             output,
         }) => {
-            let left = lower_join_input(left, lowering)?;
-            let right = lower_join_input(right, lowering)?;
+            let left = lower_chain(left, lowering)?;
+            let right = lower_chain(right, lowering)?;
             let on = JoinOn {
                 on,
                 kind: *kind,
@@ -43,7 +75,16 @@ pub(super) fn lower(
                     _ => None,
                 },
             };
-            lower_join(left, right, on, lowering.parallelism, &lowering.props)?
+            let join = lower_join(left, right, on, lowering.parallelism, &lowering.props)?;
+            // A regular join's output has no watermark (see
+            // `StreamNode::watermarked`); an interval join's has.
+            if lowering.emit_on_window_close && !join.watermarked() {
+                return Err(unsupported(
+                    "EMIT ON WINDOW CLOSE over a join",
+                    "a join's rows can still arrive for a window after it closed (a table row joins earlier stream rows); bound the two streams' times (b.ts BETWEEN a.ts - INTERVAL '..' AND a.ts + INTERVAL '..') for an interval join, or leave out EMIT ON WINDOW CLOSE for updating results",
+                ));
+            }
+            join
         }
         Some(Step::Scan {
             name,
@@ -57,27 +98,11 @@ pub(super) fn lower(
             ));
         }
     };
-    // A regular join's output has no watermark (see
-    // `StreamNode::watermarked`); an interval join's has.
-    if matches!(&node, StreamNode::HashJoin(join) if join.interval.is_none())
-        && lowering.emit_on_window_close
-    {
-        return Err(unsupported(
-            "EMIT ON WINDOW CLOSE over a join",
-            "a join's rows can still arrive for a window after it closed (a table row joins earlier stream rows); bound the two streams' times (b.ts BETWEEN a.ts - INTERVAL '..' AND a.ts + INTERVAL '..') for an interval join, or leave out EMIT ON WINDOW CLOSE for updating results",
-        ));
-    }
-    // A windowed aggregate or TopN, which EMIT ON WINDOW CLOSE needs.
-    let mut aggregated = false;
-    // The keyed operator already placed (the runtime runs one: an
-    // aggregate or a TopN).
-    let mut keyed: Option<&str> = None;
     for (at, step) in steps.iter().enumerate().skip(1) {
         node = match step {
             Step::Scan { .. } | Step::Join { .. } => {
-                return Err(unsupported(
-                    "a join of more than two inputs, or over an aggregate",
-                    "build the inner join or aggregate as a view of its own",
+                return Err(PlanError::Internal(
+                    "a stream read or join in the middle of a chain of steps".into(),
                 ));
             }
             Step::Aggregate {
@@ -86,14 +111,6 @@ pub(super) fn lower(
                 input,
                 output,
             } => {
-                if keyed == Some("a TopN") {
-                    return Err(unsupported(
-                        "an aggregate over ROW_NUMBER() (a TopN)",
-                        "build the TopN as a view of its own and aggregate over that view",
-                    ));
-                }
-                keyed = Some("an aggregate");
-                aggregated = true;
                 let by = GroupBy {
                     group,
                     aggregates,
@@ -117,80 +134,25 @@ pub(super) fn lower(
                 input,
                 output,
             } => {
-                if let Some(below) = keyed {
-                    return Err(unsupported(
-                        &format!("ROW_NUMBER() over {below}"),
-                        "build the inner query as a view of its own and number the rows of that view",
-                    ));
-                }
                 let Some(limit) = row_number_bound(output, &steps[at + 1..]) else {
                     return Err(unsupported(
                         "ROW_NUMBER() without a bound on it",
                         "keep the first rows per key with a filter on the number: WHERE rn <= N (a TopN), or rn = 1",
                     ));
                 };
-                keyed = Some("a TopN");
                 let over = RowNumber {
                     partition_by,
                     order_by,
                     input,
                     output,
                 };
-                let top_n = lower_top_n(node, over, limit, lowering)?;
-                aggregated |= matches!(&top_n, StreamNode::TopN(t) if t.spec.window.is_some());
-                top_n
+                lower_top_n(node, over, limit, lowering)?
             }
-        };
-    }
-    if lowering.emit_on_window_close && !aggregated {
-        return Err(PlanError::Invalid(
-            "EMIT ON WINDOW CLOSE needs a windowed aggregate (or a ROW_NUMBER() per window)".into(),
-        ));
-    }
-    Ok(StreamMaterialize {
-        changelog: node.changelog(),
-        input: node,
-        schema,
-        parallelism: lowering.parallelism,
-    })
-}
-
-/// One input of a join: a stream read, then filters, projections and
-/// unnests.
-fn lower_join_input(steps: &[Step], lowering: &Lowering<'_>) -> Result<StreamNode> {
-    let Some(Step::Scan {
-        name,
-        input,
-        projection,
-        output,
-    }) = steps.first()
-    else {
-        return Err(unsupported(
-            "a join input that is not a stream or table read with filters and projections",
-            "build the aggregate or inner join as a view of its own",
-        ));
-    };
-    let mut node = lower_source(name, input, projection, output);
-    for step in &steps[1..] {
-        node = match step {
-            Step::Filter { predicate, input } => {
-                lower_filter(node, predicate, input, &lowering.props)?
-            }
-            Step::Project {
-                exprs,
+            Step::OrderLimit {
+                order_by,
+                limit,
                 input,
-                output,
-            } => lower_project(node, exprs, input, output, &lowering.props)?,
-            Step::Unnest { column, output } => lower_unnest(node, *column, output),
-            Step::Scan { .. }
-            | Step::Join { .. }
-            | Step::Aggregate { .. }
-            | Step::RowNumber { .. } => {
-                return Err(unsupported(
-                    "a join over an aggregate, a TopN or of more than two inputs",
-                    "build the aggregate or inner join as a view of its own",
-                ));
-            }
+            } => lower_order_limit(node, order_by, *limit, input, lowering)?,
         };
     }
     Ok(node)

@@ -105,7 +105,7 @@ pub(super) fn lower_aggregate(
             .position(|g| matches!(g, Expr::Column(c) if c.name == name))
     };
     let (start, end) = (window_key("window_start"), window_key("window_end"));
-    let tvf = lowering.window.map(|w| w.tvf);
+    let tvf = lowering.window_of(&node)?;
     let kind = window_kind(tvf, start, end)?;
     if input_changelog && matches!(kind, WindowKind::Session { .. }) {
         return Err(unsupported(

@@ -66,6 +66,7 @@ pub(super) fn lower_join(
         inputs,
         input_changelog: [left.changelog(), right.changelog()],
         output_schema: arrow_schema(join.output),
+        interval: interval.as_ref().map(|i| i.bounds),
     });
     Ok(StreamNode::HashJoin(StreamHashJoin {
         left: Box::new(left),

@@ -7,6 +7,9 @@
 //! row it emits is within the bound), and a stricter conjunct beside the
 //! bound still applies.
 //!
+//! `ORDER BY .. LIMIT n` is the same TopN over one partition, its number
+//! dropped (`lower_order_limit`).
+//!
 //! Partitioned by a bound of a TUMBLE, HOP or CUMULATE window over a
 //! watermark, it is a TopN per window: each window's state goes when it
 //! closes, and with `EMIT ON WINDOW CLOSE` its first rows are emitted then,
@@ -15,15 +18,17 @@
 use std::sync::Arc;
 
 use datafusion::arrow::compute::SortOptions;
-use datafusion::common::{DFSchemaRef, ScalarValue};
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::{DFSchema, DFSchemaRef, ScalarValue, TableReference};
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, SortExpr};
 use weir_runtime::plan::{TopNSpec, TopNWindow};
 
 use super::logical::Step;
+use super::lower_stateless::lower_project;
 use super::lowering::{Lowering, arrow_schema, physical, unsupported};
 use super::nodes::{StreamExchange, StreamNode, StreamTopN};
-use crate::error::Result;
+use crate::error::{PlanError, Result};
 use crate::windows::WindowTvf;
 
 /// What a row-number step holds, besides its input.
@@ -65,7 +70,8 @@ pub(super) fn row_number_bound(output: &DFSchemaRef, after: &[Step]) -> Option<u
             Step::Scan { .. }
             | Step::Join { .. }
             | Step::Aggregate { .. }
-            | Step::RowNumber { .. } => return None,
+            | Step::RowNumber { .. }
+            | Step::OrderLimit { .. } => return None,
         }
     }
     None
@@ -138,7 +144,7 @@ pub(super) fn lower_top_n(
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    let tvf = lowering.window.map(|w| w.tvf);
+    let tvf = lowering.window_of(&node)?;
     let window = match tvf {
         Some(tvf) if node.watermarked() => {
             window(tvf, partition_by)?.map(|(key, plus)| TopNWindow {
@@ -182,6 +188,39 @@ pub(super) fn lower_top_n(
         window: window.and(tvf),
         spec: Arc::new(spec),
     }))
+}
+
+/// `ORDER BY order_by LIMIT limit` over `node`, whose rows are `input`: a
+/// TopN over one partition (every row goes to one worker), its row number
+/// dropped again, since the query did not ask for it.
+pub(super) fn lower_order_limit(
+    node: StreamNode,
+    order_by: &[SortExpr],
+    limit: usize,
+    input: &DFSchemaRef,
+    lowering: &Lowering<'_>,
+) -> Result<StreamNode> {
+    let mut fields: Vec<(Option<TableReference>, Arc<Field>)> = input
+        .iter()
+        .map(|(qualifier, field)| (qualifier.cloned(), field.clone()))
+        .collect();
+    fields.push((
+        None,
+        Arc::new(Field::new("__weir_row_number", DataType::UInt64, false)),
+    ));
+    let numbered = Arc::new(
+        DFSchema::new_with_metadata(fields, input.metadata().clone())
+            .map_err(|e| PlanError::Invalid(e.message().to_string()))?,
+    );
+    let over = RowNumber {
+        partition_by: &[],
+        order_by,
+        input,
+        output: &numbered,
+    };
+    let top_n = lower_top_n(node, over, limit, lowering)?;
+    let columns: Vec<Expr> = input.columns().into_iter().map(Expr::Column).collect();
+    lower_project(top_n, &columns, &numbered, input, &lowering.props)
 }
 
 /// Which `PARTITION BY` key closes the window, and what to add to its value

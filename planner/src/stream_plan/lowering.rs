@@ -10,19 +10,70 @@ use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::PhysicalExpr;
 
+use super::nodes::StreamNode;
 use crate::error::{PlanError, Result};
-use crate::windows::WindowUse;
+use crate::windows::{WindowTvf, WindowUse};
 
 /// What every lowering step may need to know about the view as a whole.
 pub(super) struct Lowering<'a> {
     /// For compiling expressions.
     pub(super) props: ExecutionProps,
-    /// The window function the query uses, if any.
-    pub(super) window: Option<&'a WindowUse>,
+    /// The window functions the query uses (each over one stream).
+    pub(super) windows: &'a [WindowUse],
     /// `EMIT ON WINDOW CLOSE` was given.
     pub(super) emit_on_window_close: bool,
     /// Workers per keyed stage.
     pub(super) parallelism: usize,
+}
+
+impl Lowering<'_> {
+    /// The window function that made the window bounds of `node`'s rows:
+    /// the one over a stream `node` reads, or else the query's one kind of
+    /// window (as when a view had at most one). Two different windows over
+    /// the streams `node` reads are refused: which bounds a key holds would
+    /// be a guess.
+    pub(super) fn window_of(&self, node: &StreamNode) -> Result<Option<WindowTvf>> {
+        let read: Vec<&str> = node.sources().iter().map(|s| s.name.as_str()).collect();
+        let over = |uses: &mut dyn Iterator<Item = &WindowUse>| {
+            let mut tvfs: Vec<WindowTvf> = Vec::new();
+            for w in uses {
+                if !tvfs.contains(&w.tvf) {
+                    tvfs.push(w.tvf);
+                }
+            }
+            tvfs
+        };
+        let mut here = over(
+            &mut self
+                .windows
+                .iter()
+                .filter(|w| read.iter().any(|name| same_stream(&w.source, name))),
+        );
+        if here.is_empty() {
+            here = over(&mut self.windows.iter());
+            if here.len() > 1 {
+                return Ok(None);
+            }
+        }
+        match here.as_slice() {
+            [] => Ok(None),
+            [tvf] => Ok(Some(*tvf)),
+            _ => Err(unsupported(
+                "window functions of different kinds or sizes over the same stream",
+                "give each window function a stream of its own, or build one of the windowed queries as a view of its own",
+            )),
+        }
+    }
+}
+
+/// Is `written` (a window function's stream, as the query wrote it:
+/// perhaps qualified or quoted) the stream `name`?
+fn same_stream(written: &str, name: &str) -> bool {
+    let last = written.rsplit('.').next().unwrap_or(written);
+    match last.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        Some(quoted) => quoted == name,
+        None => last.eq_ignore_ascii_case(name),
+    }
 }
 
 /// `expr` over `input`, compiled.

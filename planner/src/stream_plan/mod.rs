@@ -90,12 +90,12 @@ pub fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
 /// runtime's plan and its EXPLAIN text.
 pub fn plan_stream(
     plan: &LogicalPlan,
-    window: Option<&WindowUse>,
+    windows: &[WindowUse],
     emit_on_window_close: bool,
     parallelism: usize,
     inputs: &HashMap<String, StreamInput>,
 ) -> Result<(StreamPlan, String)> {
-    let nodes = lower_stream(plan, window, emit_on_window_close, parallelism, inputs)?;
+    let nodes = lower_stream(plan, windows, emit_on_window_close, parallelism, inputs)?;
     let explain = explain::explain(&nodes);
     Ok((runtime_plan::runtime_plan(&nodes)?, explain))
 }
@@ -103,7 +103,7 @@ pub fn plan_stream(
 /// The typed stream plan of `plan` (optimized), reading `inputs`.
 pub fn lower_stream(
     plan: &LogicalPlan,
-    window: Option<&WindowUse>,
+    windows: &[WindowUse],
     emit_on_window_close: bool,
     parallelism: usize,
     inputs: &HashMap<String, StreamInput>,
@@ -112,7 +112,7 @@ pub fn lower_stream(
     logical::collect(plan, inputs, &mut steps)?;
     let lowering = Lowering {
         props: ExecutionProps::new(),
-        window,
+        windows,
         emit_on_window_close,
         parallelism,
     };

@@ -13,7 +13,9 @@
 //!             left:  StreamSource, then stateless operators
 //!             right: StreamSource, then stateless operators
 //! ```
-//! Every level but the sources is optional. The nodes are built by the
+//! Every level but the sources is optional, and keyed operators stack: a
+//! TopN over an aggregate, an aggregate over an aggregate, a join whose
+//! inputs are aggregates or joins. The nodes are built by the
 //! `lower_*` steps, rendered by `explain`, and turned into the runtime's
 //! `StreamPlan` by `runtime_plan`.
 //!
@@ -229,22 +231,44 @@ impl StreamNode {
     }
 
     /// Does a watermark bound the event time of this node's rows? From a
-    /// source that declares one, through stateless operators and
-    /// aggregates, and through an interval join (less its reach); never
-    /// through a regular join: a row arriving on one side joins the other
-    /// side's rows of any age (a changed table row, its earlier stream
-    /// rows), so no time bounds what it may still emit.
+    /// source that declares one, through stateless operators and windowed
+    /// aggregates (a window's rows change only until the watermark passes
+    /// its end, which is what the watermark means downstream), and through
+    /// an interval join (less its reach); never through a regular join: a
+    /// row arriving on one side joins the other side's rows of any age (a
+    /// changed table row, its earlier stream rows), so no time bounds what
+    /// it may still emit. Nor through an aggregate of plain groups: any
+    /// group may change at any time.
     pub fn watermarked(&self) -> bool {
         match self {
             StreamNode::Source(source) => source.input.event_time.is_some(),
             StreamNode::Filter(StreamFilter { input, .. })
             | StreamNode::Project(StreamProject { input, .. })
-            | StreamNode::Unnest(StreamUnnest { input, .. })
-            | StreamNode::Aggregate(StreamAggregate { input, .. }) => input.watermarked(),
+            | StreamNode::Unnest(StreamUnnest { input, .. }) => input.watermarked(),
+            StreamNode::Aggregate(aggregate) => {
+                aggregate.windowed() && aggregate.input.watermarked()
+            }
             // Per window, its rows change only until their window closes;
             // otherwise whenever a better one arrives, of any age.
             StreamNode::TopN(top_n) => top_n.spec.window.is_some() && top_n.input.watermarked(),
             StreamNode::HashJoin(join) => join.interval.is_some(),
+        }
+    }
+
+    /// Every source under this node, left to right.
+    pub fn sources(&self) -> Vec<&StreamSource> {
+        match self {
+            StreamNode::Source(source) => vec![source],
+            StreamNode::Filter(StreamFilter { input, .. })
+            | StreamNode::Project(StreamProject { input, .. })
+            | StreamNode::Unnest(StreamUnnest { input, .. })
+            | StreamNode::Aggregate(StreamAggregate { input, .. })
+            | StreamNode::TopN(StreamTopN { input, .. }) => input.sources(),
+            StreamNode::HashJoin(join) => {
+                let mut sources = join.left.sources();
+                sources.extend(join.right.sources());
+                sources
+            }
         }
     }
 

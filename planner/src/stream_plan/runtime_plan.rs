@@ -1,19 +1,20 @@
 //! The last step: a tree of stream plan nodes becomes the runtime's
-//! [`StreamPlan`]. The runtime runs one shape: sources with stateless
-//! operators, an optional join of two such inputs, stateless operators, an
-//! optional aggregate or TopN, stateless operators. Lowering only builds trees of
-//! that shape; a tree of any other shape here is a bug in the planner, an
-//! internal error, never a plan that silently drops part of the query.
+//! [`StreamPlan`]: its sources and its stateful stages (join, aggregate,
+//! TopN) in the order the runtime numbers them, a stage's inputs before
+//! it, each with the stateless operators run on its output before its
+//! consumer. A tree the runtime cannot run here (a stateless node where a
+//! source or stage belongs) is a bug in the planner, an internal error,
+//! never a plan that silently drops part of the query.
 //!
-//! Only [`runtime_plan`] knows the runtime's plan layout: a `PlanInput`
-//! that is one source or a join of two, each a source with the operators
-//! its partitions run.
+//! Only [`runtime_plan`] knows the runtime's plan layout.
 
 use std::sync::Arc;
 
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::PhysicalExpr;
-use weir_runtime::plan::{JoinPlan, PlanInput, SourcePlan, StatelessOp, StreamPlan};
+use weir_runtime::plan::{
+    PlanInput, SourcePlan, StageOperator, StagePlan, StatelessOp, StreamPlan,
+};
 
 use super::nodes::{
     StreamFilter, StreamMaterialize, StreamNode, StreamProject, StreamSource, StreamUnnest,
@@ -22,60 +23,69 @@ use crate::error::{PlanError, Result};
 
 /// The runtime's plan of `plan`.
 pub fn runtime_plan(plan: &StreamMaterialize) -> Result<StreamPlan> {
-    let (top, below) = stateless_chain(&plan.input);
-    let (aggregate, top_n, after, (middle, below)) = match below {
-        StreamNode::Aggregate(aggregate) => (
-            Some(aggregate.spec.clone()),
-            None,
-            top,
-            stateless_chain(&aggregate.input),
-        ),
-        StreamNode::TopN(top_n) => (
-            None,
-            Some(top_n.spec.clone()),
-            top,
-            stateless_chain(&top_n.input),
-        ),
-        other => (None, None, Vec::new(), (top, other)),
-    };
-    let (input, stream) = match below {
-        StreamNode::HashJoin(join) => {
-            let (left, left_before) = input_chain(&join.left)?;
-            let (right, right_before) = input_chain(&join.right)?;
-            let plan = JoinPlan {
-                left: source_plan(left, left_before),
-                right: source_plan(right, right_before),
-                spec: join.spec.clone(),
-                then: middle,
-                interval: join.interval.as_ref().map(|i| i.bounds),
-            };
-            (PlanInput::Join(plan), left)
-        }
-        StreamNode::Source(source) => {
-            let mut before = source_ops(source);
-            before.extend(middle);
-            (PlanInput::Source(source_plan(source, before)), source)
-        }
-        other => {
-            return Err(mismatch(
-                "a join or a source under the aggregate or TopN",
-                other,
-            ));
-        }
-    };
+    let mut parts = Parts::default();
+    let output = parts.chain(&plan.input)?;
     let (state, signature) = super::signature::signatures(plan);
     Ok(StreamPlan {
-        input,
-        aggregate,
-        top_n,
-        after,
+        sources: parts.sources,
+        stages: parts.stages,
+        output,
         output_schema: plan.schema.clone(),
         changelog: plan.changelog,
         parallelism: plan.parallelism.max(1),
-        stream_name: stream.name.clone(),
+        stream_name: plan.input.first_source().name.clone(),
         state,
         signature,
     })
+}
+
+/// The sources and stages found so far, in the runtime's order.
+#[derive(Default)]
+struct Parts {
+    sources: Vec<SourcePlan>,
+    stages: Vec<StagePlan>,
+}
+
+impl Parts {
+    /// `node` and the stateless operators on it: what feeds the node's
+    /// consumer.
+    fn chain(&mut self, node: &StreamNode) -> Result<PlanInput> {
+        let (ops, below) = stateless_chain(node);
+        self.feed(below, ops)
+    }
+
+    /// A source or stage, its inputs first, running `ops` on its output.
+    fn feed(&mut self, node: &StreamNode, ops: Vec<StatelessOp>) -> Result<PlanInput> {
+        let (operator, inputs) = match node {
+            StreamNode::Source(source) => {
+                let mut before = source_ops(source);
+                before.extend(ops);
+                self.sources.push(source_plan(source, before));
+                return Ok(PlanInput::Source(self.sources.len() - 1));
+            }
+            StreamNode::HashJoin(join) => {
+                let left = self.chain(&join.left)?;
+                let right = self.chain(&join.right)?;
+                (StageOperator::Join(join.spec.clone()), vec![left, right])
+            }
+            StreamNode::Aggregate(aggregate) => (
+                StageOperator::Aggregate(aggregate.spec.clone()),
+                vec![self.chain(&aggregate.input)?],
+            ),
+            StreamNode::TopN(top_n) => (
+                StageOperator::TopN(top_n.spec.clone()),
+                vec![self.chain(&top_n.input)?],
+            ),
+            other => return Err(mismatch("a source or a stateful operator", other)),
+        };
+        self.stages.push(StagePlan {
+            operator,
+            inputs,
+            after: ops,
+            timed: node.watermarked(),
+        });
+        Ok(PlanInput::Stage(self.stages.len() - 1))
+    }
 }
 
 /// A source as the runtime runs it, with the operators each of its
@@ -128,18 +138,6 @@ fn stateless_chain(node: &StreamNode) -> (Vec<StatelessOp>, &StreamNode) {
     }
     ops.reverse();
     (ops, node)
-}
-
-/// A join input: its source, and the operators each of its partitions runs.
-fn input_chain(node: &StreamNode) -> Result<(&StreamSource, Vec<StatelessOp>)> {
-    match stateless_chain(node) {
-        (ops, StreamNode::Source(source)) => {
-            let mut before = source_ops(source);
-            before.extend(ops);
-            Ok((source, before))
-        }
-        (_, other) => Err(mismatch("a source under a join input", other)),
-    }
 }
 
 /// What a source partition runs first: the projection to the columns the

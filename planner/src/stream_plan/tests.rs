@@ -9,7 +9,10 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::prelude::SessionContext;
-use weir_runtime::plan::EventTime;
+use weir_runtime::operators::join::JoinSpec;
+use weir_runtime::plan::{
+    AggregateSpec, EventTime, PlanInput, StageOperator, StreamPlan, TopNSpec,
+};
 use weir_runtime::source::{Source, SourcePosition, SourceReader};
 
 use super::explain::explain;
@@ -17,6 +20,30 @@ use super::nodes::{StreamAggregate, StreamExchange, StreamMaterialize, StreamNod
 use super::runtime_plan::runtime_plan;
 use super::{StreamInput, lower_stream};
 use crate::error::PlanError;
+
+/// The plan's first aggregate stage, if any.
+fn aggregate_of(plan: &StreamPlan) -> Option<&AggregateSpec> {
+    plan.stages.iter().find_map(|s| match &s.operator {
+        StageOperator::Aggregate(spec) => Some(spec.as_ref()),
+        _ => None,
+    })
+}
+
+/// The plan's first join stage, if any.
+fn join_of(plan: &StreamPlan) -> Option<&JoinSpec> {
+    plan.stages.iter().find_map(|s| match &s.operator {
+        StageOperator::Join(spec) => Some(spec.as_ref()),
+        _ => None,
+    })
+}
+
+/// The plan's first TopN stage, if any.
+fn top_n_of(plan: &StreamPlan) -> Option<&TopNSpec> {
+    plan.stages.iter().find_map(|s| match &s.operator {
+        StageOperator::TopN(spec) => Some(spec.as_ref()),
+        _ => None,
+    })
+}
 
 /// A stream of bids that a planner test never reads: the planner needs only
 /// its schema, partitions and description.
@@ -83,7 +110,7 @@ async fn lower(sql: &str) -> crate::error::Result<StreamMaterialize> {
         time_column: Some("date_time".into()),
     };
     let inputs = HashMap::from([("bids".to_string(), input)]);
-    lower_stream(&plan, None, false, 2, &inputs)
+    lower_stream(&plan, &[], false, 2, &inputs)
 }
 
 /// Each EXPLAIN line as (depth, operator name).
@@ -134,9 +161,9 @@ async fn an_aggregate_lowers_to_its_exchange_and_three_stages() {
     assert!(plan.changelog, "a group aggregate's result is updating");
 
     let runtime = runtime_plan(&plan).expect("runtime plan");
-    let spec = runtime.aggregate.as_ref().expect("an aggregate");
+    let spec = aggregate_of(&runtime).expect("an aggregate");
     assert_eq!(spec.partition_keys, vec![0]);
-    assert!(runtime.join().is_none());
+    assert!(join_of(&runtime).is_none());
     assert!(
         !runtime.sources()[0].before.is_empty(),
         "the filter runs on the source partitions"
@@ -200,17 +227,14 @@ async fn a_join_has_two_alike_inputs_under_one_exchange() {
     assert_eq!(sources.len(), 2, "{text}");
 
     let runtime = runtime_plan(&plan).expect("runtime plan");
-    let runtime_join = runtime.join().expect("a join");
-    assert!(runtime.aggregate.is_none());
+    let runtime_join = join_of(&runtime).expect("a join");
+    assert!(aggregate_of(&runtime).is_none());
+    assert_eq!(runtime.stages.len(), 1, "the join is the only stage");
     assert!(
-        runtime.after.is_empty(),
-        "without an aggregate nothing runs after it"
-    );
-    assert!(
-        !runtime_join.right.before.is_empty(),
+        !runtime.sources[1].before.is_empty(),
         "the right input's filter runs on its partitions"
     );
-    assert_eq!(runtime_join.spec.keys[0].len(), 1);
+    assert_eq!(runtime_join.keys[0].len(), 1);
     assert!(!runtime.changelog, "an inner join of streams appends");
 }
 
@@ -226,14 +250,13 @@ async fn a_plan_without_state_runs_on_the_source_partitions() {
     );
     assert!(!text.contains("StreamExchange"), "{text}");
     let runtime = runtime_plan(&plan).expect("runtime plan");
-    assert!(runtime.aggregate.is_none() && runtime.join().is_none());
-    assert!(runtime.after.is_empty());
+    assert!(runtime.stages.is_empty());
     assert!(!runtime.sources()[0].before.is_empty());
     assert!(!runtime.changelog);
 }
 
 #[tokio::test]
-async fn a_shape_the_runtime_cannot_run_is_an_internal_error() {
+async fn an_aggregate_over_an_aggregate_runs_as_two_stages() {
     let plan = lower("SELECT auction, count(*) AS n FROM bids GROUP BY auction")
         .await
         .expect("lower");
@@ -266,11 +289,14 @@ async fn a_shape_the_runtime_cannot_run_is_an_internal_error() {
         schema: plan.schema,
         parallelism: 2,
     };
-    let err = runtime_plan(&broken).expect_err("an aggregate over an aggregate");
-    assert!(
-        matches!(&err, PlanError::Internal(message) if message.contains("found an aggregate")),
-        "{err:?}"
+    let runtime = runtime_plan(&broken).expect("an aggregate over an aggregate");
+    let inputs: Vec<_> = runtime.stages.iter().map(|s| s.inputs.clone()).collect();
+    assert_eq!(
+        inputs,
+        [vec![PlanInput::Source(0)], vec![PlanInput::Stage(0)]],
+        "the inner aggregate is the first stage, feeding the outer"
     );
+    assert_eq!(runtime.output, PlanInput::Stage(1));
 }
 
 #[tokio::test]
@@ -308,12 +334,12 @@ async fn a_bounded_row_number_lowers_to_a_top_n_in_the_aggregates_place() {
     assert!(text.contains("limit=3 "), "{text}");
     assert!(plan.changelog, "a TopN's result is updating");
     let runtime = runtime_plan(&plan).expect("runtime plan");
-    let spec = runtime.top_n.as_ref().expect("a TopN");
+    let spec = top_n_of(&runtime).expect("a TopN");
     assert_eq!((spec.limit, spec.partition.len()), (3, 1));
     assert!(spec.order[0].1.descending);
-    assert!(runtime.aggregate.is_none());
+    assert!(aggregate_of(&runtime).is_none());
     assert!(
-        !runtime.after.is_empty(),
+        !runtime.last_stage().expect("a stage").after.is_empty(),
         "the bound's filter stays above it"
     );
 
@@ -326,12 +352,11 @@ async fn a_bounded_row_number_lowers_to_a_top_n_in_the_aggregates_place() {
 }
 
 #[tokio::test]
-async fn row_numbers_without_a_bound_or_under_an_aggregate_are_refused() {
+async fn row_numbers_without_a_bound_are_refused() {
     for sql in [
         "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY auction ORDER BY price) AS rn FROM bids)",
         "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY auction ORDER BY price) AS rn FROM bids) WHERE rn > 3",
         "SELECT * FROM (SELECT *, rank() OVER (PARTITION BY auction ORDER BY price) AS rn FROM bids) WHERE rn <= 3",
-        "SELECT auction, count(*) FROM (SELECT *, row_number() OVER (PARTITION BY auction ORDER BY price) AS rn FROM bids) WHERE rn <= 3 GROUP BY auction",
     ] {
         let err = lower(sql).await.expect_err(sql);
         assert!(
@@ -349,7 +374,7 @@ async fn an_aggregates_filter_is_compiled_beside_it() {
     .await
     .expect("lower");
     let runtime = runtime_plan(&plan).expect("runtime plan");
-    let spec = runtime.aggregate.as_ref().expect("an aggregate");
+    let spec = aggregate_of(&runtime).expect("an aggregate");
     let filtered: Vec<bool> = spec.filters.iter().map(Option::is_some).collect();
     assert_eq!(filtered, [false, true, true]);
     assert!(

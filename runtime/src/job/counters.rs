@@ -21,7 +21,7 @@ use crate::checkpoint::StateWrite;
 use crate::metrics::{OperatorLabels, OperatorMetrics, RuntimeMetrics};
 use crate::plan::Side;
 use crate::progress::Progress;
-use crate::source::{ReadProgress, Source};
+use crate::source::Source;
 
 /// One job's source partitions, as they read.
 #[derive(Debug)]
@@ -124,12 +124,7 @@ impl SourceCounters {
             .sources
             .iter()
             .filter_map(|s| s.read_progress())
-            .reduce(|a, b| ReadProgress {
-                bytes_read: a.bytes_read + b.bytes_read,
-                bytes_total: a.bytes_total + b.bytes_total,
-                files_read: a.files_read + b.files_read,
-                files_total: a.files_total + b.files_total,
-            });
+            .reduce(|a, b| a + b);
     }
 }
 

@@ -64,12 +64,12 @@ use crate::checkpoint::{CheckpointMetrics, Coordinator, JobStore, Report, Restor
 use crate::executor::Executor;
 use crate::failure::Failer;
 use crate::metrics::{JobLabels, OperatorLabels, RuntimeMetrics};
-use crate::plan::{PlanInput, Side, StreamPlan};
+use crate::plan::{Side, StageOperator, StreamPlan};
 use crate::source::SourcePosition;
 use channel::Tagged;
 use restore::Restore;
 use source_task::{Route, SourceTask};
-use topology::{Stage, Target, Topology};
+use topology::{Target, Topology};
 use worker::{Downstream, Output, Worker};
 
 /// How a job checkpoints, and what it restores from.
@@ -246,48 +246,44 @@ pub fn start(
         ),
     ));
 
-    // The stages, last first: each sends to the channels of the next.
-    let mut stage_inputs: Vec<(Stage, Vec<mpsc::Sender<Tagged>>)> = Vec::new();
+    // The stages, last first: each sends to the channels of its consumer,
+    // wired before it (a stage's consumer comes after it in the plan).
+    let mut stage_inputs: Vec<Option<Vec<mpsc::Sender<Tagged>>>> =
+        vec![None; topology.stages.len()];
     let outputs_to = |target: Target,
-                      stage_inputs: &[(Stage, Vec<mpsc::Sender<Tagged>>)]|
+                      stage_inputs: &[Option<Vec<mpsc::Sender<Tagged>>>]|
      -> Result<Vec<mpsc::Sender<Tagged>>> {
         match target {
             Target::Sink => Ok(vec![sink_tx.clone()]),
-            Target::Exchange(next) => match stage_inputs.iter().find(|(s, _)| *s == next) {
-                Some((_, txs)) => Ok(txs.clone()),
-                None => internal_err!("a task sends to a {next:?} stage that is not wired"),
+            Target::Exchange(next) => match stage_inputs.get(next) {
+                Some(Some(txs)) => Ok(txs.clone()),
+                _ => internal_err!("a task sends to stage {next}, which is not wired"),
             },
         }
     };
     for stage in topology.stages().collect::<Vec<_>>().into_iter().rev() {
+        let Some(stage_plan) = plan.stages.get(stage.index) else {
+            return internal_err!("a stage {} the plan does not have", stage.index);
+        };
         let downstream = match stage.target {
             Target::Sink => Downstream::Sink(sink_tx.clone()),
             Target::Exchange(next) => Downstream::Exchange {
                 outputs: outputs_to(stage.target, &stage_inputs)?,
-                keys: exchange_keys(&plan, next, None)?,
+                keys: exchange_keys(&plan, next, stage.side)?,
             },
         };
-        let own_ops = match (stage.stage, &plan.input, &plan.aggregate) {
-            (Stage::Join, PlanInput::Join(join), _) => join.then.clone(),
-            (Stage::Aggregate, _, Some(_)) => Vec::new(),
-            (Stage::TopN, _, _) if plan.top_n.is_some() => Vec::new(),
-            (stage, _, _) => return internal_err!("a {stage:?} stage the plan does not have"),
-        };
-        let after = match stage.target {
-            Target::Sink => own_ops.into_iter().chain(plan.after.clone()).collect(),
-            Target::Exchange(_) => own_ops,
-        };
+        let after = stage_plan.after.clone();
         let clocks = restore.clocks(stage, &topology);
-        let restoring = restore.stage(stage.stage);
+        let restoring = restore.stage(stage);
         let mut txs = Vec::with_capacity(stage.workers);
         for w in 0..stage.workers {
             let (tx, rx) = channel::channel(stage.upstreams.len());
             txs.push(tx);
-            let mut operator = worker::operator(&plan, stage.stage, metrics)?;
+            let mut operator = worker::operator(&plan, stage.index, metrics)?;
             if store.is_some() {
                 operator.enable_checkpoints();
             }
-            if restore.restores(stage.stage) {
+            if restore.restores(stage) {
                 operator.restore(restoring.watermark, &restoring.chunks, w, stage.workers)?;
             }
             let span = info_span!(
@@ -313,6 +309,7 @@ pub fn start(
                     reports: report_tx.clone(),
                     output: Output {
                         local: w,
+                        upstream: stage.first_upstream + w,
                         after: after.clone(),
                         downstream: downstream.clone(),
                         figures,
@@ -330,7 +327,7 @@ pub fn start(
                 run.instrument(span),
             ));
         }
-        stage_inputs.push((stage.stage, txs));
+        stage_inputs[stage.index] = Some(txs);
     }
 
     let sources = plan.sources();
@@ -343,10 +340,8 @@ pub fn start(
                 Target::Exchange(stage) => Some(exchange_keys(&plan, stage, tasks_of.side)?),
                 Target::Sink => None,
             },
-            after: match tasks_of.target {
-                Target::Exchange(_) => Vec::new(),
-                Target::Sink => plan.after.clone(),
-            },
+            // A source's operators are all in `before`.
+            after: Vec::new(),
         });
         let outputs = outputs_to(tasks_of.target, &stage_inputs)?;
         // The highest watermark any partition of this source sent: what an
@@ -375,6 +370,7 @@ pub fn start(
                 source_task::run_source(SourceTask {
                     job: Arc::from(name),
                     partition,
+                    upstream: tasks_of.first_upstream + local,
                     progress: progress_tx.clone(),
                     reader,
                     route: route.clone(),
@@ -446,24 +442,25 @@ impl Drop for Alive {
     }
 }
 
-/// The keys rows are exchanged by to `stage`'s workers: the join's keys of
-/// the sender's side, or the aggregate's partition keys.
+/// The keys rows are exchanged by to the workers of stage `stage`: the
+/// join's keys of the sender's side, or the aggregate's or TopN's
+/// partition keys.
 fn exchange_keys(
     plan: &StreamPlan,
-    stage: Stage,
+    stage: usize,
     side: Option<Side>,
 ) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
-    match (stage, plan.join(), &plan.aggregate, side) {
-        (Stage::Join, Some(join), _, Some(side)) => Ok(join.spec.keys[side.index()].clone()),
-        (Stage::Aggregate, _, Some(spec), _) => Ok(spec
+    match (plan.stages.get(stage).map(|s| &s.operator), side) {
+        (Some(StageOperator::Join(join)), Some(side)) => Ok(join.keys[side.index()].clone()),
+        (Some(StageOperator::Aggregate(spec)), _) => Ok(spec
             .partition_keys
             .iter()
             .map(|&k| spec.group[k].clone())
             .collect()),
-        (Stage::TopN, _, _, _) => match &plan.top_n {
-            Some(spec) => Ok(spec.partition.clone()),
-            None => internal_err!("an exchange to a TopN stage the plan does not have"),
-        },
-        _ => internal_err!("an exchange to a {stage:?} stage the plan does not have"),
+        (Some(StageOperator::TopN(spec)), _) => Ok(spec.partition.clone()),
+        (Some(StageOperator::Join(_)), None) => {
+            internal_err!("rows sent to join stage {stage} without a side")
+        }
+        (None, _) => internal_err!("an exchange to a stage {stage} the plan does not have"),
     }
 }

@@ -12,6 +12,7 @@ use datafusion::arrow::array::RecordBatch;
 use super::aligner::UpstreamClock;
 use super::topology::{Stage, StageWorkers, Topology};
 use crate::checkpoint::{PartitionKey, Restored, SourceState};
+use crate::plan::PlanInput;
 
 /// What one stage's workers restore: the old workers' chunks and their
 /// largest watermark.
@@ -44,10 +45,8 @@ pub(crate) struct Restore {
     /// Is it a checkpoint's (rather than a fresh start)? Then a partition
     /// without state is one its source gained since.
     pub(crate) from_checkpoint: bool,
-    /// The join stage's part.
-    pub(crate) join: StageRestore,
-    /// The keyed stage's part (the aggregate's or the TopN's).
-    pub(crate) aggregate: StageRestore,
+    /// Each stage's part, in the plan's order of stages.
+    pub(crate) stages: Vec<StageRestore>,
 }
 
 impl Restore {
@@ -62,6 +61,7 @@ impl Restore {
         let partitions = topology.partitions();
         let mut restore = Restore {
             sources: vec![None; partitions],
+            stages: topology.stages().map(|_| StageRestore::default()).collect(),
             ..Default::default()
         };
         let Some(restored) = restored else {
@@ -93,9 +93,8 @@ impl Restore {
             .zip(&restored.operators)
             .enumerate()
         {
-            let stage = match topology.old_stage(w, old_workers) {
-                Stage::Join => &mut restore.join,
-                Stage::Aggregate | Stage::TopN => &mut restore.aggregate,
+            let Some(stage) = restore.stages.get_mut(topology.old_stage(w, old_workers)) else {
+                continue;
             };
             stage.restored = true;
             stage.watermark = stage.watermark.max(o.watermark);
@@ -105,45 +104,62 @@ impl Restore {
     }
 
     /// What `stage`'s part of the checkpoint is.
-    pub(crate) fn stage(&self, stage: Stage) -> &StageRestore {
-        match stage {
-            Stage::Join => &self.join,
-            Stage::Aggregate | Stage::TopN => &self.aggregate,
-        }
+    pub(crate) fn stage(&self, stage: &StageWorkers) -> &StageRestore {
+        const NONE: &StageRestore = &StageRestore {
+            restored: false,
+            watermark: i64::MIN,
+            chunks: Vec::new(),
+        };
+        self.stages.get(stage.index).unwrap_or(NONE)
     }
 
-    /// Should `stage`'s operators restore at all? The join's only from its
-    /// own chunks; the aggregate's also when only sources were restored
-    /// (it then takes the sources' watermark).
-    pub(crate) fn restores(&self, stage: Stage) -> bool {
-        match stage {
-            Stage::Join => self.join.restored,
+    /// Should `stage`'s operators restore at all? A join's only from its
+    /// own chunks; an aggregate's or TopN's also when only sources were
+    /// restored (it then takes the sources' watermark).
+    pub(crate) fn restores(&self, stage: &StageWorkers) -> bool {
+        match stage.stage {
+            Stage::Join => self.stage(stage).restored,
             Stage::Aggregate | Stage::TopN => {
-                self.aggregate.restored || self.sources.iter().any(Option::is_some)
+                self.stage(stage).restored || self.sources.iter().any(Option::is_some)
             }
         }
     }
 
     /// The clocks a worker of `stage` starts its upstreams with: what each
-    /// source partition had sent at the barrier (an ended one's is +inf), or,
-    /// behind a join, the join stage's watermark.
+    /// source partition had sent at the barrier (an ended one's is +inf),
+    /// or, behind a stage, that stage's watermark (every worker of a stage
+    /// aligns over the same upstreams, so all had the same one at the
+    /// barrier).
     pub(crate) fn clocks(&self, stage: &StageWorkers, topology: &Topology) -> Vec<UpstreamClock> {
-        let behind_join = stage.stage != Stage::Join && topology.join.is_some();
+        // Where each input's senders start among the stage's upstreams.
+        let mut seen: Vec<(PlanInput, usize)> = Vec::new();
         stage
             .upstreams
             .iter()
             .enumerate()
-            .map(|(i, upstream)| UpstreamClock {
-                timed: upstream.timed,
-                watermark: if behind_join {
-                    self.join.watermark
-                } else {
-                    match self.sources.get(i).copied().flatten() {
-                        Some(s) if s.ended => i64::MAX,
-                        Some(s) => s.watermark,
-                        None => i64::MIN,
+            .map(|(i, upstream)| {
+                let start = match seen.iter().find(|(from, _)| *from == upstream.from) {
+                    Some((_, start)) => *start,
+                    None => {
+                        seen.push((upstream.from, i));
+                        i
                     }
-                },
+                };
+                let watermark = match upstream.from {
+                    PlanInput::Source(s) => {
+                        let partition = topology.sources.get(s).map_or(0, |s| s.first) + i - start;
+                        match self.sources.get(partition).copied().flatten() {
+                            Some(s) if s.ended => i64::MAX,
+                            Some(s) => s.watermark,
+                            None => i64::MIN,
+                        }
+                    }
+                    PlanInput::Stage(s) => self.stages.get(s).map_or(i64::MIN, |s| s.watermark),
+                };
+                UpstreamClock {
+                    timed: upstream.timed,
+                    watermark,
+                }
             })
             .collect()
     }

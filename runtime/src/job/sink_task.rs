@@ -69,6 +69,7 @@ pub(crate) async fn run_sink(
             match event {
                 Aligned::Batch(_, batch) => {
                     rows_out.inc_by(batch.num_rows() as u64);
+                    sink.ready().await;
                     sink.apply(batch)?;
                 }
                 Aligned::Watermark(_) | Aligned::SideWatermark(..) => {}

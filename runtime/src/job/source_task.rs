@@ -54,8 +54,10 @@ pub(crate) struct Route {
 pub(crate) struct SourceTask {
     /// The job's name (for the `source-batch/<job>` failpoint).
     pub(crate) job: Arc<str>,
-    /// Its number across the plan's sources (its upstream number downstream).
+    /// Its number across the plan's sources.
     pub(crate) partition: usize,
+    /// Its number among the upstreams of the task it sends to.
+    pub(crate) upstream: usize,
     pub(crate) progress: Arc<watch::Sender<Progress>>,
     pub(crate) reader: Box<dyn SourceReader>,
     pub(crate) route: Arc<Route>,
@@ -89,6 +91,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
     let SourceTask {
         job,
         partition,
+        upstream,
         progress,
         mut reader,
         route,
@@ -139,7 +142,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
                             epoch: sent_barrier,
                             state: state(reader.as_ref(), max_time, sent_watermark, false),
                         });
-                        send_all(&outputs, partition, Message::Barrier(Barrier { epoch: sent_barrier })).await;
+                        send_all(&outputs, upstream, Message::Barrier(Barrier { epoch: sent_barrier })).await;
                         if *stop.borrow() == Some(sent_barrier) {
                             // No end of input: that would close every
                             // window. Downstream tasks end as their
@@ -159,7 +162,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
                     let highest = highest.load(std::sync::atomic::Ordering::Acquire);
                     if route.event_time.is_some() && highest > sent_watermark {
                         sent_watermark = highest;
-                        send_all(&outputs, partition, Message::Watermark(highest)).await;
+                        send_all(&outputs, upstream, Message::Watermark(highest)).await;
                         counters.watermark(partition, sent_watermark);
                     }
                 }
@@ -200,7 +203,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
                 }
                 offset += len;
                 let send = send_chunk(
-                    partition,
+                    upstream,
                     chunk,
                     &route,
                     &outputs,
@@ -230,7 +233,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
         partition,
         state: state(reader.as_ref(), max_time, sent_watermark, true),
     });
-    send_all(&outputs, partition, Message::END_OF_INPUT).await;
+    send_all(&outputs, upstream, Message::END_OF_INPUT).await;
     counters.watermark(partition, i64::MAX);
     progress.send_modify(|p| p.sources_ended += 1);
     Ok(())
@@ -275,7 +278,7 @@ fn late_cuts(
 
 /// Send one chunk of a batch on, and the watermark it raised.
 async fn send_chunk(
-    partition: usize,
+    upstream: usize,
     batch: RecordBatch,
     route: &Route,
     outputs: &[mpsc::Sender<Tagged>],
@@ -285,7 +288,7 @@ async fn send_chunk(
     if let Some(batch) = stateless::run(&route.before, StreamBatch::new(batch, route.changelog))? {
         match &route.exchange {
             Some(keys) => {
-                if exchange_out(partition, batch.into_batch(), keys, outputs)
+                if exchange_out(upstream, batch.into_batch(), keys, outputs)
                     .await?
                     .is_break()
                 {
@@ -294,7 +297,7 @@ async fn send_chunk(
             }
             None => {
                 if let Some(out) = stateless::run(&route.after, batch)?
-                    && send(&outputs[0], partition, Message::Batch(out.into_batch()))
+                    && send(&outputs[0], upstream, Message::Batch(out.into_batch()))
                         .await
                         .is_break()
                 {
@@ -307,7 +310,7 @@ async fn send_chunk(
         let watermark = max_time.saturating_sub(event_time.delay);
         if max_time > i64::MIN && watermark > *sent_watermark {
             *sent_watermark = watermark;
-            send_all(outputs, partition, Message::Watermark(watermark)).await;
+            send_all(outputs, upstream, Message::Watermark(watermark)).await;
         }
     }
     Ok(ControlFlow::Continue(()))

@@ -9,16 +9,24 @@
 //!  join:              left  partitions ─┐(exchange:  join ──> sink
 //!                     right partitions ─┘ join key)
 //!  join, aggregate:   left, right ─(join key)─> join ─(group key)─> aggregate ──> sink
+//!  composed:          partitions ─> aggregate ─(its keys)─> TopN ──> sink
+//!                     partitions ─> aggregate ─┐
+//!                     partitions ─> aggregate ─┴(join key)─> join ──> sink
 //! ```
-//! A TopN takes the aggregate's place (exchanged by its partition key); a
-//! plan has one or the other.
+//! Each stage (join, aggregate, TopN) is exchanged by its own keys; every
+//! source and stage sends to exactly one consumer, a stage or the sink.
+//!
 //! Source partitions are numbered across the plan's sources (a join's left,
-//! then its right); workers across the stages (join, then aggregate). Both
-//! numberings are a checkpoint's, so they must not change for a plan.
+//! then its right); workers across the stages, a stage's inputs before it
+//! (join, then aggregate). Both numberings are a checkpoint's, so they must
+//! not change for a plan: the plan's order of sources and stages is theirs.
+//! A task's upstreams are numbered by its inputs in order (a join's left
+//! before its right), each input's senders in their own order: every
+//! sender tags its messages with its number there.
 
-use crate::plan::{Side, StreamPlan};
+use crate::plan::{PlanInput, Side, StageOperator, StreamPlan};
 
-/// A stateful stage of workers.
+/// What kind of stateful stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stage {
     /// Join workers.
@@ -29,21 +37,41 @@ pub(crate) enum Stage {
     TopN,
 }
 
+impl Stage {
+    /// The kind of `operator`'s stage.
+    pub(crate) fn of(operator: &StageOperator) -> Self {
+        match operator {
+            StageOperator::Join(_) => Stage::Join,
+            StageOperator::Aggregate(_) => Stage::Aggregate,
+            StageOperator::TopN(_) => Stage::TopN,
+        }
+    }
+
+    /// Do the watermarks of its upstreams bound its own, when a watermark
+    /// bounds its output's event time (`timed`) or not? A regular join's do
+    /// not (it forwards no watermark but the end: see `operators::join`);
+    /// an interval join's do (its output is timed: see
+    /// `operators::interval_join`), as do every other stage's.
+    fn takes_watermarks(self, timed: bool) -> bool {
+        self != Stage::Join || timed
+    }
+}
+
 /// Where a task sends its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Target {
-    /// Hash-exchanged to a stage's workers by that stage's keys (a join's
-    /// keys for the sender's side, an aggregate's or a TopN's partition
-    /// keys).
-    Exchange(Stage),
-    /// Straight to the sink task, after the plan's `after` operators.
+    /// Hash-exchanged to the workers of the stage of this number by that
+    /// stage's keys (a join's keys for the sender's side, an aggregate's or
+    /// a TopN's partition keys).
+    Exchange(usize),
+    /// Straight to the sink task.
     Sink,
 }
 
 /// The tasks that read one of the plan's sources: one per partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SourceTasks {
-    /// Which side of the join it is (`None`: there is no join).
+    /// Which side of the join it feeds (`None`: it feeds no join).
     pub(crate) side: Option<Side>,
     /// The number of its first partition, across the plan's sources.
     pub(crate) first: usize,
@@ -53,6 +81,8 @@ pub(crate) struct SourceTasks {
     pub(crate) timed: bool,
     /// Where its rows go.
     pub(crate) target: Target,
+    /// The upstream number of its first partition at its target.
+    pub(crate) first_upstream: usize,
 }
 
 /// One channel into a worker, as the worker's aligner sees it.
@@ -64,34 +94,38 @@ pub(crate) struct Upstream {
     /// not (it forwards no watermark but the end: see `operators::join`),
     /// nor do those of an input without event time; an interval join's do.
     pub(crate) timed: bool,
+    /// What sends on it: a source's partitions or a stage's workers.
+    pub(crate) from: PlanInput,
 }
 
 /// The workers of one stateful stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StageWorkers {
-    /// Which stage.
+    /// Its number among the plan's stages.
+    pub(crate) index: usize,
+    /// What kind of stage.
     pub(crate) stage: Stage,
     /// The index of its first worker among all the job's workers.
     pub(crate) first: usize,
     /// How many workers.
     pub(crate) workers: usize,
-    /// Each worker's upstreams, numbered as their senders number themselves
-    /// (source partitions, or the previous stage's workers).
+    /// Each worker's upstreams, numbered as their senders tag themselves.
     pub(crate) upstreams: Vec<Upstream>,
     /// Where its output goes.
     pub(crate) target: Target,
+    /// The upstream number of its first worker at its target.
+    pub(crate) first_upstream: usize,
+    /// The join side it feeds (`None`: it feeds no join).
+    pub(crate) side: Option<Side>,
 }
 
 /// A job's tasks and how they connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Topology {
-    /// The source tasks, per source of the plan (left, then right).
+    /// The source tasks, per source of the plan.
     pub(crate) sources: Vec<SourceTasks>,
-    /// The join stage, if the plan joins.
-    pub(crate) join: Option<StageWorkers>,
-    /// The keyed stage after the join (or after the sources): the
-    /// aggregate or the TopN, if the plan has one.
-    pub(crate) keyed: Option<StageWorkers>,
+    /// The stages, in the order their workers are numbered.
+    pub(crate) stages: Vec<StageWorkers>,
     /// How many tasks send to the sink.
     pub(crate) sink_upstreams: usize,
 }
@@ -99,17 +133,13 @@ pub(crate) struct Topology {
 /// What the topology depends on in a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Shape {
-    /// Per source (left, then right): partitions and whether it has event time.
+    /// Per source: partitions and whether it has event time.
     pub(crate) sources: Vec<(usize, bool)>,
-    /// Does it join its (two) sources?
-    pub(crate) join: bool,
-    /// Does its join forward its inputs' watermark (an interval join, whose
-    /// state the watermark cleans)? A regular join forwards only the end.
-    pub(crate) join_timed: bool,
-    /// Does it aggregate?
-    pub(crate) aggregate: bool,
-    /// Does it keep a TopN (in the aggregate's place)?
-    pub(crate) top_n: bool,
+    /// Per stage, in the plan's order: its kind, its inputs and whether a
+    /// watermark bounds its output.
+    pub(crate) stages: Vec<(Stage, Vec<PlanInput>, bool)>,
+    /// What feeds the sink.
+    pub(crate) output: PlanInput,
     /// Workers per stage.
     pub(crate) parallelism: usize,
 }
@@ -119,14 +149,16 @@ impl Shape {
     pub(crate) fn of(plan: &StreamPlan) -> Self {
         Self {
             sources: plan
-                .sources()
+                .sources
                 .iter()
                 .map(|s| (s.source.partitions().max(1), s.event_time.is_some()))
                 .collect(),
-            join: plan.join().is_some(),
-            join_timed: plan.join().is_some_and(|j| j.interval.is_some()),
-            aggregate: plan.aggregate.is_some(),
-            top_n: plan.top_n.is_some(),
+            stages: plan
+                .stages
+                .iter()
+                .map(|s| (Stage::of(&s.operator), s.inputs.clone(), s.timed))
+                .collect(),
+            output: plan.output,
             parallelism: plan.parallelism.max(1),
         }
     }
@@ -141,78 +173,76 @@ impl Topology {
     /// The topology of a plan of this shape.
     pub(crate) fn from_shape(shape: &Shape) -> Self {
         let parallelism = shape.parallelism.max(1);
-        let keyed_stage = match (shape.aggregate, shape.top_n) {
-            (true, _) => Some(Stage::Aggregate),
-            (false, true) => Some(Stage::TopN),
-            (false, false) => None,
-        };
-        let keyed_target = keyed_stage.map_or(Target::Sink, Target::Exchange);
         let mut first = 0;
-        let sources: Vec<SourceTasks> = shape
+        let mut sources: Vec<SourceTasks> = shape
             .sources
             .iter()
-            .zip(Side::BOTH)
-            .map(|(&(partitions, timed), side)| {
+            .map(|&(partitions, timed)| {
                 let tasks = SourceTasks {
-                    side: shape.join.then_some(side),
+                    side: None,
                     first,
                     partitions,
                     timed,
-                    target: match shape.join {
-                        true => Target::Exchange(Stage::Join),
-                        false => keyed_target,
-                    },
+                    target: Target::Sink,
+                    first_upstream: 0,
                 };
                 first += partitions;
                 tasks
             })
             .collect();
-        let partition_upstreams = |timed_if_source: bool| -> Vec<Upstream> {
-            sources
-                .iter()
-                .flat_map(|s| {
-                    let upstream = Upstream {
-                        side: s.side,
-                        timed: timed_if_source && s.timed,
-                    };
-                    std::iter::repeat_n(upstream, s.partitions)
-                })
-                .collect()
-        };
-        let join = shape.join.then(|| StageWorkers {
-            stage: Stage::Join,
-            first: 0,
-            workers: parallelism,
-            // A regular join forwards no watermark but the end: its inputs'
-            // times do not bound what it emits. An interval join's do.
-            upstreams: partition_upstreams(shape.join_timed),
-            target: keyed_target,
-        });
-        let keyed = keyed_stage.map(|stage| StageWorkers {
-            stage,
-            first: join.as_ref().map_or(0, |j| j.workers),
-            workers: parallelism,
-            upstreams: match &join {
-                Some(join) => vec![
-                    Upstream {
-                        side: None,
-                        timed: shape.join_timed,
-                    };
-                    join.workers
-                ],
-                None => partition_upstreams(true),
-            },
-            target: Target::Sink,
-        });
-        let sink_upstreams = match (&join, &keyed) {
-            (_, Some(keyed)) => keyed.workers,
-            (Some(join), None) => join.workers,
-            (None, None) => first,
+        let mut stages: Vec<StageWorkers> = shape
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(index, (stage, _, _))| StageWorkers {
+                index,
+                stage: *stage,
+                first: index * parallelism,
+                workers: parallelism,
+                upstreams: Vec::new(),
+                target: Target::Sink,
+                first_upstream: 0,
+                side: None,
+            })
+            .collect();
+        // Each stage's upstreams, its inputs' senders in order; each input
+        // learns where it sends and its number there.
+        for (index, (stage, inputs, stage_timed)) in shape.stages.iter().enumerate() {
+            let mut upstreams = Vec::new();
+            for (at, &input) in inputs.iter().enumerate() {
+                let side = (*stage == Stage::Join).then(|| Side::BOTH[at.min(1)]);
+                let (senders, timed) = match input {
+                    PlanInput::Source(s) => {
+                        let source = &mut sources[s];
+                        source.side = side;
+                        source.target = Target::Exchange(index);
+                        source.first_upstream = upstreams.len();
+                        (source.partitions, source.timed)
+                    }
+                    PlanInput::Stage(s) => {
+                        let before = &mut stages[s];
+                        before.side = side;
+                        before.target = Target::Exchange(index);
+                        before.first_upstream = upstreams.len();
+                        (before.workers, shape.stages[s].2)
+                    }
+                };
+                let upstream = Upstream {
+                    side,
+                    timed: timed && stage.takes_watermarks(*stage_timed),
+                    from: input,
+                };
+                upstreams.extend(std::iter::repeat_n(upstream, senders));
+            }
+            stages[index].upstreams = upstreams;
+        }
+        let sink_upstreams = match shape.output {
+            PlanInput::Source(s) => sources.get(s).map_or(0, |s| s.partitions),
+            PlanInput::Stage(s) => stages.get(s).map_or(0, |s| s.workers),
         };
         Self {
             sources,
-            join,
-            keyed,
+            stages,
             sink_upstreams,
         }
     }
@@ -224,28 +254,22 @@ impl Topology {
 
     /// Workers, across the stages.
     pub(crate) fn workers(&self) -> usize {
-        self.stages().map(|s| s.workers).sum()
+        self.stages.iter().map(|s| s.workers).sum()
     }
 
     /// The stages, in the order their workers are numbered.
     pub(crate) fn stages(&self) -> impl Iterator<Item = &StageWorkers> {
-        self.join.iter().chain(&self.keyed)
+        self.stages.iter()
     }
 
-    /// The stage worker `worker` of a checkpoint with `old_workers` workers
-    /// was in. A plan keeps its stages, and both stages have `parallelism`
-    /// workers, so with two stages the join stage is the first half.
-    pub(crate) fn old_stage(&self, worker: usize, old_workers: usize) -> Stage {
-        let old_join = match (&self.join, &self.keyed) {
-            (Some(_), Some(_)) => old_workers / 2,
-            (Some(_), None) => old_workers,
-            (None, _) => 0,
-        };
-        match &self.keyed {
-            _ if worker < old_join => Stage::Join,
-            Some(keyed) => keyed.stage,
-            None => Stage::Aggregate,
-        }
+    /// The stage (its number) worker `worker` of a checkpoint with
+    /// `old_workers` workers was in. A plan keeps its stages, and every
+    /// stage has the same number of workers, so the old workers split
+    /// evenly among them, in order.
+    pub(crate) fn old_stage(&self, worker: usize, old_workers: usize) -> usize {
+        let stages = self.stages.len().max(1);
+        let per_stage = (old_workers / stages).max(1);
+        (worker / per_stage).min(stages - 1)
     }
 }
 
@@ -253,24 +277,29 @@ impl Topology {
 mod tests {
     use super::*;
 
-    fn timed(side: Option<Side>) -> Upstream {
-        Upstream { side, timed: true }
+    fn upstream(side: Option<Side>, timed: bool, from: PlanInput) -> Upstream {
+        Upstream { side, timed, from }
     }
 
-    fn untimed(side: Option<Side>) -> Upstream {
-        Upstream { side, timed: false }
+    fn shape(
+        sources: Vec<(usize, bool)>,
+        stages: Vec<(Stage, Vec<PlanInput>, bool)>,
+        output: PlanInput,
+        parallelism: usize,
+    ) -> Shape {
+        Shape {
+            sources,
+            stages,
+            output,
+            parallelism,
+        }
     }
+
+    use PlanInput::{Source as S, Stage as W};
 
     #[test]
     fn a_source_alone_feeds_the_sink_from_every_partition() {
-        let topology = Topology::from_shape(&Shape {
-            sources: vec![(3, true)],
-            join: false,
-            join_timed: false,
-            aggregate: false,
-            top_n: false,
-            parallelism: 4,
-        });
+        let topology = Topology::from_shape(&shape(vec![(3, true)], vec![], S(0), 4));
         assert_eq!(
             topology,
             Topology {
@@ -280,9 +309,9 @@ mod tests {
                     partitions: 3,
                     timed: true,
                     target: Target::Sink,
+                    first_upstream: 0,
                 }],
-                join: None,
-                keyed: None,
+                stages: vec![],
                 sink_upstreams: 3,
             }
         );
@@ -291,57 +320,52 @@ mod tests {
 
     #[test]
     fn a_source_exchanges_to_the_aggregate_which_feeds_the_sink() {
-        let topology = Topology::from_shape(&Shape {
-            sources: vec![(3, true)],
-            join: false,
-            join_timed: false,
-            aggregate: true,
-            top_n: false,
-            parallelism: 2,
-        });
+        let topology = Topology::from_shape(&shape(
+            vec![(3, true)],
+            vec![(Stage::Aggregate, vec![S(0)], true)],
+            W(0),
+            2,
+        ));
+        assert_eq!(topology.sources[0].target, Target::Exchange(0));
         assert_eq!(
-            topology.sources[0].target,
-            Target::Exchange(Stage::Aggregate)
-        );
-        assert_eq!(
-            topology.keyed,
-            Some(StageWorkers {
+            topology.stages,
+            vec![StageWorkers {
+                index: 0,
                 stage: Stage::Aggregate,
                 first: 0,
                 workers: 2,
-                upstreams: vec![timed(None); 3],
+                upstreams: vec![upstream(None, true, S(0)); 3],
                 target: Target::Sink,
-            })
+                first_upstream: 0,
+                side: None,
+            }]
         );
-        assert_eq!(topology.join, None);
         assert_eq!(topology.sink_upstreams, 2);
         assert_eq!((topology.partitions(), topology.workers()), (3, 2));
     }
 
     #[test]
     fn an_aggregate_over_a_source_without_event_time_has_untimed_upstreams() {
-        let topology = Topology::from_shape(&Shape {
-            sources: vec![(2, false)],
-            join: false,
-            join_timed: false,
-            aggregate: true,
-            top_n: false,
-            parallelism: 1,
-        });
-        let aggregate = topology.keyed.expect("an aggregate stage");
-        assert_eq!(aggregate.upstreams, vec![untimed(None); 2]);
+        let topology = Topology::from_shape(&shape(
+            vec![(2, false)],
+            vec![(Stage::Aggregate, vec![S(0)], false)],
+            W(0),
+            1,
+        ));
+        assert_eq!(
+            topology.stages[0].upstreams,
+            vec![upstream(None, false, S(0)); 2]
+        );
     }
 
     #[test]
     fn a_join_alone_takes_both_sides_and_feeds_the_sink() {
-        let topology = Topology::from_shape(&Shape {
-            sources: vec![(2, true), (1, false)],
-            join: true,
-            join_timed: false,
-            aggregate: false,
-            top_n: false,
-            parallelism: 3,
-        });
+        let topology = Topology::from_shape(&shape(
+            vec![(2, true), (1, false)],
+            vec![(Stage::Join, vec![S(0), S(1)], false)],
+            W(0),
+            3,
+        ));
         assert_eq!(
             topology.sources,
             vec![
@@ -350,136 +374,168 @@ mod tests {
                     first: 0,
                     partitions: 2,
                     timed: true,
-                    target: Target::Exchange(Stage::Join),
+                    target: Target::Exchange(0),
+                    first_upstream: 0,
                 },
                 SourceTasks {
                     side: Some(Side::Right),
                     first: 2,
                     partitions: 1,
                     timed: false,
-                    target: Target::Exchange(Stage::Join),
+                    target: Target::Exchange(0),
+                    first_upstream: 2,
                 },
             ]
         );
+        // Each partition's side, none of them bounding the watermark.
         assert_eq!(
-            topology.join,
-            Some(StageWorkers {
-                stage: Stage::Join,
-                first: 0,
-                workers: 3,
-                // Each partition's side, none of them bounding the watermark.
-                upstreams: vec![
-                    untimed(Some(Side::Left)),
-                    untimed(Some(Side::Left)),
-                    untimed(Some(Side::Right)),
-                ],
-                target: Target::Sink,
-            })
+            topology.stages[0].upstreams,
+            vec![
+                upstream(Some(Side::Left), false, S(0)),
+                upstream(Some(Side::Left), false, S(0)),
+                upstream(Some(Side::Right), false, S(1)),
+            ]
         );
-        assert_eq!(topology.keyed, None);
         assert_eq!(topology.sink_upstreams, 3);
     }
 
     #[test]
     fn a_join_exchanges_to_the_aggregate_whose_workers_come_after_its_own() {
-        let topology = Topology::from_shape(&Shape {
-            sources: vec![(1, true), (2, true)],
-            join: true,
-            join_timed: false,
-            aggregate: true,
-            top_n: false,
-            parallelism: 2,
-        });
-        let join = topology.join.clone().expect("a join stage");
-        assert_eq!(join.target, Target::Exchange(Stage::Aggregate));
+        let topology = Topology::from_shape(&shape(
+            vec![(1, true), (2, true)],
+            vec![
+                (Stage::Join, vec![S(0), S(1)], false),
+                (Stage::Aggregate, vec![W(0)], false),
+            ],
+            W(1),
+            2,
+        ));
+        let join = &topology.stages[0];
+        assert_eq!(join.target, Target::Exchange(1));
         assert_eq!(join.upstreams.len(), 3);
         assert_eq!(
-            topology.keyed,
-            Some(StageWorkers {
+            topology.stages[1],
+            StageWorkers {
+                index: 1,
                 stage: Stage::Aggregate,
                 first: 2,
                 workers: 2,
-                upstreams: vec![untimed(None); 2],
+                upstreams: vec![upstream(None, false, W(0)); 2],
                 target: Target::Sink,
-            })
+                first_upstream: 0,
+                side: None,
+            }
         );
         assert_eq!(topology.sink_upstreams, 2);
         assert_eq!(topology.workers(), 4);
-        let stages: Vec<Stage> = topology.stages().map(|s| s.stage).collect();
-        assert_eq!(stages, [Stage::Join, Stage::Aggregate]);
     }
 
     #[test]
     fn a_checkpoints_workers_map_to_the_stages_they_were_in() {
-        let shape = |join, aggregate| Shape {
-            sources: if join {
-                vec![(1, true), (1, true)]
-            } else {
-                vec![(1, true)]
-            },
-            join,
-            join_timed: false,
-            aggregate,
-            top_n: false,
-            parallelism: 2,
-        };
-        let both = Topology::from_shape(&shape(true, true));
-        let stages: Vec<Stage> = (0..4).map(|w| both.old_stage(w, 4)).collect();
-        assert_eq!(
-            stages,
-            [Stage::Join, Stage::Join, Stage::Aggregate, Stage::Aggregate]
-        );
-        let join = Topology::from_shape(&shape(true, false));
-        assert_eq!(join.old_stage(1, 2), Stage::Join);
-        let aggregate = Topology::from_shape(&shape(false, true));
-        assert_eq!(aggregate.old_stage(0, 2), Stage::Aggregate);
-    }
-
-    #[test]
-    fn a_top_n_takes_the_aggregates_place() {
-        let topology = Topology::from_shape(&Shape {
-            sources: vec![(2, true)],
-            join: false,
-            join_timed: false,
-            aggregate: false,
-            top_n: true,
-            parallelism: 3,
-        });
-        assert_eq!(topology.sources[0].target, Target::Exchange(Stage::TopN));
-        assert_eq!(
-            topology.keyed,
-            Some(StageWorkers {
-                stage: Stage::TopN,
-                first: 0,
-                workers: 3,
-                upstreams: vec![timed(None); 2],
-                target: Target::Sink,
-            })
-        );
-        assert_eq!(topology.sink_upstreams, 3);
-        assert_eq!(topology.old_stage(2, 3), Stage::TopN);
-    }
-
-    #[test]
-    fn an_interval_join_passes_its_inputs_watermarks_on() {
-        let topology = Topology::from_shape(&Shape {
-            sources: vec![(1, true), (2, true)],
-            join: true,
-            join_timed: true,
-            aggregate: true,
-            top_n: false,
-            parallelism: 2,
-        });
-        let join = topology.join.clone().expect("a join stage");
-        assert_eq!(
-            join.upstreams,
+        let both = Topology::from_shape(&shape(
+            vec![(1, true), (1, true)],
             vec![
-                timed(Some(Side::Left)),
-                timed(Some(Side::Right)),
-                timed(Some(Side::Right))
+                (Stage::Join, vec![S(0), S(1)], false),
+                (Stage::Aggregate, vec![W(0)], false),
+            ],
+            W(1),
+            2,
+        ));
+        let stages: Vec<usize> = (0..4).map(|w| both.old_stage(w, 4)).collect();
+        assert_eq!(stages, [0, 0, 1, 1]);
+        // A checkpoint of another parallelism splits alike.
+        let stages: Vec<usize> = (0..6).map(|w| both.old_stage(w, 6)).collect();
+        assert_eq!(stages, [0, 0, 0, 1, 1, 1]);
+        let aggregate = Topology::from_shape(&shape(
+            vec![(1, true)],
+            vec![(Stage::Aggregate, vec![S(0)], true)],
+            W(0),
+            2,
+        ));
+        assert_eq!(aggregate.old_stage(1, 2), 0);
+    }
+
+    #[test]
+    fn a_top_n_over_an_aggregate_takes_its_watermarks() {
+        let topology = Topology::from_shape(&shape(
+            vec![(2, true)],
+            vec![
+                (Stage::Aggregate, vec![S(0)], true),
+                (Stage::TopN, vec![W(0)], true),
+            ],
+            W(1),
+            3,
+        ));
+        assert_eq!(topology.sources[0].target, Target::Exchange(0));
+        assert_eq!(topology.stages[0].target, Target::Exchange(1));
+        assert_eq!(
+            topology.stages[1].upstreams,
+            vec![upstream(None, true, W(0)); 3]
+        );
+        assert_eq!((topology.stages[1].first, topology.sink_upstreams), (3, 3));
+    }
+
+    #[test]
+    fn an_interval_join_takes_its_inputs_watermarks_and_passes_them_on() {
+        let topology = Topology::from_shape(&shape(
+            vec![(1, true), (2, true)],
+            vec![
+                (Stage::Join, vec![S(0), S(1)], true),
+                (Stage::Aggregate, vec![W(0)], true),
+            ],
+            W(1),
+            2,
+        ));
+        assert_eq!(
+            topology.stages[0].upstreams,
+            vec![
+                upstream(Some(Side::Left), true, S(0)),
+                upstream(Some(Side::Right), true, S(1)),
+                upstream(Some(Side::Right), true, S(1)),
             ]
         );
-        let aggregate = topology.keyed.expect("an aggregate stage");
-        assert_eq!(aggregate.upstreams, vec![timed(None); 2]);
+        assert_eq!(
+            topology.stages[1].upstreams,
+            vec![upstream(None, true, W(0)); 2]
+        );
+    }
+
+    #[test]
+    fn a_join_of_a_source_and_an_aggregate_numbers_each_sides_senders() {
+        // Nexmark q7: bids joined with the largest bid per window.
+        let topology = Topology::from_shape(&shape(
+            vec![(2, true), (1, true)],
+            vec![
+                (Stage::Aggregate, vec![S(1)], true),
+                (Stage::Join, vec![S(0), W(0)], false),
+            ],
+            W(1),
+            2,
+        ));
+        let [left, right] = &topology.sources[..] else {
+            panic!("two sources")
+        };
+        assert_eq!(
+            (left.target, left.side, left.first_upstream),
+            (Target::Exchange(1), Some(Side::Left), 0)
+        );
+        assert_eq!(
+            (right.target, right.side, right.first_upstream),
+            (Target::Exchange(0), None, 0)
+        );
+        let aggregate = &topology.stages[0];
+        assert_eq!(
+            (aggregate.target, aggregate.side, aggregate.first_upstream),
+            (Target::Exchange(1), Some(Side::Right), 2)
+        );
+        assert_eq!(
+            topology.stages[1].upstreams,
+            vec![
+                upstream(Some(Side::Left), false, S(0)),
+                upstream(Some(Side::Left), false, S(0)),
+                upstream(Some(Side::Right), false, W(0)),
+                upstream(Some(Side::Right), false, W(0)),
+            ]
+        );
     }
 }

@@ -9,7 +9,6 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use datafusion::physical_plan::PhysicalExpr;
 use tokio::sync::mpsc;
@@ -18,7 +17,6 @@ use tracing::debug;
 use super::aligner::{Aligned, Aligner, UpstreamClock};
 use super::channel::{Tagged, exchange_out, send, send_all};
 use super::counters::{StateBytes, blocked_send};
-use super::topology::Stage;
 use crate::checkpoint::{JobStore, Report, Written};
 use crate::message::{Barrier, Message};
 use crate::metrics::{OperatorMetrics, RuntimeMetrics};
@@ -26,58 +24,41 @@ use crate::operators::interval_join::IntervalJoin;
 use crate::operators::join::JoinOperator;
 use crate::operators::top_n::TopN;
 use crate::operators::{Side, StreamBatch, StreamOperator, aggregate, stateless};
-use crate::plan::{PlanInput, StatelessOp, StreamPlan};
+use crate::plan::{StageOperator, StatelessOp, StreamPlan};
 
-/// A new, empty operator for a worker of `stage`: where the runtime's
-/// operators are listed.
+/// A new, empty operator for a worker of the plan's stage `stage`: where
+/// the runtime's operators are listed.
 pub(crate) fn operator(
     plan: &StreamPlan,
-    stage: Stage,
+    stage: usize,
     metrics: &RuntimeMetrics,
 ) -> Result<Box<dyn StreamOperator>> {
-    match (stage, &plan.input, &plan.aggregate) {
-        (Stage::Join, PlanInput::Join(join), _) => match join.interval {
-            Some(bounds) => Ok(Box::new(IntervalJoin::new(
-                join.spec.clone(),
-                bounds,
-                metrics.late(&plan.stream_name),
-            )?)),
-            None => Ok(Box::new(JoinOperator::new(join.spec.clone())?)),
-        },
-        (Stage::Aggregate, _, Some(spec)) => aggregate::new(
-            spec.clone(),
-            &aggregate_input_schema(plan),
-            metrics.late(&plan.stream_name),
-        ),
-        (Stage::TopN, _, _) => match &plan.top_n {
-            Some(spec) => Ok(Box::new(TopN::new(
+    let Some(stage_plan) = plan.stages.get(stage) else {
+        return datafusion::common::internal_err!("a stage {stage} the plan does not have");
+    };
+    match &stage_plan.operator {
+        StageOperator::Join(spec) => match spec.interval {
+            Some(_) => Ok(Box::new(IntervalJoin::new(
                 spec.clone(),
                 metrics.late(&plan.stream_name),
             )?)),
-            None => datafusion::common::internal_err!("a TopN stage in a plan that has no TopN"),
+            None => Ok(Box::new(JoinOperator::new(spec.clone())?)),
         },
-        (stage, _, _) => {
-            datafusion::common::internal_err!("a {stage:?} stage in a plan that has no {stage:?}")
+        StageOperator::Aggregate(spec) => {
+            let Some(input) = stage_plan
+                .inputs
+                .first()
+                .and_then(|i| plan.input_schema(*i))
+            else {
+                return datafusion::common::internal_err!("an aggregate stage without an input");
+            };
+            aggregate::new(spec.clone(), &input, metrics.late(&plan.stream_name))
         }
+        StageOperator::TopN(spec) => Ok(Box::new(TopN::new(
+            spec.clone(),
+            metrics.late(&plan.stream_name),
+        )?)),
     }
-}
-
-/// The schema the aggregate reads: the join's output after `then`, or the
-/// source's after `before`.
-fn aggregate_input_schema(plan: &StreamPlan) -> SchemaRef {
-    let (ops, start) = match &plan.input {
-        PlanInput::Join(join) => (&join.then, join.spec.output_schema.clone()),
-        PlanInput::Source(source) => (&source.before, source.source.schema()),
-    };
-    ops.iter()
-        .rev()
-        .find_map(|op| match op {
-            StatelessOp::Project { schema, .. } | StatelessOp::Unnest { schema, .. } => {
-                Some(schema.clone())
-            }
-            StatelessOp::Filter(_) => None,
-        })
-        .unwrap_or(start)
 }
 
 /// Where a worker's output goes.
@@ -94,11 +75,11 @@ pub(crate) enum Downstream {
 
 impl Downstream {
     /// Send a batch on. `Break` when downstream is gone.
-    async fn send(&self, local: usize, batch: RecordBatch) -> Result<ControlFlow<()>> {
+    async fn send(&self, upstream: usize, batch: RecordBatch) -> Result<ControlFlow<()>> {
         match self {
-            Downstream::Sink(sink) => Ok(send(sink, local, Message::Batch(batch)).await),
+            Downstream::Sink(sink) => Ok(send(sink, upstream, Message::Batch(batch)).await),
             Downstream::Exchange { outputs, keys } => {
-                exchange_out(local, batch, keys, outputs).await
+                exchange_out(upstream, batch, keys, outputs).await
             }
         }
     }
@@ -112,11 +93,11 @@ impl Downstream {
     }
 
     /// Forward a watermark or barrier to every downstream task.
-    async fn forward(&self, local: usize, message: Message) -> ControlFlow<()> {
+    async fn forward(&self, upstream: usize, message: Message) -> ControlFlow<()> {
         match self {
-            Downstream::Sink(sink) => send(sink, local, message).await,
+            Downstream::Sink(sink) => send(sink, upstream, message).await,
             Downstream::Exchange { outputs, .. } => {
-                send_all(outputs, local, message).await;
+                send_all(outputs, upstream, message).await;
                 ControlFlow::Continue(())
             }
         }
@@ -143,8 +124,10 @@ pub(crate) struct Worker {
 
 /// What a worker does with its operator's output.
 pub(crate) struct Output {
-    /// Its number in its stage (its upstream number downstream).
+    /// Its number in its stage.
     pub(crate) local: usize,
+    /// Its number among the upstreams of the task it sends to.
+    pub(crate) upstream: usize,
     /// Stateless operators run on the operator's output.
     pub(crate) after: Vec<StatelessOp>,
     pub(crate) downstream: Downstream,
@@ -202,7 +185,7 @@ impl Output {
                 let sent = blocked_send(
                     &self.figures,
                     self.downstream.channels(),
-                    self.downstream.send(self.local, out),
+                    self.downstream.send(self.upstream, out),
                 );
                 if sent.await?.is_break() {
                     return Ok(ControlFlow::Break(()));
@@ -214,7 +197,7 @@ impl Output {
 
     /// Forward a watermark or barrier downstream.
     async fn forward(&self, message: Message) -> ControlFlow<()> {
-        let sent = self.downstream.forward(self.local, message);
+        let sent = self.downstream.forward(self.upstream, message);
         blocked_send(&self.figures, self.downstream.channels(), sent).await
     }
 }

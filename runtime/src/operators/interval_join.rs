@@ -123,19 +123,25 @@ pub struct IntervalJoin {
     /// Each side's watermark (left, right): its rows behind it are late, and
     /// it expires the other side's rows.
     side_watermarks: [i64; 2],
-    /// The highest aligned watermark (the lower of the two sides'), kept
-    /// with the checkpoint.
-    watermark: i64,
+    /// The highest watermark forwarded (the lower of the two sides', less
+    /// the output delay), kept with the checkpoint: the stage it feeds
+    /// restores its clock of this join to it, not to the inputs' watermark,
+    /// which pairs emitted after the restore can be behind.
+    forwarded: i64,
     /// Counts the rows dropped as late.
     late: Counter,
 }
 
 impl IntervalJoin {
-    /// A new, empty interval join; `late` counts the rows it drops as late.
-    pub fn new(spec: Arc<JoinSpec>, bounds: IntervalBounds, late: Counter) -> Result<Self> {
+    /// A new, empty interval join of `spec` (whose `interval` it takes);
+    /// `late` counts the rows it drops as late.
+    pub fn new(spec: Arc<JoinSpec>, late: Counter) -> Result<Self> {
         if spec.input_changelog.iter().any(|c| *c) {
             return internal_err!("an interval join over an updating input");
         }
+        let Some(bounds) = spec.interval else {
+            return internal_err!("an interval join of a join without time bounds");
+        };
         let side = |i: usize| -> Result<SideRows> {
             let key_types = spec.keys[i]
                 .iter()
@@ -161,7 +167,7 @@ impl IntervalJoin {
             bounds,
             sides,
             side_watermarks: [i64::MIN; 2],
-            watermark: i64::MIN,
+            forwarded: i64::MIN,
             late,
         })
     }
@@ -341,7 +347,7 @@ impl StreamOperator for IntervalJoin {
     }
 
     fn on_watermark(&mut self, watermark: i64) -> Result<Vec<StreamBatch>> {
-        self.watermark = self.watermark.max(watermark);
+        self.forwarded = self.forwarded.max(self.output_watermark(watermark));
         Ok(Vec::new())
     }
 
@@ -354,7 +360,7 @@ impl StreamOperator for IntervalJoin {
     }
 
     fn watermark(&self) -> i64 {
-        self.watermark
+        self.forwarded
     }
 
     fn snapshot(&mut self, _epoch: u64) -> Result<StateWrite> {
@@ -368,7 +374,7 @@ impl StreamOperator for IntervalJoin {
         worker: usize,
         workers: usize,
     ) -> Result<()> {
-        self.watermark = self.watermark.max(watermark);
+        self.forwarded = self.forwarded.max(watermark);
         for (id, chunk) in chunks {
             let Some(s) = SIDE_CHUNKS.iter().position(|c| c == id) else {
                 return internal_err!("an interval join chunk of neither side: {id}");
@@ -414,13 +420,13 @@ mod tests {
             inputs: [input(), input()],
             input_changelog: [false, false],
             output_schema: Arc::new(Schema::new(fields)),
+            interval: Some(IntervalBounds {
+                time: [1, 1],
+                lower: -10 * SECOND,
+                upper: 5 * SECOND,
+            }),
         });
-        let bounds = IntervalBounds {
-            time: [1, 1],
-            lower: -10 * SECOND,
-            upper: 5 * SECOND,
-        };
-        IntervalJoin::new(spec, bounds, Counter::default()).expect("an interval join")
+        IntervalJoin::new(spec, Counter::default()).expect("an interval join")
     }
 
     /// Rows of (key, seconds).

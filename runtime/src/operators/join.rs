@@ -597,6 +597,7 @@ mod tests {
             inputs: [left, right],
             input_changelog: [false, true],
             output_schema: Arc::new(Schema::new(fields)),
+            interval: None,
         })
     }
 

@@ -101,7 +101,10 @@ pub trait StreamOperator: Send {
         watermark
     }
 
-    /// The highest watermark it has seen (kept with its checkpoint).
+    /// The highest watermark it has forwarded (kept with its checkpoint):
+    /// the one it restores with, and the one the stage it feeds restores
+    /// its clock of it to. The highest it has seen, unless
+    /// [`Self::output_watermark`] holds it back.
     fn watermark(&self) -> i64;
 
     /// The job checkpoints: track what changes from now on, for deltas.

@@ -205,7 +205,7 @@ impl Env {
             .await
             .expect("plan");
         let optimized = state.optimize(&logical).expect("optimize");
-        plan_stream(&optimized, windows.first(), eowc, parallelism, &inputs)
+        plan_stream(&optimized, &windows, eowc, parallelism, &inputs)
             .expect("stream plan")
             .0
     }

@@ -17,9 +17,17 @@
 //! - [`startup`]: the per-connection startup handler (trust or SCRAM, TLS
 //!   required or not).
 //! - [`statements`]: `CREATE ROLE`, `ALTER ROLE`, `DROP ROLE`.
+//! - [`acl`]: who owns each object and what was granted on it (kept in
+//!   `roles.json` with the roles).
+//! - [`privileges`]: the one check of what a statement needs, called from
+//!   `dispatch.rs` for every statement kind.
+//! - [`grant`]: `GRANT` and `REVOKE`.
 //!
 //! Design note: `docs/design/0009-security.md`.
 
+pub mod acl;
+pub mod grant;
+pub mod privileges;
 pub mod startup;
 pub mod statements;
 pub mod store;

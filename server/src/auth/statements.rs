@@ -30,6 +30,9 @@ pub fn execute(session: &Session, statement: Statement) -> Result<Output> {
         Statement::CreateRole(create) => {
             require_superuser(session, "create role")?;
             let new = new_roles(&create)?;
+            for role in &new {
+                reserved(&role.name)?;
+            }
             let if_not_exists = create.if_not_exists;
             roles.change(|all| {
                 for role in new {
@@ -51,7 +54,7 @@ pub fn execute(session: &Session, statement: Statement) -> Result<Output> {
         Statement::AlterRole { name, operation } => {
             let name = normalize_ident(&name);
             let own = name == session.user();
-            roles.change(|all| {
+            roles.change_all(|all, acl| {
                 let Some(role) = all.get_mut(&name) else {
                     return Err(undefined(&name));
                 };
@@ -80,7 +83,9 @@ pub fn execute(session: &Session, statement: Statement) -> Result<Output> {
                                 message: format!("role \"{new_name}\" already exists"),
                             });
                         }
+                        reserved(&new_name)?;
                         renamed.name = new_name.clone();
+                        acl.rename_role(&name, &new_name);
                         all.insert(new_name, renamed);
                     }
                     other => {
@@ -102,7 +107,7 @@ pub fn execute(session: &Session, statement: Statement) -> Result<Output> {
             ..
         } => {
             require_superuser(session, "drop role")?;
-            roles.change(|all| {
+            roles.change_all(|all, acl| {
                 for name in names.iter().map(object_name) {
                     if name == BOOTSTRAP_USER {
                         return Err(ServerError::ObjectInUse {
@@ -114,6 +119,18 @@ pub fn execute(session: &Session, statement: Statement) -> Result<Output> {
                     if name == session.user() {
                         return Err(ServerError::ObjectInUse {
                             message: "current user cannot be dropped".to_string(),
+                        });
+                    }
+                    let dependents = acl.dependents_of(&name);
+                    if !dependents.is_empty() && all.contains_key(&name) {
+                        // As Postgres: owned objects and grants are given
+                        // away or revoked first, never dropped with it.
+                        return Err(ServerError::DependentObjects {
+                            message: format!(
+                                "role \"{name}\" cannot be dropped because some objects depend on it"
+                            ),
+                            detail: Some(dependents.join("\n")),
+                            hint: None,
                         });
                     }
                     if all.remove(&name).is_none() && !if_exists {
@@ -225,6 +242,19 @@ fn require_superuser(session: &Session, what: &str) -> Result<()> {
         Err(ServerError::InsufficientPrivilege {
             message: format!("permission denied to {what}"),
         })
+    }
+}
+
+/// `public` names every role in a GRANT, so no role may take it, as in
+/// Postgres.
+fn reserved(name: &str) -> Result<()> {
+    if name == "public" || name.is_empty() {
+        Err(ServerError::InvalidParameterValue {
+            message: format!("role name \"{name}\" is reserved"),
+            hint: None,
+        })
+    } else {
+        Ok(())
     }
 }
 

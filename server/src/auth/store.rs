@@ -24,11 +24,15 @@ use pgwire::error::PgWireResult;
 use serde::{Deserialize, Serialize};
 
 use super::BOOTSTRAP_USER;
+use super::acl::Acl;
 use super::verifier::Verifier;
 use crate::config::Secret;
 use crate::error::{Result, ServerError};
 
 const FILE_NAME: &str = "roles.json";
+
+/// The running server's roles, for the catalog views ([`Roles::publish`]).
+static PUBLISHED: RwLock<std::sync::Weak<Roles>> = RwLock::new(std::sync::Weak::new());
 
 /// One role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +50,11 @@ pub struct Role {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct RolesFile {
     roles: Vec<Role>,
+    /// Who owns each object and what was granted on it. Absent in files
+    /// written before privileges existed: every object is then the
+    /// bootstrap user's.
+    #[serde(default)]
+    privileges: Acl,
 }
 
 /// The roles of one data directory.
@@ -53,6 +62,9 @@ struct RolesFile {
 pub struct Roles {
     path: PathBuf,
     roles: RwLock<BTreeMap<String, Role>>,
+    /// Owners and grants: kept in this file, beside the roles they name,
+    /// so that a role and its privileges change together.
+    acl: RwLock<Acl>,
     /// Serializes changes, so two `CREATE ROLE`s cannot write the file in
     /// the wrong order. A `parking_lot::Mutex`: nothing awaits under it.
     write: parking_lot::Mutex<()>,
@@ -79,6 +91,7 @@ impl Roles {
         let store = Self {
             path,
             roles: RwLock::new(roles),
+            acl: RwLock::new(loaded.privileges),
             write: parking_lot::Mutex::new(()),
         };
         let bootstrap = store.get(BOOTSTRAP_USER);
@@ -107,6 +120,20 @@ impl Roles {
         Ok(store)
     }
 
+    /// Make these the roles the catalog views read
+    /// (`information_schema.role_table_grants`, `pg_class.relacl`): they
+    /// are served by the DataFusion context, which is built before the
+    /// roles are opened and is shared by every session, so they find the
+    /// server's roles here. One server runs per process.
+    pub fn publish(self: &std::sync::Arc<Self>) {
+        *PUBLISHED.write() = std::sync::Arc::downgrade(self);
+    }
+
+    /// The roles [`Roles::publish`] made current, if a server runs.
+    pub fn published() -> Option<std::sync::Arc<Self>> {
+        PUBLISHED.read().upgrade()
+    }
+
     /// The role named `name`.
     pub fn get(&self, name: &str) -> Option<Role> {
         self.roles.read().get(name).cloned()
@@ -131,17 +158,45 @@ impl Roles {
         &self,
         edit: impl FnOnce(&mut BTreeMap<String, Role>) -> Result<()>,
     ) -> Result<()> {
+        self.change_all(|roles, _| edit(roles))
+    }
+
+    /// The owners and grants, as they are now.
+    pub fn acl(&self) -> Acl {
+        self.acl.read().clone()
+    }
+
+    /// Look at the owners and grants without copying them.
+    pub fn with_acl<T>(&self, read: impl FnOnce(&Acl) -> T) -> T {
+        read(&self.acl.read())
+    }
+
+    /// Apply `edit` to a copy of the owners and grants, durably, as
+    /// [`Roles::change`] does for roles.
+    pub fn change_acl(&self, edit: impl FnOnce(&mut Acl) -> Result<()>) -> Result<()> {
+        self.change_all(|_, acl| edit(acl))
+    }
+
+    /// Change roles and privileges together (a role renamed takes its
+    /// objects and grants with it), in one durable write.
+    pub fn change_all(
+        &self,
+        edit: impl FnOnce(&mut BTreeMap<String, Role>, &mut Acl) -> Result<()>,
+    ) -> Result<()> {
         let _write = self.write.lock();
-        let mut next = self.roles.read().clone();
-        edit(&mut next)?;
-        self.save(&next)?;
-        *self.roles.write() = next;
+        let mut roles = self.roles.read().clone();
+        let mut acl = self.acl.read().clone();
+        edit(&mut roles, &mut acl)?;
+        self.save(&roles, &acl)?;
+        *self.roles.write() = roles;
+        *self.acl.write() = acl;
         Ok(())
     }
 
-    fn save(&self, roles: &BTreeMap<String, Role>) -> Result<()> {
+    fn save(&self, roles: &BTreeMap<String, Role>, acl: &Acl) -> Result<()> {
         let file = RolesFile {
             roles: roles.values().cloned().collect(),
+            privileges: acl.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| ServerError::Internal {
             message: format!("could not encode roles: {e}"),

@@ -48,6 +48,7 @@ use tokio::sync::watch;
 
 use crate::error::{Result, ServerError};
 use crate::output::Output;
+use crate::session::gate::StatementGate;
 
 /// Limits every session shares.
 #[derive(Debug, Clone)]
@@ -196,6 +197,8 @@ pub struct Backend {
     pub backend_start: DateTime<Utc>,
     now: Mutex<Now>,
     cancel: watch::Sender<u64>,
+    /// The gate of its current (or last) statement.
+    gate: Mutex<Arc<StatementGate>>,
     /// The connection's socket, peeked to notice a client gone mid-statement.
     probe: Option<Arc<std::net::TcpStream>>,
 }
@@ -233,6 +236,7 @@ impl Backend {
                 query_start: None,
             }),
             cancel: watch::channel(0).0,
+            gate: Mutex::default(),
             probe: None,
         }
     }
@@ -242,9 +246,20 @@ impl Backend {
         self.now.lock().clone()
     }
 
-    /// Stop its running statement (if any) with 57014.
-    pub fn cancel(&self) {
-        self.cancel.send_modify(|n| *n += 1);
+    /// Stop its running statement (if any) with 57014. `false`: the
+    /// statement is committing, too late to stop (it reports its success).
+    pub fn cancel(&self) -> bool {
+        let stopped = self.gate.lock().stop();
+        if stopped {
+            self.cancel.send_modify(|n| *n += 1);
+        }
+        stopped
+    }
+
+    /// The gate of its current (or last) statement: the worker that runs
+    /// it asks the gate before it commits.
+    pub fn statement_gate(&self) -> Arc<StatementGate> {
+        self.gate.lock().clone()
     }
 
     /// Does `secret` match this backend's key (a CancelRequest's check)?
@@ -268,9 +283,12 @@ impl Backend {
             };
             now.query_start = Some(Utc::now());
         }
+        let gate = Arc::new(StatementGate::default());
+        *self.gate.lock() = gate.clone();
         let mut cancelled = self.cancel.subscribe();
         cancelled.borrow_and_update();
         let probe = self.probe.clone();
+        let stop_gate = gate.clone();
         let stop = async move {
             let cancel = async {
                 if cancelled.changed().await.is_err() {
@@ -283,15 +301,22 @@ impl Backend {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let reason = tokio::select! {
                 () = cancel => ServerError::QueryCanceled,
                 () = timeout => ServerError::StatementTimeout,
                 () = client_gone(probe) => ServerError::ClientGone,
+            };
+            // A statement that began to commit is past stopping: its
+            // outcome is what it reports.
+            if !stop_gate.stop() {
+                std::future::pending::<()>().await;
             }
+            reason
         };
         Running {
             stop: Box::pin(stop),
             backend: self.clone(),
+            gate,
         }
     }
 }
@@ -323,11 +348,17 @@ async fn client_gone(probe: Option<Arc<std::net::TcpStream>>) {
 pub struct Running {
     stop: Pin<Box<dyn Future<Output = ServerError> + Send>>,
     backend: Arc<Backend>,
+    /// Shared with the statement's worker (see `session::gate`).
+    gate: Arc<StatementGate>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         self.backend.now.lock().state = "idle";
+        // Nobody waits for the statement any more (it ended, or pgwire
+        // dropped it on a cancel, or the client left): a worker that has
+        // not committed yet must not.
+        self.gate.stop();
     }
 }
 
@@ -416,10 +447,15 @@ impl CancelHandler for CancelByKey {
         if let Some(backend) = self.activity.get(request.pid)
             && backend.secret_matches(&request.secret_key)
         {
-            backend.cancel();
+            let stopped = backend.statement_gate();
+            // pgwire checks the key itself. Not when the statement is
+            // committing (pgwire would answer 57014 for a statement that
+            // commits), nor once it ended: pgwire's cancel would hit the
+            // connection's next statement.
+            if backend.cancel() && Arc::ptr_eq(&stopped, &backend.statement_gate()) {
+                self.manager.cancel(request.pid, &request.secret_key).await;
+            }
         }
-        // pgwire checks the key itself.
-        self.manager.cancel(request.pid, &request.secret_key).await;
     }
 }
 

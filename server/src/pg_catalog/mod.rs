@@ -203,7 +203,24 @@ impl TableProvider for DerivedTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let objects = || Objects::read(&self.shared, state);
         let batch = match self.derived {
-            Derived::Class => objects().await?.pg_class(&self.schema)?,
+            Derived::Class => {
+                // Owners and grants of Weir's relations (`auth::acl`).
+                let acl = crate::auth::Roles::published()
+                    .map(|r| r.acl())
+                    .unwrap_or_default();
+                let writable: HashMap<String, bool> =
+                    crate::information_schema::grants::relations(self.shared.catalogs.as_ref())
+                        .await?
+                        .into_iter()
+                        .collect();
+                let relacl = |schema: &str, name: &str| {
+                    (schema == crate::datafusion_context::SCHEMA)
+                        .then(|| writable.get(name))
+                        .flatten()
+                        .and_then(|w| acl.aclitems(name, *w))
+                };
+                objects().await?.pg_class(&self.schema, &relacl)?
+            }
             Derived::Index => objects().await?.pg_index(&self.schema)?,
             Derived::Constraint => objects().await?.pg_constraint(&self.schema)?,
             Derived::MatViews => objects().await?.pg_matviews(&self.schema)?,
@@ -240,6 +257,14 @@ pub(super) fn with_reloptions(schema: SchemaRef) -> SchemaRef {
         DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
         true,
     ));
+    // `pg_class` only: its access privileges, `aclitem[]` as text (`\dp`).
+    if schema.index_of("relname").is_ok() {
+        fields.push(Field::new(
+            "relacl",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+            true,
+        ));
+    }
     Arc::new(Schema::new(fields))
 }
 

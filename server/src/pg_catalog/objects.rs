@@ -130,7 +130,13 @@ impl Objects {
         Ok(keys)
     }
 
-    pub(super) fn pg_class(&self, schema: &SchemaRef) -> Result<RecordBatch> {
+    /// `relacl`: a relation's `aclitem`s by (schema, name), `None` for the
+    /// default privileges.
+    pub(super) fn pg_class(
+        &self,
+        schema: &SchemaRef,
+        relacl: &dyn Fn(&str, &str) -> Option<Vec<String>>,
+    ) -> Result<RecordBatch> {
         let names = self.class_names()?;
         let kinds = string_column(&self.class, "relkind")?;
         let has_index = self
@@ -211,11 +217,28 @@ impl Objects {
         )?;
         let rows = concat_batches(&self.class.schema(), &[tables, indexes])?;
         let mut columns = rows.columns().to_vec();
-        if columns.len() < schema.fields().len() {
+        if schema.index_of("reloptions").is_ok()
+            && self.class.schema().index_of("reloptions").is_err()
+        {
             columns.push(new_null_array(
                 &DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
                 rows.num_rows(),
             ));
+        }
+        if schema.index_of("relacl").is_ok() && self.class.schema().index_of("relacl").is_err() {
+            // Tables' rows first, then the index rows (no privileges).
+            let mut acl = datafusion::arrow::array::ListBuilder::new(
+                datafusion::arrow::array::StringBuilder::new(),
+            );
+            for (schema_name, name) in &names {
+                acl.append_option(
+                    relacl(schema_name, name).map(|items| items.into_iter().map(Some)),
+                );
+            }
+            for _ in 0..rows.num_rows() - names.len() {
+                acl.append_null();
+            }
+            columns.push(Arc::new(acl.finish()));
         }
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
     }

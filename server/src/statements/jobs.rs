@@ -169,13 +169,24 @@ async fn view_row(registry: &Registry, name: &str) -> JobRow {
     row
 }
 
-/// A bounded job's `progress`: rows read in this run, the bytes and files
-/// of its file sources read of their total (when its sources know them:
-/// CSV and JSON files), and its source partitions ended, e.g. `1200 rows,
-/// 1.2/4.0 MB, 1/2 files, 1/2 partitions ended`.
+/// A bounded job's `progress`: rows read in this run (or, for Parquet, the
+/// rows read of the files' total), the bytes and files of its CSV and JSON
+/// sources read of their total, and its source partitions ended, e.g.
+/// `1200 rows, 1.2/4.0 MB, 1/2 files, 1/2 partitions ended` or
+/// `30000/50000 rows, 1/2 partitions ended`.
 fn progress_text(p: &weir_runtime::job::Progress, partitions: usize) -> String {
-    let mut parts = vec![format!("{} rows", p.rows_read)];
-    if let Some(read) = p.read {
+    let mut parts = Vec::new();
+    match p.read {
+        // Parquet: the rows its partitions are past, of what the footers
+        // hold (a resumed run's skipped rows count, so it reaches the total).
+        Some(read) if read.rows_total > 0 => parts.push(format!(
+            "{}/{} rows",
+            read.rows_read.min(read.rows_total),
+            read.rows_total
+        )),
+        _ => parts.push(format!("{} rows", p.rows_read)),
+    }
+    if let Some(read) = p.read.filter(|r| r.files_total > 0) {
         parts.push(megabytes(read.bytes_read, read.bytes_total));
         parts.push(format!(
             "{}/{} files",
@@ -596,6 +607,7 @@ mod tests {
             bytes_total: 4_000_000,
             files_read: 1,
             files_total: 2,
+            ..Default::default()
         });
         assert_eq!(
             progress_text(&p, 2),
@@ -606,10 +618,21 @@ mod tests {
             bytes_total: 5_000,
             files_read: 0,
             files_total: 1,
+            ..Default::default()
         });
         assert_eq!(
             progress_text(&p, 2),
             "1200 rows, 2.5/5.0 kB, 0/1 files, 1/2 partitions ended"
+        );
+        // Parquet: rows of the footers' total, no bytes or files.
+        p.read = Some(weir_runtime::source::ReadProgress {
+            rows_read: 30_000,
+            rows_total: 50_000,
+            ..Default::default()
+        });
+        assert_eq!(
+            progress_text(&p, 2),
+            "30000/50000 rows, 1/2 partitions ended"
         );
     }
 

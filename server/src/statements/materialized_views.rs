@@ -43,14 +43,6 @@ pub(super) async fn plan_view(
 ) -> Result<Planned> {
     let mut statement = Statement::Query(create.query.clone());
     let windows = rewrite_windows(&mut statement, Mode::Stream)?;
-    // Several uses of one window (a window join: both inputs windowed
-    // alike) plan as one; different windows do not yet.
-    if windows.iter().any(|w| w.tvf != windows[0].tvf) {
-        return Err(ServerError::FeatureNotSupported {
-            message: "more than one window function in a materialized view is not supported".into(),
-            hint: None,
-        });
-    }
     let text = statement.to_string();
     let logical = registry.plan_query(statement, &text).await?;
     let optimized = registry.optimize(&logical)?;
@@ -91,7 +83,7 @@ pub(super) async fn plan_view(
     }
     let (plan, explain) = plan_stream(
         &optimized,
-        windows.first(),
+        &windows,
         create.emit_on_window_close,
         parallelism,
         &inputs,

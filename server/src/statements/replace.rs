@@ -56,7 +56,7 @@ use weir_runtime::checkpoint::{ManifestPlan, Restored, SavepointOrigin};
 use weir_runtime::job::{Checkpointing, Sink};
 use weir_runtime::materialized::{MaterializedView, VIEW_STATE, ViewSink, ViewTable};
 use weir_runtime::operators::stateless;
-use weir_runtime::plan::{StatelessOp, StreamPlan};
+use weir_runtime::plan::{StageOperator, StatelessOp, StreamPlan};
 
 use super::materialized_views::{
     Planned, RunStart, definition, new_job_spec, parallelism, plan_view, restarter, start_run,
@@ -318,17 +318,13 @@ fn refused(name: &str, operator: &str, reason: &str) -> ServerError {
 /// The operators above the last stateful one, which made the view's rows
 /// from its output, and that output's columns.
 fn above(plan: &StreamPlan) -> Option<(Vec<StatelessOp>, SchemaRef)> {
-    // A TopN's rows are not recoverable from the view's (it keeps rows
-    // the view no longer shows).
-    if plan.top_n.is_some() {
-        return None;
+    let stage = plan.last_stage()?;
+    match &stage.operator {
+        // A TopN's rows are not recoverable from the view's (it keeps rows
+        // the view no longer shows).
+        StageOperator::TopN(_) => None,
+        operator => Some((stage.after.clone(), operator.output_schema())),
     }
-    if let Some(aggregate) = &plan.aggregate {
-        return Some((plan.after.clone(), aggregate.output_schema.clone()));
-    }
-    let join = plan.join()?;
-    let ops = join.then.iter().chain(&plan.after).cloned().collect();
-    Some((ops, join.spec.output_schema.clone()))
 }
 
 /// Where each column of the stateful output is in the old version's rows,

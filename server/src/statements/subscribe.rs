@@ -43,6 +43,14 @@ fn subscription_schema(schema: &SchemaRef, updating: bool) -> SchemaRef {
 /// ends (a bounded stream) or the client cancels. A failed job is an error,
 /// at once or when it fails.
 pub fn subscribe(registry: &Registry, name: &str, copy: bool) -> Result<Output> {
+    subscribe_with(registry, name, copy, false)
+}
+
+/// [`subscribe`], with the slow-client policy: `block`
+/// (`subscribe_slow_client = 'block'`) makes the view's job wait while this
+/// client is behind, rather than the client being dropped with 53200 once
+/// it falls 4,096 batches behind.
+pub fn subscribe_with(registry: &Registry, name: &str, copy: bool, block: bool) -> Result<Output> {
     let live = registry.view(name)?;
     if let Some(failure) = live.job.progress().failed {
         return Err(ServerError::job_failed(name, &failure));
@@ -50,10 +58,19 @@ pub fn subscribe(registry: &Registry, name: &str, copy: bool) -> Result<Output> 
     let updating = live.view.is_changelog();
     let view_schema = live.view.schema();
     let schema = subscription_schema(&view_schema, updating);
-    let (snapshot, changes) = live
-        .view
-        .subscribe()
-        .map_err(|e| ServerError::from_datafusion(e, None))?;
+    let (snapshot, changes, taken) = if block {
+        let blocking = live
+            .view
+            .subscribe_blocking()
+            .map_err(|e| ServerError::from_datafusion(e, None))?;
+        (blocking.contents, blocking.changes, Some(blocking.taken))
+    } else {
+        let (snapshot, changes) = live
+            .view
+            .subscribe()
+            .map_err(|e| ServerError::from_datafusion(e, None))?;
+        (snapshot, changes, None)
+    };
     let progress = live.job.watch();
     let out_schema = schema.clone();
     let to_output =
@@ -79,6 +96,8 @@ pub fn subscribe(registry: &Registry, name: &str, copy: bool) -> Result<Output> 
     struct State {
         snapshot: std::vec::IntoIter<RecordBatch>,
         changes: tokio::sync::broadcast::Receiver<RecordBatch>,
+        /// A blocking subscriber's count of batches handed on.
+        taken: Option<weir_runtime::materialized::BlockingTaken>,
         progress: tokio::sync::watch::Receiver<job::Progress>,
         done: bool,
         /// The job failed: said after the changes it made before.
@@ -87,6 +106,7 @@ pub fn subscribe(registry: &Registry, name: &str, copy: bool) -> Result<Output> 
     let state = State {
         snapshot: snapshot.into_iter(),
         changes,
+        taken,
         progress,
         done: false,
         failed: None,
@@ -121,7 +141,12 @@ pub fn subscribe(registry: &Registry, name: &str, copy: bool) -> Result<Output> 
                 }
                 tokio::select! {
                     received = state.changes.recv() => match received {
-                        Ok(batch) => return Some((to_output(batch, false), state)),
+                        Ok(batch) => {
+                            if let Some(taken) = &state.taken {
+                                taken.took_one();
+                            }
+                            return Some((to_output(batch, false), state));
+                        }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                             return Some((Err(datafusion::error::DataFusionError::ResourcesExhausted(format!(
                                 "the subscriber fell {n} batches behind and was dropped"

@@ -202,3 +202,41 @@ pub async fn sorted_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Stri
     rows.sort();
     rows
 }
+
+/// What a JSON sink's committed files add up to: `columns` joined by `|`
+/// per row, inserts counting +1 and deletes -1. Panics if a row ends up
+/// counted twice or deleted more often than inserted: the sink then wrote
+/// something twice.
+pub fn folded_sink(folder: &Path, columns: &[&str]) -> Vec<String> {
+    let mut counts: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    for entry in entries.flatten() {
+        if entry.path().extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(entry.path()).expect("read a sink file");
+            for line in text.lines() {
+                let row: serde_json::Value = serde_json::from_str(line).expect("a json line");
+                let key = columns
+                    .iter()
+                    .map(|c| row[*c].to_string())
+                    .collect::<Vec<_>>()
+                    .join("|");
+                *counts.entry(key).or_default() += if row["op"] == "delete" { -1 } else { 1 };
+            }
+        }
+    }
+    assert!(
+        counts.values().all(|c| *c == 0 || *c == 1),
+        "a row written twice or deleted twice: {:?}",
+        counts
+            .iter()
+            .filter(|(_, c)| **c != 0 && **c != 1)
+            .collect::<Vec<_>>()
+    );
+    counts
+        .into_iter()
+        .filter(|(_, c)| *c == 1)
+        .map(|(k, _)| k)
+        .collect()
+}

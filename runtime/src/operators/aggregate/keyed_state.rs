@@ -41,7 +41,8 @@ pub(super) struct Layout {
 }
 
 impl Layout {
-    fn op(self) -> usize {
+    /// The op column.
+    pub(super) fn op(self) -> usize {
         self.keys
     }
     fn a(self) -> usize {
@@ -50,11 +51,12 @@ impl Layout {
     fn b(self) -> usize {
         self.keys + 2
     }
-    fn emitted(self) -> usize {
+    /// The column saying whether an entry emitted values.
+    pub(super) fn emitted(self) -> usize {
         self.keys + 3
     }
     /// The first accumulator state column.
-    fn states(self) -> usize {
+    pub(super) fn states(self) -> usize {
         self.keys + 4
     }
 }
@@ -116,16 +118,22 @@ impl Tracking {
         } else {
             self.delta_rows += n;
         }
-        let mut write = StateWrite {
-            reset: full,
-            ..Default::default()
-        };
-        if full || n > 0 {
-            let kind = if full { "b" } else { "d" };
-            write.put.push((format!("{kind}{epoch}"), chunk));
-        }
-        Ok(write)
+        Ok(state_write(chunk, full, epoch))
     }
+}
+
+/// A full (`b<epoch>`) or delta (`d<epoch>`) chunk as a write; an empty
+/// delta writes nothing.
+pub(super) fn state_write(chunk: RecordBatch, full: bool, epoch: u64) -> StateWrite {
+    let mut write = StateWrite {
+        reset: full,
+        ..Default::default()
+    };
+    if full || chunk.num_rows() > 0 {
+        let kind = if full { "b" } else { "d" };
+        write.put.push((format!("{kind}{epoch}"), chunk));
+    }
+    write
 }
 
 /// A chunk's columns, named by position (`c0`, `c1`, ...): readers go by
@@ -350,6 +358,14 @@ impl<'a> StateChunk<'a> {
             .column(self.layout.b())
             .as_primitive::<Int64Type>();
         (!b.is_null(row)).then(|| b.value(row))
+    }
+
+    /// Did `row` emit values?
+    pub(super) fn emitted(&self, row: usize) -> bool {
+        self.chunk
+            .column(self.layout.emitted())
+            .as_boolean()
+            .value(row)
     }
 
     /// The accumulators of `row` and the values it emitted.

@@ -10,7 +10,8 @@
 //!
 //! What they share: `shared.rs` (keys, accumulators, late rows, output
 //! batches), `keyed_state.rs` (the checkpoint chunk layout of updating
-//! groups and sessions), `key_index.rs` (group numbers of a window's
+//! groups and sessions), `columnar.rs` and `group_store.rs` (the updating
+//! aggregate's vectorised groups over an append-only input), `key_index.rs` (group numbers of a window's
 //! table), `retract.rs` (accumulators that retract in any order),
 //! `filtered.rs` (an aggregate's `FILTER (WHERE ..)`).
 //!
@@ -29,7 +30,9 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{Result, exec_err};
 use prometheus_client::metrics::counter::Counter;
 
+mod columnar;
 mod filtered;
+mod group_store;
 mod key_index;
 mod keyed_state;
 pub mod retract;

@@ -9,16 +9,24 @@
 //! still join it), not at `e`. A row whose session would be closed already
 //! is late: dropped and counted.
 //!
+//! Open sessions are indexed by their end (`by_end`), so a watermark visits
+//! only the keys with a session it may close, not every key: an entry is
+//! added whenever a session gets a new end and is never updated in place; a
+//! stale one (the session since grew or merged) closes nothing when the
+//! watermark reaches it and is dropped. Every open session has an entry at
+//! its current end, so none is missed. Keys without open sessions are
+//! dropped from state.
+//!
 //! Checkpoint chunks: keyed state ([`super::keyed_state`]) keyed by the
 //! partition key, one row per session, `a` its start and `b` its end; a
 //! delta drops a changed key's sessions (op -1) and lists the ones it has
 //! now.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{HashMap, Result, ScalarValue, internal_err};
 use datafusion::logical_expr::Accumulator;
 use prometheus_client::metrics::counter::Counter;
@@ -42,6 +50,9 @@ pub struct SessionAggregate {
     gap: i64,
     /// Open sessions by partition key (row-format bytes).
     keys: HashMap<Box<[u8]>, KeySessions>,
+    /// Session end -> the keys that had a session ending there (some
+    /// stale: see the module docs).
+    by_end: BTreeMap<i64, Vec<Box<[u8]>>>,
     tracking: Tracking,
 }
 
@@ -75,6 +86,7 @@ impl SessionAggregate {
             end_key,
             gap,
             keys: HashMap::default(),
+            by_end: BTreeMap::new(),
             tracking: Tracking::default(),
         })
     }
@@ -107,13 +119,7 @@ impl SessionAggregate {
             .iter()
             .map(|&k| keys[k].clone())
             .collect();
-        let converter = RowConverter::new(
-            partition
-                .iter()
-                .map(|p| SortField::new(p.data_type().clone()))
-                .collect(),
-        )?;
-        let rows = converter.convert_columns(&partition)?;
+        let rows = self.base.partition_converter.convert_columns(&partition)?;
         // Rows per partition key, sorted by time, cut into runs at most the gap apart.
         let mut members: HashMap<Box<[u8]>, Vec<(i64, u32)>> = HashMap::default();
         let mut late = 0;
@@ -139,7 +145,7 @@ impl SessionAggregate {
             self.tracking.touch(&key_bytes);
             list.sort_unstable();
             let first = list[0].1 as usize;
-            let entry = match self.keys.entry(key_bytes) {
+            let entry = match self.keys.entry(key_bytes.clone()) {
                 datafusion::common::hash_map::Entry::Occupied(e) => e.into_mut(),
                 datafusion::common::hash_map::Entry::Vacant(e) => e.insert(KeySessions {
                     key: partition
@@ -220,6 +226,10 @@ impl SessionAggregate {
                     ));
                     merged.emitted = Some(values);
                 }
+                self.by_end
+                    .entry(merged.end)
+                    .or_default()
+                    .push(key_bytes.clone());
                 entry.sessions.push(merged);
                 run_start = run_end;
             }
@@ -245,6 +255,7 @@ impl SessionAggregate {
                 return internal_err!("a session in a checkpoint without its bounds");
             };
             let (accumulators, emitted) = chunk.entry(&self.base, row)?;
+            self.by_end.entry(end).or_default().push(key.clone());
             let entry = match self.keys.entry(key) {
                 datafusion::common::hash_map::Entry::Occupied(e) => e.into_mut(),
                 datafusion::common::hash_map::Entry::Vacant(e) => e.insert(KeySessions {
@@ -324,35 +335,45 @@ impl StreamOperator for SessionAggregate {
         }
         let updating = self.updating();
         let mut rows: Vec<GroupRow> = Vec::new();
-        let mut keys = std::mem::take(&mut self.keys);
-        for (bytes, key) in keys.iter_mut() {
-            let (closed, open): (Vec<Session>, Vec<Session>) = std::mem::take(&mut key.sessions)
-                .into_iter()
-                .partition(|s| s.end < watermark);
-            key.sessions = open;
-            if !closed.is_empty() {
-                self.tracking.touch(bytes);
-            }
-            if !updating {
-                for mut session in closed {
-                    let values = evaluate_all(&mut session.accumulators)?;
-                    rows.push((
-                        session_key(
-                            &key.key,
-                            &self.base.spec,
-                            session.start,
-                            session.end,
-                            self.start_key,
-                            self.end_key,
-                        ),
-                        values,
-                        1i8,
-                    ));
+        // Sessions ending before the watermark close (one ending at it may
+        // still take a row at its end).
+        let open = self.by_end.split_off(&watermark);
+        for (_, keys) in std::mem::replace(&mut self.by_end, open) {
+            for bytes in keys {
+                let Some(key) = self.keys.get_mut(&bytes) else {
+                    continue; // stale: the key closed every session already
+                };
+                if key.sessions.iter().all(|s| s.end >= watermark) {
+                    continue; // stale: that session grew or merged since
+                }
+                self.tracking.touch(&bytes);
+                let (closed, open): (Vec<Session>, Vec<Session>) =
+                    std::mem::take(&mut key.sessions)
+                        .into_iter()
+                        .partition(|s| s.end < watermark);
+                key.sessions = open;
+                if !updating {
+                    for mut session in closed {
+                        let values = evaluate_all(&mut session.accumulators)?;
+                        rows.push((
+                            session_key(
+                                &key.key,
+                                &self.base.spec,
+                                session.start,
+                                session.end,
+                                self.start_key,
+                                self.end_key,
+                            ),
+                            values,
+                            1i8,
+                        ));
+                    }
+                }
+                if key.sessions.is_empty() {
+                    self.keys.remove(&bytes);
                 }
             }
         }
-        keys.retain(|_, k| !k.sessions.is_empty());
-        self.keys = keys;
         rows_to_batch(&self.base.spec, Some(self.time_type()), rows, updating)
     }
 
@@ -402,5 +423,136 @@ impl StreamOperator for SessionAggregate {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{AsArray, Int64Array, TimestampNanosecondArray};
+    use datafusion::arrow::datatypes::{
+        Field, Int64Type, Schema, TimeUnit, TimestampNanosecondType,
+    };
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::Column;
+    use datafusion::physical_plan::PhysicalExpr;
+
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    fn schema() -> SchemaRef {
+        let ts = DataType::Timestamp(TimeUnit::Nanosecond, None);
+        Arc::new(Schema::new(vec![
+            Field::new("user_id", DataType::Int64, false),
+            Field::new("t", ts, false),
+        ]))
+    }
+
+    /// `count(user_id)` per user in sessions with a 3 s gap, on close.
+    fn sessions() -> SessionAggregate {
+        let input = schema();
+        let col =
+            |name: &str, i: usize| -> Arc<dyn PhysicalExpr> { Arc::new(Column::new(name, i)) };
+        let count = AggregateExprBuilder::new(count_udaf(), vec![col("user_id", 0)])
+            .schema(input.clone())
+            .alias("n")
+            .build()
+            .expect("count");
+        let ts = DataType::Timestamp(TimeUnit::Nanosecond, None);
+        let spec = Arc::new(AggregateSpec {
+            group: vec![col("user_id", 0), col("t", 1), col("t", 1)],
+            partition_keys: vec![0],
+            aggregates: vec![Arc::new(count)],
+            filters: vec![None],
+            window: WindowKind::Session {
+                start_key: 1,
+                end_key: 2,
+                gap: 3 * S,
+            },
+            emit: Emit::OnWindowClose,
+            output_schema: Arc::new(Schema::new(vec![
+                Field::new("user_id", DataType::Int64, false),
+                Field::new("window_start", ts.clone(), false),
+                Field::new("window_end", ts, false),
+                Field::new("n", DataType::Int64, true),
+            ])),
+            retracting: None,
+        });
+        SessionAggregate::new(spec, &input, Counter::default()).expect("a session aggregate")
+    }
+
+    fn rows(users: &[i64], times: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from(users.to_vec())),
+                Arc::new(TimestampNanosecondArray::from(times.to_vec())),
+            ],
+        )
+        .expect("a batch")
+    }
+
+    /// (user, start, end, count) of every row emitted, sorted.
+    fn emitted(out: Vec<StreamBatch>) -> Vec<(i64, i64, i64, i64)> {
+        let mut rows = Vec::new();
+        for batch in out {
+            let batch = batch.batch();
+            for r in 0..batch.num_rows() {
+                rows.push((
+                    batch.column(0).as_primitive::<Int64Type>().value(r),
+                    batch
+                        .column(1)
+                        .as_primitive::<TimestampNanosecondType>()
+                        .value(r),
+                    batch
+                        .column(2)
+                        .as_primitive::<TimestampNanosecondType>()
+                        .value(r),
+                    batch.column(3).as_primitive::<Int64Type>().value(r),
+                ));
+            }
+        }
+        rows.sort_unstable();
+        rows
+    }
+
+    #[test]
+    fn events_exactly_one_gap_apart_are_one_session() {
+        let mut op = sessions();
+        op.on_batch(None, &rows(&[1, 1, 1], &[0, 3 * S, 6 * S + 1000]))
+            .expect("rows");
+        let out = emitted(op.on_watermark(i64::MAX).expect("final watermark"));
+        assert_eq!(
+            out,
+            vec![(1, 0, 6 * S, 2), (1, 6 * S + 1000, 9 * S + 1000, 1)]
+        );
+        assert_eq!(op.state().entries, 0, "closed sessions leave no state");
+    }
+
+    #[test]
+    fn a_session_that_grew_is_not_closed_at_its_old_end() {
+        let mut op = sessions();
+        op.on_batch(None, &rows(&[1, 2], &[0, 0])).expect("rows");
+        // User 1's session [0, 3 s) grows to [0, 6 s); user 2's stays.
+        op.on_batch(None, &rows(&[1], &[3 * S])).expect("rows");
+        let out = emitted(op.on_watermark(4 * S).expect("watermark"));
+        assert_eq!(out, vec![(2, 0, 3 * S, 1)], "only user 2's session closed");
+        // At its end the session may still take a row: not closed yet.
+        assert!(op.on_watermark(6 * S).expect("watermark").is_empty());
+        let out = emitted(op.on_watermark(6 * S + 1).expect("watermark"));
+        assert_eq!(out, vec![(1, 0, 6 * S, 2)]);
+        assert_eq!(op.state().entries, 0);
+    }
+
+    #[test]
+    fn merged_sessions_close_once() {
+        let mut op = sessions();
+        // Two sessions of user 1, then a row that bridges them.
+        op.on_batch(None, &rows(&[1, 1], &[0, 6 * S]))
+            .expect("rows");
+        op.on_batch(None, &rows(&[1], &[3 * S])).expect("rows");
+        let out = emitted(op.on_watermark(i64::MAX).expect("final watermark"));
+        assert_eq!(out, vec![(1, 0, 9 * S, 3)]);
     }
 }

@@ -1,10 +1,13 @@
 //! The updating aggregate: plain GROUP BY, or windows without `EMIT ON
 //! WINDOW CLOSE`, emitting a changelog.
 //!
-//! A DataFusion `Accumulator` per group; after each batch every group it
-//! touched retracts its previous row and inserts its new one. Over an
-//! updating input (a changelog) the accumulators retract too
-//! ([`super::retract`]), and a group whose every row was retracted is gone.
+//! After each batch every group it touched retracts its previous row and
+//! inserts its new one. Over an append-only input the groups are vectorised
+//! ([`super::columnar`]: DataFusion's `GroupsAccumulator`s, columnar state).
+//! Over an updating input (a changelog) the aggregates must retract, which a
+//! `GroupsAccumulator` cannot: there it keeps an `Accumulator` per group that
+//! retracts ([`super::retract`]), and a group whose every row was retracted
+//! is gone.
 //! Windowed groups are dropped from state once the watermark passes them
 //! (their last rows stay in the view); a row of a window already passed is
 //! late: dropped and counted.
@@ -21,6 +24,7 @@ use datafusion::common::{HashMap, Result, ScalarValue, internal_err};
 use datafusion::logical_expr::Accumulator;
 use prometheus_client::metrics::counter::Counter;
 
+use super::columnar::ColumnarGroups;
 use super::keyed_state::{StateChunk, StateRows, Tracking};
 use super::shared::{
     Base, GroupRow, evaluate_all, key_rows, rows_of_worker, rows_to_batch, take_all,
@@ -32,6 +36,9 @@ use crate::plan::{AggregateSpec, Emit, WindowKind};
 /// One worker's updating aggregate.
 pub struct UpdatingAggregate {
     base: Base,
+    /// The groups, vectorised, over an append-only input; `None` over a
+    /// changelog, where `groups` holds them.
+    columnar: Option<ColumnarGroups>,
     groups: HashMap<Box<[u8]>, Group>,
     /// Close time -> keys, to drop windowed groups once the watermark passes.
     by_close: BTreeMap<i64, Vec<Box<[u8]>>>,
@@ -55,8 +62,14 @@ impl UpdatingAggregate {
         if spec.emit != Emit::Updates || matches!(spec.window, WindowKind::Session { .. }) {
             return internal_err!("an updating aggregate planned as {:?}", spec.window);
         }
+        let base = Base::new(spec, input_schema, late)?;
+        let columnar = match base.spec.retracting {
+            None => Some(ColumnarGroups::new(&base)?),
+            Some(_) => None,
+        };
         Ok(Self {
-            base: Base::new(spec, input_schema, late)?,
+            base,
+            columnar,
             groups: HashMap::default(),
             by_close: BTreeMap::new(),
             tracking: Tracking::default(),
@@ -78,6 +91,9 @@ impl UpdatingAggregate {
     ) -> Result<Vec<StreamBatch>> {
         if n == 0 {
             return Ok(Vec::new());
+        }
+        if let Some(columnar) = self.columnar.as_mut() {
+            return columnar.add(&self.base, n, keys, inputs, closes);
         }
         let global = self.is_global();
         let (inputs, ops) = match (&self.base.spec.retracting, inputs.split_last()) {
@@ -202,7 +218,10 @@ impl StreamOperator for UpdatingAggregate {
     fn state(&self) -> StateSummary {
         StateSummary {
             operator: "updating aggregate",
-            entries: self.groups.len(),
+            entries: match &self.columnar {
+                Some(columnar) => columnar.len(),
+                None => self.groups.len(),
+            },
         }
     }
 
@@ -214,6 +233,12 @@ impl StreamOperator for UpdatingAggregate {
     fn on_start(&mut self) -> Result<Vec<StreamBatch>> {
         if !self.is_global() {
             return Ok(Vec::new());
+        }
+        if let Some(columnar) = self.columnar.as_mut() {
+            if columnar.contains(&[]) {
+                return Ok(Vec::new());
+            }
+            return columnar.start_global(&self.base);
         }
         let key: Box<[u8]> = Box::default();
         if self.groups.contains_key(&key) {
@@ -258,6 +283,10 @@ impl StreamOperator for UpdatingAggregate {
         if !self.base.advance(watermark) {
             return Ok(Vec::new());
         }
+        if let Some(columnar) = self.columnar.as_mut() {
+            columnar.close_windows(watermark);
+            return Ok(Vec::new());
+        }
         let open = self.by_close.split_off(&watermark.saturating_add(1));
         for (_, keys) in std::mem::replace(&mut self.by_close, open) {
             for key in keys {
@@ -273,10 +302,16 @@ impl StreamOperator for UpdatingAggregate {
     }
 
     fn enable_checkpoints(&mut self) {
-        self.tracking.enable();
+        match self.columnar.as_mut() {
+            Some(columnar) => columnar.enable_checkpoints(),
+            None => self.tracking.enable(),
+        }
     }
 
     fn snapshot(&mut self, epoch: u64) -> Result<StateWrite> {
+        if let Some(columnar) = self.columnar.as_mut() {
+            return columnar.snapshot(&self.base, epoch);
+        }
         let full = self.tracking.full();
         let mut rows = StateRows::new(&self.base, self.base.spec.group.len())?;
         if full {
@@ -320,8 +355,14 @@ impl StreamOperator for UpdatingAggregate {
         let partition_keys = self.base.spec.partition_keys.clone();
         for (_, chunk) in chunks {
             if let Some(mine) = rows_of_worker(chunk, &partition_keys, worker, workers)? {
-                self.restore_chunk(&mine)?;
+                match self.columnar.as_mut() {
+                    Some(columnar) => columnar.restore_chunk(&self.base, &mine)?,
+                    None => self.restore_chunk(&mine)?,
+                }
             }
+        }
+        if let Some(columnar) = self.columnar.as_mut() {
+            columnar.restored();
         }
         Ok(())
     }

@@ -359,7 +359,7 @@ impl WindowTable {
 
 /// One vectorized accumulator per aggregate (DataFusion's adapter for the
 /// aggregates that have no vectorized one).
-fn groups_accumulators(spec: &AggregateSpec) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+pub(super) fn groups_accumulators(spec: &AggregateSpec) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
     spec.aggregates
         .iter()
         .map(|a| {

@@ -1,0 +1,113 @@
+//! kill -9 under views of several stateful stages in one query (issue 24):
+//! a TopN over an aggregate and an aggregate over an aggregate, each stage
+//! checkpointed by its own workers, over the Nexmark generator with a short
+//! checkpoint interval. The server is killed at moments drawn from a
+//! printed seed (`WEIR_CRASH_SEED` replays a run) and restarted each time;
+//! at the end each view holds the batch answer over the same generated
+//! rows, and the two-stage view's file sink adds up to it with every row
+//! written once: nothing lost, nothing counted twice.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{WeirProcess, connect};
+
+/// A generous deadline for what a test waits on (never a timed assertion:
+/// only a broken server reaches it).
+const DEADLINE: Duration = Duration::from_secs(180);
+
+const ARGS: [&str; 2] = ["--checkpoint-interval", "200ms"];
+
+const STREAM: &str = "CREATE STREAM bid WITH (connector = 'nexmark', table = 'bid', rate = 3000, rows = 24000, seed = 5)";
+
+/// The TopN over an aggregate: the three busiest bidders per bucket.
+const BUSIEST: &str = "SELECT * FROM (
+    SELECT bucket, bidder, n, row_number() OVER (PARTITION BY bucket ORDER BY n DESC, bidder) AS rn
+    FROM (SELECT auction % 5 AS bucket, bidder, count(*) AS n FROM bid GROUP BY auction % 5, bidder))
+  WHERE rn <= 3";
+
+/// The aggregate over an aggregate: how many auctions had each number of bids.
+const HISTOGRAM: &str = "SELECT n, count(*) AS auctions
+  FROM (SELECT auction, count(*) AS n FROM bid GROUP BY auction) GROUP BY n";
+
+/// What the sink's committed files add up to, as `n|auctions` lines
+/// (inserts +1, deletes -1); panics on a row written or deleted twice.
+fn folded(folder: &Path) -> Vec<String> {
+    common::folded_sink(folder, &["n", "auctions"])
+}
+
+/// xorshift64*: a seeded, dependency-free random sequence.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_under_a_top_n_over_an_aggregate_and_an_aggregate_over_an_aggregate_the_views_equal_the_batch_answer()
+ {
+    let seed = std::env::var("WEIR_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    eprintln!("WEIR_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let mut server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
+    let client = connect(&server).await;
+    client
+        .batch_execute(&format!(
+            "{STREAM};
+             CREATE MATERIALIZED VIEW busiest AS {BUSIEST};
+             CREATE MATERIALIZED VIEW histogram AS {HISTOGRAM};
+             CREATE SINK histogram_out FROM histogram WITH (connector = 'file', path = '{}', format = 'json')",
+            out.display()
+        ))
+        .await
+        .expect("the views and the sink");
+    // Three kills at drawn moments while the generator runs (8 s of rows).
+    for crash in 1..=3 {
+        let wait = 300 + rng.next() % 1500;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        eprintln!("crash {crash} after {wait} ms");
+        server.kill();
+        server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
+    }
+    let client = connect(&server).await;
+    client.simple_query("FLUSH").await.expect("FLUSH");
+    let busiest = common::sorted_rows(&client, "SELECT * FROM busiest").await;
+    assert!(!busiest.is_empty(), "the TopN view has rows");
+    assert_eq!(
+        busiest,
+        common::sorted_rows(&client, BUSIEST).await,
+        "the TopN over an aggregate"
+    );
+    let histogram = common::sorted_rows(&client, "SELECT * FROM histogram").await;
+    assert_eq!(
+        histogram,
+        common::sorted_rows(&client, HISTOGRAM).await,
+        "the aggregate over an aggregate"
+    );
+    let deadline = Instant::now() + DEADLINE;
+    while folded(&out) != histogram {
+        assert!(
+            Instant::now() < deadline,
+            "the sink never added up to the view: {:?} against {histogram:?}",
+            folded(&out)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
