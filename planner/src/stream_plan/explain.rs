@@ -137,13 +137,19 @@ fn source_line(source: &StreamSource) -> String {
 
 fn exchange_line(exchange: &StreamExchange, from_both_inputs: bool) -> String {
     let keys: Vec<String> = exchange.keys.iter().map(|k| k.to_string()).collect();
+    if keys.is_empty() {
+        // No key to spread rows by (a global aggregate or TopN): the
+        // exchange sends every row to the stage's first worker, and says
+        // so rather than listing workers that get none.
+        return format!(
+            "StreamExchange: single (every row to one of {} worker{})",
+            exchange.workers,
+            if exchange.workers == 1 { "" } else { "s" }
+        );
+    }
     format!(
         "StreamExchange: hash({}) to {} workers{}",
-        if keys.is_empty() {
-            "-".to_string()
-        } else {
-            keys.join(", ")
-        },
+        keys.join(", "),
         exchange.workers,
         if from_both_inputs {
             ", from both inputs"

@@ -268,6 +268,14 @@ pub(super) fn collect(
                     let fetch = sort.fetch.map_or(fetch, |f| f.min(fetch));
                     order_limit(&sort.input, &sort.expr, fetch, inputs, steps)?
                 }
+                // ORDER BY .. LIMIT is maintained; skipping the first rows
+                // is what is not (nor OFFSET alone).
+                (_, _, skip) if skip != 0 => {
+                    return Err(unsupported(
+                        "OFFSET",
+                        "a view keeps the first rows in an order (ORDER BY .. LIMIT n) but does not skip rows; leave out OFFSET, or skip rows when you query the view",
+                    ));
+                }
                 _ => {
                     return Err(unsupported(
                         "LIMIT",

@@ -131,8 +131,8 @@ pub struct StreamUnnest {
 /// worker.
 #[derive(Debug)]
 pub struct StreamExchange {
-    /// The keys hashed (none for an aggregate without keys: EXPLAIN shows
-    /// `hash(-)`).
+    /// The keys hashed (none for an aggregate or TopN without keys: every
+    /// row goes to one worker, and EXPLAIN shows `single`).
     pub keys: Vec<Expr>,
     /// How many workers.
     pub workers: usize,
