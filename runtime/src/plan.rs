@@ -125,6 +125,8 @@ pub enum PlanInput {
 /// One source and the stateless operators run on each of its partitions.
 #[derive(Debug, Clone)]
 pub struct SourcePlan {
+    /// The stream's name (metrics name what it counts of a stream by it).
+    pub name: String,
     /// Where the rows come from.
     pub source: Arc<dyn Source>,
     /// Its event-time column and watermark delay, if the stream declared a

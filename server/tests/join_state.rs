@@ -99,3 +99,53 @@ async fn an_interval_joins_state_levels_off_over_an_unbounded_stream() {
         .await
         .expect("drop the view");
 }
+
+/// A row behind its own side's watermark is dropped by the interval join,
+/// and counted as its stream's late row on `/metrics`, never lost without
+/// trace: `a`'s row 6 (10:00:05, after 10:01:00 set `a`'s watermark to
+/// 10:00:58) and `b`'s row 109 (10:00:12, after 10:01:30).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interval_join_counts_each_sides_late_rows_as_its_streams() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start_with(dir.path(), &[], &[]);
+    let client = common::connect(&server).await;
+    client
+        .batch_execute(
+            "CREATE STREAM a (id BIGINT, k BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '2 seconds')
+               WITH (connector = 'file', path = 'data/interval_a.csv', format = 'csv');
+             CREATE STREAM b (id BIGINT, k BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '2 seconds')
+               WITH (connector = 'file', path = 'data/interval_b.csv', format = 'csv');
+             CREATE MATERIALIZED VIEW pairs AS
+               SELECT a.id AS a_id, b.id AS b_id
+               FROM a JOIN b ON a.k = b.k AND b.ts BETWEEN a.ts - INTERVAL '10 seconds' AND a.ts + INTERVAL '5 seconds';
+             FLUSH",
+        )
+        .await
+        .expect("an interval join over two files with a late row each");
+    let pairs = common::sorted_rows(
+        &client,
+        "SELECT a_id, b_id FROM pairs WHERE a_id = 6 OR b_id = 109",
+    )
+    .await;
+    assert!(pairs.is_empty(), "a late row was joined: {pairs:?}");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let metrics = common::http_get(server.http_port, "/metrics").await;
+        let late = |stream: &str| {
+            metrics.contains(&format!("weir_late_rows_total{{stream=\"{stream}\"}} 1\n"))
+        };
+        if late("a") && late("b") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "each stream's late row is not counted:\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("late"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -368,7 +368,10 @@ async fn a_join_bounded_in_time_is_an_interval_join_whose_output_is_timed() {
         (bounds.time, bounds.lower, bounds.upper),
         ([1, 2], -1_000_000_000, 5_000_000_000)
     );
-    assert!(runtime.stages[0].timed, "an interval join forwards a watermark");
+    assert!(
+        runtime.stages[0].timed,
+        "an interval join forwards a watermark"
+    );
     // Without the upper bound it is a regular join: no watermark out.
     let regular = lower(
         "SELECT a.auction, b.price FROM bids a JOIN bids b ON a.auction = b.auction \

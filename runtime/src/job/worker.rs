@@ -24,7 +24,7 @@ use crate::operators::interval_join::IntervalJoin;
 use crate::operators::join::JoinOperator;
 use crate::operators::top_n::TopN;
 use crate::operators::{Side, StreamBatch, StreamOperator, aggregate, stateless};
-use crate::plan::{StageOperator, StatelessOp, StreamPlan};
+use crate::plan::{PlanInput, StageOperator, StatelessOp, StreamPlan};
 
 /// A new, empty operator for a worker of the plan's stage `stage`: where
 /// the runtime's operators are listed.
@@ -38,10 +38,20 @@ pub(crate) fn operator(
     };
     match &stage_plan.operator {
         StageOperator::Join(spec) => match spec.interval {
-            Some(_) => Ok(Box::new(IntervalJoin::new(
-                spec.clone(),
-                metrics.late(&plan.stream_name),
-            )?)),
+            Some(_) => {
+                // Each side's late rows are counted as its stream's.
+                let late = |side: usize| {
+                    let stream = match stage_plan.inputs.get(side) {
+                        Some(PlanInput::Source(s)) => plan.sources.get(*s).map(|s| s.name.as_str()),
+                        _ => None,
+                    };
+                    metrics.late(stream.unwrap_or(&plan.stream_name))
+                };
+                Ok(Box::new(IntervalJoin::new(
+                    spec.clone(),
+                    [late(0), late(1)],
+                )?))
+            }
             None => Ok(Box::new(JoinOperator::new(spec.clone())?)),
         },
         StageOperator::Aggregate(spec) => {

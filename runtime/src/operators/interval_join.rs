@@ -128,14 +128,15 @@ pub struct IntervalJoin {
     /// restores its clock of this join to it, not to the inputs' watermark,
     /// which pairs emitted after the restore can be behind.
     forwarded: i64,
-    /// Counts the rows dropped as late.
-    late: Counter,
+    /// Counts the rows dropped as late, per side (each its stream's
+    /// `weir_late_rows_total`).
+    late: [Counter; 2],
 }
 
 impl IntervalJoin {
     /// A new, empty interval join of `spec` (whose `interval` it takes);
-    /// `late` counts the rows it drops as late.
-    pub fn new(spec: Arc<JoinSpec>, late: Counter) -> Result<Self> {
+    /// `late` counts the rows it drops as late, per side (left, right).
+    pub fn new(spec: Arc<JoinSpec>, late: [Counter; 2]) -> Result<Self> {
         if spec.input_changelog.iter().any(|c| *c) {
             return internal_err!("an interval join over an updating input");
         }
@@ -220,7 +221,7 @@ impl IntervalJoin {
             }
             mine.store(key.as_ref(), time, rows.row(i).data());
         }
-        self.late.inc_by(late);
+        self.late[s].inc_by(late);
         self.output(pairs)
     }
 
@@ -426,7 +427,7 @@ mod tests {
                 upper: 5 * SECOND,
             }),
         });
-        IntervalJoin::new(spec, Counter::default()).expect("an interval join")
+        IntervalJoin::new(spec, [Counter::default(), Counter::default()]).expect("an interval join")
     }
 
     /// Rows of (key, seconds).
@@ -502,15 +503,19 @@ mod tests {
                 .expect("on time")
                 .is_empty()
         );
-        assert_eq!(join.late.get(), 0);
+        assert_eq!(join.late[0].get(), 0);
         assert!(
             join.on_batch(Some(Side::Left), &rows(&[(1, 110)]))
                 .expect("late")
                 .is_empty()
         );
-        assert_eq!(join.late.get(), 1);
+        assert_eq!(join.late[0].get(), 1);
         assert_eq!(join.output_watermark(111 * SECOND), 101 * SECOND);
         assert_eq!(join.output_watermark(i64::MAX), i64::MAX);
+        // What it reports with its checkpoint (the clock the stage over it
+        // restores) is what it forwarded, not its inputs' watermark.
+        join.on_watermark(111 * SECOND).expect("watermark");
+        assert_eq!(join.watermark(), 101 * SECOND);
     }
 
     #[test]
