@@ -256,6 +256,7 @@ fn stream_table_join(c: &mut Criterion) {
         inputs: [input_schema(), table],
         input_changelog: [false, true],
         output_schema: Arc::new(Schema::new(fields)),
+        interval: None,
     });
     let mut group = c.benchmark_group("join");
     group.throughput(Throughput::Elements(ROWS as u64));

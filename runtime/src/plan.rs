@@ -125,6 +125,8 @@ pub enum PlanInput {
 /// One source and the stateless operators run on each of its partitions.
 #[derive(Debug, Clone)]
 pub struct SourcePlan {
+    /// The stream's name (metrics name what it counts of a stream by it).
+    pub name: String,
     /// Where the rows come from.
     pub source: Arc<dyn Source>,
     /// Its event-time column and watermark delay, if the stream declared a
@@ -153,7 +155,8 @@ pub struct StagePlan {
     /// Stateless operators run on its output before its consumer.
     pub after: Vec<StatelessOp>,
     /// Does a watermark bound the event time of its output (so that its
-    /// watermarks hold back its consumer's)? A join's output has none.
+    /// watermarks hold back its consumer's)? A regular join's output has
+    /// none; an interval join's has.
     pub timed: bool,
 }
 
@@ -179,6 +182,47 @@ impl StageOperator {
     }
 }
 
+/// An interval join's condition on time: `right.time - left.time` lies in
+/// `[lower, upper]` (nanoseconds), where each side's time is its event-time
+/// column (the one its watermark is over) as the join reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntervalBounds {
+    /// The time column in each input's rows (left, right).
+    pub time: [usize; 2],
+    /// The least `right.time - left.time` that matches.
+    pub lower: i64,
+    /// The greatest `right.time - left.time` that matches.
+    pub upper: i64,
+}
+
+impl IntervalBounds {
+    /// How far behind the inputs' watermark the output's event times can
+    /// be: a pair is emitted when its second row arrives, on time, and the
+    /// first one may be older by up to the interval's reach (Flink's
+    /// `getMaxOutputDelay`). The join forwards the watermark less this.
+    pub fn output_delay(&self) -> i64 {
+        0i64.max(self.lower.saturating_neg()).max(self.upper)
+    }
+
+    /// Do a left row at `left` and a right row at `right` match?
+    pub fn matches(&self, left: i64, right: i64) -> bool {
+        let diff = i128::from(right) - i128::from(left);
+        i128::from(self.lower) <= diff && diff <= i128::from(self.upper)
+    }
+
+    /// Rows of `side` with an event time below this can no longer match:
+    /// every row of the other side still to come is at or above
+    /// `watermark` (earlier ones are late and dropped).
+    pub fn expired_below(&self, side: Side, watermark: i64) -> i64 {
+        match side {
+            // A left row at t matches right rows up to t + upper.
+            Side::Left => watermark.saturating_sub(self.upper),
+            // A right row at t matches left rows from t - upper to t - lower.
+            Side::Right => watermark.saturating_add(self.lower),
+        }
+    }
+}
+
 /// One side of a join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -191,6 +235,14 @@ pub enum Side {
 impl Side {
     /// Both sides, left first: the order of [`JoinSpec`]'s arrays.
     pub const BOTH: [Side; 2] = [Side::Left, Side::Right];
+
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Left => Side::Right,
+            Side::Right => Side::Left,
+        }
+    }
 
     /// Its position in [`JoinSpec`]'s two-element arrays.
     pub fn index(self) -> usize {
@@ -208,12 +260,26 @@ pub enum JoinKind {
     Inner,
     /// Pairs, and each left row without a match padded with NULLs.
     Left,
+    /// Pairs, and each right row without a match padded with NULLs.
+    Right,
+    /// Pairs, and each row of either side without a match padded.
+    Full,
+}
+
+impl JoinKind {
+    /// Does the join keep `side`'s rows without a match (padded)?
+    pub fn preserves(self, side: Side) -> bool {
+        matches!(
+            (self, side),
+            (JoinKind::Left, Side::Left) | (JoinKind::Right, Side::Right) | (JoinKind::Full, _)
+        )
+    }
 }
 
 /// A join of two inputs on equal keys.
 #[derive(Debug)]
 pub struct JoinSpec {
-    /// Inner or left.
+    /// Inner, left, right or full.
     pub kind: JoinKind,
     /// Key expressions over each input's rows (left, right), of one type
     /// per key on both sides.
@@ -224,6 +290,12 @@ pub struct JoinSpec {
     pub input_changelog: [bool; 2],
     /// Left columns then right columns.
     pub output_schema: SchemaRef,
+    /// The bounds on the two rows' event times of an interval join (or a
+    /// window join, planned as one): its state is cleaned as the watermark
+    /// passes and it forwards a watermark (`operators::interval_join`).
+    /// `None`: a regular join, whose state is kept forever and which
+    /// forwards only the end of input (`operators::join`).
+    pub interval: Option<IntervalBounds>,
 }
 
 impl JoinSpec {

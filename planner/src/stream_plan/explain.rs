@@ -9,8 +9,8 @@ use weir_runtime::operators::join::JoinKind;
 use weir_runtime::plan::{Emit, WindowKind};
 
 use super::nodes::{
-    StreamAggregate, StreamExchange, StreamFilter, StreamHashJoin, StreamMaterialize, StreamNode,
-    StreamProject, StreamSource, StreamTopN, StreamUnnest,
+    StreamAggregate, StreamExchange, StreamFilter, StreamHashJoin, StreamInterval,
+    StreamMaterialize, StreamNode, StreamProject, StreamSource, StreamTopN, StreamUnnest,
 };
 use crate::windows::format_duration;
 
@@ -137,13 +137,19 @@ fn source_line(source: &StreamSource) -> String {
 
 fn exchange_line(exchange: &StreamExchange, from_both_inputs: bool) -> String {
     let keys: Vec<String> = exchange.keys.iter().map(|k| k.to_string()).collect();
+    if keys.is_empty() {
+        // No key to spread rows by (a global aggregate or TopN): the
+        // exchange sends every row to the stage's first worker, and says
+        // so rather than listing workers that get none.
+        return format!(
+            "StreamExchange: single (every row to one of {} worker{})",
+            exchange.workers,
+            if exchange.workers == 1 { "" } else { "s" }
+        );
+    }
     format!(
         "StreamExchange: hash({}) to {} workers{}",
-        if keys.is_empty() {
-            "-".to_string()
-        } else {
-            keys.join(", ")
-        },
+        keys.join(", "),
         exchange.workers,
         if from_both_inputs {
             ", from both inputs"
@@ -155,11 +161,16 @@ fn exchange_line(exchange: &StreamExchange, from_both_inputs: bool) -> String {
 
 fn join_line(join: &StreamHashJoin) -> String {
     let on: Vec<String> = join.on.iter().map(|(l, r)| format!("{l} = {r}")).collect();
+    if let Some(interval) = &join.interval {
+        return interval_join_line(&on, interval);
+    }
     format!(
         "StreamHashJoin: {} on [{}] output={} state: both inputs' rows by key, kept forever",
         match join.spec.kind {
             JoinKind::Inner => "inner",
             JoinKind::Left => "left",
+            JoinKind::Right => "right",
+            JoinKind::Full => "full",
         },
         on.join(", "),
         if join.spec.changelog() {
@@ -168,6 +179,39 @@ fn join_line(join: &StreamHashJoin) -> String {
             "append-only"
         },
     )
+}
+
+/// An interval join: its bounds, the watermark it forwards, and when each
+/// side's rows are dropped (by the other side's watermark).
+fn interval_join_line(on: &[String], interval: &StreamInterval) -> String {
+    let [left, right] = &interval.times;
+    let bounds = interval.bounds;
+    // "rows older than the watermark minus 10 s" / "plus 10 s" / "".
+    let offset = |ns: i64| match ns.cmp(&0) {
+        std::cmp::Ordering::Equal => String::new(),
+        std::cmp::Ordering::Greater => format!(" minus {}", signed_duration(ns)),
+        std::cmp::Ordering::Less => format!(" plus {}", signed_duration(-ns)),
+    };
+    format!(
+        "StreamIntervalJoin: inner on [{}] time: {right} - {left} in [{}, {}] output=append-only, watermark less {} state: both inputs' rows by key, left rows dropped when {left} is older than the right side's watermark{}, right rows when {right} is older than the left side's watermark{}",
+        on.join(", "),
+        signed_duration(bounds.lower),
+        signed_duration(bounds.upper),
+        signed_duration(bounds.output_delay()),
+        offset(bounds.upper),
+        offset(-bounds.lower),
+    )
+}
+
+/// A duration that may be negative, as EXPLAIN shows one.
+fn signed_duration(ns: i64) -> String {
+    if ns == 0 {
+        "0s".to_string()
+    } else if ns < 0 {
+        format!("-{}", format_duration(ns.saturating_neg()))
+    } else {
+        format_duration(ns)
+    }
 }
 
 fn aggregate_line(aggregate: &StreamAggregate) -> String {

@@ -98,7 +98,7 @@ pub(super) enum Step {
         right: Vec<Step>,
         /// Equal keys (left expression, right expression).
         on: Vec<(Expr, Expr)>,
-        /// Inner or left.
+        /// Inner, left, right or full.
         kind: JoinKind,
         /// The left and the right input's rows.
         schemas: [DFSchemaRef; 2],
@@ -268,6 +268,14 @@ pub(super) fn collect(
                     let fetch = sort.fetch.map_or(fetch, |f| f.min(fetch));
                     order_limit(&sort.input, &sort.expr, fetch, inputs, steps)?
                 }
+                // ORDER BY .. LIMIT is maintained; skipping the first rows
+                // is what is not (nor OFFSET alone).
+                (_, _, skip) if skip != 0 => {
+                    return Err(unsupported(
+                        "OFFSET",
+                        "a view keeps the first rows in an order (ORDER BY .. LIMIT n) but does not skip rows; leave out OFFSET, or skip rows when you query the view",
+                    ));
+                }
                 _ => {
                     return Err(unsupported(
                         "LIMIT",
@@ -286,11 +294,13 @@ pub(super) fn collect(
             let kind = match join.join_type {
                 datafusion::logical_expr::JoinType::Inner => JoinKind::Inner,
                 datafusion::logical_expr::JoinType::Left => JoinKind::Left,
+                datafusion::logical_expr::JoinType::Right => JoinKind::Right,
+                datafusion::logical_expr::JoinType::Full => JoinKind::Full,
                 _ if semi => JoinKind::Inner,
                 other => {
                     return Err(unsupported(
                         &format!("a {other} join"),
-                        "inner and LEFT joins are supported; write a RIGHT JOIN as a LEFT JOIN with the inputs swapped",
+                        "inner, LEFT, RIGHT and FULL joins are supported, and semi joins over an input unique per join key; write other semi or anti joins as a join with a filter",
                     ));
                 }
             };
@@ -308,7 +318,7 @@ pub(super) fn collect(
             }
             if join.filter.is_some() && kind != JoinKind::Inner {
                 return Err(unsupported(
-                    "a LEFT JOIN with a condition other than equal keys",
+                    "an outer join with a condition other than equal keys",
                     "move the condition to WHERE, or join on equal keys only",
                 ));
             }

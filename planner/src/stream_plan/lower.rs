@@ -3,7 +3,8 @@
 //! stacked: a query's chain of steps starts from a stream or a join of two
 //! chains; any number of keyed operators (joins, aggregates, TopNs) may
 //! stack, each a stage of its own; `EMIT ON WINDOW CLOSE` needs a windowed
-//! aggregate (or a TopN per window) over a watermark, and no join.
+//! aggregate (or a TopN per window) over a watermark, and no join but an
+//! interval join (the only one that forwards a watermark).
 
 use super::logical::Step;
 use super::lower_aggregate::{GroupBy, lower_aggregate};
@@ -62,13 +63,6 @@ fn lower_chain(steps: &[Step], lowering: &Lowering<'_>) -> Result<StreamNode> {
             schemas,
             output,
         }) => {
-            // A join's output has no watermark (see `StreamNode::watermarked`).
-            if lowering.emit_on_window_close {
-                return Err(unsupported(
-                    "EMIT ON WINDOW CLOSE over a join",
-                    "a join's rows can still arrive for a window after it closed (a table row joins earlier stream rows); leave out EMIT ON WINDOW CLOSE for updating results",
-                ));
-            }
             let left = lower_chain(left, lowering)?;
             let right = lower_chain(right, lowering)?;
             let on = JoinOn {
@@ -76,8 +70,21 @@ fn lower_chain(steps: &[Step], lowering: &Lowering<'_>) -> Result<StreamNode> {
                 kind: *kind,
                 schemas,
                 output,
+                filter: match steps.get(1) {
+                    Some(Step::Filter { predicate, .. }) => Some(predicate),
+                    _ => None,
+                },
             };
-            lower_join(left, right, on, lowering.parallelism, &lowering.props)?
+            let join = lower_join(left, right, on, lowering.parallelism, &lowering.props)?;
+            // A regular join's output has no watermark (see
+            // `StreamNode::watermarked`); an interval join's has.
+            if lowering.emit_on_window_close && !join.watermarked() {
+                return Err(unsupported(
+                    "EMIT ON WINDOW CLOSE over a join",
+                    "a join's rows can still arrive for a window after it closed (a table row joins earlier stream rows); bound the two streams' times (b.ts BETWEEN a.ts - INTERVAL '..' AND a.ts + INTERVAL '..') for an interval join, or leave out EMIT ON WINDOW CLOSE for updating results",
+                ));
+            }
+            join
         }
         Some(Step::Scan {
             name,

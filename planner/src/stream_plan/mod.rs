@@ -44,6 +44,7 @@ mod logical;
 mod lower;
 mod lower_aggregate;
 mod lower_join;
+mod lower_join_interval;
 mod lower_source;
 mod lower_stateless;
 mod lower_top_n;

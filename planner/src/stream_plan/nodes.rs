@@ -29,7 +29,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::{Expr, SortExpr};
 use datafusion::physical_plan::PhysicalExpr;
 use weir_runtime::operators::join::JoinSpec;
-use weir_runtime::plan::{AggregateSpec, Emit, EventTime, TopNSpec, WindowKind};
+use weir_runtime::plan::{AggregateSpec, Emit, EventTime, IntervalBounds, TopNSpec, WindowKind};
 use weir_runtime::source::Source;
 
 use crate::windows::WindowTvf;
@@ -131,8 +131,8 @@ pub struct StreamUnnest {
 /// worker.
 #[derive(Debug)]
 pub struct StreamExchange {
-    /// The keys hashed (none for an aggregate without keys: EXPLAIN shows
-    /// `hash(-)`).
+    /// The keys hashed (none for an aggregate or TopN without keys: every
+    /// row goes to one worker, and EXPLAIN shows `single`).
     pub keys: Vec<Expr>,
     /// How many workers.
     pub workers: usize,
@@ -153,6 +153,20 @@ pub struct StreamHashJoin {
     pub exchange: StreamExchange,
     /// The join, compiled.
     pub spec: Arc<JoinSpec>,
+    /// An interval join's time bounds (its state is cleaned as the
+    /// watermark passes); `None` for a regular join.
+    pub interval: Option<StreamInterval>,
+}
+
+/// The time bounds of an interval join: `times[1] - times[0]` within
+/// `[bounds.lower, bounds.upper]`.
+#[derive(Debug)]
+pub struct StreamInterval {
+    /// The bounds, compiled.
+    pub bounds: IntervalBounds,
+    /// The left and the right time column, as the join's output names them
+    /// (for EXPLAIN).
+    pub times: [Expr; 2],
 }
 
 /// A keyed aggregate: windows that close (TUMBLE, HOP, CUMULATE), sessions,
@@ -219,11 +233,12 @@ impl StreamNode {
     /// Does a watermark bound the event time of this node's rows? From a
     /// source that declares one, through stateless operators and windowed
     /// aggregates (a window's rows change only until the watermark passes
-    /// its end, which is what the watermark means downstream); never
-    /// through a join: a row arriving on one side joins the other side's
-    /// rows of any age (a changed table row, its earlier stream rows), so
-    /// no time bounds what it may still emit. Nor through an aggregate of
-    /// plain groups: any group may change at any time.
+    /// its end, which is what the watermark means downstream), and through
+    /// an interval join (less its reach); never through a regular join: a
+    /// row arriving on one side joins the other side's rows of any age (a
+    /// changed table row, its earlier stream rows), so no time bounds what
+    /// it may still emit. Nor through an aggregate of plain groups: any
+    /// group may change at any time.
     pub fn watermarked(&self) -> bool {
         match self {
             StreamNode::Source(source) => source.input.event_time.is_some(),
@@ -236,7 +251,7 @@ impl StreamNode {
             // Per window, its rows change only until their window closes;
             // otherwise whenever a better one arrives, of any age.
             StreamNode::TopN(top_n) => top_n.spec.window.is_some() && top_n.input.watermarked(),
-            StreamNode::HashJoin(_) => false,
+            StreamNode::HashJoin(join) => join.interval.is_some(),
         }
     }
 

@@ -92,6 +92,7 @@ impl Parts {
 /// partitions runs.
 fn source_plan(source: &StreamSource, before: Vec<StatelessOp>) -> SourcePlan {
     SourcePlan {
+        name: source.name.clone(),
         source: source.input.source.clone(),
         event_time: source.input.event_time,
         before,

@@ -183,10 +183,16 @@ fn aggregate_signature(aggregate: &StreamAggregate) -> StateSignature {
 fn join_signature(join: &StreamHashJoin) -> StateSignature {
     let [left, right] = &join.spec.keys;
     sign(StateSignature {
-        operator: "StreamHashJoin".into(),
+        operator: match join.interval {
+            Some(_) => "StreamIntervalJoin",
+            None => "StreamHashJoin",
+        }
+        .into(),
         kind: match join.spec.kind {
             JoinKind::Inner => "inner join, both inputs' rows by key",
             JoinKind::Left => "left join, both inputs' rows by key",
+            JoinKind::Right => "right join, both inputs' rows by key",
+            JoinKind::Full => "full join, both inputs' rows by key",
         }
         .into(),
         input: vec![
@@ -198,7 +204,15 @@ fn join_signature(join: &StreamHashJoin) -> StateSignature {
             .zip(right)
             .map(|(l, r)| format!("{} = {}", normalized(l), normalized(r)))
             .collect(),
-        window: "none".into(),
+        // An interval join keeps other state (rows with their times, cut
+        // by the watermark): its bounds are part of what its state means.
+        window: match &join.interval {
+            Some(i) => format!(
+                "interval [{}, {}] over columns {} and {}",
+                i.bounds.lower, i.bounds.upper, i.bounds.time[0], i.bounds.time[1]
+            ),
+            None => "none".into(),
+        },
         accumulators: Vec::new(),
         layout: STATE_LAYOUT_VERSION,
         hash: String::new(),

@@ -315,6 +315,76 @@ async fn what_cannot_be_maintained_is_refused_with_the_reason() {
 }
 
 #[tokio::test]
+async fn offset_is_refused_by_its_name_even_after_order_by() {
+    for sql in [
+        "SELECT auction FROM bids ORDER BY price LIMIT 3 OFFSET 2",
+        "SELECT auction FROM bids OFFSET 2",
+    ] {
+        let err = lower(sql).await.expect_err(sql);
+        assert!(
+            matches!(&err, PlanError::Unsupported { what, .. } if what == "OFFSET in a materialized view"),
+            "{sql}: {err:?}"
+        );
+    }
+    let err = lower("SELECT auction FROM bids LIMIT 3")
+        .await
+        .expect_err("LIMIT without ORDER BY");
+    assert!(
+        matches!(&err, PlanError::Unsupported { what, .. } if what == "LIMIT in a materialized view"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_global_top_n_says_every_row_goes_to_one_worker() {
+    let plan = lower("SELECT auction, price FROM bids ORDER BY price DESC LIMIT 3")
+        .await
+        .expect("ORDER BY .. LIMIT");
+    let text = explain(&plan);
+    assert!(
+        text.contains("StreamExchange: single (every row to one of 2 workers)\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_join_bounded_in_time_is_an_interval_join_whose_output_is_timed() {
+    let plan = lower(
+        "SELECT a.auction, b.price FROM bids a JOIN bids b ON a.auction = b.auction \
+         AND b.date_time BETWEEN a.date_time - INTERVAL '1 second' AND a.date_time + INTERVAL '5 seconds'",
+    )
+    .await
+    .expect("an interval join");
+    let text = explain(&plan);
+    assert!(
+        text.contains("StreamIntervalJoin: inner on [a.auction = b.auction] time: b.date_time - a.date_time in [-1s, 5s] output=append-only, watermark less 5s"),
+        "{text}"
+    );
+    let runtime = runtime_plan(&plan).expect("runtime plan");
+    let bounds = join_of(&runtime)
+        .and_then(|j| j.interval)
+        .expect("the join's time bounds");
+    assert_eq!(
+        (bounds.time, bounds.lower, bounds.upper),
+        ([1, 2], -1_000_000_000, 5_000_000_000)
+    );
+    assert!(
+        runtime.stages[0].timed,
+        "an interval join forwards a watermark"
+    );
+    // Without the upper bound it is a regular join: no watermark out.
+    let regular = lower(
+        "SELECT a.auction, b.price FROM bids a JOIN bids b ON a.auction = b.auction \
+         AND b.date_time >= a.date_time",
+    )
+    .await
+    .expect("a regular join");
+    let runtime = runtime_plan(&regular).expect("runtime plan");
+    assert!(join_of(&runtime).is_some_and(|j| j.interval.is_none()));
+    assert!(!runtime.stages[0].timed);
+}
+
+#[tokio::test]
 async fn a_bounded_row_number_lowers_to_a_top_n_in_the_aggregates_place() {
     let plan = lower(
         "SELECT auction, price, rn FROM (SELECT *, row_number() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM bids) WHERE rn <= 3",

@@ -12,6 +12,11 @@
 //!   others back. An upstream that ended counts as `+inf`; the aligned
 //!   watermark is `+inf` (the end) only once every upstream ended. A
 //!   watermark is passed on only when it rises.
+//! - Side watermarks (a join worker's, [`Aligner::with_sides`]): the same
+//!   minimum over one side's upstreams, passed on in order with that side's
+//!   batches (before the aligned watermark it may raise), so that whether a
+//!   row is behind its own side's watermark depends only on the messages of
+//!   that side, never on how the two sides interleave.
 //! - Barriers: every upstream delivers the same epochs in order (sources send
 //!   every epoch, none skipped). Once an upstream delivered the barrier of
 //!   the epoch in progress, its later messages are held back until every
@@ -25,6 +30,7 @@ use std::collections::VecDeque;
 use datafusion::arrow::array::RecordBatch;
 
 use crate::message::{Barrier, Message};
+use crate::plan::Side;
 
 /// What an upstream had sent when a checkpoint was taken, and whether it
 /// sends watermarks at all.
@@ -52,6 +58,9 @@ pub(crate) enum Aligned {
     Batch(usize, RecordBatch),
     /// The aligned watermark rose to this.
     Watermark(i64),
+    /// The minimum over one join side's upstreams rose to this (only from
+    /// an aligner [`Aligner::with_sides`]).
+    SideWatermark(Side, i64),
     /// Every upstream delivered the barrier of this epoch.
     Barrier(u64),
 }
@@ -75,6 +84,10 @@ pub(crate) struct Aligner {
     watermark: i64,
     /// The epoch of the barrier in progress.
     barrier: Option<u64>,
+    /// Each upstream's join side (empty: side watermarks are not wanted).
+    sides: Vec<Option<Side>>,
+    /// The last watermark passed on per side (left, right).
+    side_watermarks: [i64; 2],
 }
 
 impl Aligner {
@@ -97,9 +110,38 @@ impl Aligner {
                 .collect(),
             watermark: i64::MIN,
             barrier: None,
+            sides: Vec::new(),
+            side_watermarks: [i64::MIN; 2],
         };
         aligner.watermark = aligner.current();
         aligner
+    }
+
+    /// Pass on each side's watermark too (a join worker's), upstream `i`
+    /// being of side `sides[i]`; they start where the restored clocks are
+    /// ([`Self::side_watermarks`]).
+    pub(crate) fn with_sides(mut self, sides: Vec<Option<Side>>) -> Self {
+        self.sides = sides;
+        self.side_watermarks = Side::BOTH.map(|side| self.side_current(side));
+        self
+    }
+
+    /// Each side's watermark as last passed on (`i64::MIN`: none yet, or
+    /// no side watermarks wanted).
+    pub(crate) fn side_watermarks(&self) -> [i64; 2] {
+        self.side_watermarks
+    }
+
+    /// The minimum over `side`'s upstreams with event time (an ended one's
+    /// is `+inf`); `i64::MIN` if it has none.
+    fn side_current(&self, side: Side) -> i64 {
+        self.upstreams
+            .iter()
+            .zip(&self.sides)
+            .filter(|(u, s)| u.clock.timed && **s == Some(side))
+            .map(|(u, _)| u.clock.watermark)
+            .min()
+            .unwrap_or(i64::MIN)
     }
 
     /// Every upstream ended.
@@ -134,6 +176,13 @@ impl Aligner {
                 from.clock.watermark = from.clock.watermark.max(t);
                 if t == i64::MAX {
                     from.ended = true;
+                }
+                if let Some(&Some(side)) = self.sides.get(upstream) {
+                    let now = self.side_current(side);
+                    if now > self.side_watermarks[side.index()] {
+                        self.side_watermarks[side.index()] = now;
+                        out.push(Aligned::SideWatermark(side, now));
+                    }
                 }
                 let now = self.current();
                 if now > self.watermark {
@@ -214,6 +263,8 @@ mod tests {
                 }
                 Aligned::Watermark(t) if t == i64::MAX => "wEnd".to_string(),
                 Aligned::Watermark(t) => format!("w{t}"),
+                Aligned::SideWatermark(Side::Left, t) => format!("L{t}"),
+                Aligned::SideWatermark(Side::Right, t) => format!("R{t}"),
                 Aligned::Barrier(e) => format!("B{e}"),
             })
             .collect()
@@ -358,5 +409,37 @@ mod tests {
         // The ended upstream needs no barrier.
         let out = feed(&mut aligner, vec![(0, barrier(4)), (2, barrier(4))]);
         assert_eq!(out, ["B4"]);
+    }
+
+    #[test]
+    fn each_sides_watermark_comes_in_order_with_its_batches() {
+        let sides = vec![Some(Side::Left), Some(Side::Right), Some(Side::Right)];
+        let mut aligner = Aligner::new(3).with_sides(sides);
+        let out = feed(
+            &mut aligner,
+            vec![
+                (0, batch(1)),
+                (0, Message::Watermark(10)),
+                (0, batch(2)),
+                // The right side is the lower of its two upstreams.
+                (1, Message::Watermark(5)),
+                (2, Message::Watermark(7)),
+                (1, Message::Watermark(8)),
+                (2, Message::END_OF_INPUT),
+            ],
+        );
+        assert_eq!(
+            out,
+            ["b0:1", "L10", "b0:2", "R5", "w5", "R7", "w7", "R8", "w8"]
+        );
+        assert_eq!(aligner.side_watermarks(), [10, 8]);
+        // Restored clocks set where each side starts.
+        let at = |watermark| UpstreamClock {
+            timed: true,
+            watermark,
+        };
+        let restored = Aligner::restored(vec![at(4), at(9)])
+            .with_sides(vec![Some(Side::Left), Some(Side::Right)]);
+        assert_eq!(restored.side_watermarks(), [4, 9]);
     }
 }

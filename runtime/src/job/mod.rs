@@ -242,12 +242,15 @@ pub fn start(
         "the sink".into(),
         sink_task::run_sink(
             sink_rx,
-            topology.sink_upstreams,
-            sink,
-            store.clone(),
-            report_tx.clone(),
-            progress_tx.clone(),
-            metrics.rows_out.get_or_create(&job).clone(),
+            sink_task::SinkTask {
+                upstreams: topology.sink_upstreams,
+                sink,
+                store: store.clone(),
+                reports: report_tx.clone(),
+                progress: progress_tx.clone(),
+                rows_out: metrics.rows_out.get_or_create(&job).clone(),
+                restored_epoch,
+            },
         ),
     ));
 

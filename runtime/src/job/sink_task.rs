@@ -48,19 +48,42 @@ async fn write_sink_snapshots(
     }
 }
 
+/// The sink task, ready to run.
+pub(crate) struct SinkTask {
+    /// How many tasks send to it.
+    pub(crate) upstreams: usize,
+    pub(crate) sink: Arc<dyn Sink>,
+    pub(crate) store: Option<JobStore>,
+    pub(crate) reports: mpsc::UnboundedSender<Report>,
+    pub(crate) progress: Arc<watch::Sender<Progress>>,
+    /// `weir_job_rows_out_total` of the job.
+    pub(crate) rows_out: Counter,
+    /// The epoch of the checkpoint the job restored (0: none): the epochs
+    /// of this run come after it.
+    pub(crate) restored_epoch: u64,
+}
+
 /// Run the sink task until every upstream ended or the job stops.
-pub(crate) async fn run_sink(
-    mut rx: mpsc::Receiver<Tagged>,
-    upstreams: usize,
-    sink: Arc<dyn Sink>,
-    store: Option<JobStore>,
-    reports: mpsc::UnboundedSender<Report>,
-    progress: Arc<watch::Sender<Progress>>,
-    rows_out: Counter,
-) -> Result<()> {
+///
+/// # Correctness
+/// The final snapshot (every input ended) is labelled with the epoch after
+/// the last barrier this run saw, or after the restored checkpoint's when
+/// it saw none: a label at or below the restored epoch would name chunks
+/// the restored checkpoint already holds (a view's append chunk `a1-0`),
+/// and the final write would replace them in place, losing their rows.
+pub(crate) async fn run_sink(mut rx: mpsc::Receiver<Tagged>, task: SinkTask) -> Result<()> {
+    let SinkTask {
+        upstreams,
+        sink,
+        store,
+        reports,
+        progress,
+        rows_out,
+        restored_epoch,
+    } = task;
     let mut align = Aligner::new(upstreams);
     let mut events = Vec::new();
-    let mut last_epoch = 0;
+    let mut last_epoch = restored_epoch;
     let (snapshots, snapshots_rx) = mpsc::unbounded_channel();
     tokio::spawn(write_sink_snapshots(snapshots_rx, store.clone(), reports));
     while let Some(Tagged { upstream, message }) = rx.recv().await {
@@ -72,7 +95,7 @@ pub(crate) async fn run_sink(
                     sink.ready().await;
                     sink.apply(batch)?;
                 }
-                Aligned::Watermark(_) => {}
+                Aligned::Watermark(_) | Aligned::SideWatermark(..) => {}
                 Aligned::Barrier(epoch) => {
                     last_epoch = epoch;
                     // The snapshot is taken here, in order with the data;

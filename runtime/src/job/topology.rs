@@ -47,10 +47,13 @@ impl Stage {
         }
     }
 
-    /// Do the watermarks of its upstreams bound its own? A join's do not
-    /// (it forwards no watermark but the end: see `operators::join`).
-    fn takes_watermarks(self) -> bool {
-        self != Stage::Join
+    /// Do the watermarks of its upstreams bound its own, when a watermark
+    /// bounds its output's event time (`timed`) or not? A regular join's do
+    /// not (it forwards no watermark but the end: see `operators::join`);
+    /// an interval join's do (its output is timed: see
+    /// `operators::interval_join`), as do every other stage's.
+    fn takes_watermarks(self, timed: bool) -> bool {
+        self != Stage::Join || timed
     }
 }
 
@@ -87,9 +90,9 @@ pub(crate) struct SourceTasks {
 pub(crate) struct Upstream {
     /// The join side its rows belong to (join workers only).
     pub(crate) side: Option<Side>,
-    /// Do its watermarks bound the worker's watermark? A join's do not (it
-    /// forwards no watermark but the end: see `operators::join`), nor do
-    /// those of an input without event time.
+    /// Do its watermarks bound the worker's watermark? A regular join's do
+    /// not (it forwards no watermark but the end: see `operators::join`),
+    /// nor do those of an input without event time; an interval join's do.
     pub(crate) timed: bool,
     /// What sends on it: a source's partitions or a stage's workers.
     pub(crate) from: PlanInput,
@@ -204,7 +207,7 @@ impl Topology {
             .collect();
         // Each stage's upstreams, its inputs' senders in order; each input
         // learns where it sends and its number there.
-        for (index, (stage, inputs, _)) in shape.stages.iter().enumerate() {
+        for (index, (stage, inputs, stage_timed)) in shape.stages.iter().enumerate() {
             let mut upstreams = Vec::new();
             for (at, &input) in inputs.iter().enumerate() {
                 let side = (*stage == Stage::Join).then(|| Side::BOTH[at.min(1)]);
@@ -226,7 +229,7 @@ impl Topology {
                 };
                 let upstream = Upstream {
                     side,
-                    timed: timed && stage.takes_watermarks(),
+                    timed: timed && stage.takes_watermarks(*stage_timed),
                     from: input,
                 };
                 upstreams.extend(std::iter::repeat_n(upstream, senders));
@@ -470,6 +473,31 @@ mod tests {
             vec![upstream(None, true, W(0)); 3]
         );
         assert_eq!((topology.stages[1].first, topology.sink_upstreams), (3, 3));
+    }
+
+    #[test]
+    fn an_interval_join_takes_its_inputs_watermarks_and_passes_them_on() {
+        let topology = Topology::from_shape(&shape(
+            vec![(1, true), (2, true)],
+            vec![
+                (Stage::Join, vec![S(0), S(1)], true),
+                (Stage::Aggregate, vec![W(0)], true),
+            ],
+            W(1),
+            2,
+        ));
+        assert_eq!(
+            topology.stages[0].upstreams,
+            vec![
+                upstream(Some(Side::Left), true, S(0)),
+                upstream(Some(Side::Right), true, S(1)),
+                upstream(Some(Side::Right), true, S(1)),
+            ]
+        );
+        assert_eq!(
+            topology.stages[1].upstreams,
+            vec![upstream(None, true, W(0)); 2]
+        );
     }
 
     #[test]

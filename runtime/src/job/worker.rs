@@ -20,10 +20,11 @@ use super::counters::{StateBytes, blocked_send};
 use crate::checkpoint::{JobStore, Report, Written};
 use crate::message::{Barrier, Message};
 use crate::metrics::{OperatorMetrics, RuntimeMetrics};
+use crate::operators::interval_join::IntervalJoin;
 use crate::operators::join::JoinOperator;
 use crate::operators::top_n::TopN;
 use crate::operators::{Side, StreamBatch, StreamOperator, aggregate, stateless};
-use crate::plan::{StageOperator, StatelessOp, StreamPlan};
+use crate::plan::{PlanInput, StageOperator, StatelessOp, StreamPlan};
 
 /// A new, empty operator for a worker of the plan's stage `stage`: where
 /// the runtime's operators are listed.
@@ -36,7 +37,23 @@ pub(crate) fn operator(
         return datafusion::common::internal_err!("a stage {stage} the plan does not have");
     };
     match &stage_plan.operator {
-        StageOperator::Join(spec) => Ok(Box::new(JoinOperator::new(spec.clone())?)),
+        StageOperator::Join(spec) => match spec.interval {
+            Some(_) => {
+                // Each side's late rows are counted as its stream's.
+                let late = |side: usize| {
+                    let stream = match stage_plan.inputs.get(side) {
+                        Some(PlanInput::Source(s)) => plan.sources.get(*s).map(|s| s.name.as_str()),
+                        _ => None,
+                    };
+                    metrics.late(stream.unwrap_or(&plan.stream_name))
+                };
+                Ok(Box::new(IntervalJoin::new(
+                    spec.clone(),
+                    [late(0), late(1)],
+                )?))
+            }
+            None => Ok(Box::new(JoinOperator::new(spec.clone())?)),
+        },
         StageOperator::Aggregate(spec) => {
             let Some(input) = stage_plan
                 .inputs
@@ -202,8 +219,18 @@ pub(crate) async fn run_worker(
     mut rx: mpsc::Receiver<Tagged>,
     clocks: Vec<UpstreamClock>,
 ) -> Result<()> {
-    let mut align = Aligner::restored(clocks);
+    let mut align = Aligner::restored(clocks).with_sides(worker.sides.clone());
     let mut events = Vec::new();
+    // Where each join side's watermark was at the restored checkpoint: the
+    // operator judges rows late against them from the first batch on.
+    for (side, t) in Side::BOTH.into_iter().zip(align.side_watermarks()) {
+        if t > i64::MIN {
+            let out = worker.operator.on_side_watermark(side, t)?;
+            if worker.output.emit(out).await?.is_break() {
+                return Ok(());
+            }
+        }
+    }
     if worker.output.local == 0 {
         let start = worker.operator.on_start()?;
         if worker.output.emit(start).await?.is_break() {
@@ -223,10 +250,12 @@ pub(crate) async fn run_worker(
                 }
                 Aligned::Watermark(t) => {
                     worker.output.figures.watermark_ns(t);
-                    (
-                        worker.operator.on_watermark(t)?,
-                        Some(Message::Watermark(t)),
-                    )
+                    let outputs = worker.operator.on_watermark(t)?;
+                    let forward = worker.operator.output_watermark(t);
+                    (outputs, Some(Message::Watermark(forward)))
+                }
+                Aligned::SideWatermark(side, t) => {
+                    (worker.operator.on_side_watermark(side, t)?, None)
                 }
                 Aligned::Barrier(epoch) => {
                     worker.checkpoint(epoch)?;

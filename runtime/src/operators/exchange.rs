@@ -4,11 +4,14 @@
 //! worker owns its keys' state outright (and a later version can move key
 //! groups between processes the same way).
 
+use std::sync::Arc;
+
 use datafusion::arrow::array::{ArrayRef, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Result;
 use datafusion::common::hash_utils::create_hashes;
+use datafusion::physical_plan::PhysicalExpr;
 
 /// A fixed seed: the same key lands on the same worker in every run, which
 /// keeps runs reproducible and state files comparable.
@@ -44,4 +47,25 @@ pub fn partition(
             }
         })
         .collect()
+}
+
+/// The rows of `batch` that the exchange sends worker `worker` of
+/// `workers`: those whose `keys` hash to it (`None`: no row). What a
+/// stateful operator keeps of a checkpoint's chunks when it restores, so
+/// that the parallelism may change between runs.
+pub fn rows_of_worker(
+    batch: &RecordBatch,
+    keys: &[Arc<dyn PhysicalExpr>],
+    worker: usize,
+    workers: usize,
+) -> Result<Option<RecordBatch>> {
+    let n = batch.num_rows();
+    let keys = keys
+        .iter()
+        .map(|k| k.evaluate(batch)?.into_array(n))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(partition(batch, &keys, workers)?
+        .into_iter()
+        .nth(worker)
+        .flatten())
 }

@@ -20,7 +20,7 @@
 //!   in whichever order the two sides' rows come (the classic symmetric
 //!   hash join argument).
 //! - A NULL key matches nothing, as in SQL: such rows are never stored; on
-//!   the left of a LEFT JOIN they are passed through null-padded.
+//!   a preserved side of an outer join they are passed through null-padded.
 //! - The output carries no watermark (only the end of input): a row on one
 //!   side joins the other side's rows of any age, so no event time bounds
 //!   what the join may still emit. Windows after a join are therefore
@@ -32,7 +32,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Int8Array, Int64Array, RecordBatch, UInt32Array,
+    Array, ArrayRef, AsArray, Int8Array, Int64Array, RecordBatch, UInt32Array, new_empty_array,
 };
 use datafusion::arrow::compute::{interleave, take};
 use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema};
@@ -101,7 +101,7 @@ impl SideState {
 /// One side's row in an output row.
 #[derive(Clone, Copy)]
 enum Part<'a> {
-    /// NULLs (the right side of an unmatched LEFT JOIN row).
+    /// NULLs (the other side of an outer join's row without a match).
     Null,
     /// A row in the row format.
     Row(&'a [u8]),
@@ -179,7 +179,12 @@ impl JoinOperator {
             .iter()
             .map(|k| k.evaluate(batch)?.into_array(n))
             .collect::<Result<Vec<_>>>()?;
-        let left_join = self.spec.kind == JoinKind::Left;
+        // Outer joins: is this side's row kept without a match (padded),
+        // and is the other side's?
+        let (mine_kept, theirs_kept) = (
+            self.spec.kind.preserves(side),
+            self.spec.kind.preserves(side.other()),
+        );
         let (mine, theirs) = match &mut self.sides {
             [left, right] if side == Side::Left => (left, &*right),
             [left, right] => (right, &*left),
@@ -212,50 +217,50 @@ impl JoinOperator {
         for i in 0..n {
             let op = ops.as_ref().map_or(1, |o| o.value(i));
             if keys.iter().any(|k| k.is_null(i)) {
-                if left_join && side == Side::Left {
-                    out.push((this(i), Part::Null, op));
+                if mine_kept {
+                    let (l, r) = pair(side, this(i), Part::Null);
+                    out.push((l, r, op));
                 }
                 continue;
             }
             let key = key_rows.row(i);
             let matches = theirs.matches(key.as_ref());
-            if side == Side::Right && left_join {
-                // The right side of a LEFT JOIN: the null-padded left rows
-                // go when the key's first right row comes, and come back
-                // when its last one goes.
-                let before = mine.count(key.as_ref());
-                let after = before + op as i64;
-                if before <= 0 && after > 0 {
-                    for (l, c) in matches.clone() {
-                        for _ in 0..c {
-                            out.push((l, Part::Null, -1));
-                        }
-                    }
-                }
-                for (l, c) in matches.clone() {
-                    for _ in 0..c {
-                        out.push((l, this(i), op));
-                    }
-                }
-                if before > 0 && after <= 0 {
-                    for (l, c) in matches.clone() {
-                        for _ in 0..c {
-                            out.push((l, Part::Null, 1));
-                        }
-                    }
-                }
+            // The other side's rows of the key are padded while this side
+            // has none: the padded rows go when the key's first row comes
+            // here, and come back when its last one goes.
+            let before = if theirs_kept {
+                mine.count(key.as_ref())
             } else {
-                let mut matched = false;
+                0
+            };
+            let after = before + op as i64;
+            if theirs_kept && before <= 0 && after > 0 {
                 for (t, c) in matches.clone() {
-                    matched |= c > 0;
                     for _ in 0..c {
-                        let (l, r) = pair(side, this(i), t);
-                        out.push((l, r, op));
+                        let (l, r) = pair(side, Part::Null, t);
+                        out.push((l, r, -1));
                     }
                 }
-                if left_join && !matched {
-                    out.push((this(i), Part::Null, op));
+            }
+            let mut matched = false;
+            for (t, c) in matches.clone() {
+                matched |= c > 0;
+                for _ in 0..c {
+                    let (l, r) = pair(side, this(i), t);
+                    out.push((l, r, op));
                 }
+            }
+            if theirs_kept && before > 0 && after <= 0 {
+                for (t, c) in matches.clone() {
+                    for _ in 0..c {
+                        let (l, r) = pair(side, Part::Null, t);
+                        out.push((l, r, 1));
+                    }
+                }
+            }
+            if mine_kept && !matched {
+                let (l, r) = pair(side, this(i), Part::Null);
+                out.push((l, r, op));
             }
             // The row joins this side's state only now: it was matched
             // against the other side as it was when it arrived.
@@ -375,15 +380,7 @@ impl JoinOperator {
             let Some(s) = SIDE_CHUNKS.iter().position(|c| c == id) else {
                 return internal_err!("a join chunk of neither side: {id}");
             };
-            let n = chunk.num_rows();
-            let keys = self.spec.keys[s]
-                .iter()
-                .map(|k| k.evaluate(chunk)?.into_array(n))
-                .collect::<Result<Vec<_>>>()?;
-            let Some(mine) = exchange::partition(chunk, &keys, workers)?
-                .into_iter()
-                .nth(worker)
-                .flatten()
+            let Some(mine) = exchange::rows_of_worker(chunk, &self.spec.keys[s], worker, workers)?
             else {
                 continue;
             };
@@ -531,6 +528,12 @@ fn pairs_batch<'a>(
                     .collect();
                 (0..spec.inputs[s].fields().len())
                     .map(|c| {
+                        if at.is_empty() {
+                            // Only padded rows on this side (an outer
+                            // join's other side before this one has any
+                            // rows): nothing to gather, from no batch.
+                            return Ok(new_empty_array(spec.inputs[s].field(c).data_type()));
+                        }
                         let arrays: Vec<&dyn Array> =
                             batches.iter().map(|b| b.column(c).as_ref()).collect();
                         Ok(interleave(&arrays, &at)?)
@@ -594,6 +597,7 @@ mod tests {
             inputs: [left, right],
             input_changelog: [false, true],
             output_schema: Arc::new(Schema::new(fields)),
+            interval: None,
         })
     }
 
@@ -699,6 +703,51 @@ mod tests {
                     .unwrap()
             ),
             vec!["3 y 3 three 1"]
+        );
+    }
+
+    #[test]
+    fn right_and_full_joins_pad_the_other_side() {
+        let mut right_join = JoinOperator::new(spec(JoinKind::Right)).unwrap();
+        assert_eq!(
+            text(
+                right_join
+                    .on_batch(Side::Right, &right(&[(1, "one", 1)]))
+                    .unwrap()
+            ),
+            vec!["  1 one 1"]
+        );
+        assert_eq!(
+            text(
+                right_join
+                    .on_batch(Side::Left, &left(&[(Some(1), "a"), (Some(2), "b")]))
+                    .unwrap()
+            ),
+            vec!["  1 one -1", "1 a 1 one 1"]
+        );
+        let mut full = JoinOperator::new(spec(JoinKind::Full)).unwrap();
+        assert_eq!(
+            text(
+                full.on_batch(Side::Left, &left(&[(Some(1), "a"), (None, "n")]))
+                    .unwrap()
+            ),
+            vec!["1 a   1", " n   1"]
+        );
+        assert_eq!(
+            text(
+                full.on_batch(Side::Right, &right(&[(1, "one", 1), (3, "three", 1)]))
+                    .unwrap()
+            ),
+            vec!["1 a   -1", "1 a 1 one 1", "  3 three 1"]
+        );
+        // The last right row of key 1 goes: the left row is padded again,
+        // and the right row's pair is retracted.
+        assert_eq!(
+            text(
+                full.on_batch(Side::Right, &right(&[(1, "one", -1)]))
+                    .unwrap()
+            ),
+            vec!["1 a 1 one -1", "1 a   1"]
         );
     }
 }

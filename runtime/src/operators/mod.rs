@@ -4,6 +4,8 @@
 //! - [`aggregate`]: keyed aggregates over windows (tumble, hop, cumulate,
 //!   session) or plain groups, emitting on window close or as a changelog.
 //! - [`join`]: equi-joins of two inputs, either of them updating.
+//! - [`interval_join`]: joins of two streams on keys and close event times,
+//!   their state bounded by the watermark (interval and window joins).
 //! - [`top_n`]: the first N rows per key in an order (TopN, dedup).
 //! - [`exchange`]: hash-partitioning rows to the join and aggregate workers.
 //! - [`changes`]: the op column, and what "changelog" means.
@@ -22,6 +24,7 @@ pub use crate::plan::Side;
 pub mod aggregate;
 pub mod changes;
 pub mod exchange;
+pub mod interval_join;
 pub mod join;
 pub mod stateless;
 pub mod top_n;
@@ -79,7 +82,29 @@ pub trait StreamOperator: Send {
     /// The watermark rose to `watermark`: returns what it completes.
     fn on_watermark(&mut self, watermark: i64) -> Result<Vec<StreamBatch>>;
 
-    /// The highest watermark it has seen (kept with its checkpoint).
+    /// The watermark of one join side rose to `watermark` (join workers
+    /// only; before the aligned watermark it may raise, in order with that
+    /// side's batches): returns what it completes. Ignored by default.
+    fn on_side_watermark(&mut self, side: Side, watermark: i64) -> Result<Vec<StreamBatch>> {
+        let _ = (side, watermark);
+        Ok(Vec::new())
+    }
+
+    /// The watermark to forward downstream once the input's rose to
+    /// `watermark` (after what [`Self::on_watermark`] returned): the same by
+    /// default; less for an operator whose output can be older than its
+    /// input's watermark (an interval join's pairs).
+    ///
+    /// # Correctness
+    /// No row the operator emits later may be behind what it returns.
+    fn output_watermark(&self, watermark: i64) -> i64 {
+        watermark
+    }
+
+    /// The highest watermark it has forwarded (kept with its checkpoint):
+    /// the one it restores with, and the one the stage it feeds restores
+    /// its clock of it to. The highest it has seen, unless
+    /// [`Self::output_watermark`] holds it back.
     fn watermark(&self) -> i64;
 
     /// The job checkpoints: track what changes from now on, for deltas.

@@ -457,17 +457,8 @@ impl StreamOperator for TopN {
                 );
             }
             // The rows whose partition key the exchange sends this worker.
-            let n = chunk.num_rows();
-            let keys = self
-                .spec
-                .partition
-                .iter()
-                .map(|k| k.evaluate(chunk)?.into_array(n))
-                .collect::<Result<Vec<_>>>()?;
-            let Some(mine) = exchange::partition(chunk, &keys, workers)?
-                .into_iter()
-                .nth(worker)
-                .flatten()
+            let Some(mine) =
+                exchange::rows_of_worker(chunk, &self.spec.partition, worker, workers)?
             else {
                 continue;
             };

@@ -1,0 +1,376 @@
+//! Finding an interval join: an inner equi-join of two append-only streams
+//! whose condition also bounds the distance of their event times,
+//! `b.ts BETWEEN a.ts - INTERVAL 'x' AND a.ts + INTERVAL 'y'` (or the same
+//! with `>=` / `<=` / `>` / `<`, either side first). Such a join keeps each
+//! row only until the watermark makes it unmatchable, and forwards a
+//! watermark (`operators::interval_join`).
+//!
+//! A window join (both inputs windowed by the same TUMBLE, joined on the
+//! window) is one too: its equal window ends are a zero-wide interval on
+//! them, so each side's rows are dropped once the other side's watermark
+//! passes their window's end.
+//!
+//! Only the inputs' event-time columns and tumbling window ends over them
+//! count ([`time_columns`]): a bound on another column says nothing about
+//! what the watermark has made late. A join without both bounds stays a
+//! regular join.
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{DFSchemaRef, ScalarValue};
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
+use weir_runtime::plan::IntervalBounds;
+
+use super::nodes::{StreamFilter, StreamNode, StreamProject, StreamSource, StreamUnnest};
+
+/// The time bounds that `predicate` (over the join's output, left columns
+/// first; the filter right above the join, if any) and the join's equal
+/// keys `on` put on a time column of each input, if they bound one pair of
+/// them on both sides. `times` are each input's time columns
+/// ([`time_columns`]).
+pub(super) fn interval_bounds(
+    predicate: Option<&Expr>,
+    on: &[(Expr, Expr)],
+    schemas: &[DFSchemaRef; 2],
+    output: &DFSchemaRef,
+    times: &[Vec<usize>; 2],
+) -> Option<IntervalBounds> {
+    let left_width = schemas[0].fields().len();
+    for &left_time in &times[0] {
+        for &right_time in &times[1] {
+            let time_of = TimeOf {
+                output,
+                left_width,
+                times: [left_time, right_time],
+            };
+            let mut found: Vec<(bool, i64)> = predicate
+                .map(|p| {
+                    split_conjunction(p)
+                        .into_iter()
+                        .flat_map(|c| time_of.bounds(c))
+                        .collect()
+                })
+                .unwrap_or_default();
+            // Equal time columns (a window join's window ends): a zero-wide
+            // interval.
+            let is_time = |expr: &Expr, side: usize, time: usize| matches!(expr, Expr::Column(c) if schemas[side].index_of_column(c).ok() == Some(time));
+            if on
+                .iter()
+                .any(|(l, r)| is_time(l, 0, left_time) && is_time(r, 1, right_time))
+            {
+                found.extend([(true, 0), (false, 0)]);
+            }
+            let lower = found
+                .iter()
+                .filter(|(at_least, _)| *at_least)
+                .map(|b| b.1)
+                .max();
+            let upper = found
+                .iter()
+                .filter(|(at_least, _)| !*at_least)
+                .map(|b| b.1)
+                .min();
+            if let (Some(lower), Some(upper)) = (lower, upper) {
+                return Some(IntervalBounds {
+                    time: [left_time, right_time],
+                    lower,
+                    upper,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Resolves columns of the join's output to the inputs' time columns.
+struct TimeOf<'a> {
+    output: &'a DFSchemaRef,
+    left_width: usize,
+    times: [usize; 2],
+}
+
+impl TimeOf<'_> {
+    /// The bounds one conjunct puts on `right.time - left.time`: `(true, c)`
+    /// for "at least c", `(false, c)` for "at most c".
+    fn bounds(&self, conjunct: &Expr) -> Vec<(bool, i64)> {
+        match conjunct {
+            Expr::Between(Between {
+                expr,
+                negated: false,
+                low,
+                high,
+            }) => [
+                self.compare(expr, Operator::GtEq, low),
+                self.compare(expr, Operator::LtEq, high),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                self.compare(left, *op, right).into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// `x op y` as a bound on `right.time - left.time`, when `x` and `y` are
+    /// each one side's time plus a constant, one of each side.
+    fn compare(&self, x: &Expr, op: Operator, y: &Expr) -> Option<(bool, i64)> {
+        let (sx, cx) = self.shifted_time(x)?;
+        let (sy, cy) = self.shifted_time(y)?;
+        // x >= y with x = Tx + cx, y = Ty + cy: Tx - Ty >= cy - cx.
+        let (at_least, strict) = match op {
+            Operator::GtEq => (true, false),
+            Operator::Gt => (true, true),
+            Operator::LtEq => (false, false),
+            Operator::Lt => (false, true),
+            _ => return None,
+        };
+        let c = cy.checked_sub(cx)?;
+        // Times are whole nanoseconds: a strict bound is the next one.
+        let c = match (strict, at_least) {
+            (false, _) => c,
+            (true, true) => c.checked_add(1)?,
+            (true, false) => c.checked_sub(1)?,
+        };
+        match (sx, sy) {
+            // right - left against c.
+            (1, 0) => Some((at_least, c)),
+            // left - right against c: right - left against -c, reversed.
+            (0, 1) => Some((!at_least, c.checked_neg()?)),
+            _ => None,
+        }
+    }
+
+    /// `expr` as (side, constant) when it is that side's time column plus
+    /// or minus a constant interval.
+    fn shifted_time(&self, expr: &Expr) -> Option<(usize, i64)> {
+        match expr {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                match (op, self.time(left), self.time(right)) {
+                    (Operator::Plus, Some(side), None) => Some((side, nanos(right)?)),
+                    (Operator::Plus, None, Some(side)) => Some((side, nanos(left)?)),
+                    (Operator::Minus, Some(side), None) => {
+                        Some((side, nanos(right)?.checked_neg()?))
+                    }
+                    _ => None,
+                }
+            }
+            other => Some((self.time(other)?, 0)),
+        }
+    }
+
+    /// The side whose time column `expr` is, if it is one.
+    fn time(&self, expr: &Expr) -> Option<usize> {
+        let column = match expr {
+            Expr::Column(column) => column,
+            Expr::Cast(cast) if matches!(cast.field.data_type(), DataType::Timestamp(..)) => {
+                return self.time(&cast.expr);
+            }
+            _ => return None,
+        };
+        let index = self.output.index_of_column(column).ok()?;
+        let (side, at) = if index < self.left_width {
+            (0, index)
+        } else {
+            (1, index - self.left_width)
+        };
+        (self.times[side] == at).then_some(side)
+    }
+}
+
+/// A constant interval or duration in nanoseconds (none for months, which
+/// have no fixed length).
+fn nanos(expr: &Expr) -> Option<i64> {
+    let Expr::Literal(value, _) = expr else {
+        return None;
+    };
+    const DAY: i64 = 86_400_000_000_000;
+    match value {
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => i64::from(v.days)
+            .checked_mul(DAY)?
+            .checked_add(v.nanoseconds),
+        ScalarValue::IntervalDayTime(Some(v)) => i64::from(v.days)
+            .checked_mul(DAY)?
+            .checked_add(i64::from(v.milliseconds).checked_mul(1_000_000)?),
+        ScalarValue::DurationNanosecond(Some(v)) => Some(*v),
+        ScalarValue::DurationMicrosecond(Some(v)) => v.checked_mul(1_000),
+        ScalarValue::DurationMillisecond(Some(v)) => v.checked_mul(1_000_000),
+        ScalarValue::DurationSecond(Some(v)) => v.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}
+
+/// The columns of `node`'s rows that an interval join may take as its
+/// time: its source's event-time column (the one its watermark is over),
+/// passed through the stateless operators under the join, and a tumbling
+/// window's end over it. Both are at or after the row's event time, which
+/// is what the join's cleanup needs (`operators::interval_join`): a row on
+/// time is never judged late by them.
+pub(super) fn time_columns(node: &StreamNode) -> Vec<usize> {
+    match node {
+        StreamNode::Source(StreamSource {
+            input, projection, ..
+        }) => {
+            let Some(column) = input.event_time.map(|t| t.column) else {
+                return Vec::new();
+            };
+            match projection {
+                Some(projection) => projection
+                    .iter()
+                    .position(|&c| c == column)
+                    .into_iter()
+                    .collect(),
+                None => vec![column],
+            }
+        }
+        StreamNode::Filter(StreamFilter { input, .. }) => time_columns(input),
+        StreamNode::Unnest(StreamUnnest { input, column, .. }) => time_columns(input)
+            .into_iter()
+            .filter(|time| time != column)
+            .collect(),
+        StreamNode::Project(StreamProject { input, exprs, .. }) => {
+            let Some(schema) = schema_of(input) else {
+                return Vec::new();
+            };
+            let times: Vec<String> = time_columns(input)
+                .into_iter()
+                .map(|t| schema.field(t).name().clone())
+                .collect();
+            let is_time = |e: &Expr| matches!(e, Expr::Column(c) if times.contains(&c.name));
+            exprs
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| match Expr::clone(e).unalias() {
+                    column @ Expr::Column(_) => is_time(&column),
+                    Expr::ScalarFunction(f) => {
+                        f.func.name() == "weir_window_end" && f.args.first().is_some_and(&is_time)
+                    }
+                    _ => false,
+                })
+                .map(|(i, _)| i)
+                .collect()
+        }
+        StreamNode::HashJoin(_) | StreamNode::Aggregate(_) | StreamNode::TopN(_) => Vec::new(),
+    }
+}
+
+/// The rows of a join input's node.
+fn schema_of(node: &StreamNode) -> Option<datafusion::arrow::datatypes::SchemaRef> {
+    match node {
+        StreamNode::Source(source) => Some(source.schema.clone()),
+        StreamNode::Filter(StreamFilter { input, .. }) => schema_of(input),
+        StreamNode::Project(project) => Some(project.schema.clone()),
+        StreamNode::Unnest(unnest) => Some(unnest.schema.clone()),
+        StreamNode::HashJoin(_) | StreamNode::Aggregate(_) | StreamNode::TopN(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+    use datafusion::common::DFSchema;
+    use datafusion::logical_expr::{col, lit};
+    use datafusion::scalar::ScalarValue;
+
+    use super::*;
+
+    const SECOND: i64 = 1_000_000_000;
+
+    fn output() -> DFSchemaRef {
+        let side = |name: &str| {
+            DFSchema::try_from_qualified_schema(
+                name,
+                &Schema::new(vec![
+                    Field::new("k", DataType::Int64, true),
+                    Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+                ]),
+            )
+            .expect("a side")
+        };
+        let mut schema = side("a");
+        schema.merge(&side("b"));
+        Arc::new(schema)
+    }
+
+    fn seconds(s: i64) -> Expr {
+        lit(ScalarValue::new_interval_mdn(0, 0, s * SECOND))
+    }
+
+    fn inputs() -> [DFSchemaRef; 2] {
+        let side = |name: &str| {
+            Arc::new(
+                DFSchema::try_from_qualified_schema(
+                    name,
+                    &Schema::new(vec![
+                        Field::new("k", DataType::Int64, true),
+                        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+                    ]),
+                )
+                .expect("a side"),
+            )
+        };
+        [side("a"), side("b")]
+    }
+
+    fn within(
+        predicate: Option<Expr>,
+        on: &[(Expr, Expr)],
+        times: [Vec<usize>; 2],
+    ) -> Option<IntervalBounds> {
+        interval_bounds(predicate.as_ref(), on, &inputs(), &output(), &times)
+    }
+
+    fn bounds(predicate: Expr) -> Option<(i64, i64)> {
+        within(Some(predicate), &[], [vec![1], vec![1]])
+            .map(|b| (b.lower / SECOND, b.upper / SECOND))
+    }
+
+    #[test]
+    fn between_and_comparisons_bound_the_distance() {
+        let between = col("b.ts").between(col("a.ts") - seconds(10), col("a.ts") + seconds(5));
+        assert_eq!(bounds(between), Some((-10, 5)));
+        // The same, written the other way round and with >= / <=.
+        let compared = col("a.ts")
+            .lt_eq(col("b.ts") + seconds(10))
+            .and(col("b.ts").lt_eq(col("a.ts") + seconds(5)));
+        assert_eq!(bounds(compared), Some((-10, 5)));
+        assert_eq!(
+            bounds(col("b.ts").between(col("a.ts"), col("a.ts") + seconds(3))),
+            Some((0, 3))
+        );
+    }
+
+    #[test]
+    fn a_strict_bound_is_one_nanosecond_inside() {
+        let predicate = col("b.ts")
+            .gt(col("a.ts"))
+            .and(col("b.ts").lt(col("a.ts") + seconds(1)));
+        let b = within(Some(predicate), &[], [vec![1], vec![1]]).expect("bounds");
+        assert_eq!((b.lower, b.upper), (1, SECOND - 1));
+    }
+
+    #[test]
+    fn one_bound_or_other_columns_are_no_interval() {
+        assert_eq!(bounds(col("b.ts").gt_eq(col("a.ts"))), None);
+        assert_eq!(
+            bounds(col("b.k").between(col("a.k") - lit(1i64), col("a.k") + lit(1i64))),
+            None
+        );
+        let no_time = within(
+            Some(col("b.ts").between(col("a.ts"), col("a.ts"))),
+            &[],
+            [vec![1], vec![]],
+        );
+        assert!(no_time.is_none());
+    }
+
+    #[test]
+    fn equal_time_keys_are_a_zero_wide_interval() {
+        let b = within(None, &[(col("a.ts"), col("b.ts"))], [vec![1], vec![1]]).expect("bounds");
+        assert_eq!((b.lower, b.upper, b.time), (0, 0, [1, 1]));
+        assert!(within(None, &[(col("a.k"), col("b.k"))], [vec![1], vec![1]]).is_none());
+    }
+}
