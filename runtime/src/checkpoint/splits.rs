@@ -102,6 +102,7 @@ mod tests {
             sources: sources
                 .into_iter()
                 .map(|source| SourcePlan {
+                    name: "s".into(),
                     source,
                     event_time: None,
                     before: Vec::new(),
