@@ -545,6 +545,24 @@ async fn grants_and_revokes_decide_what_a_role_may_do_and_survive_a_restart() {
         .await,
         "weir=arwd/weir,alice=ar/weir"
     );
+    // psql's own `\dp` and `\z` (its query reads `pg_attribute.attacl` and
+    // `pg_policy.polroles` as arrays): the grants as Postgres spells them,
+    // one aclitem a line, and a relation without grants empty.
+    if common::have("psql", &["--version"]) {
+        for command in ["\\dp", "\\z"] {
+            let (ok, out) = psql(server.port, "weir", PASSWORD, command);
+            assert!(ok, "{command}: {out}");
+            assert!(
+                out.contains("public|t|table|weir=arwd/weir\nalice=ar/weir||\n"),
+                "{command} shows t's grants: {out}"
+            );
+            assert!(out.contains("public|u|table|||\n"), "{command}: {out}");
+            assert!(out.contains("public|v|view|||\n"), "{command}: {out}");
+            let (ok, out) = psql(server.port, "alice", "alice pw", &format!("{command} mine"));
+            assert!(ok, "{command} mine: {out}");
+            assert_eq!(out, "public|mine|table|||\n", "{command} mine");
+        }
+    }
 
     // After a restart: the same grants, the same owners.
     drop((alice, weir));
