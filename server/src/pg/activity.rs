@@ -59,6 +59,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// The default `query_memory_limit` in bytes (`None`: none).
     pub query_memory_limit: Option<usize>,
+    /// The default `subscribe_slow_client`.
+    pub subscribe_slow_client: crate::config::SlowClient,
 }
 
 /// How often a running statement checks that its client is still there.
