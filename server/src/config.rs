@@ -95,6 +95,12 @@ pub struct ServeArgs {
     /// [default: 1GB].
     #[arg(long, env = "WEIR_QUERY_MEMORY_LIMIT")]
     pub query_memory_limit: Option<String>,
+    /// What a SUBSCRIBE does with a client that stops reading, for every
+    /// session (a session's `SET subscribe_slow_client` wins): `disconnect`
+    /// (53200 once far behind) or `block` (the view's job waits for it)
+    /// [default: disconnect].
+    #[arg(long, env = "WEIR_SUBSCRIBE_SLOW_CLIENT")]
+    pub subscribe_slow_client: Option<String>,
 }
 
 /// The config file's contents; every key optional.
@@ -127,6 +133,7 @@ struct FileConfig {
     statement_timeout: Option<String>,
     max_connections: Option<usize>,
     query_memory_limit: Option<String>,
+    subscribe_slow_client: Option<String>,
 }
 
 /// The resolved configuration.
@@ -265,6 +272,42 @@ pub struct Security {
     pub max_connections: usize,
     /// Every session's default `query_memory_limit` in bytes (`None`: none).
     pub query_memory_limit: Option<usize>,
+    /// Every session's default `subscribe_slow_client`.
+    pub subscribe_slow_client: SlowClient,
+}
+
+/// What a `SUBSCRIBE` does with a client that stops reading (design 0009).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowClient {
+    /// Disconnect it with 53200 once it is far behind; the job goes on.
+    #[default]
+    Disconnect,
+    /// Hold the view's job until the client reads again.
+    Block,
+}
+
+impl SlowClient {
+    /// The setting's value, as `SHOW subscribe_slow_client` prints it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SlowClient::Disconnect => "disconnect",
+            SlowClient::Block => "block",
+        }
+    }
+}
+
+impl std::str::FromStr for SlowClient {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        match text.trim().trim_matches('\'').to_ascii_lowercase().as_str() {
+            "disconnect" => Ok(SlowClient::Disconnect),
+            "block" => Ok(SlowClient::Block),
+            other => anyhow::bail!(
+                "invalid subscribe_slow_client \"{other}\" (write disconnect or block)"
+            ),
+        }
+    }
 }
 
 /// Connections served at once by default (Postgres's default too).
@@ -364,6 +407,14 @@ impl Security {
                     },
                 )?,
                 None => Some(DEFAULT_QUERY_MEMORY_LIMIT),
+            },
+            subscribe_slow_client: match args
+                .subscribe_slow_client
+                .as_ref()
+                .or(file.subscribe_slow_client.as_ref())
+            {
+                Some(text) => text.parse()?,
+                None => SlowClient::Disconnect,
             },
         })
     }
@@ -538,6 +589,33 @@ mod tests {
         })
         .expect_err("bad format");
         assert!(format!("{err:#}").contains("log_format"), "{err:#}");
+    }
+
+    #[test]
+    fn subscribe_slow_client_comes_from_flag_or_file_and_is_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, "subscribe_slow_client = \"block\"\n").expect("write");
+        let from_file = |flag: Option<&str>| {
+            Config::resolve(ServeArgs {
+                config: Some(path.clone()),
+                subscribe_slow_client: flag.map(str::to_string),
+                ..Default::default()
+            })
+        };
+        let policy = |c: Config| c.security.subscribe_slow_client;
+        assert_eq!(policy(from_file(None).expect("file")), SlowClient::Block);
+        assert_eq!(
+            policy(from_file(Some("disconnect")).expect("flag")),
+            SlowClient::Disconnect
+        );
+        let err = from_file(Some("wait")).expect_err("bad policy");
+        assert!(
+            format!("{err:#}").contains("subscribe_slow_client"),
+            "{err:#}"
+        );
+        let default = Config::resolve(ServeArgs::default()).expect("defaults");
+        assert_eq!(policy(default), SlowClient::Disconnect);
     }
 
     #[test]

@@ -6,6 +6,15 @@
 //! says it is done, or the open block's. A bad row, a dropped connection or
 //! a crash before then leaves nothing. `statements::dml::copy_from` checks
 //! the table and columns and starts one; the protocol handler feeds it.
+//!
+//! A COPY is one statement from its `COPY` to the client's CopyDone, and is
+//! stopped as any other (CancelRequest, `statement_timeout`, the client
+//! gone: [`Running`]) while its data arrives and while it finishes. Its
+//! own transaction commits only if the statement's gate lets it
+//! (`session::gate`): one stopped first rolls back and reports 57014, and
+//! one whose commit began reports success. All or nothing either way.
+
+use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use weir_connectors::copy_format::{CopyOptions, CopyReader, CopyTarget, Run};
@@ -14,6 +23,8 @@ use weir_connectors::table_store::txn::SharedTransaction;
 use weir_runtime::Executor;
 
 use crate::error::{Result, ServerError};
+use crate::pg::activity::Running;
+use crate::session::gate::StatementGate;
 
 /// Runs parsed ahead of the ones being received: enough to keep a worker
 /// busy while the connection reads, few enough to bound memory.
@@ -24,10 +35,90 @@ const PARSE_AHEAD: usize = 2;
 /// cheap per row, small enough that a COPY holds little beside the table.
 const CHUNK_BYTES: usize = 8 << 20;
 
-/// A `COPY FROM STDIN` in progress: data is cut into runs of whole records,
-/// parsed on the workers while more arrives, and written in chunks, in one
-/// transaction.
+/// A `COPY FROM STDIN` in progress, and the statement that stops it.
 pub struct CopyIn {
+    copying: Copying,
+    /// The COPY statement's stop (cancel, timeout, client gone) and gate;
+    /// `None` for a session with no connection.
+    running: Option<Running>,
+}
+
+impl CopyIn {
+    /// A COPY of rows in `options`' format into `target`'s columns of
+    /// `table`, parsed and inserted on `executor`'s threads, in `txn`
+    /// (committed at the end when `autocommit`).
+    pub fn new(
+        executor: Executor,
+        options: CopyOptions,
+        target: CopyTarget,
+        table: OwnedTable,
+        txn: SharedTransaction,
+        autocommit: bool,
+    ) -> Self {
+        Self {
+            copying: Copying {
+                executor,
+                reader: CopyReader::new(options.clone()),
+                options,
+                target,
+                table,
+                parsing: std::collections::VecDeque::new(),
+                batches: Vec::new(),
+                bytes: 0,
+                rows: 0,
+                txn,
+                autocommit,
+                error: None,
+            },
+            running: None,
+        }
+    }
+
+    /// The number of columns the data has.
+    pub fn columns(&self) -> usize {
+        self.copying.target.columns.len()
+    }
+
+    /// The COPY statement goes on while its data arrives: `running` stops
+    /// it (see the module docs).
+    pub fn stopped_by(&mut self, running: Running) {
+        self.running = Some(running);
+    }
+
+    /// Take one CopyData message. An error: the statement was stopped
+    /// (57014, or 08006 when the client is gone); drop the COPY, which
+    /// rolls its own transaction back.
+    pub async fn data(&mut self, bytes: &[u8]) -> Result<()> {
+        let copying = &mut self.copying;
+        let work = async move {
+            copying.data(bytes).await;
+            Ok(())
+        };
+        match &mut self.running {
+            Some(running) => running.run(work).await,
+            None => work.await,
+        }
+    }
+
+    /// CopyDone: parse the rest, write it, commit (the COPY's own
+    /// transaction, if the statement was not stopped first); the row count.
+    /// On an error the transaction goes with `self`: rolled back when it
+    /// was the COPY's own.
+    pub async fn finish(self) -> Result<usize> {
+        match self.running {
+            Some(mut running) => {
+                let gate = running.gate();
+                running.run(self.copying.finish(Some(gate))).await
+            }
+            None => self.copying.finish(None).await,
+        }
+    }
+}
+
+/// The COPY's data and transaction: data is cut into runs of whole
+/// records, parsed on the workers while more arrives, and written in
+/// chunks, in one transaction.
+struct Copying {
     executor: Executor,
     reader: CopyReader,
     options: CopyOptions,
@@ -48,41 +139,8 @@ pub struct CopyIn {
     error: Option<ServerError>,
 }
 
-impl CopyIn {
-    /// A COPY of rows in `options`' format into `target`'s columns of
-    /// `table`, parsed and inserted on `executor`'s threads, in `txn`
-    /// (committed at the end when `autocommit`).
-    pub fn new(
-        executor: Executor,
-        options: CopyOptions,
-        target: CopyTarget,
-        table: OwnedTable,
-        txn: SharedTransaction,
-        autocommit: bool,
-    ) -> Self {
-        Self {
-            executor,
-            reader: CopyReader::new(options.clone()),
-            options,
-            target,
-            table,
-            parsing: std::collections::VecDeque::new(),
-            batches: Vec::new(),
-            bytes: 0,
-            rows: 0,
-            txn,
-            autocommit,
-            error: None,
-        }
-    }
-
-    /// The number of columns the data has.
-    pub fn columns(&self) -> usize {
-        self.target.columns.len()
-    }
-
-    /// Take one CopyData message.
-    pub async fn data(&mut self, bytes: &[u8]) {
+impl Copying {
+    async fn data(&mut self, bytes: &[u8]) {
         if self.error.is_some() {
             return;
         }
@@ -97,10 +155,9 @@ impl CopyIn {
         }
     }
 
-    /// CopyDone: parse the rest, write it, commit (the COPY's own
-    /// transaction); the row count. On an error the transaction goes with
-    /// `self`: rolled back when it was the COPY's own.
-    pub async fn finish(mut self) -> Result<usize> {
+    /// Parse and write the rest, then commit the COPY's own transaction if
+    /// `gate` (the statement's) lets it: a COPY stopped first rolls back.
+    async fn finish(mut self, gate: Option<Arc<StatementGate>>) -> Result<usize> {
         if self.error.is_none()
             && let Some(run) = self.reader.finish()
         {
@@ -114,6 +171,10 @@ impl CopyIn {
             return Err(err);
         }
         if self.autocommit {
+            if gate.is_some_and(|gate| !gate.commit()) {
+                self.txn.rollback().await;
+                return Err(ServerError::QueryCanceled);
+            }
             self.txn.commit().await?;
         }
         Ok(self.rows as usize)

@@ -80,6 +80,9 @@ async fn run(
         WeirStatement::Query(mut statement) => {
             may.query(&statement)?;
             crate::pg_functions::substitute_session(&mut statement, session, sql)?;
+            if sql.to_ascii_lowercase().contains("pg_policy") {
+                crate::pg_catalog::policy_queries(&mut statement);
+            }
             if sql.to_ascii_lowercase().contains("current_setting") {
                 weir_planner::compat::substitute_settings(&mut statement, |name| {
                     session.get(name)

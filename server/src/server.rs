@@ -150,6 +150,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         statement_timeout: config.security.statement_timeout,
         max_connections: config.security.max_connections,
         query_memory_limit: config.security.query_memory_limit,
+        subscribe_slow_client: config.security.subscribe_slow_client,
     });
     let handlers = Arc::new(WeirHandlers::new(
         engine.clone(),

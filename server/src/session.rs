@@ -171,7 +171,8 @@ const SETTINGS: &[(&str, &str, bool, &str)] = &[
     ),
     // What a SUBSCRIBE whose client stops reading does (design 0009):
     // `disconnect` (53200 once 4,096 batches behind) or `block` (the view's
-    // job waits for it).
+    // job waits for it). Its default is the server's
+    // (`subscribe_slow_client` in the config): see `Session::get`.
     (
         "subscribe_slow_client",
         "disconnect",
@@ -458,10 +459,18 @@ impl Session {
         }
         let value = match value {
             Some(v) => normalize_value(&name, v)?,
-            None => {
+            // RESET: back to the default, the server's where it has one
+            // (`query_memory_limit`, `subscribe_slow_client`), as `get`
+            // finds it with no override.
+            None if known.is_some() => {
                 self.overrides.lock().remove(&name);
-                known.map(|k| k.1.to_string()).unwrap_or_default()
+                let value = self.get(&name)?;
+                return Ok(known.filter(|k| k.2).map(|_| ReportedChange {
+                    name: reported_name(&name).to_string(),
+                    value,
+                }));
             }
+            None => String::new(),
         };
         self.overrides.lock().insert(name.clone(), value.clone());
         Ok(known.filter(|k| k.2).map(|_| ReportedChange {
@@ -485,6 +494,9 @@ impl Session {
             return Ok(crate::datafusion_context::format_memory_limit(
                 default_query_memory_limit(),
             ));
+        }
+        if name == "subscribe_slow_client" {
+            return Ok(default_slow_client().name().to_string());
         }
         SETTINGS
             .iter()
@@ -525,6 +537,14 @@ fn default_query_memory_limit() -> Option<usize> {
         Some(activity) => activity.limits.query_memory_limit,
         None => Some(crate::config::DEFAULT_QUERY_MEMORY_LIMIT),
     }
+}
+
+/// The server's `subscribe_slow_client` (`disconnect` where no server runs
+/// in this process).
+fn default_slow_client() -> crate::config::SlowClient {
+    crate::pg::activity::Activity::current().map_or_else(Default::default, |activity| {
+        activity.limits.subscribe_slow_client
+    })
 }
 
 fn canonical_name(name: &str) -> String {

@@ -3,7 +3,9 @@
 //! count stops growing while the stream could go on), the server's memory
 //! stays flat meanwhile, and closing the client releases the job. The
 //! client is a raw socket that sends its queries and then never reads, so
-//! nothing on the client side buffers for it.
+//! nothing on the client side buffers for it. The policy is the server's,
+//! from its config file's `subscribe_slow_client` key: the subscriber's new
+//! session has it without a `SET`.
 
 mod common;
 
@@ -21,8 +23,10 @@ fn message(tag: u8, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Read until ReadyForQuery ('Z'), failing on an ErrorResponse ('E').
-fn until_ready(socket: &mut TcpStream) {
+/// Read until ReadyForQuery ('Z'), failing on an ErrorResponse ('E'); the
+/// first column of each DataRow ('D') on the way.
+fn until_ready(socket: &mut TcpStream) -> Vec<String> {
+    let mut values = Vec::new();
     loop {
         let mut head = [0u8; 5];
         socket.read_exact(&mut head).expect("message head");
@@ -30,14 +34,19 @@ fn until_ready(socket: &mut TcpStream) {
         let mut body = vec![0u8; len - 4];
         socket.read_exact(&mut body).expect("message body");
         assert_ne!(head[0], b'E', "error: {}", String::from_utf8_lossy(&body));
+        if head[0] == b'D' {
+            // Column count (2 bytes), then the first value's length and bytes.
+            let value_len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]) as usize;
+            values.push(String::from_utf8_lossy(&body[6..6 + value_len]).into_owned());
+        }
         if head[0] == b'Z' {
-            return;
+            return values;
         }
     }
 }
 
-/// A connection (trust) that subscribes to `view` with the block policy
-/// and will never read again.
+/// A connection (trust) that subscribes to `view` with the server's
+/// policy, which must be `block`, and will never read again.
 fn silent_subscriber(port: u16, view: &str) -> TcpStream {
     let mut socket = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let mut startup = Vec::new();
@@ -48,9 +57,13 @@ fn silent_subscriber(port: u16, view: &str) -> TcpStream {
     socket.write_all(&packet).expect("startup");
     until_ready(&mut socket);
     socket
-        .write_all(&message(b'Q', b"SET subscribe_slow_client = 'block'\0"))
-        .expect("set");
-    until_ready(&mut socket);
+        .write_all(&message(b'Q', b"SHOW subscribe_slow_client\0"))
+        .expect("show");
+    assert_eq!(
+        until_ready(&mut socket),
+        vec!["block".to_string()],
+        "a new session has the server's policy"
+    );
     socket
         .write_all(&message(b'Q', format!("SUBSCRIBE TO {view}\0").as_bytes()))
         .expect("subscribe");
@@ -77,6 +90,14 @@ fn rss_kb(data_dir: &std::path::Path) -> u64 {
         }
     }
     panic!("no weir process for {needle}");
+}
+
+async fn policy(client: &tokio_postgres::Client) -> String {
+    client
+        .query_one("SHOW subscribe_slow_client", &[])
+        .await
+        .expect("show")
+        .get(0)
 }
 
 async fn view_rows(client: &tokio_postgres::Client) -> i64 {
@@ -110,8 +131,24 @@ async fn settled(client: &tokio_postgres::Client) -> i64 {
 async fn a_subscriber_that_never_reads_holds_the_job_and_not_the_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let server = WeirProcess::start(&data);
+    // The server-wide default, from the config file.
+    let config = dir.path().join("weir.toml");
+    std::fs::write(&config, "subscribe_slow_client = \"block\"\n").expect("config");
+    let config = config.to_string_lossy().to_string();
+    let server = WeirProcess::start_with(&data, &["--config", &config], &[]);
     let client = common::connect(&server).await;
+    // A session's SET wins over it, and SET .. TO DEFAULT goes back to it.
+    assert_eq!(policy(&client).await, "block");
+    client
+        .batch_execute("SET subscribe_slow_client = 'disconnect'")
+        .await
+        .expect("set");
+    assert_eq!(policy(&client).await, "disconnect");
+    client
+        .batch_execute("SET subscribe_slow_client TO DEFAULT")
+        .await
+        .expect("set to default");
+    assert_eq!(policy(&client).await, "block");
     client
         .batch_execute(
             "CREATE STREAM ev (id BIGINT, pad TEXT) WITH (connector = 'datagen', \
@@ -147,4 +184,19 @@ async fn a_subscriber_that_never_reads_holds_the_job_and_not_the_memory() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The setting is in `weir serve --help` with its variable, as the CLI
+/// contract has every config key.
+#[test]
+fn serve_help_lists_the_slow_client_policy() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("weir serve --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--subscribe-slow-client") && help.contains("WEIR_SUBSCRIBE_SLOW_CLIENT"),
+        "{help}"
+    );
 }

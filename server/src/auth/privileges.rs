@@ -8,7 +8,11 @@
 //!   subqueries, CTE bodies); a view needs SELECT on the view only, since
 //!   whoever created it needed SELECT on what it reads;
 //! - INSERT / UPDATE / DELETE and COPY FROM need that privilege on their
-//!   table, and SELECT on any other relation they read;
+//!   table, and SELECT on any other relation they read; as in Postgres, a
+//!   write that reads its own table's columns (a WHERE, a RETURNING, a SET
+//!   expression that names a column) needs SELECT on it too, so that
+//!   `UPDATE t SET a = 1` takes UPDATE alone but `DELETE .. WHERE` cannot
+//!   probe rows one may not read;
 //! - CREATE of any object needs `CREATE ON SCHEMA public`, and a view,
 //!   materialized view or sink also SELECT on what it reads: otherwise a
 //!   view of one's own would read a table one may not;
@@ -76,6 +80,9 @@ impl<'a> Checker<'a> {
             DmlKind::Delete => TablePrivilege::Delete,
         };
         self.require(&dml.table, privilege)?;
+        if reads_own_columns(&dml.statement) {
+            self.require(&dml.table, TablePrivilege::Select)?;
+        }
         self.select_all(&relations(&dml.statement)?, Some(&dml.table))
     }
 
@@ -310,6 +317,33 @@ pub fn denied(kind: ObjectKind, name: &str) -> ServerError {
     }
 }
 
+/// Does a write read its own table's columns: a WHERE, a RETURNING, or
+/// an UPDATE's SET expression that names a column? Postgres asks SELECT on
+/// the columns read; Weir has no column privileges, so on the table. A
+/// name inside a SET expression's subquery counts too (it may be the
+/// target's, correlated): stricter than Postgres there, never looser.
+fn reads_own_columns(statement: &Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::{Expr, visit_expressions};
+    use std::ops::ControlFlow;
+    let names_a_column = |expr: &Expr| {
+        visit_expressions(expr, |e| match e {
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        })
+        .is_break()
+    };
+    match statement {
+        Statement::Update(update) => {
+            update.selection.is_some()
+                || update.returning.is_some()
+                || update.assignments.iter().any(|a| names_a_column(&a.value))
+        }
+        Statement::Delete(delete) => delete.selection.is_some() || delete.returning.is_some(),
+        Statement::Insert(insert) => insert.returning.is_some(),
+        _ => false,
+    }
+}
+
 /// The relations `statement` names, normalized as the catalog's names are:
 /// without CTE names, and without those of other schemas (`pg_catalog`,
 /// `information_schema`: readable by every role, as in Postgres).
@@ -325,4 +359,35 @@ fn relations(statement: &Statement) -> Result<Vec<String>> {
         })
         .map(|t| t.table().to_string())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn reads(sql: &str) -> bool {
+        let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .expect("parse")
+            .remove(0);
+        reads_own_columns(&statement)
+    }
+
+    #[test]
+    fn writes_that_read_columns_are_those_that_need_select() {
+        assert!(!reads("UPDATE t SET a = 1"));
+        assert!(!reads("UPDATE t SET a = 1 + 2, b = 'x'"));
+        assert!(!reads("DELETE FROM t"));
+        assert!(!reads("INSERT INTO t VALUES (1)"));
+        assert!(reads("UPDATE t SET a = a + 1"));
+        assert!(reads("UPDATE t SET a = 1 WHERE b = 2"));
+        assert!(reads("UPDATE t SET a = 1 RETURNING a"));
+        assert!(reads(
+            "UPDATE t SET a = (SELECT max(x) FROM u WHERE u.y = t.b)"
+        ));
+        assert!(reads("DELETE FROM t WHERE a = 3"));
+        assert!(reads("DELETE FROM t RETURNING *"));
+        assert!(reads("INSERT INTO t VALUES (1) RETURNING a"));
+    }
 }

@@ -59,6 +59,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// The default `query_memory_limit` in bytes (`None`: none).
     pub query_memory_limit: Option<usize>,
+    /// The default `subscribe_slow_client`.
+    pub subscribe_slow_client: crate::config::SlowClient,
 }
 
 /// How often a running statement checks that its client is still there.
@@ -363,12 +365,20 @@ impl Drop for Running {
 }
 
 impl Running {
-    /// Run `work`, unless the statement is stopped first.
+    /// Run `work`, unless the statement is stopped first. A stop already
+    /// decided (a CancelRequest between two COPY messages) wins over work
+    /// that could go on.
     pub async fn run<T>(&mut self, work: impl Future<Output = Result<T>>) -> Result<T> {
         tokio::select! {
-            result = work => result,
+            biased;
             err = &mut self.stop => Err(err),
+            result = work => result,
         }
+    }
+
+    /// The statement's gate, which its worker asks before committing.
+    pub fn gate(&self) -> Arc<StatementGate> {
+        self.gate.clone()
     }
 
     /// The statement's output, its rows ending with 57014 if it is stopped
@@ -392,6 +402,12 @@ impl Running {
                 warning,
                 output: Box::new(self.guard(*output)),
             },
+            // The COPY goes on while its data arrives, and stops as the
+            // statement it is (`copy_in`).
+            Output::CopyIn(mut copy) => {
+                copy.stopped_by(self);
+                Output::CopyIn(copy)
+            }
             other => other,
         }
     }

@@ -141,7 +141,16 @@ impl CopyHandler for PgService {
         // across an await.
         let copy = slot.0.lock().take();
         if let Some(mut copy) = copy {
-            copy.data(&copy_data.data).await;
+            if let Err(err) = copy.data(&copy_data.data).await {
+                // Stopped (cancel, timeout, client gone): dropping the COPY
+                // rolls its own transaction back, and a block it ran in is
+                // aborted. pgwire then drops the rest of the client's COPY
+                // messages, as Postgres does after an error.
+                drop(copy);
+                self.engine.record_error(err.sqlstate());
+                super::handler::session_of(client).statement_failed();
+                return Err(err.into());
+            }
             *slot.0.lock() = Some(copy);
         }
         Ok(())

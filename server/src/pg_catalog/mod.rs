@@ -17,20 +17,26 @@
 //!   `indkey` / `conkey` as arrays (the exported rows held them as text,
 //!   so subscripts, `ANY` and `unnest` over them failed);
 //! - `pg_matviews`: one row per materialized view;
-//! - `pg_stat_activity`: one row per connected backend.
+//! - `pg_stat_activity`: one row per connected backend;
+//! - `pg_attribute.attacl` and `pg_policy.polroles` as the arrays Postgres
+//!   has (`arrays`), which psql's `\dp` reads;
+//! - `pg_policy`: empty, Weir has no row security policies (`policies`).
 //!
 //! `pg_get_indexdef` and `pg_get_constraintdef` describe those keys.
 
 mod activity;
+mod arrays;
 mod columns;
 mod functions;
 mod objects;
+mod policies;
 
 use columns::*;
 pub use functions::register_functions;
 use objects::*;
 pub use objects::{KeyDefinition, KeyDefinitions};
 pub(crate) use objects::{PrimaryKey, primary_keys};
+pub use policies::policy_queries;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -140,6 +146,8 @@ impl SchemaProvider for PgCatalog {
             "pg_matviews" => Derived::MatViews,
             "pg_settings" => Derived::Settings,
             "pg_stat_activity" => Derived::StatActivity,
+            "pg_attribute" => Derived::Arrays("pg_attribute"),
+            "pg_policy" => Derived::Policy,
             _ => return self.shared.inner.table(name).await,
         };
         let schema = match derived {
@@ -152,6 +160,14 @@ impl SchemaProvider for PgCatalog {
             Derived::Index => pg_index_schema(),
             Derived::Constraint => pg_constraint_schema(),
             Derived::StatActivity => activity::pg_stat_activity_schema(),
+            Derived::Policy => match self.shared.inner.table("pg_policy").await? {
+                Some(inner) => arrays::with_array_columns("pg_policy", inner.schema()),
+                None => return Ok(None),
+            },
+            Derived::Arrays(table) => match self.shared.inner.table(table).await? {
+                Some(inner) => arrays::with_array_columns(table, inner.schema()),
+                None => return Ok(None),
+            },
         };
         Ok(Some(Arc::new(DerivedTable {
             derived,
@@ -173,6 +189,9 @@ pub(super) enum Derived {
     MatViews,
     Settings,
     StatActivity,
+    /// A table of the crate's whose text array columns become lists.
+    Arrays(&'static str),
+    Policy,
 }
 
 /// A catalog table computed when scanned (catalogs are small: a row per
@@ -226,6 +245,11 @@ impl TableProvider for DerivedTable {
             Derived::MatViews => objects().await?.pg_matviews(&self.schema)?,
             Derived::Settings => pg_settings(&self.schema)?,
             Derived::StatActivity => activity::pg_stat_activity(&self.schema)?,
+            Derived::Policy => policies::pg_policy(&self.schema)?,
+            Derived::Arrays(table) => {
+                let rows = scan_whole(self.shared.inner.as_ref(), table, state).await?;
+                arrays::array_rows(table, &rows, &self.schema)?
+            }
         };
         MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
             .scan(state, projection, filters, limit)
