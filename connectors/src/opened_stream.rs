@@ -136,21 +136,18 @@ impl SourceFactory for ScanSources {
             state.task_ctx(),
             self.bounded,
             self.description.clone(),
-            None,
         ))
     }
 }
 
 /// A source reading the partitions of `plan` (a scan of a table of
-/// `schema`), whose readers report how far they are through its files to
-/// `read` when the scan counts them.
+/// `schema`).
 pub fn scan_source(
     schema: SchemaRef,
     plan: Arc<dyn ExecutionPlan>,
     task: Arc<TaskContext>,
     bounded: bool,
     description: String,
-    read: Option<Arc<ReadCounter>>,
 ) -> Arc<dyn Source> {
     Arc::new(ScanSource {
         schema,
@@ -159,19 +156,19 @@ pub fn scan_source(
         task,
         bounded,
         description,
-        read,
     })
 }
 
-/// How far one source's readers are through its files: bytes fetched and
-/// files read to their end, of what was listed when the source was made.
-/// The file scan's readers bump it (a relaxed add per chunk fetched); the
-/// job's progress reads it (`SHOW JOBS`' `progress`).
+/// How far one file source's readers are through its files: bytes fetched
+/// and files read to their end, of what the source was dealt. The file
+/// readers bump it (a relaxed add per chunk fetched); the job's progress
+/// reads it (`SHOW JOBS`' `progress`).
 ///
-/// Bytes are counted as fetched, so a reader reopened at a checkpoint's
-/// row position counts again the bytes it skips: the figure says how much
-/// of the input this run has been through, and reaches the total at the
-/// end either way.
+/// A restored source starts it at what its checkpoint's partitions had
+/// done (files and bytes of the files they had read whole). Bytes are
+/// counted as fetched, so the file a restored partition reopens counts
+/// again the bytes it skips: the figure reaches the total at the end
+/// either way.
 ///
 /// Rows are counted by position instead: each partition's reader sets how
 /// many rows of its partition it is past (skipped ones included), so the
@@ -211,7 +208,7 @@ impl ReadCounter {
     }
 
     /// Partition `partition` is past its first `rows` rows.
-    fn rows_at(&self, partition: usize, rows: u64) {
+    pub(crate) fn rows_at(&self, partition: usize, rows: u64) {
         let mut at = self.rows_at.lock();
         if at.len() <= partition {
             at.resize(partition + 1, 0);
@@ -241,8 +238,6 @@ struct ScanSource {
     task: Arc<TaskContext>,
     bounded: bool,
     description: String,
-    /// What its readers fetched of its files, when the scan counts it.
-    read: Option<Arc<ReadCounter>>,
 }
 
 impl Source for ScanSource {
@@ -268,16 +263,11 @@ impl Source for ScanSource {
             stream,
             skip: from.map_or(0, |p| p.0),
             read: 0,
-            counter: self.read.clone().map(|c| (c, partition)),
         }))
     }
 
     fn describe(&self) -> String {
         format!("{}, {} partition(s)", self.description, self.partitions)
-    }
-
-    fn read_progress(&self) -> Option<ReadProgress> {
-        self.read.as_ref().map(|r| r.progress())
     }
 }
 
@@ -287,9 +277,6 @@ pub(crate) struct RowCountReader {
     stream: SendableRecordBatchStream,
     skip: u64,
     read: u64,
-    /// Where it reports its position for the job's progress, as partition
-    /// `.1`.
-    counter: Option<(Arc<ReadCounter>, usize)>,
 }
 
 impl RowCountReader {
@@ -299,7 +286,6 @@ impl RowCountReader {
             stream,
             skip: 0,
             read: from,
-            counter: None,
         }
     }
 }
@@ -314,9 +300,6 @@ impl SourceReader for RowCountReader {
             };
             let rows = batch.num_rows() as u64;
             self.read += rows;
-            if let Some((counter, partition)) = &self.counter {
-                counter.rows_at(*partition, self.read);
-            }
             if self.skip >= rows {
                 self.skip -= rows;
                 continue;

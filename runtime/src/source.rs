@@ -5,11 +5,20 @@
 //! can record it and recovery can reopen the partition where it stopped:
 //! a row count for files, a sequence number for generators, an offset for
 //! Kafka.
+//!
+//! A source whose input is a set of pieces it deals to its partitions (a
+//! file stream's files) also records, per partition, the [`Splits`] it
+//! still has to read: a restore then reads exactly those, whatever the
+//! input holds by then, and a row count always points into the file it
+//! was counted in (design 0015).
+
+use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use datafusion::common::Result;
+use datafusion::common::{Result, not_impl_err};
+use serde::{Deserialize, Serialize};
 
 /// Where a partition's reader is: what comes next. Opaque to the runtime,
 /// meaningful to the source that made it.
@@ -82,6 +91,67 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn read_progress(&self) -> Option<ReadProgress> {
         None
     }
+    /// The same source with its partitions reading exactly `splits`, one
+    /// per partition, as a checkpoint recorded them ([`SourceReader::splits`]):
+    /// partition `p` reads `splits[p].remaining`, and a position given to
+    /// [`Self::open`] counts the rows of `splits[p]`'s done splits too.
+    /// Only a source whose readers report splits is asked.
+    ///
+    /// # Correctness
+    /// The restored source must not list its input again: a file removed
+    /// or added since the checkpoint would deal the others differently, and
+    /// the recorded positions would point into the wrong files.
+    fn with_splits(&self, _splits: Vec<Splits>) -> Result<Arc<dyn Source>> {
+        not_impl_err!(
+            "{} cannot restore a checkpoint that recorded its splits",
+            self.describe()
+        )
+    }
+}
+
+/// One piece of a source's input that one partition reads whole, from its
+/// start to its end: a file, for the file connector (Flink's source split).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// What to read, as its source names it (a file's path in its object
+    /// store).
+    pub id: String,
+    /// Its size in bytes when it was listed (for progress, and to read a
+    /// Parquet footer); 0 when unknown.
+    pub bytes: u64,
+    /// The rows it holds, where the source knows without reading them
+    /// (Parquet footers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+}
+
+/// What a source partition still reads, by splits, after the last batch
+/// it returned: recorded in each checkpoint beside its position.
+///
+/// Splits read to their end are only counted, not named, so a file read
+/// whole and removed since is never opened again, and a checkpoint's size
+/// shrinks as the job goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Splits {
+    /// The splits still to read, in order: the partition's position is in
+    /// the first.
+    pub remaining: Vec<Split>,
+    /// How many splits it read to their end before them.
+    pub done: u64,
+    /// Their rows: the partition's position where `remaining[0]` starts.
+    pub done_rows: u64,
+    /// Their bytes, as listed.
+    pub done_bytes: u64,
+}
+
+impl Splits {
+    /// Nothing read yet of `remaining`.
+    pub fn fresh(remaining: Vec<Split>) -> Self {
+        Self {
+            remaining,
+            ..Default::default()
+        }
+    }
 }
 
 /// How far a bounded source is through its files: by bytes and files
@@ -128,4 +198,15 @@ pub trait SourceReader: Send {
     async fn next_batch(&mut self) -> Option<Result<RecordBatch>>;
     /// The position after the last batch returned.
     fn position(&self) -> SourcePosition;
+    /// The splits the partition still reads after the last batch returned
+    /// (see [`Source::with_splits`]); `None` for a source without splits,
+    /// whose position says all (generators, Kafka).
+    ///
+    /// # Correctness
+    /// A split whose last row was returned is done as soon as that batch
+    /// is: a checkpoint taken then must not name it, so that its file may
+    /// go away.
+    fn splits(&self) -> Option<Splits> {
+        None
+    }
 }

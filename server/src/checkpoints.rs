@@ -150,7 +150,7 @@ pub async fn for_job(
                     job = name,
                     "the latest checkpoint is of another plan; starting fresh"
                 );
-            } else if resumes(name, &manifest, plan) {
+            } else if resumes(name, &manifest, plan).map_err(io)? {
                 let epoch = manifest.epoch;
                 restored = Some(store.load(manifest).await.map_err(io)?);
                 info!(job = name, epoch, "restoring from checkpoint");
@@ -172,12 +172,15 @@ pub async fn for_job(
 /// Can `manifest`'s source positions restore into `plan`? Each recorded
 /// partition must still be in the plan (partitions gained since start
 /// afresh; a source that lost some cannot restore) and still readable from
-/// where it was (not compacted away). Says why not in the log.
+/// where it was (not compacted away). A source that recorded its splits (a
+/// file stream) is judged as the job will run it: re-made to read those.
+/// Says why not in the log.
 fn resumes(
     name: &str,
     manifest: &weir_runtime::checkpoint::Manifest,
     plan: &weir_runtime::plan::StreamPlan,
-) -> bool {
+) -> datafusion::error::Result<bool> {
+    let plan = &manifest.splits_restored(plan.clone())?;
     let sources = plan.partitions();
     let Some(at) = manifest.partitions_in(&plan.partition_keys()) else {
         warn!(
@@ -186,7 +189,7 @@ fn resumes(
             now = sources.len(),
             "the source's partitions changed; starting fresh"
         );
-        return false;
+        return Ok(false);
     };
     let compacted = at.iter().zip(&manifest.sources).position(|(&at, state)| {
         let (source, p) = &sources[at];
@@ -198,9 +201,9 @@ fn resumes(
             partition,
             "the source can no longer resume from the latest checkpoint (its history was compacted); starting fresh"
         );
-        return false;
+        return Ok(false);
     }
-    true
+    Ok(true)
 }
 
 /// The latest complete checkpoint of job `name`: (epoch, written at, ms

@@ -14,6 +14,9 @@
 //! - [`scan`]: CSV and JSON-lines files read record by record ([`records`]
 //!   cuts them, [`decode`] decodes them), bad records handled by the
 //!   `on_error` policy ([`bad_rows`]).
+//! - `splits`: a stream's job reads its files as splits, listed once and
+//!   recorded in its checkpoints, so that a restore reads what the job
+//!   started with (design 0015).
 //! - [`sink`]: a view's rows written to files, exactly once.
 
 use std::sync::Arc;
@@ -27,12 +30,14 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::error::DataFusionError;
 use futures::TryStreamExt;
 use weir_runtime::metrics::RuntimeMetrics;
-use weir_runtime::source::Source;
+use weir_runtime::source::{Source, Split};
 
 use crate::error::{ConnectorError, Result};
-use crate::opened_stream::{OpenedStream, ReadCounter, SourceFactory, scan_source};
+use crate::opened_stream::{OpenedStream, SourceFactory};
 use crate::options::{ConnectorOptions, OnError};
 use crate::registry::{Connector, Opening, OptionSpec, Role};
 
@@ -41,6 +46,7 @@ pub mod decode;
 pub mod records;
 pub mod scan;
 pub mod sink;
+mod splits;
 
 /// The name of the file connector in `WITH (connector = 'file')`.
 pub const CONNECTOR: &str = "file";
@@ -240,13 +246,15 @@ pub fn observe_table(table: &dyn TableProvider, name: &str, metrics: &RuntimeMet
     }
 }
 
-/// A file stream's sources: scans of its table (as every bounded stream's),
-/// whose bad records are counted as the stream's, and whose readers report
-/// how far they are for the job's progress: bytes and files (CSV, JSON),
-/// rows of the total the Parquet footers give.
+/// A file stream's sources: its files listed when a job starts and dealt
+/// to partitions as splits ([`splits`]), whose bad records are counted as
+/// the stream's, and whose readers report how far they are for the job's
+/// progress: bytes and files (CSV, JSON), rows of the total the Parquet
+/// footers give.
 #[derive(Debug)]
 struct FileSources {
-    scanning: OpenedStream,
+    table: Arc<dyn TableProvider>,
+    format: FileFormatKind,
     /// The sources' line in EXPLAIN.
     description: String,
 }
@@ -254,67 +262,80 @@ struct FileSources {
 #[async_trait::async_trait]
 impl SourceFactory for FileSources {
     async fn source(&self, state: &dyn Session) -> Result<Arc<dyn Source>> {
-        let table = self.scanning.table();
-        let read = Arc::new(ReadCounter::default());
-        let plan = match table.downcast_ref::<scan::CheckedFiles>() {
-            Some(files) => {
-                files
-                    .scan_counted(state, None, None, Some(read.clone()))
-                    .await?
-            }
+        let partitions = state.config().target_partitions();
+        let (scan, assigned, counting) = match self.table.downcast_ref::<scan::CheckedFiles>() {
+            Some(files) => (
+                files.split_scan(state)?,
+                splits::deal(
+                    files.splits(state).await?,
+                    partitions,
+                    splits::Dealing::RoundRobin,
+                ),
+                splits::Counting::Bytes,
+            ),
             None => {
-                // Parquet: DataFusion's listing table reads it, fetching
-                // only the columns and row groups it needs, so bytes
-                // fetched say little; its footers say how many rows the
-                // files hold, which is the progress to show instead.
-                if let Some(rows) = footer_rows(state, table.as_ref()).await? {
-                    read.rows_listed(rows);
-                }
-                table.scan(state, None, &[], None).await?
+                let Some(listing) = self.table.downcast_ref::<ListingTable>() else {
+                    return Err(DataFusionError::Internal(format!(
+                        "{} is not over a listing table",
+                        self.description
+                    ))
+                    .into());
+                };
+                let (scan, files) = parquet_splits(state, listing, self.format).await?;
+                (
+                    scan,
+                    splits::deal(files, partitions, splits::Dealing::Runs),
+                    splits::Counting::Rows,
+                )
             }
         };
-        Ok(scan_source(
-            table.schema(),
-            plan,
+        Ok(Arc::new(splits::SplitSource::new(
+            self.table.schema(),
+            scan,
+            assigned,
             state.task_ctx(),
-            true,
             self.description.clone(),
-            Some(read),
-        ))
+            counting,
+        )))
     }
 
     fn observe(&mut self, stream: &str, metrics: &RuntimeMetrics) {
-        observe_table(self.scanning.table().as_ref(), stream, metrics);
+        observe_table(self.table.as_ref(), stream, metrics);
     }
 }
 
-/// The rows a Parquet listing table's files hold, as their footers say
-/// (one small read per file, no row read); `None` for another table.
-async fn footer_rows(state: &dyn Session, table: &dyn TableProvider) -> Result<Option<u64>> {
-    let Some(listing) = table.downcast_ref::<ListingTable>() else {
-        return Ok(None);
-    };
+/// How a job reads a Parquet listing table's files one at a time, and the
+/// files, listed now in path order, with the rows their footers say they
+/// hold (one small read per file, no row read).
+async fn parquet_splits(
+    state: &dyn Session,
+    listing: &ListingTable,
+    format: FileFormatKind,
+) -> Result<(Arc<dyn splits::SplitScan>, Vec<Split>)> {
     let options = listing.options();
-    let mut rows = 0u64;
+    let Some(url) = listing.table_paths().first() else {
+        return Err(DataFusionError::Internal("a file table without a path".into()).into());
+    };
+    let store = state.runtime_env().object_store(url)?;
+    let mut files = Vec::new();
     for url in listing.table_paths() {
-        let store = state.runtime_env().object_store(url)?;
-        let files: Vec<_> = url
-            .list_all_files(state, store.as_ref(), &options.file_extension)
-            .await?
-            .try_collect()
-            .await?;
-        for file in files {
+        for meta in splits::list(state, url, &options.file_extension).await? {
             let stats = options
                 .format
-                .infer_stats(state, &store, table.schema(), &file)
+                .infer_stats(state, &store, listing.schema(), &meta)
                 .await?;
-            match stats.num_rows.get_value() {
-                Some(n) => rows += *n as u64,
-                None => return Ok(None),
-            }
+            files.push(Split {
+                id: meta.location.to_string(),
+                bytes: meta.size,
+                rows: stats.num_rows.get_value().map(|n| *n as u64),
+            });
         }
     }
-    Ok(Some(rows))
+    let source = format
+        .datafusion_format()
+        .file_source(TableSchema::from(listing.schema()));
+    let scan = splits::ParquetSplits::new(url.object_store(), store, source);
+    Ok((Arc::new(scan), files))
 }
 
 /// `WITH (connector = 'file', path = ..., format = ...)`: a table, a
@@ -366,12 +387,12 @@ impl Connector for FileConnector {
         let spec = FileSpec::from_options(options)?;
         let description = format!("file {} ({})", spec.path, spec.format.name());
         let table = spec.open_table(state, declared, true).await?;
-        let scanning = OpenedStream::scanning(table.clone(), true, description.clone());
         Ok(OpenedStream::new(
-            table,
+            table.clone(),
             true,
             Arc::new(FileSources {
-                scanning,
+                table,
+                format: spec.format,
                 description,
             }),
         ))

@@ -3,7 +3,8 @@
 //! policy instead of failing the whole scan with no place named.
 //!
 //! ```text
-//!   files (listed at each scan, sorted, dealt to partitions)
+//!   files (listed, sorted, dealt to partitions: at each scan for a
+//!          query, once per job for a stream, see `splits.rs`)
 //!     │ object store chunks
 //!     v
 //!   records::Splitter ── records with their line numbers, in blocks
@@ -18,8 +19,8 @@
 //!
 //! # Correctness
 //! Files are listed in path order and dealt to partitions the same way at
-//! every scan, so a stream reopened from a checkpoint sees each partition's
-//! rows in the same order (its position counts rows).
+//! every scan. A stream's job does not rely on it: its checkpoints record
+//! the files each partition still reads (`splits.rs`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::Result as DfResult;
+use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableType};
@@ -36,12 +37,14 @@ use datafusion::object_store::{ObjectStore, ObjectStoreExt};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use futures::StreamExt;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use weir_runtime::source::Split;
 
 use super::bad_rows::BadRows;
 use super::decode::RecordDecoder;
 use super::records::Splitter;
+use super::splits::{Dealing, SplitScan, deal, list};
 use crate::opened_stream::ReadCounter;
 
 /// Decode once this many bytes of records are waiting (besides a full
@@ -105,56 +108,27 @@ impl TableProvider for CheckedFiles {
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.scan_counted(state, projection, limit, None).await
-    }
-}
-
-impl CheckedFiles {
-    /// A scan of the files, whose readers count what they fetch into
-    /// `read` (a job's file source: `SHOW JOBS` shows its progress).
-    pub async fn scan_counted(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        limit: Option<usize>,
-        read: Option<Arc<ReadCounter>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let store = state.runtime_env().object_store(&self.url)?;
-        let mut listed: Vec<(StorePath, u64)> = self
-            .url
-            .list_all_files(state, store.as_ref(), &self.extension)
-            .await?
-            .map_ok(|meta| (meta.location, meta.size))
-            .try_collect()
-            .await?;
-        listed.sort();
-        if let Some(read) = &read {
-            read.listed(
-                listed.len() as u64,
-                listed.iter().map(|(_, size)| *size).sum(),
-            );
-        }
-        let files: Vec<StorePath> = listed.into_iter().map(|(path, _)| path).collect();
-        let count = state.config().target_partitions().min(files.len()).max(1);
-        let mut groups = vec![Vec::new(); count];
-        for (i, file) in files.into_iter().enumerate() {
-            groups[i % count].push(file);
-        }
+        let dealt = deal(
+            self.splits(state).await?,
+            state.config().target_partitions(),
+            Dealing::RoundRobin,
+        );
         let batch_size = state.config().batch_size();
-        let partitions = groups
+        let partitions = dealt
             .into_iter()
-            .map(|files| {
-                Arc::new(FilePartition {
-                    files,
-                    store: store.clone(),
-                    header: self.header,
-                    decoder: self.decoder.clone(),
-                    bad_rows: self.bad_rows.clone(),
-                    batch_size,
-                    read: read.clone(),
-                }) as Arc<dyn PartitionStream>
+            .map(|splits| {
+                let files = splits
+                    .remaining
+                    .iter()
+                    .map(|split| parse_location(&split.id))
+                    .collect::<DfResult<_>>()?;
+                Ok(
+                    Arc::new(self.partition(files, store.clone(), batch_size, None))
+                        as Arc<dyn PartitionStream>,
+                )
             })
-            .collect();
+            .collect::<DfResult<_>>()?;
         Ok(Arc::new(StreamingTableExec::try_new(
             self.schema(),
             partitions,
@@ -163,6 +137,87 @@ impl CheckedFiles {
             false,
             limit,
         )?))
+    }
+}
+
+impl CheckedFiles {
+    /// The files, listed now in path order, one split each.
+    pub(crate) async fn splits(&self, state: &dyn Session) -> DfResult<Vec<Split>> {
+        Ok(list(state, &self.url, &self.extension)
+            .await?
+            .into_iter()
+            .map(|meta| Split {
+                id: meta.location.to_string(),
+                bytes: meta.size,
+                rows: None,
+            })
+            .collect())
+    }
+
+    /// How a job's source reads one of the files.
+    pub(crate) fn split_scan(&self, state: &dyn Session) -> DfResult<Arc<dyn SplitScan>> {
+        Ok(Arc::new(CheckedSplits {
+            files: CheckedFiles {
+                url: self.url.clone(),
+                extension: self.extension.clone(),
+                header: self.header,
+                decoder: self.decoder.clone(),
+                bad_rows: self.bad_rows.clone(),
+            },
+            store: state.runtime_env().object_store(&self.url)?,
+            batch_size: state.config().batch_size(),
+        }))
+    }
+
+    /// A partition reading `files` one after the other.
+    fn partition(
+        &self,
+        files: Vec<StorePath>,
+        store: Arc<dyn ObjectStore>,
+        batch_size: usize,
+        read: Option<Arc<ReadCounter>>,
+    ) -> FilePartition {
+        FilePartition {
+            files,
+            store,
+            header: self.header,
+            decoder: self.decoder.clone(),
+            bad_rows: self.bad_rows.clone(),
+            batch_size,
+            read,
+        }
+    }
+}
+
+/// A split's path as the object store names it.
+fn parse_location(id: &str) -> DfResult<StorePath> {
+    StorePath::parse(id).map_err(|e| DataFusionError::External(Box::new(e)))
+}
+
+/// CSV or JSON-lines files read one at a time, for a job's source
+/// (`file/splits.rs`).
+#[derive(Debug)]
+struct CheckedSplits {
+    files: CheckedFiles,
+    store: Arc<dyn ObjectStore>,
+    batch_size: usize,
+}
+
+#[async_trait::async_trait]
+impl SplitScan for CheckedSplits {
+    async fn open(
+        &self,
+        split: &Split,
+        task: Arc<TaskContext>,
+        read: &Arc<ReadCounter>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let partition = self.files.partition(
+            vec![parse_location(&split.id)?],
+            self.store.clone(),
+            self.batch_size,
+            Some(read.clone()),
+        );
+        Ok(partition.execute(task))
     }
 }
 

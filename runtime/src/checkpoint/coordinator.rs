@@ -239,6 +239,7 @@ const ENDED: SourceState = SourceState {
     max_time: i64::MIN,
     watermark: i64::MAX,
     ended: true,
+    splits: None,
 };
 
 impl Coordinator {
@@ -279,7 +280,7 @@ impl Coordinator {
         if let Some(last) = &self.last {
             for (p, state) in last.sources.iter().enumerate() {
                 if state.ended && p < ended_sources.len() {
-                    ended_sources[p] = Some(*state);
+                    ended_sources[p] = Some(state.clone());
                 }
             }
         }
@@ -343,8 +344,8 @@ impl Coordinator {
                             break;
                         }
                         let Some(done) = pending.remove(&epoch) else { break };
-                        let sources = done.sources.iter().zip(&ended_sources)
-                            .map(|(s, e)| s.or(*e).unwrap_or(SourceState { position: 0, max_time: i64::MIN, watermark: i64::MIN, ended: false }))
+                        let sources = done.sources.into_iter().zip(&ended_sources)
+                            .map(|(s, e)| s.or_else(|| e.clone()).unwrap_or(SourceState { position: 0, max_time: i64::MIN, watermark: i64::MIN, ended: false, splits: None }))
                             .collect();
                         let operators = done.operators.into_iter().map(|o| o.unwrap_or((i64::MIN, Written::default()))).collect();
                         match self.complete(epoch, sources, operators, done.sink.unwrap_or_default(), false, done.started).await {
@@ -382,7 +383,7 @@ impl Coordinator {
                             break;
                         }
                         let epoch = (*self.epochs.borrow()).max(self.last.as_ref().map_or(0, |m| m.epoch)) + 1;
-                        let sources = ended_sources.iter().map(|s| s.unwrap_or(ENDED)).collect();
+                        let sources = ended_sources.iter().map(|s| s.clone().unwrap_or(ENDED)).collect();
                         if let Err(err) = self.complete(epoch, sources, Vec::new(), written, true, Instant::now()).await {
                             return Err(self.fail("the final checkpoint failed".to_string(), err));
                         }
@@ -394,7 +395,10 @@ impl Coordinator {
                 }
             }
         }
-        let sources: Vec<SourceState> = ended_sources.iter().map(|s| s.unwrap_or(ENDED)).collect();
+        let sources: Vec<SourceState> = ended_sources
+            .iter()
+            .map(|s| s.clone().unwrap_or(ENDED))
+            .collect();
         self.serve_ended(sources, waiting).await;
         Ok(())
     }

@@ -29,9 +29,14 @@
 //! - Rows hash to workers by the fixed-seed exchange; every chunk starts with
 //!   its rows' partition-key columns, so a restore can hand each row to the
 //!   worker that now owns its key, whatever the old parallelism was.
+//! - A source that deals splits (a file stream's files) records, per
+//!   partition, the splits it still reads beside its position; a restore
+//!   re-makes the source from them (`splits.rs`) rather than from what its
+//!   input holds now, so a position never points into another file.
 
 mod coordinator;
 mod savepoint;
+mod splits;
 
 pub use coordinator::{CheckpointMetrics, Command, Coordinator, Report, StateSizeLimitExceeded};
 pub use savepoint::{SavepointInfo, SavepointOrigin};
@@ -140,7 +145,7 @@ impl ChunkList {
 }
 
 /// Where a source partition was when the barrier left it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceState {
     /// The reader's position (what comes next).
     pub position: u64,
@@ -150,6 +155,13 @@ pub struct SourceState {
     pub watermark: i64,
     /// Did the partition end?
     pub ended: bool,
+    /// The splits it still had to read (a file stream's files), for a
+    /// source that deals splits: a restore reads exactly these (see
+    /// [`Manifest::splits_restored`]). Absent for other sources, and in a
+    /// manifest written before splits were recorded: such a partition
+    /// reopens by its position alone, as it did then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splits: Option<crate::source::Splits>,
 }
 
 /// A source partition by its place in the plan: which source (a join's
@@ -723,6 +735,7 @@ mod tests {
             max_time: 0,
             watermark: 0,
             ended: false,
+            splits: None,
         };
         let manifest = Manifest {
             version: MANIFEST_VERSION,

@@ -99,6 +99,11 @@ pub fn start(
     metrics: &RuntimeMetrics,
     checkpointing: Checkpointing,
 ) -> Result<JobHandle> {
+    // A source that recorded its splits reads those, not a new listing.
+    let plan = match checkpointing.restored.as_ref() {
+        Some(restored) => restored.manifest.splits_restored(plan)?,
+        None => plan,
+    };
     let topology = Topology::of(&plan);
     let partitions = topology.partitions();
     let workers = topology.workers();
@@ -354,8 +359,8 @@ pub fn start(
         });
         for local in 0..tasks_of.partitions {
             let partition = tasks_of.first + local;
-            let restored = restore.sources[partition];
-            let from = match restored {
+            let restored = restore.sources[partition].clone();
+            let from = match &restored {
                 Some(state) => Some(SourcePosition(state.position)),
                 None if restore.from_checkpoint => input.source.added_partition_start(local)?,
                 None => None,

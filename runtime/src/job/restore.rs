@@ -1,8 +1,9 @@
 //! What each task of a job starts from when a checkpoint is restored: the
 //! checkpoint's parts sorted by the task that takes them.
 //!
-//! Sources take their partition's position, largest event time and last
-//! watermark; each stage's workers take every old worker's chunks of that
+//! Sources take their partition's position, largest event time, last
+//! watermark and the splits it still had to read (the plan's sources were
+//! re-made to read those first: `Manifest::splits_restored`); each stage's workers take every old worker's chunks of that
 //! stage (each keeps the keys that hash to it, so the parallelism may
 //! change) and the highest watermark among them; a worker's upstreams start
 //! from the watermarks their senders had at the barrier.
@@ -74,14 +75,14 @@ impl Restore {
             // has no state and starts afresh.
             for (key, state) in manifest.partitions.iter().zip(&manifest.sources) {
                 if let Some(p) = keys.iter().position(|k| k == key) {
-                    restore.sources[p] = Some(*state);
+                    restore.sources[p] = Some(state.clone());
                 }
             }
         } else {
             // A manifest from before partitions were keyed: by order.
             for (p, state) in manifest.sources.iter().enumerate() {
                 if p < partitions {
-                    restore.sources[p] = Some(*state);
+                    restore.sources[p] = Some(state.clone());
                 }
             }
         }
@@ -148,7 +149,7 @@ impl Restore {
                 let watermark = match upstream.from {
                     PlanInput::Source(s) => {
                         let partition = topology.sources.get(s).map_or(0, |s| s.first) + i - start;
-                        match self.sources.get(partition).copied().flatten() {
+                        match self.sources.get(partition).and_then(Option::as_ref) {
                             Some(s) if s.ended => i64::MAX,
                             Some(s) => s.watermark,
                             None => i64::MIN,

@@ -6,7 +6,8 @@
 //! - The watermark advances row by row, as if punctuated (see
 //!   [`late_cuts`]), and is sent after the rows that raised it.
 //! - A barrier is sent for every epoch, in order, between two batches,
-//!   after the partition reported its position for that epoch.
+//!   after the partition reported its position for that epoch (and, for a
+//!   source that deals splits, the splits it still reads).
 //! - At the end it reports its final position and sends the end of input
 //!   (a watermark of `+inf`).
 //! - Stopped (stop-with-savepoint), it ends right after the stop epoch's
@@ -106,8 +107,8 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
         counters,
     } = task;
     let mut last_rows = tokio::time::Instant::now();
-    let mut max_time = restored.map_or(i64::MIN, |s| s.max_time);
-    let mut sent_watermark = restored.map_or(i64::MIN, |s| s.watermark);
+    let mut max_time = restored.as_ref().map_or(i64::MIN, |s| s.max_time);
+    let mut sent_watermark = restored.as_ref().map_or(i64::MIN, |s| s.watermark);
     counters.watermark(partition, sent_watermark);
     // Not the epoch now: a FLUSH between the job's start and this task's
     // first poll raised it, and its barrier must still be sent (the change
@@ -121,6 +122,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
         max_time,
         watermark,
         ended,
+        splits: reader.splits(),
     };
     loop {
         let item = tokio::select! {
