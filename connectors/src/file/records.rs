@@ -34,7 +34,8 @@ pub struct Record {
 /// Records cut from a file, in file order.
 #[derive(Debug, Default)]
 pub struct Block {
-    /// The records' bytes.
+    /// The records' bytes, each followed by a newline: what a decoder of
+    /// newline-terminated records can take as it is.
     pub buf: Vec<u8>,
     /// The records.
     pub records: Vec<Record>,
@@ -45,16 +46,32 @@ impl Block {
     pub fn bytes(&self, i: usize) -> &[u8] {
         &self.buf[self.records[i].bytes.clone()]
     }
+
+    /// The records' bytes, each newline-terminated, in one slice, when they
+    /// lie one after the other in `buf` with nothing between them (none
+    /// oversized, none removed from the middle).
+    pub fn contiguous(&self) -> Option<&[u8]> {
+        let first = self.records.first()?;
+        let mut end = first.bytes.start;
+        for record in &self.records {
+            if record.oversized || record.bytes.start != end {
+                return None;
+            }
+            end = record.bytes.end + 1;
+        }
+        self.buf.get(first.bytes.start..end)
+    }
 }
 
 /// Cuts the bytes of one file into records.
+///
+/// Bytes are copied once, from the piece into the block being filled; the
+/// unfinished record is the block's tail, from `start`.
 #[derive(Debug)]
 pub struct Splitter {
     /// The CSV quote character (`None`: JSON lines, no quoting).
     quote: Option<u8>,
     max_record_bytes: usize,
-    /// The unfinished record's bytes so far.
-    pending: Vec<u8>,
     in_quotes: bool,
     /// The line the unfinished record starts on.
     start_line: u64,
@@ -62,7 +79,9 @@ pub struct Splitter {
     lines_inside: u64,
     /// The unfinished record passed the limit.
     oversized: bool,
-    /// Records ready to hand out.
+    /// Where the unfinished record starts in `ready.buf`.
+    start: usize,
+    /// Records ready to hand out, then the unfinished one.
     ready: Block,
 }
 
@@ -72,25 +91,25 @@ impl Splitter {
         Self {
             quote,
             max_record_bytes,
-            pending: Vec::new(),
             in_quotes: false,
             start_line: 1,
             lines_inside: 0,
             oversized: false,
+            start: 0,
             ready: Block::default(),
         }
     }
 
     /// Add the next piece of the file.
     pub fn push(&mut self, piece: &[u8]) {
-        let quote = self.quote;
         let mut rest = piece;
         while !rest.is_empty() {
             // Copy up to the next byte that matters: a newline or a quote.
-            let stop = rest
-                .iter()
-                .position(|&b| b == b'\n' || Some(b) == quote)
-                .unwrap_or(rest.len());
+            let stop = match self.quote {
+                Some(quote) => memchr::memchr2(b'\n', quote, rest),
+                None => memchr::memchr(b'\n', rest),
+            }
+            .unwrap_or(rest.len());
             self.keep(&rest[..stop]);
             let Some(&byte) = rest.get(stop) else {
                 break;
@@ -114,33 +133,34 @@ impl Splitter {
         if self.oversized {
             return;
         }
-        if bytes.len() <= self.max_record_bytes - self.pending.len() {
-            self.pending.extend_from_slice(bytes);
+        let held = self.ready.buf.len() - self.start;
+        if bytes.len() <= self.max_record_bytes - held {
+            self.ready.buf.extend_from_slice(bytes);
         } else {
             // Keep a prefix for whoever reads the dead letter, and stop
             // trusting quotes: the next plain newline ends it.
             self.oversized = true;
             self.in_quotes = false;
             let keep = OVERSIZED_PREFIX.min(self.max_record_bytes);
-            if self.pending.len() < keep {
-                let more = (keep - self.pending.len()).min(bytes.len());
-                self.pending.extend_from_slice(&bytes[..more]);
+            if held < keep {
+                let more = (keep - held).min(bytes.len());
+                self.ready.buf.extend_from_slice(&bytes[..more]);
             }
-            self.pending.truncate(keep);
+            self.ready.buf.truncate(self.start + keep);
         }
     }
 
     /// The file ended: the unfinished record (a last line without a
     /// newline) is a record too.
     pub fn finish(&mut self) {
-        if !self.pending.is_empty() || self.oversized {
+        if self.ready.buf.len() > self.start || self.oversized {
             self.end_record();
         }
     }
 
     /// Bytes held in records not handed out yet.
     pub fn ready_bytes(&self) -> usize {
-        self.ready.buf.len()
+        self.start
     }
 
     /// Records ready so far.
@@ -150,37 +170,44 @@ impl Splitter {
 
     /// Hand out the records ready so far.
     pub fn take(&mut self) -> Block {
-        std::mem::take(&mut self.ready)
+        let unfinished = self.ready.buf.split_off(self.start);
+        self.start = 0;
+        std::mem::replace(
+            &mut self.ready,
+            Block {
+                buf: unfinished,
+                records: Vec::new(),
+            },
+        )
     }
 
     fn end_record(&mut self) {
-        let mut record = std::mem::take(&mut self.pending);
-        if record.last() == Some(&b'\r') && !self.oversized {
-            record.pop();
+        let oversized = std::mem::take(&mut self.oversized);
+        let buf = &mut self.ready.buf;
+        if !oversized && buf.len() > self.start && buf.last() == Some(&b'\r') {
+            buf.pop();
         }
         let line = self.start_line;
         self.start_line += 1 + self.lines_inside;
         self.lines_inside = 0;
-        let oversized = std::mem::take(&mut self.oversized);
         self.in_quotes = false;
         // A blank line holds no row (in JSON text, nor one of blanks).
+        let record = &buf[self.start..];
         let blank = match self.quote {
             Some(_) => record.is_empty(),
             None => record.iter().all(u8::is_ascii_whitespace),
         };
         if blank && !oversized {
-            self.pending = record;
+            buf.truncate(self.start);
             return;
         }
-        let start = self.ready.buf.len();
-        self.ready.buf.extend_from_slice(&record);
         self.ready.records.push(Record {
-            bytes: start..self.ready.buf.len(),
+            bytes: self.start..buf.len(),
             line,
             oversized,
         });
-        record.clear();
-        self.pending = record;
+        buf.push(b'\n');
+        self.start = buf.len();
     }
 }
 

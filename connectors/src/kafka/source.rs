@@ -1,7 +1,8 @@
 //! A topic as a streaming source: one source partition per topic partition.
 //!
-//! Each partition has its own consumer, assigned that partition at an
-//! explicit offset (no consumer group decides anything). The position a
+//! A job's readers share one consumer (`consumer.rs`), each assigned its
+//! partition at an explicit offset (no consumer group decides anything)
+//! and polling that partition's own queue. The position a
 //! checkpoint records is the next offset to read, so recovery reopens each
 //! partition exactly where the checkpoint's barrier was.
 //!
@@ -18,7 +19,6 @@
 //!   flushed first, so a checkpoint past it never loses it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -28,16 +28,15 @@ use datafusion::common::DataFusionError;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use rdkafka::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 use weir_runtime::metrics::PartitionLabels;
 use weir_runtime::source::{Source, SourcePosition, SourceReader};
 
+use super::consumer::{PartitionLease, SharedConsumers};
 use super::format::{BadRecord, Decoder, Format, Record};
 use super::upsert::Upserts;
 use super::{BROKER_TIMEOUT, CONNECTOR, KafkaOptions, kafka_error};
@@ -236,6 +235,7 @@ impl KafkaStream {
                 lag: self.lag.clone(),
             },
             partitions,
+            consumers: SharedConsumers::default(),
             metadata: Arc::new(consumer),
             decoder,
             dead_letter,
@@ -280,10 +280,12 @@ fn parse_timestamp_ms(value: &str) -> Result<i64> {
         })
 }
 
-/// The topic's partitions, each read by its own consumer.
+/// The topic's partitions, read through consumers their readers share.
 pub struct KafkaSource {
     settings: KafkaStream,
     partitions: usize,
+    /// Where readers lease their partitions from.
+    consumers: SharedConsumers,
     /// For offsets and metadata (shared with the reader that watches for
     /// new partitions).
     metadata: Arc<BaseConsumer>,
@@ -399,23 +401,13 @@ impl Source for KafkaSource {
         if self.settings.lag.is_some() {
             config.set("statistics.interval.ms", STATISTICS_EVERY_MS);
         }
-        let context = PartitionContext {
-            topic: self.topic().to_string(),
-            partition,
-            stable: AtomicI64::new(-1),
-        };
-        let consumer: BaseConsumer<PartitionContext> = config
-            .create_with_context(context)
-            .map_err(|e| DataFusionError::from(kafka_error("creating a consumer", e)))?;
-        let mut assignment = TopicPartitionList::new();
-        assignment
-            .add_partition_offset(self.topic(), partition, Offset::Offset(read_from))
-            .and_then(|()| consumer.assign(&assignment))
-            .map_err(|e| DataFusionError::from(kafka_error("assigning a partition", e)))?;
+        let lease = self
+            .consumers
+            .lease(&config, self.topic(), self.partitions, partition, read_from)?;
         Ok(Box::new(KafkaReader {
             topic: self.topic().to_string(),
             partition,
-            consumer,
+            lease,
             next,
             replay_until: next,
             upserts,
@@ -521,44 +513,13 @@ impl Discovery {
     }
 }
 
-/// librdkafka's callbacks for one partition's consumer: its statistics give
-/// the partition's last stable offset (what a `read_committed` reader can
-/// reach), for the lag gauge.
-struct PartitionContext {
-    topic: String,
-    partition: i32,
-    /// The last stable offset, `-1` until the first statistics.
-    stable: AtomicI64,
-}
-
-impl ClientContext for PartitionContext {
-    fn stats(&self, statistics: Statistics) {
-        let Some(partition) = statistics
-            .topics
-            .get(&self.topic)
-            .and_then(|t| t.partitions.get(&self.partition))
-        else {
-            return;
-        };
-        // `ls_offset` is -1 where the broker does not report it.
-        let stable = if partition.ls_offset >= 0 {
-            partition.ls_offset
-        } else {
-            partition.hi_offset
-        };
-        if stable >= 0 {
-            self.stable.store(stable, Ordering::Relaxed);
-        }
-    }
-}
-
-impl ConsumerContext for PartitionContext {}
 
 /// Reads one partition.
 struct KafkaReader {
     topic: String,
     partition: i32,
-    consumer: BaseConsumer<PartitionContext>,
+    /// Its partition of the job's shared consumer.
+    lease: PartitionLease,
     /// The next offset to read: the position.
     next: i64,
     /// Messages before this offset were read before the reader resumed:
@@ -586,7 +547,7 @@ impl KafkaReader {
     /// exporters) only: a job resumes from its checkpoint's offsets, so a
     /// commit may run ahead of the last checkpoint without harm.
     fn show_progress(&mut self) {
-        let stable = self.consumer.context().stable.load(Ordering::Relaxed);
+        let stable = self.lease.stable();
         if let Some(lag) = &self.lag
             && stable >= 0
         {
@@ -594,11 +555,7 @@ impl KafkaReader {
         }
         if self.committed.elapsed() >= COMMIT_EVERY {
             self.committed = Instant::now();
-            let mut offsets = TopicPartitionList::new();
-            let commit = offsets
-                .add_partition_offset(&self.topic, self.partition, Offset::Offset(self.next))
-                .and_then(|()| self.consumer.commit(&offsets, CommitMode::Async));
-            if let Err(err) = commit {
+            if let Err(err) = self.lease.commit(self.next) {
                 warn!(topic = %self.topic, partition = self.partition, %err, "committing the position to the consumer group");
             }
         }
@@ -608,7 +565,7 @@ impl KafkaReader {
     fn read_available(&mut self) -> datafusion::common::Result<Option<RecordBatch>> {
         let mut messages = Vec::new();
         while messages.len() < MESSAGES_PER_BATCH {
-            match self.consumer.poll(Duration::ZERO) {
+            match self.lease.poll() {
                 None => break,
                 Some(Ok(message)) => messages.push(message),
                 // Transient (a broker restarting): librdkafka retries.
@@ -766,6 +723,7 @@ impl SourceReader for KafkaReader {
                     )),
                 ))));
             }
+            self.lease.serve_events();
             let read = self.read_available();
             self.show_progress();
             match read {
