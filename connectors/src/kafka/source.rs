@@ -401,9 +401,9 @@ impl Source for KafkaSource {
         if self.settings.lag.is_some() {
             config.set("statistics.interval.ms", STATISTICS_EVERY_MS);
         }
-        let lease = self
-            .consumers
-            .lease(&config, self.topic(), self.partitions, partition, read_from)?;
+        let lease =
+            self.consumers
+                .lease(&config, self.topic(), self.partitions, partition, read_from)?;
         Ok(Box::new(KafkaReader {
             topic: self.topic().to_string(),
             partition,
@@ -512,7 +512,6 @@ impl Discovery {
         }
     }
 }
-
 
 /// Reads one partition.
 struct KafkaReader {
