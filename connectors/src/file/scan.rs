@@ -276,6 +276,8 @@ struct OpenFile {
     name: String,
     bytes: BoxStream<'static, datafusion::object_store::Result<bytes::Bytes>>,
     splitter: Splitter,
+    /// Bytes pushed into the splitter and not yet counted as read.
+    unreported: u64,
     /// Its first record is a header still to skip.
     header: bool,
 }
@@ -290,7 +292,10 @@ struct Reading {
     batch_size: usize,
     read: Option<Arc<ReadCounter>>,
     current: Option<OpenFile>,
-    out: VecDeque<RecordBatch>,
+    /// Decoded batches to hand out, each with the file bytes it stands
+    /// for (counted as read when it is handed out, so progress follows
+    /// the rows, not the fetches, which run pieces ahead).
+    out: VecDeque<(RecordBatch, u64)>,
     failed: bool,
 }
 
@@ -298,7 +303,10 @@ impl Reading {
     /// The next batch, an error (the last item), or the end.
     async fn next(&mut self) -> Option<DfResult<RecordBatch>> {
         loop {
-            if let Some(batch) = self.out.pop_front() {
+            if let Some((batch, bytes)) = self.out.pop_front() {
+                if let Some(read) = &self.read {
+                    read.fetched(bytes);
+                }
                 return Some(Ok(batch));
             }
             if self.failed {
@@ -313,6 +321,7 @@ impl Reading {
                 self.current = Some(OpenFile {
                     name: display_name(&location),
                     bytes: pieces(self.store.clone(), location.clone(), size),
+                    unreported: 0,
                     splitter: Splitter::new(
                         self.decoder.syntax().quote(),
                         self.decoder.max_record_bytes(),
@@ -325,9 +334,7 @@ impl Reading {
             };
             match file.bytes.next().await {
                 Some(Ok(piece)) => {
-                    if let Some(read) = &self.read {
-                        read.fetched(piece.len() as u64);
-                    }
+                    file.unreported += piece.len() as u64;
                     file.splitter.push(&piece);
                     let full = file.splitter.ready_records() >= self.batch_size
                         || file.splitter.ready_bytes() >= BLOCK_BYTES;
@@ -358,22 +365,38 @@ impl Reading {
             return Ok(());
         };
         let mut block = file.splitter.take();
+        let mut bytes = std::mem::take(&mut file.unreported);
         if file.header && !block.records.is_empty() {
             block.records.remove(0);
             file.header = false;
         }
-        if block.records.is_empty() {
-            return Ok(());
-        }
-        let (batch, bad) = self.decoder.decode(&block);
-        self.bad_rows.handle(&file.name, &block, &bad)?;
-        if let Some(batch) = batch {
-            let mut offset = 0;
-            while offset < batch.num_rows() {
-                let len = self.batch_size.min(batch.num_rows() - offset);
-                self.out.push_back(batch.slice(offset, len));
-                offset += len;
+        let batch = if block.records.is_empty() {
+            None
+        } else {
+            let (batch, bad) = self.decoder.decode(&block);
+            self.bad_rows.handle(&file.name, &block, &bad)?;
+            batch.filter(|b| b.num_rows() > 0)
+        };
+        let Some(batch) = batch else {
+            // Nothing to hand out: the bytes are read now.
+            if let Some(read) = &self.read {
+                read.fetched(bytes);
             }
+            return Ok(());
+        };
+        let rows = batch.num_rows();
+        let mut offset = 0;
+        while offset < rows {
+            let len = self.batch_size.min(rows - offset);
+            // Each slice its share of the bytes; the last the rest.
+            let share = if offset + len == rows {
+                bytes
+            } else {
+                bytes * len as u64 / (rows - offset) as u64
+            };
+            bytes -= share;
+            self.out.push_back((batch.slice(offset, len), share));
+            offset += len;
         }
         Ok(())
     }
