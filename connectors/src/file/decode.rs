@@ -167,12 +167,16 @@ impl RecordDecoder {
     /// Decode `block`: the good records as one batch (`None` if none), in
     /// file order, and the bad ones.
     pub fn decode(&self, block: &Block) -> (Option<RecordBatch>, Vec<BadRecord>) {
-        // Well-formed input: the block's bytes as they are, no copy.
-        if let Some(lines) = block.contiguous()
-            && let Ok(batch) = self.decode_lines(lines, block.records.len())
-        {
-            return (Some(batch), Vec::new());
-        }
+        // Well-formed input: the block's bytes as they are, no copy. When
+        // that fails, the records gathered below are the same ones, so
+        // they are not decoded together a second time.
+        let whole_failed = match block.contiguous() {
+            Some(lines) => match self.decode_lines(lines, block.records.len()) {
+                Ok(batch) => return (Some(batch), Vec::new()),
+                Err(_) => true,
+            },
+            None => false,
+        };
         let mut bad = Vec::new();
         let mut buf = Vec::with_capacity(block.buf.len() + block.records.len());
         let mut kept = Vec::with_capacity(block.records.len());
@@ -199,7 +203,7 @@ impl RecordDecoder {
         if kept.is_empty() {
             return (None, bad);
         }
-        if let Ok(batch) = self.decode_lines(&buf, kept.len()) {
+        if !whole_failed && let Ok(batch) = self.decode_lines(&buf, kept.len()) {
             return (Some(batch), bad);
         }
         // Find the bad ones: each record alone.
