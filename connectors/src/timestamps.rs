@@ -60,18 +60,23 @@ pub(crate) fn parse(input: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
     let text = cast(input, &DataType::Utf8)?;
     let text = text.as_string::<i32>();
     let mut values = Vec::with_capacity(text.len());
+    // Rows of a batch mostly share their day: its date is parsed once.
+    let mut day: Option<([u8; 10], i64)> = None;
     for i in 0..text.len() {
         if text.is_null(i) {
-            values.push(None);
+            values.push(0);
             continue;
         }
-        match fast(text.value(i).as_bytes()) {
-            Some(ns) => values.push(Some(ns)),
+        match fast(text.value(i).as_bytes(), &mut day) {
+            Some(ns) => values.push(ns),
             // Another shape: Arrow's parser for the whole column.
             None => return cast_strictly(input, target),
         }
     }
-    let nanos: ArrayRef = Arc::new(TimestampNanosecondArray::from(values));
+    let nanos: ArrayRef = Arc::new(TimestampNanosecondArray::new(
+        values.into(),
+        text.nulls().cloned(),
+    ));
     if target == &DataType::Timestamp(TimeUnit::Nanosecond, None) {
         Ok(nanos)
     } else {
@@ -139,29 +144,26 @@ fn digits(bytes: &[u8]) -> Option<i64> {
 }
 
 /// `YYYY-MM-DD[ T]HH:MM:SS[.f{1,9}]` as nanoseconds since the epoch.
-fn fast(s: &[u8]) -> Option<i64> {
-    if s.len() < 19
-        || s[4] != b'-'
-        || s[7] != b'-'
-        || (s[10] != b' ' && s[10] != b'T')
-        || s[13] != b':'
-        || s[16] != b':'
-    {
+/// `day` holds the last date seen and its day number.
+fn fast(s: &[u8], day: &mut Option<([u8; 10], i64)>) -> Option<i64> {
+    if s.len() < 19 || (s[10] != b' ' && s[10] != b'T') || s[13] != b':' || s[16] != b':' {
         return None;
     }
-    let (year, month, day) = (digits(&s[0..4])?, digits(&s[5..7])?, digits(&s[8..10])?);
+    let date: [u8; 10] = s[..10].try_into().ok()?;
+    let days = match *day {
+        Some((seen, days)) if seen == date => days,
+        _ => {
+            let days = days_of(&date)?;
+            *day = Some((date, days));
+            days
+        }
+    };
     let (hour, minute, second) = (
         digits(&s[11..13])?,
         digits(&s[14..16])?,
         digits(&s[17..19])?,
     );
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
+    if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
     let mut nanos = 0i64;
@@ -172,8 +174,19 @@ fn fast(s: &[u8]) -> Option<i64> {
         }
         nanos = digits(fraction)? * 10i64.pow(9 - fraction.len() as u32);
     }
-    let days = days_from_civil(year, month, day);
     Some(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1_000_000_000) + nanos)
+}
+
+/// `YYYY-MM-DD` as days since 1970-01-01, if it is a real date.
+fn days_of(s: &[u8; 10]) -> Option<i64> {
+    if s[4] != b'-' || s[7] != b'-' {
+        return None;
+    }
+    let (year, month, day) = (digits(&s[0..4])?, digits(&s[5..7])?, digits(&s[8..10])?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    Some(days_from_civil(year, month, day))
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
@@ -209,6 +222,8 @@ mod tests {
             Some("1969-12-31 23:59:59.5"),
             None,
             Some("2000-03-01 00:00:00.000000001"),
+            Some("2000-03-01 00:00:01"),
+            Some("2000-02-29 00:00:01"),
         ]);
         let input: ArrayRef = Arc::new(texts);
         let target = DataType::Timestamp(TimeUnit::Nanosecond, None);
@@ -221,5 +236,12 @@ mod tests {
             parse(&odd, &target).expect("parse").as_ref(),
             cast(&odd, &target).expect("cast").as_ref()
         );
+        // A date that is not a real one, after a good one of the same
+        // batch, is still judged (the remembered day does not hide it).
+        let bad: ArrayRef = Arc::new(StringArray::from(vec![
+            "2023-02-28 10:00:00",
+            "2023-02-29 10:00:00",
+        ]));
+        assert!(parse(&bad, &target).is_err());
     }
 }

@@ -377,6 +377,7 @@ impl Reading {
             self.bad_rows.handle(&file.name, &block, &bad)?;
             batch.filter(|b| b.num_rows() > 0)
         };
+        file.splitter.recycle(block);
         let Some(batch) = batch else {
             // Nothing to hand out: the bytes are read now.
             if let Some(read) = &self.read {
