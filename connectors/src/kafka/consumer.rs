@@ -24,14 +24,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tracing::warn;
 
+use super::batch::{Messages, PartitionQueue};
 use super::kafka_error;
 use crate::error::Result;
 
@@ -67,10 +67,8 @@ impl SharedConsumers {
             }
         };
         // Split first, then assign: see the module's correctness notes.
-        let queue = consumer
-            .consumer
-            .split_partition_queue(topic, partition)
-            .ok_or_else(|| {
+        let queue =
+            PartitionQueue::split(&consumer.consumer, topic, partition).ok_or_else(|| {
                 kafka_error(
                     "splitting off a partition's queue",
                     format!("topic \"{topic}\" partition {partition}"),
@@ -134,9 +132,9 @@ pub(super) struct PartitionLease {
 }
 
 impl PartitionLease {
-    /// The partition's next message, if one is there now.
-    pub(super) fn poll(&self) -> Option<KafkaResult<BorrowedMessage<'_>>> {
-        self.queue.poll(Duration::ZERO)
+    /// Up to `max` of the partition's next messages, those there now.
+    pub(super) fn take(&self, max: usize) -> KafkaResult<Messages<'_>> {
+        self.queue.take(max)
     }
 
     /// Serve what librdkafka queued on the consumer itself (statistics,

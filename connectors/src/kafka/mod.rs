@@ -24,6 +24,7 @@
 //! and a rebalance inside a running job would break that.
 
 pub mod avro;
+mod batch;
 mod consumer;
 pub mod format;
 pub mod sink;

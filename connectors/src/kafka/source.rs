@@ -29,7 +29,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
@@ -560,35 +560,38 @@ impl KafkaReader {
         }
     }
 
-    /// Poll what is there now, decode it, and move past it.
+    /// Take what is there now, decode it, and move past it.
     fn read_available(&mut self) -> datafusion::common::Result<Option<RecordBatch>> {
-        let mut messages = Vec::new();
-        while messages.len() < MESSAGES_PER_BATCH {
-            match self.lease.poll() {
-                None => break,
-                Some(Ok(message)) => messages.push(message),
-                // Transient (a broker restarting): librdkafka retries.
-                Some(Err(err)) => {
+        let messages = match self.lease.take(MESSAGES_PER_BATCH) {
+            Ok(messages) => messages,
+            // Transient (a broker restarting): librdkafka retries.
+            Err(err) => {
+                warn!(topic = %self.topic, partition = self.partition, %err, "kafka consumer error");
+                return Ok(None);
+            }
+        };
+        let mut records: Vec<Record<'_>> = Vec::with_capacity(messages.len());
+        for message in messages.iter() {
+            match message {
+                Ok(m) => records.push(Record {
+                    payload: m.payload,
+                    key: m.key,
+                    retract: None,
+                    partition: m.partition,
+                    offset: m.offset,
+                    timestamp_ms: m.timestamp_ms,
+                }),
+                // An error takes no offset: the messages after it in the
+                // batch follow on, and are read (not dropped with it).
+                Err(err) => {
                     warn!(topic = %self.topic, partition = self.partition, %err, "kafka consumer error");
-                    break;
                 }
             }
         }
-        let Some(last) = messages.last() else {
+        let Some(last) = records.last() else {
             return Ok(None);
         };
-        let next = last.offset() + 1;
-        let records: Vec<Record<'_>> = messages
-            .iter()
-            .map(|m| Record {
-                payload: m.payload(),
-                key: m.key(),
-                retract: None,
-                partition: m.partition(),
-                offset: m.offset(),
-                timestamp_ms: m.timestamp().to_millis(),
-            })
-            .collect();
+        let next = last.offset + 1;
         let replayed = records
             .iter()
             .take_while(|r| r.offset < self.replay_until)
