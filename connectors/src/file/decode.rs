@@ -91,7 +91,6 @@ pub struct BadRecord {
 }
 
 /// Decodes records of one file format into the table's columns.
-#[derive(Debug)]
 pub struct RecordDecoder {
     syntax: Syntax,
     /// The columns as declared or inferred.
@@ -101,6 +100,30 @@ pub struct RecordDecoder {
     read_schema: SchemaRef,
     timestamp_columns: Vec<usize>,
     max_record_bytes: usize,
+    /// Arrow decoders that finished a block, for the next block: a new
+    /// one per block grew and zeroed its buffers every time (`memset` and
+    /// page faults in the reader's profile); a reused one keeps them.
+    spare: parking_lot::Mutex<Vec<PooledDecoder>>,
+}
+
+/// One of Arrow's decoders and the rows it takes per batch.
+struct PooledDecoder {
+    decoder: ArrowDecoder,
+    rows: usize,
+}
+
+enum ArrowDecoder {
+    Csv(Box<datafusion::arrow::csv::reader::Decoder>),
+    Json(datafusion::arrow::json::reader::Decoder),
+}
+
+impl std::fmt::Debug for RecordDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordDecoder")
+            .field("syntax", &self.syntax)
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RecordDecoder {
@@ -141,7 +164,28 @@ impl RecordDecoder {
             read_schema,
             timestamp_columns,
             max_record_bytes,
+            spare: parking_lot::Mutex::new(Vec::new()),
         }
+    }
+
+    /// A new Arrow decoder of `rows` rows per batch.
+    fn arrow_decoder(&self, rows: usize) -> Result<PooledDecoder, String> {
+        let decoder = match self.syntax {
+            Syntax::Csv { delimiter } => ArrowDecoder::Csv(Box::new(
+                datafusion::arrow::csv::ReaderBuilder::new(self.read_schema.clone())
+                    .with_header(false)
+                    .with_delimiter(delimiter)
+                    .with_batch_size(rows)
+                    .build_decoder(),
+            )),
+            Syntax::Json => ArrowDecoder::Json(
+                datafusion::arrow::json::ReaderBuilder::new(self.read_schema.clone())
+                    .with_batch_size(rows)
+                    .build_decoder()
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        Ok(PooledDecoder { decoder, rows })
     }
 
     /// The decoded batches' schema.
@@ -234,27 +278,26 @@ impl RecordDecoder {
 
     /// Exactly `n` rows from `n` newline-terminated records, or why not.
     fn decode_lines(&self, buf: &[u8], n: usize) -> Result<RecordBatch, String> {
-        let decoded = match self.syntax {
-            Syntax::Csv { delimiter } => {
-                let mut decoder =
-                    datafusion::arrow::csv::ReaderBuilder::new(self.read_schema.clone())
-                        .with_header(false)
-                        .with_delimiter(delimiter)
-                        .with_batch_size(n + 1)
-                        .build_decoder();
+        // A decoder of a block's size or more from the pool, else a new one
+        // with room to spare, so blocks of about the same size reuse it.
+        let spare = self.spare.lock().pop().filter(|d| d.rows > n);
+        let mut arrow = match spare {
+            Some(arrow) => arrow,
+            None => self.arrow_decoder((n + 1).next_power_of_two())?,
+        };
+        let decoded = match &mut arrow.decoder {
+            ArrowDecoder::Csv(decoder) => {
                 feed(buf, |b| decoder.decode(b))?;
                 decoder.flush().map_err(|e| e.to_string())?
             }
-            Syntax::Json => {
-                let mut decoder =
-                    datafusion::arrow::json::ReaderBuilder::new(self.read_schema.clone())
-                        .with_batch_size(n + 1)
-                        .build_decoder()
-                        .map_err(|e| e.to_string())?;
+            ArrowDecoder::Json(decoder) => {
                 feed(buf, |b| decoder.decode(b))?;
                 decoder.flush().map_err(|e| e.to_string())?
             }
         };
+        // Only a decoder that finished cleanly goes back: one that failed
+        // may hold half a record.
+        self.spare.lock().push(arrow);
         let batch = decoded.unwrap_or_else(|| RecordBatch::new_empty(self.read_schema.clone()));
         if batch.num_rows() != n {
             return Err(format!(
