@@ -466,6 +466,7 @@ fn exchange_keys(
             .map(|&k| spec.group[k].clone())
             .collect()),
         (Some(StageOperator::TopN(spec)), _) => Ok(spec.partition.clone()),
+        (Some(StageOperator::OverWindow(spec)), _) => Ok(spec.partition.clone()),
         (Some(StageOperator::Join(_)), None) => {
             internal_err!("rows sent to join stage {stage} without a side")
         }
