@@ -137,6 +137,9 @@ impl OverWindowSpec {
 /// last two in the row format), in the order rows are released.
 type Waiting = (i64, Box<[u8]>, Box<[u8]>);
 
+/// A row of a batch: its partition key and its waiting entry.
+type Keyed = (Box<[u8]>, Waiting);
+
 /// One partition's state.
 #[derive(Default)]
 struct Partition {
@@ -209,7 +212,7 @@ impl OverWindow {
     /// Each row of `batch` (whose first columns are the input's) as its
     /// partition key and waiting entry; `None` for a row without an event
     /// time.
-    fn entries(&self, batch: &RecordBatch) -> Result<Vec<Option<(Box<[u8]>, Waiting)>>> {
+    fn entries(&self, batch: &RecordBatch) -> Result<Vec<Option<Keyed>>> {
         let n = batch.num_rows();
         let evaluate = |exprs: Vec<&Arc<dyn PhysicalExpr>>| {
             exprs

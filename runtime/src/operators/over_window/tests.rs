@@ -123,7 +123,7 @@ fn outputs(out: Vec<StreamBatch>) -> Vec<Out> {
             ));
         }
     }
-    all.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    all.sort_by_key(|a| (a.0, a.1, a.2));
     all
 }
 
