@@ -37,6 +37,12 @@ pub struct OperatorLabels {
     pub job: String,
     /// The operator ("window aggregate", "join", ...).
     pub operator: String,
+    /// Which of the plan's stages it is: two stages of one kind in one job
+    /// (an aggregate over an aggregate) are told apart by it. Stateful
+    /// stages are numbered from the sources up, a stage's inputs before it;
+    /// a source partition's is its source's number. Both follow from the
+    /// query, so a restarted job's series go on where they were.
+    pub stage: i64,
     /// The worker's number in its stage.
     pub worker: i64,
 }

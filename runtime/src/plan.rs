@@ -169,6 +169,8 @@ pub enum StageOperator {
     Aggregate(Arc<AggregateSpec>),
     /// The first rows per key.
     TopN(Arc<TopNSpec>),
+    /// Functions over a frame of rows in event time (`OVER`).
+    OverWindow(Arc<crate::operators::over_window::OverWindowSpec>),
 }
 
 impl StageOperator {
@@ -178,6 +180,7 @@ impl StageOperator {
             StageOperator::Join(spec) => spec.output_schema.clone(),
             StageOperator::Aggregate(spec) => spec.output_schema.clone(),
             StageOperator::TopN(spec) => spec.output_schema.clone(),
+            StageOperator::OverWindow(spec) => spec.output_schema.clone(),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! (`_seconds`, `_bytes`), counters exposed with `_total` (the encoder adds
 //! it), HELP and TYPE for each; `server/tests/jobs_metrics.rs` checks the
 //! whole output with Prometheus's own Python parser. Per-job families are
-//! labelled `job` (and `operator`, `worker` where they are an operator's).
+//! labelled `job` (and `operator`, `stage`, `worker` where they are an
+//! operator's: `stage` tells apart two stages of one kind in one job).
 
 use std::sync::atomic::AtomicU64;
 

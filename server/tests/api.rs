@@ -260,8 +260,9 @@ async fn per_operator_figures(api: &mut Api) {
         "weir_operator_backpressured_seconds_total",
     ] {
         for operator in ["source", "window aggregate"] {
-            let series =
-                format!("{family}{{job=\"per_second\",operator=\"{operator}\",worker=\"0\"}}");
+            let series = format!(
+                "{family}{{job=\"per_second\",operator=\"{operator}\",stage=\"0\",worker=\"0\"}}"
+            );
             assert!(
                 metrics.contains(&series)
                     || family == "weir_operator_state_bytes" && operator == "source",

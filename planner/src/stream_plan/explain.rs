@@ -6,11 +6,13 @@
 use std::fmt::Write;
 
 use weir_runtime::operators::join::JoinKind;
+use weir_runtime::operators::over_window::OverFrame;
 use weir_runtime::plan::{Emit, WindowKind};
 
 use super::nodes::{
     StreamAggregate, StreamExchange, StreamFilter, StreamHashJoin, StreamInterval,
-    StreamMaterialize, StreamNode, StreamProject, StreamSource, StreamTopN, StreamUnnest,
+    StreamMaterialize, StreamNode, StreamOverWindow, StreamProject, StreamSource, StreamTopN,
+    StreamUnnest,
 };
 use crate::windows::format_duration;
 
@@ -60,7 +62,50 @@ fn node(text: &mut String, depth: usize, node: &StreamNode) {
             line(text, depth + 1, &exchange_line(&top_n.exchange, false));
             self::node(text, depth + 2, &top_n.input);
         }
+        StreamNode::OverWindow(over) => {
+            line(text, depth, &over_line(over));
+            line(text, depth + 1, &exchange_line(&over.exchange, false));
+            self::node(text, depth + 2, &over.input);
+        }
     }
+}
+
+/// A window function call without its `OVER (..)`: `avg(bid.price)`.
+fn call_text(expr: &datafusion::logical_expr::Expr) -> String {
+    match expr.clone().unalias() {
+        datafusion::logical_expr::Expr::WindowFunction(f) => format!(
+            "{}({})",
+            f.fun.name(),
+            f.params
+                .args
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// An OVER window: its functions and frame, and what bounds its state.
+fn over_line(over: &StreamOverWindow) -> String {
+    let shown = |exprs: &mut dyn Iterator<Item = String>| exprs.collect::<Vec<_>>().join(", ");
+    let frame = match over.spec.frame {
+        OverFrame::Rows(1) => "the last row".to_string(),
+        OverFrame::Rows(n) => format!("the last {n} rows"),
+        OverFrame::Range(d) => format!(
+            "the rows less than {} older than the watermark",
+            signed_duration(d)
+        ),
+        OverFrame::UnboundedRows | OverFrame::UnboundedRange => "its accumulators".to_string(),
+    };
+    format!(
+        "StreamOverWindow: functions=[{}] key=[{}] order=[{}] frame={} output=append-only, each row once the watermark passes it state: per key {frame} and the rows the watermark has not passed, late rows dropped",
+        shown(&mut over.functions.iter().map(call_text)),
+        shown(&mut over.partition_by.iter().map(|e| e.to_string())),
+        shown(&mut over.order_by.iter().map(|s| s.to_string())),
+        over.frame,
+    )
 }
 
 fn top_n_line(top_n: &StreamTopN) -> String {

@@ -75,9 +75,21 @@ pub(super) enum Step {
         partition_by: Vec<Expr>,
         /// The `ORDER BY`.
         order_by: Vec<Sort>,
+        /// The call itself (an OVER window when no filter bounds it).
+        exprs: Vec<Expr>,
         /// The rows it reads.
         input: DFSchemaRef,
         /// The rows it makes: the input's, then the row number.
+        output: DFSchemaRef,
+    },
+    /// Window functions over a frame (`agg(..) OVER (PARTITION BY ..
+    /// ORDER BY .. ROWS ..)`): an OVER window (`lower_over`).
+    Over {
+        /// The window function calls.
+        exprs: Vec<Expr>,
+        /// The rows they read.
+        input: DFSchemaRef,
+        /// The rows they make: the input's, then one column per call.
         output: DFSchemaRef,
     },
     /// `ORDER BY .. LIMIT n`: the first `n` rows in an order, kept as they
@@ -366,16 +378,20 @@ pub(super) fn collect(
             }
         }
         LogicalPlan::Window(window) => {
-            let Some((partition_by, order_by)) = row_number(&window.window_expr) else {
-                return Err(unsupported(
-                    "a window function (OVER) other than ROW_NUMBER() with ORDER BY",
-                    "use TUMBLE, HOP, CUMULATE or SESSION with GROUP BY; for the first rows per key, filter ROW_NUMBER() OVER (PARTITION BY .. ORDER BY ..) <= N",
-                ));
-            };
             collect(&window.input, inputs, steps)?;
+            let Some((partition_by, order_by)) = row_number(&window.window_expr) else {
+                // Any other window function: over a frame in event time.
+                steps.push(Step::Over {
+                    exprs: window.window_expr.clone(),
+                    input: window.input.schema().clone(),
+                    output: window.schema.clone(),
+                });
+                return Ok(());
+            };
             steps.push(Step::RowNumber {
                 partition_by,
                 order_by,
+                exprs: window.window_expr.clone(),
                 input: window.input.schema().clone(),
                 output: window.schema.clone(),
             });

@@ -9,6 +9,7 @@
 use super::logical::Step;
 use super::lower_aggregate::{GroupBy, lower_aggregate};
 use super::lower_join::{JoinOn, lower_join};
+use super::lower_over::{Over, lower_over};
 use super::lower_source::lower_source;
 use super::lower_stateless::{lower_filter, lower_project, lower_unnest};
 use super::lower_top_n::{RowNumber, lower_order_limit, lower_top_n, row_number_bound};
@@ -48,6 +49,7 @@ fn closes_windows(node: &StreamNode) -> bool {
         StreamNode::HashJoin(j) => closes_windows(&j.left) || closes_windows(&j.right),
         StreamNode::Aggregate(a) => a.windowed() || closes_windows(&a.input),
         StreamNode::TopN(t) => t.spec.window.is_some() || closes_windows(&t.input),
+        StreamNode::OverWindow(o) => closes_windows(&o.input),
     }
 }
 
@@ -131,23 +133,50 @@ fn lower_chain(steps: &[Step], lowering: &Lowering<'_>) -> Result<StreamNode> {
             Step::RowNumber {
                 partition_by,
                 order_by,
+                exprs,
                 input,
                 output,
             } => {
-                let Some(limit) = row_number_bound(output, &steps[at + 1..]) else {
-                    return Err(unsupported(
-                        "ROW_NUMBER() without a bound on it",
-                        "keep the first rows per key with a filter on the number: WHERE rn <= N (a TopN), or rn = 1",
-                    ));
-                };
-                let over = RowNumber {
-                    partition_by,
-                    order_by,
+                match row_number_bound(output, &steps[at + 1..]) {
+                    Some(limit) => {
+                        let over = RowNumber {
+                            partition_by,
+                            order_by,
+                            input,
+                            output,
+                        };
+                        lower_top_n(node, over, limit, lowering)?
+                    }
+                    // Unbounded, it numbers every row: an OVER window, where
+                    // ordered by event time over a watermark.
+                    None => {
+                        let over = Over {
+                            exprs,
+                            input,
+                            output,
+                        };
+                        lower_over(node, over, lowering).map_err(|_| {
+                            unsupported(
+                                "ROW_NUMBER() without a bound on it",
+                                "keep the first rows per key with a filter on the number: WHERE rn <= N (a TopN), or rn = 1; or number the rows of an append-only stream with a watermark in the order of its event-time column",
+                            )
+                        })?
+                    }
+                }
+            }
+            Step::Over {
+                exprs,
+                input,
+                output,
+            } => lower_over(
+                node,
+                Over {
+                    exprs,
                     input,
                     output,
-                };
-                lower_top_n(node, over, limit, lowering)?
-            }
+                },
+                lowering,
+            )?,
             Step::OrderLimit {
                 order_by,
                 limit,

@@ -251,7 +251,10 @@ pub(super) fn time_columns(node: &StreamNode) -> Vec<usize> {
                 .map(|(i, _)| i)
                 .collect()
         }
-        StreamNode::HashJoin(_) | StreamNode::Aggregate(_) | StreamNode::TopN(_) => Vec::new(),
+        StreamNode::HashJoin(_)
+        | StreamNode::Aggregate(_)
+        | StreamNode::TopN(_)
+        | StreamNode::OverWindow(_) => Vec::new(),
     }
 }
 
@@ -262,7 +265,10 @@ fn schema_of(node: &StreamNode) -> Option<datafusion::arrow::datatypes::SchemaRe
         StreamNode::Filter(StreamFilter { input, .. }) => schema_of(input),
         StreamNode::Project(project) => Some(project.schema.clone()),
         StreamNode::Unnest(unnest) => Some(unnest.schema.clone()),
-        StreamNode::HashJoin(_) | StreamNode::Aggregate(_) | StreamNode::TopN(_) => None,
+        StreamNode::HashJoin(_)
+        | StreamNode::Aggregate(_)
+        | StreamNode::TopN(_)
+        | StreamNode::OverWindow(_) => None,
     }
 }
 

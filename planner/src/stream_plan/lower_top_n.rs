@@ -71,6 +71,7 @@ pub(super) fn row_number_bound(output: &DFSchemaRef, after: &[Step]) -> Option<u
             | Step::Join { .. }
             | Step::Aggregate { .. }
             | Step::RowNumber { .. }
+            | Step::Over { .. }
             | Step::OrderLimit { .. } => return None,
         }
     }

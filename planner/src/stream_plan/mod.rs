@@ -19,6 +19,7 @@
 //!   Aggregate without a window     ──> StreamGroupAggregate (state per key, updating)
 //!   Join on equal keys             ──> StreamHashJoin (both inputs' rows by key)
 //!   ROW_NUMBER() OVER (..) <= N    ──> StreamTopN (the first N rows per key)
+//!   agg(..) OVER (.. ORDER BY ts ..) ──> StreamOverWindow (frames in event time)
 //!   TableScan of a stream          ──> StreamSource
 //!   Sort, Limit, other OVER, ...   ──> refused, with the reason
 //! ```
@@ -32,7 +33,8 @@
 //! - [`nodes`]: the typed stream plan nodes.
 //! - `lower`: steps to nodes, and how nodes may stack; one file per node
 //!   kind: `lower_source`, `lower_stateless`, `lower_join`,
-//!   `lower_aggregate`, `lower_top_n`; what they share in `lowering`.
+//!   `lower_aggregate`, `lower_top_n`, `lower_over`; what they share in
+//!   `lowering`.
 //! - [`explain`]: the EXPLAIN text, rendered from the nodes.
 //! - [`runtime_plan`]: the nodes as the runtime's `StreamPlan`.
 //! - [`signature`]: what each stateful operator's state means, hashed:
@@ -45,6 +47,7 @@ mod lower;
 mod lower_aggregate;
 mod lower_join;
 mod lower_join_interval;
+mod lower_over;
 mod lower_source;
 mod lower_stateless;
 mod lower_top_n;

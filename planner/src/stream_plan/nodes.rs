@@ -26,9 +26,10 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::logical_expr::{Expr, SortExpr};
+use datafusion::logical_expr::{Expr, SortExpr, WindowFrame};
 use datafusion::physical_plan::PhysicalExpr;
 use weir_runtime::operators::join::JoinSpec;
+use weir_runtime::operators::over_window::OverWindowSpec;
 use weir_runtime::plan::{AggregateSpec, Emit, EventTime, IntervalBounds, TopNSpec, WindowKind};
 use weir_runtime::source::Source;
 
@@ -75,6 +76,8 @@ pub enum StreamNode {
     Aggregate(StreamAggregate),
     /// The first rows per key in an order (TopN, deduplication).
     TopN(StreamTopN),
+    /// Window functions over a frame of rows in event time (`OVER`).
+    OverWindow(StreamOverWindow),
 }
 
 /// A stream read, one task per source partition.
@@ -207,6 +210,27 @@ pub struct StreamTopN {
     pub spec: Arc<TopNSpec>,
 }
 
+/// Window functions over each row's frame (`agg(..) OVER (PARTITION BY ..
+/// ORDER BY ts ROWS BETWEEN n PRECEDING AND CURRENT ROW)`), computed once
+/// the watermark passes the row: an append-only result.
+#[derive(Debug)]
+pub struct StreamOverWindow {
+    /// The rows the functions are computed on.
+    pub input: Box<StreamNode>,
+    /// The exchange by the partition keys.
+    pub exchange: StreamExchange,
+    /// The `PARTITION BY`, as written.
+    pub partition_by: Vec<Expr>,
+    /// The `ORDER BY`, as written (event time first).
+    pub order_by: Vec<SortExpr>,
+    /// The frame, as written.
+    pub frame: WindowFrame,
+    /// The window function calls, as written.
+    pub functions: Vec<Expr>,
+    /// The OVER window, compiled.
+    pub spec: Arc<OverWindowSpec>,
+}
+
 impl StreamAggregate {
     /// Over windows or sessions (else plain groups)?
     pub fn windowed(&self) -> bool {
@@ -227,6 +251,8 @@ impl StreamNode {
             // A row that enters the first N pushes the last one out, unless
             // each window's rows are emitted once, when it closes.
             StreamNode::TopN(top_n) => !top_n.spec.window.is_some_and(|w| w.emit_on_close),
+            // Each row once, when the watermark passes it.
+            StreamNode::OverWindow(_) => false,
         }
     }
 
@@ -252,6 +278,8 @@ impl StreamNode {
             // otherwise whenever a better one arrives, of any age.
             StreamNode::TopN(top_n) => top_n.spec.window.is_some() && top_n.input.watermarked(),
             StreamNode::HashJoin(join) => join.interval.is_some(),
+            // Its rows come out in event time as the watermark passes them.
+            StreamNode::OverWindow(over) => over.input.watermarked(),
         }
     }
 
@@ -263,7 +291,8 @@ impl StreamNode {
             | StreamNode::Project(StreamProject { input, .. })
             | StreamNode::Unnest(StreamUnnest { input, .. })
             | StreamNode::Aggregate(StreamAggregate { input, .. })
-            | StreamNode::TopN(StreamTopN { input, .. }) => input.sources(),
+            | StreamNode::TopN(StreamTopN { input, .. })
+            | StreamNode::OverWindow(StreamOverWindow { input, .. }) => input.sources(),
             StreamNode::HashJoin(join) => {
                 let mut sources = join.left.sources();
                 sources.extend(join.right.sources());
@@ -281,7 +310,8 @@ impl StreamNode {
             | StreamNode::Project(StreamProject { input, .. })
             | StreamNode::Unnest(StreamUnnest { input, .. })
             | StreamNode::Aggregate(StreamAggregate { input, .. })
-            | StreamNode::TopN(StreamTopN { input, .. }) => input.first_source(),
+            | StreamNode::TopN(StreamTopN { input, .. })
+            | StreamNode::OverWindow(StreamOverWindow { input, .. }) => input.first_source(),
             StreamNode::HashJoin(join) => join.left.first_source(),
         }
     }

@@ -76,6 +76,10 @@ impl Parts {
                 StageOperator::TopN(top_n.spec.clone()),
                 vec![self.chain(&top_n.input)?],
             ),
+            StreamNode::OverWindow(over) => (
+                StageOperator::OverWindow(over.spec.clone()),
+                vec![self.chain(&over.input)?],
+            ),
             other => return Err(mismatch("a source or a stateful operator", other)),
         };
         self.stages.push(StagePlan {
@@ -167,6 +171,7 @@ fn mismatch(expected: &str, found: &StreamNode) -> PlanError {
         StreamNode::HashJoin(_) => "a join",
         StreamNode::Aggregate(_) => "an aggregate",
         StreamNode::TopN(_) => "a TopN",
+        StreamNode::OverWindow(_) => "an OVER window",
     };
     PlanError::Internal(format!(
         "stream plan of a shape the runtime cannot run: expected {expected}, found {found}"

@@ -28,8 +28,8 @@ use weir_runtime::operators::join::JoinKind;
 use weir_runtime::plan::{Emit, STATE_LAYOUT_VERSION, ShownParts, StateSignature, WindowKind};
 
 use super::nodes::{
-    StreamAggregate, StreamFilter, StreamHashJoin, StreamMaterialize, StreamNode, StreamProject,
-    StreamSource, StreamTopN, StreamUnnest,
+    StreamAggregate, StreamFilter, StreamHashJoin, StreamMaterialize, StreamNode, StreamOverWindow,
+    StreamProject, StreamSource, StreamTopN, StreamUnnest,
 };
 use crate::windows::{WindowTvf, format_duration};
 
@@ -73,7 +73,45 @@ fn collect(node: &StreamNode, out: &mut Vec<StateSignature>) {
             collect(&top_n.input, out);
             out.push(top_n_signature(top_n));
         }
+        StreamNode::OverWindow(over) => {
+            collect(&over.input, out);
+            out.push(over_signature(over));
+        }
     }
+}
+
+/// An OVER window's state: rows waiting and frames per key, and the
+/// functions' accumulators.
+fn over_signature(over: &StreamOverWindow) -> StateSignature {
+    let spec = &over.spec;
+    sign(StateSignature {
+        operator: "StreamOverWindow".into(),
+        kind: format!("over window {:?}", spec.frame),
+        input: layers(&over.input),
+        keys: spec.partition.iter().map(normalized).collect(),
+        window: over.frame.to_string(),
+        accumulators: spec
+            .order
+            .iter()
+            .map(|(e, o)| format!("order {} {o}", normalized(e)))
+            .chain(spec.functions.iter().map(|f| match f {
+                weir_runtime::operators::over_window::OverFunction::RowNumber => {
+                    "row_number".to_string()
+                }
+                weir_runtime::operators::over_window::OverFunction::Aggregate(a) => format!(
+                    "{}({})",
+                    a.fun().name(),
+                    a.expressions().iter().map(normalized).collect::<Vec<_>>().join(", ")
+                ),
+            }))
+            .collect(),
+        layout: STATE_LAYOUT_VERSION,
+        hash: String::new(),
+        shown: ShownParts {
+            keys: over.partition_by.iter().map(|e| e.to_string()).collect(),
+            accumulators: over.functions.iter().map(|e| e.to_string()).collect(),
+        },
+    })
 }
 
 /// A TopN's state: the rows it keeps per key, in its order.
@@ -283,6 +321,7 @@ fn layers(node: &StreamNode) -> Vec<String> {
             vec![format!("aggregate {}", aggregate_signature(aggregate).hash)]
         }
         StreamNode::TopN(top_n) => vec![format!("top n {}", top_n_signature(top_n).hash)],
+        StreamNode::OverWindow(over) => vec![format!("over window {}", over_signature(over).hash)],
     }
 }
 

@@ -61,12 +61,10 @@ impl SourceCounters {
     ) -> Self {
         self.operators = sources
             .iter()
-            .flat_map(|s| {
-                (0..s.partitions).map(move |local| OperatorLabels {
-                    job: job.to_string(),
-                    operator: source_operator(s.side).to_string(),
-                    worker: local as i64,
-                })
+            .enumerate()
+            .flat_map(|(source, s)| {
+                (0..s.partitions)
+                    .map(move |local| stage_labels(job, source_operator(s.side), source, local))
             })
             .map(|labels| metrics.source(&labels))
             .collect();
@@ -125,6 +123,22 @@ impl SourceCounters {
             .iter()
             .filter_map(|s| s.read_progress())
             .reduce(|a, b| a + b);
+    }
+}
+
+/// The labels of worker `worker` of stage `stage` (a source partition: of
+/// source `stage`) of job `job`, running `operator`.
+pub(crate) fn stage_labels(
+    job: &str,
+    operator: &str,
+    stage: usize,
+    worker: usize,
+) -> OperatorLabels {
+    OperatorLabels {
+        job: job.to_string(),
+        operator: operator.to_string(),
+        stage: i64::try_from(stage).unwrap_or(i64::MAX),
+        worker: i64::try_from(worker).unwrap_or(i64::MAX),
     }
 }
 

@@ -63,7 +63,7 @@ pub use handle::JobHandle;
 use crate::checkpoint::{CheckpointMetrics, Coordinator, JobStore, Report, Restored};
 use crate::executor::Executor;
 use crate::failure::Failer;
-use crate::metrics::{JobLabels, OperatorLabels, RuntimeMetrics};
+use crate::metrics::{JobLabels, RuntimeMetrics};
 use crate::plan::{Side, StageOperator, StreamPlan};
 use crate::source::SourcePosition;
 use channel::Tagged;
@@ -301,11 +301,12 @@ pub fn start(
                 worker = w
             );
             let task = format!("{} worker {w}", operator.state().operator);
-            let figures = metrics.operator(&OperatorLabels {
-                job: name.to_string(),
-                operator: operator.state().operator.to_string(),
-                worker: w as i64,
-            });
+            let figures = metrics.operator(&counters::stage_labels(
+                name,
+                operator.state().operator,
+                stage.index,
+                w,
+            ));
             let run = worker::run_worker(
                 Worker {
                     job: failer.job.clone(),
@@ -466,6 +467,7 @@ fn exchange_keys(
             .map(|&k| spec.group[k].clone())
             .collect()),
         (Some(StageOperator::TopN(spec)), _) => Ok(spec.partition.clone()),
+        (Some(StageOperator::OverWindow(spec)), _) => Ok(spec.partition.clone()),
         (Some(StageOperator::Join(_)), None) => {
             internal_err!("rows sent to join stage {stage} without a side")
         }

@@ -120,7 +120,7 @@ impl Restore {
     pub(crate) fn restores(&self, stage: &StageWorkers) -> bool {
         match stage.stage {
             Stage::Join => self.stage(stage).restored,
-            Stage::Aggregate | Stage::TopN => {
+            Stage::Aggregate | Stage::TopN | Stage::OverWindow => {
                 self.stage(stage).restored || self.sources.iter().any(Option::is_some)
             }
         }

@@ -35,6 +35,8 @@ pub(crate) enum Stage {
     Aggregate,
     /// TopN workers.
     TopN,
+    /// OVER window workers.
+    OverWindow,
 }
 
 impl Stage {
@@ -44,6 +46,7 @@ impl Stage {
             StageOperator::Join(_) => Stage::Join,
             StageOperator::Aggregate(_) => Stage::Aggregate,
             StageOperator::TopN(_) => Stage::TopN,
+            StageOperator::OverWindow(_) => Stage::OverWindow,
         }
     }
 

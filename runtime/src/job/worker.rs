@@ -22,6 +22,7 @@ use crate::message::{Barrier, Message};
 use crate::metrics::{OperatorMetrics, RuntimeMetrics};
 use crate::operators::interval_join::IntervalJoin;
 use crate::operators::join::JoinOperator;
+use crate::operators::over_window::OverWindow;
 use crate::operators::top_n::TopN;
 use crate::operators::{Side, StreamBatch, StreamOperator, aggregate, stateless};
 use crate::plan::{PlanInput, StageOperator, StatelessOp, StreamPlan};
@@ -65,6 +66,10 @@ pub(crate) fn operator(
             aggregate::new(spec.clone(), &input, metrics.late(&plan.stream_name))
         }
         StageOperator::TopN(spec) => Ok(Box::new(TopN::new(
+            spec.clone(),
+            metrics.late(&plan.stream_name),
+        )?)),
+        StageOperator::OverWindow(spec) => Ok(Box::new(OverWindow::new(
             spec.clone(),
             metrics.late(&plan.stream_name),
         )?)),

@@ -7,6 +7,8 @@
 //! - [`interval_join`]: joins of two streams on keys and close event times,
 //!   their state bounded by the watermark (interval and window joins).
 //! - [`top_n`]: the first N rows per key in an order (TopN, dedup).
+//! - [`over_window`]: aggregates over a frame of rows in event time
+//!   (`OVER (.. ROWS BETWEEN n PRECEDING AND CURRENT ROW)`).
 //! - [`exchange`]: hash-partitioning rows to the join and aggregate workers.
 //! - [`changes`]: the op column, and what "changelog" means.
 //!
@@ -26,6 +28,7 @@ pub mod changes;
 pub mod exchange;
 pub mod interval_join;
 pub mod join;
+pub mod over_window;
 pub mod stateless;
 pub mod top_n;
 
