@@ -83,6 +83,9 @@ async fn run(
             if sql.to_ascii_lowercase().contains("pg_policy") {
                 crate::pg_catalog::policy_queries(&mut statement);
             }
+            if sql.to_ascii_lowercase().contains("reloptions") {
+                crate::pg_catalog::reloption_queries(&mut statement);
+            }
             if sql.to_ascii_lowercase().contains("current_setting") {
                 weir_planner::compat::substitute_settings(&mut statement, |name| {
                     session.get(name)
