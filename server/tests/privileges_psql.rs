@@ -146,9 +146,15 @@ async fn describe_plus_works_on_tables_and_views_and_owners_are_weir() {
         .expect("setup");
 
     let out = psql(&server, "\\d+ t");
-    assert!(out.contains("id|bigint|"), "\\d+ t lists the columns: {out}");
+    assert!(
+        out.contains("id|bigint|"),
+        "\\d+ t lists the columns: {out}"
+    );
     let out = psql(&server, "\\d+ v");
-    assert!(out.contains("id|bigint|"), "\\d+ v lists the columns: {out}");
+    assert!(
+        out.contains("id|bigint|"),
+        "\\d+ v lists the columns: {out}"
+    );
 
     let out = psql(&server, "\\dt");
     assert_eq!(out, "public|t|table|weir\n", "\\dt");
