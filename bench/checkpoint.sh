@@ -12,25 +12,15 @@ cd "$(dirname "$0")/.."
 KEYS=${1:-1000000}
 RATE=${2:-100000}
 SECONDS_TO_RUN=${3:-30}
-WEIR=target/${PROFILE:-dist}/weir
-[ -x "$WEIR" ] || cargo build --profile "${PROFILE:-dist}" --bin weir
-
-dir=$(mktemp -d)
-port=$(( 20000 + RANDOM % 20000 ))
-http=$(( port + 1 ))
-"$WEIR" serve --data-dir "$dir/data" --pg-addr "127.0.0.1:$port" --http-addr "127.0.0.1:$http" \
-  --log warn --checkpoint-interval 1s &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
-sql() { psql -X -q -t -A -h 127.0.0.1 -p "$port" -U weir -d weir -c "$1"; }
-until sql 'SELECT 1' >/dev/null 2>&1; do sleep 0.05; done
+WEIR_ARGS="--checkpoint-interval 1s"
+# shellcheck source=bench/serve.sh
+. bench/serve.sh
 
 sql "CREATE STREAM s (k BIGINT, v BIGINT) WITH (connector = 'datagen', rate = '$RATE',
        'fields.v.kind' = 'random', 'fields.v.min' = '0', 'fields.v.max' = '1000')"
 sql "CREATE MATERIALIZED VIEW per_key AS
        SELECT k % $KEYS AS key, count(*) AS n, sum(v) AS total FROM s GROUP BY k % $KEYS"
 
-metric() { curl -s "127.0.0.1:$http/metrics" | awk -v m="$1" '$1 ~ "^"m"\\{job=\"per_key\"\\}" {print $2}'; }
 echo "keys $KEYS, $RATE rows/s, checkpoint every 1 s (release build, $(nproc) cores)"
 printf "%6s %8s %12s %14s %14s %10s\n" "t(s)" "epoch" "groups" "state bytes" "written bytes" "ms"
 last=""

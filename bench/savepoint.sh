@@ -18,21 +18,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 KEYS=${1:-1000000}
 RATE=${2:-200000}
-WEIR=${WEIR:-target/${PROFILE:-dist}/weir}
-[ -x "$WEIR" ] || cargo build --profile "${PROFILE:-dist}" --bin weir
-
-dir=$(mktemp -d)
-port=$(( 20000 + RANDOM % 20000 ))
-http=$(( port + 1 ))
-"$WEIR" serve --data-dir "$dir/data" --pg-addr "127.0.0.1:$port" --http-addr "127.0.0.1:$http" \
-  --log warn --checkpoint-interval 1s &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
-sql() { psql -X -q -t -A -h 127.0.0.1 -p "$port" -U weir -d weir -c "$1"; }
-until sql 'SELECT 1' >/dev/null 2>&1; do sleep 0.05; done
+WEIR_ARGS="--checkpoint-interval 1s"
+# shellcheck source=bench/serve.sh
+. bench/serve.sh
 now_ms() { date +%s%3N; }
 timed() { local t0; t0=$(now_ms); sql "$1" >/dev/null; echo $(( $(now_ms) - t0 )); }
-metric() { curl -s "127.0.0.1:$http/metrics" | awk -v m="$1" '$1 ~ "^"m"\\{job=\"per_key\"\\}" {print $2}'; }
 ms() { awk -v d="$1" 'BEGIN { printf "%.1f", d * 1000 }'; }
 
 sql "CREATE STREAM s (k BIGINT, v BIGINT) WITH (connector = 'datagen', rate = '$RATE',

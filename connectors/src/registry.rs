@@ -146,6 +146,19 @@ pub trait Connector: Send + Sync {
         Err(cannot_be(self.name(), self.can_be(), Role::Stream))
     }
 
+    /// Open a stream again on a restart, with the columns it was created
+    /// with: by default as [`Connector::open_stream`]. A connector whose
+    /// input may be away for now (a folder emptied since) opens it anyway,
+    /// as a restored table does ([`Opening::Restore`]).
+    async fn reopen_stream(
+        &self,
+        state: &dyn Session,
+        options: &mut ConnectorOptions,
+        declared: SchemaRef,
+    ) -> Result<OpenedStream> {
+        self.open_stream(state, options, Some(declared)).await
+    }
+
     /// Open a table with the `declared` columns. Consumes the options it
     /// reads.
     async fn open_table(
@@ -207,6 +220,21 @@ pub async fn open_stream(
 ) -> Result<OpenedStream> {
     let connector = take_connector(&mut options, Role::Stream)?;
     let opened = connector.open_stream(state, &mut options, declared).await?;
+    finish(options, connector, Role::Stream)?;
+    Ok(opened)
+}
+
+/// A restart: open the stream `options` name again, with the columns it
+/// was created with ([`Connector::reopen_stream`]).
+pub async fn reopen_stream(
+    state: &dyn Session,
+    mut options: ConnectorOptions,
+    declared: SchemaRef,
+) -> Result<OpenedStream> {
+    let connector = take_connector(&mut options, Role::Stream)?;
+    let opened = connector
+        .reopen_stream(state, &mut options, declared)
+        .await?;
     finish(options, connector, Role::Stream)?;
     Ok(opened)
 }

@@ -151,6 +151,11 @@ pub enum WeirStatement {
         /// The value as text.
         value: Option<String>,
     },
+    /// `RESET name`, `RESET ALL`: back to the server's values.
+    Reset {
+        /// Lowercased name; `None` for `RESET ALL`.
+        name: Option<String>,
+    },
     /// `SHOW name`.
     ShowVariable {
         /// Lowercased name.
@@ -493,6 +498,14 @@ impl WeirStatement {
                 }
             }
             Statement::Set(set) => classify_set(set)?,
+            Statement::Reset(reset) => WeirStatement::Reset {
+                name: match reset.reset {
+                    datafusion::sql::sqlparser::ast::Reset::ALL => None,
+                    datafusion::sql::sqlparser::ast::Reset::ConfigurationParameter(name) => {
+                        Some(object_name(&name))
+                    }
+                },
+            },
             Statement::ShowVariable { variable } => classify_show(&variable),
             Statement::ShowTables { .. } => WeirStatement::ShowObjects(ObjectKind::Table),
             Statement::ShowViews {
@@ -683,8 +696,15 @@ fn classify_show(variable: &[Ident]) -> WeirStatement {
         "streams" => WeirStatement::ShowObjects(ObjectKind::Stream),
         "materialized views" => WeirStatement::ShowObjects(ObjectKind::MaterializedView),
         "sinks" => WeirStatement::ShowObjects(ObjectKind::Sink),
-        name => WeirStatement::ShowVariable {
-            name: name.replace(' ', "_"),
+        // Postgres's settings named by several words.
+        name @ ("time zone" | "transaction isolation level" | "session authorization") => {
+            WeirStatement::ShowVariable {
+                name: name.replace(' ', "_"),
+            }
+        }
+        // sqlparser drops the dot of a custom setting (`SHOW myapp.flag`).
+        _ => WeirStatement::ShowVariable {
+            name: words.join("."),
         },
     }
 }

@@ -123,6 +123,12 @@ pub struct Split {
     /// (Parquet footers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
+    /// When it was last modified as listed (milliseconds since the Unix
+    /// epoch), where its store says: with `bytes`, what tells a restore
+    /// that a half-read file was rewritten since. `None` in checkpoints
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_ms: Option<i64>,
 }
 
 /// What a source partition still reads, by splits, after the last batch

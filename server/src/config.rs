@@ -380,9 +380,8 @@ impl Security {
                 .as_ref()
                 .or(file.statement_timeout.as_ref())
             {
-                Some(text) => match crate::pg::activity::parse_timeout(text) {
-                    Some(timeout) => Some(timeout),
-                    None if text.trim() == "0" => None,
+                Some(text) => match crate::pg::activity::parse_timeout_setting(text) {
+                    Some(timeout) => timeout,
                     None => anyhow::bail!(
                         "invalid statement_timeout \"{text}\" (write e.g. 30s, 500ms, 0 for none)"
                     ),

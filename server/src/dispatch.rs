@@ -83,6 +83,9 @@ async fn run(
             if sql.to_ascii_lowercase().contains("pg_policy") {
                 crate::pg_catalog::policy_queries(&mut statement);
             }
+            if sql.to_ascii_lowercase().contains("reloptions") {
+                crate::pg_catalog::reloption_queries(&mut statement);
+            }
             if sql.to_ascii_lowercase().contains("current_setting") {
                 weir_planner::compat::substitute_settings(&mut statement, |name| {
                     session.get(name)
@@ -115,7 +118,17 @@ async fn run(
             let dropped = statements::ddl::drop(registry, kind, names, if_exists, cascade).await;
             privileges::forget_dropped(registry, session, dropped)
         }
-        WeirStatement::SetVariable { name, value } => Ok(Output::Set(session.set(&name, value)?)),
+        WeirStatement::SetVariable { name, value } => Ok(Output::Set {
+            tag: "SET",
+            changes: session.set(&name, value)?.into_iter().collect(),
+        }),
+        WeirStatement::Reset { name } => Ok(Output::Set {
+            tag: "RESET",
+            changes: match name {
+                Some(name) => session.set(&name, None)?.into_iter().collect(),
+                None => session.reset_all(),
+            },
+        }),
         WeirStatement::ShowVariable { name } => statements::show::variable(session, &name),
         WeirStatement::ShowAll => statements::show::all(session),
         WeirStatement::ShowObjects(kind) => statements::show::objects(registry, kind),
@@ -217,6 +230,7 @@ pub async fn describe(
         | WeirStatement::CreateView(_)
         | WeirStatement::Drop { .. }
         | WeirStatement::SetVariable { .. }
+        | WeirStatement::Reset { .. }
         | WeirStatement::Transaction(_)
         | WeirStatement::Savepoint(_)
         | WeirStatement::Discard

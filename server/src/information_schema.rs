@@ -8,6 +8,7 @@
 //! the declared nullability of tables Weir owns. `role_table_grants` and
 //! `table_privileges` list the privileges on each relation ([`grants`]).
 
+pub(crate) mod computed;
 pub(crate) mod grants;
 
 use std::sync::Arc;
@@ -24,6 +25,8 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use weir_connectors::table_store::OwnedTable;
+
+use computed::{Computed, ComputedView};
 
 /// The `information_schema` schema.
 #[derive(Debug)]
@@ -63,16 +66,16 @@ impl SchemaProvider for PgInformationSchema {
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let lower = name.to_ascii_lowercase();
         if let Some(view) = KEY_VIEWS.iter().find(|v| **v == lower) {
-            return Ok(Some(Arc::new(KeyView {
+            return Ok(Some(Arc::new(Computed(KeyView {
                 view,
                 schema: key_view_schema(view),
                 catalogs: self.catalogs.clone(),
-            })));
+            }))));
         }
         if grants::GRANT_VIEWS.contains(&lower.as_str()) {
-            return Ok(Some(Arc::new(grants::GrantsView::new(
+            return Ok(Some(Arc::new(Computed(grants::GrantsView::new(
                 self.catalogs.clone(),
-            ))));
+            )))));
         }
         let table = self.inner.table(name).await?;
         Ok(match (lower.as_str(), table) {
@@ -140,22 +143,12 @@ fn key_view_schema(view: &str) -> SchemaRef {
 }
 
 #[async_trait]
-impl TableProvider for KeyView {
-    fn schema(&self) -> SchemaRef {
+impl ComputedView for KeyView {
+    fn columns(&self) -> SchemaRef {
         self.schema.clone()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn compute(&self, _state: &dyn Session) -> Result<RecordBatch> {
         let keys = crate::pg_catalog::primary_keys(self.catalogs.as_ref()).await?;
         // One row per key for table_constraints, per key column otherwise.
         let rows: Vec<(&crate::pg_catalog::PrimaryKey, Option<(usize, &str)>)> = keys
@@ -202,10 +195,7 @@ impl TableProvider for KeyView {
                 }
             })
             .collect();
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
-        MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
-            .scan(state, projection, filters, limit)
-            .await
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }
 

@@ -20,8 +20,13 @@ pub enum Output {
         /// The row count the tag carries, if any.
         rows: Option<usize>,
     },
-    /// `SET` done; the client may need to hear about the new value.
-    Set(Option<ReportedChange>),
+    /// `SET` or `RESET` done; the client may need to hear about new values.
+    Set {
+        /// The command tag: `SET` or `RESET`.
+        tag: &'static str,
+        /// Changes the client must hear about (ParameterStatus).
+        changes: Vec<ReportedChange>,
+    },
     /// `BEGIN`.
     TransactionStart,
     /// `SUBSCRIBE`: a view's snapshot, then its changes as they come, until

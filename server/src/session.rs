@@ -443,12 +443,15 @@ impl Session {
         }
     }
 
-    /// `SET name = value` (or back to the default when `value` is `None`).
+    /// `SET name = value`; with `value` `None` (`SET name TO DEFAULT`,
+    /// `RESET name`), back to the server's value: its config's where it has
+    /// one (`statement_timeout`, `query_memory_limit`,
+    /// `subscribe_slow_client`), else Postgres's built-in default.
     pub fn set(&self, name: &str, value: Option<String>) -> Result<Option<ReportedChange>> {
         let name = canonical_name(name);
-        let known = SETTINGS.iter().find(|(n, ..)| *n == name);
+        let known = SETTINGS.iter().any(|(n, ..)| *n == name);
         // Postgres accepts any "prefix.name" as a custom setting.
-        if known.is_none() && !name.contains('.') {
+        if !known && !name.contains('.') {
             return Err(unrecognized(&name));
         }
         if READ_ONLY.contains(&name.as_str()) {
@@ -457,29 +460,54 @@ impl Session {
                 hint: None,
             });
         }
-        let value = match value {
-            Some(v) => normalize_value(&name, v)?,
-            // RESET: back to the default, the server's where it has one
-            // (`query_memory_limit`, `subscribe_slow_client`), as `get`
-            // finds it with no override.
-            None if known.is_some() => {
-                self.overrides.lock().remove(&name);
-                let value = self.get(&name)?;
-                return Ok(known.filter(|k| k.2).map(|_| ReportedChange {
-                    name: reported_name(&name).to_string(),
-                    value,
-                }));
+        match value {
+            Some(value) => {
+                let value = normalize_value(&name, value)?;
+                self.overrides.lock().insert(name.clone(), value);
             }
-            None => String::new(),
-        };
-        self.overrides.lock().insert(name.clone(), value.clone());
-        Ok(known.filter(|k| k.2).map(|_| ReportedChange {
-            name: reported_name(&name).to_string(),
-            value,
-        }))
+            None if known => {
+                self.overrides.lock().remove(&name);
+            }
+            // A custom setting stays defined once set, empty after a
+            // reset, as in Postgres.
+            None => {
+                self.overrides.lock().insert(name.clone(), String::new());
+            }
+        }
+        Ok(self.reported(&name))
     }
 
-    /// `SHOW name`.
+    /// `RESET ALL`: every setting this session changed goes back to the
+    /// server's value. Returns the changes the client must hear about.
+    pub fn reset_all(&self) -> Vec<ReportedChange> {
+        let changed = {
+            let mut overrides = self.overrides.lock();
+            let changed: Vec<String> = overrides.keys().cloned().collect();
+            // Custom settings stay defined, empty (see `set`).
+            overrides.retain(|name, value| {
+                value.clear();
+                name.contains('.')
+            });
+            changed
+        };
+        changed
+            .iter()
+            .filter_map(|name| self.reported(name))
+            .collect()
+    }
+
+    /// The ParameterStatus a change of `name` sends, for the settings
+    /// Postgres reports to its clients.
+    fn reported(&self, name: &str) -> Option<ReportedChange> {
+        let reported = SETTINGS.iter().any(|(n, _, r, _)| *n == name && *r);
+        reported.then(|| ReportedChange {
+            name: reported_name(name).to_string(),
+            value: self.get(name).unwrap_or_default(),
+        })
+    }
+
+    /// `SHOW name`, `current_setting('name')`: the session's value, else
+    /// the server's.
     pub fn get(&self, name: &str) -> Result<String> {
         let name = canonical_name(name);
         match name.as_str() {
@@ -490,13 +518,8 @@ impl Session {
         if let Some(v) = self.overrides.lock().get(&name) {
             return Ok(v.clone());
         }
-        if name == "query_memory_limit" {
-            return Ok(crate::datafusion_context::format_memory_limit(
-                default_query_memory_limit(),
-            ));
-        }
-        if name == "subscribe_slow_client" {
-            return Ok(default_slow_client().name().to_string());
+        if let Some(configured) = server_default(&name) {
+            return Ok(configured);
         }
         SETTINGS
             .iter()
@@ -530,6 +553,30 @@ impl Session {
     }
 }
 
+/// The server's value of a setting its config sets (config file, flag or
+/// environment): what every session starts with, and what `RESET` and
+/// `SET .. TO DEFAULT` go back to. Where no server runs in this process
+/// (unit tests), the config's own defaults.
+fn server_default(name: &str) -> Option<String> {
+    let limits = crate::pg::activity::Activity::current().map(|a| a.limits.clone());
+    match name {
+        "statement_timeout" => Some(crate::pg::activity::format_timeout(
+            limits.as_ref().and_then(|l| l.statement_timeout),
+        )),
+        "query_memory_limit" => Some(crate::datafusion_context::format_memory_limit(
+            default_query_memory_limit(),
+        )),
+        "subscribe_slow_client" => Some(
+            limits
+                .map(|l| l.subscribe_slow_client)
+                .unwrap_or_default()
+                .name()
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
 /// The server's `query_memory_limit` (the built-in default where no server
 /// runs in this process).
 fn default_query_memory_limit() -> Option<usize> {
@@ -537,14 +584,6 @@ fn default_query_memory_limit() -> Option<usize> {
         Some(activity) => activity.limits.query_memory_limit,
         None => Some(crate::config::DEFAULT_QUERY_MEMORY_LIMIT),
     }
-}
-
-/// The server's `subscribe_slow_client` (`disconnect` where no server runs
-/// in this process).
-fn default_slow_client() -> crate::config::SlowClient {
-    crate::pg::activity::Activity::current().map_or_else(Default::default, |activity| {
-        activity.limits.subscribe_slow_client
-    })
 }
 
 fn canonical_name(name: &str) -> String {
@@ -572,6 +611,19 @@ fn normalize_value(name: &str, value: String) -> Result<String> {
                     ),
                     hint: Some("Weir speaks UTF8 only".to_string()),
                 })
+            }
+        }
+        // Time settings, shown as Postgres shows them (`3s`, `1500ms`).
+        "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => {
+            match crate::pg::activity::parse_timeout_setting(&value) {
+                Some(timeout) => Ok(crate::pg::activity::format_timeout(timeout)),
+                None => Err(ServerError::InvalidParameterValue {
+                    message: format!("invalid value for parameter \"{name}\": \"{value}\""),
+                    hint: Some(
+                        "write milliseconds or a number with a unit (ms, s, min, h, d), 0 for none"
+                            .to_string(),
+                    ),
+                }),
             }
         }
         "query_memory_limit" => match crate::datafusion_context::parse_memory_limit(&value) {

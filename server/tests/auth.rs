@@ -566,9 +566,13 @@ async fn grants_and_revokes_decide_what_a_role_may_do_and_survive_a_restart() {
     assert_eq!(
         grants,
         vec![
+            // An owner holds every table privilege, as in Postgres.
             "alice|alice|mine|DELETE",
             "alice|alice|mine|INSERT",
+            "alice|alice|mine|REFERENCES",
             "alice|alice|mine|SELECT",
+            "alice|alice|mine|TRIGGER",
+            "alice|alice|mine|TRUNCATE",
             "alice|alice|mine|UPDATE",
             "weir|alice|t|INSERT",
             "weir|alice|t|SELECT",
@@ -581,7 +585,7 @@ async fn grants_and_revokes_decide_what_a_role_may_do_and_survive_a_restart() {
             "SELECT array_to_string(relacl, ',') FROM pg_catalog.pg_class WHERE relname = 't'"
         )
         .await,
-        "weir=arwd/weir,alice=ar/weir"
+        "weir=arwdDxt/weir,alice=ar/weir"
     );
     // psql's own `\dp` and `\z` (its query reads `pg_attribute.attacl` and
     // `pg_policy.polroles` as arrays): the grants as Postgres spells them,
@@ -591,7 +595,7 @@ async fn grants_and_revokes_decide_what_a_role_may_do_and_survive_a_restart() {
             let (ok, out) = psql(server.port, "weir", PASSWORD, command);
             assert!(ok, "{command}: {out}");
             assert!(
-                out.contains("public|t|table|weir=arwd/weir\nalice=ar/weir||\n"),
+                out.contains("public|t|table|weir=arwdDxt/weir\nalice=ar/weir||\n"),
                 "{command} shows t's grants: {out}"
             );
             assert!(out.contains("public|u|table|||\n"), "{command}: {out}");

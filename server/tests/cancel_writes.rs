@@ -45,27 +45,81 @@ async fn settle(client: &tokio_postgres::Client, sql: &str) {
     panic!("{sql}: cancelled ten times");
 }
 
-async fn count(client: &tokio_postgres::Client, round: i64) -> i64 {
-    let row = client
+/// The rows of `table` in round `round`'s range of ids (`per_round` ids
+/// a round).
+async fn count(client: &tokio_postgres::Client, table: &str, per_round: i64, round: i64) -> i64 {
+    client
         .query_one(
-            "SELECT count(*) FROM w WHERE id > $1 AND id <= $2",
-            &[&(round * ROWS), &((round + 1) * ROWS)],
+            &format!("SELECT count(*) FROM {table} WHERE id > $1 AND id <= $2"),
+            &[&(round * per_round), &((round + 1) * per_round)],
         )
         .await
-        .expect("count a range");
-    row.get(0)
+        .expect("count a range")
+        .get(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_write_leaves_nothing_and_a_reported_one_stays() {
+/// A server with an empty table `table` of ids and padding, a client
+/// that checks it and one that writes.
+async fn writing_to(
+    table: &str,
+) -> (
+    tempfile::TempDir,
+    WeirProcess,
+    tokio_postgres::Client,
+    tokio_postgres::Client,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = WeirProcess::start(&dir.path().join("data"));
     let admin = common::connect(&server).await;
     admin
-        .batch_execute("CREATE TABLE w (id BIGINT PRIMARY KEY, pad TEXT)")
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id BIGINT PRIMARY KEY, pad TEXT)"
+        ))
         .await
         .expect("create");
     let writer = common::connect(&server).await;
+    (dir, server, admin, writer)
+}
+
+/// When round `round` of `rounds` stops its statement: spread over 0..2x
+/// `took`, how long one statement takes here.
+fn stop_at(took: Duration, round: i64, rounds: i64) -> Duration {
+    took.mul_f64(2.0 * (round as f64) / (rounds as f64))
+}
+
+/// `work`, a statement of `writer`'s, stopped `delay` after it starts by a
+/// CancelRequest or, `by_timeout`, by `statement_timeout` (off again after).
+async fn stopped_after<T>(
+    writer: &tokio_postgres::Client,
+    by_timeout: bool,
+    delay: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    if by_timeout {
+        settle(
+            writer,
+            &format!("SET statement_timeout = '{}ms'", delay.as_millis().max(1)),
+        )
+        .await;
+    }
+    let token = writer.cancel_token();
+    let canceller = tokio::spawn(async move {
+        if !by_timeout {
+            tokio::time::sleep(delay).await;
+            let _ = token.cancel_query(tokio_postgres::NoTls).await;
+        }
+    });
+    let result = work.await;
+    let _ = canceller.await;
+    if by_timeout {
+        settle(writer, "SET statement_timeout = 0").await;
+    }
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_write_leaves_nothing_and_a_reported_one_stays() {
+    let (_dir, _server, admin, writer) = writing_to("w").await;
 
     // How long one insert takes here: cancels are spread over 0..2x that.
     let started = Instant::now();
@@ -84,27 +138,15 @@ async fn a_cancelled_write_leaves_nothing_and_a_reported_one_stays() {
 
     let mut outcomes = Vec::new();
     for round in 1..ROUNDS {
-        let delay = took.mul_f64(2.0 * (round as f64) / (ROUNDS as f64));
+        let delay = stop_at(took, round, ROUNDS);
         let by_timeout = round % 2 == 0;
-        if by_timeout {
-            settle(
-                &writer,
-                &format!("SET statement_timeout = '{}ms'", delay.as_millis().max(1)),
-            )
-            .await;
-        }
-        let token = writer.cancel_token();
-        let canceller = tokio::spawn(async move {
-            if !by_timeout {
-                tokio::time::sleep(delay).await;
-                let _ = token.cancel_query(tokio_postgres::NoTls).await;
-            }
-        });
-        let result = writer.batch_execute(&insert(round)).await;
-        let _ = canceller.await;
-        if by_timeout {
-            settle(&writer, "SET statement_timeout = 0").await;
-        }
+        let result = stopped_after(
+            &writer,
+            by_timeout,
+            delay,
+            writer.batch_execute(&insert(round)),
+        )
+        .await;
         let reported = match result {
             Ok(()) => "committed",
             Err(err) if code(&err) == "57014" => "cancelled",
@@ -115,7 +157,7 @@ async fn a_cancelled_write_leaves_nothing_and_a_reported_one_stays() {
 
     let (mut committed, mut cancelled) = (0, 0);
     for (round, reported) in outcomes {
-        let rows = count(&admin, round).await;
+        let rows = count(&admin, "w", ROWS, round).await;
         match reported {
             "committed" => {
                 committed += 1;
@@ -174,17 +216,6 @@ async fn copy(
     sink.as_mut().finish().await
 }
 
-async fn copied(client: &tokio_postgres::Client, round: i64) -> i64 {
-    client
-        .query_one(
-            "SELECT count(*) FROM c WHERE id > $1 AND id <= $2",
-            &[&(round * COPY_ROWS), &((round + 1) * COPY_ROWS)],
-        )
-        .await
-        .expect("count a range")
-        .get(0)
-}
-
 /// What a round's client was told.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Told {
@@ -199,14 +230,7 @@ enum Told {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_copy_leaves_nothing_and_a_reported_one_stays() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = WeirProcess::start(&dir.path().join("data"));
-    let admin = common::connect(&server).await;
-    admin
-        .batch_execute("CREATE TABLE c (id BIGINT PRIMARY KEY, pad TEXT)")
-        .await
-        .expect("create");
-    let writer = common::connect(&server).await;
+    let (_dir, server, admin, writer) = writing_to("c").await;
 
     // How long one COPY takes here: stops are spread over 0..2x that.
     let started = Instant::now();
@@ -218,7 +242,7 @@ async fn a_stopped_copy_leaves_nothing_and_a_reported_one_stays() {
 
     let mut outcomes = Vec::new();
     for round in 1..COPY_ROUNDS {
-        let delay = took.mul_f64(2.0 * (round as f64) / (COPY_ROUNDS as f64));
+        let delay = stop_at(took, round, COPY_ROUNDS);
         let data = copy_data(round);
         let finishing = Arc::new(AtomicBool::new(false));
         let told = match round % 3 {
@@ -249,26 +273,8 @@ async fn a_stopped_copy_leaves_nothing_and_a_reported_one_stays() {
                 }
             }
             by => {
-                let by_timeout = by == 1;
-                if by_timeout {
-                    settle(
-                        &writer,
-                        &format!("SET statement_timeout = '{}ms'", delay.as_millis().max(1)),
-                    )
-                    .await;
-                }
-                let token = writer.cancel_token();
-                let canceller = tokio::spawn(async move {
-                    if !by_timeout {
-                        tokio::time::sleep(delay).await;
-                        let _ = token.cancel_query(tokio_postgres::NoTls).await;
-                    }
-                });
-                let result = copy(&writer, data, &finishing).await;
-                let _ = canceller.await;
-                if by_timeout {
-                    settle(&writer, "SET statement_timeout = 0").await;
-                }
+                let result =
+                    stopped_after(&writer, by == 1, delay, copy(&writer, data, &finishing)).await;
                 match result {
                     Ok(rows) => {
                         assert_eq!(rows, COPY_ROWS as u64, "round {round}: COPY's count");
@@ -304,7 +310,7 @@ async fn a_stopped_copy_leaves_nothing_and_a_reported_one_stays() {
 
     let mut tally = std::collections::BTreeMap::<String, usize>::new();
     for &(round, by, told) in &outcomes {
-        let rows = copied(&admin, round).await;
+        let rows = count(&admin, "c", COPY_ROWS, round).await;
         match told {
             Told::Committed => assert_eq!(rows, COPY_ROWS, "round {round} reported COPY: all rows"),
             Told::Cancelled => assert_eq!(rows, 0, "round {round} reported 57014: nothing"),
@@ -338,5 +344,5 @@ async fn a_stopped_copy_leaves_nothing_and_a_reported_one_stays() {
         .await
         .expect("a COPY after the stopped ones");
     assert_eq!(rows, COPY_ROWS as u64);
-    assert_eq!(copied(&admin, COPY_ROUNDS).await, COPY_ROWS);
+    assert_eq!(count(&admin, "c", COPY_ROWS, COPY_ROUNDS).await, COPY_ROWS);
 }

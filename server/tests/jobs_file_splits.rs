@@ -20,6 +20,12 @@
 //!
 //! The sink's files always add up to the view: nothing lost, nothing
 //! written twice.
+//!
+//! And, with two files or one: `SHOW JOBS` counts the partitions the
+//! restored job runs, not those a new listing would deal; a folder emptied
+//! after the job read it all does not keep the stream (and its view) from
+//! loading; a file rewritten after being half read fails the job, naming
+//! the file, instead of resuming at a row count inside other rows.
 
 mod common;
 #[path = "common/jobs.rs"]
@@ -123,18 +129,9 @@ fn server(dir: &Path, paused: bool) -> WeirProcess {
     WeirProcess::start_with(dir, &["--checkpoint-interval", "1s"], env)
 }
 
-/// Run one case: the view and the sink after the restart equal the batch
-/// answer over the files as they were, or the job failed naming the file.
-async fn run(format: Format, change: Change) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("in");
-    let out = dir.path().join("out");
-    std::fs::create_dir_all(&input).expect("input folder");
-    for f in 0..FILES {
-        write_part(&input, format, f);
-    }
-    let first = server(dir.path(), true);
-    let client = common::connect(&first).await;
+/// The stream over `input`'s files, the view counting rows per file, and
+/// its file sink into `out`.
+async fn create_view(client: &tokio_postgres::Client, input: &Path, out: &Path, format: Format) {
     client
         .batch_execute(&format!(
             "CREATE STREAM s (f BIGINT, id BIGINT)
@@ -149,25 +146,50 @@ async fn run(format: Format, change: Change) {
             out = out.display(),
         ))
         .await
-        .expect("a view over six files, written out");
-    // The batch answer over the files as they are now, before any change.
-    let answer = common::sorted_rows(&client, ANSWER).await;
-    assert_eq!(answer.len() as i64, FILES, "{answer:?}");
+        .expect("a view over the files, written out");
+}
 
-    // One partition ended, the other is held; then a checkpoint whose
-    // barrier left after both (one is in flight at a time: the second
-    // after the epoch seen now started after it).
-    let row = wait_until(&client, "per_file", "held with one partition ended", |r| {
-        r["progress"].contains("1/2 partitions ended") && r["last_checkpoint_epoch"] != "NULL"
+/// Wait for a checkpoint whose barrier left after the moment this is
+/// called (one is in flight at a time: the second after the epoch seen now
+/// started after it).
+async fn checkpoint_after_now(client: &tokio_postgres::Client) {
+    let row = wait_until(client, "per_file", "a checkpoint", |r| {
+        r["last_checkpoint_epoch"] != "NULL"
     })
     .await;
     let seen: u64 = row["last_checkpoint_epoch"].parse().expect("an epoch");
-    wait_until(&client, "per_file", "checkpointed after the pause", |r| {
+    wait_until(client, "per_file", "checkpointed after the pause", |r| {
         r["last_checkpoint_epoch"]
             .parse::<u64>()
             .is_ok_and(|e| e >= seen + 2)
     })
     .await;
+}
+
+/// Run one case: the view and the sink after the restart equal the batch
+/// answer over the files as they were, or the job failed naming the file.
+async fn run(format: Format, change: Change) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&input).expect("input folder");
+    for f in 0..FILES {
+        write_part(&input, format, f);
+    }
+    let first = server(dir.path(), true);
+    let client = common::connect(&first).await;
+    create_view(&client, &input, &out, format).await;
+    // The batch answer over the files as they are now, before any change.
+    let answer = common::sorted_rows(&client, ANSWER).await;
+    assert_eq!(answer.len() as i64, FILES, "{answer:?}");
+
+    // One partition ended, the other is held; then a checkpoint whose
+    // barrier left after both.
+    wait_until(&client, "per_file", "held with one partition ended", |r| {
+        r["progress"].contains("1/2 partitions ended")
+    })
+    .await;
+    checkpoint_after_now(&client).await;
     assert_eq!(job_row(&client, "per_file").await["status"], "running");
 
     // Which files the job read: whole (one batch) or not at all.
@@ -286,4 +308,151 @@ async fn parquet_a_file_added_after_the_start_is_not_read_after_a_kill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parquet_a_file_not_yet_read_that_vanished_fails_the_job_naming_it() {
     run(Format::Parquet, Change::RemoveUnread).await;
+}
+
+/// Two CSV files, one per partition: one is read and its partition ends,
+/// the other is held; a checkpoint; the file read is removed and the
+/// server killed. The restored job runs the two partitions its checkpoint
+/// recorded, though a listing now deals one, and `SHOW JOBS` says so
+/// (it used to say `1/1 partitions ended`). Then, with the job finished,
+/// the folder is emptied and the server killed again: the stream and its
+/// view load anyway, with the view's rows, and the log says the path
+/// matches no file (the stream used to fail to load, and the view with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_counts_its_recorded_partitions_and_an_emptied_folder_still_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&input).expect("input folder");
+    for f in 0..2 {
+        write_part(&input, Format::Csv, f);
+    }
+    let first = server(dir.path(), true);
+    let client = common::connect(&first).await;
+    create_view(&client, &input, &out, Format::Csv).await;
+    let answer = common::sorted_rows(&client, ANSWER).await;
+    wait_until(&client, "per_file", "held with one partition ended", |r| {
+        r["progress"].contains("1/2 partitions ended")
+    })
+    .await;
+    checkpoint_after_now(&client).await;
+    let read = common::sorted_rows(&client, "SELECT f FROM per_file").await;
+    assert_eq!(read.len(), 1, "one file read, the other held: {read:?}");
+    std::fs::remove_file(input.join(format!("part-{}.csv", read[0]))).expect("remove");
+    first.kill();
+
+    let second = server(dir.path(), false);
+    let client = common::connect(&second).await;
+    let row = jobs::wait_for_status(&client, "per_file", "finished").await;
+    assert!(
+        row["progress"].ends_with("2/2 partitions ended"),
+        "the restored job's partitions, not a new listing's: {row:?}"
+    );
+    assert_eq!(common::sorted_rows(&client, VIEW).await, answer);
+    // The final checkpoint is written as the job finishes: wait for the
+    // sink's files, which it commits, before the next kill.
+    let deadline = std::time::Instant::now() + jobs::DEADLINE;
+    while common::folded_sink(&out, &["f", "n", "total"]) != answer {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sink never added up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Every file gone: the stream opens empty and the finished view loads.
+    for entry in std::fs::read_dir(&input).expect("input folder") {
+        std::fs::remove_file(entry.expect("entry").path()).expect("remove");
+    }
+    second.kill();
+    let log = dir.path().join("third.log");
+    let third = WeirProcess::start_logging(dir.path(), &log, &["--checkpoint-interval", "1s"]);
+    let client = common::connect(&third).await;
+    let row = job_row(&client, "per_file").await;
+    assert_eq!(row["status"], "finished", "{row:?}");
+    assert_eq!(common::sorted_rows(&client, VIEW).await, answer);
+    assert_eq!(
+        common::sorted_rows(&client, "SELECT count(*) FROM s").await,
+        ["0"],
+        "the stream is there, over no file"
+    );
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        logged.contains("the file stream's path matches no file now"),
+        "the log says the folder is empty: {logged}"
+    );
+}
+
+/// How a half-read file is changed before the restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rewrite {
+    /// Cut to fewer rows than the checkpoint had read of it.
+    Truncated,
+    /// Replaced by other rows of the very same size.
+    SameSize,
+}
+
+/// One CSV file of several batches, half read when the checkpoint is taken
+/// (the failpoint holds its partition at the job's second batch), is
+/// rewritten before the restart: the restored job must not resume at the
+/// recorded row count inside other rows. It fails, naming the file, once
+/// its restart policy runs out (before the fix, a truncated file made the
+/// job skip every row of it, and a same-sized one mixed two files' rows).
+async fn a_half_read_file_rewritten(rewrite: Rewrite) {
+    const BIG: i64 = 40_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&input).expect("input folder");
+    let file = input.join("part-0.csv");
+    let write = |f: i64, rows: i64| {
+        let mut text = String::from("f,id\n");
+        for id in 1..=rows {
+            text.push_str(&format!("{f},{id}\n"));
+        }
+        std::fs::write(&file, text).expect("write the file");
+    };
+    write(0, BIG);
+    let first = server(dir.path(), true);
+    let client = common::connect(&first).await;
+    create_view(&client, &input, &out, Format::Csv).await;
+    wait_until(&client, "per_file", "one batch through", |r| {
+        r["progress"].contains("0/1 partitions ended")
+    })
+    .await;
+    checkpoint_after_now(&client).await;
+    let n: i64 = common::sorted_rows(&client, "SELECT n FROM per_file").await[0]
+        .parse()
+        .expect("n");
+    assert!(n > 0 && n < BIG, "the file is half read: {n} of {BIG} rows");
+    match rewrite {
+        Rewrite::Truncated => write(0, n / 2),
+        // Same length, other rows: every `0,` becomes `9,`.
+        Rewrite::SameSize => write(9, BIG),
+    }
+    first.kill();
+
+    let second = server(dir.path(), false);
+    let client = common::connect(&second).await;
+    let row = wait_until(&client, "per_file", "failed", |r| r["status"] == "failed").await;
+    assert!(
+        row["last_error"].contains("part-0.csv")
+            && row["last_error"].contains("changed since the checkpoint"),
+        "the reason names the rewritten file: {row:?}"
+    );
+    let sink = common::folded_sink(&out, &["f", "n", "total"]);
+    assert!(
+        sink.iter().all(|r| r.starts_with("0|")),
+        "nothing of the new file reached the sink: {sink:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_a_half_read_file_truncated_before_a_restart_fails_the_job_naming_it() {
+    a_half_read_file_rewritten(Rewrite::Truncated).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_a_half_read_file_replaced_by_one_of_its_size_fails_the_job_naming_it() {
+    a_half_read_file_rewritten(Rewrite::SameSize).await;
 }

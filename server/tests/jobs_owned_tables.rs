@@ -7,21 +7,11 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use common::WeirProcess;
 use tokio_postgres::Client;
 
-/// A generous deadline for what a test waits on (never a timed assertion:
-/// only a broken server reaches it).
-const DEADLINE: Duration = Duration::from_secs(120);
-
 const ARGS: [&str; 2] = ["--checkpoint-interval", "200ms"];
-
-/// What a JSON sink's committed files add up to (`common::folded_sink`).
-fn folded(folder: &Path, columns: &[&str]) -> Vec<String> {
-    common::folded_sink(folder, columns)
-}
 
 /// The sinks and what their committed files must add up to.
 const SINKS: [(&str, &str, &[&str]); 2] = [
@@ -42,42 +32,14 @@ const SINKS: [(&str, &str, &[&str]); 2] = [
 async fn settled(client: &Client, out: &Path) {
     client.simple_query("FLUSH").await.expect("FLUSH");
     for (view, batch, columns) in SINKS {
-        let expected = common::sorted_rows(client, batch).await;
         let columns_of_view = columns.join(", ");
         assert_eq!(
             common::sorted_rows(client, &format!("SELECT {columns_of_view} FROM {view}")).await,
-            expected,
+            common::sorted_rows(client, batch).await,
             "view {view}"
         );
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let written = folded(&out.join(view), columns);
-            if written == expected {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sink of {view} never equalled the batch answer: {} rows written, {} expected",
-                written.len(),
-                expected.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        common::wait_for_sinks(client, batch, &[out.join(view)], columns).await;
     }
-}
-
-/// Write `from..from+n` into both tables, and change some of `t`'s rows.
-async fn write(client: &Client, from: i64, n: i64) {
-    let to = from + n - 1;
-    client
-        .batch_execute(&format!(
-            "INSERT INTO t SELECT v, v % 11 FROM generate_series({from}, {to}) AS s(v);
-             INSERT INTO a SELECT v, v % 7 FROM generate_series({from}, {to}) AS s(v);
-             UPDATE t SET k = k + 1 WHERE id BETWEEN {from} AND {from} + 9;
-             DELETE FROM t WHERE id BETWEEN {from} + 10 AND {from} + 14"
-        ))
-        .await
-        .expect("write");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +61,7 @@ async fn a_view_over_an_owned_table_resumes_from_its_checkpoint_and_its_sink_hol
         ))
         .await
         .expect("two views over owned tables, written out");
-    write(&client, 1, 1000).await;
+    common::write_t_and_a(&client, 1, 1000).await;
     settled(&client, &out).await;
 
     // Suspend, write while suspended, resume.
@@ -109,14 +71,14 @@ async fn a_view_over_an_owned_table_resumes_from_its_checkpoint_and_its_sink_hol
             .await
             .expect("suspend");
     }
-    write(&client, 1001, 500).await;
+    common::write_t_and_a(&client, 1001, 500).await;
     for view in ["per_k", "evens"] {
         client
             .simple_query(&format!("ALTER JOB {view} RESUME"))
             .await
             .expect("resume");
     }
-    write(&client, 1501, 500).await;
+    common::write_t_and_a(&client, 1501, 500).await;
     settled(&client, &out).await;
     for view in ["per_k", "evens"] {
         let events = common::sorted_rows(&client, &format!("SHOW JOB EVENTS {view}")).await;
@@ -129,21 +91,21 @@ async fn a_view_over_an_owned_table_resumes_from_its_checkpoint_and_its_sink_hol
     }
 
     // A graceful restart, with writes before and after it.
-    write(&client, 2001, 500).await;
+    common::write_t_and_a(&client, 2001, 500).await;
     drop(client);
     server.terminate();
     let server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
     let client = common::connect(&server).await;
-    write(&client, 2501, 500).await;
+    common::write_t_and_a(&client, 2501, 500).await;
     settled(&client, &out).await;
 
     // kill -9 mid-stream, with writes before and after it.
-    write(&client, 3001, 500).await;
+    common::write_t_and_a(&client, 3001, 500).await;
     drop(client);
     server.kill();
     let server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
     let client = common::connect(&server).await;
-    write(&client, 3501, 500).await;
+    common::write_t_and_a(&client, 3501, 500).await;
     settled(&client, &out).await;
 
     // Suspended across a restart, then resumed.
@@ -151,12 +113,12 @@ async fn a_view_over_an_owned_table_resumes_from_its_checkpoint_and_its_sink_hol
         .simple_query("ALTER JOB per_k SUSPEND")
         .await
         .expect("suspend");
-    write(&client, 4001, 300).await;
+    common::write_t_and_a(&client, 4001, 300).await;
     drop(client);
     server.kill();
     let server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
     let client = common::connect(&server).await;
-    write(&client, 4301, 300).await;
+    common::write_t_and_a(&client, 4301, 300).await;
     client
         .simple_query("ALTER JOB per_k RESUME")
         .await

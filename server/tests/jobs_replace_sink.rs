@@ -8,131 +8,16 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use common::WeirProcess;
 use tokio_postgres::Client;
 
-/// A generous deadline for what a test waits on (never a timed assertion:
-/// only a broken server reaches it).
-const DEADLINE: Duration = Duration::from_secs(120);
-
 const ARGS: [&str; 2] = ["--checkpoint-interval", "200ms"];
-
-/// The rows of one committed sink file, as maps of column to text.
-fn rows_of(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).expect("read a sink file");
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("json") => text
-            .lines()
-            .map(|line| {
-                let row: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_str(line).expect("a json line");
-                row.into_iter()
-                    .map(|(k, v)| {
-                        let v = match v {
-                            serde_json::Value::String(s) => s,
-                            other => other.to_string(),
-                        };
-                        (k, v)
-                    })
-                    .collect()
-            })
-            .collect(),
-        Some("csv") => {
-            let mut lines = text.lines();
-            let Some(header) = lines.next() else {
-                return Vec::new();
-            };
-            let names: Vec<&str> = header.split(',').collect();
-            lines
-                .map(|line| {
-                    names
-                        .iter()
-                        .zip(line.split(','))
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect()
-                })
-                .collect()
-        }
-        _ => Vec::new(),
-    }
-}
-
-/// What the committed files of `folders` add up to, taken together:
-/// `columns` joined by `|` per row, inserts counting +1 and deletes -1.
-/// Panics if a row ends up counted twice or deleted more often than
-/// inserted: then a change reached both sinks, or one sink twice.
-fn folded(folders: &[PathBuf], columns: &[&str]) -> Vec<String> {
-    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    for folder in folders {
-        let Ok(entries) = std::fs::read_dir(folder) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if !entry.path().is_file() {
-                continue;
-            }
-            for row in rows_of(&entry.path()) {
-                let key = columns
-                    .iter()
-                    .map(|c| row.get(*c).cloned().unwrap_or_default())
-                    .collect::<Vec<_>>()
-                    .join("|");
-                let op = row.get("op").map(String::as_str);
-                *counts.entry(key).or_default() += if op == Some("delete") { -1 } else { 1 };
-            }
-        }
-    }
-    assert!(
-        counts.values().all(|c| *c == 0 || *c == 1),
-        "a row written twice or deleted twice across {folders:?}: {:?}",
-        counts
-            .iter()
-            .filter(|(_, c)| **c != 0 && **c != 1)
-            .collect::<Vec<_>>()
-    );
-    counts
-        .into_iter()
-        .filter(|(_, c)| *c == 1)
-        .map(|(k, _)| k)
-        .collect()
-}
 
 /// Wait until what `folders` committed adds up to `query`'s batch answer.
 async fn settled(client: &Client, query: &str, folders: &[PathBuf], columns: &[&str]) {
-    client.simple_query("FLUSH").await.expect("FLUSH");
-    let expected = common::sorted_rows(client, query).await;
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let written = folded(folders, columns);
-        if written == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sinks in {folders:?} never equalled the batch answer: {} rows written, {} expected",
-            written.len(),
-            expected.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Write `from..from+n` into both tables, and change some of `t`'s rows.
-async fn write(client: &Client, from: i64, n: i64) {
-    let to = from + n - 1;
-    client
-        .batch_execute(&format!(
-            "INSERT INTO t SELECT v, v % 11 FROM generate_series({from}, {to}) AS s(v);
-             INSERT INTO a SELECT v, v % 7 FROM generate_series({from}, {to}) AS s(v);
-             UPDATE t SET k = k + 1 WHERE id BETWEEN {from} AND {from} + 9;
-             DELETE FROM t WHERE id BETWEEN {from} + 10 AND {from} + 14"
-        ))
-        .await
-        .expect("write");
+    common::wait_for_sinks(client, query, folders, columns).await;
 }
 
 const PER_K: &str = "SELECT k, count(*) AS n, sum(id) AS total FROM t GROUP BY k";
@@ -180,7 +65,7 @@ async fn a_replaced_sink_continues_from_the_switch_and_each_row_is_written_once(
         ))
         .await
         .expect("two views over owned tables, written out");
-    write(&client, 1, 1000).await;
+    common::write_t_and_a(&client, 1, 1000).await;
     let per_k_folders = [out.join("per_k_1"), out.join("per_k_2")];
     let evens_folders = [out.join("evens")];
     settled(&client, PER_K, &per_k_folders, &PER_K_COLUMNS).await;
@@ -190,7 +75,7 @@ async fn a_replaced_sink_continues_from_the_switch_and_each_row_is_written_once(
     let writer_client = common::connect(&server).await;
     let writer = tokio::spawn(async move {
         for i in 0..20 {
-            write(&writer_client, 1001 + i * 100, 100).await;
+            common::write_t_and_a(&writer_client, 1001 + i * 100, 100).await;
         }
     });
     client
@@ -208,7 +93,7 @@ async fn a_replaced_sink_continues_from_the_switch_and_each_row_is_written_once(
         .await
         .expect("switch evens_out to csv");
     writer.await.expect("the writer");
-    write(&client, 3001, 500).await;
+    common::write_t_and_a(&client, 3001, 500).await;
     settled(&client, PER_K, &per_k_folders, &PER_K_COLUMNS).await;
     settled(&client, EVENS, &evens_folders, &EVENS_COLUMNS).await;
     let old_files = files_in(&out.join("per_k_1"));
@@ -269,7 +154,7 @@ async fn a_replaced_sink_continues_from_the_switch_and_each_row_is_written_once(
         let got = refused(&client, &sql).await;
         assert!(got.starts_with(code), "{sql}: {got}");
     }
-    write(&client, 3501, 500).await;
+    common::write_t_and_a(&client, 3501, 500).await;
     settled(&client, PER_K, &per_k_folders, &PER_K_COLUMNS).await;
     assert!(
         !out.join("x").exists(),
@@ -297,12 +182,12 @@ async fn a_replaced_sink_continues_from_the_switch_and_each_row_is_written_once(
 
     // kill -9, with writes before and after: the catalog keeps the new
     // sink, and still each row is written once.
-    write(&client, 4001, 500).await;
+    common::write_t_and_a(&client, 4001, 500).await;
     drop(client);
     server.kill();
     let server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
     let client = common::connect(&server).await;
-    write(&client, 4501, 500).await;
+    common::write_t_and_a(&client, 4501, 500).await;
     settled(&client, PER_K, &per_k_folders, &PER_K_COLUMNS).await;
     settled(&client, EVENS, &evens_folders, &EVENS_COLUMNS).await;
     assert_eq!(

@@ -158,12 +158,7 @@ impl FileSpec {
         require_files: bool,
     ) -> Result<Arc<dyn TableProvider>> {
         let url = ListingTableUrl::parse(&self.path)?;
-        let mut listing = ListingOptions::new(self.format.datafusion_format());
-        // A single file or a glob names its files exactly; only a directory
-        // needs the extension to tell data files from the rest.
-        if !url.is_collection() || is_glob(&self.path) {
-            listing = listing.with_file_extension("");
-        }
+        let listing = self.listing(&url);
         if require_files || schema.is_none() {
             self.check_files_exist(state, &url, &listing.file_extension)
                 .await?;
@@ -200,6 +195,33 @@ impl FileSpec {
             decode::RecordDecoder::new(syntax, schema, scan::MAX_RECORD_BYTES),
             bad_rows::BadRows::new(self.on_error.clone()),
         )))
+    }
+
+    /// The files opened as `table`, as a bounded stream whose jobs read
+    /// them as splits.
+    fn stream(&self, table: Arc<dyn TableProvider>) -> Result<OpenedStream> {
+        Ok(OpenedStream::new(
+            table.clone(),
+            true,
+            Arc::new(FileSources {
+                table,
+                url: ListingTableUrl::parse(&self.path)?,
+                format: self.format,
+                description: format!("file {} ({})", self.path, self.format.name()),
+            }),
+        ))
+    }
+
+    /// How the files are listed: a single file or a glob names its files
+    /// exactly; only a directory needs the extension to tell data files
+    /// from the rest.
+    fn listing(&self, url: &ListingTableUrl) -> ListingOptions {
+        let listing = ListingOptions::new(self.format.datafusion_format());
+        if !url.is_collection() || is_glob(&self.path) {
+            listing.with_file_extension("")
+        } else {
+            listing
+        }
     }
 
     async fn check_files_exist(
@@ -254,6 +276,8 @@ pub fn observe_table(table: &dyn TableProvider, name: &str, metrics: &RuntimeMet
 #[derive(Debug)]
 struct FileSources {
     table: Arc<dyn TableProvider>,
+    /// Where the files are.
+    url: ListingTableUrl,
     format: FileFormatKind,
     /// The sources' line in EXPLAIN.
     description: String,
@@ -289,14 +313,15 @@ impl SourceFactory for FileSources {
                 )
             }
         };
-        Ok(Arc::new(splits::SplitSource::new(
-            self.table.schema(),
+        let reading = splits::FileReading {
+            schema: self.table.schema(),
             scan,
-            assigned,
-            state.task_ctx(),
-            self.description.clone(),
+            store: state.runtime_env().object_store(&self.url)?,
+            task: state.task_ctx(),
+            description: self.description.clone(),
             counting,
-        )))
+        };
+        Ok(Arc::new(splits::SplitSource::new(reading, assigned)))
     }
 
     fn observe(&mut self, stream: &str, metrics: &RuntimeMetrics) {
@@ -324,11 +349,10 @@ async fn parquet_splits(
                 .format
                 .infer_stats(state, &store, listing.schema(), &meta)
                 .await?;
-            files.push(Split {
-                id: meta.location.to_string(),
-                bytes: meta.size,
-                rows: stats.num_rows.get_value().map(|n| *n as u64),
-            });
+            files.push(splits::split_of(
+                &meta,
+                stats.num_rows.get_value().map(|n| *n as u64),
+            ));
         }
     }
     let source = format
@@ -385,17 +409,36 @@ impl Connector for FileConnector {
         declared: Option<SchemaRef>,
     ) -> Result<OpenedStream> {
         let spec = FileSpec::from_options(options)?;
-        let description = format!("file {} ({})", spec.path, spec.format.name());
         let table = spec.open_table(state, declared, true).await?;
-        Ok(OpenedStream::new(
-            table.clone(),
-            true,
-            Arc::new(FileSources {
-                table,
-                format: spec.format,
-                description,
-            }),
-        ))
+        spec.stream(table)
+    }
+
+    /// On a restart the files may all be gone (a folder emptied after the
+    /// job read them): the stream opens anyway, says so in the log, and a
+    /// job restored over it reads what its checkpoint still names, a new
+    /// one nothing.
+    async fn reopen_stream(
+        &self,
+        state: &dyn Session,
+        options: &mut ConnectorOptions,
+        declared: SchemaRef,
+    ) -> Result<OpenedStream> {
+        let spec = FileSpec::from_options(options)?;
+        let url = ListingTableUrl::parse(&spec.path)?;
+        let extension = spec.listing(&url).file_extension;
+        if spec
+            .check_files_exist(state, &url, &extension)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                path = %spec.path,
+                "the file stream's path matches no file now; a job restored over it reads only \
+                 what its checkpoint still names, a new job reads nothing"
+            );
+        }
+        let table = spec.open_table(state, Some(declared), false).await?;
+        spec.stream(table)
     }
 
     async fn open_table(

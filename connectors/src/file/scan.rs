@@ -152,11 +152,7 @@ impl CheckedFiles {
         Ok(list(state, &self.url, &self.extension)
             .await?
             .into_iter()
-            .map(|meta| Split {
-                id: meta.location.to_string(),
-                bytes: meta.size,
-                rows: None,
-            })
+            .map(|meta| super::splits::split_of(&meta, None))
             .collect())
     }
 

@@ -117,39 +117,56 @@ pub(crate) fn deal(files: Vec<Split>, partitions: usize, dealing: Dealing) -> Ve
     groups.into_iter().map(Splits::fresh).collect()
 }
 
+/// The split of the file `meta` describes, as listed now: its size and
+/// modification time recorded, to tell a rewrite apart on restore.
+pub(crate) fn split_of(meta: &ObjectMeta, rows: Option<u64>) -> Split {
+    Split {
+        id: meta.location.to_string(),
+        bytes: meta.size,
+        rows,
+        modified_ms: Some(meta.last_modified.timestamp_millis()),
+    }
+}
+
+/// How a file stream's files are read, whatever each partition is dealt:
+/// the same for a job's first run and for every restore of it.
+#[derive(Debug, Clone)]
+pub(crate) struct FileReading {
+    /// The rows' columns.
+    pub(crate) schema: SchemaRef,
+    /// How one file is read.
+    pub(crate) scan: Arc<dyn SplitScan>,
+    /// Where the files are: asked, on restore, whether a half-read file is
+    /// still the one the checkpoint read.
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// The context the reads run in.
+    pub(crate) task: Arc<TaskContext>,
+    /// The files and format, for EXPLAIN and the plan's signature.
+    pub(crate) description: String,
+    /// What the job's progress counts.
+    pub(crate) counting: Counting,
+}
+
 /// A file stream's source for one job: its partitions' splits.
 #[derive(Debug)]
 pub(crate) struct SplitSource {
-    schema: SchemaRef,
-    scan: Arc<dyn SplitScan>,
+    reading: FileReading,
     /// What each partition reads.
     assigned: Vec<Splits>,
-    task: Arc<TaskContext>,
-    /// The files and format, for EXPLAIN and the plan's signature.
-    description: String,
-    counting: Counting,
     /// How far its readers are, for the job's progress.
     read: Arc<ReadCounter>,
 }
 
 impl SplitSource {
-    /// A source whose partition `p` reads `assigned[p]`, its files read by
-    /// `scan`.
-    pub(crate) fn new(
-        schema: SchemaRef,
-        scan: Arc<dyn SplitScan>,
-        assigned: Vec<Splits>,
-        task: Arc<TaskContext>,
-        description: String,
-        counting: Counting,
-    ) -> Self {
+    /// A source whose partition `p` reads `assigned[p]` as `reading` says.
+    pub(crate) fn new(reading: FileReading, assigned: Vec<Splits>) -> Self {
         let read = Arc::new(ReadCounter::default());
         // What was done before a restore counts as read, so that the
         // figures reach their totals at the end of a restored run too.
         for (partition, splits) in assigned.iter().enumerate() {
             read.rows_at(partition, splits.done_rows);
         }
-        match counting {
+        match reading.counting {
             Counting::Bytes => {
                 let files = assigned
                     .iter()
@@ -176,12 +193,8 @@ impl SplitSource {
             }
         }
         Self {
-            schema,
-            scan,
+            reading,
             assigned,
-            task,
-            description,
-            counting,
             read,
         }
     }
@@ -189,7 +202,7 @@ impl SplitSource {
 
 impl Source for SplitSource {
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.reading.schema.clone()
     }
 
     fn partitions(&self) -> usize {
@@ -209,8 +222,9 @@ impl Source for SplitSource {
             return internal_err!("{} has no partition {partition}", self.describe());
         };
         Ok(Box::new(SplitReader {
-            scan: self.scan.clone(),
-            task: self.task.clone(),
+            scan: self.reading.scan.clone(),
+            store: self.reading.store.clone(),
+            task: self.reading.task.clone(),
             read: self.read.clone(),
             partition,
             files: splits.remaining.clone(),
@@ -232,14 +246,18 @@ impl Source for SplitSource {
     }
 
     fn describe(&self) -> String {
-        format!("{}, {} partition(s)", self.description, self.assigned.len())
+        format!(
+            "{}, {} partition(s)",
+            self.reading.description,
+            self.assigned.len()
+        )
     }
 
     /// The files and format without the partition count: a file removed or
     /// added since a checkpoint changes the count a new listing deals, but
     /// not what the checkpoint's state means.
     fn identity(&self) -> String {
-        self.description.clone()
+        self.reading.description.clone()
     }
 
     fn read_progress(&self) -> Option<ReadProgress> {
@@ -247,14 +265,7 @@ impl Source for SplitSource {
     }
 
     fn with_splits(&self, splits: Vec<Splits>) -> DfResult<Arc<dyn Source>> {
-        Ok(Arc::new(SplitSource::new(
-            self.schema.clone(),
-            self.scan.clone(),
-            splits,
-            self.task.clone(),
-            self.description.clone(),
-            self.counting,
-        )))
+        Ok(Arc::new(SplitSource::new(self.reading.clone(), splits)))
     }
 }
 
@@ -266,6 +277,7 @@ impl Source for SplitSource {
 /// counted only as it is returned.
 struct SplitReader {
     scan: Arc<dyn SplitScan>,
+    store: Arc<dyn ObjectStore>,
     task: Arc<TaskContext>,
     read: Arc<ReadCounter>,
     partition: usize,
@@ -300,6 +312,14 @@ impl SplitReader {
         loop {
             if self.stream.is_none() {
                 let split = self.files.get(self.next)?;
+                // A restore resumes inside this file: it must be the file
+                // the checkpoint read, or the recorded row count would
+                // point into other rows.
+                if self.skip_to > self.at()
+                    && let Err(e) = unchanged(self.store.as_ref(), split).await
+                {
+                    return Some(Err(e));
+                }
                 match self.scan.open(split, self.task.clone(), &self.read).await {
                     Ok(stream) => self.stream = Some(stream),
                     Err(e) => return Some(Err(e)),
@@ -387,6 +407,35 @@ impl SourceReader for SplitReader {
     }
 }
 
+/// Is the file of `split` still the one that was listed: the same size
+/// and, where both are known, the same modification time? A file
+/// truncated, appended to or replaced since fails here, naming it, as
+/// Flink's `FileSource` would find a different file: resuming it at a
+/// recorded row count would skip or repeat rows silently.
+async fn unchanged(store: &dyn ObjectStore, split: &Split) -> DfResult<()> {
+    let location = StorePath::parse(&split.id)
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+    let now = store.head(&location).await?;
+    let modified = now.last_modified.timestamp_millis();
+    let same_time = split.modified_ms.is_none_or(|then| then == modified);
+    if now.size == split.bytes && same_time {
+        return Ok(());
+    }
+    Err(datafusion::error::DataFusionError::Execution(format!(
+        "file {} changed since the checkpoint being restored: it was {} bytes{} when the job \
+         listed it and is {} bytes, modified {} UTC now; the job read part of it and cannot resume \
+         inside another file (restore the file, or drop and create the view to read it anew)",
+        split.id,
+        split.bytes,
+        split
+            .modified_ms
+            .and_then(datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime)
+            .map_or(String::new(), |t| format!(", modified {t} UTC")),
+        now.size,
+        now.last_modified.naive_utc(),
+    )))
+}
+
 /// Parquet files read one at a time through DataFusion's Parquet scan
 /// (projection, row groups and page index as a listing table's).
 pub(crate) struct ParquetSplits {
@@ -445,6 +494,7 @@ mod tests {
                 id: format!("f{i}"),
                 bytes: 1,
                 rows: None,
+                modified_ms: None,
             })
             .collect()
     }

@@ -124,6 +124,7 @@ mod tests {
             id: id.into(),
             bytes: 10,
             rows: None,
+            modified_ms: None,
         }
     }
 

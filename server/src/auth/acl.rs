@@ -80,6 +80,25 @@ impl TablePrivilege {
     }
 }
 
+/// What an owner holds on its relation, as Postgres 16 shows it: every
+/// table privilege, on a view or a stream as on a table (`arwdDxt` in an
+/// `aclitem`; INSERT, SELECT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER
+/// in `information_schema`). Weir checks the four of [`TablePrivilege`];
+/// it has no statement that the other three would allow, so listing them
+/// grants nothing, and tools that compare with Postgres see its answer.
+const OWNER_LETTERS: &str = "arwdDxt";
+
+/// The owner's privileges by keyword, in [`OWNER_LETTERS`]'s order.
+const OWNER_KEYWORDS: [&str; 7] = [
+    "INSERT",
+    "SELECT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "REFERENCES",
+    "TRIGGER",
+];
+
 /// One object's owner and grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectAcl {
@@ -176,10 +195,11 @@ impl Acl {
     }
 
     /// `object`'s `aclitem`s as `pg_class.relacl` shows them
-    /// (`grantee=letters/grantor`, the owner's first; PUBLIC has no name),
-    /// or `None` while nothing was granted on it (Postgres's default ACL,
-    /// which `\dp` shows empty). `writable`: a table Weir owns.
-    pub fn aclitems(&self, object: &str, writable: bool) -> Option<Vec<String>> {
+    /// (`grantee=letters/grantor`, the owner's first, with every privilege
+    /// Postgres gives an owner; PUBLIC has no name), or `None` while
+    /// nothing was granted on it (Postgres's default ACL, which `\dp`
+    /// shows empty).
+    pub fn aclitems(&self, object: &str) -> Option<Vec<String>> {
         let entry = self.objects.get(object)?;
         if entry.grants.is_empty() {
             return None;
@@ -191,10 +211,7 @@ impl Acl {
             letters.sort_by_key(|c| "arwd".find(*c));
             letters.into_iter().collect()
         };
-        let mut items = vec![format!(
-            "{owner}={}/{owner}",
-            letters(TablePrivilege::applicable(writable).to_vec())
-        )];
+        let mut items = vec![format!("{owner}={OWNER_LETTERS}/{owner}")];
         for (grantee, held) in &entry.grants {
             if !held.is_empty() {
                 items.push(format!(
@@ -206,12 +223,13 @@ impl Acl {
         Some(items)
     }
 
-    /// Every privilege held on `object`, as `(grantor, grantee, privilege)`:
-    /// the owner's on itself first, then each grant (`PUBLIC` by name), as
+    /// Every privilege held on `object`, as `(grantor, grantee, privilege
+    /// keyword)`: the owner's on itself first (all Postgres gives an
+    /// owner), then each grant (`PUBLIC` by name), as
     /// `information_schema.role_table_grants` lists them.
-    pub fn grants_on(&self, object: &str, writable: bool) -> Vec<(String, String, TablePrivilege)> {
+    pub fn grants_on(&self, object: &str) -> Vec<(String, String, &'static str)> {
         let owner = self.owner_of(object).to_string();
-        let mut rows: Vec<_> = TablePrivilege::applicable(writable)
+        let mut rows: Vec<_> = OWNER_KEYWORDS
             .iter()
             .map(|p| (owner.clone(), owner.clone(), *p))
             .collect();
@@ -220,7 +238,7 @@ impl Acl {
                 let grantee = if grantee == PUBLIC { "PUBLIC" } else { grantee };
                 rows.extend(
                     held.iter()
-                        .map(|p| (owner.clone(), grantee.to_string(), *p)),
+                        .map(|p| (owner.clone(), grantee.to_string(), p.keyword())),
                 );
             }
         }
@@ -253,9 +271,9 @@ mod tests {
             .insert(TablePrivilege::Insert);
         assert!(acl.holds("carol", "t", TablePrivilege::Insert));
         assert_eq!(
-            acl.aclitems("t", true),
+            acl.aclitems("t"),
             Some(vec![
-                "bob=arwd/bob".to_string(),
+                "bob=arwdDxt/bob".to_string(),
                 "=a/bob".to_string(),
                 "alice=r/bob".to_string()
             ])

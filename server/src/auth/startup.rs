@@ -149,12 +149,8 @@ impl StartupHandler for WeirStartup {
                 auth: self.settings.auth.clone(),
                 backend,
             });
-            if let Some(timeout) = self.settings.activity.limits.statement_timeout {
-                let _ = session.set(
-                    "statement_timeout",
-                    Some(format!("{}ms", timeout.as_millis())),
-                );
-            }
+            // The server's statement_timeout applies with no override:
+            // `Session::get` falls back to it, so RESET returns to it.
             client.session_extensions().insert(session);
             // Unregistered when the connection (and its extensions) ends.
             client.session_extensions().insert(guard);

@@ -141,7 +141,7 @@ async fn respond(output: Output, limit: usize, mut notices: Vec<String>) -> ApiR
     let batches = match output {
         Output::Rows(batches) | Output::CopyOut { batches, .. } => batches,
         Output::Command { tag, rows } => return Ok(command(tag, rows, notices)),
-        Output::Set(_) => return Ok(command("SET", None, notices)),
+        Output::Set { tag, .. } => return Ok(command(tag, None, notices)),
         Output::TransactionStart => return Ok(command("BEGIN", None, notices)),
         Output::TransactionEnd(tag) => return Ok(command(tag, None, notices)),
         Output::Warned { warning, output } => {

@@ -13,16 +13,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{CatalogProviderList, Session, TableProvider};
-use datafusion::datasource::MemTable;
+use datafusion::catalog::{CatalogProviderList, Session};
 use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::ExecutionPlan;
-use weir_connectors::table_store::OwnedTable;
 
 use crate::auth::Roles;
 use crate::auth::acl::Acl;
 use crate::datafusion_context::{DATABASE, SCHEMA};
+
+use super::computed::ComputedView;
 
 /// The views this module serves.
 pub const GRANT_VIEWS: [&str; 2] = ["role_table_grants", "table_privileges"];
@@ -60,9 +58,8 @@ fn schema() -> SchemaRef {
     ))
 }
 
-/// The relations of Weir's one schema, each with whether it takes writes
-/// (a table Weir owns).
-pub async fn relations(catalogs: &dyn CatalogProviderList) -> Result<Vec<(String, bool)>> {
+/// The relations of Weir's one schema, by name.
+pub async fn relations(catalogs: &dyn CatalogProviderList) -> Result<Vec<String>> {
     let Some(schema) = catalogs
         .catalog(DATABASE)
         .and_then(|catalog| catalog.schema(SCHEMA))
@@ -71,33 +68,16 @@ pub async fn relations(catalogs: &dyn CatalogProviderList) -> Result<Vec<(String
     };
     let mut names = schema.table_names();
     names.sort();
-    let mut relations = Vec::with_capacity(names.len());
-    for name in names {
-        if let Some(table) = schema.table(&name).await? {
-            let writable = table.downcast_ref::<OwnedTable>().is_some();
-            relations.push((name, writable));
-        }
-    }
-    Ok(relations)
+    Ok(names)
 }
 
 #[async_trait]
-impl TableProvider for GrantsView {
-    fn schema(&self) -> SchemaRef {
+impl ComputedView for GrantsView {
+    fn columns(&self) -> SchemaRef {
         schema()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn compute(&self, _state: &dyn Session) -> Result<RecordBatch> {
         let acl = Roles::published().map(|r| r.acl()).unwrap_or_default();
         let rows = rows(&acl, &relations(self.catalogs.as_ref()).await?);
         let column = |f: &dyn Fn(&Row) -> String| -> ArrayRef {
@@ -115,10 +95,7 @@ impl TableProvider for GrantsView {
             column(&|r| if r.grantor == r.grantee { "YES" } else { "NO" }.to_string()),
             column(&|r| if r.privilege == "SELECT" { "YES" } else { "NO" }.to_string()),
         ];
-        let batch = RecordBatch::try_new(schema(), columns)?;
-        MemTable::try_new(schema(), vec![vec![batch]])?
-            .scan(state, projection, filters, limit)
-            .await
+        Ok(RecordBatch::try_new(schema(), columns)?)
     }
 }
 
@@ -129,17 +106,17 @@ struct Row {
     privilege: &'static str,
 }
 
-fn rows(acl: &Acl, relations: &[(String, bool)]) -> Vec<Row> {
+fn rows(acl: &Acl, relations: &[String]) -> Vec<Row> {
     relations
         .iter()
-        .flat_map(|(table, writable)| {
-            acl.grants_on(table, *writable)
+        .flat_map(|table| {
+            acl.grants_on(table)
                 .into_iter()
                 .map(|(grantor, grantee, privilege)| Row {
                     grantor,
                     grantee,
                     table: table.clone(),
-                    privilege: privilege.keyword(),
+                    privilege,
                 })
         })
         .collect()

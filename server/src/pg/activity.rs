@@ -478,7 +478,15 @@ impl CancelHandler for CancelByKey {
 /// `statement_timeout` as a session sets it: a number of milliseconds, or
 /// a number with a unit (`ms`, `s`, `min`, `h`, `d`); 0 is none.
 pub fn parse_timeout(text: &str) -> Option<Duration> {
-    let text = text.trim().trim_matches('\'');
+    parse_timeout_setting(text).flatten()
+}
+
+/// A time setting (`statement_timeout`, `lock_timeout`) as Postgres reads
+/// one: a number of milliseconds, or a number with a unit (`ms`, `s`,
+/// `min`, `h`, `d`), rounded to whole milliseconds. `None` when the text is
+/// not one (or is negative); `Some(None)` for 0, no limit.
+pub fn parse_timeout_setting(text: &str) -> Option<Option<Duration>> {
+    let text = text.trim().trim_matches('\'').trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
@@ -492,7 +500,32 @@ pub fn parse_timeout(text: &str) -> Option<Duration> {
         "d" => number * 86_400e3,
         _ => return None,
     };
-    (ms > 0.0).then(|| Duration::from_secs_f64(ms / 1e3))
+    // Postgres's limit for a time setting in milliseconds (INT_MAX).
+    let ms = ms.round();
+    if !(0.0..=f64::from(i32::MAX)).contains(&ms) {
+        return None;
+    }
+    Some((ms > 0.0).then(|| Duration::from_millis(ms as u64)))
+}
+
+/// A time setting as Postgres shows one: in the largest unit that divides
+/// it (`1500ms`, `3s`, `2min`), `0` for none.
+pub fn format_timeout(timeout: Option<Duration>) -> String {
+    let ms = timeout.map_or(0, |t| t.as_millis());
+    if ms == 0 {
+        return "0".to_string();
+    }
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("min", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }
 
 #[cfg(test)]
@@ -507,5 +540,21 @@ mod tests {
         assert_eq!(parse_timeout("'250ms'"), Some(Duration::from_millis(250)));
         assert_eq!(parse_timeout("2min"), Some(Duration::from_secs(120)));
         assert_eq!(parse_timeout("soon"), None);
+        assert_eq!(parse_timeout_setting("0"), Some(None));
+        assert_eq!(parse_timeout_setting("-1"), None);
+        assert_eq!(
+            parse_timeout_setting("1.5s"),
+            Some(Some(Duration::from_millis(1500)))
+        );
+    }
+
+    #[test]
+    fn timeouts_are_shown_as_postgres_shows_them() {
+        let shown = |text: &str| format_timeout(parse_timeout(text));
+        assert_eq!(shown("0"), "0");
+        assert_eq!(shown("1500"), "1500ms");
+        assert_eq!(shown("3000"), "3s");
+        assert_eq!(shown("120s"), "2min");
+        assert_eq!(shown("1d"), "1d");
     }
 }

@@ -187,8 +187,8 @@ where
                 None => tag,
             })
         }
-        Output::Set(change) => {
-            if let Some(change) = change {
+        Output::Set { tag, changes } => {
+            for change in changes {
                 if change.name == "TimeZone"
                     || change.name == "DateStyle"
                     || change.name == "IntervalStyle"
@@ -205,7 +205,7 @@ where
                     )))
                     .await?;
             }
-            Response::Execution(Tag::new("SET"))
+            Response::Execution(Tag::new(tag))
         }
         Output::Subscribe {
             batches,

@@ -1,10 +1,31 @@
-//! `pg_get_indexdef` and `pg_get_constraintdef` over the primary keys.
+//! `pg_get_indexdef` and `pg_get_constraintdef` over the primary keys, and
+//! `pg_get_userbyid` naming Weir's bootstrap user.
 
 use super::*;
 
-/// Register `pg_get_indexdef` and `pg_get_constraintdef` over `keys`,
-/// replacing same-named functions.
+/// Register `pg_get_indexdef` and `pg_get_constraintdef` over `keys`, and
+/// `pg_get_userbyid`, replacing same-named functions.
 pub fn register_functions(ctx: &SessionContext, keys: &Arc<KeyDefinitions>) {
+    // psql's `\d`, `\dt`, `\l` show owners through it; the crate's answers
+    // `postgres`, a role Weir does not have. Relations carry no owner OID
+    // yet (`relowner` is 0), so every one is shown as the bootstrap user's,
+    // which owns every object no other role created.
+    ctx.register_udf(datafusion::logical_expr::create_udf(
+        "pg_get_userbyid",
+        vec![DataType::Int32],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let rows = match &args[0] {
+                ColumnarValue::Array(array) => array.len(),
+                ColumnarValue::Scalar(_) => 1,
+            };
+            Ok(ColumnarValue::Array(Arc::new(StringArray::from(vec![
+                crate::auth::BOOTSTRAP_USER;
+                rows
+            ]))))
+        }),
+    ));
     for kind in [Describe::IndexDef, Describe::ConstraintDef] {
         ctx.register_udf(ScalarUDF::new_from_impl(DescribeKey {
             kind,

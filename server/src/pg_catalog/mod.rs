@@ -21,6 +21,7 @@
 //! - `pg_attribute.attacl` and `pg_policy.polroles` as the arrays Postgres
 //!   has (`arrays`), which psql's `\dp` reads;
 //! - `pg_policy`: empty, Weir has no row security policies (`policies`).
+//! - `reloptions`: always NULL; psql's `\d+` asks for TOAST options too (`reloptions`).
 //!
 //! `pg_get_indexdef` and `pg_get_constraintdef` describe those keys.
 
@@ -30,6 +31,7 @@ mod columns;
 mod functions;
 mod objects;
 mod policies;
+mod reloptions;
 
 use columns::*;
 pub use functions::register_functions;
@@ -37,8 +39,9 @@ use objects::*;
 pub use objects::{KeyDefinition, KeyDefinitions};
 pub(crate) use objects::{PrimaryKey, primary_keys};
 pub use policies::policy_queries;
+pub use reloptions::reloption_queries;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -59,6 +62,8 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
 use weir_connectors::table_store::OwnedTable;
 use weir_runtime::materialized::ViewTable;
+
+use crate::information_schema::computed::{Computed, ComputedView};
 
 /// Key indexes and constraints are not DataFusion objects, so the crate's
 /// OID counter never numbers them. Each takes its table's OID plus one of
@@ -169,11 +174,11 @@ impl SchemaProvider for PgCatalog {
                 None => return Ok(None),
             },
         };
-        Ok(Some(Arc::new(DerivedTable {
+        Ok(Some(Arc::new(Computed(DerivedTable {
             derived,
             schema,
             shared: self.shared.clone(),
-        })))
+        }))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -204,22 +209,12 @@ pub(super) struct DerivedTable {
 }
 
 #[async_trait]
-impl TableProvider for DerivedTable {
-    fn schema(&self) -> SchemaRef {
+impl ComputedView for DerivedTable {
+    fn columns(&self) -> SchemaRef {
         self.schema.clone()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn compute(&self, state: &dyn Session) -> Result<RecordBatch> {
         let objects = || Objects::read(&self.shared, state);
         let batch = match self.derived {
             Derived::Class => {
@@ -227,16 +222,15 @@ impl TableProvider for DerivedTable {
                 let acl = crate::auth::Roles::published()
                     .map(|r| r.acl())
                     .unwrap_or_default();
-                let writable: HashMap<String, bool> =
+                let relations: HashSet<String> =
                     crate::information_schema::grants::relations(self.shared.catalogs.as_ref())
                         .await?
                         .into_iter()
                         .collect();
                 let relacl = |schema: &str, name: &str| {
-                    (schema == crate::datafusion_context::SCHEMA)
-                        .then(|| writable.get(name))
+                    (schema == crate::datafusion_context::SCHEMA && relations.contains(name))
+                        .then(|| acl.aclitems(name))
                         .flatten()
-                        .and_then(|w| acl.aclitems(name, *w))
                 };
                 objects().await?.pg_class(&self.schema, &relacl)?
             }
@@ -251,9 +245,7 @@ impl TableProvider for DerivedTable {
                 arrays::array_rows(table, &rows, &self.schema)?
             }
         };
-        MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
-            .scan(state, projection, filters, limit)
-            .await
+        Ok(batch)
     }
 }
 

@@ -163,7 +163,15 @@ async fn view_row(registry: &Registry, name: &str) -> JobRow {
             .filter(|ns| *ns != i64::MAX && *ns != i64::MIN)
             .map(|ns| ns.div_euclid(1000));
         if live.job.is_bounded() {
-            row.progress = Some(progress_text(&p, live.partitions));
+            // The running job's own count: a restore reads the partitions
+            // its checkpoint recorded, which a listing of the files now may
+            // deal differently (a file removed since).
+            let partitions = if p.partitions > 0 {
+                p.partitions
+            } else {
+                live.partitions
+            };
+            row.progress = Some(progress_text(&p, partitions));
         }
     }
     row

@@ -78,6 +78,7 @@ pub async fn create_stream(registry: &Registry, create: CreateStream) -> Result<
         stored,
         declared,
         create.watermark.as_ref(),
+        false,
     )
     .await?;
     registry.persist(|catalog| {
@@ -106,10 +107,18 @@ async fn open_stream(
     stored: std::collections::BTreeMap<String, String>,
     declared: Option<SchemaRef>,
     watermark: Option<&WatermarkClause>,
+    restoring: bool,
 ) -> Result<(LiveStream, StreamDef)> {
     let state = registry.state();
     let mut connector = registry
-        .run(async move { connectors::open_stream(&state, options, declared).await })
+        .run(async move {
+            match (restoring, declared) {
+                (true, Some(declared)) => {
+                    connectors::reopen_stream(&state, options, declared).await
+                }
+                (_, declared) => connectors::open_stream(&state, options, declared).await,
+            }
+        })
         .await??;
     connector.observe(name, registry.runtime_metrics());
     let schema = connector.schema();
@@ -240,6 +249,7 @@ pub async fn restore_stream(registry: &Registry, def: &StreamDef) -> Result<()> 
         def.options.clone(),
         Some(declared),
         watermark.as_ref(),
+        true,
     )
     .await?;
     register_stream(registry, &def.name, live)

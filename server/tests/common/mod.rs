@@ -46,6 +46,24 @@ impl WeirProcess {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Option<Self> {
+        Self::try_start_logging(cwd, data_dir, args, env, Stdio::inherit())
+    }
+
+    /// Start `weir serve` with its log (stderr) written to `log`, for a
+    /// test that reads what the server said.
+    pub fn start_logging(data_dir: &Path, log: &Path, args: &[&str]) -> Self {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Self::try_start_logging(&sql_tests_dir(), data_dir, args, &[], file.into())
+            .expect("weir exited before listening")
+    }
+
+    fn try_start_logging(
+        cwd: &Path,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Option<Self> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .arg("serve")
             .args(["--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
@@ -62,7 +80,7 @@ impl WeirProcess {
             .envs(env.iter().copied())
             .current_dir(cwd)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start the weir binary");
         let stdout = child.stdout.take().expect("stdout");
@@ -203,32 +221,41 @@ pub async fn sorted_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Stri
     rows
 }
 
-/// What a JSON sink's committed files add up to: `columns` joined by `|`
-/// per row, inserts counting +1 and deletes -1. Panics if a row ends up
-/// counted twice or deleted more often than inserted: the sink then wrote
-/// something twice.
+/// What a sink's committed files in `folder` add up to (see
+/// [`folded_sinks`]).
 pub fn folded_sink(folder: &Path, columns: &[&str]) -> Vec<String> {
+    folded_sinks(&[folder.to_path_buf()], columns)
+}
+
+/// What the committed files (JSON lines or CSV) of `folders` add up to,
+/// taken together: `columns` joined by `|` per row, inserts counting +1
+/// and deletes -1. Panics if a row ends up counted twice or deleted more
+/// often than inserted: a sink then wrote something twice (or a change
+/// reached two sinks).
+pub fn folded_sinks(folders: &[PathBuf], columns: &[&str]) -> Vec<String> {
     let mut counts: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return Vec::new();
-    };
-    for entry in entries.flatten() {
-        if entry.path().extension().is_some_and(|e| e == "json") {
-            let text = std::fs::read_to_string(entry.path()).expect("read a sink file");
-            for line in text.lines() {
-                let row: serde_json::Value = serde_json::from_str(line).expect("a json line");
+    for folder in folders {
+        let Ok(entries) = std::fs::read_dir(folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if !entry.path().is_file() {
+                continue;
+            }
+            for row in rows_of(&entry.path()) {
                 let key = columns
                     .iter()
-                    .map(|c| row[*c].to_string())
+                    .map(|c| row.get(*c).cloned().unwrap_or_default())
                     .collect::<Vec<_>>()
                     .join("|");
-                *counts.entry(key).or_default() += if row["op"] == "delete" { -1 } else { 1 };
+                let op = row.get("op").map(String::as_str);
+                *counts.entry(key).or_default() += if op == Some("delete") { -1 } else { 1 };
             }
         }
     }
     assert!(
         counts.values().all(|c| *c == 0 || *c == 1),
-        "a row written twice or deleted twice: {:?}",
+        "a row written twice or deleted twice across {folders:?}: {:?}",
         counts
             .iter()
             .filter(|(_, c)| **c != 0 && **c != 1)
@@ -239,4 +266,86 @@ pub fn folded_sink(folder: &Path, columns: &[&str]) -> Vec<String> {
         .filter(|(_, c)| *c == 1)
         .map(|(k, _)| k)
         .collect()
+}
+
+/// Write ids `from..from+n` into the tables `t (id BIGINT PRIMARY KEY, k
+/// BIGINT)` and `a (id BIGINT, k BIGINT)`, and update and delete some of
+/// `t`'s rows: the changes views over owned tables are tested with.
+pub async fn write_t_and_a(client: &tokio_postgres::Client, from: i64, n: i64) {
+    let to = from + n - 1;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO t SELECT v, v % 11 FROM generate_series({from}, {to}) AS s(v);
+             INSERT INTO a SELECT v, v % 7 FROM generate_series({from}, {to}) AS s(v);
+             UPDATE t SET k = k + 1 WHERE id BETWEEN {from} AND {from} + 9;
+             DELETE FROM t WHERE id BETWEEN {from} + 10 AND {from} + 14"
+        ))
+        .await
+        .expect("write");
+}
+
+/// Wait (FLUSH, then poll) until what `folders` committed adds up to
+/// `query`'s batch answer.
+pub async fn wait_for_sinks(
+    client: &tokio_postgres::Client,
+    query: &str,
+    folders: &[PathBuf],
+    columns: &[&str],
+) {
+    client.simple_query("FLUSH").await.expect("FLUSH");
+    let expected = sorted_rows(client, query).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let written = folded_sinks(folders, columns);
+        if written == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sinks in {folders:?} never equalled the batch answer: {} rows written, {} expected",
+            written.len(),
+            expected.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The rows of one committed sink file, as maps of column to text.
+pub fn rows_of(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).expect("read a sink file");
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => text
+            .lines()
+            .map(|line| {
+                let row: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(line).expect("a json line");
+                row.into_iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        (k, v)
+                    })
+                    .collect()
+            })
+            .collect(),
+        Some("csv") => {
+            let mut lines = text.lines();
+            let Some(header) = lines.next() else {
+                return Vec::new();
+            };
+            let names: Vec<&str> = header.split(',').collect();
+            lines
+                .map(|line| {
+                    names
+                        .iter()
+                        .zip(line.split(','))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    }
 }
