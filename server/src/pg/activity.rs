@@ -521,7 +521,7 @@ pub fn format_timeout(timeout: Option<Duration>) -> String {
         ("min", 60_000),
         ("s", 1_000),
     ] {
-        if ms % size == 0 {
+        if ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }

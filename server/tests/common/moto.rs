@@ -9,7 +9,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{WeirProcess, http_get};
+use crate::common::{WeirProcess, http_get};
 
 /// A generous deadline for what a test waits on (never a timed assertion:
 /// only a broken server reaches it).
@@ -49,7 +49,7 @@ impl Moto {
     /// Start moto and make the bucket; `None` (a skip, or a failure under
     /// CI) where moto is not installed.
     pub async fn start() -> Option<Self> {
-        if !super::have("moto_server", &["--help"]) {
+        if !crate::common::have("moto_server", &["--help"]) {
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
