@@ -174,7 +174,12 @@ fn fast(s: &[u8], day: &mut Option<([u8; 10], i64)>) -> Option<i64> {
         }
         nanos = digits(fraction)? * 10i64.pow(9 - fraction.len() as u32);
     }
-    Some(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1_000_000_000) + nanos)
+    // Nanoseconds since the epoch fit an i64 only from 1677 to 2262: a
+    // date outside (fuzzing found year 3144) goes to Arrow's parser, which
+    // says it is out of range, instead of wrapping round to a wrong time.
+    (days * 86_400 + hour * 3600 + minute * 60 + second)
+        .checked_mul(1_000_000_000)?
+        .checked_add(nanos)
 }
 
 /// `YYYY-MM-DD` as days since 1970-01-01, if it is a real date.
@@ -243,5 +248,9 @@ mod tests {
             "2023-02-29 10:00:00",
         ]));
         assert!(parse(&bad, &target).is_err());
+        // Past what nanoseconds since the epoch can hold: an error (from
+        // Arrow's parser), never a time wrapped round (found by fuzzing).
+        let far: ArrayRef = Arc::new(StringArray::from(vec!["3144-01-01 00:00:01"]));
+        assert!(parse(&far, &target).is_err());
     }
 }
