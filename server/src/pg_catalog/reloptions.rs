@@ -66,7 +66,7 @@ mod tests {
         assert_eq!(
             statement.to_string(),
             "SELECT array_to_string(c.reloptions || [], ', '), \
-             (SELECT max(x) FROM unnest(ARRAY[1]) x) FROM pg_class c"
+             (SELECT max(x) FROM UNNEST(ARRAY[1]) x) FROM pg_class c"
         );
     }
 }
