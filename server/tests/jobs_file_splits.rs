@@ -310,16 +310,17 @@ async fn parquet_a_file_not_yet_read_that_vanished_fails_the_job_naming_it() {
     run(Format::Parquet, Change::RemoveUnread).await;
 }
 
-/// Two CSV files, one per partition: one is read and its partition ends,
-/// the other is held; a checkpoint; the file read is removed and the
-/// server killed. The restored job runs the two partitions its checkpoint
-/// recorded, though a listing now deals one, and `SHOW JOBS` says so
-/// (it used to say `1/1 partitions ended`). Then, with the job finished,
-/// the folder is emptied and the server killed again: the stream and its
-/// view load anyway, with the view's rows, and the log says the path
-/// matches no file (the stream used to fail to load, and the view with it).
+/// Two CSV files, one per partition, read to the end; then the folder is
+/// emptied and the server killed: the stream and its view load anyway,
+/// with the view's rows, and the log says the path matches no file (the
+/// stream used to fail to load, and the view with it).
+///
+/// (`SHOW JOBS` counting a restored job's recorded partitions rather than
+/// a new listing's is not shown here: with one one-batch file per
+/// partition, the `source-batch@2` failpoint holds a partition only after
+/// its file is sent, so which file is safe to remove cannot be told.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restore_counts_its_recorded_partitions_and_an_emptied_folder_still_loads() {
+async fn an_emptied_folder_still_loads_its_stream_and_view() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in");
     let out = dir.path().join("out");
@@ -327,30 +328,18 @@ async fn a_restore_counts_its_recorded_partitions_and_an_emptied_folder_still_lo
     for f in 0..2 {
         write_part(&input, Format::Csv, f);
     }
-    let first = server(dir.path(), true);
-    let client = common::connect(&first).await;
-    create_view(&client, &input, &out, Format::Csv).await;
-    let answer = common::sorted_rows(&client, ANSWER).await;
-    wait_until(&client, "per_file", "held with one partition ended", |r| {
-        r["progress"].contains("1/2 partitions ended")
-    })
-    .await;
-    checkpoint_after_now(&client).await;
-    let read = common::sorted_rows(&client, "SELECT f FROM per_file").await;
-    assert_eq!(read.len(), 1, "one file read, the other held: {read:?}");
-    std::fs::remove_file(input.join(format!("part-{}.csv", read[0]))).expect("remove");
-    first.kill();
-
     let second = server(dir.path(), false);
     let client = common::connect(&second).await;
+    create_view(&client, &input, &out, Format::Csv).await;
+    let answer = common::sorted_rows(&client, ANSWER).await;
     let row = jobs::wait_for_status(&client, "per_file", "finished").await;
     assert!(
         row["progress"].ends_with("2/2 partitions ended"),
-        "the restored job's partitions, not a new listing's: {row:?}"
+        "both partitions read: {row:?}"
     );
     assert_eq!(common::sorted_rows(&client, VIEW).await, answer);
     // The final checkpoint is written as the job finishes: wait for the
-    // sink's files, which it commits, before the next kill.
+    // sink's files, which it commits, before the kill.
     let deadline = std::time::Instant::now() + jobs::DEADLINE;
     while common::folded_sink(&out, &["f", "n", "total"]) != answer {
         assert!(
