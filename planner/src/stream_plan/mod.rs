@@ -31,7 +31,8 @@
 //!   maintained incrementally is refused here.
 //! - [`nodes`]: the typed stream plan nodes.
 //! - `lower`: steps to nodes, and how nodes may stack; one file per node
-//!   kind: `lower_source`, `lower_stateless`, `lower_join`,
+//!   kind: `lower_source`, `lower_stateless`, `lower_join` (with
+//!   `lower_join_interval` and `lower_join_lookup`),
 //!   `lower_aggregate`, `lower_top_n`; what they share in `lowering`.
 //! - [`explain`]: the EXPLAIN text, rendered from the nodes.
 //! - [`runtime_plan`]: the nodes as the runtime's `StreamPlan`.
@@ -45,6 +46,7 @@ mod lower;
 mod lower_aggregate;
 mod lower_join;
 mod lower_join_interval;
+mod lower_join_lookup;
 mod lower_source;
 mod lower_stateless;
 mod lower_top_n;
@@ -69,10 +71,22 @@ use datafusion::logical_expr::LogicalPlan;
 use weir_runtime::plan::StreamPlan;
 
 use crate::error::Result;
+use crate::lookups::LookupUse;
 use crate::windows::WindowUse;
 use lowering::{Lowering, arrow_schema};
 
 pub use nodes::{StreamInput, StreamMaterialize, StreamNode};
+
+/// What the query's text says that its `LogicalPlan` does not: the window
+/// functions it used (rewritten to plain SQL before planning) and the
+/// tables it reads `FOR SYSTEM_TIME AS OF` (which DataFusion ignores).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryUses<'a> {
+    /// The window functions, each over one stream.
+    pub windows: &'a [WindowUse],
+    /// The lookup joins' tables.
+    pub lookups: &'a [LookupUse],
+}
 
 /// The names of the tables a plan scans.
 pub fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
@@ -90,12 +104,12 @@ pub fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
 /// runtime's plan and its EXPLAIN text.
 pub fn plan_stream(
     plan: &LogicalPlan,
-    windows: &[WindowUse],
+    uses: QueryUses<'_>,
     emit_on_window_close: bool,
     parallelism: usize,
     inputs: &HashMap<String, StreamInput>,
 ) -> Result<(StreamPlan, String)> {
-    let nodes = lower_stream(plan, windows, emit_on_window_close, parallelism, inputs)?;
+    let nodes = lower_stream(plan, uses, emit_on_window_close, parallelism, inputs)?;
     let explain = explain::explain(&nodes);
     Ok((runtime_plan::runtime_plan(&nodes)?, explain))
 }
@@ -103,7 +117,7 @@ pub fn plan_stream(
 /// The typed stream plan of `plan` (optimized), reading `inputs`.
 pub fn lower_stream(
     plan: &LogicalPlan,
-    windows: &[WindowUse],
+    uses: QueryUses<'_>,
     emit_on_window_close: bool,
     parallelism: usize,
     inputs: &HashMap<String, StreamInput>,
@@ -112,7 +126,8 @@ pub fn lower_stream(
     logical::collect(plan, inputs, &mut steps)?;
     let lowering = Lowering {
         props: ExecutionProps::new(),
-        windows,
+        windows: uses.windows,
+        lookups: uses.lookups,
         emit_on_window_close,
         parallelism,
     };

@@ -22,6 +22,7 @@ use crate::message::{Barrier, Message};
 use crate::metrics::{OperatorMetrics, RuntimeMetrics};
 use crate::operators::interval_join::IntervalJoin;
 use crate::operators::join::JoinOperator;
+use crate::operators::lookup_join::LookupJoin;
 use crate::operators::top_n::TopN;
 use crate::operators::{Side, StreamBatch, StreamOperator, aggregate, stateless};
 use crate::plan::{PlanInput, StageOperator, StatelessOp, StreamPlan};
@@ -52,6 +53,7 @@ pub(crate) fn operator(
                     [late(0), late(1)],
                 )?))
             }
+            None if spec.lookup() => Ok(Box::new(LookupJoin::new(spec.clone())?)),
             None => Ok(Box::new(JoinOperator::new(spec.clone())?)),
         },
         StageOperator::Aggregate(spec) => {

@@ -6,6 +6,9 @@
 //! - [`join`]: equi-joins of two inputs, either of them updating.
 //! - [`interval_join`]: joins of two streams on keys and close event times,
 //!   their state bounded by the watermark (interval and window joins).
+//! - [`lookup_join`]: a stream's rows joined with a table's rows as they
+//!   are when each row arrives (`FOR SYSTEM_TIME AS OF`), only the table
+//!   side kept.
 //! - [`top_n`]: the first N rows per key in an order (TopN, dedup).
 //! - [`exchange`]: hash-partitioning rows to the join and aggregate workers.
 //! - [`changes`]: the op column, and what "changelog" means.
@@ -26,6 +29,7 @@ pub mod changes;
 pub mod exchange;
 pub mod interval_join;
 pub mod join;
+pub mod lookup_join;
 pub mod stateless;
 pub mod top_n;
 
