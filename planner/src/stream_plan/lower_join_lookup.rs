@@ -91,9 +91,23 @@ pub(super) fn check_lookup(
     let qualifier = qualifier
         .as_deref()
         .map(datafusion::common::TableReference::bare);
-    if join.schemas[0]
+    let left_schema = &join.schemas[0];
+    // The optimizer prunes the columns a query does not use, the time
+    // column too when only the clause names it (it is not read: a lookup
+    // happens as each row passes): a column of the stream read under the
+    // join counts as well.
+    let pruned = || {
+        source_under(left).is_some_and(|source| {
+            source.input.source.schema().field_with_name(name).is_ok()
+                && qualifier
+                    .as_ref()
+                    .is_none_or(|q| left_schema.iter().any(|(at, _)| at == Some(q)))
+        })
+    };
+    if left_schema
         .index_of_column_by_name(qualifier.as_ref(), name)
         .is_none()
+        && !pruned()
     {
         return Err(misused(
             lookup,
