@@ -6,6 +6,8 @@
 //! row passed.
 
 mod common;
+#[path = "common/jobs.rs"]
+mod jobs;
 
 use std::time::{Duration, Instant};
 
@@ -32,7 +34,7 @@ async fn clicks(client: &Client, from: i64, count: i64) -> Result<(), tokio_post
     for start in (from..from + count).step_by(20) {
         client
             .batch_execute(&format!(
-                "INSERT INTO clicks SELECT v, v % 50, TIMESTAMP '2024-01-01 00:00:00' + v * INTERVAL '1 second'
+                "INSERT INTO clicks SELECT v, v % 50, to_timestamp_seconds(1704067200 + v)
                  FROM generate_series({start}, {}) AS s(v)",
                 start + 19
             ))
@@ -95,9 +97,16 @@ async fn kill_9_under_a_lookup_join_keeps_each_rows_lookup_exactly_once() {
         .await
         .expect("rename");
     client.simple_query("FLUSH").await.expect("FLUSH");
-    // Let a checkpoint or two complete after the rename (FLUSH's barrier
-    // reached the view; its manifest is written as the checkpoint ends).
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Two checkpoints complete after the rename (FLUSH's barrier reached
+    // the view): the last one holds the new names in the table side.
+    let epoch = |row: &std::collections::HashMap<String, String>| {
+        row["last_checkpoint_epoch"].parse::<u64>().unwrap_or(0)
+    };
+    let now = epoch(&jobs::job_row(&client, "enriched").await);
+    jobs::wait_until(&client, "enriched", "checkpointed twice more", |r| {
+        epoch(r) >= now + 2
+    })
+    .await;
     server.kill();
     // The server aborts (as kill -9) at its join workers' 3rd batch, with
     // some of the clicks inserted and passed, perhaps others not.
