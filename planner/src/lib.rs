@@ -33,6 +33,8 @@
 //! - [`arithmetic`]: integer overflow and float division by zero as errors.
 //! - [`names`]: Postgres-style names for unaliased output columns.
 //! - [`windows`]: TUMBLE / HOP / CUMULATE / SESSION, rewritten to plain SQL.
+//! - [`lookups`]: the tables a query reads `FOR SYSTEM_TIME AS OF` (lookup
+//!   joins).
 //! - [`stream_plan`]: the incremental rewrite, LogicalPlan to typed stream
 //!   plan nodes, their EXPLAIN, and the runtime's StreamPlan.
 //! - [`catalog`]: the durable definitions of tables and views.
@@ -43,6 +45,7 @@ pub mod catalog;
 pub mod compat;
 pub mod dml;
 pub mod error;
+pub mod lookups;
 pub mod names;
 pub mod normalize;
 pub mod parser;

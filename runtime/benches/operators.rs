@@ -257,6 +257,7 @@ fn stream_table_join(c: &mut Criterion) {
         input_changelog: [false, true],
         output_schema: Arc::new(Schema::new(fields)),
         interval: None,
+        state: Default::default(),
     });
     let mut group = c.benchmark_group("join");
     group.throughput(Throughput::Elements(ROWS as u64));

@@ -299,12 +299,44 @@ pub struct JoinSpec {
     /// `None`: a regular join, whose state is kept forever and which
     /// forwards only the end of input (`operators::join`).
     pub interval: Option<IntervalBounds>,
+    /// What a join without time bounds keeps, and for how long: both
+    /// sides for ever (a regular join), both for a time to live, or the
+    /// table side only (a lookup join).
+    pub state: JoinState,
+}
+
+/// What a join without time bounds keeps of its inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JoinState {
+    /// Both sides' rows, for ever (`operators::join`).
+    #[default]
+    KeptForever,
+    /// Both sides' rows, each until this long (nanoseconds of event time:
+    /// the watermark) after it arrived; a later partner of a dropped row is
+    /// missed, as in Flink's `table.exec.state.ttl` (`operators::join`).
+    Ttl(i64),
+    /// A lookup join (`JOIN t FOR SYSTEM_TIME AS OF s.ts`): each left
+    /// (stream) row is joined with the right (table) rows the worker holds
+    /// when it arrives; only the table side is kept, later table changes
+    /// re-emit nothing, and the left side's watermark passes through
+    /// (`operators::lookup_join`).
+    TableSideOnly,
 }
 
 impl JoinSpec {
+    /// Is it a lookup join (the table side kept, no stream state)?
+    pub fn lookup(&self) -> bool {
+        self.state == JoinState::TableSideOnly
+    }
+
     /// Is the output a changelog (with the op column)? Only an inner join
-    /// of two append-only inputs never retracts.
+    /// of two append-only inputs never retracts, and a lookup join of an
+    /// append-only stream (inner or left) never does: a table change
+    /// re-emits nothing.
     pub fn changelog(&self) -> bool {
+        if self.lookup() {
+            return self.input_changelog[0];
+        }
         self.kind != JoinKind::Inner || self.input_changelog.iter().any(|c| *c)
     }
 }

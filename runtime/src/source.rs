@@ -58,6 +58,12 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn changelog(&self) -> bool {
         false
     }
+    /// Is it the rows of a table or a materialized view (what a lookup
+    /// join, `FOR SYSTEM_TIME AS OF`, may look rows up in), rather than a
+    /// stream of events?
+    fn is_table(&self) -> bool {
+        false
+    }
     /// Can `partition` still be reopened at `position` (a checkpoint's)? A
     /// source whose history was compacted away says no, and the job starts
     /// afresh rather than from a gap.

@@ -90,6 +90,11 @@ impl Source for ViewSource {
         self.bounded
     }
 
+    /// A view's rows: a lookup join may look rows up in them.
+    fn is_table(&self) -> bool {
+        true
+    }
+
     fn changelog(&self) -> bool {
         self.view.is_changelog()
     }

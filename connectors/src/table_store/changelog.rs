@@ -82,6 +82,12 @@ impl Source for TableSource {
     fn describe(&self) -> String {
         format!("table {} (rows as inserted)", self.table.name())
     }
+
+    /// An append-only table is a table; one with a watermark is a stream
+    /// without a connector (`CREATE STREAM s (..)`), a stream of events.
+    fn is_table(&self) -> bool {
+        self.table.event_time().is_none()
+    }
 }
 
 struct TableReader {
@@ -218,6 +224,10 @@ impl Source for ChangelogSource {
     }
 
     fn changelog(&self) -> bool {
+        true
+    }
+
+    fn is_table(&self) -> bool {
         true
     }
 

@@ -14,6 +14,8 @@
 //!   cut out of the column list (blanked, again keeping positions).
 //! - `... EMIT ON WINDOW CLOSE` after a materialized view's query: blanked and
 //!   remembered.
+//! - `FOR SYSTEM_TIME AS OF s.ts` after a table (a lookup join): blanked,
+//!   then put back on its table in the AST (`system_time`).
 //!
 //! # Layout
 //! - `pieces`: what the parser hands on ([`Piece`], [`PieceKind`]).
@@ -28,6 +30,7 @@ mod depth;
 mod errors;
 mod pieces;
 mod rewrites;
+mod system_time;
 mod tokens;
 mod weir_syntax;
 
@@ -101,8 +104,10 @@ pub fn parse_request(sql: &str) -> Result<Vec<Piece>> {
                 };
                 let emit_on_window_close =
                     cut_emit_on_window_close(&significant, &mut text, &local);
+                let lookups = system_time::cut_system_time(&significant, &mut text, &local, start)?;
                 let piece_text: String = text.iter().collect();
-                let statement = parse_one(&piece_text, start, sql)?;
+                let mut statement = parse_one(&piece_text, start, sql)?;
+                system_time::attach(&mut statement, &piece_text, lookups, start)?;
                 PieceKind::Sql {
                     statement: Box::new(statement),
                     stream,

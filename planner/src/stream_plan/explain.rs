@@ -209,6 +209,17 @@ fn join_line(join: &StreamHashJoin) -> String {
     if let Some(interval) = &join.interval {
         return interval_join_line(&on, interval);
     }
+    if join.spec.lookup() {
+        return format!(
+            "StreamLookupJoin: {} on [{}] output=append-only, the stream's watermark state: table side only, its rows by key, no stream state",
+            if join.spec.kind == JoinKind::Left {
+                "left"
+            } else {
+                "inner"
+            },
+            on.join(", "),
+        );
+    }
     format!(
         "StreamHashJoin: {} on [{}] output={} state: both inputs' rows by key, kept forever",
         match join.spec.kind {

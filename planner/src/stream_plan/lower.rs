@@ -4,11 +4,12 @@
 //! chains; any number of keyed operators (joins, aggregates, TopNs) may
 //! stack, each a stage of its own; `EMIT ON WINDOW CLOSE` needs a windowed
 //! aggregate (or a TopN per window) over a watermark, and no join but an
-//! interval join (the only one that forwards a watermark).
+//! interval join or a lookup join (the ones that forward a watermark).
 
 use super::logical::Step;
 use super::lower_aggregate::{GroupBy, lower_aggregate};
 use super::lower_join::{JoinOn, lower_join};
+use super::lower_join_lookup::{check_all_used, lookup_of};
 use super::lower_over::{Over, lower_over};
 use super::lower_source::lower_source;
 use super::lower_stateless::{lower_filter, lower_project, lower_unnest};
@@ -24,6 +25,7 @@ pub(super) fn lower(
     schema: datafusion::arrow::datatypes::SchemaRef,
     lowering: &Lowering<'_>,
 ) -> Result<StreamMaterialize> {
+    check_all_used(steps, lowering.lookups)?;
     let node = lower_chain(steps, lowering)?;
     if lowering.emit_on_window_close && !closes_windows(&node) {
         return Err(PlanError::Invalid(
@@ -65,9 +67,11 @@ fn lower_chain(steps: &[Step], lowering: &Lowering<'_>) -> Result<StreamNode> {
             schemas,
             output,
         }) => {
+            let lookup = lookup_of(left, right, lowering)?;
             let left = lower_chain(left, lowering)?;
             let right = lower_chain(right, lowering)?;
             let on = JoinOn {
+                lookup,
                 on,
                 kind: *kind,
                 schemas,

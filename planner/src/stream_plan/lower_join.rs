@@ -2,7 +2,8 @@
 //! operators on it), joined on equal keys by join workers that keep both
 //! inputs' rows by key: for ever, or, when the condition bounds how far
 //! apart the two rows' event times are (`lower_join_interval`), until the
-//! watermark makes them unmatchable.
+//! watermark makes them unmatchable; or, for a lookup join
+//! (`lower_join_lookup`), only the table side's rows.
 
 use std::sync::Arc;
 
@@ -11,11 +12,14 @@ use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::expressions::CastExpr;
 use weir_runtime::operators::join::{JoinKind, JoinSpec};
+use weir_runtime::plan::JoinState;
 
 use super::lower_join_interval::{interval_bounds, time_columns};
+use super::lower_join_lookup::check_lookup;
 use super::lowering::{arrow_schema, physical};
 use super::nodes::{StreamExchange, StreamHashJoin, StreamInterval, StreamNode};
 use crate::error::{PlanError, Result};
+use crate::lookups::LookupUse;
 
 /// What a join step holds, besides its inputs.
 pub(super) struct JoinOn<'a> {
@@ -30,6 +34,8 @@ pub(super) struct JoinOn<'a> {
     /// The condition on the pairs beyond equal keys (the filter right above
     /// the join), if any: where an interval join's time bounds are.
     pub filter: Option<&'a Expr>,
+    /// The right input was read `FOR SYSTEM_TIME AS OF`: a lookup join.
+    pub lookup: Option<&'a LookupUse>,
 }
 
 /// `left` joined with `right` on `join`, by `workers` join workers.
@@ -59,7 +65,13 @@ pub(super) fn lower_join(
         keys[0].push(l);
         keys[1].push(r);
     }
-    let interval = interval_of(&left, &right, &join);
+    let (interval, state) = match join.lookup {
+        Some(lookup) => {
+            check_lookup(lookup, &left, &right, &join)?;
+            (None, JoinState::TableSideOnly)
+        }
+        None => (interval_of(&left, &right, &join), JoinState::KeptForever),
+    };
     let spec = Arc::new(JoinSpec {
         kind: join.kind,
         keys,
@@ -67,6 +79,7 @@ pub(super) fn lower_join(
         input_changelog: [left.changelog(), right.changelog()],
         output_schema: arrow_schema(join.output),
         interval: interval.as_ref().map(|i| i.bounds),
+        state,
     });
     Ok(StreamNode::HashJoin(StreamHashJoin {
         left: Box::new(left),

@@ -20,6 +20,8 @@ pub(super) struct Lowering<'a> {
     pub(super) props: ExecutionProps,
     /// The window functions the query uses (each over one stream).
     pub(super) windows: &'a [WindowUse],
+    /// The tables the query reads `FOR SYSTEM_TIME AS OF` (lookup joins).
+    pub(super) lookups: &'a [crate::lookups::LookupUse],
     /// `EMIT ON WINDOW CLOSE` was given.
     pub(super) emit_on_window_close: bool,
     /// Workers per keyed stage.

@@ -32,9 +32,9 @@
 //!   maintained incrementally is refused here.
 //! - [`nodes`]: the typed stream plan nodes.
 //! - `lower`: steps to nodes, and how nodes may stack; one file per node
-//!   kind: `lower_source`, `lower_stateless`, `lower_join`,
-//!   `lower_aggregate`, `lower_top_n`, `lower_over`; what they share in
-//!   `lowering`.
+//!   kind: `lower_source`, `lower_stateless`, `lower_join` (with
+//!   `lower_join_interval` and `lower_join_lookup`), `lower_aggregate`,
+//!   `lower_top_n`, `lower_over`; what they share in `lowering`.
 //! - [`explain`]: the EXPLAIN text, rendered from the nodes.
 //! - [`runtime_plan`]: the nodes as the runtime's `StreamPlan`.
 //! - [`signature`]: what each stateful operator's state means, hashed:
@@ -47,6 +47,7 @@ mod lower;
 mod lower_aggregate;
 mod lower_join;
 mod lower_join_interval;
+mod lower_join_lookup;
 mod lower_over;
 mod lower_source;
 mod lower_stateless;
@@ -72,10 +73,22 @@ use datafusion::logical_expr::LogicalPlan;
 use weir_runtime::plan::StreamPlan;
 
 use crate::error::Result;
+use crate::lookups::LookupUse;
 use crate::windows::WindowUse;
 use lowering::{Lowering, arrow_schema};
 
 pub use nodes::{StreamInput, StreamMaterialize, StreamNode};
+
+/// What the query's text says that its `LogicalPlan` does not: the window
+/// functions it used (rewritten to plain SQL before planning) and the
+/// tables it reads `FOR SYSTEM_TIME AS OF` (which DataFusion ignores).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryUses<'a> {
+    /// The window functions, each over one stream.
+    pub windows: &'a [WindowUse],
+    /// The lookup joins' tables.
+    pub lookups: &'a [LookupUse],
+}
 
 /// The names of the tables a plan scans.
 pub fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
@@ -93,12 +106,12 @@ pub fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
 /// runtime's plan and its EXPLAIN text.
 pub fn plan_stream(
     plan: &LogicalPlan,
-    windows: &[WindowUse],
+    uses: QueryUses<'_>,
     emit_on_window_close: bool,
     parallelism: usize,
     inputs: &HashMap<String, StreamInput>,
 ) -> Result<(StreamPlan, String)> {
-    let nodes = lower_stream(plan, windows, emit_on_window_close, parallelism, inputs)?;
+    let nodes = lower_stream(plan, uses, emit_on_window_close, parallelism, inputs)?;
     let explain = explain::explain(&nodes);
     Ok((runtime_plan::runtime_plan(&nodes)?, explain))
 }
@@ -106,7 +119,7 @@ pub fn plan_stream(
 /// The typed stream plan of `plan` (optimized), reading `inputs`.
 pub fn lower_stream(
     plan: &LogicalPlan,
-    windows: &[WindowUse],
+    uses: QueryUses<'_>,
     emit_on_window_close: bool,
     parallelism: usize,
     inputs: &HashMap<String, StreamInput>,
@@ -115,7 +128,8 @@ pub fn lower_stream(
     logical::collect(plan, inputs, &mut steps)?;
     let lowering = Lowering {
         props: ExecutionProps::new(),
-        windows,
+        windows: uses.windows,
+        lookups: uses.lookups,
         emit_on_window_close,
         parallelism,
     };

@@ -277,7 +277,11 @@ impl StreamNode {
             // Per window, its rows change only until their window closes;
             // otherwise whenever a better one arrives, of any age.
             StreamNode::TopN(top_n) => top_n.spec.window.is_some() && top_n.input.watermarked(),
-            StreamNode::HashJoin(join) => join.interval.is_some(),
+            // A lookup join emits a stream row's pairs as the row arrives:
+            // the stream's watermark bounds them as it bounds the row.
+            StreamNode::HashJoin(join) => {
+                join.interval.is_some() || (join.spec.lookup() && join.left.watermarked())
+            }
             // Its rows come out in event time as the watermark passes them.
             StreamNode::OverWindow(over) => over.input.watermarked(),
         }

@@ -223,10 +223,15 @@ fn join_signature(join: &StreamHashJoin) -> StateSignature {
     sign(StateSignature {
         operator: match join.interval {
             Some(_) => "StreamIntervalJoin",
+            None if join.spec.lookup() => "StreamLookupJoin",
             None => "StreamHashJoin",
         }
         .into(),
         kind: match join.spec.kind {
+            // Its state is the table side's rows only.
+            JoinKind::Inner | JoinKind::Left if join.spec.lookup() => {
+                "lookup join, the table side's rows by key"
+            }
             JoinKind::Inner => "inner join, both inputs' rows by key",
             JoinKind::Left => "left join, both inputs' rows by key",
             JoinKind::Right => "right join, both inputs' rows by key",

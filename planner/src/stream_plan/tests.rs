@@ -110,7 +110,7 @@ async fn lower(sql: &str) -> crate::error::Result<StreamMaterialize> {
         time_column: Some("date_time".into()),
     };
     let inputs = HashMap::from([("bids".to_string(), input)]);
-    lower_stream(&plan, &[], false, 2, &inputs)
+    lower_stream(&plan, Default::default(), false, 2, &inputs)
 }
 
 /// Each EXPLAIN line as (depth, operator name).

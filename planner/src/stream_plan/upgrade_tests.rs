@@ -45,7 +45,11 @@ async fn signed(sql: &str) -> (Vec<StateSignature>, String) {
         time_column: Some("date_time".into()),
     };
     let inputs = HashMap::from([("bids".to_string(), input)]);
-    let (plan, _) = plan_stream(&plan, &windows, false, 2, &inputs).expect("stream plan");
+    let uses = super::QueryUses {
+        windows: &windows,
+        lookups: &[],
+    };
+    let (plan, _) = plan_stream(&plan, uses, false, 2, &inputs).expect("stream plan");
     (plan.state, plan.signature)
 }
 

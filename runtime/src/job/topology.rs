@@ -31,6 +31,9 @@ use crate::plan::{PlanInput, Side, StageOperator, StreamPlan};
 pub(crate) enum Stage {
     /// Join workers.
     Join,
+    /// Lookup join workers: a stream (left) and a table (right), whose
+    /// watermark is the stream's alone (see `operators::lookup_join`).
+    LookupJoin,
     /// Aggregate workers.
     Aggregate,
     /// TopN workers.
@@ -43,6 +46,7 @@ impl Stage {
     /// The kind of `operator`'s stage.
     pub(crate) fn of(operator: &StageOperator) -> Self {
         match operator {
+            StageOperator::Join(spec) if spec.lookup() => Stage::LookupJoin,
             StageOperator::Join(_) => Stage::Join,
             StageOperator::Aggregate(_) => Stage::Aggregate,
             StageOperator::TopN(_) => Stage::TopN,
@@ -57,6 +61,21 @@ impl Stage {
     /// `operators::interval_join`), as do every other stage's.
     fn takes_watermarks(self, timed: bool) -> bool {
         self != Stage::Join || timed
+    }
+
+    /// Does its input number `at` bound its watermark, when that input has
+    /// event time? A lookup join's table side never does: a table has no
+    /// event time, and the join's output is as old as its stream rows.
+    fn timed_input(self, at: usize, timed: bool) -> bool {
+        match self {
+            Stage::LookupJoin => at == 0,
+            _ => self.takes_watermarks(timed),
+        }
+    }
+
+    /// Are its inputs a join's sides (left, right)?
+    fn joins(self) -> bool {
+        matches!(self, Stage::Join | Stage::LookupJoin)
     }
 }
 
@@ -213,7 +232,7 @@ impl Topology {
         for (index, (stage, inputs, stage_timed)) in shape.stages.iter().enumerate() {
             let mut upstreams = Vec::new();
             for (at, &input) in inputs.iter().enumerate() {
-                let side = (*stage == Stage::Join).then(|| Side::BOTH[at.min(1)]);
+                let side = stage.joins().then(|| Side::BOTH[at.min(1)]);
                 let (senders, timed) = match input {
                     PlanInput::Source(s) => {
                         let source = &mut sources[s];
@@ -232,7 +251,7 @@ impl Topology {
                 };
                 let upstream = Upstream {
                     side,
-                    timed: timed && stage.takes_watermarks(*stage_timed),
+                    timed: timed && stage.timed_input(at, *stage_timed),
                     from: input,
                 };
                 upstreams.extend(std::iter::repeat_n(upstream, senders));
@@ -500,6 +519,31 @@ mod tests {
         assert_eq!(
             topology.stages[1].upstreams,
             vec![upstream(None, true, W(0)); 2]
+        );
+    }
+
+    #[test]
+    fn a_lookup_join_takes_the_streams_watermarks_and_not_the_tables() {
+        let topology = Topology::from_shape(&shape(
+            vec![(2, true), (1, true)],
+            vec![
+                (Stage::LookupJoin, vec![S(0), S(1)], true),
+                (Stage::Aggregate, vec![W(0)], true),
+            ],
+            W(1),
+            1,
+        ));
+        assert_eq!(
+            topology.stages[0].upstreams,
+            vec![
+                upstream(Some(Side::Left), true, S(0)),
+                upstream(Some(Side::Left), true, S(0)),
+                upstream(Some(Side::Right), false, S(1)),
+            ]
+        );
+        assert_eq!(
+            topology.stages[1].upstreams,
+            vec![upstream(None, true, W(0))]
         );
     }
 

@@ -22,6 +22,7 @@ use crate::message::{Barrier, Message};
 use crate::metrics::{OperatorMetrics, RuntimeMetrics};
 use crate::operators::interval_join::IntervalJoin;
 use crate::operators::join::JoinOperator;
+use crate::operators::lookup_join::LookupJoin;
 use crate::operators::over_window::OverWindow;
 use crate::operators::top_n::TopN;
 use crate::operators::{Side, StreamBatch, StreamOperator, aggregate, stateless};
@@ -53,6 +54,7 @@ pub(crate) fn operator(
                     [late(0), late(1)],
                 )?))
             }
+            None if spec.lookup() => Ok(Box::new(LookupJoin::new(spec.clone())?)),
             None => Ok(Box::new(JoinOperator::new(spec.clone())?)),
         },
         StageOperator::Aggregate(spec) => {

@@ -43,12 +43,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
-use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::{HashMap, Result, internal_err};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::checkpoint::StateWrite;
+use crate::operators::join::{SIDE_CHUNKS, side_chunk};
 use crate::operators::{StateSummary, StreamBatch, StreamOperator, exchange};
 use crate::plan::{IntervalBounds, JoinSpec, Side};
 use crate::windows::timestamps_as_nanos;
@@ -267,16 +267,9 @@ impl IntervalJoin {
                 encoded.push(parser.parse(&stored.row));
             }
             let columns = side.rows.convert_rows(&encoded)?;
-            let schema = Arc::new(Schema::new(
-                self.spec.inputs[s]
-                    .fields()
-                    .iter()
-                    .map(|f| f.as_ref().clone().with_nullable(true))
-                    .collect::<Vec<Field>>(),
-            ));
             write.put.push((
                 SIDE_CHUNKS[s].to_string(),
-                RecordBatch::try_new(schema, columns)?,
+                side_chunk(&self.spec.inputs[s], columns, None)?,
             ));
         }
         Ok(write)
@@ -386,14 +379,11 @@ impl StreamOperator for IntervalJoin {
     }
 }
 
-/// Chunk ids of the two sides' state.
-const SIDE_CHUNKS: [&str; 2] = ["left", "right"];
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Int64Array, TimestampMicrosecondArray};
-    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use datafusion::physical_expr::expressions::Column;
     use datafusion::physical_plan::PhysicalExpr;
 
@@ -426,6 +416,7 @@ mod tests {
                 lower: -10 * SECOND,
                 upper: 5 * SECOND,
             }),
+            state: Default::default(),
         });
         IntervalJoin::new(spec, [Counter::default(), Counter::default()]).expect("an interval join")
     }

@@ -35,7 +35,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Int8Array, Int64Array, RecordBatch, UInt32Array, new_empty_array,
 };
 use datafusion::arrow::compute::{interleave, take};
-use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{HashMap, Result, internal_err};
 
@@ -319,7 +319,7 @@ impl JoinOperator {
             ..Default::default()
         };
         for (s, side) in self.sides.iter().enumerate() {
-            let mut columns = match &side.stored {
+            let (columns, counts) = match &side.stored {
                 Stored::Counted(state) => {
                     let total: usize = state.values().map(|m| m.len()).sum();
                     if total == 0 {
@@ -334,9 +334,7 @@ impl JoinOperator {
                             counts.push(count);
                         }
                     }
-                    let mut columns = side.rows.convert_rows(&encoded)?;
-                    columns.push(Arc::new(Int64Array::from(counts)) as ArrayRef);
-                    columns
+                    (side.rows.convert_rows(&encoded)?, counts)
                 }
                 Stored::Appended { batches, .. } => {
                     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -345,24 +343,12 @@ impl JoinOperator {
                     }
                     let whole =
                         datafusion::arrow::compute::concat_batches(&batches[0].schema(), batches)?;
-                    let mut columns = whole.columns().to_vec();
-                    columns.push(Arc::new(Int64Array::from(vec![1i64; total])) as ArrayRef);
-                    columns
+                    (whole.columns().to_vec(), vec![1i64; total])
                 }
             };
-            columns.truncate(self.spec.inputs[s].fields().len() + 1);
-            let mut fields: Vec<Arc<Field>> =
-                self.spec.inputs[s].fields().iter().cloned().collect();
-            fields.push(Arc::new(Field::new("__weir_count", DataType::Int64, false)));
-            let schema = Arc::new(Schema::new(
-                fields
-                    .into_iter()
-                    .map(|f| f.as_ref().clone().with_nullable(true))
-                    .collect::<Vec<_>>(),
-            ));
             write.put.push((
                 SIDE_CHUNKS[s].to_string(),
-                RecordBatch::try_new(schema, columns)?,
+                side_chunk(&self.spec.inputs[s], columns, Some(counts))?,
             ));
         }
         Ok(write)
@@ -568,7 +554,36 @@ fn pairs_batch<'a>(
 }
 
 /// Chunk ids of the two sides' state.
-const SIDE_CHUNKS: [&str; 2] = ["left", "right"];
+pub(crate) const SIDE_CHUNKS: [&str; 2] = ["left", "right"];
+
+/// The name of a side chunk's count column.
+const COUNT_COLUMN: &str = "__weir_count";
+
+/// One join side's rows as a checkpoint chunk: the side's input columns
+/// (`columns`, at least as many as `input` has; extra ones are dropped),
+/// each made nullable, so a chunk reads back whatever nullability the
+/// plan declared, then the rows' counts when given. What the regular, the
+/// interval and the lookup join write alike.
+pub(crate) fn side_chunk(
+    input: &SchemaRef,
+    mut columns: Vec<ArrayRef>,
+    counts: Option<Vec<i64>>,
+) -> Result<RecordBatch> {
+    columns.truncate(input.fields().len());
+    let mut fields: Vec<Field> = input
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    if let Some(counts) = counts {
+        fields.push(Field::new(COUNT_COLUMN, DataType::Int64, true));
+        columns.push(Arc::new(Int64Array::from(counts)) as ArrayRef);
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
 
 #[cfg(test)]
 mod tests {
@@ -598,6 +613,7 @@ mod tests {
             input_changelog: [false, true],
             output_schema: Arc::new(Schema::new(fields)),
             interval: None,
+            state: Default::default(),
         })
     }
 

@@ -6,6 +6,9 @@
 //! - [`join`]: equi-joins of two inputs, either of them updating.
 //! - [`interval_join`]: joins of two streams on keys and close event times,
 //!   their state bounded by the watermark (interval and window joins).
+//! - [`lookup_join`]: a stream's rows joined with a table's rows as they
+//!   are when each row arrives (`FOR SYSTEM_TIME AS OF`), only the table
+//!   side kept.
 //! - [`top_n`]: the first N rows per key in an order (TopN, dedup).
 //! - [`over_window`]: aggregates over a frame of rows in event time
 //!   (`OVER (.. ROWS BETWEEN n PRECEDING AND CURRENT ROW)`).
@@ -28,6 +31,7 @@ pub mod changes;
 pub mod exchange;
 pub mod interval_join;
 pub mod join;
+pub mod lookup_join;
 pub mod over_window;
 pub mod stateless;
 pub mod top_n;

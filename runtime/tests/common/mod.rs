@@ -205,7 +205,11 @@ impl Env {
             .await
             .expect("plan");
         let optimized = state.optimize(&logical).expect("optimize");
-        plan_stream(&optimized, &windows, eowc, parallelism, &inputs)
+        let uses = weir_planner::stream_plan::QueryUses {
+            windows: &windows,
+            lookups: &[],
+        };
+        plan_stream(&optimized, uses, eowc, parallelism, &inputs)
             .expect("stream plan")
             .0
     }

@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use tracing::info;
 use weir_planner::catalog::{CatalogEntry, DesiredState, JobSpec, MaterializedViewDef, SinkDef};
 use weir_planner::statement::{CreateMaterializedView, ObjectKind};
-use weir_planner::stream_plan::{StreamInput, plan_stream, scanned_tables};
+use weir_planner::stream_plan::{QueryUses, StreamInput, plan_stream, scanned_tables};
 use weir_planner::windows::{Mode, rewrite_windows};
 use weir_runtime::materialized::{MaterializedView, ViewSink, ViewTable};
 use weir_runtime::plan::EventTime;
@@ -43,6 +43,7 @@ pub(super) async fn plan_view(
 ) -> Result<Planned> {
     let mut statement = Statement::Query(create.query.clone());
     let windows = rewrite_windows(&mut statement, Mode::Stream)?;
+    let lookups = weir_planner::lookups::lookup_uses(&statement);
     let text = statement.to_string();
     let logical = registry.plan_query(statement, &text).await?;
     let optimized = registry.optimize(&logical)?;
@@ -83,7 +84,10 @@ pub(super) async fn plan_view(
     }
     let (plan, explain) = plan_stream(
         &optimized,
-        &windows,
+        QueryUses {
+            windows: &windows,
+            lookups: &lookups,
+        },
         create.emit_on_window_close,
         parallelism,
         &inputs,

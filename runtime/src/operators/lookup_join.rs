@@ -1,0 +1,542 @@
+//! A lookup join (`s JOIN t FOR SYSTEM_TIME AS OF s.ts ON s.k = t.k`, and
+//! its LEFT JOIN): each stream row (the left input) is joined with the
+//! table rows (the right input) the worker holds when the row arrives, as
+//! Flink's lookup join does against an external table. Design note 0016.
+//!
+//! One instance runs per join worker and owns the keys the exchange sends
+//! it. Only the table side is kept: by key, each row in Arrow's row format
+//! with how many times it is there, so a table's deletes and updates (its
+//! changelog) find their rows. A stream row is probed against it, its pairs
+//! (or, for a LEFT JOIN, the row padded with NULLs when the key has no
+//! table row) are emitted, and the row is forgotten.
+//!
+//! # Correctness
+//! - A table change emits nothing: it neither retracts nor re-emits pairs
+//!   of earlier stream rows. So over an append-only stream the output is
+//!   append-only, and each stream row's pairs are emitted exactly once,
+//!   when it arrives.
+//! - The output's event time is the stream row's, emitted when the row
+//!   arrives: the stream's watermark bounds it as it bounds the input, so
+//!   the worker forwards it unchanged (the table side has no event time
+//!   and holds nothing back: the topology does not count it).
+//! - Which table rows a stream row sees depends on how far the table side
+//!   was read when the row came (processing time, as Flink's lookup join):
+//!   a replay after a crash probes the table side as the checkpoint held
+//!   it, then as its source delivers changes after that checkpoint again.
+//! - A NULL key matches nothing, as in SQL: such a table row is not kept,
+//!   and such a stream row only pads (LEFT JOIN).
+//! - Checkpoint: the table side, whole, at a barrier after it changed
+//!   (a dimension table rarely does, so most barriers write nothing);
+//!   restore keeps the rows whose key hashes to the worker.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array,
+};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{Int8Type, Int64Type};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::{HashMap, Result, internal_err};
+
+use crate::checkpoint::StateWrite;
+use crate::operators::join::{SIDE_CHUNKS, side_chunk};
+use crate::operators::{StateSummary, StreamBatch, StreamOperator, exchange};
+use crate::plan::{JoinKind, JoinSpec, Side};
+
+/// The table side: key (row format) -> row (row format) -> its count.
+type TableRows = HashMap<Box<[u8]>, HashMap<Box<[u8]>, i64>>;
+
+/// One worker's lookup join.
+pub struct LookupJoin {
+    spec: Arc<JoinSpec>,
+    /// Key converters of the stream (left) and the table (right) side:
+    /// both give the same bytes for equal keys (the keys are cast to one
+    /// type by the planner).
+    keys: [RowConverter; 2],
+    /// The table's rows in Arrow's row format.
+    rows: RowConverter,
+    table: TableRows,
+    /// Table rows kept, counted with their multiplicity.
+    len: usize,
+    /// Has the table side changed since the last snapshot?
+    changed: bool,
+    /// The highest watermark seen (the stream's): forwarded as it is.
+    watermark: i64,
+}
+
+impl LookupJoin {
+    /// A new lookup join of `spec`, empty.
+    pub fn new(spec: Arc<JoinSpec>) -> Result<Self> {
+        if !spec.lookup() || !matches!(spec.kind, JoinKind::Inner | JoinKind::Left) {
+            return internal_err!("a lookup join of a {:?} join spec", spec.kind);
+        }
+        if spec.input_changelog[0] {
+            return internal_err!("a lookup join over an updating stream");
+        }
+        let key_converter = |s: usize| -> Result<RowConverter> {
+            let types = spec.keys[s]
+                .iter()
+                .map(|k| k.data_type(&spec.inputs[s]))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(RowConverter::new(
+                types.into_iter().map(SortField::new).collect(),
+            )?)
+        };
+        let rows = RowConverter::new(
+            spec.inputs[1]
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
+        Ok(Self {
+            keys: [key_converter(0)?, key_converter(1)?],
+            rows,
+            spec,
+            table: HashMap::default(),
+            len: 0,
+            changed: false,
+            watermark: i64::MIN,
+        })
+    }
+
+    /// The key columns of `batch` (of side `s`).
+    fn key_columns(&self, s: usize, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        let n = batch.num_rows();
+        self.spec.keys[s]
+            .iter()
+            .map(|k| k.evaluate(batch)?.into_array(n))
+            .collect()
+    }
+
+    /// Table rows arrive (inserts, or a changelog's inserts and deletes):
+    /// applied to the table side; nothing is emitted.
+    fn table_rows(&mut self, batch: &RecordBatch) -> Result<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let width = self.spec.inputs[1].fields().len();
+        let ops = self.spec.input_changelog[1].then(|| {
+            batch
+                .column(batch.num_columns() - 1)
+                .as_primitive::<Int8Type>()
+                .clone()
+        });
+        let keys = self.key_columns(1, batch)?;
+        let key_rows = self.keys[1].convert_columns(&keys)?;
+        let rows = self.rows.convert_columns(&batch.columns()[..width])?;
+        for i in 0..n {
+            if keys.iter().any(|k| k.is_null(i)) {
+                continue;
+            }
+            let op = i64::from(ops.as_ref().map_or(1, |o| o.value(i)));
+            self.apply(key_rows.row(i).as_ref(), rows.row(i).as_ref(), op);
+        }
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Count `row` of `key` `op` more times (a negative op removes it).
+    fn apply(&mut self, key: &[u8], row: &[u8], op: i64) {
+        // Looked up before inserting: keys and rows are copied only when new.
+        if !self.table.contains_key(key) {
+            self.table.insert(key.into(), HashMap::default());
+        }
+        let Some(per_key) = self.table.get_mut(key) else {
+            return;
+        };
+        let count = match per_key.get_mut(row) {
+            Some(count) => {
+                *count += op;
+                *count
+            }
+            None => {
+                per_key.insert(row.into(), op);
+                op
+            }
+        };
+        self.len = (self.len as i64 + op).max(0) as usize;
+        if count == 0 {
+            per_key.remove(row);
+            if per_key.is_empty() {
+                self.table.remove(key);
+            }
+        }
+    }
+
+    /// Stream rows arrive: each is joined with the table rows of its key
+    /// held now, and forgotten.
+    fn stream_rows(&self, batch: &RecordBatch) -> Result<Vec<StreamBatch>> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let padded = self.spec.kind == JoinKind::Left;
+        let keys = self.key_columns(0, batch)?;
+        let key_rows = self.keys[0].convert_columns(&keys)?;
+        // For each output row: the stream row it extends, and the table
+        // row (row format) or none (padded).
+        let mut left: Vec<u32> = Vec::new();
+        let mut right: Vec<Option<&[u8]>> = Vec::new();
+        for i in 0..n {
+            let matches = if keys.iter().any(|k| k.is_null(i)) {
+                None
+            } else {
+                self.table.get(key_rows.row(i).as_ref())
+            };
+            let mut matched = false;
+            for (row, &count) in matches.into_iter().flatten() {
+                for _ in 0..count.max(0) {
+                    left.push(i as u32);
+                    right.push(Some(row));
+                    matched = true;
+                }
+            }
+            if padded && !matched {
+                left.push(i as u32);
+                right.push(None);
+            }
+        }
+        if left.is_empty() {
+            return Ok(Vec::new());
+        }
+        let width = self.spec.inputs[0].fields().len();
+        let indices = UInt32Array::from(left);
+        let mut columns = batch.columns()[..width]
+            .iter()
+            .map(|c| take(c.as_ref(), &indices, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        columns.extend(self.table_columns(&right)?);
+        let schema = self.spec.output_schema.clone();
+        let columns = crate::operators::conform(&schema, columns)?;
+        Ok(vec![StreamBatch::Rows(RecordBatch::try_new(
+            schema, columns,
+        )?)])
+    }
+
+    /// The table side's columns of the output: each row decoded, NULLs
+    /// where it is padded.
+    fn table_columns(&self, rows: &[Option<&[u8]>]) -> Result<Vec<ArrayRef>> {
+        let present = rows.iter().flatten().count();
+        if present == 0 {
+            return Ok(self.spec.inputs[1]
+                .fields()
+                .iter()
+                .map(|f| new_null_array(f.data_type(), rows.len()))
+                .collect());
+        }
+        let parser = self.rows.parser();
+        let mut encoded = self.rows.empty_rows(present, 0);
+        for row in rows.iter().flatten() {
+            encoded.push(parser.parse(row));
+        }
+        let gathered = self.rows.convert_rows(&encoded)?;
+        if present == rows.len() {
+            return Ok(gathered);
+        }
+        let mut next = 0u32;
+        let indices: UInt32Array = rows
+            .iter()
+            .map(|r| {
+                r.map(|_| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect();
+        gathered
+            .iter()
+            .map(|c| Ok(take(c.as_ref(), &indices, None)?))
+            .collect()
+    }
+
+    /// The table side, whole.
+    fn snapshot_table(&self) -> Result<StateWrite> {
+        let mut write = StateWrite {
+            reset: true,
+            ..Default::default()
+        };
+        let total: usize = self.table.values().map(HashMap::len).sum();
+        if total == 0 {
+            return Ok(write);
+        }
+        let parser = self.rows.parser();
+        let mut encoded = self.rows.empty_rows(total, 0);
+        let mut counts = Vec::with_capacity(total);
+        for (row, &count) in self.table.values().flatten() {
+            encoded.push(parser.parse(row));
+            counts.push(count);
+        }
+        let columns = self.rows.convert_rows(&encoded)?;
+        write.put.push((
+            TABLE_CHUNK.to_string(),
+            side_chunk(&self.spec.inputs[1], columns, Some(counts))?,
+        ));
+        Ok(write)
+    }
+
+    /// Keep the rows of a table-side chunk (of any old worker) whose key
+    /// hashes to `worker` of `workers`.
+    fn restore_chunk(&mut self, chunk: &RecordBatch, worker: usize, workers: usize) -> Result<()> {
+        let width = self.spec.inputs[1].fields().len();
+        if chunk.num_columns() != width + 1 {
+            return internal_err!(
+                "lookup join: a checkpoint chunk of {} columns for a table of {width}",
+                chunk.num_columns()
+            );
+        }
+        let Some(mine) = exchange::rows_of_worker(chunk, &self.spec.keys[1], worker, workers)?
+        else {
+            return Ok(());
+        };
+        let keys = self.key_columns(1, &mine)?;
+        let key_rows = self.keys[1].convert_columns(&keys)?;
+        let rows = self.rows.convert_columns(&mine.columns()[..width])?;
+        let counts = mine.column(width).as_primitive::<Int64Type>();
+        for i in 0..mine.num_rows() {
+            self.apply(
+                key_rows.row(i).as_ref(),
+                rows.row(i).as_ref(),
+                counts.value(i),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl StreamOperator for LookupJoin {
+    fn state(&self) -> StateSummary {
+        StateSummary {
+            operator: "lookup join",
+            entries: self.len,
+        }
+    }
+
+    fn on_batch(&mut self, side: Option<Side>, batch: &RecordBatch) -> Result<Vec<StreamBatch>> {
+        match side {
+            Some(Side::Left) => self.stream_rows(batch),
+            Some(Side::Right) => {
+                self.table_rows(batch)?;
+                Ok(Vec::new())
+            }
+            None => internal_err!("a lookup join was given a batch of neither side"),
+        }
+    }
+
+    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<StreamBatch>> {
+        self.watermark = self.watermark.max(watermark);
+        Ok(Vec::new())
+    }
+
+    fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    fn snapshot(&mut self, _epoch: u64) -> Result<StateWrite> {
+        if !self.changed {
+            // The chunks written last still hold the table side.
+            return Ok(StateWrite::default());
+        }
+        self.changed = false;
+        self.snapshot_table()
+    }
+
+    fn restore(
+        &mut self,
+        watermark: i64,
+        chunks: &[(String, RecordBatch)],
+        worker: usize,
+        workers: usize,
+    ) -> Result<()> {
+        self.watermark = self.watermark.max(watermark);
+        for (id, chunk) in chunks {
+            if id != TABLE_CHUNK {
+                return internal_err!("a lookup join chunk of no table side: {id}");
+            }
+            self.restore_chunk(chunk, worker, workers)?;
+        }
+        // The old workers' chunks are not this worker's: write its own at
+        // the first barrier.
+        self.changed = true;
+        Ok(())
+    }
+}
+
+/// The chunk id of the table side's state: the right side's, as a regular
+/// join names it.
+const TABLE_CHUNK: &str = SIDE_CHUNKS[1];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::changes::changelog_schema;
+    use crate::plan::JoinState;
+    use datafusion::arrow::array::{Int8Array, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_expr::expressions::Column;
+    use datafusion::physical_plan::PhysicalExpr;
+
+    fn spec(kind: JoinKind) -> Arc<JoinSpec> {
+        let stream = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("v", DataType::Utf8, true),
+        ]));
+        let table = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let mut fields: Vec<Field> = stream.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(
+            table
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true)),
+        );
+        Arc::new(JoinSpec {
+            kind,
+            keys: [
+                vec![Arc::new(Column::new("k", 0)) as Arc<dyn PhysicalExpr>],
+                vec![Arc::new(Column::new("id", 0)) as Arc<dyn PhysicalExpr>],
+            ],
+            inputs: [stream, table],
+            input_changelog: [false, true],
+            output_schema: Arc::new(Schema::new(fields)),
+            interval: None,
+            state: JoinState::TableSideOnly,
+        })
+    }
+
+    fn stream(rows: &[(Option<i64>, &str)]) -> RecordBatch {
+        RecordBatch::try_new(
+            spec(JoinKind::Inner).inputs[0].clone(),
+            vec![
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .expect("stream rows")
+    }
+
+    fn table(rows: &[(i64, &str, i8)]) -> RecordBatch {
+        RecordBatch::try_new(
+            changelog_schema(&spec(JoinKind::Inner).inputs[1]),
+            vec![
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int8Array::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .expect("table rows")
+    }
+
+    fn text(batches: Vec<StreamBatch>) -> Vec<String> {
+        let mut out = Vec::new();
+        for batch in batches {
+            let StreamBatch::Rows(b) = batch else {
+                panic!("a lookup join emitted a changelog batch");
+            };
+            for r in 0..b.num_rows() {
+                let cells: Vec<String> = (0..b.num_columns())
+                    .map(|c| {
+                        datafusion::arrow::util::display::array_value_to_string(b.column(c), r)
+                            .expect("a cell")
+                    })
+                    .collect();
+                out.push(cells.join(" "));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_stream_row_sees_the_table_as_it_is_when_it_arrives() {
+        let mut join = LookupJoin::new(spec(JoinKind::Inner)).expect("a lookup join");
+        let none = join
+            .on_batch(Some(Side::Right), &table(&[(1, "ada", 1), (2, "bob", 1)]))
+            .expect("table rows");
+        assert!(none.is_empty(), "a table row emits nothing");
+        let out = join
+            .on_batch(Some(Side::Left), &stream(&[(Some(1), "a"), (Some(3), "c")]))
+            .expect("stream rows");
+        assert_eq!(text(out), vec!["1 a 1 ada"]);
+        // An update: nothing retracted, later rows see the new name.
+        let none = join
+            .on_batch(
+                Some(Side::Right),
+                &table(&[(1, "ada", -1), (1, "ann", 1), (3, "cy", 1)]),
+            )
+            .expect("an update");
+        assert!(none.is_empty());
+        let out = join
+            .on_batch(Some(Side::Left), &stream(&[(Some(1), "b"), (Some(3), "d")]))
+            .expect("stream rows");
+        assert_eq!(text(out), vec!["1 b 1 ann", "3 d 3 cy"]);
+        assert_eq!(join.state().entries, 3, "the table side only");
+    }
+
+    #[test]
+    fn a_left_lookup_join_pads_rows_without_a_table_row() {
+        let mut join = LookupJoin::new(spec(JoinKind::Left)).expect("a lookup join");
+        join.on_batch(Some(Side::Right), &table(&[(1, "ada", 1)]))
+            .expect("table rows");
+        let out = join
+            .on_batch(
+                Some(Side::Left),
+                &stream(&[(Some(2), "x"), (Some(1), "a"), (None, "n")]),
+            )
+            .expect("stream rows");
+        assert_eq!(text(out), vec!["2 x  ", "1 a 1 ada", " n  "]);
+    }
+
+    #[test]
+    fn the_table_side_survives_a_checkpoint_on_more_workers_and_is_written_when_changed() {
+        let mut join = LookupJoin::new(spec(JoinKind::Inner)).expect("a lookup join");
+        join.on_batch(
+            Some(Side::Right),
+            &table(&[(1, "ada", 1), (2, "bob", 1), (3, "cy", 1)]),
+        )
+        .expect("table rows");
+        let write = join.snapshot(1).expect("snapshot");
+        assert!(write.reset && write.put.len() == 1);
+        assert!(
+            join.snapshot(2).expect("snapshot").is_empty(),
+            "an unchanged table side writes nothing"
+        );
+        let mut total = 0;
+        let mut matched = Vec::new();
+        for worker in 0..2 {
+            let mut again = LookupJoin::new(spec(JoinKind::Inner)).expect("a lookup join");
+            again
+                .restore(i64::MIN, &write.put, worker, 2)
+                .expect("restore");
+            total += again.state().entries;
+            let probe = exchange::rows_of_worker(
+                &stream(&[(Some(1), "a"), (Some(2), "b"), (Some(3), "c")]),
+                &again.spec.keys[0],
+                worker,
+                2,
+            )
+            .expect("partition");
+            if let Some(probe) = probe {
+                matched.extend(text(
+                    again.on_batch(Some(Side::Left), &probe).expect("stream"),
+                ));
+            }
+        }
+        matched.sort();
+        assert_eq!(total, 3);
+        assert_eq!(matched, vec!["1 a 1 ada", "2 b 2 bob", "3 c 3 cy"]);
+    }
+}
