@@ -21,9 +21,16 @@ pub fn syntax_error(sql: &str, err: ParserError) -> PlanError {
         }
     };
     let (text, location) = split_location(&raw);
-    let position = location.map(|loc| location_to_position(sql, loc));
+    let mut position = location.map(|loc| location_to_position(sql, loc));
     let message = match text.rsplit_once(", found: ") {
-        Some((_, "EOF")) => "syntax error at end of input".to_string(),
+        Some((_, "EOF")) => {
+            // sqlparser gives the end no location; PostgreSQL points just
+            // past the statement's last character.
+            if location.is_none_or(|loc| loc.line == 0) {
+                position = Some(sql.trim_end().trim_end_matches(';').chars().count() + 1);
+            }
+            "syntax error at end of input".to_string()
+        }
         Some((_, found)) => format!("syntax error at or near \"{found}\""),
         None => lowercase_first(text),
     };
@@ -70,5 +77,27 @@ fn lowercase_first(s: &str) -> String {
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_statement_cut_short_points_past_its_end() {
+        let sql = "SELECT 1 +";
+        let err = syntax_error(
+            sql,
+            ParserError::ParserError("Expected: an expression, found: EOF".into()),
+        );
+        let PlanError::Syntax {
+            message, position, ..
+        } = err
+        else {
+            panic!("not a syntax error: {err:?}");
+        };
+        assert_eq!(message, "syntax error at end of input");
+        assert_eq!(position, Some(sql.len() + 1));
     }
 }
