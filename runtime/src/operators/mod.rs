@@ -148,3 +148,35 @@ pub(crate) fn conform(schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result<Vec<
         })
         .collect()
 }
+
+/// The row formats of an operator that keeps rows per key in an order
+/// (TopN, OVER windows): its partition key, its sort key (with each
+/// column's direction), and whole input rows.
+pub(crate) fn keyed_row_formats(
+    partition: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+    order: &[(
+        std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+        datafusion::arrow::compute::SortOptions,
+    )],
+    schema: &datafusion::arrow::datatypes::Schema,
+) -> Result<[datafusion::arrow::row::RowConverter; 3]> {
+    use datafusion::arrow::row::{RowConverter, SortField};
+    let partition_types = partition
+        .iter()
+        .map(|e| Ok(SortField::new(e.data_type(schema)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let order_types = order
+        .iter()
+        .map(|(e, options)| Ok(SortField::new_with_options(e.data_type(schema)?, *options)))
+        .collect::<Result<Vec<_>>>()?;
+    let row_types = schema
+        .fields()
+        .iter()
+        .map(|f| SortField::new(f.data_type().clone()))
+        .collect();
+    Ok([
+        RowConverter::new(partition_types)?,
+        RowConverter::new(order_types)?,
+        RowConverter::new(row_types)?,
+    ])
+}

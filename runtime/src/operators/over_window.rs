@@ -37,7 +37,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int8Array, Int64Array, RecordBatch};
 use datafusion::arrow::compute::{SortOptions, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema, SchemaRef};
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::RowConverter;
 use datafusion::common::{HashMap, Result, ScalarValue, internal_err};
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -182,25 +182,12 @@ impl OverWindow {
         if spec.time >= schema.fields().len() || spec.order.is_empty() {
             return internal_err!("an OVER window planned without its event-time column");
         }
-        let partition_types = spec
-            .partition
-            .iter()
-            .map(|e| Ok(SortField::new(e.data_type(schema)?)))
-            .collect::<Result<Vec<_>>>()?;
-        let order_types = spec
-            .order
-            .iter()
-            .map(|(e, options)| Ok(SortField::new_with_options(e.data_type(schema)?, *options)))
-            .collect::<Result<Vec<_>>>()?;
-        let row_types = schema
-            .fields()
-            .iter()
-            .map(|f| SortField::new(f.data_type().clone()))
-            .collect();
+        let [partitions_format, order_format, rows_format] =
+            super::keyed_row_formats(&spec.partition, &spec.order, schema)?;
         Ok(Self {
-            partitions_format: RowConverter::new(partition_types)?,
-            order_format: RowConverter::new(order_types)?,
-            rows_format: RowConverter::new(row_types)?,
+            partitions_format,
+            order_format,
+            rows_format,
             spec,
             partitions: HashMap::default(),
             watermark: i64::MIN,

@@ -34,7 +34,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Int8Array, Int64Array, RecordBatch, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema};
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::RowConverter;
 use datafusion::common::{HashMap, Result, internal_err};
 use datafusion::physical_plan::PhysicalExpr;
 
@@ -92,25 +92,12 @@ impl TopN {
             return internal_err!("a TopN planned with a limit of 0");
         }
         let schema = &spec.input_schema;
-        let partition_types = spec
-            .partition
-            .iter()
-            .map(|e| Ok(SortField::new(e.data_type(schema)?)))
-            .collect::<Result<Vec<_>>>()?;
-        let order_types = spec
-            .order
-            .iter()
-            .map(|(e, options)| Ok(SortField::new_with_options(e.data_type(schema)?, *options)))
-            .collect::<Result<Vec<_>>>()?;
-        let row_types = schema
-            .fields()
-            .iter()
-            .map(|f| SortField::new(f.data_type().clone()))
-            .collect();
+        let [partitions_format, order_format, rows_format] =
+            super::keyed_row_formats(&spec.partition, &spec.order, schema)?;
         Ok(Self {
-            partitions_format: RowConverter::new(partition_types)?,
-            order_format: RowConverter::new(order_types)?,
-            rows_format: RowConverter::new(row_types)?,
+            partitions_format,
+            order_format,
+            rows_format,
             spec,
             partitions: HashMap::default(),
             by_close: BTreeMap::new(),
