@@ -170,9 +170,19 @@ pub enum WeirStatement {
     /// `SAVEPOINT`, `RELEASE`, `ROLLBACK TO`: accepted as no-ops, since every
     /// statement commits on its own. The value is the command tag.
     Savepoint(&'static str),
-    /// `DISCARD ALL` and friends: nothing to discard beyond prepared
-    /// statements, which the protocol layer owns.
-    Discard,
+    /// `DISCARD ALL | PLANS | SEQUENCES | TEMP`. Only `ALL` has something
+    /// to discard here (settings, cursors); Weir caches no plans and has no
+    /// sequences or temporary objects. The tag is Postgres's
+    /// (`DISCARD ALL`).
+    Discard {
+        /// `DISCARD ALL`.
+        all: bool,
+        /// The command tag.
+        tag: &'static str,
+    },
+    /// A statement drivers send unasked that changes nothing here (`SET
+    /// TRANSACTION ..`, `SET ROLE`): accepted, answered with its tag.
+    NoEffect(&'static str),
     /// Create a stream.
     CreateStream(CreateStream),
     /// Create a materialized view (a continuous job).
@@ -520,7 +530,16 @@ impl WeirStatement {
             Statement::Rollback { .. } => WeirStatement::Transaction(TransactionOp::Rollback),
             Statement::Savepoint { .. } => WeirStatement::Savepoint("SAVEPOINT"),
             Statement::ReleaseSavepoint { .. } => WeirStatement::Savepoint("RELEASE"),
-            Statement::Discard { .. } => WeirStatement::Discard,
+            Statement::Discard { object_type } => {
+                use datafusion::sql::sqlparser::ast::DiscardObject;
+                let (all, tag) = match object_type {
+                    DiscardObject::ALL => (true, "DISCARD ALL"),
+                    DiscardObject::PLANS => (false, "DISCARD PLANS"),
+                    DiscardObject::SEQUENCES => (false, "DISCARD SEQUENCES"),
+                    DiscardObject::TEMP => (false, "DISCARD TEMP"),
+                };
+                WeirStatement::Discard { all, tag }
+            }
             Statement::Grant(grant) => WeirStatement::Grant(classify_grant(
                 false,
                 grant.privileges,
@@ -673,7 +692,7 @@ fn classify_set(set: Set) -> Result<WeirStatement> {
         // Transaction characteristics and roles have no effect in Weir, and
         // drivers send them unasked: accept them.
         Set::SetTransaction { .. } | Set::SetRole { .. } | Set::SetSessionAuthorization(_) => {
-            WeirStatement::Discard
+            WeirStatement::NoEffect("SET")
         }
         other => {
             return Err(PlanError::Unsupported {

@@ -133,7 +133,24 @@ async fn run(
         WeirStatement::ShowAll => statements::show::all(session),
         WeirStatement::ShowObjects(kind) => statements::show::objects(registry, kind),
         WeirStatement::Transaction(op) => session.transaction_control(op).await,
-        WeirStatement::Discard => Ok(Output::command("SET")),
+        WeirStatement::Discard { all: false, tag } | WeirStatement::NoEffect(tag) => {
+            Ok(Output::command(tag))
+        }
+        // Postgres's DISCARD ALL: RESET ALL and CLOSE ALL (prepared
+        // statements belong to the protocol layer, which keeps them), and
+        // never inside a block, where it could not be undone.
+        WeirStatement::Discard { all: true, tag } => {
+            if session.transaction().is_some() {
+                return Err(ServerError::ActiveTransaction {
+                    message: "DISCARD ALL cannot run inside a transaction block".into(),
+                });
+            }
+            session.cursors().close_all();
+            Ok(Output::Set {
+                tag,
+                changes: session.reset_all(),
+            })
+        }
         // Role statements check their own: a superuser, or one's own password.
         WeirStatement::Role(statement) => statements::ddl::role(session, *statement),
         WeirStatement::Grant(grant) => auth::grant::execute(registry, session, grant),
@@ -233,7 +250,8 @@ pub async fn describe(
         | WeirStatement::Reset { .. }
         | WeirStatement::Transaction(_)
         | WeirStatement::Savepoint(_)
-        | WeirStatement::Discard
+        | WeirStatement::Discard { .. }
+        | WeirStatement::NoEffect(_)
         | WeirStatement::Role(_)
         | WeirStatement::Grant(_)
         | WeirStatement::CreateStream(_)

@@ -41,10 +41,10 @@ pub enum Output {
     TransactionEnd(&'static str),
     /// `COPY t FROM STDIN`: the client sends the data next.
     CopyIn(Box<CopyIn>),
-    /// An output, after a WARNING the client should see first.
-    Warned {
-        /// The warning's message.
-        warning: String,
+    /// An output, after a NOTICE or WARNING the client should see first.
+    Noticed {
+        /// What the client sees first.
+        notice: Notice,
         /// What the statement returns.
         output: Box<Output>,
     },
@@ -61,6 +61,50 @@ impl Output {
     /// A command without rows: `tag` alone.
     pub fn command(tag: &'static str) -> Self {
         Output::Command { tag, rows: None }
+    }
+
+    /// This output, after `notice`.
+    pub fn after(self, notice: Notice) -> Self {
+        Output::Noticed {
+            notice,
+            output: Box::new(self),
+        }
+    }
+}
+
+/// A message a statement sends before its result (Postgres's
+/// NoticeResponse): its severity, SQLSTATE and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// `NOTICE` (something the user may want to know, e.g. a `DROP .. IF
+    /// EXISTS` of nothing) or `WARNING` (something likely a mistake).
+    pub severity: &'static str,
+    /// The SQLSTATE: `00000` for notices, `01000` for warnings, or a more
+    /// precise one (`42622`: an identifier truncated).
+    pub code: &'static str,
+    /// The text.
+    pub message: String,
+}
+
+impl Notice {
+    /// A `NOTICE` (SQLSTATE 00000), as Postgres sends for `DROP .. IF
+    /// EXISTS` of something missing.
+    pub fn notice(message: impl Into<String>) -> Self {
+        Notice {
+            severity: "NOTICE",
+            code: "00000",
+            message: message.into(),
+        }
+    }
+
+    /// A `WARNING` (SQLSTATE 01000), as Postgres sends for `COMMIT` outside
+    /// a transaction.
+    pub fn warning(message: impl Into<String>) -> Self {
+        Notice {
+            severity: "WARNING",
+            code: "01000",
+            message: message.into(),
+        }
     }
 }
 

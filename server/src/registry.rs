@@ -476,6 +476,7 @@ impl Registry {
             .get(name)
             .cloned()
             .ok_or_else(|| ServerError::UndefinedTable {
+                kind: "relation",
                 name: name.to_string(),
                 position: None,
             })

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use weir_connectors::table_store::txn::SharedTransaction;
 
 use crate::error::{Result, ServerError};
-use crate::output::Output;
+use crate::output::{Notice, Output};
 
 /// (name, default value, reported to the client in ParameterStatus on change, description)
 const SETTINGS: &[(&str, &str, bool, &str)] = &[
@@ -398,9 +398,13 @@ impl Session {
         op: weir_planner::statement::TransactionOp,
     ) -> Result<Output> {
         use weir_planner::statement::TransactionOp;
-        let warned = |warning: &str, output: Output| Output::Warned {
-            warning: warning.to_string(),
-            output: Box::new(output),
+        // Postgres's codes: 25001 active_sql_transaction, 25P01
+        // no_active_sql_transaction.
+        let warned = |code: &'static str, warning: &str, output: Output| {
+            output.after(Notice {
+                code,
+                ..Notice::warning(warning)
+            })
         };
         // Taken out of the lock: COMMIT awaits the log.
         let previous = std::mem::replace(&mut *self.block.lock(), Block::Idle);
@@ -412,6 +416,7 @@ impl Session {
             (TransactionOp::Begin, open @ Block::Open(_)) => {
                 *self.block.lock() = open;
                 Ok(warned(
+                    "25001",
                     "there is already a transaction in progress",
                     Output::TransactionStart,
                 ))
@@ -433,10 +438,12 @@ impl Session {
                 Ok(Output::TransactionEnd("ROLLBACK"))
             }
             (TransactionOp::Commit, Block::Idle) => Ok(warned(
+                "25P01",
                 "there is no transaction in progress",
                 Output::TransactionEnd("COMMIT"),
             )),
             (TransactionOp::Rollback, Block::Idle) => Ok(warned(
+                "25P01",
                 "there is no transaction in progress",
                 Output::TransactionEnd("ROLLBACK"),
             )),
@@ -455,10 +462,7 @@ impl Session {
             return Err(unrecognized(&name));
         }
         if READ_ONLY.contains(&name.as_str()) {
-            return Err(ServerError::InvalidParameterValue {
-                message: format!("parameter \"{name}\" cannot be changed"),
-                hint: None,
-            });
+            return Err(ServerError::CantChangeParameter { name });
         }
         match value {
             Some(value) => {
@@ -710,7 +714,7 @@ mod tests {
                 .set("server_version", Some("1".into()))
                 .expect_err("ro")
                 .sqlstate(),
-            "22023"
+            "55P02"
         );
         assert!(session.set("myapp.flag", Some("x".into())).is_ok());
     }

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::WeirProcess;
 
 /// The server's defaults in this test: set by a config file, a flag and an
@@ -190,7 +188,7 @@ async fn unknown_settings_and_bad_values_are_refused_as_postgres_refuses_them() 
         ),
         (
             "RESET server_version",
-            "22023 parameter \"server_version\" cannot be changed",
+            "55P02 parameter \"server_version\" cannot be changed",
         ),
     ] {
         assert_eq!(refused(&client, sql).await, expected, "{sql}");
@@ -231,26 +229,7 @@ SHOW timezone;
 RESET nope;
 SET statement_timeout = 'soon';
 ";
-    let output = Command::new("psql")
-        .args(["-X", "-At", "-h", "127.0.0.1", "-U", "weir", "-d", "weir"])
-        .args(["-p", &server.pg_port.to_string(), "-f", "-"])
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(script.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("run psql");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (stdout, stderr) = common::psql_script(&server, &["-At"], script);
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         [

@@ -117,6 +117,7 @@ fn objects(registry: &Registry, target: &GrantTarget) -> Result<Vec<(String, boo
             .map(|name| match registry.kind_of(name) {
                 Some(weir_planner::statement::ObjectKind::Sink) | None => {
                     Err(ServerError::UndefinedTable {
+                        kind: "relation",
                         name: name.clone(),
                         position: None,
                     })

@@ -143,7 +143,11 @@ fn classify_plan_message(message: &str, position: Option<usize>) -> ServerError 
         && let Some((name, _)) = rest.split_once("' not found")
     {
         let name = name.rsplit('.').next().unwrap_or(name).to_string();
-        return ServerError::UndefinedTable { name, position };
+        return ServerError::UndefinedTable {
+            kind: "relation",
+            name,
+            position,
+        };
     }
     if message.starts_with("Invalid function") || message.contains("No function matches") {
         return ServerError::UndefinedFunction {
@@ -384,6 +388,7 @@ impl From<PlanError> for ServerError {
             },
             PlanError::UndefinedObject { kind, name } => match kind {
                 "table" | "view" | "relation" => ServerError::UndefinedTable {
+                    kind: "relation",
                     name,
                     position: None,
                 },

@@ -41,8 +41,11 @@ pub enum ServerError {
         hint: Option<String>,
     },
     /// A table or view that does not exist.
-    #[error("relation \"{name}\" does not exist")]
+    #[error("{kind} \"{name}\" does not exist")]
     UndefinedTable {
+        /// What the statement looked for, in Postgres's words: "relation",
+        /// or the kind a `DROP` names ("materialized view").
+        kind: &'static str,
         /// The object's name.
         name: String,
         /// Where in the SQL text it went wrong (1-based character).
@@ -149,6 +152,12 @@ pub enum ServerError {
         message: String,
         /// What the user can do about it.
         hint: Option<String>,
+    },
+    /// `SET` of a setting no session may change (`server_version`).
+    #[error("parameter \"{name}\" cannot be changed")]
+    CantChangeParameter {
+        /// The setting's name.
+        name: String,
     },
     /// A named object (other than a relation) that exists already: a
     /// savepoint, a role.
@@ -262,6 +271,13 @@ pub enum ServerError {
     /// failed (the user's: ROLLBACK first, as in Postgres).
     #[error("current transaction is aborted, commands ignored until end of transaction block")]
     InFailedTransaction,
+    /// A statement that cannot run inside a transaction block (`DISCARD
+    /// ALL`), sent inside one (the user's: COMMIT or ROLLBACK first).
+    #[error("{message}")]
+    ActiveTransaction {
+        /// What was refused, for the client.
+        message: String,
+    },
     /// Two transactions waited for each other's tables; this one gave up
     /// (the users': retry the transaction).
     #[error("deadlock detected")]
@@ -353,6 +369,7 @@ impl ServerError {
             ServerError::TooManyColumns { .. } => "54011",
             ServerError::InvalidParameterValue { .. } => "22023",
             ServerError::ObjectNotInPrerequisiteState { .. } => "55000",
+            ServerError::CantChangeParameter { .. } => "55P02",
             ServerError::DuplicateObject { .. } => "42710",
             ServerError::InvalidTextRepresentation { .. } => "22P02",
             ServerError::DivisionByZero => "22012",
@@ -372,6 +389,7 @@ impl ServerError {
             ServerError::InsufficientPrivilege { .. } => "42501",
             ServerError::ObjectInUse { .. } => "55006",
             ServerError::InFailedTransaction => "25P02",
+            ServerError::ActiveTransaction { .. } => "25001",
             ServerError::Deadlock { .. } => "40P01",
             ServerError::ResourcesExhausted { .. } => "53200",
             ServerError::ConfigurationLimitExceeded { .. } => "53400",

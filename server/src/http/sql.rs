@@ -144,8 +144,8 @@ async fn respond(output: Output, limit: usize, mut notices: Vec<String>) -> ApiR
         Output::Set { tag, .. } => return Ok(command(tag, None, notices)),
         Output::TransactionStart => return Ok(command("BEGIN", None, notices)),
         Output::TransactionEnd(tag) => return Ok(command(tag, None, notices)),
-        Output::Warned { warning, output } => {
-            notices.push(warning);
+        Output::Noticed { notice, output } => {
+            notices.push(notice.message);
             return Box::pin(respond(*output, limit, notices)).await;
         }
         Output::CopyIn(_) => {

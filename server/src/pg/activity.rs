@@ -398,8 +398,8 @@ impl Running {
                 }),
                 options,
             },
-            Output::Warned { warning, output } => Output::Warned {
-                warning,
+            Output::Noticed { notice, output } => Output::Noticed {
+                notice,
                 output: Box::new(self.guard(*output)),
             },
             // The COPY goes on while its data arrives, and stops as the

@@ -229,10 +229,15 @@ where
             copy_out_response(copy_out_data(batches, options, session.time_zone()))
         }
         Output::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
-        Output::Warned { warning, output } => {
+        Output::Noticed { notice, output } => {
             client
                 .feed(PgWireBackendMessage::NoticeResponse(
-                    pgwire::error::ErrorInfo::new("WARNING".into(), "01000".into(), warning).into(),
+                    pgwire::error::ErrorInfo::new(
+                        notice.severity.into(),
+                        notice.code.into(),
+                        notice.message,
+                    )
+                    .into(),
                 ))
                 .await?;
             Box::pin(respond(client, session, *output, format)).await?

@@ -22,12 +22,14 @@
 //!   has (`arrays`), which psql's `\dp` reads;
 //! - `pg_policy`: empty, Weir has no row security policies (`policies`).
 //! - `reloptions`: always NULL; psql's `\d+` asks for TOAST options too (`reloptions`).
+//! - `pg_database`: collation `C`, as `SHOW lc_collate` says (`database`).
 //!
 //! `pg_get_indexdef` and `pg_get_constraintdef` describe those keys.
 
 mod activity;
 mod arrays;
 mod columns;
+mod database;
 mod functions;
 mod objects;
 mod policies;
@@ -152,9 +154,14 @@ impl SchemaProvider for PgCatalog {
             "pg_stat_activity" => Derived::StatActivity,
             "pg_attribute" => Derived::Arrays("pg_attribute"),
             "pg_policy" => Derived::Policy,
+            "pg_database" => Derived::Database,
             _ => return self.shared.inner.table(name).await,
         };
         let schema = match derived {
+            Derived::Database => match self.shared.inner.table(name).await? {
+                Some(inner) => inner.schema(),
+                None => return Ok(None),
+            },
             Derived::Class | Derived::MatViews | Derived::Settings => {
                 match self.shared.inner.table(name).await? {
                     Some(inner) => with_reloptions(inner.schema()),
@@ -196,6 +203,7 @@ pub(super) enum Derived {
     /// A table of the crate's whose text array columns become lists.
     Arrays(&'static str),
     Policy,
+    Database,
 }
 
 /// A catalog table computed when scanned (catalogs are small: a row per
@@ -239,6 +247,9 @@ impl ComputedView for DerivedTable {
             Derived::Settings => pg_settings(&self.schema)?,
             Derived::StatActivity => activity::pg_stat_activity(&self.schema)?,
             Derived::Policy => policies::pg_policy(&self.schema)?,
+            Derived::Database => database::pg_database(
+                scan_whole(self.shared.inner.as_ref(), "pg_database", state).await?,
+            )?,
             Derived::Arrays(table) => {
                 let rows = scan_whole(self.shared.inner.as_ref(), table, state).await?;
                 arrays::array_rows(table, &rows, &self.schema)?

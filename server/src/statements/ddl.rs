@@ -20,7 +20,7 @@ use weir_planner::catalog::{Catalog, CatalogEntry, TableDef, ViewDef};
 use weir_planner::statement::{CreateTable, CreateView, ObjectKind};
 
 use crate::error::{Result, ServerError};
-use crate::output::Output;
+use crate::output::{Notice, Output};
 use crate::registry::Registry;
 
 /// `CREATE TABLE name [(columns)] WITH (connector = 'file', ...)`.
@@ -153,6 +153,9 @@ pub async fn drop(
     // cannot change meanwhile: this statement holds the DDL guard.
     let catalog = registry.catalog();
     let mut to_drop = Vec::new();
+    // Postgres names the kind the statement drops: `materialized view "v"
+    // does not exist`, and with IF EXISTS says so in a NOTICE.
+    let mut skipped = Vec::new();
     for name in names {
         match catalog.get(&name).map(|e| e.kind()) {
             Some(k) if k == kind => to_drop.push(name),
@@ -161,9 +164,19 @@ pub async fn drop(
                     message: format!("\"{name}\" is not a {}", kind.name()),
                 });
             }
-            None if if_exists => {}
+            None if if_exists => skipped.push(format!(
+                "{} \"{name}\" does not exist, skipping",
+                kind.name()
+            )),
+            // A sink is no relation: Postgres's undefined_object (42704).
+            None if kind == ObjectKind::Sink => {
+                return Err(ServerError::UndefinedObject {
+                    message: format!("sink \"{name}\" does not exist"),
+                });
+            }
             None => {
                 return Err(ServerError::UndefinedTable {
+                    kind: kind.name(),
                     name,
                     position: None,
                 });
@@ -307,7 +320,14 @@ pub async fn drop(
         }
         info!(object = %name, kind = kind.name(), "dropped");
     }
-    Ok(Output::Command { tag, rows: None })
+    // One NOTICE per name skipped, in the statement's order (the outermost
+    // is sent first).
+    Ok(skipped
+        .into_iter()
+        .rev()
+        .fold(Output::command(tag), |output, message| {
+            output.after(Notice::notice(message))
+        }))
 }
 
 /// The materialized views that read any of `names`, directly or through

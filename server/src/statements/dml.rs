@@ -394,6 +394,7 @@ pub fn copy_from(
         .ok_or_else(|| ServerError::internal("COPY FROM without a table"))?;
     let table =
         owned_table(registry, &name, "copy to")?.ok_or_else(|| ServerError::UndefinedTable {
+            kind: "relation",
             name: name.clone(),
             position: None,
         })?;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::{Result, ServerError};
-use crate::output::Output;
+use crate::output::{Notice, Output};
 use crate::registry::{LiveView, Registry};
 
 /// `FLUSH`: wait until everything the sources have read is in every view.
@@ -74,10 +74,10 @@ pub async fn flush(registry: &Registry, only: Option<&str>) -> Result<Output> {
     Ok(if failed.is_empty() {
         flushed
     } else {
-        Output::Warned {
-            warning: format!("FLUSH skipped failed views: {}", failed.join("; ")),
-            output: Box::new(flushed),
-        }
+        flushed.after(Notice::warning(format!(
+            "FLUSH skipped failed views: {}",
+            failed.join("; ")
+        )))
     })
 }
 

@@ -353,6 +353,7 @@ async fn restart_view(
     }
     let Some(CatalogEntry::MaterializedView(def)) = registry.catalog().get(name).cloned() else {
         return Err(ServerError::UndefinedTable {
+            kind: "relation",
             name: name.to_string(),
             position: None,
         });

@@ -273,6 +273,7 @@ async fn plan_upgrade(registry: &Registry, mut create: CreateMaterializedView) -
     let Some(CatalogEntry::MaterializedView(def)) = registry.catalog().get(&create.name).cloned()
     else {
         return Err(ServerError::UndefinedTable {
+            kind: "relation",
             name: create.name,
             position: None,
         });

@@ -17,7 +17,7 @@ use weir_runtime::checkpoint::{CheckpointStore, SavepointInfo, SavepointOrigin};
 
 use crate::error::{Result, ServerError};
 use crate::jobs::{JobStatus, unknown_job};
-use crate::output::Output;
+use crate::output::{Notice, Output};
 use crate::registry::Registry;
 
 /// The checkpoint store savepoints live in; without one there are none.
@@ -207,10 +207,11 @@ pub async fn drop(registry: &Registry, name: &str, if_exists: bool) -> Result<Ou
         return Ok(Output::command("DROP SAVEPOINT"));
     }
     if if_exists {
-        return Ok(Output::Warned {
-            warning: format!("savepoint \"{name}\" does not exist, skipping"),
-            output: Box::new(Output::command("DROP SAVEPOINT")),
-        });
+        return Ok(
+            Output::command("DROP SAVEPOINT").after(Notice::notice(format!(
+                "savepoint \"{name}\" does not exist, skipping"
+            ))),
+        );
     }
     Err(unknown_savepoint(name))
 }

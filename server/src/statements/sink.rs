@@ -328,6 +328,7 @@ async fn switch_point(
 async fn run_again(registry: &Registry, view: &str) -> Result<()> {
     let Some(CatalogEntry::MaterializedView(def)) = registry.catalog().get(view).cloned() else {
         return Err(ServerError::UndefinedTable {
+            kind: "relation",
             name: view.to_string(),
             position: None,
         });

@@ -199,6 +199,35 @@ pub fn have(program: &str, probe: &[&str]) -> bool {
     found
 }
 
+/// psql running `script` from its standard input (`-f -`, no psqlrc), as a
+/// user at a terminal would: (stdout, stderr). Errors and notices go to
+/// stderr, prefixed `psql:<stdin>:LINE:`.
+pub fn psql_script(server: &WeirProcess, args: &[&str], script: &str) -> (String, String) {
+    use std::io::Write;
+    let output = Command::new("psql")
+        .args(["-X", "-h", "127.0.0.1", "-U", "weir", "-d", "weir"])
+        .args(["-p", &server.pg_port.to_string(), "-f", "-"])
+        .args(args)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(script.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("run psql");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// The rows of `sql` as sorted text lines (cells joined by `|`), to compare
 /// two results as multisets.
 pub async fn sorted_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
