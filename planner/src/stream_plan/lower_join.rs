@@ -179,7 +179,7 @@ fn ttl_of(
         shown[s] = if nodes[s].changelog() {
             SideTtl::Kept("an updating input")
         } else if !timed[s] {
-            SideTtl::Kept("no event time")
+            SideTtl::Kept("no event-time column")
         } else if kind.preserves(side.other()) {
             SideTtl::Kept("the outer join's padded rows are counted against them")
         } else if kind != JoinKind::Inner && timed[other] {
@@ -195,7 +195,7 @@ fn ttl_of(
                     time[s] = Some(column);
                     SideTtl::Dropped(time_expr(&nodes[s], join, s, column, appended[s]), column)
                 }
-                None => SideTtl::Kept("no event time"),
+                None => SideTtl::Kept("no event-time column"),
             }
         };
     }
