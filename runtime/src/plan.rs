@@ -311,10 +311,12 @@ pub enum JoinState {
     /// Both sides' rows, for ever (`operators::join`).
     #[default]
     KeptForever,
-    /// Both sides' rows, each until this long (nanoseconds of event time:
-    /// the watermark) after it arrived; a later partner of a dropped row is
-    /// missed, as in Flink's `table.exec.state.ttl` (`operators::join`).
-    Ttl(i64),
+    /// Both sides' rows, those of a side with event time each until a
+    /// watermark reaches its time plus a time to live (the view's
+    /// `join_state_ttl`); a later partner of a dropped row is missed, as
+    /// in Flink's `table.exec.state.ttl`, and no pair already emitted is
+    /// retracted (`operators::join_ttl`).
+    Ttl(JoinTtl),
     /// A lookup join (`JOIN t FOR SYSTEM_TIME AS OF s.ts`): each left
     /// (stream) row is joined with the right (table) rows the worker holds
     /// when it arrives; only the table side is kept, later table changes
@@ -323,7 +325,60 @@ pub enum JoinState {
     TableSideOnly,
 }
 
+/// A regular join's state time to live, counted in event time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinTtl {
+    /// How long a row is kept (nanoseconds): it is dropped once its clock
+    /// ([`Self::clock`]) reaches its event time plus this.
+    pub ttl: i64,
+    /// Each side's event-time column (left, right) when its rows are
+    /// dropped so; `None` when they are kept for ever: a side without
+    /// event time (a table, a view), an updating side (a retraction must
+    /// find its row), or the side whose rows an outer join's padded rows
+    /// are counted against.
+    pub time: [Option<usize>; 2],
+    /// Was a side's event-time column appended to its input for the TTL
+    /// alone (the query does not read it)? Such a column is the input's
+    /// last and is not part of the join's output.
+    pub appended: [bool; 2],
+}
+
+impl JoinTtl {
+    /// The side whose watermark drops `side`'s rows: the other side's when
+    /// its rows have event time too (a row waits that long in the time of
+    /// the rows that could still pair with it, as an interval join's do),
+    /// else its own (a stream joined with a table).
+    pub fn clock(&self, side: Side) -> Side {
+        if self.time[side.other().index()].is_some() {
+            side.other()
+        } else {
+            side
+        }
+    }
+
+    /// Are both sides' rows dropped (so that a pair is made only while
+    /// each row is within its time to live in the other side's clock)?
+    pub fn both(&self) -> bool {
+        self.time.iter().all(Option::is_some)
+    }
+}
+
 impl JoinSpec {
+    /// How many of input `side`'s columns are in the output: all but an
+    /// event-time column appended for a state TTL.
+    pub fn output_columns(&self, side: Side) -> usize {
+        let appended = self.ttl().is_some_and(|t| t.appended[side.index()]);
+        self.inputs[side.index()].fields().len() - usize::from(appended)
+    }
+
+    /// Its state time to live, when it has one.
+    pub fn ttl(&self) -> Option<&JoinTtl> {
+        match &self.state {
+            JoinState::Ttl(ttl) => Some(ttl),
+            _ => None,
+        }
+    }
+
     /// Is it a lookup join (the table side kept, no stream state)?
     pub fn lookup(&self) -> bool {
         self.state == JoinState::TableSideOnly

@@ -7,10 +7,10 @@ use std::fmt::Write;
 
 use weir_runtime::operators::join::JoinKind;
 use weir_runtime::operators::over_window::OverFrame;
-use weir_runtime::plan::{Emit, WindowKind};
+use weir_runtime::plan::{Emit, Side, WindowKind};
 
 use super::nodes::{
-    StreamAggregate, StreamExchange, StreamFilter, StreamHashJoin, StreamInterval,
+    SideTtl, StreamAggregate, StreamExchange, StreamFilter, StreamHashJoin, StreamInterval,
     StreamMaterialize, StreamNode, StreamOverWindow, StreamProject, StreamSource, StreamTopN,
     StreamUnnest,
 };
@@ -221,7 +221,7 @@ fn join_line(join: &StreamHashJoin) -> String {
         );
     }
     format!(
-        "StreamHashJoin: {} on [{}] output={} state: both inputs' rows by key, kept forever",
+        "StreamHashJoin: {} on [{}] output={} state: both inputs' rows by key, {}",
         match join.spec.kind {
             JoinKind::Inner => "inner",
             JoinKind::Left => "left",
@@ -234,6 +234,44 @@ fn join_line(join: &StreamHashJoin) -> String {
         } else {
             "append-only"
         },
+        ttl_state(join),
+    )
+}
+
+/// How long a regular join keeps its rows: for ever, or, under the view's
+/// `join_state_ttl`, when each side's go (by the watermark that drops
+/// them, see `JoinTtl::clock`) or why they stay.
+fn ttl_state(join: &StreamHashJoin) -> String {
+    let (Some(sides), Some(ttl)) = (&join.ttl, join.spec.ttl()) else {
+        return "kept forever".to_string();
+    };
+    let names = ["left", "right"];
+    let each: Vec<String> = Side::BOTH
+        .into_iter()
+        .zip(sides.iter())
+        .map(|(side, kept)| match kept {
+            SideTtl::Dropped(time, _) => {
+                format!(
+                    "{} rows until the {} side's watermark reaches {time} + {}",
+                    names[side.index()],
+                    names[ttl.clock(side).index()],
+                    format_duration(ttl.ttl)
+                )
+            }
+            SideTtl::Kept(why) => format!("{} rows forever ({why})", names[side.index()]),
+        })
+        .collect();
+    if sides.iter().all(|side| matches!(side, SideTtl::Kept(_))) {
+        return format!(
+            "kept forever (join_state_ttl {} drops neither side's rows: {})",
+            format_duration(ttl.ttl),
+            each.join(", ")
+        );
+    }
+    format!(
+        "kept for {} (event time, join_state_ttl): {}",
+        format_duration(ttl.ttl),
+        each.join(", ")
     )
 }
 

@@ -81,7 +81,7 @@ fn lower_chain(steps: &[Step], lowering: &Lowering<'_>) -> Result<StreamNode> {
                     _ => None,
                 },
             };
-            let join = lower_join(left, right, on, lowering.parallelism, &lowering.props)?;
+            let join = lower_join(left, right, on, lowering)?;
             // A regular join's output has no watermark (see
             // `StreamNode::watermarked`); an interval join's has.
             if lowering.emit_on_window_close && !join.watermarked() {

@@ -7,17 +7,17 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use datafusion::common::DFSchemaRef;
-use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::expressions::CastExpr;
 use weir_runtime::operators::join::{JoinKind, JoinSpec};
-use weir_runtime::plan::JoinState;
+use weir_runtime::plan::{JoinState, JoinTtl, Side};
 
 use super::lower_join_interval::{interval_bounds, time_columns};
 use super::lower_join_lookup::check_lookup;
-use super::lowering::{arrow_schema, physical};
-use super::nodes::{StreamExchange, StreamHashJoin, StreamInterval, StreamNode};
+use super::lowering::{Lowering, arrow_schema, physical};
+use super::nodes::{SideTtl, StreamExchange, StreamHashJoin, StreamInterval, StreamNode};
 use crate::error::{PlanError, Result};
 use crate::lookups::LookupUse;
 
@@ -38,14 +38,14 @@ pub(super) struct JoinOn<'a> {
     pub lookup: Option<&'a LookupUse>,
 }
 
-/// `left` joined with `right` on `join`, by `workers` join workers.
+/// `left` joined with `right` on `join`, by the view's join workers.
 pub(super) fn lower_join(
     left: StreamNode,
     right: StreamNode,
     join: JoinOn<'_>,
-    workers: usize,
-    props: &ExecutionProps,
+    lowering: &Lowering<'_>,
 ) -> Result<StreamNode> {
+    let (workers, props) = (lowering.parallelism, &lowering.props);
     let [left_schema, right_schema] = join.schemas;
     let inputs = [arrow_schema(left_schema), arrow_schema(right_schema)];
     let mut keys = [Vec::new(), Vec::new()];
@@ -70,8 +70,32 @@ pub(super) fn lower_join(
             check_lookup(lookup, &left, &right, &join)?;
             (None, JoinState::TableSideOnly)
         }
-        None => (interval_of(&left, &right, &join), JoinState::KeptForever),
+        None => match interval_of(&left, &right, &join) {
+            Some(interval) => (Some(interval), JoinState::KeptForever),
+            None => (None, JoinState::KeptForever),
+        },
     };
+    let (left, right, state, ttl) = match (state, lowering.join_state_ttl) {
+        (JoinState::KeptForever, Some(ttl)) if interval.is_none() && join.lookup.is_none() => {
+            let (left, right, ttl, shown) = ttl_of(left, right, &join, ttl);
+            (left, right, JoinState::Ttl(ttl), Some(Box::new(shown)))
+        }
+        (state, _) => (left, right, state, None),
+    };
+    let mut inputs = inputs;
+    if let JoinState::Ttl(ttl) = &state {
+        for (s, node) in [&left, &right].into_iter().enumerate() {
+            // The appended event-time column after the query's columns.
+            if ttl.appended[s]
+                && let Some(schema) = node_schema(node)
+                && let Some(time) = schema.fields().last()
+            {
+                let mut fields: Vec<FieldRef> = inputs[s].fields().iter().cloned().collect();
+                fields.push(time.clone());
+                inputs[s] = Arc::new(Schema::new(fields));
+            }
+        }
+    }
     let spec = Arc::new(JoinSpec {
         kind: join.kind,
         keys,
@@ -91,6 +115,7 @@ pub(super) fn lower_join(
         },
         spec,
         interval,
+        ttl,
     }))
 }
 
@@ -121,4 +146,133 @@ fn interval_of(left: &StreamNode, right: &StreamNode, join: &JoinOn<'_>) -> Opti
         bounds,
         times: [column(bounds.time[0]), column(left_width + bounds.time[1])],
     })
+}
+
+/// What a regular join keeps under the view's `join_state_ttl`, and how
+/// EXPLAIN says it. A side's rows go by their event time when the side has
+/// one and is append-only (an updating side's retraction must find its
+/// row), unless it is the side an outer join counts its padded rows
+/// against (a padded row is retracted when its key's first partner
+/// arrives, so that count must stay exact), or the join is an outer join
+/// of two streams (which rows met would then depend on how the two
+/// interleave). A side whose event-time column the query does not read
+/// gets it appended to its rows (`with_time`), outside the join's output.
+fn ttl_of(
+    left: StreamNode,
+    right: StreamNode,
+    join: &JoinOn<'_>,
+    ttl: i64,
+) -> (StreamNode, StreamNode, JoinTtl, [SideTtl; 2]) {
+    let kind = join.kind;
+    let mut nodes = [left, right];
+    let existing = [
+        time_columns(&nodes[0]).first().copied(),
+        time_columns(&nodes[1]).first().copied(),
+    ];
+    let timed =
+        [0, 1].map(|s| !nodes[s].changelog() && (existing[s].is_some() || carries_time(&nodes[s])));
+    let mut time = [None, None];
+    let mut appended = [false, false];
+    let mut shown = [SideTtl::Kept(""), SideTtl::Kept("")];
+    for side in Side::BOTH {
+        let (s, other) = (side.index(), side.other().index());
+        shown[s] = if nodes[s].changelog() {
+            SideTtl::Kept("an updating input")
+        } else if !timed[s] {
+            SideTtl::Kept("no event-time column")
+        } else if kind.preserves(side.other()) {
+            SideTtl::Kept("the outer join's padded rows are counted against them")
+        } else if kind != JoinKind::Inner && timed[other] {
+            SideTtl::Kept("an outer join of two streams")
+        } else {
+            let column = existing[s].or_else(|| {
+                let column = with_time(&mut nodes[s]);
+                appended[s] = column.is_some();
+                column
+            });
+            match column {
+                Some(column) => {
+                    time[s] = Some(column);
+                    SideTtl::Dropped(time_expr(&nodes[s], join, s, column, appended[s]), column)
+                }
+                None => SideTtl::Kept("no event-time column"),
+            }
+        };
+    }
+    let [left, right] = nodes;
+    (
+        left,
+        right,
+        JoinTtl {
+            ttl,
+            time,
+            appended,
+        },
+        shown,
+    )
+}
+
+/// Does `node` (a source, perhaps filtered) read a stream with event time,
+/// whose column [`with_time`] can append?
+fn carries_time(node: &StreamNode) -> bool {
+    match node {
+        StreamNode::Source(source) => {
+            source.input.event_time.is_some() && source.projection.is_some()
+        }
+        StreamNode::Filter(filter) => carries_time(&filter.input),
+        _ => false,
+    }
+}
+
+/// Append the event-time column of `node`'s stream to its rows, which the
+/// query does not read (a filter passes every column on, so it reaches
+/// the join as the input's last column): its index there. `None` when
+/// another operator stands between the source and the join.
+fn with_time(node: &mut StreamNode) -> Option<usize> {
+    match node {
+        StreamNode::Source(source) => {
+            let event = source.input.event_time?;
+            let projection = source.projection.as_mut()?;
+            projection.push(event.column);
+            let mut fields: Vec<FieldRef> = source.schema.fields().iter().cloned().collect();
+            fields.push(Arc::new(
+                source.input.source.schema().field(event.column).clone(),
+            ));
+            source.schema = Arc::new(Schema::new(fields));
+            Some(source.schema.fields().len() - 1)
+        }
+        StreamNode::Filter(filter) => with_time(&mut filter.input),
+        _ => None,
+    }
+}
+
+/// The rows of a source, perhaps filtered.
+fn node_schema(node: &StreamNode) -> Option<SchemaRef> {
+    match node {
+        StreamNode::Source(source) => Some(source.schema.clone()),
+        StreamNode::Filter(filter) => node_schema(&filter.input),
+        _ => None,
+    }
+}
+
+/// Side `s`'s time column `column` as EXPLAIN names it: as the join's
+/// output does, or, appended, with the side's qualifier.
+fn time_expr(
+    node: &StreamNode,
+    join: &JoinOn<'_>,
+    s: usize,
+    column: usize,
+    appended: bool,
+) -> Expr {
+    let (qualifier, name) = if appended {
+        let qualifier = join.schemas[s].qualified_field(0).0.cloned();
+        let name = node_schema(node)
+            .map_or_else(String::new, |schema| schema.field(column).name().clone());
+        (qualifier, name)
+    } else {
+        let left_width = join.schemas[0].fields().len();
+        let (qualifier, field) = join.output.qualified_field(column + s * left_width);
+        (qualifier.cloned(), field.name().clone())
+    };
+    Expr::Column(datafusion::common::Column::new(qualifier, name))
 }

@@ -22,6 +22,8 @@ pub(super) struct Lowering<'a> {
     pub(super) windows: &'a [WindowUse],
     /// The tables the query reads `FOR SYSTEM_TIME AS OF` (lookup joins).
     pub(super) lookups: &'a [crate::lookups::LookupUse],
+    /// The view's `join_state_ttl` (nanoseconds), if set.
+    pub(super) join_state_ttl: Option<i64>,
     /// `EMIT ON WINDOW CLOSE` was given.
     pub(super) emit_on_window_close: bool,
     /// Workers per keyed stage.

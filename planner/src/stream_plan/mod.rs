@@ -79,15 +79,19 @@ use lowering::{Lowering, arrow_schema};
 
 pub use nodes::{StreamInput, StreamMaterialize, StreamNode};
 
-/// What the query's text says that its `LogicalPlan` does not: the window
-/// functions it used (rewritten to plain SQL before planning) and the
-/// tables it reads `FOR SYSTEM_TIME AS OF` (which DataFusion ignores).
+/// What the view says that its query's `LogicalPlan` does not: the window
+/// functions it used (rewritten to plain SQL before planning), the tables
+/// it reads `FOR SYSTEM_TIME AS OF` (which DataFusion ignores), and the
+/// view's settings that change what its operators keep.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QueryUses<'a> {
     /// The window functions, each over one stream.
     pub windows: &'a [WindowUse],
     /// The lookup joins' tables.
     pub lookups: &'a [LookupUse],
+    /// `join_state_ttl` (nanoseconds of event time): how long its regular
+    /// joins keep a row (`None`: for ever).
+    pub join_state_ttl: Option<i64>,
 }
 
 /// The names of the tables a plan scans.
@@ -130,6 +134,7 @@ pub fn lower_stream(
         props: ExecutionProps::new(),
         windows: uses.windows,
         lookups: uses.lookups,
+        join_state_ttl: uses.join_state_ttl,
         emit_on_window_close,
         parallelism,
     };

@@ -159,6 +159,20 @@ pub struct StreamHashJoin {
     /// An interval join's time bounds (its state is cleaned as the
     /// watermark passes); `None` for a regular join.
     pub interval: Option<StreamInterval>,
+    /// A regular join under the view's `join_state_ttl`: how each side's
+    /// rows are kept (left, right), for EXPLAIN (boxed: a join node is
+    /// large enough).
+    pub ttl: Option<Box<[SideTtl; 2]>>,
+}
+
+/// How a regular join with a state TTL keeps one side's rows.
+#[derive(Debug, Clone)]
+pub enum SideTtl {
+    /// Dropped by event time: the time column, as the join's output names
+    /// it (for EXPLAIN), and its index in the side's rows.
+    Dropped(Expr, usize),
+    /// Kept for ever, for this reason.
+    Kept(&'static str),
 }
 
 /// The time bounds of an interval join: `times[1] - times[0]` within

@@ -254,7 +254,21 @@ fn join_signature(join: &StreamHashJoin) -> StateSignature {
                 "interval [{}, {}] over columns {} and {}",
                 i.bounds.lower, i.bounds.upper, i.bounds.time[0], i.bounds.time[1]
             ),
-            None => "none".into(),
+            // A state TTL drops rows by their event time: the time to
+            // live and which sides' columns are part of what the state
+            // means, so an upgrade that changes them starts it afresh.
+            None => match join.spec.ttl() {
+                Some(ttl) => {
+                    let column = |c: Option<usize>| c.map_or("none".to_string(), |c| c.to_string());
+                    format!(
+                        "join_state_ttl {} (event-time columns {} and {})",
+                        crate::windows::format_duration(ttl.ttl),
+                        column(ttl.time[0]),
+                        column(ttl.time[1])
+                    )
+                }
+                None => "none".into(),
+            },
         },
         accumulators: Vec::new(),
         layout: STATE_LAYOUT_VERSION,

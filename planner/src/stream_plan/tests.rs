@@ -91,6 +91,11 @@ pub(super) fn bids_schema() -> SchemaRef {
 
 /// The typed plan of `sql` over the stream `bids`, with two workers.
 async fn lower(sql: &str) -> crate::error::Result<StreamMaterialize> {
+    lower_with_ttl(sql, None).await
+}
+
+/// [`lower`], the view's `join_state_ttl` being `ttl`.
+async fn lower_with_ttl(sql: &str, ttl: Option<i64>) -> crate::error::Result<StreamMaterialize> {
     let schema = bids_schema();
     let ctx = SessionContext::new();
     ctx.register_table("bids", Arc::new(EmptyTable::new(schema.clone())))
@@ -110,7 +115,11 @@ async fn lower(sql: &str) -> crate::error::Result<StreamMaterialize> {
         time_column: Some("date_time".into()),
     };
     let inputs = HashMap::from([("bids".to_string(), input)]);
-    lower_stream(&plan, Default::default(), false, 2, &inputs)
+    let uses = super::QueryUses {
+        join_state_ttl: ttl,
+        ..Default::default()
+    };
+    lower_stream(&plan, uses, false, 2, &inputs)
 }
 
 /// Each EXPLAIN line as (depth, operator name).
@@ -452,4 +461,38 @@ async fn an_aggregates_filter_is_compiled_beside_it() {
         "{}",
         explain(&plan)
     );
+}
+
+#[tokio::test]
+async fn a_join_state_ttl_carries_an_unread_event_time_column_outside_the_output() {
+    const SECOND: i64 = 1_000_000_000;
+    let sql = "SELECT a.bidder, b.price FROM bids a JOIN bids b ON a.auction = b.auction WHERE b.price > 500";
+    let plan = lower_with_ttl(sql, Some(SECOND)).await.expect("lower");
+    let runtime = runtime_plan(&plan).expect("runtime plan");
+    let spec = join_of(&runtime).expect("a join stage");
+    let ttl = spec.ttl().expect("a state TTL");
+    assert_eq!(ttl.ttl, SECOND);
+    // The query reads neither side's date_time: each input gains it as its
+    // last column, by which its rows go, and the output does not.
+    assert_eq!(ttl.appended, [true, true]);
+    for side in [0, 1] {
+        let input = &spec.inputs[side];
+        let last = input.fields().len() - 1;
+        assert_eq!(input.field(last).name(), "date_time");
+        assert_eq!(ttl.time[side], Some(last));
+    }
+    assert_eq!(
+        spec.output_schema.fields().len(),
+        spec.inputs[0].fields().len() + spec.inputs[1].fields().len() - 2
+    );
+    // Its output has no watermark, as every regular join's.
+    assert!(!runtime.stages[0].timed);
+    let text = explain(&plan);
+    assert!(
+        text.contains("kept for 1s (event time, join_state_ttl): left rows until the right side's watermark reaches a.date_time + 1s, right rows until the left side's watermark reaches b.date_time + 1s"),
+        "{text}"
+    );
+    // Without the setting: kept forever, nothing appended.
+    let plain = runtime_plan(&lower(sql).await.expect("lower")).expect("runtime plan");
+    assert!(join_of(&plain).expect("a join").ttl().is_none());
 }

@@ -19,6 +19,11 @@ use crate::windows::{Mode, rewrite_windows};
 /// The stateful operators' signatures and the whole plan's of `sql` over
 /// the stream `bids` (windows rewritten as a view's are).
 async fn signed(sql: &str) -> (Vec<StateSignature>, String) {
+    signed_with_ttl(sql, None).await
+}
+
+/// [`signed`], the view's `join_state_ttl` being `ttl`.
+async fn signed_with_ttl(sql: &str, ttl: Option<i64>) -> (Vec<StateSignature>, String) {
     let mut statement = crate::parser::parse(sql)
         .expect("parse")
         .pop()
@@ -48,6 +53,7 @@ async fn signed(sql: &str) -> (Vec<StateSignature>, String) {
     let uses = super::QueryUses {
         windows: &windows,
         lookups: &[],
+        join_state_ttl: ttl,
     };
     let (plan, _) = plan_stream(&plan, uses, false, 2, &inputs).expect("stream plan");
     (plan.state, plan.signature)
@@ -181,5 +187,31 @@ async fn a_join_has_a_signature_of_its_own_and_the_aggregate_over_it_another() {
             "StreamHashJoin: its input changed: its right input: a filter below it differs"
         ),
         "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_join_state_ttl_is_part_of_the_joins_signature() {
+    const JOIN: &str = "SELECT a.auction, a.price, b.bidder FROM bids AS a JOIN bids AS b ON a.auction = b.auction";
+    const HOUR: i64 = 3_600_000_000_000;
+    let (forever, _) = signed_with_ttl(JOIN, None).await;
+    let (hour, _) = signed_with_ttl(JOIN, Some(HOUR)).await;
+    let (two_hours, _) = signed_with_ttl(JOIN, Some(2 * HOUR)).await;
+    assert_eq!(forever[0].window, "none");
+    assert_eq!(
+        hour[0].window,
+        "join_state_ttl 1h (event-time columns 2 and 2)"
+    );
+    assert_ne!(forever[0].hash, hour[0].hash);
+    assert_ne!(hour[0].hash, two_hours[0].hash);
+    let Compatibility::Refused { reason, .. } = match_operators(&hour, &two_hours).compatibility()
+    else {
+        panic!("a changed TTL cannot keep the join's state");
+    };
+    assert!(reason.contains("join_state_ttl 1h"), "{reason}");
+    // An aggregate alone has no join: the setting changes nothing.
+    assert_eq!(
+        signed_with_ttl(BASE, Some(HOUR)).await.0,
+        signed(BASE).await.0
     );
 }

@@ -119,7 +119,7 @@ impl Restore {
     /// restored (it then takes the sources' watermark).
     pub(crate) fn restores(&self, stage: &StageWorkers) -> bool {
         match stage.stage {
-            Stage::Join | Stage::LookupJoin => self.stage(stage).restored,
+            Stage::Join | Stage::TtlJoin | Stage::LookupJoin => self.stage(stage).restored,
             Stage::Aggregate | Stage::TopN | Stage::OverWindow => {
                 self.stage(stage).restored || self.sources.iter().any(Option::is_some)
             }

@@ -31,6 +31,10 @@ use crate::plan::{PlanInput, Side, StageOperator, StreamPlan};
 pub(crate) enum Stage {
     /// Join workers.
     Join,
+    /// Regular join workers with a state TTL: they take their inputs'
+    /// watermarks (which drop rows, see `operators::join_state`), but
+    /// their output has none, as any regular join's.
+    TtlJoin,
     /// Lookup join workers: a stream (left) and a table (right), whose
     /// watermark is the stream's alone (see `operators::lookup_join`).
     LookupJoin,
@@ -47,6 +51,9 @@ impl Stage {
     pub(crate) fn of(operator: &StageOperator) -> Self {
         match operator {
             StageOperator::Join(spec) if spec.lookup() => Stage::LookupJoin,
+            StageOperator::Join(spec) if spec.interval.is_none() && spec.ttl().is_some() => {
+                Stage::TtlJoin
+            }
             StageOperator::Join(_) => Stage::Join,
             StageOperator::Aggregate(_) => Stage::Aggregate,
             StageOperator::TopN(_) => Stage::TopN,
@@ -58,7 +65,8 @@ impl Stage {
     /// bounds its output's event time (`timed`) or not? A regular join's do
     /// not (it forwards no watermark but the end: see `operators::join`);
     /// an interval join's do (its output is timed: see
-    /// `operators::interval_join`), as do every other stage's.
+    /// `operators::interval_join`), as do every other stage's. A join with
+    /// a state TTL takes them to drop rows, though its output is untimed.
     fn takes_watermarks(self, timed: bool) -> bool {
         self != Stage::Join || timed
     }
@@ -75,7 +83,7 @@ impl Stage {
 
     /// Are its inputs a join's sides (left, right)?
     fn joins(self) -> bool {
-        matches!(self, Stage::Join | Stage::LookupJoin)
+        matches!(self, Stage::Join | Stage::TtlJoin | Stage::LookupJoin)
     }
 }
 

@@ -26,6 +26,11 @@
 //!   what the join may still emit. Windows after a join are therefore
 //!   updating and kept (EMIT ON WINDOW CLOSE is refused); an interval join
 //!   would be the way to keep a watermark.
+//! - With a state TTL (the view's `join_state_ttl`), each side's watermark
+//!   drops rows (`join_state`'s notes say which and why a replay drops the
+//!   same ones), still forwarding no watermark but the end: a row of one
+//!   side pairs with rows of the other as old as the TTL, or as old as a
+//!   table's.
 //! - State is per key, and both inputs are exchanged by the same key
 //!   expressions (cast to one type), so matching rows meet on one worker.
 
@@ -41,73 +46,11 @@ use datafusion::common::{HashMap, Result, internal_err};
 
 use crate::checkpoint::StateWrite;
 use crate::operators::changes::changelog_schema;
+use crate::operators::join_state::{Expiry, Part, SideState, Stored};
 use crate::operators::{StateSummary, StreamBatch, StreamOperator, exchange};
 // The join's plan types live with the plan (the planner/runtime contract);
 // re-exported here, where a reader of the join looks for them.
 pub use crate::plan::{JoinKind, JoinSpec, Side};
-
-/// Row-format rows of one key, each with how many times it is there.
-type Counts = HashMap<Box<[u8]>, i64>;
-
-/// One side's rows by key.
-enum Stored {
-    /// An updating side: key -> row (row format) -> how many times it is
-    /// there, so a retraction finds its row.
-    Counted(HashMap<Box<[u8]>, Counts>),
-    /// An append-only side (a stream): its batches as they came, and per key
-    /// where its rows are. Nothing is re-encoded or copied per row; pairs
-    /// are gathered from the batches.
-    Appended {
-        batches: Vec<RecordBatch>,
-        by_key: HashMap<Box<[u8]>, Vec<(u32, u32)>>,
-    },
-}
-
-/// One side's state.
-struct SideState {
-    keys: RowConverter,
-    rows: RowConverter,
-    stored: Stored,
-}
-
-impl SideState {
-    /// How many rows the side has for `key`.
-    fn count(&self, key: &[u8]) -> i64 {
-        match &self.stored {
-            Stored::Counted(map) => map.get(key).map_or(0, |m| m.values().sum()),
-            Stored::Appended { by_key, .. } => by_key.get(key).map_or(0, |v| v.len() as i64),
-        }
-    }
-
-    /// The side's rows for `key`, each with how many times it is there.
-    /// An iterator, not a list: it runs once per input row.
-    fn matches(&self, key: &[u8]) -> impl Iterator<Item = (Part<'_>, i64)> + Clone {
-        let (counted, appended) = match &self.stored {
-            Stored::Counted(map) => (map.get(key), None),
-            Stored::Appended { by_key, .. } => (None, by_key.get(key)),
-        };
-        let counted = counted
-            .into_iter()
-            .flatten()
-            .map(|(row, &c)| (Part::Row(row), c));
-        let appended = appended
-            .into_iter()
-            .flatten()
-            .map(|&(b, r)| (Part::At(b, r), 1));
-        counted.chain(appended)
-    }
-}
-
-/// One side's row in an output row.
-#[derive(Clone, Copy)]
-enum Part<'a> {
-    /// NULLs (the other side of an outer join's row without a match).
-    Null,
-    /// A row in the row format.
-    Row(&'a [u8]),
-    /// Row `1` of stored batch `0` (an append-only side).
-    At(u32, u32),
-}
 
 /// An output row: the left part, the right part, the op.
 type Pair<'a> = (Part<'a>, Part<'a>, i8);
@@ -119,6 +62,9 @@ pub struct JoinOperator {
     /// The highest watermark seen: the join forwards none but the end (see
     /// the module's notes), but its checkpoint keeps it.
     watermark: i64,
+    /// Each side's watermark (left, right), with a state TTL: they drop
+    /// rows (`operators::join_state`). A side without event time has none.
+    side_watermarks: [i64; 2],
 }
 
 impl JoinOperator {
@@ -146,13 +92,22 @@ impl JoinOperator {
                         by_key: HashMap::default(),
                     }
                 },
+                expiry: Expiry::of(spec.ttl(), i),
             })
         };
         let sides = [side(0)?, side(1)?];
+        if sides
+            .iter()
+            .zip(&spec.input_changelog)
+            .any(|(side, changelog)| side.expiry.is_some() && *changelog)
+        {
+            return internal_err!("a join state TTL on an updating side");
+        }
         Ok(Self {
             spec,
             sides,
             watermark: i64::MIN,
+            side_watermarks: [i64::MIN; 2],
         })
     }
 
@@ -185,21 +140,37 @@ impl JoinOperator {
             self.spec.kind.preserves(side),
             self.spec.kind.preserves(side.other()),
         );
+        // With a TTL: the watermark that drops this side's rows, this
+        // side's own (kept with each row), and whether a pair must be
+        // within the TTL both ways (two sides with event time).
+        let ttl = self.spec.ttl().copied();
+        let clock = ttl.map_or(i64::MIN, |t| self.side_watermarks[t.clock(side).index()]);
+        let own = self.side_watermarks[s];
+        let both = ttl.is_some_and(|t| t.both());
         let (mine, theirs) = match &mut self.sides {
             [left, right] if side == Side::Left => (left, &*right),
             [left, right] => (right, &*left),
         };
         let key_rows = mine.keys.convert_columns(&keys)?;
+        let times = match &mine.expiry {
+            Some(expiry) => expiry.times_of(batch)?,
+            None => Vec::new(),
+        };
         // The input's rows as this side keeps them: row-format bytes for an
         // updating side, a stored batch for an append-only one.
-        let (rows, stored_at) = match &mut mine.stored {
+        let (rows, stored_at) = match &mine.stored {
             Stored::Counted(_) => (
                 Some(mine.rows.convert_columns(&batch.columns()[..width])?),
                 0,
             ),
-            Stored::Appended { batches, .. } => {
-                batches.push(batch.project(&(0..width).collect::<Vec<_>>())?);
-                (None, (batches.len() - 1) as u32)
+            Stored::Appended { .. } => {
+                let seen = if mine.expiry.is_some() {
+                    vec![own; n]
+                } else {
+                    Vec::new()
+                };
+                let projected = batch.project(&(0..width).collect::<Vec<_>>())?;
+                (None, mine.append(projected, times.clone(), seen))
             }
         };
         let this = |i: usize| match &rows {
@@ -224,7 +195,15 @@ impl JoinOperator {
                 continue;
             }
             let key = key_rows.row(i);
-            let matches = theirs.matches(key.as_ref());
+            // Two sides with event time: only the other side's rows that
+            // were within the TTL of this row when they arrived.
+            let time = times.get(i).copied().filter(|_| both);
+            let matches = theirs.matches(key.as_ref()).filter(move |(part, _)| {
+                match (part, time, &theirs.expiry) {
+                    (Part::At(b, r), Some(time), Some(expiry)) => expiry.pairs_with(*b, *r, time),
+                    _ => true,
+                }
+            });
             // The other side's rows of the key are padded while this side
             // has none: the padded rows go when the key's first row comes
             // here, and come back when its last one goes.
@@ -264,6 +243,10 @@ impl JoinOperator {
             }
             // The row joins this side's state only now: it was matched
             // against the other side as it was when it arrived.
+            if rows.is_none() {
+                mine.keep(key.as_ref(), stored_at, i as u32, clock);
+                continue;
+            }
             match (&mut mine.stored, &rows) {
                 (Stored::Counted(state), Some(rows)) => {
                     let row = rows.row(i);
@@ -293,15 +276,7 @@ impl JoinOperator {
                         }
                     }
                 }
-                (Stored::Appended { by_key, .. }, _) => match by_key.get_mut(key.as_ref()) {
-                    Some(list) => list.push((stored_at, i as u32)),
-                    None => {
-                        by_key.insert(key.as_ref().into(), vec![(stored_at, i as u32)]);
-                    }
-                },
-                (Stored::Counted(_), None) => {
-                    return internal_err!("an updating join side without its rows");
-                }
+                _ => return internal_err!("an updating join side without its rows"),
             }
         }
         let sides = if side == Side::Left {
@@ -312,12 +287,18 @@ impl JoinOperator {
         Ok(pairs_batch(&self.spec, sides, &out)?.into_iter().collect())
     }
 
-    /// Both sides' rows with their counts, whole (at a barrier).
-    pub fn snapshot(&self) -> Result<StateWrite> {
+    /// Both sides' rows with their counts, whole (at a barrier); with a
+    /// TTL, only the rows kept, each with its side's watermark when it
+    /// arrived (its event time is in the row: the time index is rebuilt
+    /// from it on restore).
+    pub fn snapshot(&mut self) -> Result<StateWrite> {
         let mut write = StateWrite {
             reset: true,
             ..Default::default()
         };
+        for side in &mut self.sides {
+            side.compact()?;
+        }
         for (s, side) in self.sides.iter().enumerate() {
             let (columns, counts) = match &side.stored {
                 Stored::Counted(state) => {
@@ -346,10 +327,11 @@ impl JoinOperator {
                     (whole.columns().to_vec(), vec![1i64; total])
                 }
             };
-            write.put.push((
-                SIDE_CHUNKS[s].to_string(),
-                side_chunk(&self.spec.inputs[s], columns, Some(counts))?,
-            ));
+            let mut chunk = side_chunk(&self.spec.inputs[s], columns, Some(counts))?;
+            if side.expiry.is_some() {
+                chunk = with_seen(chunk, side.seen()?)?;
+            }
+            write.put.push((SIDE_CHUNKS[s].to_string(), chunk));
         }
         Ok(write)
     }
@@ -390,7 +372,7 @@ impl JoinOperator {
                             .or_insert(0) += counts.value(i);
                     }
                 }
-                Stored::Appended { batches, by_key } => {
+                Stored::Appended { .. } => {
                     // A row counted twice is there twice.
                     let repeat: Vec<u32> = (0..n as u32)
                         .flat_map(|i| {
@@ -404,14 +386,25 @@ impl JoinOperator {
                             .map(|c| take(c.as_ref(), &UInt32Array::from(repeat.clone()), None))
                             .collect::<std::result::Result<Vec<_>, _>>()?,
                     )?;
-                    let at = batches.len() as u32;
+                    let (times, seen) = match &side.expiry {
+                        Some(expiry) => {
+                            if mine.num_columns() != width + 2 {
+                                return internal_err!(
+                                    "a join side with a state TTL restored from a chunk without arrival watermarks"
+                                );
+                            }
+                            let seen = mine.column(width + 1).as_primitive::<Int64Type>();
+                            let seen = repeat.iter().map(|&i| seen.value(i as usize)).collect();
+                            (expiry.times_of(&rows)?, seen)
+                        }
+                        None => (Vec::new(), Vec::new()),
+                    };
+                    let at = side.append(rows, times, seen);
                     for (r, &i) in repeat.iter().enumerate() {
-                        by_key
-                            .entry(key_rows.row(i as usize).as_ref().into())
-                            .or_default()
-                            .push((at, r as u32));
+                        // The restored side watermarks drop what they
+                        // expire before any row comes.
+                        side.keep(key_rows.row(i as usize).as_ref(), at, r as u32, i64::MIN);
                     }
-                    batches.push(rows);
                 }
             }
         }
@@ -419,20 +412,19 @@ impl JoinOperator {
     }
 }
 
+#[cfg(test)]
+impl JoinOperator {
+    /// Its two sides, for the tests of what they keep.
+    pub(crate) fn sides_for_tests(&self) -> &[SideState; 2] {
+        &self.sides
+    }
+}
+
 impl StreamOperator for JoinOperator {
     fn state(&self) -> StateSummary {
         StateSummary {
             operator: "join",
-            entries: self
-                .sides
-                .iter()
-                .map(|side| match &side.stored {
-                    Stored::Counted(map) => map.values().map(|rows| rows.len()).sum::<usize>(),
-                    Stored::Appended { batches, .. } => {
-                        batches.iter().map(RecordBatch::num_rows).sum::<usize>()
-                    }
-                })
-                .sum(),
+            entries: self.sides.iter().map(SideState::entries).sum(),
         }
     }
 
@@ -445,6 +437,24 @@ impl StreamOperator for JoinOperator {
 
     fn on_watermark(&mut self, watermark: i64) -> Result<Vec<StreamBatch>> {
         self.watermark = self.watermark.max(watermark);
+        Ok(Vec::new())
+    }
+
+    /// With a state TTL: the rows whose clock is `side`'s watermark and
+    /// whose time to live it reached are dropped, retracting nothing.
+    fn on_side_watermark(&mut self, side: Side, watermark: i64) -> Result<Vec<StreamBatch>> {
+        let Some(ttl) = self.spec.ttl().copied() else {
+            return Ok(Vec::new());
+        };
+        let s = side.index();
+        if watermark > self.side_watermarks[s] {
+            self.side_watermarks[s] = watermark;
+            for dropped in Side::BOTH {
+                if ttl.clock(dropped) == side {
+                    self.sides[dropped.index()].expire(watermark)?;
+                }
+            }
+        }
         Ok(Vec::new())
     }
 
@@ -512,7 +522,8 @@ fn pairs_batch<'a>(
                         _ => None,
                     })
                     .collect();
-                (0..spec.inputs[s].fields().len())
+                // Not an event-time column appended for a TTL alone.
+                (0..spec.output_columns(Side::BOTH[s]))
                     .map(|c| {
                         if at.is_empty() {
                             // Only padded rows on this side (an outer
@@ -551,6 +562,27 @@ fn pairs_batch<'a>(
             schema, columns,
         )?)))
     }
+}
+
+/// The name of a TTL'd side chunk's column of arrival watermarks.
+const SEEN_COLUMN: &str = "__weir_seen_watermark";
+
+/// `chunk` with each row's side watermark at its arrival (a TTL'd side's)
+/// as a last column.
+fn with_seen(chunk: RecordBatch, seen: Vec<i64>) -> Result<RecordBatch> {
+    let mut fields: Vec<Field> = chunk
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(SEEN_COLUMN, DataType::Int64, true));
+    let mut columns = chunk.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from(seen)) as ArrayRef);
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Chunk ids of the two sides' state.

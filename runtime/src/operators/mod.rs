@@ -3,7 +3,8 @@
 //! - [`stateless`]: filter, project, unnest.
 //! - [`aggregate`]: keyed aggregates over windows (tumble, hop, cumulate,
 //!   session) or plain groups, emitting on window close or as a changelog.
-//! - [`join`]: equi-joins of two inputs, either of them updating.
+//! - [`join`]: equi-joins of two inputs, either of them updating; what
+//!   each side keeps, and when a state TTL drops it, is `join_state.rs`.
 //! - [`interval_join`]: joins of two streams on keys and close event times,
 //!   their state bounded by the watermark (interval and window joins).
 //! - [`lookup_join`]: a stream's rows joined with a table's rows as they
@@ -31,6 +32,7 @@ pub mod changes;
 pub mod exchange;
 pub mod interval_join;
 pub mod join;
+pub(crate) mod join_state;
 pub mod lookup_join;
 pub mod over_window;
 pub mod stateless;

@@ -208,6 +208,7 @@ impl Env {
         let uses = weir_planner::stream_plan::QueryUses {
             windows: &windows,
             lookups: &[],
+            join_state_ttl: None,
         };
         plan_stream(&optimized, uses, eowc, parallelism, &inputs)
             .expect("stream plan")

@@ -81,6 +81,9 @@ pub struct JobSettings {
     /// `weir_job_state_bytes` measures it, at each checkpoint); past it the
     /// job fails (53400). `None`: no limit.
     pub state_size_limit: Option<u64>,
+    /// How long (nanoseconds of event time) the view's regular joins keep
+    /// a row (`weir_runtime::plan::JoinTtl`). `None`: for ever.
+    pub join_state_ttl: Option<i64>,
 }
 
 /// Every setting a job takes.
@@ -93,7 +96,15 @@ pub const KEYS: &[&str] = &[
     "checkpoint_interval",
     "restore_strategy",
     "state_size_limit",
+    "join_state_ttl",
 ];
+
+/// Settings that change what a view's operators keep, so part of its state
+/// signature: given only with the view's query (`CREATE [OR REPLACE]
+/// MATERIALIZED VIEW .. WITH (..)`), never by `ALTER JOB .. SET` or as a
+/// server default, which would change the meaning of running views' state
+/// behind their backs.
+pub const VIEW_ONLY: &[&str] = &["join_state_ttl"];
 
 /// Built-in defaults, under the config file's `[jobs]`: no restart (a
 /// failed job stays failed until someone looks, as before jobs had
@@ -176,6 +187,17 @@ pub fn check(key: &str, value: &str) -> Result<String> {
                     "a size such as '64MB', '512kB' or '2GB' (as Postgres writes sizes; 0 or -1: no limit)",
                 )
             }),
+        // Postgres's interval text ('1 hour', '30 minutes', '90s'), in
+        // event time; months have no fixed length.
+        "join_state_ttl" => weir_runtime::windows::interval_nanos(value.trim())
+            .map(|_| lowered.clone())
+            .map_err(|_| {
+                bad(
+                    key,
+                    value,
+                    "a positive interval such as '1 hour', '30 minutes' or '90 seconds' (no months or years)",
+                )
+            }),
         other => Err(ServerError::InvalidParameterValue {
             message: format!("unrecognized job setting \"{other}\""),
             hint: Some(format!("job settings are {}", KEYS.join(", "))),
@@ -198,6 +220,14 @@ pub fn check_all<'a>(
 
 /// The built-in defaults with the config file's `[jobs]` over them.
 pub fn defaults(configured: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+    if let Some(key) = configured.keys().find(|k| VIEW_ONLY.contains(&k.as_str())) {
+        return Err(ServerError::InvalidParameterValue {
+            message: format!("job setting \"{key}\" cannot be a server default"),
+            hint: Some(format!(
+                "{key} is part of what a view's state means: set it on each view, CREATE MATERIALIZED VIEW .. WITH ({key} = ..)"
+            )),
+        });
+    }
     let mut merged: BTreeMap<String, String> = BTreeMap::new();
     for (key, value) in BUILT_IN {
         merged.insert((*key).to_string(), (*value).to_string());
@@ -249,6 +279,9 @@ pub fn resolve(defaults: &BTreeMap<String, String>, own: &BTreeMap<String, Strin
             _ => RestoreStrategy::LatestState,
         },
         state_size_limit: get("state_size_limit").and_then(size).flatten(),
+        join_state_ttl: own
+            .get("join_state_ttl")
+            .and_then(|v| weir_runtime::windows::interval_nanos(v).ok()),
     }
 }
 
@@ -274,6 +307,27 @@ mod tests {
         let err = check("state_size_limit", "lots").expect_err("not a size");
         assert_eq!(err.sqlstate(), "22023");
         assert!(err.to_string().contains("state_size_limit"), "{err}");
+        for bad in ["forever", "1 month", "-1 hour", "0 seconds"] {
+            let err = check("join_state_ttl", bad).expect_err(bad);
+            assert_eq!(err.sqlstate(), "22023");
+            assert!(err.to_string().contains("join_state_ttl"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_join_state_ttl_is_an_interval_of_event_time_set_per_view() {
+        let ttl = |v: &str| {
+            resolve(
+                &BTreeMap::new(),
+                &check_all([("join_state_ttl", v)]).expect("an interval"),
+            )
+            .join_state_ttl
+        };
+        assert_eq!(ttl("1 hour"), Some(3_600_000_000_000));
+        assert_eq!(ttl(" 90 Seconds "), Some(90_000_000_000));
+        let configured = BTreeMap::from([("join_state_ttl".to_string(), "1 hour".to_string())]);
+        let err = defaults(&configured).expect_err("not a server default");
+        assert_eq!(err.sqlstate(), "22023");
     }
 
     #[test]

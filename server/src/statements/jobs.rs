@@ -517,6 +517,20 @@ pub(crate) async fn suspend_now(
 /// running job from its latest state (the runtime takes them at start).
 async fn set(registry: &Registry, job: &Arc<Job>, pairs: Vec<(String, String)>) -> Result<()> {
     let changes = settings::check_all(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    if let Some(key) = changes
+        .keys()
+        .find(|k| settings::VIEW_ONLY.contains(&k.as_str()))
+    {
+        return Err(ServerError::FeatureNotSupported {
+            message: format!(
+                "ALTER JOB .. SET ({key} = ..): it changes what the view's state means"
+            ),
+            hint: Some(format!(
+                "give it with the view's query: CREATE OR REPLACE MATERIALIZED VIEW {} WITH ({key} = ..) AS ..",
+                job.name()
+            )),
+        });
+    }
     {
         let _ddl = registry.ddl_guard().await;
         let mut merged = job.spec().settings;

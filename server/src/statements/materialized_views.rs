@@ -36,10 +36,12 @@ pub(super) struct Planned {
     pub(super) inputs: Vec<String>,
 }
 
+/// Plan view `create` as it runs with `settings` (its parallelism, and the
+/// settings that change what its operators keep).
 pub(super) async fn plan_view(
     registry: &Registry,
     create: &CreateMaterializedView,
-    parallelism: usize,
+    settings: &JobSettings,
 ) -> Result<Planned> {
     let mut statement = Statement::Query(create.query.clone());
     let windows = rewrite_windows(&mut statement, Mode::Stream)?;
@@ -87,9 +89,10 @@ pub(super) async fn plan_view(
         QueryUses {
             windows: &windows,
             lookups: &lookups,
+            join_state_ttl: settings.join_state_ttl,
         },
         create.emit_on_window_close,
-        parallelism,
+        parallelism(registry, settings),
         &inputs,
     )?;
     Ok(Planned {
@@ -136,7 +139,7 @@ pub async fn create_materialized_view(
     // Bad settings are refused before anything is planned or written.
     let spec = new_job_spec(&create)?;
     let resolved = registry.jobs().resolve(&spec.settings);
-    let planned = plan_view(registry, &create, parallelism(registry, &resolved)).await?;
+    let planned = plan_view(registry, &create, &resolved).await?;
     let query = create.query.to_string();
     if persist_it {
         let def = MaterializedViewDef {
@@ -360,7 +363,7 @@ async fn restart_view(
     };
     let settings = registry.jobs().job(name)?.settings();
     let create = definition(&def)?;
-    let planned = plan_view(registry, &create, parallelism(registry, &settings)).await?;
+    let planned = plan_view(registry, &create, &settings).await?;
     // The old run stops before the new one restores: two runs must never
     // write the same checkpoints and sinks.
     if let Ok(old) = registry.view(name) {
@@ -517,7 +520,7 @@ pub async fn explain_materialized_view(
             .map(|(k, v)| (k.as_str(), v.as_str())),
     )?;
     let resolved = registry.jobs().resolve(&own);
-    let planned = plan_view(registry, &create, parallelism(registry, &resolved)).await?;
+    let planned = plan_view(registry, &create, &resolved).await?;
     let lines: Vec<String> = planned.explain.lines().map(str::to_string).collect();
     Ok(Output::Rows(super::show::text_stream(
         super::explain::schema(),

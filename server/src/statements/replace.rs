@@ -59,8 +59,7 @@ use weir_runtime::operators::stateless;
 use weir_runtime::plan::{StageOperator, StatelessOp, StreamPlan};
 
 use super::materialized_views::{
-    Planned, RunStart, definition, new_job_spec, parallelism, plan_view, restarter, start_run,
-    stop_and_wait,
+    Planned, RunStart, definition, new_job_spec, plan_view, restarter, start_run, stop_and_wait,
 };
 use crate::error::{Result, ServerError};
 use crate::jobs::JobStatus;
@@ -280,14 +279,9 @@ async fn plan_upgrade(registry: &Registry, mut create: CreateMaterializedView) -
     };
     let spec = new_job_spec(&create)?;
     let resolved = registry.jobs().resolve(&spec.settings);
-    let new = plan_view(registry, &create, parallelism(registry, &resolved)).await?;
+    let new = plan_view(registry, &create, &resolved).await?;
     let old_resolved = registry.jobs().resolve(&def.job.settings);
-    let old = plan_view(
-        registry,
-        &definition(&def)?,
-        parallelism(registry, &old_resolved),
-    )
-    .await?;
+    let old = plan_view(registry, &definition(&def)?, &old_resolved).await?;
     let matching = match_operators(&old.plan.state, &new.plan.state);
     let rows = recoverable(&old.plan);
     Ok(Upgrade {
@@ -547,12 +541,7 @@ fn recompute(
 async fn resume_old(registry: &Registry, upgrade: &Upgrade) -> Result<()> {
     let name = &upgrade.def.name;
     let old_settings = registry.jobs().resolve(&upgrade.def.job.settings);
-    let planned = plan_view(
-        registry,
-        &definition(&upgrade.def)?,
-        parallelism(registry, &old_settings),
-    )
-    .await?;
+    let planned = plan_view(registry, &definition(&upgrade.def)?, &old_settings).await?;
     let run = start_run(
         registry,
         name,

@@ -46,7 +46,7 @@ use weir_runtime::job::Sink;
 use weir_runtime::materialized::sink_part;
 
 use super::materialized_views::{
-    RunStart, definition, parallelism, plan_view, restarter, start_run, stop_and_wait,
+    RunStart, definition, plan_view, restarter, start_run, stop_and_wait,
 };
 use crate::error::{Result, ServerError};
 use crate::jobs::JobStatus;
@@ -335,12 +335,7 @@ async fn run_again(registry: &Registry, view: &str) -> Result<()> {
     };
     let job = registry.jobs().job(view)?;
     let settings = job.settings();
-    let planned = plan_view(
-        registry,
-        &definition(&def)?,
-        parallelism(registry, &settings),
-    )
-    .await?;
+    let planned = plan_view(registry, &definition(&def)?, &settings).await?;
     let run = start_run(
         registry,
         view,
