@@ -89,7 +89,7 @@ pub struct Notice {
 impl Notice {
     /// A `NOTICE` (SQLSTATE 00000), as Postgres sends for `DROP .. IF
     /// EXISTS` of something missing.
-    pub fn notice(message: impl Into<String>) -> Self {
+    pub fn info(message: impl Into<String>) -> Self {
         Notice {
             severity: "NOTICE",
             code: "00000",

@@ -326,7 +326,7 @@ pub async fn drop(
         .into_iter()
         .rev()
         .fold(Output::command(tag), |output, message| {
-            output.after(Notice::notice(message))
+            output.after(Notice::info(message))
         }))
 }
 

@@ -208,7 +208,7 @@ pub async fn drop(registry: &Registry, name: &str, if_exists: bool) -> Result<Ou
     }
     if if_exists {
         return Ok(
-            Output::command("DROP SAVEPOINT").after(Notice::notice(format!(
+            Output::command("DROP SAVEPOINT").after(Notice::info(format!(
                 "savepoint \"{name}\" does not exist, skipping"
             ))),
         );
