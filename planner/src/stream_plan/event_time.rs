@@ -140,3 +140,116 @@ fn bounded_by(expr: &dyn PhysicalExpr, times: &[usize]) -> bool {
 fn column_index(expr: &dyn PhysicalExpr) -> Option<usize> {
     expr.downcast_ref::<Column>().map(Column::index)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use datafusion::datasource::empty::EmptyTable;
+    use datafusion::prelude::SessionContext;
+    use weir_runtime::plan::EventTime;
+
+    use super::super::tests::{Bids, bids_schema};
+    use super::super::{StreamInput, plan_stream};
+    use crate::windows::{Mode, rewrite_windows};
+
+    /// The name of the output column of `sql` (over the stream `bids`,
+    /// whose watermark is over `date_time`; `eowc`: EMIT ON WINDOW CLOSE)
+    /// that the view's watermark is over, if any.
+    async fn event_time_of(sql: &str, eowc: bool) -> Option<String> {
+        let mut statement = crate::parser::parse(sql)
+            .expect("parse")
+            .pop()
+            .expect("a statement");
+        let windows = rewrite_windows(&mut statement, Mode::Stream).expect("windows");
+        let schema = bids_schema();
+        let ctx = SessionContext::new();
+        weir_runtime::windows::register(&ctx);
+        ctx.register_table("bids", Arc::new(EmptyTable::new(schema.clone())))
+            .expect("register bids");
+        let plan = ctx
+            .sql(&statement.to_string())
+            .await
+            .expect("plan")
+            .into_optimized_plan()
+            .expect("optimize");
+        let input = StreamInput {
+            source: Arc::new(Bids { schema }),
+            event_time: Some(EventTime {
+                column: 3,
+                delay: 2_000_000_000,
+            }),
+            time_column: Some("date_time".into()),
+        };
+        let inputs = HashMap::from([("bids".to_string(), input)]);
+        let uses = super::super::QueryUses {
+            windows: &windows,
+            lookups: &[],
+        };
+        let (plan, _) = plan_stream(&plan, uses, eowc, 2, &inputs).expect("stream plan");
+        plan.event_time
+            .map(|c| plan.output_schema.field(c).name().clone())
+    }
+
+    #[tokio::test]
+    async fn a_filter_or_projection_keeps_the_streams_event_time_column() {
+        assert_eq!(
+            event_time_of(
+                "SELECT price, date_time AS at, auction FROM bids WHERE price > 10",
+                false
+            )
+            .await
+            .as_deref(),
+            Some("at")
+        );
+        // A tumbling window's end over it is later still.
+        assert_eq!(
+            event_time_of(
+                "SELECT auction, window_end FROM TUMBLE(bids, date_time, INTERVAL '1 minute')",
+                false
+            )
+            .await
+            .as_deref(),
+            Some("window_end")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_computed_time_or_a_dropped_one_gives_no_watermark() {
+        for sql in [
+            "SELECT auction, date_time + INTERVAL '1 second' AS later FROM bids",
+            "SELECT auction, price FROM bids",
+            "SELECT auction, window_start FROM TUMBLE(bids, date_time, INTERVAL '1 minute')",
+        ] {
+            assert_eq!(event_time_of(sql, false).await, None, "{sql}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_windowed_aggregates_window_end_is_its_event_time() {
+        let sql = "SELECT window_start, window_end AS closes, count(*) AS n \
+                   FROM TUMBLE(bids, date_time, INTERVAL '1 minute') GROUP BY window_start, window_end";
+        assert_eq!(event_time_of(sql, true).await.as_deref(), Some("closes"));
+        // Updating (not EOWC): its rows of a window change only until the
+        // watermark passes the window's end, so it still has one.
+        assert_eq!(event_time_of(sql, false).await.as_deref(), Some("closes"));
+        let sessions = "SELECT bidder, window_start, window_end, count(*) AS n \
+                        FROM SESSION(bids, date_time, INTERVAL '10 seconds') GROUP BY bidder, window_start, window_end";
+        assert_eq!(
+            event_time_of(sessions, true).await.as_deref(),
+            Some("window_end")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_window_start_a_plain_group_by_and_a_join_give_none() {
+        for sql in [
+            "SELECT window_start, count(*) AS n FROM TUMBLE(bids, date_time, INTERVAL '1 minute') GROUP BY window_start",
+            "SELECT auction, max(date_time) AS last_at FROM bids GROUP BY auction",
+            "SELECT a.auction, a.date_time FROM bids a JOIN bids b ON a.auction = b.auction",
+        ] {
+            assert_eq!(event_time_of(sql, false).await, None, "{sql}");
+        }
+    }
+}
