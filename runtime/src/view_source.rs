@@ -29,10 +29,11 @@
 //! batches, after the rows it covers; the reader hands it to the source
 //! task ([`SourceItem::Watermark`]), which sends it on as the stream's
 //! watermark (the source [declares](Source::declares_watermarks) its
-//! watermarks, so none is derived from the rows). The contents come with
-//! the watermarks among them where they came (an append-only view), or
-//! followed by the current one (an updating view), so a watermark never
-//! passes a row not yet handed on. Watermarks count as positions: a
+//! watermarks, so none is derived from the rows). The contents come
+//! followed by the view's current watermark, so a watermark never passes a
+//! row not yet handed on; an append-only view's rows that were late when it
+//! applied them come behind the watermark they met then, so they are late
+//! here too (`materialized/feed.rs`). Watermarks count as positions: a
 //! checkpoint that saw one is not resumed either, so a restored downstream
 //! never starts at a watermark its rebuilt contents would be behind.
 
