@@ -44,9 +44,12 @@
 //! - [`sink`]: where a job's output goes.
 //! - [`checkpoint`]: aligned checkpoints into an object store, the
 //!   coordinator, and restore.
-//! - [`materialized`]: materialized views: queryable, subscribable sinks.
+//! - [`materialized`]: materialized views: queryable, subscribable sinks;
+//!   `materialized/feed.rs`: what views reading a view follow (its batches
+//!   and its watermark).
 //! - [`source`]: partitioned, positioned sources.
-//! - [`view_source`]: a materialized view read as a stream by another view.
+//! - [`view_source`]: a materialized view read as a stream by another view,
+//!   with its watermark when its rows have one.
 //! - [`metrics`]: late rows and job counters.
 //! - [`windows`]: window math shared by batch queries and stream operators.
 //! - [`failpoint`]: named crash points for crash tests.

@@ -12,6 +12,11 @@
 //! (small chunks merge into bigger ones, so a view of n rows is O(log n)
 //! chunks); an updating view writes the current count of every row that
 //! changed (0: gone), and a full snapshot once the deltas outgrow it.
+//!
+//! Jobs that read a view as a stream follow its [`feed`]: its batches and,
+//! when a watermark bounds its rows, its watermark, in order.
+
+mod feed;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +36,7 @@ use tokio::sync::broadcast;
 
 use crate::checkpoint::StateWrite;
 use crate::job::Sink;
+pub use feed::{Following, VIEW_WATERMARKS, ViewChange};
 
 /// The name of a view's part of a job's sink state.
 pub const VIEW_STATE: &str = "view";
@@ -52,14 +58,14 @@ pub struct MaterializedView {
     changelog: bool,
     state: Mutex<ViewState>,
     changes: broadcast::Sender<RecordBatch>,
+    /// What jobs reading the view as a stream get: its batches and its
+    /// watermark ([`MaterializedView::follow`]).
+    feed: feed::Feed,
     /// Its job checkpoints: record what changes between barriers.
     tracking: std::sync::atomic::AtomicBool,
     /// Batches applied so far (changed under the state lock, with the
-    /// broadcast): how far a follower must have read to be caught up.
+    /// broadcast): how far a blocking subscriber must have read.
     applied: AtomicU64,
-    /// How many batches each follower ([`MaterializedView::follow`]) has
-    /// taken, for [`MaterializedView::catch_up`].
-    followers: Mutex<Vec<Weak<AtomicU64>>>,
     /// Subscribers the job waits for ([`MaterializedView::subscribe_blocking`]).
     blockers: Mutex<Vec<Weak<AtomicU64>>>,
     /// Woken when a blocking subscriber takes a batch or goes away.
@@ -100,21 +106,6 @@ impl Drop for BlockingTaken {
     }
 }
 
-/// A view's contents and every change after them, for a job that reads the
-/// view as a stream (see `crate::view_source`).
-pub struct Following {
-    /// The contents when the follower started.
-    pub contents: Vec<RecordBatch>,
-    /// Every batch applied after them, in order.
-    pub changes: broadcast::Receiver<RecordBatch>,
-    /// The batches applied before the contents were taken: what the
-    /// follower has seen once it took them all.
-    pub base: u64,
-    /// Batches the follower has taken: set it to `base` once it handed on
-    /// the contents, and add one per change it handed on.
-    pub taken: Arc<AtomicU64>,
-}
-
 enum ViewState {
     Append {
         batches: Vec<RecordBatch>,
@@ -141,8 +132,11 @@ impl std::fmt::Debug for MaterializedView {
 }
 
 impl MaterializedView {
-    /// An empty view of `schema`; `changelog` when the job retracts rows.
-    pub fn new(schema: SchemaRef, changelog: bool) -> Result<Arc<Self>> {
+    /// An empty view of `schema`; `changelog` when the job retracts rows;
+    /// `event_time`: the column of its rows that its job's watermark
+    /// bounds, when one does (`StreamPlan::event_time`): the view then
+    /// hands its watermark on to the jobs that read it.
+    pub fn new(schema: SchemaRef, changelog: bool, event_time: Option<usize>) -> Result<Arc<Self>> {
         let state = if changelog {
             let fields = schema
                 .fields()
@@ -168,9 +162,9 @@ impl MaterializedView {
             changelog,
             state: Mutex::new(state),
             changes,
+            feed: feed::Feed::new(event_time),
             tracking: std::sync::atomic::AtomicBool::new(false),
             applied: AtomicU64::new(0),
-            followers: Mutex::new(Vec::new()),
             blockers: Mutex::new(Vec::new()),
             blocker_moved: Arc::new(tokio::sync::Notify::new()),
         }))
@@ -184,6 +178,11 @@ impl MaterializedView {
     /// Does the view change rows it already has (an updating result)?
     pub fn is_changelog(&self) -> bool {
         self.changelog
+    }
+
+    /// The column of its rows that its watermark is over, when it has one.
+    pub fn event_time(&self) -> Option<usize> {
+        self.feed.event_time()
     }
 
     /// The current contents.
@@ -235,45 +234,23 @@ impl MaterializedView {
         }
     }
 
-    /// The current contents and every change after them, for a job that
-    /// reads this view as its input: like [`Self::subscribe`], and counted,
-    /// so that [`Self::catch_up`] can wait for the follower.
+    /// The current contents and every change after them (batches and
+    /// watermarks), for a job that reads this view as its input: like
+    /// [`Self::subscribe`], and counted, so that [`Self::catch_up`] can
+    /// wait for the follower.
     pub fn follow(&self) -> Result<Following> {
         let state = self.state.lock();
-        let taken = Arc::new(AtomicU64::new(0));
-        self.followers.lock().push(Arc::downgrade(&taken));
-        Ok(Following {
-            contents: snapshot(&state, &self.schema)?,
-            changes: self.changes.subscribe(),
-            base: self.applied.load(Ordering::Acquire),
-            taken,
-        })
+        let contents = snapshot(&state, &self.schema)?;
+        let append = matches!(*state, ViewState::Append { .. });
+        Ok(self.feed.follow(contents, append))
     }
 
-    /// Wait until every follower has taken every batch applied so far
+    /// Wait until every follower has taken every change sent so far
     /// (gives up after `timeout`, returning false). A `FLUSH` calls it
     /// before flushing the views that read this one, so their barrier
-    /// follows those batches, as `OwnedTable::catch_up` does for tables.
+    /// follows those changes, as `OwnedTable::catch_up` does for tables.
     pub async fn catch_up(&self, timeout: std::time::Duration) -> bool {
-        let target = self.applied.load(Ordering::Acquire);
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let behind = {
-                let mut followers = self.followers.lock();
-                followers.retain(|f| f.strong_count() > 0);
-                followers
-                    .iter()
-                    .filter_map(Weak::upgrade)
-                    .any(|f| f.load(Ordering::Acquire) < target)
-            };
-            if !behind {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        self.feed.catch_up(timeout).await
     }
 }
 
@@ -307,6 +284,7 @@ impl Sink for MaterializedView {
     fn apply(&self, batch: RecordBatch) -> Result<()> {
         let tracking = self.tracking.load(std::sync::atomic::Ordering::Relaxed);
         let mut state = self.state.lock();
+        let append = matches!(*state, ViewState::Append { .. });
         match &mut *state {
             ViewState::Append { batches, .. } => batches.push(batch.clone()),
             ViewState::Multiset {
@@ -342,9 +320,17 @@ impl Sink for MaterializedView {
         // Counted and sent under the state lock: a follower's contents and
         // its first change meet exactly.
         self.applied.fetch_add(1, Ordering::AcqRel);
+        self.feed.rows(&batch, append)?;
         // No subscriber is fine; a slow one notices it lagged.
         let _ = self.changes.send(batch);
         Ok(())
+    }
+
+    fn watermark(&self, watermark: i64) {
+        // Under the state lock, as batches are sent: followers starting
+        // now get it with the contents it covers.
+        let _state = self.state.lock();
+        self.feed.watermark(watermark);
     }
 
     fn enable_checkpoints(&self) {
@@ -397,7 +383,9 @@ impl Sink for MaterializedView {
                 write
             }
         };
-        Ok(vec![(VIEW_STATE.to_string(), write)])
+        let mut parts = vec![(VIEW_STATE.to_string(), write)];
+        parts.extend(self.feed.snapshot(epoch)?);
+        Ok(parts)
     }
 
     fn restore(
@@ -447,7 +435,12 @@ impl Sink for MaterializedView {
                 *base_rows = counts.len().max(1);
             }
         }
-        Ok(())
+        let rows = match &*view {
+            ViewState::Append { batches, .. } => batches.iter().map(|b| b.num_rows() as u64).sum(),
+            ViewState::Multiset { .. } => 0,
+        };
+        self.feed
+            .restore(state.get(VIEW_WATERMARKS).map_or(&[], Vec::as_slice), rows)
     }
 }
 
@@ -573,6 +566,10 @@ impl ViewSink {
 impl Sink for ViewSink {
     fn ready(&self) -> futures::future::BoxFuture<'_, ()> {
         self.view.ready()
+    }
+
+    fn watermark(&self, watermark: i64) {
+        self.view.watermark(watermark);
     }
 
     fn apply(&self, batch: RecordBatch) -> Result<()> {

@@ -45,6 +45,12 @@ pub struct StreamPlan {
     pub output_schema: SchemaRef,
     /// Is the output a changelog (rows retracted as well as inserted)?
     pub changelog: bool,
+    /// The output column that the job's aligned watermark bounds, when its
+    /// output is watermarked (every output row still to come, insert or
+    /// retraction, is at or after the watermark in this column): a view
+    /// hands its watermark on to the jobs reading it only then
+    /// (`crate::view_source`). `None`: the output has no watermark.
+    pub event_time: Option<usize>,
     /// Workers per stateful stage.
     pub parallelism: usize,
     /// The stream's name, for metrics.

@@ -24,6 +24,13 @@ pub trait Sink: Send + Sync {
         Box::pin(std::future::ready(()))
     }
 
+    /// The job's aligned watermark rose to `watermark`, after the batches
+    /// it covers were applied: a materialized view whose rows a watermark
+    /// bounds hands it on to the jobs that read it
+    /// (`crate::materialized`). `i64::MAX` (the end) is never given: a
+    /// reader learns of the end from the job finishing.
+    fn watermark(&self, _watermark: i64) {}
+
     /// The job checkpoints: keep track of what changes from now on.
     fn enable_checkpoints(&self) {}
 

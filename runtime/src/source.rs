@@ -91,6 +91,19 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn idle_timeout(&self) -> Option<std::time::Duration> {
         None
     }
+    /// Do its readers hand on watermarks of their own input
+    /// ([`SourceItem::Watermark`], a materialized view's), in order with its
+    /// rows? The source task then sends those on as the stream's watermark
+    /// and derives none from the rows' event times (`false`: the stream's
+    /// `WATERMARK FOR` is computed from the rows, as for files and topics).
+    ///
+    /// # Correctness
+    /// A watermark handed on says that every row still to come is at or
+    /// after it in the stream's event-time column; a reader must hand it
+    /// after every row it covers (see `crate::view_source`).
+    fn declares_watermarks(&self) -> bool {
+        false
+    }
     /// How far this source's readers (all partitions, of every job reading
     /// it through this instance) are through its files, for a source that
     /// knows its size (files); `None` otherwise.
@@ -203,11 +216,32 @@ impl std::ops::Add for ReadProgress {
     }
 }
 
+/// What a partition's reader hands on next: rows, or (from a source that
+/// [declares watermarks](Source::declares_watermarks)) its input's
+/// watermark, after the rows it covers.
+#[derive(Debug, Clone)]
+pub enum SourceItem {
+    /// Rows.
+    Rows(RecordBatch),
+    /// Every row still to come is at or after this event time
+    /// (nanoseconds).
+    Watermark(i64),
+}
+
 /// Reads one partition.
 #[async_trait::async_trait]
 pub trait SourceReader: Send {
     /// The next batch; `None` at the end of a bounded partition.
     async fn next_batch(&mut self) -> Option<Result<RecordBatch>>;
+    /// The next batch or watermark; `None` at the end of a bounded
+    /// partition. The source task reads through this. The default hands on
+    /// rows only: no watermark (the stream's own `WATERMARK FOR`, if any, is
+    /// derived from the rows).
+    async fn next_item(&mut self) -> Option<Result<SourceItem>> {
+        self.next_batch()
+            .await
+            .map(|batch| batch.map(SourceItem::Rows))
+    }
     /// The position after the last batch returned.
     fn position(&self) -> SourcePosition;
     /// The splits the partition still reads after the last batch returned

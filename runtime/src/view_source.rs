@@ -22,6 +22,20 @@
 //!
 //! A downstream that falls a whole broadcast buffer behind fails the same
 //! way (and derives again when restarted): the upstream never waits for it.
+//!
+//! # Watermarks
+//! A view whose rows a watermark bounds (its job's plan says which column:
+//! `StreamPlan::event_time`) hands its job's aligned watermark on with its
+//! batches, after the rows it covers; the reader hands it to the source
+//! task ([`SourceItem::Watermark`]), which sends it on as the stream's
+//! watermark (the source [declares](Source::declares_watermarks) its
+//! watermarks, so none is derived from the rows). The contents come
+//! followed by the view's current watermark, so a watermark never passes a
+//! row not yet handed on; an append-only view's rows that were late when it
+//! applied them come behind the watermark they met then, so they are late
+//! here too (`materialized/feed.rs`). Watermarks count as positions: a
+//! checkpoint that saw one is not resumed either, so a restored downstream
+//! never starts at a watermark its rebuilt contents would be behind.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -34,9 +48,9 @@ use datafusion::common::Result;
 use datafusion::error::DataFusionError;
 use tokio::sync::{broadcast, watch};
 
-use crate::materialized::MaterializedView;
+use crate::materialized::{MaterializedView, ViewChange};
 use crate::progress::Progress;
-use crate::source::{Source, SourcePosition, SourceReader};
+use crate::source::{Source, SourceItem, SourcePosition, SourceReader};
 
 /// A materialized view read as a stream by another view's job.
 pub struct ViewSource {
@@ -99,6 +113,11 @@ impl Source for ViewSource {
         self.view.is_changelog()
     }
 
+    /// When the view's rows have a watermark: the view's own.
+    fn declares_watermarks(&self) -> bool {
+        self.view.event_time().is_some()
+    }
+
     /// Only from the start: see the module's `# Correctness`.
     fn resumable(&self, _partition: usize, position: SourcePosition) -> bool {
         position.0 == 0
@@ -117,13 +136,12 @@ impl Source for ViewSource {
         let contents = following
             .contents
             .into_iter()
-            .filter(|b| b.num_rows() > 0)
-            .map(|b| {
-                if changelog {
-                    crate::operators::aggregate::with_op(&b, 1)
-                } else {
-                    Ok(b)
-                }
+            .filter(|c| !matches!(c, ViewChange::Rows(b) if b.num_rows() == 0))
+            .map(|c| match c {
+                ViewChange::Rows(b) if changelog => Ok(ViewChange::Rows(
+                    crate::operators::aggregate::with_op(&b, 1)?,
+                )),
+                other => Ok(other),
             })
             .collect::<Result<VecDeque<_>>>()?;
         Ok(Box::new(ViewReader {
@@ -140,12 +158,17 @@ impl Source for ViewSource {
 
     fn describe(&self) -> String {
         format!(
-            "materialized view {} ({})",
+            "materialized view {} ({}{})",
             self.name,
             if self.view.is_changelog() {
                 "its rows, then its inserts and deletes"
             } else {
                 "its rows, then the rows it appends"
+            },
+            if self.view.event_time().is_some() {
+                ", with its watermark"
+            } else {
+                ""
             }
         )
     }
@@ -154,22 +177,25 @@ impl Source for ViewSource {
 struct ViewReader {
     name: String,
     /// The upstream's contents, still to hand on.
-    contents: VecDeque<RecordBatch>,
-    changes: broadcast::Receiver<RecordBatch>,
+    contents: VecDeque<ViewChange>,
+    changes: broadcast::Receiver<ViewChange>,
     base: u64,
     taken: Arc<AtomicU64>,
     upstream: watch::Receiver<Progress>,
     /// The upstream job finished: what is left in `changes` is all there is.
     upstream_finished: bool,
-    /// Batches handed on (only "at the start or not" matters: see
-    /// `ViewSource::resumable`).
+    /// Batches and watermarks handed on (only "at the start or not"
+    /// matters: see `ViewSource::resumable`).
     position: u64,
 }
 
 impl ViewReader {
-    fn hand_on(&mut self, batch: RecordBatch) -> Option<Result<RecordBatch>> {
+    fn hand_on(&mut self, change: ViewChange) -> Option<Result<SourceItem>> {
         self.position += 1;
-        Some(Ok(batch))
+        Some(Ok(match change {
+            ViewChange::Rows(batch) => SourceItem::Rows(batch),
+            ViewChange::Watermark(watermark) => SourceItem::Watermark(watermark),
+        }))
     }
 
     fn lagged(&self, missed: u64) -> DataFusionError {
@@ -182,21 +208,32 @@ impl ViewReader {
 
 #[async_trait]
 impl SourceReader for ViewReader {
+    /// The rows only (the source task reads [`Self::next_item`]).
     async fn next_batch(&mut self) -> Option<Result<RecordBatch>> {
-        if let Some(batch) = self.contents.pop_front() {
+        loop {
+            match self.next_item().await? {
+                Ok(SourceItem::Rows(batch)) => return Some(Ok(batch)),
+                Ok(SourceItem::Watermark(_)) => continue,
+                Err(err) => return Some(Err(err)),
+            }
+        }
+    }
+
+    async fn next_item(&mut self) -> Option<Result<SourceItem>> {
+        if let Some(change) = self.contents.pop_front() {
             if self.contents.is_empty() {
                 self.taken.store(self.base, Ordering::Release);
             }
-            return self.hand_on(batch);
+            return self.hand_on(change);
         }
         self.taken.fetch_max(self.base, Ordering::AcqRel);
         loop {
             if self.upstream_finished {
                 // Nothing is applied after the upstream finished.
                 return match self.changes.try_recv() {
-                    Ok(batch) => {
+                    Ok(change) => {
                         self.taken.fetch_add(1, Ordering::AcqRel);
-                        self.hand_on(batch)
+                        self.hand_on(change)
                     }
                     Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Err(self.lagged(n))),
                     Err(_) => None,
@@ -205,9 +242,9 @@ impl SourceReader for ViewReader {
             tokio::select! {
                 biased;
                 change = self.changes.recv() => match change {
-                    Ok(batch) => {
+                    Ok(change) => {
                         self.taken.fetch_add(1, Ordering::AcqRel);
-                        return self.hand_on(batch);
+                        return self.hand_on(change);
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => return Some(Err(self.lagged(n))),
                     // The view is held here: its sender cannot go first.

@@ -132,8 +132,24 @@ pub(super) fn lower_aggregate(
             ));
         }
         if !has_event_time {
+            // A view (or table) cannot be given a watermark: what its rows
+            // are decides (`event_time.rs`), so this is a limit, not a
+            // mistake in the statement.
+            if let Some(view) = node
+                .sources()
+                .into_iter()
+                .find(|s| s.input.event_time.is_none() && s.input.source.is_table())
+            {
+                return Err(unsupported(
+                    "EMIT ON WINDOW CLOSE over a materialized view or table without a watermark",
+                    &format!(
+                        "\"{}\" has no watermark: a materialized view's rows have one only when its query keeps one (a filter or projection of a stream with a watermark that keeps its event-time column, or a windowed aggregate's window_end), not after a regular join or a GROUP BY without a window; window the stream underneath instead",
+                        view.name
+                    ),
+                ));
+            }
             return Err(PlanError::Invalid(format!(
-                "EMIT ON WINDOW CLOSE needs a watermark: declare WATERMARK FOR <column> AS ... on stream \"{stream_name}\" (a materialized view read as a stream has none)"
+                "EMIT ON WINDOW CLOSE needs a watermark: declare WATERMARK FOR <column> AS ... on stream \"{stream_name}\""
             )));
         }
         emit = Emit::OnWindowClose;

@@ -35,6 +35,8 @@
 //!   kind: `lower_source`, `lower_stateless`, `lower_join` (with
 //!   `lower_join_interval` and `lower_join_lookup`), `lower_aggregate`,
 //!   `lower_top_n`, `lower_over`; what they share in `lowering`.
+//! - `event_time`: which output column a view's watermark is over, when
+//!   it has one (what a view reading it takes as its event time).
 //! - [`explain`]: the EXPLAIN text, rendered from the nodes.
 //! - [`runtime_plan`]: the nodes as the runtime's `StreamPlan`.
 //! - [`signature`]: what each stateful operator's state means, hashed:
@@ -42,6 +44,7 @@
 //! - [`upgrade`]: an old and a new plan's stateful operators matched by
 //!   signature, and why one cannot keep its state.
 
+mod event_time;
 mod logical;
 mod lower;
 mod lower_aggregate;

@@ -32,6 +32,7 @@ pub fn runtime_plan(plan: &StreamMaterialize) -> Result<StreamPlan> {
         output,
         output_schema: plan.schema.clone(),
         changelog: plan.changelog,
+        event_time: super::event_time::output_event_time(plan),
         parallelism: plan.parallelism.max(1),
         stream_name: plan.input.first_source().name.clone(),
         state,

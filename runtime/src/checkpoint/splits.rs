@@ -112,6 +112,7 @@ mod tests {
             output: PlanInput::Source(0),
             output_schema: Arc::new(Schema::empty()),
             changelog: false,
+            event_time: None,
             parallelism: 1,
             stream_name: "s".into(),
             state: Vec::new(),

@@ -95,6 +95,12 @@ pub(crate) async fn run_sink(mut rx: mpsc::Receiver<Tagged>, task: SinkTask) -> 
                     sink.ready().await;
                     sink.apply(batch)?;
                 }
+                // In order with the batches: a view hands it on to its
+                // readers after the rows it covers. The end is not passed:
+                // readers see the job finish instead.
+                Aligned::Watermark(watermark) if watermark < i64::MAX => {
+                    sink.watermark(watermark);
+                }
                 Aligned::Watermark(_) | Aligned::SideWatermark(..) => {}
                 Aligned::Barrier(epoch) => {
                     last_epoch = epoch;

@@ -4,7 +4,9 @@
 //!
 //! # Correctness
 //! - The watermark advances row by row, as if punctuated (see
-//!   [`late_cuts`]), and is sent after the rows that raised it.
+//!   [`late_cuts`]), and is sent after the rows that raised it. A reader
+//!   that declares its input's watermark (a view's) is followed instead:
+//!   each watermark it hands on is sent where it stands among the rows.
 //! - A barrier is sent for every epoch, in order, between two batches,
 //!   after the partition reported its position for that epoch (and, for a
 //!   source that deals splits, the splits it still reads).
@@ -31,7 +33,7 @@ use crate::message::{Barrier, Message};
 use crate::operators::{StreamBatch, stateless};
 use crate::plan::{EventTime, StatelessOp};
 use crate::progress::Progress;
-use crate::source::SourceReader;
+use crate::source::{SourceItem, SourceReader};
 use crate::windows::timestamps_as_nanos;
 
 /// What a source partition does with its rows: its input's stateless
@@ -40,6 +42,10 @@ use crate::windows::timestamps_as_nanos;
 pub(crate) struct Route {
     /// The source's event time, if it has a watermark.
     pub(crate) event_time: Option<EventTime>,
+    /// Its readers hand on their input's watermarks
+    /// (`Source::declares_watermarks`): those are sent on, and none is
+    /// derived from the rows.
+    pub(crate) declared: bool,
     /// Are its batches a changelog? The source's own declaration
     /// (`Source::changelog`); from here on its batches carry it in their type.
     pub(crate) changelog: bool,
@@ -49,6 +55,14 @@ pub(crate) struct Route {
     pub(crate) exchange: Option<Vec<Arc<dyn PhysicalExpr>>>,
     /// The plan's `after` operators, when it goes straight to the sink.
     pub(crate) after: Vec<StatelessOp>,
+}
+
+impl Route {
+    /// The event time the source task derives the watermark from, row by
+    /// row: none when the readers declare the watermark themselves.
+    fn derived(&self) -> Option<EventTime> {
+        self.event_time.filter(|_| !self.declared)
+    }
 }
 
 /// One source partition's task, ready to run.
@@ -156,7 +170,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
                 }
                 continue;
             }
-            item = reader.next_batch(), if !paused => item,
+            item = reader.next_item(), if !paused => item,
             () = idle_check(&idle, last_rows), if idle.is_some() => {
                 // Idle: the input's highest watermark, so that this partition
                 // does not hold back windows that the others closed.
@@ -172,8 +186,23 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
             }
         };
         last_rows = tokio::time::Instant::now();
-        let Some(batch) = item else { break };
-        let batch = batch?;
+        let Some(item) = item else { break };
+        let batch = match item? {
+            SourceItem::Rows(batch) => batch,
+            SourceItem::Watermark(watermark) => {
+                // The input's own watermark, after the rows it covers (a
+                // view's): sent on as it is, when it rises.
+                if route.event_time.is_some() && watermark > sent_watermark {
+                    sent_watermark = watermark;
+                    send_all(&outputs, upstream, Message::Watermark(watermark)).await;
+                    if let Some((_, highest)) = &idle {
+                        highest.fetch_max(sent_watermark, std::sync::atomic::Ordering::AcqRel);
+                    }
+                    counters.watermark(partition, sent_watermark);
+                }
+                continue;
+            }
+        };
         rows_in.inc_by(batch.num_rows() as u64);
         counters.read(partition, batch.num_rows() as u64);
         // The watermark advances row by row, as if punctuated: before a row
@@ -184,11 +213,11 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
         // CHUNK_ROWS rows so watermarks keep flowing.
         // Event times once per batch, in nanoseconds, for both the cuts and
         // each chunk's maximum.
-        let times = match route.event_time {
+        let times = match route.derived() {
             Some(event_time) => Some(timestamps_as_nanos(batch.column(event_time.column))?),
             None => None,
         };
-        let cuts = match (&times, route.event_time) {
+        let cuts = match (&times, route.derived()) {
             (Some(times), Some(event_time)) => late_cuts(times, event_time.delay, max_time),
             _ => Vec::new(),
         };
@@ -308,7 +337,7 @@ async fn send_chunk(
             }
         }
     }
-    if let Some(event_time) = route.event_time {
+    if let Some(event_time) = route.derived() {
         let watermark = max_time.saturating_sub(event_time.delay);
         if max_time > i64::MIN && watermark > *sent_watermark {
             *sent_watermark = watermark;

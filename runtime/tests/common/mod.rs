@@ -225,7 +225,8 @@ impl Env {
         restored: Option<Restored>,
     ) -> (JobHandle, Arc<MaterializedView>) {
         let view =
-            MaterializedView::new(plan.output_schema.clone(), plan.changelog).expect("a view");
+            MaterializedView::new(plan.output_schema.clone(), plan.changelog, plan.event_time)
+                .expect("a view");
         let manifest_plan = weir_runtime::checkpoint::ManifestPlan::of("test", &plan);
         let handle = job::start(
             name,

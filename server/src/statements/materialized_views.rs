@@ -103,9 +103,14 @@ pub(super) async fn plan_view(
 }
 
 /// Materialized view `name` read as a stream by another view: its rows,
-/// then its changes (`weir_runtime::view_source`), without a watermark.
+/// then its changes (`weir_runtime::view_source`), with its watermark when
+/// its rows have one: its event-time column is the one its own plan's
+/// watermark bounds (`StreamPlan::event_time`, see
+/// `docs/design/0012-sql-breadth.md`), handed on by the view as its job
+/// aligns it, never derived from the rows (hence no delay).
 fn view_input(registry: &Registry, name: &str) -> Result<StreamInput> {
     let live = registry.view(name)?;
+    let event_time = live.view.event_time();
     let source = weir_runtime::view_source::ViewSource::new(
         name,
         live.view.clone(),
@@ -114,8 +119,8 @@ fn view_input(registry: &Registry, name: &str) -> Result<StreamInput> {
     );
     Ok(StreamInput {
         source: Arc::new(source),
-        event_time: None,
-        time_column: None,
+        event_time: event_time.map(|column| EventTime { column, delay: 0 }),
+        time_column: event_time.map(|column| live.view.schema().field(column).name().clone()),
     })
 }
 
@@ -262,8 +267,12 @@ pub(super) async fn start_run(
     interval: Option<Option<std::time::Duration>>,
 ) -> Result<Run> {
     let restore = start.restore;
-    let view = MaterializedView::new(planned.plan.output_schema.clone(), planned.plan.changelog)
-        .map_err(|e| ServerError::from_datafusion(e, None))?;
+    let view = MaterializedView::new(
+        planned.plan.output_schema.clone(),
+        planned.plan.changelog,
+        planned.plan.event_time,
+    )
+    .map_err(|e| ServerError::from_datafusion(e, None))?;
     // Where the job's rows go: the view, and the sinks that write it out.
     let output = ViewSink::new(view.clone());
     if start.sinks {

@@ -54,7 +54,9 @@ use weir_planner::stream_plan::upgrade::{
 };
 use weir_runtime::checkpoint::{ManifestPlan, Restored, SavepointOrigin};
 use weir_runtime::job::{Checkpointing, Sink};
-use weir_runtime::materialized::{MaterializedView, VIEW_STATE, ViewSink, ViewTable};
+use weir_runtime::materialized::{
+    MaterializedView, VIEW_STATE, VIEW_WATERMARKS, ViewSink, ViewTable,
+};
 use weir_runtime::operators::stateless;
 use weir_runtime::plan::{StageOperator, StatelessOp, StreamPlan};
 
@@ -401,7 +403,7 @@ async fn start_new(
     let query = create.query.to_string();
     let checkpoints = registry.checkpoint_store(upgrade.interval);
     let datafusion_error = |e| ServerError::from_datafusion(e, None);
-    let view = MaterializedView::new(plan.output_schema.clone(), plan.changelog)
+    let view = MaterializedView::new(plan.output_schema.clone(), plan.changelog, plan.event_time)
         .map_err(datafusion_error)?;
     let restored = match switch {
         Some(mut restored) => {
@@ -410,9 +412,12 @@ async fn start_new(
             for batch in recompute(&rows, &positions, &upgrade.old.plan, &plan)? {
                 view.apply(batch).map_err(datafusion_error)?;
             }
-            // The view's part is what was just recomputed.
-            restored.sinks.remove(VIEW_STATE);
-            restored.manifest.sinks.remove(VIEW_STATE);
+            // The view's part is what was just recomputed; its watermark
+            // was the old query's (and its marks the old rows').
+            for part in [VIEW_STATE, VIEW_WATERMARKS] {
+                restored.sinks.remove(part);
+                restored.manifest.sinks.remove(part);
+            }
             Some(restored)
         }
         None => {
@@ -482,7 +487,8 @@ async fn start_new(
 /// The old version's rows at the switch point, from its checkpoint.
 fn old_rows(restored: &Restored, old: &StreamPlan) -> Result<Vec<RecordBatch>> {
     let datafusion_error = |e| ServerError::from_datafusion(e, None);
-    let view = MaterializedView::new(old.output_schema.clone(), old.changelog)
+    // Only read here: no job, no watermark.
+    let view = MaterializedView::new(old.output_schema.clone(), old.changelog, None)
         .map_err(datafusion_error)?;
     let only_view: BTreeMap<String, Vec<(String, RecordBatch)>> = restored
         .sinks
