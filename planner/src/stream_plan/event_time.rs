@@ -185,7 +185,7 @@ mod tests {
         let inputs = HashMap::from([("bids".to_string(), input)]);
         let uses = super::super::QueryUses {
             windows: &windows,
-            lookups: &[],
+            ..Default::default()
         };
         let (plan, _) = plan_stream(&plan, uses, eowc, 2, &inputs).expect("stream plan");
         plan.event_time
