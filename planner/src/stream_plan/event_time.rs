@@ -35,8 +35,7 @@ use datafusion::physical_plan::PhysicalExpr;
 use weir_runtime::plan::WindowKind;
 
 use super::nodes::{
-    StreamAggregate, StreamFilter, StreamMaterialize, StreamNode, StreamProject, StreamSource,
-    StreamUnnest,
+    StreamAggregate, StreamFilter, StreamMaterialize, StreamNode, StreamProject, StreamUnnest,
 };
 
 /// The column of `plan`'s output rows that its watermark is over, if any
@@ -57,21 +56,7 @@ pub(super) fn watermarked_columns(node: &StreamNode) -> Vec<usize> {
         return Vec::new();
     }
     match node {
-        StreamNode::Source(StreamSource {
-            input, projection, ..
-        }) => {
-            let Some(column) = input.event_time.map(|t| t.column) else {
-                return Vec::new();
-            };
-            match projection {
-                Some(projection) => projection
-                    .iter()
-                    .position(|&c| c == column)
-                    .into_iter()
-                    .collect(),
-                None => vec![column],
-            }
-        }
+        StreamNode::Source(source) => source.event_time_columns(),
         StreamNode::Filter(StreamFilter { input, .. }) => watermarked_columns(input),
         StreamNode::Unnest(StreamUnnest { input, column, .. }) => watermarked_columns(input)
             .into_iter()

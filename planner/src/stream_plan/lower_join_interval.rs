@@ -21,7 +21,7 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 use weir_runtime::plan::IntervalBounds;
 
-use super::nodes::{StreamFilter, StreamNode, StreamProject, StreamSource, StreamUnnest};
+use super::nodes::{StreamFilter, StreamNode, StreamProject, StreamUnnest};
 
 /// The time bounds that `predicate` (over the join's output, left columns
 /// first; the filter right above the join, if any) and the join's equal
@@ -209,21 +209,7 @@ fn nanos(expr: &Expr) -> Option<i64> {
 /// time is never judged late by them.
 pub(super) fn time_columns(node: &StreamNode) -> Vec<usize> {
     match node {
-        StreamNode::Source(StreamSource {
-            input, projection, ..
-        }) => {
-            let Some(column) = input.event_time.map(|t| t.column) else {
-                return Vec::new();
-            };
-            match projection {
-                Some(projection) => projection
-                    .iter()
-                    .position(|&c| c == column)
-                    .into_iter()
-                    .collect(),
-                None => vec![column],
-            }
-        }
+        StreamNode::Source(source) => source.event_time_columns(),
         StreamNode::Filter(StreamFilter { input, .. }) => time_columns(input),
         StreamNode::Unnest(StreamUnnest { input, column, .. }) => time_columns(input)
             .into_iter()

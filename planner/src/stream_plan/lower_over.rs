@@ -32,8 +32,7 @@ use weir_runtime::plan::{Emit, WindowKind};
 
 use super::lowering::{Lowering, arrow_schema, physical, unsupported};
 use super::nodes::{
-    StreamExchange, StreamFilter, StreamNode, StreamOverWindow, StreamProject, StreamSource,
-    StreamUnnest,
+    StreamExchange, StreamFilter, StreamNode, StreamOverWindow, StreamProject, StreamUnnest,
 };
 use crate::error::{PlanError, Result};
 
@@ -189,21 +188,7 @@ fn event_time(node: &StreamNode, order_by: &[SortExpr], input: &DFSchemaRef) -> 
 /// the watermark passes it); an OVER window's input's.
 fn time_columns(node: &StreamNode) -> Vec<usize> {
     match node {
-        StreamNode::Source(StreamSource {
-            input, projection, ..
-        }) => {
-            let Some(column) = input.event_time.map(|t| t.column) else {
-                return Vec::new();
-            };
-            match projection {
-                Some(projection) => projection
-                    .iter()
-                    .position(|&c| c == column)
-                    .into_iter()
-                    .collect(),
-                None => vec![column],
-            }
-        }
+        StreamNode::Source(source) => source.event_time_columns(),
         StreamNode::Filter(StreamFilter { input, .. }) => time_columns(input),
         StreamNode::Unnest(StreamUnnest { input, column, .. }) => time_columns(input)
             .into_iter()

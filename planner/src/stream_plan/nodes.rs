@@ -95,6 +95,27 @@ pub struct StreamSource {
     pub schema: SchemaRef,
 }
 
+impl StreamSource {
+    /// Where the stream's event-time column is among the rows this source
+    /// hands on (after its projection): none when the stream has no event
+    /// time or the query does not read it. The start of every "which
+    /// columns does the watermark bound" rule (interval joins, OVER
+    /// windows, a view's own watermark).
+    pub fn event_time_columns(&self) -> Vec<usize> {
+        let Some(column) = self.input.event_time.map(|t| t.column) else {
+            return Vec::new();
+        };
+        match &self.projection {
+            Some(projection) => projection
+                .iter()
+                .position(|&c| c == column)
+                .into_iter()
+                .collect(),
+            None => vec![column],
+        }
+    }
+}
+
 /// `WHERE`, `HAVING`, or the rest of an inner join's condition.
 #[derive(Debug)]
 pub struct StreamFilter {
