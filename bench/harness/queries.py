@@ -60,7 +60,7 @@ VARCHAR = "VARCHAR"
 DOUBLE = "DOUBLE"
 DECIMAL = "DECIMAL"  # DECIMAL(23, 3) in Flink and DuckDB, a DOUBLE in Weir
 
-# ---- The input tables: their columns, and which data set holds them ----
+# ---- The input tables and their columns (`bids` is gen-bids' file, the rest Nexmark's) ----
 TABLES = {
     "bids": [("auction", BIGINT), ("bidder", BIGINT), ("price", BIGINT), ("date_time", TIMESTAMP)],
     "bid": [("auction", BIGINT), ("bidder", BIGINT), ("price", BIGINT), ("channel", VARCHAR),
