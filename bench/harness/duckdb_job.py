@@ -1,6 +1,6 @@
 """Run one benchmark query in DuckDB, in a process of its own.
 
-Usage: python duckdb_job.py QUERY DATA.csv OUT.csv THREADS
+Usage: python duckdb_job.py QUERY '{"TABLE": "FILE.csv", ..}' OUT.csv THREADS
 
 Timed: `CREATE TEMP TABLE r AS <query>` (the result is computed in full and
 kept in memory, as a Weir view keeps it). Then, untimed, the rows are written
@@ -26,11 +26,12 @@ def cpu():
 
 
 def main():
-    query, data, out, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    query, data, out, threads = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     con = duckdb.connect()
     con.execute(f"SET threads = {threads}")
     con.execute("SET preserve_insertion_order = false")
-    con.execute(queries.duckdb_source(data))
+    for table, path in data.items():
+        con.execute(queries.duckdb_source(table, path))
     c0, t0 = cpu(), time.perf_counter()
     con.execute(f"CREATE TEMP TABLE r AS {queries.DUCKDB[query]}")
     wall, cpu_s = time.perf_counter() - t0, cpu() - c0

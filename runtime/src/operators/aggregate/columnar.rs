@@ -258,7 +258,7 @@ impl ColumnarGroups {
 
         // Which old groups' values changed (all of them, unless equal).
         let new_of_old: Vec<ArrayRef> = values.iter().map(|v| v.slice(0, k)).collect();
-        let same = unchanged(old_values, &new_of_old)?;
+        let same = unchanged(old_values, &new_of_old, k)?;
         let out = changes(
             base,
             &group_keys,
@@ -445,11 +445,12 @@ fn evaluate(
     Ok(values)
 }
 
-/// Per old group, are its new values the same as the old (NULL equal to
-/// NULL)? Types the comparison kernel does not take (lists, structs) are
-/// compared value by value.
-fn unchanged(old: &[ArrayRef], new: &[ArrayRef]) -> Result<BooleanArray> {
-    let rows = new.first().map_or(0, |c| c.len());
+/// Per old group (`rows` of them), are its new values the same as the old
+/// (NULL equal to NULL)? Types the comparison kernel does not take (lists,
+/// structs) are compared value by value. The count is given, not read off
+/// the first value column: a GROUP BY with no aggregate has none, and its
+/// old groups are all unchanged.
+fn unchanged(old: &[ArrayRef], new: &[ArrayRef], rows: usize) -> Result<BooleanArray> {
     let mut same = BooleanArray::from(vec![true; rows]);
     for (o, n) in old.iter().zip(new) {
         let equal =
