@@ -373,6 +373,7 @@ impl WeirStatement {
                             hint: None,
                         });
                     }
+                    refuse_proctime_columns(&create.columns)?;
                     let options = match create.table_options {
                         CreateTableOptions::With(options) => sql_options(options)?,
                         CreateTableOptions::None => Vec::new(),
@@ -824,4 +825,33 @@ mod tests {
         let err = WeirStatement::classify(statements.remove(0)).expect_err("unsupported");
         assert_eq!(err.to_string(), "CREATE INDEX is not supported");
     }
+}
+
+/// A stream column computed as `PROCTIME()` (Flink's `p_time AS
+/// PROCTIME()`) is refused: Weir stamps processing time in the view that
+/// windows by it, `TUMBLE(stream, PROCTIME(), ..)` (design 0012, section 6).
+fn refuse_proctime_columns(columns: &[datafusion::sql::sqlparser::ast::ColumnDef]) -> Result<()> {
+    use datafusion::sql::sqlparser::ast::ColumnOption;
+    for column in columns {
+        for option in &column.options {
+            if let ColumnOption::Generated {
+                generation_expr: Some(expr),
+                ..
+            } = &option.option
+                && crate::windows::is_proctime(expr)
+            {
+                return Err(PlanError::Unsupported {
+                    what: format!(
+                        "a stream column computed as PROCTIME() (\"{}\")",
+                        column.name
+                    ),
+                    hint: Some(format!(
+                        "leave the column out; {}",
+                        crate::windows::PROCTIME_HINT
+                    )),
+                });
+            }
+        }
+    }
+    Ok(())
 }

@@ -13,6 +13,18 @@
 //! Sessions differ by mode: a batch query computes them with window
 //! functions over the `GROUP BY` keys; a streaming query leaves the bounds to
 //! the session operator, which merges sessions as rows arrive.
+//!
+//! # Processing time
+//! `PROCTIME()` as the time argument (`TUMBLE(bid, PROCTIME(), INTERVAL
+//! '10 seconds')`) windows rows by when the view's job read them. Only a
+//! materialized view's query may: its rows are first stamped, `SELECT *,
+//! weir_proctime() AS proctime FROM bid`, in the source's own operators
+//! (`weir_runtime::proctime`), and the windows are computed over that
+//! `proctime` column, which the window function's rows carry as Flink's
+//! carry their time attribute. The stream plan then watermarks the source
+//! by the clock (`WindowUse::processing_time`). Anywhere else `PROCTIME()`
+//! is refused with 0A000: a batch query has no processing time to window
+//! by, and a stamp outside a window would be a value no watermark covers.
 
 use datafusion::sql::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, ObjectName, Query,
@@ -92,9 +104,16 @@ pub struct WindowUse {
     pub tvf: WindowTvf,
     /// The table or stream it reads.
     pub source: String,
-    /// The event-time column.
+    /// The event-time column (`proctime` over processing time).
     pub time_column: String,
+    /// Over processing time (`PROCTIME()`): the rows are stamped as they
+    /// enter the job and the stream's watermark is the clock.
+    pub processing_time: bool,
 }
+
+/// The column a window over `PROCTIME()` stamps its rows with, and which its
+/// rows carry beside `window_start` and `window_end`.
+pub const PROCTIME_COLUMN: &str = "proctime";
 
 /// How the query will run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +153,32 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for Rewriter {
             Err(err) => std::ops::ControlFlow::Break(err),
         }
     }
+
+    // A window function's `PROCTIME()` was rewritten before the visitor
+    // gets to its expressions: one still here is somewhere else.
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> std::ops::ControlFlow<PlanError> {
+        if is_proctime(expr) {
+            return std::ops::ControlFlow::Break(PlanError::Unsupported {
+                what: "PROCTIME() outside a window function's time argument".into(),
+                hint: Some(PROCTIME_HINT.into()),
+            });
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// How `PROCTIME()` is used, for the refusals of its other uses.
+pub const PROCTIME_HINT: &str = "processing time windows a materialized view's rows by when its job reads them: use it as a window function's time argument in CREATE MATERIALIZED VIEW, as in TUMBLE(stream, PROCTIME(), INTERVAL '10 seconds')";
+
+/// Is `expr` a call of `PROCTIME()` (any case, no arguments)?
+pub fn is_proctime(expr: &Expr) -> bool {
+    matches!(expr, Expr::Function(f)
+    if f.name.to_string().eq_ignore_ascii_case("proctime")
+        && match &f.args {
+            FunctionArguments::None => true,
+            FunctionArguments::List(list) => list.args.is_empty(),
+            FunctionArguments::Subquery(_) => false,
+        })
 }
 
 fn rewrite_set_expr(body: &mut SetExpr, mode: Mode, found: &mut Vec<WindowUse>) -> Result<()> {
@@ -206,6 +251,31 @@ fn rewrite_factor(
                 })
                 .collect::<Result<_>>()?;
             let (window, source, time) = window_of(&function, &args)?;
+            let processing_time = time.is_none();
+            // Over processing time the rows are stamped first, and the
+            // windows computed over the stamp.
+            let (from, time) = match time {
+                Some(time) => (source.clone(), time),
+                None if mode == Mode::Batch => {
+                    return Err(PlanError::Unsupported {
+                        what: format!(
+                            "{function} over PROCTIME() in a query that is not a materialized view's"
+                        ),
+                        hint: Some(format!(
+                            "a bounded query has no processing time to window by; {PROCTIME_HINT}, or window by an event-time column"
+                        )),
+                    });
+                }
+                None => (
+                    format!(
+                        "(SELECT *, {}() AS {PROCTIME_COLUMN} FROM {source})",
+                        weir_runtime::proctime::FUNCTION
+                    ),
+                    PROCTIME_COLUMN.to_string(),
+                ),
+            };
+            let source_name = source.clone();
+            let source = from;
             let sql = match (window, mode) {
                 (WindowTvf::Tumble { size }, _) => format!(
                     "SELECT *, weir_window_start({time}, {size}) AS window_start, weir_window_end({time}, {size}) AS window_end FROM {source}"
@@ -251,6 +321,7 @@ fn rewrite_factor(
             let Some(Statement::Query(subquery)) = parse_with_span(&sql, span)? else {
                 return Err(PlanError::Invalid(format!("could not rewrite {function}")));
             };
+            let source = source_name;
             let alias = alias.clone().unwrap_or_else(|| TableAlias {
                 explicit: true,
                 name: Ident::new(
@@ -267,6 +338,7 @@ fn rewrite_factor(
                 tvf: window,
                 source: source.clone(),
                 time_column: time.trim_matches('"').to_string(),
+                processing_time,
             });
             *factor = TableFactor::Derived {
                 lateral: false,
@@ -311,8 +383,9 @@ fn parse_with_span(
     Ok(statements.pop())
 }
 
-/// Read a window function's arguments: (window, source, time column).
-fn window_of(function: &str, args: &[&Expr]) -> Result<(WindowTvf, String, String)> {
+/// Read a window function's arguments: (window, source, time column; `None`
+/// for `PROCTIME()`).
+fn window_of(function: &str, args: &[&Expr]) -> Result<(WindowTvf, String, Option<String>)> {
     let expected = match function {
         "TUMBLE" | "SESSION" => 3,
         _ => 4,
@@ -338,10 +411,11 @@ fn window_of(function: &str, args: &[&Expr]) -> Result<(WindowTvf, String, Strin
         }
     };
     let time = match unwrap_keyword(args[1]) {
-        Expr::Identifier(i) => i.to_string(),
+        Expr::Identifier(i) => Some(i.to_string()),
+        proctime if is_proctime(proctime) => None,
         other => {
             return Err(PlanError::Invalid(format!(
-                "{function}: the second argument must be the time column, not {other}"
+                "{function}: the second argument must be the time column or PROCTIME(), not {other}"
             )));
         }
     };

@@ -41,6 +41,8 @@
 //! - [`failure`]: how a job fails: one reason with its class, every task
 //!   stopped, panics caught.
 //! - [`progress`]: what a job has done so far.
+//! - [`proctime`]: processing time: the clock that stamps rows entering a
+//!   job (`PROCTIME()`) and paces its processing-time watermark.
 //! - [`sink`]: where a job's output goes.
 //! - [`checkpoint`]: aligned checkpoints into an object store, the
 //!   coordinator, and restore.
@@ -66,6 +68,7 @@ pub mod message;
 pub mod metrics;
 pub mod operators;
 pub mod plan;
+pub mod proctime;
 pub mod progress;
 pub mod sink;
 pub mod source;

@@ -138,6 +138,12 @@ pub struct SourcePlan {
     /// Its event-time column and watermark delay, if the stream declared a
     /// watermark.
     pub event_time: Option<EventTime>,
+    /// Is its watermark processing time (a window over `PROCTIME()`)? Then
+    /// `event_time` is `None`, its rows are stamped by `before`
+    /// (`weir_proctime()`), and each partition sends the clock
+    /// ([`crate::proctime::now`]) as its watermark, after each batch and on
+    /// a timer, rows or none.
+    pub processing_time: bool,
     /// Stateless operators run on each of its partitions, before its rows
     /// go to its consumer.
     pub before: Vec<StatelessOp>,
@@ -147,6 +153,11 @@ impl SourcePlan {
     /// Are its batches a changelog (ending with the op column)?
     pub fn changelog(&self) -> bool {
         self.source.changelog()
+    }
+
+    /// Does a watermark bound its rows (event time or processing time)?
+    pub fn timed(&self) -> bool {
+        self.event_time.is_some() || self.processing_time
     }
 }
 

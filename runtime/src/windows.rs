@@ -71,8 +71,10 @@ pub fn timestamps_as_nanos(array: &ArrayRef) -> Result<PrimitiveArray<TimestampN
     }
 }
 
-/// Register the window UDFs on a DataFusion context.
+/// Register the window UDFs on a DataFusion context, and the processing
+/// time a window over `PROCTIME()` is computed from (`crate::proctime`).
 pub fn register(ctx: &datafusion::prelude::SessionContext) {
+    crate::proctime::register(ctx);
     ctx.register_udf(ScalarUDF::new_from_impl(WindowList::hop()));
     ctx.register_udf(ScalarUDF::new_from_impl(WindowList::cumulate()));
     ctx.register_udf(ScalarUDF::new_from_impl(EpochNanos::new()));

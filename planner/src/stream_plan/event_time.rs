@@ -11,6 +11,9 @@
 //! - a source's event-time column (the one its `WATERMARK FOR` is over, or
 //!   a view's own), through filters, unnests and projections that keep it
 //!   as a plain column;
+//! - over processing time, the stamp `weir_proctime()` computed in the
+//!   source's partitions (`PROCTIME()`'s `proctime` column), then kept as
+//!   a plain column as above;
 //! - a tumbling window's end computed over such a column in a projection
 //!   (`window_end` of `TUMBLE` without an aggregate: at or after the time);
 //! - a windowed aggregate's `window_end` (its groups of a window change
@@ -66,10 +69,11 @@ pub(super) fn watermarked_columns(node: &StreamNode) -> Vec<usize> {
             input, physical, ..
         }) => {
             let times = watermarked_columns(input);
+            let stamps = input.stamps_processing_time();
             physical
                 .iter()
                 .enumerate()
-                .filter(|(_, e)| bounded_by(e.as_ref(), &times))
+                .filter(|(_, e)| bounded_by(e.as_ref(), &times) || (stamps && is_stamp(e.as_ref())))
                 .map(|(i, _)| i)
                 .collect()
         }
@@ -119,6 +123,14 @@ fn bounded_by(expr: &dyn PhysicalExpr, times: &[usize]) -> bool {
                 .and_then(|a| column_index(a.as_ref()))
                 .is_some_and(|i| times.contains(&i))
     })
+}
+
+/// Is `expr` the processing-time stamp, `weir_proctime()`? Taken in a
+/// processing-time source's partition before the clock is sent as its
+/// watermark, it is at or after that watermark.
+fn is_stamp(expr: &dyn PhysicalExpr) -> bool {
+    expr.downcast_ref::<ScalarFunctionExpr>()
+        .is_some_and(|f| f.name() == weir_runtime::proctime::FUNCTION)
 }
 
 /// The input column `expr` is, when it is a plain column.

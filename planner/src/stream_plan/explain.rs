@@ -124,10 +124,7 @@ fn top_n_line(top_n: &StreamTopN) -> String {
     };
     format!(
         "StreamTopN: window={} key=[{}] order=[{}] limit={}{} emit={} state: {}",
-        match &top_n.window {
-            Some(tvf) => tvf.describe(),
-            None => "none".to_string(),
-        },
+        window_text(top_n.window, &top_n.input),
         shown(&mut top_n.partition_by.iter().map(|e| e.to_string())),
         shown(&mut top_n.order_by.iter().map(|s| s.to_string())),
         spec.limit,
@@ -172,6 +169,7 @@ fn source_line(source: &StreamSource) -> String {
         source.name,
         input.source.describe(),
         match (&input.time_column, input.event_time) {
+            _ if source.processing_time => "PROCTIME() (the clock)".into(),
             (Some(column), Some(t)) if t.delay > 0 =>
                 format!("{column} - {}", format_duration(t.delay)),
             (Some(column), Some(_)) => column.clone(),
@@ -308,6 +306,18 @@ fn signed_duration(ns: i64) -> String {
     }
 }
 
+/// The window an operator keeps, and over which time when that is
+/// processing time.
+fn window_text(window: Option<crate::windows::WindowTvf>, input: &StreamNode) -> String {
+    match window {
+        Some(tvf) if input.over_processing_time() => {
+            format!("{} over processing time", tvf.describe())
+        }
+        Some(tvf) => tvf.describe(),
+        None => "none".to_string(),
+    }
+}
+
 fn aggregate_line(aggregate: &StreamAggregate) -> String {
     let spec = &aggregate.spec;
     let keys: Vec<String> = aggregate
@@ -333,10 +343,7 @@ fn aggregate_line(aggregate: &StreamAggregate) -> String {
         } else {
             "StreamGroupAggregate"
         },
-        match &aggregate.window {
-            Some(tvf) => tvf.describe(),
-            None => "none".to_string(),
-        },
+        window_text(aggregate.window, &aggregate.input),
         keys.join(", "),
         shown.join(", "),
         match spec.emit {

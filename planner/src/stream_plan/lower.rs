@@ -97,7 +97,7 @@ fn lower_chain(steps: &[Step], lowering: &Lowering<'_>) -> Result<StreamNode> {
             input,
             projection,
             output,
-        }) => lower_source(name, input, projection, output),
+        }) => lower_source(name, input, projection, output, lowering)?,
         _ => {
             return Err(PlanError::Invalid(
                 "a continuous query must start from a stream".into(),

@@ -72,7 +72,7 @@ impl Lowering<'_> {
 
 /// Is `written` (a window function's stream, as the query wrote it:
 /// perhaps qualified or quoted) the stream `name`?
-fn same_stream(written: &str, name: &str) -> bool {
+pub(super) fn same_stream(written: &str, name: &str) -> bool {
     let last = written.rsplit('.').next().unwrap_or(written);
     match last.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
         Some(quoted) => quoted == name,

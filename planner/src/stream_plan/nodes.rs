@@ -93,6 +93,11 @@ pub struct StreamSource {
     pub projection: Option<Vec<usize>>,
     /// The rows after that projection.
     pub schema: SchemaRef,
+    /// Is its watermark processing time (the query windows it by
+    /// `PROCTIME()`)? Its rows are then stamped by `weir_proctime()` in the
+    /// operators on it, and its watermark is the clock; `input.event_time`
+    /// is `None`.
+    pub processing_time: bool,
 }
 
 impl StreamSource {
@@ -302,7 +307,9 @@ impl StreamNode {
     /// group may change at any time.
     pub fn watermarked(&self) -> bool {
         match self {
-            StreamNode::Source(source) => source.input.event_time.is_some(),
+            StreamNode::Source(source) => {
+                source.input.event_time.is_some() || source.processing_time
+            }
             StreamNode::Filter(StreamFilter { input, .. })
             | StreamNode::Project(StreamProject { input, .. })
             | StreamNode::Unnest(StreamUnnest { input, .. }) => input.watermarked(),
@@ -320,6 +327,25 @@ impl StreamNode {
             // Its rows come out in event time as the watermark passes them.
             StreamNode::OverWindow(over) => over.input.watermarked(),
         }
+    }
+
+    /// Does this node run in the partitions of a source watermarked by
+    /// processing time (a chain of stateless operators on it)? There a
+    /// `weir_proctime()` stamp is taken before the clock is sent as the
+    /// watermark, so the watermark bounds it.
+    pub fn stamps_processing_time(&self) -> bool {
+        match self {
+            StreamNode::Source(source) => source.processing_time,
+            StreamNode::Filter(StreamFilter { input, .. })
+            | StreamNode::Project(StreamProject { input, .. })
+            | StreamNode::Unnest(StreamUnnest { input, .. }) => input.stamps_processing_time(),
+            _ => false,
+        }
+    }
+
+    /// Is any source under this node watermarked by processing time?
+    pub fn over_processing_time(&self) -> bool {
+        self.sources().iter().any(|s| s.processing_time)
     }
 
     /// Every source under this node, left to right.

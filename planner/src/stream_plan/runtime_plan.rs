@@ -100,6 +100,7 @@ fn source_plan(source: &StreamSource, before: Vec<StatelessOp>) -> SourcePlan {
         name: source.name.clone(),
         source: source.input.source.clone(),
         event_time: source.input.event_time,
+        processing_time: source.processing_time,
         before,
     }
 }

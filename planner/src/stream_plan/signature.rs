@@ -358,6 +358,7 @@ fn source_layer(source: &StreamSource) -> String {
         },
         match input.event_time {
             Some(t) => format!("@{} - {}ns", t.column, t.delay),
+            None if source.processing_time => "proctime".into(),
             None => "none".into(),
         },
         input.source.changelog(),

@@ -105,6 +105,7 @@ mod tests {
                     name: "s".into(),
                     source,
                     event_time: None,
+                    processing_time: false,
                     before: Vec::new(),
                 })
                 .collect(),

@@ -343,6 +343,7 @@ pub fn start(
     for (tasks_of, input) in topology.sources.iter().zip(&sources) {
         let route = Arc::new(Route {
             event_time: input.event_time,
+            processing_time: input.processing_time,
             declared: input.source.declares_watermarks(),
             changelog: input.changelog(),
             before: input.before.clone(),

@@ -7,6 +7,11 @@
 //!   [`late_cuts`]), and is sent after the rows that raised it. A reader
 //!   that declares its input's watermark (a view's) is followed instead:
 //!   each watermark it hands on is sent where it stands among the rows.
+//! - Over processing time, the watermark is the clock
+//!   ([`crate::proctime::now`]), sent after each chunk and every
+//!   [`PROCTIME_TICK`] with rows or none; the rows were stamped by the same
+//!   clock in the source's operators before it was read, so none is behind
+//!   it.
 //! - A barrier is sent for every epoch, in order, between two batches,
 //!   after the partition reported its position for that epoch (and, for a
 //!   source that deals splits, the splits it still reads).
@@ -42,6 +47,9 @@ use crate::windows::timestamps_as_nanos;
 pub(crate) struct Route {
     /// The source's event time, if it has a watermark.
     pub(crate) event_time: Option<EventTime>,
+    /// Its watermark is processing time (`SourcePlan::processing_time`):
+    /// the clock, whatever the rows hold.
+    pub(crate) processing_time: bool,
     /// Its readers hand on their input's watermarks
     /// (`Source::declares_watermarks`): those are sent on, and none is
     /// derived from the rows.
@@ -128,6 +136,15 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
     // first poll raised it, and its barrier must still be sent (the change
     // is still unseen by `flush`, so the loop sends it at once).
     let mut sent_barrier = first_epoch;
+    // Over processing time the clock is the watermark: it ticks whether or
+    // not rows come, so windows close on time. A restored watermark from a
+    // clock that was ahead holds this one there (no row is then late).
+    let mut ticks = route.processing_time.then(|| {
+        crate::proctime::at_least(sent_watermark);
+        let mut ticks = tokio::time::interval(PROCTIME_TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
     // Held still by the `source-batch/<job>` failpoint (tests): reads no
     // more, takes barriers still.
     let mut paused = false;
@@ -171,6 +188,15 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
                 continue;
             }
             item = reader.next_item(), if !paused => item,
+            () = tick(&mut ticks) => {
+                let now = crate::proctime::now();
+                if now > sent_watermark {
+                    sent_watermark = now;
+                    send_all(&outputs, upstream, Message::Watermark(now)).await;
+                    counters.watermark(partition, sent_watermark);
+                }
+                continue;
+            }
             () = idle_check(&idle, last_rows), if idle.is_some() => {
                 // Idle: the input's highest watermark, so that this partition
                 // does not hold back windows that the others closed.
@@ -270,6 +296,21 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
     Ok(())
 }
 
+/// The next tick of a processing-time source's clock (never, without one).
+async fn tick(ticks: &mut Option<tokio::time::Interval>) {
+    match ticks {
+        Some(ticks) => {
+            ticks.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// How often a processing-time source partition sends the clock as its
+/// watermark when no rows come: how late after its end a window closes, at
+/// most, with no input.
+const PROCTIME_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Wait until a partition that read its last rows at `last_rows` counts as
 /// idle, then (while it stays idle) a tenth of the timeout between checks.
 async fn idle_check(idle: &Option<Idle>, last_rows: tokio::time::Instant) {
@@ -342,6 +383,14 @@ async fn send_chunk(
         if max_time > i64::MIN && watermark > *sent_watermark {
             *sent_watermark = watermark;
             send_all(outputs, upstream, Message::Watermark(watermark)).await;
+        }
+    }
+    if route.processing_time {
+        // Read after the chunk's rows were stamped: at or after each stamp.
+        let now = crate::proctime::now();
+        if now > *sent_watermark {
+            *sent_watermark = now;
+            send_all(outputs, upstream, Message::Watermark(now)).await;
         }
     }
     Ok(ControlFlow::Continue(()))

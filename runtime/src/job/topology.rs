@@ -181,7 +181,7 @@ impl Shape {
             sources: plan
                 .sources
                 .iter()
-                .map(|s| (s.source.partitions().max(1), s.event_time.is_some()))
+                .map(|s| (s.source.partitions().max(1), s.timed()))
                 .collect(),
             stages: plan
                 .stages

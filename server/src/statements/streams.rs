@@ -188,6 +188,16 @@ pub(crate) fn watermark_delay(clause: &WatermarkClause) -> Result<i64> {
     .try_with_sql(&clause.expr)
     .and_then(|mut p| p.parse_expr())
     .map_err(|_| bad())?;
+    if weir_planner::windows::is_proctime(&expr) {
+        return Err(weir_planner::PlanError::Unsupported {
+            what: "a watermark over processing time (PROCTIME())".into(),
+            hint: Some(format!(
+                "a watermark bounds the times in a stream's rows; processing time needs none declared: {}",
+                weir_planner::windows::PROCTIME_HINT
+            )),
+        }
+        .into());
+    }
     let is_column = |e: &ast::Expr| matches!(e, ast::Expr::Identifier(i) if i.value.eq_ignore_ascii_case(&clause.column));
     match &expr {
         e if is_column(e) => Ok(0),

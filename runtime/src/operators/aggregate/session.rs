@@ -32,7 +32,9 @@ use datafusion::logical_expr::Accumulator;
 use prometheus_client::metrics::counter::Counter;
 
 use super::keyed_state::{StateChunk, StateRows, Tracking};
-use super::shared::{Base, GroupRow, evaluate_all, rows_of_worker, rows_to_batch, take_all};
+use super::shared::{
+    Base, GroupRow, evaluate_all, key_rows, rows_of_worker, rows_to_batch, take_all,
+};
 use crate::checkpoint::StateWrite;
 use crate::operators::{Side, StateSummary, StreamBatch, StreamOperator};
 use crate::plan::{AggregateSpec, Emit, WindowKind};
@@ -119,7 +121,9 @@ impl SessionAggregate {
             .iter()
             .map(|&k| keys[k].clone())
             .collect();
-        let rows = self.base.partition_converter.convert_columns(&partition)?;
+        // Sessions without partition keys (one global key) have the empty
+        // key, which the row format cannot express.
+        let rows = key_rows(&self.base.partition_converter, &partition, times.len())?;
         // Rows per partition key, sorted by time, cut into runs at most the gap apart.
         let mut members: HashMap<Box<[u8]>, Vec<(i64, u32)>> = HashMap::default();
         let mut late = 0;
@@ -134,7 +138,7 @@ impl SessionAggregate {
                 continue;
             }
             members
-                .entry(rows.row(row).as_ref().into())
+                .entry(rows[row].clone())
                 .or_default()
                 .push((t, row as u32));
         }
@@ -241,12 +245,9 @@ impl SessionAggregate {
     fn restore_chunk(&mut self, mine: &RecordBatch) -> Result<()> {
         let p = self.base.spec.partition_keys.len();
         let chunk = StateChunk::new(mine, p)?;
-        let key_rows = self
-            .base
-            .partition_converter
-            .convert_columns(chunk.keys())?;
+        let keys = key_rows(&self.base.partition_converter, chunk.keys(), chunk.rows())?;
         for row in 0..chunk.rows() {
-            let key: Box<[u8]> = key_rows.row(row).as_ref().into();
+            let key = keys[row].clone();
             if chunk.dropped(row) {
                 self.keys.remove(&key);
                 continue;
