@@ -365,6 +365,7 @@ impl WeirStatement {
                 emit_on_window_close,
             } => match *statement {
                 Statement::CreateTable(create) if stream => {
+                    refuse_proctime_columns(&create.columns)?;
                     let (primary_key, other_constraints) = crate::dml::table_constraints(&create)?;
                     if create.query.is_some() || other_constraints {
                         return Err(PlanError::Unsupported {
@@ -373,7 +374,6 @@ impl WeirStatement {
                             hint: None,
                         });
                     }
-                    refuse_proctime_columns(&create.columns)?;
                     let options = match create.table_options {
                         CreateTableOptions::With(options) => sql_options(options)?,
                         CreateTableOptions::None => Vec::new(),
@@ -740,6 +740,35 @@ fn statement_kind(statement: &Statement) -> String {
     words.join(" ").to_uppercase()
 }
 
+/// A stream column computed as `PROCTIME()` (Flink's `p_time AS
+/// PROCTIME()`) is refused: Weir stamps processing time in the view that
+/// windows by it, `TUMBLE(stream, PROCTIME(), ..)` (design 0012, section 6).
+fn refuse_proctime_columns(columns: &[datafusion::sql::sqlparser::ast::ColumnDef]) -> Result<()> {
+    use datafusion::sql::sqlparser::ast::ColumnOption;
+    for column in columns {
+        for option in &column.options {
+            if let ColumnOption::Generated {
+                generation_expr: Some(expr),
+                ..
+            } = &option.option
+                && crate::windows::is_proctime(expr)
+            {
+                return Err(PlanError::Unsupported {
+                    what: format!(
+                        "a stream column computed as PROCTIME() (\"{}\")",
+                        column.name
+                    ),
+                    hint: Some(format!(
+                        "leave the column out; {}",
+                        crate::windows::PROCTIME_HINT
+                    )),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -825,33 +854,4 @@ mod tests {
         let err = WeirStatement::classify(statements.remove(0)).expect_err("unsupported");
         assert_eq!(err.to_string(), "CREATE INDEX is not supported");
     }
-}
-
-/// A stream column computed as `PROCTIME()` (Flink's `p_time AS
-/// PROCTIME()`) is refused: Weir stamps processing time in the view that
-/// windows by it, `TUMBLE(stream, PROCTIME(), ..)` (design 0012, section 6).
-fn refuse_proctime_columns(columns: &[datafusion::sql::sqlparser::ast::ColumnDef]) -> Result<()> {
-    use datafusion::sql::sqlparser::ast::ColumnOption;
-    for column in columns {
-        for option in &column.options {
-            if let ColumnOption::Generated {
-                generation_expr: Some(expr),
-                ..
-            } = &option.option
-                && crate::windows::is_proctime(expr)
-            {
-                return Err(PlanError::Unsupported {
-                    what: format!(
-                        "a stream column computed as PROCTIME() (\"{}\")",
-                        column.name
-                    ),
-                    hint: Some(format!(
-                        "leave the column out; {}",
-                        crate::windows::PROCTIME_HINT
-                    )),
-                });
-            }
-        }
-    }
-    Ok(())
 }

@@ -513,6 +513,44 @@ mod tests {
     }
 
     #[test]
+    fn proctime_stamps_the_rows_of_a_views_window_and_is_refused_elsewhere() {
+        let (sql, found) = rewrite(
+            "SELECT bidder, count(*) FROM TUMBLE(bid, PROCTIME(), INTERVAL '10' SECOND) GROUP BY bidder, window_start",
+            Mode::Stream,
+        );
+        assert!(
+            sql.contains("(SELECT *, weir_proctime() AS proctime FROM bid)"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("weir_window_start(proctime, 10000000000) AS window_start"),
+            "{sql}"
+        );
+        assert!(found[0].processing_time);
+        assert_eq!(found[0].time_column, "proctime");
+        assert_eq!(found[0].source, "bid");
+        for (text, mode) in [
+            (
+                "SELECT count(*) FROM TUMBLE(bid, PROCTIME(), INTERVAL '10 seconds')",
+                Mode::Batch,
+            ),
+            ("SELECT PROCTIME()", Mode::Batch),
+            ("SELECT bidder, proctime() AS t FROM bid", Mode::Stream),
+            (
+                "SELECT * FROM bid WHERE date_time < PROCTIME()",
+                Mode::Stream,
+            ),
+        ] {
+            let mut statement = parse(text).expect("parse").remove(0);
+            let err = rewrite_windows(&mut statement, mode).expect_err(text);
+            assert!(
+                matches!(err, PlanError::Unsupported { .. }),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_window_arguments_say_what_is_expected() {
         let mut statement =
             parse("SELECT * FROM HOP(bids, ts, INTERVAL '3 seconds', INTERVAL '10 seconds')")

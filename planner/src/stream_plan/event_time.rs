@@ -240,6 +240,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn over_processing_time_the_stamp_and_a_windows_end_are_watermarked() {
+        // The stamp is taken before the clock is sent as the watermark.
+        assert_eq!(
+            event_time_of(
+                "SELECT auction, proctime FROM TUMBLE(bids, PROCTIME(), INTERVAL '1 minute')",
+                false
+            )
+            .await
+            .as_deref(),
+            Some("proctime")
+        );
+        // The stream's own event time has no watermark in such a view.
+        assert_eq!(
+            event_time_of(
+                "SELECT date_time, proctime FROM TUMBLE(bids, PROCTIME(), INTERVAL '1 minute')",
+                false
+            )
+            .await
+            .as_deref(),
+            Some("proctime")
+        );
+        let sql = "SELECT window_start, window_end AS closes, count(*) AS n \
+                   FROM TUMBLE(bids, PROCTIME(), INTERVAL '1 minute') GROUP BY window_start, window_end";
+        assert_eq!(event_time_of(sql, true).await.as_deref(), Some("closes"));
+    }
+
+    #[tokio::test]
     async fn a_window_start_a_plain_group_by_and_a_join_give_none() {
         for sql in [
             "SELECT window_start, count(*) AS n FROM TUMBLE(bids, date_time, INTERVAL '1 minute') GROUP BY window_start",

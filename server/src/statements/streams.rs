@@ -192,7 +192,7 @@ pub(crate) fn watermark_delay(clause: &WatermarkClause) -> Result<i64> {
         return Err(weir_planner::PlanError::Unsupported {
             what: "a watermark over processing time (PROCTIME())".into(),
             hint: Some(format!(
-                "a watermark bounds the times in a stream's rows; processing time needs none declared: {}",
+                "a watermark bounds a time column of the stream's rows, and processing time is none of them; {}",
                 weir_planner::windows::PROCTIME_HINT
             )),
         }

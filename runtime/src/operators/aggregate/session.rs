@@ -127,7 +127,7 @@ impl SessionAggregate {
         // Rows per partition key, sorted by time, cut into runs at most the gap apart.
         let mut members: HashMap<Box<[u8]>, Vec<(i64, u32)>> = HashMap::default();
         let mut late = 0;
-        for row in 0..times.len() {
+        for (row, key) in rows.into_iter().enumerate() {
             if times.is_null(row) {
                 continue;
             }
@@ -137,10 +137,7 @@ impl SessionAggregate {
                 late += 1;
                 continue;
             }
-            members
-                .entry(rows[row].clone())
-                .or_default()
-                .push((t, row as u32));
+            members.entry(key).or_default().push((t, row as u32));
         }
         self.base.late.inc_by(late);
         let updating = self.updating();
@@ -246,8 +243,7 @@ impl SessionAggregate {
         let p = self.base.spec.partition_keys.len();
         let chunk = StateChunk::new(mine, p)?;
         let keys = key_rows(&self.base.partition_converter, chunk.keys(), chunk.rows())?;
-        for row in 0..chunk.rows() {
-            let key = keys[row].clone();
+        for (row, key) in keys.into_iter().enumerate() {
             if chunk.dropped(row) {
                 self.keys.remove(&key);
                 continue;
