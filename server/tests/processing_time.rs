@@ -7,6 +7,8 @@
 //! alone (over event time it would wait for a later row for ever).
 
 mod common;
+#[path = "common/jobs.rs"]
+mod jobs;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -163,6 +165,17 @@ async fn killed_with_processing_time_windows_open_no_row_is_lost_or_counted_twic
 
     let server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
     let client = connect(&server).await;
+    // Both views restored their windows from a checkpoint (the rows were
+    // written over four seconds, at a 200 ms interval).
+    for view in ["open", "closed"] {
+        let events = jobs::events(&client, view).await;
+        assert!(
+            events
+                .iter()
+                .any(|e| e.2.starts_with("resumed from checkpoint")),
+            "{view} did not resume from a checkpoint: {events:?}"
+        );
+    }
     client
         .batch_execute("INSERT INTO clicks VALUES (31), (32)")
         .await
