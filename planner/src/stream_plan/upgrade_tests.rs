@@ -215,3 +215,21 @@ async fn a_join_state_ttl_is_part_of_the_joins_signature() {
         signed(BASE).await.0
     );
 }
+
+#[tokio::test]
+async fn windows_of_processing_time_do_not_keep_windows_of_event_time() {
+    let proctime = BASE.replace("date_time", "PROCTIME()");
+    let (signed_proctime, _) = signed(&proctime).await;
+    let (base, _) = signed(BASE).await;
+    assert_ne!(
+        signed_proctime[0].hash, base[0].hash,
+        "event-time windows kept over processing time"
+    );
+    let reason = refusal(BASE, &proctime).await;
+    assert!(
+        reason.is_some(),
+        "an upgrade between the two kept the state"
+    );
+    // Processing time to processing time keeps them.
+    assert_eq!(refusal(&proctime, &proctime).await, None);
+}
