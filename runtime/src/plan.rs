@@ -404,10 +404,15 @@ impl JoinSpec {
     /// Is the output a changelog (with the op column)? Only an inner join
     /// of two append-only inputs never retracts, and a lookup join of an
     /// append-only stream (inner or left) never does: a table change
-    /// re-emits nothing.
+    /// re-emits nothing; nor does an interval join of any kind (of two
+    /// append-only inputs), whose padded rows are emitted once, when
+    /// certain.
     pub fn changelog(&self) -> bool {
         if self.lookup() {
             return self.input_changelog[0];
+        }
+        if self.interval.is_some() {
+            return self.input_changelog.iter().any(|c| *c);
         }
         self.kind != JoinKind::Inner || self.input_changelog.iter().any(|c| *c)
     }

@@ -22,8 +22,10 @@
 //! - an OVER window's event-time column (rows come out as the watermark
 //!   passes them);
 //! - a lookup join's stream-side columns of that kind; either time column
-//!   of an interval join (its pairs are at or after the watermark it
-//!   forwards, which is its inputs' less its reach).
+//!   of an inner interval join (its pairs are at or after the watermark it
+//!   forwards, which is its inputs' less its reach), the preserved side's
+//!   of a LEFT or RIGHT one (the other side's is NULL in padded rows), and
+//!   neither of a FULL one.
 //!
 //! The first such output column is the view's event-time column. A
 //! projection that computes a new time (`ts + INTERVAL ..`), a window's
@@ -35,7 +37,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::PhysicalExpr;
-use weir_runtime::plan::WindowKind;
+use weir_runtime::plan::{Side, WindowKind};
 
 use super::nodes::{
     StreamAggregate, StreamFilter, StreamMaterialize, StreamNode, StreamProject, StreamUnnest,
@@ -98,10 +100,18 @@ pub(super) fn watermarked_columns(node: &StreamNode) -> Vec<usize> {
         StreamNode::HashJoin(join) => match &join.interval {
             Some(interval) => {
                 let left_width = join.spec.inputs[0].fields().len();
-                vec![
+                let times = [
                     interval.bounds.time[0],
                     left_width + interval.bounds.time[1],
-                ]
+                ];
+                // A padded row has NULL in the other side's time: only a
+                // column no padded row leaves empty is bounded.
+                let kind = join.spec.kind;
+                Side::BOTH
+                    .into_iter()
+                    .filter(|side| !kind.preserves(side.other()))
+                    .map(|side| times[side.index()])
+                    .collect()
             }
             // A lookup join: its left (stream) columns come first and
             // carry the stream's watermark.
@@ -274,6 +284,25 @@ mod tests {
             "SELECT a.auction, a.date_time FROM bids a JOIN bids b ON a.auction = b.auction",
         ] {
             assert_eq!(event_time_of(sql, false).await, None, "{sql}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outer_interval_join_offers_only_the_time_its_padded_rows_keep() {
+        let within = "ON a.auction = b.auction AND b.date_time BETWEEN a.date_time - INTERVAL '1 second' AND a.date_time + INTERVAL '1 second'";
+        let select = "SELECT a.date_time AS a_at, b.date_time AS b_at FROM bids a";
+        for (join, expected) in [
+            ("JOIN", Some("a_at")),
+            ("LEFT JOIN", Some("a_at")),
+            ("RIGHT JOIN", Some("b_at")),
+            ("FULL JOIN", None),
+        ] {
+            let sql = format!("{select} {join} bids b {within}");
+            assert_eq!(
+                event_time_of(&sql, false).await.as_deref(),
+                expected,
+                "{sql}"
+            );
         }
     }
 }

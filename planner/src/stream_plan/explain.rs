@@ -205,7 +205,7 @@ fn exchange_line(exchange: &StreamExchange, from_both_inputs: bool) -> String {
 fn join_line(join: &StreamHashJoin) -> String {
     let on: Vec<String> = join.on.iter().map(|(l, r)| format!("{l} = {r}")).collect();
     if let Some(interval) = &join.interval {
-        return interval_join_line(&on, interval);
+        return interval_join_line(join.spec.kind, &on, interval);
     }
     if join.spec.lookup() {
         return format!(
@@ -273,9 +273,11 @@ fn ttl_state(join: &StreamHashJoin) -> String {
     )
 }
 
-/// An interval join: its bounds, the watermark it forwards, and when each
-/// side's rows are dropped (by the other side's watermark).
-fn interval_join_line(on: &[String], interval: &StreamInterval) -> String {
+/// An interval join: its bounds, the watermark it forwards, when each
+/// side's rows are dropped (by the other side's watermark), and, for an
+/// outer one, that a preserved side's rows that never paired are emitted
+/// padded then.
+fn interval_join_line(kind: JoinKind, on: &[String], interval: &StreamInterval) -> String {
     let [left, right] = &interval.times;
     let bounds = interval.bounds;
     // "rows older than the watermark minus 10 s" / "plus 10 s" / "".
@@ -284,8 +286,17 @@ fn interval_join_line(on: &[String], interval: &StreamInterval) -> String {
         std::cmp::Ordering::Greater => format!(" minus {}", signed_duration(ns)),
         std::cmp::Ordering::Less => format!(" plus {}", signed_duration(-ns)),
     };
+    let (name, padded) = match kind {
+        JoinKind::Inner => ("inner", None),
+        JoinKind::Left => ("left", Some("a left row")),
+        JoinKind::Right => ("right", Some("a right row")),
+        JoinKind::Full => ("full", Some("a left or right row")),
+    };
+    let padding = padded.map_or_else(String::new, |row| {
+        format!("; padded: {row} that never paired is emitted with NULLs when it is dropped")
+    });
     format!(
-        "StreamIntervalJoin: inner on [{}] time: {right} - {left} in [{}, {}] output=append-only, watermark less {} state: both inputs' rows by key, left rows dropped when {left} is older than the right side's watermark{}, right rows when {right} is older than the left side's watermark{}",
+        "StreamIntervalJoin: {name} on [{}] time: {right} - {left} in [{}, {}] output=append-only, watermark less {} state: both inputs' rows by key, left rows dropped when {left} is older than the right side's watermark{}, right rows when {right} is older than the left side's watermark{}{padding}",
         on.join(", "),
         signed_duration(bounds.lower),
         signed_duration(bounds.upper),

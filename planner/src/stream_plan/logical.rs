@@ -104,6 +104,11 @@ pub(super) enum Step {
     },
     /// Two inputs, each a chain of its own, joined on equal keys.
     Join {
+        /// An outer join's condition beyond equal keys: which rows pair,
+        /// and so which are padded (an inner join's is a [`Step::Filter`]
+        /// over its pairs instead). Only an interval join's time bounds
+        /// are accepted there (`lower_join`).
+        condition: Option<Expr>,
         /// The left input's steps.
         left: Vec<Step>,
         /// The right input's steps.
@@ -328,12 +333,6 @@ pub(super) fn collect(
                     "join on keys that are not NULL",
                 ));
             }
-            if join.filter.is_some() && kind != JoinKind::Inner {
-                return Err(unsupported(
-                    "an outer join with a condition other than equal keys",
-                    "move the condition to WHERE, or join on equal keys only",
-                ));
-            }
             let (mut left, mut right) = (Vec::new(), Vec::new());
             collect(&join.left, inputs, &mut left)?;
             collect(&join.right, inputs, &mut right)?;
@@ -348,7 +347,14 @@ pub(super) fn collect(
                 ),
                 false => join.schema.clone(),
             };
+            // An outer join's condition decides which rows are padded: it
+            // stays with the join rather than filtering its output.
+            let condition = match kind {
+                JoinKind::Inner => None,
+                _ => join.filter.clone(),
+            };
             steps.push(Step::Join {
+                condition,
                 left,
                 right,
                 on: join.on.clone(),
@@ -357,7 +363,7 @@ pub(super) fn collect(
                 output: pairs.clone(),
             });
             // The rest of an inner join's condition filters the pairs.
-            if let Some(filter) = &join.filter {
+            if let (JoinKind::Inner, Some(filter)) = (kind, &join.filter) {
                 steps.push(Step::Filter {
                     predicate: filter.clone(),
                     input: pairs.clone(),

@@ -6,6 +6,8 @@
 //! aggregate (or a TopN per window) over a watermark, and no join but an
 //! interval join or a lookup join (the ones that forward a watermark).
 
+use weir_runtime::operators::join::JoinKind;
+
 use super::logical::Step;
 use super::lower_aggregate::{GroupBy, lower_aggregate};
 use super::lower_join::{JoinOn, lower_join};
@@ -60,6 +62,7 @@ fn closes_windows(node: &StreamNode) -> bool {
 fn lower_chain(steps: &[Step], lowering: &Lowering<'_>) -> Result<StreamNode> {
     let mut node = match steps.first() {
         Some(Step::Join {
+            condition,
             left,
             right,
             on,
@@ -76,9 +79,13 @@ fn lower_chain(steps: &[Step], lowering: &Lowering<'_>) -> Result<StreamNode> {
                 kind: *kind,
                 schemas,
                 output,
-                filter: match steps.get(1) {
-                    Some(Step::Filter { predicate, .. }) => Some(predicate),
-                    _ => None,
+                // An inner join's condition is the filter over its pairs;
+                // an outer join's is its own (a filter over it is a WHERE,
+                // which bounds no pair).
+                filter: match (kind, steps.get(1)) {
+                    (JoinKind::Inner, Some(Step::Filter { predicate, .. })) => Some(predicate),
+                    (JoinKind::Inner, _) => None,
+                    (_, _) => condition.as_ref(),
                 },
             };
             let join = lower_join(left, right, on, lowering)?;

@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use datafusion::common::DFSchemaRef;
 use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::expressions::Column;
 use weir_runtime::plan::{AggregateSpec, Emit, WindowKind};
 
+use super::lower_join_interval::refuse_padded_window;
 use super::lowering::{Lowering, arrow_schema, physical, unsupported};
 use super::nodes::{StreamAggregate, StreamExchange, StreamNode};
 use crate::error::{PlanError, Result};
@@ -161,6 +163,13 @@ pub(super) fn lower_aggregate(
         } => vec![start_key, end_key],
         WindowKind::None => Vec::new(),
     };
+    let column_of = |i: usize| {
+        group_physical[i]
+            .downcast_ref::<Column>()
+            .map(|c| c.index())
+    };
+    let window_columns: Vec<Option<usize>> = window_keys.iter().map(|&i| column_of(i)).collect();
+    refuse_padded_window(&node, &window_columns)?;
     let partition_keys: Vec<usize> = (0..group.len())
         .filter(|i| !window_keys.contains(i))
         .collect();

@@ -2,8 +2,9 @@
 //! operators on it), joined on equal keys by join workers that keep both
 //! inputs' rows by key: for ever, or, when the condition bounds how far
 //! apart the two rows' event times are (`lower_join_interval`), until the
-//! watermark makes them unmatchable; or, for a lookup join
-//! (`lower_join_lookup`), only the table side's rows.
+//! watermark makes them unmatchable (an outer one padding then the rows
+//! that never paired); or, for a lookup join (`lower_join_lookup`), only
+//! the table side's rows.
 
 use std::sync::Arc;
 
@@ -14,9 +15,9 @@ use datafusion::physical_expr::expressions::CastExpr;
 use weir_runtime::operators::join::{JoinKind, JoinSpec};
 use weir_runtime::plan::{JoinState, JoinTtl, Side};
 
-use super::lower_join_interval::{interval_bounds, time_columns};
+use super::lower_join_interval::{beyond_bounds, interval_bounds, time_columns};
 use super::lower_join_lookup::check_lookup;
-use super::lowering::{Lowering, arrow_schema, physical};
+use super::lowering::{Lowering, arrow_schema, physical, unsupported};
 use super::nodes::{SideTtl, StreamExchange, StreamHashJoin, StreamInterval, StreamNode};
 use crate::error::{PlanError, Result};
 use crate::lookups::LookupUse;
@@ -31,8 +32,10 @@ pub(super) struct JoinOn<'a> {
     pub schemas: &'a [DFSchemaRef; 2],
     /// Left columns then right columns.
     pub output: &'a DFSchemaRef,
-    /// The condition on the pairs beyond equal keys (the filter right above
-    /// the join), if any: where an interval join's time bounds are.
+    /// The condition beyond equal keys, if any: where an interval join's
+    /// time bounds are. An inner join's is the filter right above it (on
+    /// its pairs); an outer join's is its own `ON` condition, which must be
+    /// those bounds alone.
     pub filter: Option<&'a Expr>,
     /// The right input was read `FOR SYSTEM_TIME AS OF`: a lookup join.
     pub lookup: Option<&'a LookupUse>,
@@ -75,6 +78,9 @@ pub(super) fn lower_join(
             None => (None, JoinState::KeptForever),
         },
     };
+    if join.kind != JoinKind::Inner && join.filter.is_some() && interval.is_none() {
+        return Err(outer_condition_refused(&left, &right));
+    }
     let (left, right, state, ttl) = match (state, lowering.join_state_ttl) {
         (JoinState::KeptForever, Some(ttl)) if interval.is_none() && join.lookup.is_none() => {
             let (left, right, ttl, shown) = ttl_of(left, right, &join, ttl);
@@ -119,12 +125,17 @@ pub(super) fn lower_join(
     }))
 }
 
-/// The join's time bounds when it is an interval join: inner, of two
-/// append-only inputs with event time, its condition bounding the distance
-/// of their times on both sides (or a window join: equal window ends).
-/// Otherwise a regular join.
+/// The join's time bounds when it is an interval join: of two append-only
+/// inputs with event time, its condition bounding the distance of their
+/// times on both sides (or a window join: equal window ends). An outer
+/// join is one only when its `ON` condition is those bounds and nothing
+/// else: its padded rows are the rows that pair with nothing under the
+/// whole condition, which the operator enforces only the bounds of (an
+/// outer join without a condition stays a regular join, as it planned
+/// before). Otherwise a regular join.
 fn interval_of(left: &StreamNode, right: &StreamNode, join: &JoinOn<'_>) -> Option<StreamInterval> {
-    if join.kind != JoinKind::Inner || left.changelog() || right.changelog() {
+    let outer = join.kind != JoinKind::Inner;
+    if (outer && join.filter.is_none()) || left.changelog() || right.changelog() {
         return None;
     }
     let left_width = join.schemas[0].fields().len();
@@ -135,6 +146,12 @@ fn interval_of(left: &StreamNode, right: &StreamNode, join: &JoinOn<'_>) -> Opti
         join.output,
         &[time_columns(left), time_columns(right)],
     )?;
+    if outer
+        && let Some(condition) = join.filter
+        && !beyond_bounds(condition, join.schemas, join.output, &bounds).is_empty()
+    {
+        return None;
+    }
     let column = |index: usize| {
         let (qualifier, field) = join.output.qualified_field(index);
         Expr::Column(datafusion::common::Column::new(
@@ -146,6 +163,21 @@ fn interval_of(left: &StreamNode, right: &StreamNode, join: &JoinOn<'_>) -> Opti
         bounds,
         times: [column(bounds.time[0]), column(left_width + bounds.time[1])],
     })
+}
+
+/// Why an outer join with a condition beyond equal keys is refused: it is
+/// run only as an outer interval join, whose condition is the bounds on the
+/// two streams' event times alone.
+fn outer_condition_refused(left: &StreamNode, right: &StreamNode) -> PlanError {
+    let why = if left.changelog() || right.changelog() {
+        "an outer join of an updating input with a condition other than equal keys"
+    } else {
+        "an outer join with a condition other than equal keys and bounds on the two streams' event times"
+    };
+    unsupported(
+        why,
+        "an outer join's condition decides which rows are padded; bound only the two append-only streams' event-time columns in ON (b.ts BETWEEN a.ts - INTERVAL '..' AND a.ts + INTERVAL '..') for an outer interval join, move other conditions to WHERE or into a subquery on one input, or join on equal keys only",
+    )
 }
 
 /// What a regular join keeps under the view's `join_state_ttl`, and how

@@ -19,7 +19,8 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DFSchemaRef, ScalarValue};
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
-use weir_runtime::plan::IntervalBounds;
+use datafusion::physical_expr::utils::collect_columns;
+use weir_runtime::plan::{IntervalBounds, Side};
 
 use super::nodes::{StreamFilter, StreamNode, StreamProject, StreamUnnest};
 
@@ -80,6 +81,34 @@ pub(super) fn interval_bounds(
         }
     }
     None
+}
+
+/// The conjuncts of `predicate` (over the join's output, left columns
+/// first) that are not bounds on `bounds`' two time columns: what an outer
+/// interval join could not enforce (its operator applies the bounds alone).
+pub(super) fn beyond_bounds(
+    predicate: &Expr,
+    schemas: &[DFSchemaRef; 2],
+    output: &DFSchemaRef,
+    bounds: &IntervalBounds,
+) -> Vec<Expr> {
+    let time_of = TimeOf {
+        output,
+        left_width: schemas[0].fields().len(),
+        times: bounds.time,
+    };
+    split_conjunction(predicate)
+        .into_iter()
+        .filter(|c| {
+            let parts = match c {
+                Expr::Between(Between { negated: false, .. }) => 2,
+                Expr::BinaryExpr(_) => 1,
+                _ => return true,
+            };
+            time_of.bounds(c).len() != parts
+        })
+        .cloned()
+        .collect()
 }
 
 /// Resolves columns of the join's output to the inputs' time columns.
@@ -244,6 +273,70 @@ pub(super) fn time_columns(node: &StreamNode) -> Vec<usize> {
     }
 }
 
+/// The columns of `node`'s rows that an outer interval join under it
+/// leaves NULL in its padded rows (the side it pads, and what is computed
+/// from it). A window over one of them would put every padded row in a
+/// window with no bounds, which a window aggregate drops and the batch
+/// answer keeps (as a group of NULL bounds): [`refuse_padded_window`].
+pub(super) fn padded_columns(node: &StreamNode) -> Vec<usize> {
+    match node {
+        StreamNode::HashJoin(join) if join.interval.is_some() => {
+            let left_width = join.spec.inputs[0].fields().len();
+            let right_width = join.spec.inputs[1].fields().len();
+            let kind = join.spec.kind;
+            let mut padded = Vec::new();
+            if kind.preserves(Side::Right) {
+                padded.extend(0..left_width);
+            }
+            if kind.preserves(Side::Left) {
+                padded.extend(left_width..left_width + right_width);
+            }
+            padded
+        }
+        StreamNode::Filter(StreamFilter { input, .. })
+        | StreamNode::Unnest(StreamUnnest { input, .. }) => padded_columns(input),
+        StreamNode::Project(StreamProject {
+            input, physical, ..
+        }) => {
+            let padded = padded_columns(input);
+            if padded.is_empty() {
+                return padded;
+            }
+            physical
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| {
+                    collect_columns(e)
+                        .iter()
+                        .any(|c| padded.contains(&c.index()))
+                })
+                .map(|(i, _)| i)
+                .collect()
+        }
+        StreamNode::Source(_)
+        | StreamNode::HashJoin(_)
+        | StreamNode::Aggregate(_)
+        | StreamNode::TopN(_)
+        | StreamNode::OverWindow(_) => Vec::new(),
+    }
+}
+
+/// Refuse a window whose bounds are `window_columns` of `node`'s rows when
+/// an outer interval join under it pads them with NULLs.
+pub(super) fn refuse_padded_window(
+    node: &StreamNode,
+    window_columns: &[Option<usize>],
+) -> crate::error::Result<()> {
+    let padded = padded_columns(node);
+    if window_columns.iter().flatten().any(|c| padded.contains(c)) {
+        return Err(super::lowering::unsupported(
+            "a window over the columns an outer join pads with NULLs",
+            "a row the join pads has no time on that side, so it belongs to no window; window the time of the side whose rows are kept (the left input of a LEFT join, the right of a RIGHT join), or use an inner join",
+        ));
+    }
+    Ok(())
+}
+
 /// The rows of a join input's node.
 fn schema_of(node: &StreamNode) -> Option<datafusion::arrow::datatypes::SchemaRef> {
     match node {
@@ -357,6 +450,27 @@ mod tests {
             [vec![1], vec![]],
         );
         assert!(no_time.is_none());
+    }
+
+    #[test]
+    fn what_an_outer_join_condition_holds_beyond_the_bounds() {
+        let bounds = IntervalBounds {
+            time: [1, 1],
+            lower: -10 * SECOND,
+            upper: 5 * SECOND,
+        };
+        let beyond = |predicate: Expr| beyond_bounds(&predicate, &inputs(), &output(), &bounds);
+        let between = col("b.ts").between(col("a.ts") - seconds(10), col("a.ts") + seconds(5));
+        assert!(beyond(between.clone()).is_empty());
+        let compared = col("a.ts")
+            .lt_eq(col("b.ts") + seconds(10))
+            .and(col("b.ts").lt(col("a.ts") + seconds(6)));
+        assert!(beyond(compared).is_empty());
+        let other = col("b.k").gt(lit(3i64));
+        assert_eq!(beyond(between.and(other.clone())), vec![other]);
+        // A bound on one side's time alone bounds no distance.
+        let one_side = col("b.ts").gt(col("b.ts") - seconds(1));
+        assert_eq!(beyond(one_side.clone()), vec![one_side]);
     }
 
     #[test]

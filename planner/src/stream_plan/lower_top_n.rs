@@ -25,6 +25,7 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Operator, SortExpr};
 use weir_runtime::plan::{TopNSpec, TopNWindow};
 
 use super::logical::Step;
+use super::lower_join_interval::refuse_padded_window;
 use super::lower_stateless::lower_project;
 use super::lowering::{Lowering, arrow_schema, physical, unsupported};
 use super::nodes::{StreamExchange, StreamNode, StreamTopN};
@@ -156,6 +157,12 @@ pub(super) fn lower_top_n(
         }
         _ => None,
     };
+    if let Some(w) = window {
+        let key = partition[w.key]
+            .downcast_ref::<datafusion::physical_expr::expressions::Column>()
+            .map(|c| c.index());
+        refuse_padded_window(&node, &[key])?;
+    }
     if window.is_some_and(|w| w.emit_on_close) && node.changelog() {
         return Err(unsupported(
             "EMIT ON WINDOW CLOSE over an updating input",

@@ -37,7 +37,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Int8Array, Int64Array, RecordBatch, UInt32Array, new_empty_array,
+    Array, ArrayRef, AsArray, BooleanArray, Int8Array, Int64Array, RecordBatch, UInt32Array,
+    new_empty_array,
 };
 use datafusion::arrow::compute::{interleave, take};
 use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema, SchemaRef};
@@ -327,7 +328,7 @@ impl JoinOperator {
                     (whole.columns().to_vec(), vec![1i64; total])
                 }
             };
-            let mut chunk = side_chunk(&self.spec.inputs[s], columns, Some(counts))?;
+            let mut chunk = side_chunk(&self.spec.inputs[s], columns, ChunkTail::Counts(counts))?;
             if side.expiry.is_some() {
                 chunk = with_seen(chunk, side.seen()?)?;
             }
@@ -591,15 +592,33 @@ pub(crate) const SIDE_CHUNKS: [&str; 2] = ["left", "right"];
 /// The name of a side chunk's count column.
 const COUNT_COLUMN: &str = "__weir_count";
 
+/// The name of a side chunk's "paired" column (an outer interval join's
+/// preserved side).
+pub(crate) const MATCHED_COLUMN: &str = "__weir_matched";
+
+/// What a side chunk carries after the side's input columns.
+pub(crate) enum ChunkTail {
+    /// Nothing: an inner interval join's rows, or an outer one's side
+    /// whose rows are never padded.
+    Nothing,
+    /// Each row's count (the regular and the lookup join), as
+    /// `__weir_count`.
+    Counts(Vec<i64>),
+    /// Whether each row has paired yet (the preserved side of an outer
+    /// interval join: a row that never did is padded once it expires), as
+    /// `__weir_matched`.
+    Matched(Vec<bool>),
+}
+
 /// One join side's rows as a checkpoint chunk: the side's input columns
 /// (`columns`, at least as many as `input` has; extra ones are dropped),
 /// each made nullable, so a chunk reads back whatever nullability the
-/// plan declared, then the rows' counts when given. What the regular, the
-/// interval and the lookup join write alike.
+/// plan declared, then the rows' counts or "paired" flags (`tail`). What
+/// the regular, the interval and the lookup join write alike.
 pub(crate) fn side_chunk(
     input: &SchemaRef,
     mut columns: Vec<ArrayRef>,
-    counts: Option<Vec<i64>>,
+    tail: ChunkTail,
 ) -> Result<RecordBatch> {
     columns.truncate(input.fields().len());
     let mut fields: Vec<Field> = input
@@ -607,9 +626,16 @@ pub(crate) fn side_chunk(
         .iter()
         .map(|f| f.as_ref().clone().with_nullable(true))
         .collect();
-    if let Some(counts) = counts {
-        fields.push(Field::new(COUNT_COLUMN, DataType::Int64, true));
-        columns.push(Arc::new(Int64Array::from(counts)) as ArrayRef);
+    match tail {
+        ChunkTail::Nothing => {}
+        ChunkTail::Counts(counts) => {
+            fields.push(Field::new(COUNT_COLUMN, DataType::Int64, true));
+            columns.push(Arc::new(Int64Array::from(counts)) as ArrayRef);
+        }
+        ChunkTail::Matched(matched) => {
+            fields.push(Field::new(MATCHED_COLUMN, DataType::Boolean, true));
+            columns.push(Arc::new(BooleanArray::from(matched)) as ArrayRef);
+        }
     }
     Ok(RecordBatch::try_new(
         Arc::new(Schema::new(fields)),

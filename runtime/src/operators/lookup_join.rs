@@ -40,7 +40,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{HashMap, Result, internal_err};
 
 use crate::checkpoint::StateWrite;
-use crate::operators::join::{SIDE_CHUNKS, side_chunk};
+use crate::operators::join::{ChunkTail, SIDE_CHUNKS, side_chunk};
 use crate::operators::{StateSummary, StreamBatch, StreamOperator, exchange};
 use crate::plan::{JoinKind, JoinSpec, Side};
 
@@ -272,7 +272,7 @@ impl LookupJoin {
         let columns = self.rows.convert_rows(&encoded)?;
         write.put.push((
             TABLE_CHUNK.to_string(),
-            side_chunk(&self.spec.inputs[1], columns, Some(counts))?,
+            side_chunk(&self.spec.inputs[1], columns, ChunkTail::Counts(counts))?,
         ));
         Ok(write)
     }
