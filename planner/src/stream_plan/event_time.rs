@@ -150,46 +150,15 @@ fn column_index(expr: &dyn PhysicalExpr) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::sync::Arc;
-
-    use datafusion::datasource::empty::EmptyTable;
-    use datafusion::prelude::SessionContext;
-    use weir_runtime::plan::EventTime;
-
-    use super::super::tests::{Bids, bids_schema};
-    use super::super::{StreamInput, plan_stream};
-    use crate::windows::{Mode, rewrite_windows};
+    use super::super::plan_stream;
+    use super::super::tests::{bids_inputs, windowed_bids_plan};
 
     /// The name of the output column of `sql` (over the stream `bids`,
     /// whose watermark is over `date_time`; `eowc`: EMIT ON WINDOW CLOSE)
     /// that the view's watermark is over, if any.
     async fn event_time_of(sql: &str, eowc: bool) -> Option<String> {
-        let mut statement = crate::parser::parse(sql)
-            .expect("parse")
-            .pop()
-            .expect("a statement");
-        let windows = rewrite_windows(&mut statement, Mode::Stream).expect("windows");
-        let schema = bids_schema();
-        let ctx = SessionContext::new();
-        weir_runtime::windows::register(&ctx);
-        ctx.register_table("bids", Arc::new(EmptyTable::new(schema.clone())))
-            .expect("register bids");
-        let plan = ctx
-            .sql(&statement.to_string())
-            .await
-            .expect("plan")
-            .into_optimized_plan()
-            .expect("optimize");
-        let input = StreamInput {
-            source: Arc::new(Bids { schema }),
-            event_time: Some(EventTime {
-                column: 3,
-                delay: 2_000_000_000,
-            }),
-            time_column: Some("date_time".into()),
-        };
-        let inputs = HashMap::from([("bids".to_string(), input)]);
+        let (windows, plan) = windowed_bids_plan(sql).await;
+        let inputs = bids_inputs();
         let uses = super::super::QueryUses {
             windows: &windows,
             ..Default::default()

@@ -89,6 +89,58 @@ pub(super) fn bids_schema() -> SchemaRef {
     ]))
 }
 
+/// The stream inputs of the planner tests: `bids`, whose watermark is over
+/// `date_time`, two seconds behind.
+pub(super) fn bids_inputs() -> HashMap<String, StreamInput> {
+    let input = StreamInput {
+        source: Arc::new(Bids {
+            schema: bids_schema(),
+        }),
+        event_time: Some(EventTime {
+            column: 3,
+            delay: 2_000_000_000,
+        }),
+        time_column: Some("date_time".into()),
+    };
+    HashMap::from([("bids".to_string(), input)])
+}
+
+/// The optimized logical plan of `sql` over an empty `bids`, with the
+/// window functions registered.
+pub(super) async fn bids_plan(sql: &str) -> datafusion::logical_expr::LogicalPlan {
+    let ctx = SessionContext::new();
+    weir_runtime::windows::register(&ctx);
+    ctx.register_table("bids", Arc::new(EmptyTable::new(bids_schema())))
+        .expect("register bids");
+    ctx.sql(sql)
+        .await
+        .expect("plan")
+        .into_optimized_plan()
+        .expect("optimize")
+}
+
+/// The query `sql` with its window TVFs rewritten as a view's are: the
+/// windows found, and its plan over `bids` ([`bids_plan`]).
+pub(super) async fn windowed_bids_plan(
+    sql: &str,
+) -> (
+    Vec<crate::windows::WindowUse>,
+    datafusion::logical_expr::LogicalPlan,
+) {
+    let mut statement = crate::parser::parse(sql)
+        .expect("parse")
+        .pop()
+        .expect("a statement");
+    assert!(matches!(
+        statement,
+        datafusion::sql::sqlparser::ast::Statement::Query(_)
+    ));
+    let windows = crate::windows::rewrite_windows(&mut statement, crate::windows::Mode::Stream)
+        .expect("windows");
+    let plan = bids_plan(&statement.to_string()).await;
+    (windows, plan)
+}
+
 /// The typed plan of `sql` over the stream `bids`, with two workers.
 async fn lower(sql: &str) -> crate::error::Result<StreamMaterialize> {
     lower_with_ttl(sql, None).await
@@ -96,25 +148,8 @@ async fn lower(sql: &str) -> crate::error::Result<StreamMaterialize> {
 
 /// [`lower`], the view's `join_state_ttl` being `ttl`.
 async fn lower_with_ttl(sql: &str, ttl: Option<i64>) -> crate::error::Result<StreamMaterialize> {
-    let schema = bids_schema();
-    let ctx = SessionContext::new();
-    ctx.register_table("bids", Arc::new(EmptyTable::new(schema.clone())))
-        .expect("register bids");
-    let plan = ctx
-        .sql(sql)
-        .await
-        .expect("plan")
-        .into_optimized_plan()
-        .expect("optimize");
-    let input = StreamInput {
-        source: Arc::new(Bids { schema }),
-        event_time: Some(EventTime {
-            column: 3,
-            delay: 2_000_000_000,
-        }),
-        time_column: Some("date_time".into()),
-    };
-    let inputs = HashMap::from([("bids".to_string(), input)]);
+    let plan = bids_plan(sql).await;
+    let inputs = bids_inputs();
     let uses = super::QueryUses {
         join_state_ttl: ttl,
         ..Default::default()

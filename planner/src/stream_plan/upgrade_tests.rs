@@ -3,18 +3,11 @@
 //! aliases, formatting) and what changes it (its window, keys,
 //! accumulators, a filter below it), with the reason an upgrade gives.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use weir_runtime::plan::StateSignature;
 
-use datafusion::datasource::empty::EmptyTable;
-use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::Statement;
-use weir_runtime::plan::{EventTime, StateSignature};
-
-use super::tests::{Bids, bids_schema};
+use super::plan_stream;
+use super::tests::{bids_inputs, windowed_bids_plan};
 use super::upgrade::{Compatibility, OperatorState, match_operators};
-use super::{StreamInput, plan_stream};
-use crate::windows::{Mode, rewrite_windows};
 
 /// The stateful operators' signatures and the whole plan's of `sql` over
 /// the stream `bids` (windows rewritten as a view's are).
@@ -24,32 +17,8 @@ async fn signed(sql: &str) -> (Vec<StateSignature>, String) {
 
 /// [`signed`], the view's `join_state_ttl` being `ttl`.
 async fn signed_with_ttl(sql: &str, ttl: Option<i64>) -> (Vec<StateSignature>, String) {
-    let mut statement = crate::parser::parse(sql)
-        .expect("parse")
-        .pop()
-        .expect("a statement");
-    assert!(matches!(statement, Statement::Query(_)));
-    let windows = rewrite_windows(&mut statement, Mode::Stream).expect("windows");
-    let schema = bids_schema();
-    let ctx = SessionContext::new();
-    weir_runtime::windows::register(&ctx);
-    ctx.register_table("bids", Arc::new(EmptyTable::new(schema.clone())))
-        .expect("register bids");
-    let plan = ctx
-        .sql(&statement.to_string())
-        .await
-        .expect("plan")
-        .into_optimized_plan()
-        .expect("optimize");
-    let input = StreamInput {
-        source: Arc::new(Bids { schema }),
-        event_time: Some(EventTime {
-            column: 3,
-            delay: 2_000_000_000,
-        }),
-        time_column: Some("date_time".into()),
-    };
-    let inputs = HashMap::from([("bids".to_string(), input)]);
+    let (windows, plan) = windowed_bids_plan(sql).await;
+    let inputs = bids_inputs();
     let uses = super::QueryUses {
         windows: &windows,
         lookups: &[],
