@@ -26,7 +26,7 @@
 //! # Layout
 //! - [`executor`]: the dedicated worker runtime; panics become errors, never
 //!   a dead server.
-//! - [`message`]: `Message::{Batch, Watermark, Barrier}`, what streaming
+//! - [`message`]: `Message::{Batch, Watermark, Barrier, SnapshotEnd}`, what streaming
 //!   tasks exchange.
 //! - [`plan`]: a stream plan (the planner/runtime contract): its sources or
 //!   join, aggregate, stateless operators.

@@ -17,6 +17,12 @@ pub enum Message {
     Watermark(i64),
     /// A checkpoint barrier: every message before it belongs to the epoch.
     Barrier(Barrier),
+    /// Every row a table input held when the job started (its snapshot)
+    /// was sent before this on the channel; changes follow. Sent once, only
+    /// by a table source that is a lookup join's table side, before its
+    /// first barrier: the join holds its stream rows until every table-side
+    /// upstream sent it (see `operators::lookup_join`).
+    SnapshotEnd,
 }
 
 /// A checkpoint barrier, injected by sources.

@@ -61,6 +61,11 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// Is it the rows of a table or a materialized view (what a lookup
     /// join, `FOR SYSTEM_TIME AS OF`, may look rows up in), rather than a
     /// stream of events?
+    ///
+    /// # Correctness
+    /// A table's readers hand on [`SourceItem::SnapshotEnd`] once, after
+    /// their snapshot (or at their end): a lookup join holds its stream
+    /// rows, and its table side's barriers, until it comes.
     fn is_table(&self) -> bool {
         false
     }
@@ -226,6 +231,11 @@ pub enum SourceItem {
     /// Every row still to come is at or after this event time
     /// (nanoseconds).
     Watermark(i64),
+    /// Every row the input held when the reader was opened (its snapshot)
+    /// was handed on; what follows are changes after it. From a table's
+    /// reader ([`Source::is_table`]), once; a reader reopened at a
+    /// checkpoint's position has no snapshot and hands it on first.
+    SnapshotEnd,
 }
 
 /// Reads one partition.

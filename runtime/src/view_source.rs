@@ -33,7 +33,9 @@
 //! followed by the view's current watermark, so a watermark never passes a
 //! row not yet handed on; an append-only view's rows that were late when it
 //! applied them come behind the watermark they met then, so they are late
-//! here too (`materialized/feed.rs`). Watermarks count as positions: a
+//! here too (`materialized/feed.rs`). The contents are followed by the end
+//! of the snapshot ([`SourceItem::SnapshotEnd`]), what a lookup join over
+//! the view waits for. Watermarks count as positions: a
 //! checkpoint that saw one is not resumed either, so a restored downstream
 //! never starts at a watermark its rebuilt contents would be behind.
 
@@ -153,6 +155,7 @@ impl Source for ViewSource {
             upstream: self.upstream.clone(),
             upstream_finished,
             position: 0,
+            snapshot_ended: false,
         }))
     }
 
@@ -187,6 +190,8 @@ struct ViewReader {
     /// Batches and watermarks handed on (only "at the start or not"
     /// matters: see `ViewSource::resumable`).
     position: u64,
+    /// It handed on the end of the contents ([`SourceItem::SnapshotEnd`]).
+    snapshot_ended: bool,
 }
 
 impl ViewReader {
@@ -213,7 +218,7 @@ impl SourceReader for ViewReader {
         loop {
             match self.next_item().await? {
                 Ok(SourceItem::Rows(batch)) => return Some(Ok(batch)),
-                Ok(SourceItem::Watermark(_)) => continue,
+                Ok(SourceItem::Watermark(_) | SourceItem::SnapshotEnd) => continue,
                 Err(err) => return Some(Err(err)),
             }
         }
@@ -227,6 +232,11 @@ impl SourceReader for ViewReader {
             return self.hand_on(change);
         }
         self.taken.fetch_max(self.base, Ordering::AcqRel);
+        if !self.snapshot_ended {
+            // Not a position: a view is only resumed from its start.
+            self.snapshot_ended = true;
+            return Some(Ok(SourceItem::SnapshotEnd));
+        }
         loop {
             if self.upstream_finished {
                 // Nothing is applied after the upstream finished.

@@ -3,7 +3,9 @@
 //! (kill -9, at a failpoint in its workers) while stream rows go through
 //! comes back with its table side restored from its checkpoint and every
 //! stream row's pairs exactly once, each with the table as it was when the
-//! row passed.
+//! row passed. Views created over a stream that already holds thousands of
+//! rows join every one of them with the table's rows (the table first),
+//! while checkpoints run and across a kill -9 right after they start.
 
 mod common;
 #[path = "common/jobs.rs"]
@@ -148,4 +150,129 @@ async fn kill_9_under_a_lookup_join_keeps_each_rows_lookup_exactly_once() {
     clicks(&client, 1000, 20).await.expect("clicks");
     client.simple_query("FLUSH").await.expect("FLUSH");
     assert_eq!(view(&client).await.len(), expected.len() + 20);
+}
+
+/// Users 0..50; clicks on users `v % 60`, so a sixth of them find none.
+const FIRST_SETUP: &str = "
+    CREATE TABLE users (id BIGINT PRIMARY KEY, name TEXT NOT NULL);
+    CREATE TABLE nobody (id BIGINT PRIMARY KEY, name TEXT NOT NULL);
+    CREATE STREAM clicks (id BIGINT, user_id BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts);
+    INSERT INTO users SELECT v, 'u' || v FROM generate_series(0, 49) AS s(v);";
+
+/// Clicks in the stream before any view reads it.
+const FIRST_CLICKS: i64 = 6000;
+
+/// The views of round `round`: inner and LEFT over `users`, LEFT over the
+/// empty `nobody`.
+fn first_views(round: usize) -> String {
+    format!(
+        "CREATE MATERIALIZED VIEW inner_{round} AS
+           SELECT c.id, u.name FROM clicks c
+           JOIN users FOR SYSTEM_TIME AS OF c.ts AS u ON c.user_id = u.id;
+         CREATE MATERIALIZED VIEW left_{round} AS
+           SELECT c.id, u.name FROM clicks c
+           LEFT JOIN users FOR SYSTEM_TIME AS OF c.ts AS u ON c.user_id = u.id;
+         CREATE MATERIALIZED VIEW nobody_{round} AS
+           SELECT c.id, n.name FROM clicks c
+           LEFT JOIN nobody FOR SYSTEM_TIME AS OF c.ts AS n ON c.user_id = n.id;"
+    )
+}
+
+/// Check round `round`'s views against the `clicks` clicks in the stream
+/// (ids `0..clicks`, none on a user in 50..60 at any time).
+async fn check_first_views(client: &Client, round: usize, clicks: i64) {
+    let matched = (0..clicks).filter(|v| v % 60 < 50).count() as i64;
+    let last_matched = (0..clicks).rfind(|v| v % 60 < 50).unwrap_or_default();
+    let figures = |view: &str| {
+        format!("SELECT count(*), count(name), count(DISTINCT id), min(id), max(id) FROM {view}")
+    };
+    let line =
+        |rows: i64, named: i64, ids: i64, last: i64| format!("{rows}|{named}|{ids}|0|{last}");
+    for (view, expected) in [
+        (
+            format!("inner_{round}"),
+            line(matched, matched, matched, last_matched),
+        ),
+        (
+            format!("left_{round}"),
+            line(clicks, matched, clicks, clicks - 1),
+        ),
+        (
+            format!("nobody_{round}"),
+            line(clicks, 0, clicks, clicks - 1),
+        ),
+    ] {
+        let got = common::sorted_rows(client, &figures(&view)).await;
+        assert_eq!(
+            got,
+            vec![expected],
+            "{view}: rows, named rows, distinct clicks, first and last click"
+        );
+    }
+    // Each named row carries its own user's name.
+    let wrong = common::sorted_rows(
+        client,
+        &format!(
+            "SELECT count(*) FROM left_{round} l JOIN clicks c ON l.id = c.id
+             WHERE l.name IS NOT NULL AND l.name <> 'u' || c.user_id"
+        ),
+    )
+    .await;
+    assert_eq!(
+        wrong,
+        vec!["0"],
+        "left_{round}: a click with another user's name"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_over_a_stream_with_rows_join_every_row_with_the_tables_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
+    let client = common::connect(&server).await;
+    client.batch_execute(FIRST_SETUP).await.expect("setup");
+    for start in (0..FIRST_CLICKS).step_by(1000) {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO clicks SELECT v, v % 60, to_timestamp_seconds(1704067200 + v)
+                 FROM generate_series({start}, {}) AS s(v)",
+                start + 999
+            ))
+            .await
+            .expect("clicks");
+    }
+    // Several rounds of new views, each racing its two inputs while
+    // checkpoints are taken every 100ms.
+    for round in 0..3 {
+        client
+            .batch_execute(&first_views(round))
+            .await
+            .expect("views");
+        client.simple_query("FLUSH").await.expect("FLUSH");
+        check_first_views(&client, round, FIRST_CLICKS).await;
+    }
+    // A round killed (kill -9) right after its views started, perhaps
+    // before their first checkpoint, perhaps holding clicks: restarted,
+    // each view has every click once.
+    client.batch_execute(&first_views(3)).await.expect("views");
+    server.kill();
+    let server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
+    let client = common::connect(&server).await;
+    client.simple_query("FLUSH").await.expect("FLUSH");
+    for round in 0..4 {
+        check_first_views(&client, round, FIRST_CLICKS).await;
+    }
+    // And they go on with later clicks.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO clicks SELECT v, v % 60, to_timestamp_seconds(1704067200 + v)
+             FROM generate_series({FIRST_CLICKS}, {}) AS s(v)",
+            FIRST_CLICKS + 59
+        ))
+        .await
+        .expect("clicks");
+    client.simple_query("FLUSH").await.expect("FLUSH");
+    for round in 0..4 {
+        check_first_views(&client, round, FIRST_CLICKS + 60).await;
+    }
 }

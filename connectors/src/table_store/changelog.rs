@@ -18,6 +18,13 @@
 //!   restart the history reaches back to the table's last compacted
 //!   segment.
 //!
+//! Both hand on the end of their snapshot ([`SourceItem::SnapshotEnd`],
+//! what a lookup join waits for before probing its stream rows): after the
+//! rows that were durable when the reader was opened (an append-only
+//! table's, from the reader's position on), or after a table with a
+//! primary key's first rows (at once when reopened at a checkpoint's
+//! position: the view restored them).
+//!
 //! # Correctness
 //! A reader only returns rows that are durable, and publishes how far it
 //! has read after returning them. [`OwnedTable::catch_up`] waits until every
@@ -33,7 +40,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use tokio::sync::watch;
-use weir_runtime::source::{Source, SourcePosition, SourceReader};
+use weir_runtime::source::{Source, SourceItem, SourcePosition, SourceReader};
 
 use super::OwnedTable;
 use super::table::TableInner;
@@ -73,6 +80,7 @@ impl Source for TableSource {
         let read = Arc::new(AtomicU64::new(from.map_or(0, |p| p.0)));
         self.table.inner.readers.lock().push(Arc::downgrade(&read));
         Ok(Box::new(TableReader {
+            snapshot_rows: Some(self.table.inner.visible_rows()),
             table: self.table.clone(),
             durable: self.table.inner.log.wal.watch_durable(),
             read,
@@ -94,6 +102,9 @@ struct TableReader {
     table: OwnedTable,
     durable: watch::Receiver<Lsn>,
     read: Arc<AtomicU64>,
+    /// The rows durable when it was opened: its snapshot ends once it read
+    /// that many (`None`: it ended).
+    snapshot_rows: Option<u64>,
 }
 
 #[async_trait]
@@ -109,6 +120,18 @@ impl SourceReader for TableReader {
             Ok(batch)
         })
         .await
+    }
+
+    async fn next_item(&mut self) -> Option<datafusion::common::Result<SourceItem>> {
+        if let Some(rows) = self.snapshot_rows
+            && self.read.load(Ordering::Acquire) >= rows
+        {
+            self.snapshot_rows = None;
+            return Some(Ok(SourceItem::SnapshotEnd));
+        }
+        self.next_batch()
+            .await
+            .map(|batch| batch.map(SourceItem::Rows))
     }
 
     fn position(&self) -> SourcePosition {
@@ -261,6 +284,7 @@ impl Source for ChangelogSource {
             durable: self.table.inner.log.wal.watch_durable(),
             read,
             snapshot,
+            snapshot_ended: false,
         }))
     }
 
@@ -274,6 +298,8 @@ struct ChangelogReader {
     durable: watch::Receiver<Lsn>,
     read: Arc<AtomicU64>,
     snapshot: Option<(Lsn, Vec<RecordBatch>)>,
+    /// It handed on the end of its first rows.
+    snapshot_ended: bool,
 }
 
 impl ChangelogReader {
@@ -320,6 +346,25 @@ impl SourceReader for ChangelogReader {
             Ok(Some(batch))
         })
         .await
+    }
+
+    /// Its first rows (none when reopened at a checkpoint's position), the
+    /// end of them, then its changes.
+    async fn next_item(&mut self) -> Option<datafusion::common::Result<SourceItem>> {
+        if !self.snapshot_ended {
+            if self.snapshot.is_some() {
+                match self.first_rows().await {
+                    Ok(Some(batch)) => return Some(Ok(SourceItem::Rows(batch))),
+                    Ok(None) => {}
+                    Err(err) => return Some(Err(err)),
+                }
+            }
+            self.snapshot_ended = true;
+            return Some(Ok(SourceItem::SnapshotEnd));
+        }
+        self.next_batch()
+            .await
+            .map(|batch| batch.map(SourceItem::Rows))
     }
 
     fn position(&self) -> SourcePosition {

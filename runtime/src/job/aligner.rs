@@ -24,6 +24,11 @@
 //!   barrier is passed on once, and the held messages are replayed in order.
 //!   So everything before the barrier on every upstream comes out before it,
 //!   and nothing after it does.
+//! - Snapshot ends (a lookup join worker's, [`Message::SnapshotEnd`]): one
+//!   side's snapshot has ended once every upstream of that side sent its
+//!   mark; that is passed on once, in order with that side's batches (the
+//!   last mark comes after every snapshot row of the side). Without sides
+//!   the mark means nothing and is dropped.
 
 use std::collections::VecDeque;
 
@@ -63,6 +68,9 @@ pub(crate) enum Aligned {
     SideWatermark(Side, i64),
     /// Every upstream delivered the barrier of this epoch.
     Barrier(u64),
+    /// Every upstream of this join side sent the end of its snapshot (only
+    /// from an aligner [`Aligner::with_sides`]).
+    SnapshotEnd(Side),
 }
 
 /// One upstream's state in the aligner.
@@ -74,6 +82,8 @@ struct Upstream {
     delivered: bool,
     /// Its messages after that barrier, waiting for the others.
     held: VecDeque<Message>,
+    /// It sent the end of its snapshot.
+    snapshot_ended: bool,
 }
 
 /// Watermark and barrier alignment over a task's upstreams.
@@ -88,6 +98,8 @@ pub(crate) struct Aligner {
     sides: Vec<Option<Side>>,
     /// The last watermark passed on per side (left, right).
     side_watermarks: [i64; 2],
+    /// Whether each side's snapshot end was passed on (left, right).
+    side_snapshots_ended: [bool; 2],
 }
 
 impl Aligner {
@@ -106,12 +118,14 @@ impl Aligner {
                     ended: clock.watermark == i64::MAX,
                     delivered: false,
                     held: VecDeque::new(),
+                    snapshot_ended: false,
                 })
                 .collect(),
             watermark: i64::MIN,
             barrier: None,
             sides: Vec::new(),
             side_watermarks: [i64::MIN; 2],
+            side_snapshots_ended: [false; 2],
         };
         aligner.watermark = aligner.current();
         aligner
@@ -198,6 +212,22 @@ impl Aligner {
                 from.delivered = true;
                 self.try_release(out);
             }
+            Message::SnapshotEnd => {
+                from.snapshot_ended = true;
+                let Some(&Some(side)) = self.sides.get(upstream) else {
+                    return;
+                };
+                let all = self
+                    .upstreams
+                    .iter()
+                    .zip(&self.sides)
+                    .filter(|(_, s)| **s == Some(side))
+                    .all(|(u, _)| u.snapshot_ended);
+                if all && !self.side_snapshots_ended[side.index()] {
+                    self.side_snapshots_ended[side.index()] = true;
+                    out.push(Aligned::SnapshotEnd(side));
+                }
+            }
         }
     }
 
@@ -266,6 +296,8 @@ mod tests {
                 Aligned::SideWatermark(Side::Left, t) => format!("L{t}"),
                 Aligned::SideWatermark(Side::Right, t) => format!("R{t}"),
                 Aligned::Barrier(e) => format!("B{e}"),
+                Aligned::SnapshotEnd(Side::Left) => "SL".to_string(),
+                Aligned::SnapshotEnd(Side::Right) => "SR".to_string(),
             })
             .collect()
     }
@@ -441,5 +473,28 @@ mod tests {
         let restored = Aligner::restored(vec![at(4), at(9)])
             .with_sides(vec![Some(Side::Left), Some(Side::Right)]);
         assert_eq!(restored.side_watermarks(), [4, 9]);
+    }
+
+    #[test]
+    fn a_lookup_table_sides_snapshot_ends_once_every_upstream_of_it_sent_its_mark() {
+        let sides = vec![Some(Side::Left), Some(Side::Right), Some(Side::Right)];
+        let mut aligner = Aligner::new(3).with_sides(sides);
+        let out = feed(
+            &mut aligner,
+            vec![
+                (1, batch(10)),
+                (1, Message::SnapshotEnd),
+                (0, batch(1)),
+                (2, batch(20)),
+                (2, Message::SnapshotEnd),
+                // A second mark is not news.
+                (1, Message::SnapshotEnd),
+                (1, batch(11)),
+            ],
+        );
+        assert_eq!(out, ["b1:10", "b0:1", "b2:20", "SR", "b1:11"]);
+        // Without sides it means nothing.
+        let mut plain = Aligner::new(1);
+        assert!(feed(&mut plain, vec![(0, Message::SnapshotEnd)]).is_empty());
     }
 }

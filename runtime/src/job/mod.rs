@@ -353,6 +353,7 @@ pub fn start(
             },
             // A source's operators are all in `before`.
             after: Vec::new(),
+            snapshot_end: topology.is_lookup_table_side(tasks_of),
         });
         let outputs = outputs_to(tasks_of.target, &stage_inputs)?;
         // The highest watermark any partition of this source sent: what an

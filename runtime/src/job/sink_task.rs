@@ -101,7 +101,7 @@ pub(crate) async fn run_sink(mut rx: mpsc::Receiver<Tagged>, task: SinkTask) -> 
                 Aligned::Watermark(watermark) if watermark < i64::MAX => {
                     sink.watermark(watermark);
                 }
-                Aligned::Watermark(_) | Aligned::SideWatermark(..) => {}
+                Aligned::Watermark(_) | Aligned::SideWatermark(..) | Aligned::SnapshotEnd(_) => {}
                 Aligned::Barrier(epoch) => {
                     last_epoch = epoch;
                     // The snapshot is taken here, in order with the data;

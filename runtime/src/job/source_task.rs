@@ -15,6 +15,12 @@
 //! - A barrier is sent for every epoch, in order, between two batches,
 //!   after the partition reported its position for that epoch (and, for a
 //!   source that deals splits, the splits it still reads).
+//! - A lookup join's table side ([`Route::snapshot_end`]) sends
+//!   [`Message::SnapshotEnd`] once its reader handed on the rows its table
+//!   held when it was opened ([`SourceItem::SnapshotEnd`]; at its end if
+//!   the reader ends first), and no barrier before it: so every barrier the
+//!   join aligns comes after it, and no checkpoint is taken while the join
+//!   still holds stream rows (see `operators::lookup_join`).
 //! - At the end it reports its final position and sends the end of input
 //!   (a watermark of `+inf`).
 //! - Stopped (stop-with-savepoint), it ends right after the stop epoch's
@@ -63,6 +69,9 @@ pub(crate) struct Route {
     pub(crate) exchange: Option<Vec<Arc<dyn PhysicalExpr>>>,
     /// The plan's `after` operators, when it goes straight to the sink.
     pub(crate) after: Vec<StatelessOp>,
+    /// It is a lookup join's table side: it sends the end of its snapshot,
+    /// and holds its barriers back until then.
+    pub(crate) snapshot_end: bool,
 }
 
 impl Route {
@@ -148,6 +157,9 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
     // Held still by the `source-batch/<job>` failpoint (tests): reads no
     // more, takes barriers still.
     let mut paused = false;
+    // Until a lookup join's table side sent the end of its snapshot, it
+    // sends no barrier: the epochs wait (bounded by the snapshot's size).
+    let mut snapshot_pending = route.snapshot_end;
     let state = |reader: &dyn SourceReader, max_time, watermark, ended| SourceState {
         position: reader.position().0,
         max_time,
@@ -158,7 +170,7 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
     loop {
         let item = tokio::select! {
             biased;
-            changed = flush.changed() => {
+            changed = flush.changed(), if !snapshot_pending => {
                 if changed.is_err() && paused {
                     // The job is gone; nothing more will come to a paused
                     // partition.
@@ -215,6 +227,13 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
         let Some(item) = item else { break };
         let batch = match item? {
             SourceItem::Rows(batch) => batch,
+            SourceItem::SnapshotEnd => {
+                if snapshot_pending {
+                    snapshot_pending = false;
+                    send_all(&outputs, upstream, Message::SnapshotEnd).await;
+                }
+                continue;
+            }
             SourceItem::Watermark(watermark) => {
                 // The input's own watermark, after the rows it covers (a
                 // view's): sent on as it is, when it rises.
@@ -280,12 +299,18 @@ pub(crate) async fn run_source(task: SourceTask) -> Result<()> {
                 counters.watermark(partition, sent_watermark);
             }
         }
-        if crate::failpoint::pause_in("source-batch", &job) {
+        // Not before a lookup join's table side sent its snapshot's end: a
+        // paused partition would then hold every barrier back.
+        if !snapshot_pending && crate::failpoint::pause_in("source-batch", &job) {
             debug!(partition, "source partition paused by its failpoint");
             paused = true;
         }
     }
     debug!(partition, "source partition ended");
+    if snapshot_pending {
+        // A bounded table side's end is the end of its snapshot.
+        send_all(&outputs, upstream, Message::SnapshotEnd).await;
+    }
     let _ = reports.send(Report::SourceEnded {
         partition,
         state: state(reader.as_ref(), max_time, sent_watermark, true),

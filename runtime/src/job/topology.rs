@@ -292,6 +292,21 @@ impl Topology {
         self.stages.iter()
     }
 
+    /// Is `source` a lookup join's table side? It then sends the end of
+    /// its snapshot, and no barrier before it (`Route::snapshot_end`).
+    pub(crate) fn is_lookup_table_side(&self, source: &SourceTasks) -> bool {
+        match source.target {
+            Target::Exchange(stage) => {
+                source.side == Some(Side::Right)
+                    && self
+                        .stages
+                        .get(stage)
+                        .is_some_and(|s| s.stage == Stage::LookupJoin)
+            }
+            Target::Sink => false,
+        }
+    }
+
     /// The stage (its number) worker `worker` of a checkpoint with
     /// `old_workers` workers was in. A plan keeps its stages, and every
     /// stage has the same number of workers, so the old workers split
@@ -553,6 +568,13 @@ mod tests {
             topology.stages[1].upstreams,
             vec![upstream(None, true, W(0))]
         );
+        // Only the table side sends the end of its snapshot.
+        let table_sides: Vec<bool> = topology
+            .sources
+            .iter()
+            .map(|s| topology.is_lookup_table_side(s))
+            .collect();
+        assert_eq!(table_sides, [false, true]);
     }
 
     #[test]

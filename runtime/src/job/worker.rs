@@ -264,6 +264,13 @@ pub(crate) async fn run_worker(
                 Aligned::SideWatermark(side, t) => {
                     (worker.operator.on_side_watermark(side, t)?, None)
                 }
+                Aligned::SnapshotEnd(side) => {
+                    let outputs = worker.operator.on_snapshot_end(side)?;
+                    // A watermark the operator held back until then goes
+                    // now, after the rows it held with it.
+                    let t = worker.operator.watermark();
+                    (outputs, (t > i64::MIN).then_some(Message::Watermark(t)))
+                }
                 Aligned::Barrier(epoch) => {
                     worker.checkpoint(epoch)?;
                     (Vec::new(), Some(Message::Barrier(Barrier { epoch })))

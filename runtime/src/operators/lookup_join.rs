@@ -25,9 +25,28 @@
 //!   it, then as its source delivers changes after that checkpoint again.
 //! - A NULL key matches nothing, as in SQL: such a table row is not kept,
 //!   and such a stream row only pads (LEFT JOIN).
+//! - The table first: stream rows that come before the table side's
+//!   snapshot (the rows its table held when the job started) has ended on
+//!   every table-side upstream ([`Message::SnapshotEnd`]) are held, in
+//!   order, and so is the stream's watermark; at the snapshot's end they
+//!   are probed, then the watermark goes on. So a view created over a
+//!   stream that already holds rows joins them with the table's rows, not
+//!   with whichever of them happened to arrive first. An empty table's
+//!   snapshot ends at once.
+//! - No checkpoint holds stream rows: a table-side source sends no barrier
+//!   before its snapshot's end (`job::source_task`), so every barrier the
+//!   worker aligns comes after it, when nothing is held. The held rows are
+//!   then simply unacknowledged input: after a kill -9 before the first
+//!   checkpoint the stream is read again from where it was. A barrier
+//!   while rows are held would be a broken invariant: an internal error.
 //! - Checkpoint: the table side, whole, at a barrier after it changed
 //!   (a dimension table rarely does, so most barriers write nothing);
-//!   restore keeps the rows whose key hashes to the worker.
+//!   restore keeps the rows whose key hashes to the worker. A restored
+//!   join does not wait again: its restored table side is the snapshot
+//!   (taken after the first one ended), and its table source resumes with
+//!   the changes after it.
+//!
+//! [`Message::SnapshotEnd`]: crate::message::Message::SnapshotEnd
 
 use std::sync::Arc;
 
@@ -61,8 +80,12 @@ pub struct LookupJoin {
     len: usize,
     /// Has the table side changed since the last snapshot?
     changed: bool,
-    /// The highest watermark seen (the stream's): forwarded as it is.
+    /// The highest watermark seen (the stream's): forwarded as it is once
+    /// the table side's snapshot ended.
     watermark: i64,
+    /// Stream batches that came before the table side's snapshot ended, in
+    /// order; `None` once it ended (or the join was restored).
+    held: Option<Vec<RecordBatch>>,
 }
 
 impl LookupJoin {
@@ -98,6 +121,7 @@ impl LookupJoin {
             len: 0,
             changed: false,
             watermark: i64::MIN,
+            held: Some(Vec::new()),
         })
     }
 
@@ -308,15 +332,22 @@ impl LookupJoin {
 
 impl StreamOperator for LookupJoin {
     fn state(&self) -> StateSummary {
+        let held: usize = self.held.iter().flatten().map(RecordBatch::num_rows).sum();
         StateSummary {
             operator: "lookup join",
-            entries: self.len,
+            entries: self.len + held,
         }
     }
 
     fn on_batch(&mut self, side: Option<Side>, batch: &RecordBatch) -> Result<Vec<StreamBatch>> {
         match side {
-            Some(Side::Left) => self.stream_rows(batch),
+            Some(Side::Left) => match &mut self.held {
+                Some(held) => {
+                    held.push(batch.clone());
+                    Ok(Vec::new())
+                }
+                None => self.stream_rows(batch),
+            },
             Some(Side::Right) => {
                 self.table_rows(batch)?;
                 Ok(Vec::new())
@@ -330,11 +361,41 @@ impl StreamOperator for LookupJoin {
         Ok(Vec::new())
     }
 
+    /// The held stream rows, probed in the order they came.
+    fn on_snapshot_end(&mut self, side: Side) -> Result<Vec<StreamBatch>> {
+        if side != Side::Right {
+            return internal_err!("a lookup join's stream side sent the end of a snapshot");
+        }
+        let Some(held) = self.held.take() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for batch in &held {
+            out.extend(self.stream_rows(batch)?);
+        }
+        Ok(out)
+    }
+
+    /// Nothing while stream rows are held: they would be behind it.
+    fn output_watermark(&self, watermark: i64) -> i64 {
+        if self.held.is_some() {
+            i64::MIN
+        } else {
+            watermark
+        }
+    }
+
     fn watermark(&self) -> i64 {
-        self.watermark
+        self.output_watermark(self.watermark)
     }
 
     fn snapshot(&mut self, _epoch: u64) -> Result<StateWrite> {
+        if self.held.is_some() {
+            // The table side sends no barrier before its snapshot's end.
+            return internal_err!(
+                "a lookup join reached a barrier before its table side's snapshot ended"
+            );
+        }
         if !self.changed {
             // The chunks written last still hold the table side.
             return Ok(StateWrite::default());
@@ -351,6 +412,10 @@ impl StreamOperator for LookupJoin {
         workers: usize,
     ) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
+        // Every checkpoint was taken after the first snapshot ended, and
+        // the table source resumes after it: the restored rows are the
+        // snapshot, and a stream row waits for nothing.
+        self.held = None;
         for (id, chunk) in chunks {
             if id != TABLE_CHUNK {
                 return internal_err!("a lookup join chunk of no table side: {id}");
@@ -460,9 +525,17 @@ mod tests {
         out
     }
 
+    /// A new join whose table side's snapshot ended (empty).
+    fn started(kind: JoinKind) -> LookupJoin {
+        let mut join = LookupJoin::new(spec(kind)).expect("a lookup join");
+        let none = join.on_snapshot_end(Side::Right).expect("snapshot end");
+        assert!(none.is_empty(), "nothing was held");
+        join
+    }
+
     #[test]
     fn a_stream_row_sees_the_table_as_it_is_when_it_arrives() {
-        let mut join = LookupJoin::new(spec(JoinKind::Inner)).expect("a lookup join");
+        let mut join = started(JoinKind::Inner);
         let none = join
             .on_batch(Some(Side::Right), &table(&[(1, "ada", 1), (2, "bob", 1)]))
             .expect("table rows");
@@ -488,7 +561,7 @@ mod tests {
 
     #[test]
     fn a_left_lookup_join_pads_rows_without_a_table_row() {
-        let mut join = LookupJoin::new(spec(JoinKind::Left)).expect("a lookup join");
+        let mut join = started(JoinKind::Left);
         join.on_batch(Some(Side::Right), &table(&[(1, "ada", 1)]))
             .expect("table rows");
         let out = join
@@ -502,7 +575,7 @@ mod tests {
 
     #[test]
     fn the_table_side_survives_a_checkpoint_on_more_workers_and_is_written_when_changed() {
-        let mut join = LookupJoin::new(spec(JoinKind::Inner)).expect("a lookup join");
+        let mut join = started(JoinKind::Inner);
         join.on_batch(
             Some(Side::Right),
             &table(&[(1, "ada", 1), (2, "bob", 1), (3, "cy", 1)]),
@@ -538,5 +611,85 @@ mod tests {
         matched.sort();
         assert_eq!(total, 3);
         assert_eq!(matched, vec!["1 a 1 ada", "2 b 2 bob", "3 c 3 cy"]);
+    }
+
+    #[test]
+    fn stream_rows_and_their_watermark_wait_for_the_end_of_the_table_snapshot() {
+        let mut join = LookupJoin::new(spec(JoinKind::Left)).expect("a lookup join");
+        // Stream rows before any table row: held, and so is the watermark.
+        let out = join
+            .on_batch(Some(Side::Left), &stream(&[(Some(1), "a"), (Some(2), "b")]))
+            .expect("stream rows");
+        assert!(
+            out.is_empty(),
+            "a stream row before the snapshot's end is held"
+        );
+        assert!(join.on_watermark(100).expect("watermark").is_empty());
+        assert_eq!(
+            join.output_watermark(100),
+            i64::MIN,
+            "the watermark is held"
+        );
+        assert_eq!(join.watermark(), i64::MIN);
+        assert_eq!(join.state().entries, 2, "the held rows count");
+        assert!(
+            join.snapshot(1).is_err(),
+            "no barrier may come while stream rows are held"
+        );
+        // The snapshot's rows, then more stream rows, then its end: every
+        // held row sees the whole snapshot, in the order the rows came.
+        join.on_batch(Some(Side::Right), &table(&[(1, "ada", 1), (2, "bob", 1)]))
+            .expect("table rows");
+        let out = join
+            .on_batch(Some(Side::Left), &stream(&[(Some(3), "c"), (Some(2), "d")]))
+            .expect("stream rows");
+        assert!(out.is_empty());
+        let out = join.on_snapshot_end(Side::Right).expect("snapshot end");
+        assert_eq!(
+            text(out),
+            vec!["1 a 1 ada", "2 b 2 bob", "3 c  ", "2 d 2 bob"]
+        );
+        assert_eq!(
+            join.watermark(),
+            100,
+            "the held watermark goes on after them"
+        );
+        assert_eq!(join.output_watermark(120), 120);
+        // From now on each row is probed as it comes; a second end (another
+        // table-side upstream's, already counted) changes nothing.
+        assert!(join.on_snapshot_end(Side::Right).expect("again").is_empty());
+        let out = join
+            .on_batch(Some(Side::Left), &stream(&[(Some(1), "e")]))
+            .expect("stream rows");
+        assert_eq!(text(out), vec!["1 e 1 ada"]);
+        assert!(!join.snapshot(2).expect("snapshot").is_empty());
+    }
+
+    #[test]
+    fn an_empty_table_ends_its_snapshot_and_a_restored_join_does_not_wait() {
+        let mut inner = LookupJoin::new(spec(JoinKind::Inner)).expect("a lookup join");
+        let mut left = LookupJoin::new(spec(JoinKind::Left)).expect("a lookup join");
+        let rows = stream(&[(Some(1), "a"), (None, "b")]);
+        for join in [&mut inner, &mut left] {
+            assert!(
+                join.on_batch(Some(Side::Left), &rows)
+                    .expect("rows")
+                    .is_empty()
+            );
+        }
+        assert!(text(inner.on_snapshot_end(Side::Right).expect("end")).is_empty());
+        assert_eq!(
+            text(left.on_snapshot_end(Side::Right).expect("end")),
+            vec!["1 a  ", " b  "]
+        );
+        // Restored, even from no chunks: the checkpoint's table side is the
+        // snapshot, and stream rows are probed at once.
+        let mut restored = LookupJoin::new(spec(JoinKind::Left)).expect("a lookup join");
+        restored.restore(50, &[], 0, 1).expect("restore");
+        assert_eq!(restored.watermark(), 50);
+        let out = restored
+            .on_batch(Some(Side::Left), &stream(&[(Some(1), "a")]))
+            .expect("rows");
+        assert_eq!(text(out), vec!["1 a  "]);
     }
 }

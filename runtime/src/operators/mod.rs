@@ -99,6 +99,16 @@ pub trait StreamOperator: Send {
         Ok(Vec::new())
     }
 
+    /// Every upstream of join side `side` sent the end of its snapshot
+    /// ([`crate::message::Message::SnapshotEnd`]: a lookup join's table
+    /// side read the rows its table held when the job started): returns
+    /// what that completes. The worker then forwards [`Self::watermark`].
+    /// Ignored by default.
+    fn on_snapshot_end(&mut self, side: Side) -> Result<Vec<StreamBatch>> {
+        let _ = side;
+        Ok(Vec::new())
+    }
+
     /// The watermark to forward downstream once the input's rose to
     /// `watermark` (after what [`Self::on_watermark`] returned): the same by
     /// default; less for an operator whose output can be older than its
