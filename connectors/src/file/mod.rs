@@ -18,6 +18,8 @@
 //!   recorded in its checkpoints, so that a restore reads what the job
 //!   started with (design 0015).
 //! - [`sink`]: a view's rows written to files, exactly once.
+//! - [`table_rows`]: a file table's files read by a job as a table's rows,
+//!   the table side of a lookup join.
 
 use std::sync::Arc;
 
@@ -47,6 +49,7 @@ pub mod records;
 pub mod scan;
 pub mod sink;
 mod splits;
+pub mod table_rows;
 
 /// The name of the file connector in `WITH (connector = 'file')`.
 pub const CONNECTOR: &str = "file";

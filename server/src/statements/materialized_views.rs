@@ -60,6 +60,12 @@ pub(super) async fn plan_view(
             inputs.insert(table.clone(), input);
             continue;
         }
+        if lookups.iter().any(|l| l.table == *table)
+            && let Some(input) = file_table_input(registry, table).await?
+        {
+            inputs.insert(table.clone(), input);
+            continue;
+        }
         let Some(stream) = registry.stream(table) else {
             continue;
         };
@@ -122,6 +128,39 @@ fn view_input(registry: &Registry, name: &str) -> Result<StreamInput> {
         event_time: event_time.map(|column| EventTime { column, delay: 0 }),
         time_column: event_time.map(|column| live.view.schema().field(column).name().clone()),
     })
+}
+
+/// File table `name` read by a view that looks rows up in it (`FOR
+/// SYSTEM_TIME AS OF`): its files, read once when the job starts, as a
+/// table's rows (`weir_connectors::file::table_rows`). `None` when `name`
+/// is not a table over files. Only as a lookup's table side: a view that
+/// reads a file table otherwise is refused as before (it would see the
+/// files once, never their changes).
+async fn file_table_input(registry: &Registry, name: &str) -> Result<Option<StreamInput>> {
+    let Some(CatalogEntry::Table(def)) = registry.catalog().get(name).cloned() else {
+        return Ok(None);
+    };
+    if def.owned.is_some() {
+        return Ok(None);
+    }
+    let options = weir_connectors::ConnectorOptions::new(def.options.clone());
+    let schema = def.schema()?;
+    let state = registry.state();
+    // Opened as its stream would be: the files listed when the job starts,
+    // read as splits that its checkpoints record.
+    let files = registry
+        .run(async move {
+            let opened = weir_connectors::registry::reopen_stream(&state, options, schema).await?;
+            opened.source(&state).await
+        })
+        .await??;
+    Ok(Some(StreamInput {
+        source: Arc::new(weir_connectors::file::table_rows::TableRows::new(
+            name, files,
+        )),
+        event_time: None,
+        time_column: None,
+    }))
 }
 
 /// `CREATE MATERIALIZED VIEW`; `persist_it` is false when restoring.
