@@ -14,6 +14,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::crash::CrashRng;
 use common::{WeirProcess, connect};
 
 /// The same pipeline for both runs; `{rows}` and `{rate}` filled in.
@@ -84,22 +85,6 @@ fn folded_json(folder: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-/// xorshift64*: a seeded, dependency-free random sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low + 1)
-    }
-}
-
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
@@ -127,17 +112,11 @@ async fn create(server: &WeirProcess, rows: u64, rate: u64, out: &std::path::Pat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_random_moments_the_views_match_an_uncrashed_run() {
-    let seed = env_u64("WEIR_CRASH_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            | 1
-    });
     let rows = env_u64("WEIR_CRASH_ROWS").unwrap_or(40_000);
     let rate = 8_000;
-    eprintln!("crash test: seed {seed} (WEIR_CRASH_SEED={seed} replays it), {rows} rows");
-    // Spread nearby seeds (clock readings) apart before xorshift.
-    let mut rng = Rng((seed ^ 0x9E37_79B9_7F4A_7C15).wrapping_mul(0xBF58_476D_1CE4_E5B9) | 1);
+    eprintln!("crash test: {rows} rows");
+    let mut rng = CrashRng::from_env();
+    let seed = rng.seed();
 
     // The run that never crashes (checkpoints off: nothing to restore).
     let reference_dir = tempfile::tempdir().expect("tempdir");

@@ -8,8 +8,7 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::crash::{CrashRng, kill_at_drawn_moments};
 use common::{WeirProcess, connect};
 
 const ARGS: [&str; 2] = ["--checkpoint-interval", "200ms"];
@@ -36,33 +35,11 @@ const RUNNING: &str = "SELECT auction, bidder, price, date_time,
     row_number() OVER (PARTITION BY channel ORDER BY date_time, auction, bidder, price, url ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS rn
   FROM bid";
 
-/// xorshift64*: a seeded, dependency-free random sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_under_over_windows_the_views_equal_the_batch_answer() {
-    let seed = std::env::var("WEIR_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
-    eprintln!("WEIR_CRASH_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = CrashRng::from_env();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
+    let server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
     let client = connect(&server).await;
     client
         .batch_execute(&format!(
@@ -74,13 +51,7 @@ async fn killed_under_over_windows_the_views_equal_the_batch_answer() {
         .await
         .expect("the views");
     // Three kills at drawn moments while the generator runs (8 s of rows).
-    for crash in 1..=3 {
-        let wait = 300 + rng.next() % 1500;
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        eprintln!("crash {crash} after {wait} ms");
-        server.kill();
-        server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
-    }
+    let server = kill_at_drawn_moments(server, dir.path(), &ARGS, &mut rng, 3, (300, 1800)).await;
     let client = connect(&server).await;
     client.simple_query("FLUSH").await.expect("FLUSH");
     for (view, query) in [

@@ -17,6 +17,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::crash::{CrashRng, kill_at_drawn_moments};
 use common::{WeirProcess, connect};
 
 /// A generous deadline for what a test waits on (never a timed assertion:
@@ -43,43 +44,13 @@ fn folded(folder: &Path) -> Vec<String> {
     common::folded_sink(folder, &["n", "auctions"])
 }
 
-/// xorshift64*: a seeded, dependency-free random sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-impl Rng {
-    /// Seeded from `WEIR_CRASH_SEED`, else from the clock; the seed is
-    /// printed so that a failing run can be replayed.
-    fn from_env() -> Self {
-        let seed = std::env::var("WEIR_CRASH_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-                    | 1
-            });
-        eprintln!("WEIR_CRASH_SEED={seed}");
-        Rng(seed)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_under_a_top_n_over_an_aggregate_and_an_aggregate_over_an_aggregate_the_views_equal_the_batch_answer()
  {
-    let mut rng = Rng::from_env();
+    let mut rng = CrashRng::from_env();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let mut server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
+    let server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
     let client = connect(&server).await;
     client
         .batch_execute(&format!(
@@ -92,13 +63,7 @@ async fn killed_under_a_top_n_over_an_aggregate_and_an_aggregate_over_an_aggrega
         .await
         .expect("the views and the sink");
     // Three kills at drawn moments while the generator runs (8 s of rows).
-    for crash in 1..=3 {
-        let wait = 300 + rng.next() % 1500;
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        eprintln!("crash {crash} after {wait} ms");
-        server.kill();
-        server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
-    }
+    let server = kill_at_drawn_moments(server, dir.path(), &ARGS, &mut rng, 3, (300, 1800)).await;
     let client = connect(&server).await;
     client.simple_query("FLUSH").await.expect("FLUSH");
     let busiest = common::sorted_rows(&client, "SELECT * FROM busiest").await;
@@ -145,7 +110,7 @@ const TTL_PAIRS: &str = "SELECT a.url, count(*) AS pairs, sum(a.price - b.price)
 /// smaller than the batch answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_under_a_join_with_a_state_ttl_the_view_equals_a_run_without_the_kills() {
-    let mut rng = Rng::from_env();
+    let mut rng = CrashRng::from_env();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
     let client = connect(&server).await;

@@ -15,6 +15,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::crash::CrashRng;
 use common::{WeirProcess, connect};
 
 /// A generous deadline for what a test waits on (never a timed assertion:
@@ -40,31 +41,9 @@ const PER_10S: &str =
     "SELECT window_start, window_end, count(*) AS windows, sum(n) AS n, sum(total) AS total
   FROM TUMBLE(per_2s, ts, INTERVAL '10 seconds') GROUP BY window_start, window_end";
 
-/// xorshift64*: a seeded, dependency-free random sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_while_views_close_windows_over_views_each_view_equals_the_batch_answer() {
-    let seed = std::env::var("WEIR_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
-    eprintln!("WEIR_CRASH_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = CrashRng::from_env();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = WeirProcess::start_with(
         dir.path(),
