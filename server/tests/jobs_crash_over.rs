@@ -51,7 +51,7 @@ async fn killed_under_over_windows_the_views_equal_the_batch_answer() {
         .await
         .expect("the views");
     // Three kills at drawn moments while the generator runs (8 s of rows).
-    let server = kill_at_drawn_moments(server, dir.path(), &ARGS, &mut rng, 3, (300, 1800)).await;
+    let server = kill_at_drawn_moments(server, dir.path(), &ARGS, &mut rng, 3, (300, 1799)).await;
     let client = connect(&server).await;
     client.simple_query("FLUSH").await.expect("FLUSH");
     for (view, query) in [

@@ -63,7 +63,7 @@ async fn killed_under_a_top_n_over_an_aggregate_and_an_aggregate_over_an_aggrega
         .await
         .expect("the views and the sink");
     // Three kills at drawn moments while the generator runs (8 s of rows).
-    let server = kill_at_drawn_moments(server, dir.path(), &ARGS, &mut rng, 3, (300, 1800)).await;
+    let server = kill_at_drawn_moments(server, dir.path(), &ARGS, &mut rng, 3, (300, 1799)).await;
     let client = connect(&server).await;
     client.simple_query("FLUSH").await.expect("FLUSH");
     let busiest = common::sorted_rows(&client, "SELECT * FROM busiest").await;
