@@ -14,6 +14,16 @@
 //! functions over the `GROUP BY` keys; a streaming query leaves the bounds to
 //! the session operator, which merges sessions as rows arrive.
 //!
+//! # NULL times
+//! A row whose time is NULL is in no window, in a batch query as in a
+//! materialized view, for every window function and emission mode. The
+//! stream's window aggregates skip such rows themselves; a batch query
+//! filters them out before the windows are computed (`WHERE time IS NOT
+//! NULL` on the window function's source), where `TUMBLE` and `SESSION`
+//! would otherwise put them in a group whose `window_start` and
+//! `window_end` are NULL. Why, what other systems do, and what is left:
+//! docs/design/0002-streaming-engine.md, "NULL event times".
+//!
 //! # Processing time
 //! `PROCTIME()` as the time argument (`TUMBLE(bid, PROCTIME(), INTERVAL
 //! '10 seconds')`) windows rows by when the view's job read them. Only a
@@ -275,7 +285,13 @@ fn rewrite_factor(
                 ),
             };
             let source_name = source.clone();
-            let source = from;
+            // A row whose time is NULL is in no window (module docs, "NULL
+            // times"). A stream's operators skip such rows themselves; a
+            // batch query drops them here, before any window is computed.
+            let source = match mode {
+                Mode::Batch => format!("{from} WHERE {time} IS NOT NULL"),
+                Mode::Stream => from,
+            };
             let sql = match (window, mode) {
                 (WindowTvf::Tumble { size }, _) => format!(
                     "SELECT *, weir_window_start({time}, {size}) AS window_start, weir_window_end({time}, {size}) AS window_end FROM {source}"
@@ -547,6 +563,30 @@ mod tests {
                 matches!(err, PlanError::Unsupported { .. }),
                 "{text}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn a_batch_window_leaves_out_rows_without_a_time_and_a_streams_is_left_to_its_operators() {
+        for tvf in [
+            "TUMBLE(bids, date_time, INTERVAL '10 seconds')",
+            "HOP(bids, date_time, INTERVAL '5 seconds', INTERVAL '10 seconds')",
+            "CUMULATE(bids, date_time, INTERVAL '5 seconds', INTERVAL '10 seconds')",
+            "SESSION(bids, date_time, INTERVAL '3 seconds')",
+        ] {
+            let text = format!(
+                "SELECT bidder, window_start, count(*) FROM {tvf} GROUP BY bidder, window_start"
+            );
+            let (batch, _) = rewrite(&text, Mode::Batch);
+            assert_eq!(
+                batch
+                    .matches("FROM bids WHERE date_time IS NOT NULL")
+                    .count(),
+                1,
+                "{batch}"
+            );
+            let (stream, _) = rewrite(&text, Mode::Stream);
+            assert!(!stream.contains("IS NOT NULL"), "{stream}");
         }
     }
 
