@@ -9,8 +9,16 @@
 //!
 //! Metadata columns are filled from the message, not its payload: a column
 //! declared as `_partition`, `_offset`, `_key` or `_kafka_timestamp`.
+//!
+//! JSON timestamps (zone-less `TIMESTAMP` columns) are read as text and
+//! parsed by `crate::timestamps`, as CSV files' are: Arrow's JSON decoder
+//! builds a parser per value, about a tenth of a JSON topic's CPU. A batch
+//! whose times that path cannot read (numbers, another shape) is decoded
+//! again with Arrow's own reading, which then decodes every later batch of
+//! the stream, so the rows are always exactly what Arrow's decoder gives.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, Int8Array, Int32Array, Int64Array, RecordBatch,
@@ -216,6 +224,12 @@ pub struct Decoder {
     schema: SchemaRef,
     /// The columns read from payloads.
     payload: SchemaRef,
+    /// `payload` with its zone-less timestamp columns as text, for JSON
+    /// formats (`None`: no such column, or another format).
+    text_times: Option<SchemaRef>,
+    /// Whether JSON times are still read through `text_times`: cleared by
+    /// the first batch whose times only Arrow's decoder reads.
+    fast_times: AtomicBool,
     columns: Vec<Column>,
 }
 
@@ -263,10 +277,17 @@ impl Decoder {
         if let Format::Avro(avro) = &format {
             avro.check(&payload)?;
         }
+        let json = matches!(
+            format,
+            Format::Json | Format::DebeziumJson | Format::UpsertJson { .. }
+        );
+        let text_times = json.then(|| text_times(&payload)).flatten();
         Ok(Self {
             format,
             schema,
             payload,
+            fast_times: AtomicBool::new(text_times.is_some()),
+            text_times,
             columns,
         })
     }
@@ -461,12 +482,25 @@ impl Decoder {
                 Some(avro.decode(datums.into_iter(), &self.payload)?)
             }
             Format::Json | Format::DebeziumJson | Format::UpsertJson { .. } => {
-                let mut decoder = datafusion::arrow::json::ReaderBuilder::new(self.payload.clone())
-                    .with_batch_size(n + 1)
-                    .build_decoder()
-                    .map_err(|e| e.to_string())?;
-                feed(&lines.buf, |b| decoder.decode(b))?;
-                decoder.flush().map_err(|e| e.to_string())?
+                match self
+                    .text_times
+                    .as_ref()
+                    .filter(|_| self.fast_times.load(Ordering::Relaxed))
+                {
+                    Some(text) => match self.json_with_text_times(lines, text) {
+                        Ok(batch) => batch,
+                        Err(_) => {
+                            // Arrow's reading of the whole batch: if it
+                            // succeeds, the times have a shape the fast
+                            // path does not read, and it is left for good;
+                            // if not, a message is bad (found one by one).
+                            let batch = self.json(lines, &self.payload)?;
+                            self.fast_times.store(false, Ordering::Relaxed);
+                            batch
+                        }
+                    },
+                    None => self.json(lines, &self.payload)?,
+                }
             }
             Format::Csv { delimiter } => {
                 let mut decoder = datafusion::arrow::csv::ReaderBuilder::new(self.payload.clone())
@@ -497,6 +531,47 @@ impl Decoder {
             ));
         }
         Ok(batch)
+    }
+
+    /// `lines` through Arrow's JSON decoder into `schema`.
+    fn json(
+        &self,
+        lines: &Lines,
+        schema: &SchemaRef,
+    ) -> std::result::Result<Option<RecordBatch>, String> {
+        let mut decoder = datafusion::arrow::json::ReaderBuilder::new(schema.clone())
+            .with_batch_size(lines.rows.len() + 1)
+            .build_decoder()
+            .map_err(|e| e.to_string())?;
+        feed(&lines.buf, |b| decoder.decode(b))?;
+        decoder.flush().map_err(|e| e.to_string())
+    }
+
+    /// `lines` decoded with their times as `text`, then the times parsed
+    /// into the payload's types.
+    fn json_with_text_times(
+        &self,
+        lines: &Lines,
+        text: &SchemaRef,
+    ) -> std::result::Result<Option<RecordBatch>, String> {
+        let Some(batch) = self.json(lines, text)? else {
+            return Ok(None);
+        };
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(self.payload.fields())
+            .map(|(column, field)| {
+                if column.data_type() == field.data_type() {
+                    Ok(column.clone())
+                } else {
+                    crate::timestamps::parse(column, field.data_type()).map_err(|e| e.to_string())
+                }
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(self.payload.clone(), columns)
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 
     /// The output batch: payload columns and metadata in declared order.
@@ -559,6 +634,27 @@ impl Decoder {
         }
         Ok(RecordBatch::try_new(self.output_schema(), columns)?)
     }
+}
+
+/// `payload` with each zone-less timestamp column as text (`None` if it
+/// has none).
+fn text_times(payload: &SchemaRef) -> Option<SchemaRef> {
+    let zoneless = |f: &Arc<Field>| matches!(f.data_type(), DataType::Timestamp(_, None));
+    payload.fields().iter().any(zoneless).then(|| {
+        Arc::new(Schema::new(
+            payload
+                .fields()
+                .iter()
+                .map(|f| {
+                    if zoneless(f) {
+                        Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8))
+                    } else {
+                        f.clone()
+                    }
+                })
+                .collect::<Vec<_>>(),
+        ))
+    })
 }
 
 /// Give all of `buf` to a decoder that may take it in parts.
@@ -774,6 +870,68 @@ mod tests {
             .column(2)
             .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
         assert_eq!(partitions.value(0), 2);
+    }
+
+    /// The times of `payloads` decoded by a fresh decoder, and whether it
+    /// still reads times as text afterwards.
+    fn times(payloads: &[&[u8]]) -> (Vec<Option<i64>>, Vec<usize>, bool) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        ]));
+        let decoder = Decoder::new(Format::Json, schema).expect("decoder");
+        let records: Vec<Record<'_>> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| record(p, i as i64))
+            .collect();
+        let (batch, bad) = decoder.decode(&records).expect("decode");
+        let values = batch.map_or_else(Vec::new, |b| {
+            b.column(1)
+                .as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>()
+                .iter()
+                .collect()
+        });
+        let bad = bad.iter().map(|b| b.index).collect();
+        (values, bad, decoder.fast_times.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn json_times_as_text_are_what_arrow_reads_and_other_shapes_fall_back() {
+        // The common shape, a NULL and a missing time: read as text.
+        let (values, bad, fast) = times(&[
+            br#"{"id": 1, "ts": "2024-03-01 12:00:00.250"}"#,
+            br#"{"id": 2, "ts": null}"#,
+            br#"{"id": 3}"#,
+            br#"{"id": 4, "ts": "2024-03-01T12:00:01"}"#,
+        ]);
+        assert_eq!(
+            values,
+            vec![Some(1_709_294_400_250), None, None, Some(1_709_294_401_000)]
+        );
+        assert!(bad.is_empty());
+        assert!(fast);
+        // A number (milliseconds, as Arrow's decoder reads it): the batch is
+        // read again by Arrow, and the stream stays with Arrow's reading.
+        let (values, bad, fast) = times(&[
+            br#"{"id": 1, "ts": "2024-03-01 12:00:00"}"#,
+            br#"{"id": 2, "ts": 1709294400500}"#,
+        ]);
+        assert_eq!(
+            values,
+            vec![Some(1_709_294_400_000), Some(1_709_294_400_500)]
+        );
+        assert!(bad.is_empty());
+        assert!(!fast);
+        // A bad message is a bad message, and the fast path stays.
+        let (values, bad, fast) = times(&[
+            br#"{"id": 1, "ts": "2024-03-01 12:00:00"}"#,
+            b"{not json",
+            br#"{"id": 3, "ts": "not a time"}"#,
+        ]);
+        assert_eq!(values, vec![Some(1_709_294_400_000)]);
+        assert_eq!(bad, vec![1, 2]);
+        assert!(fast);
     }
 
     #[test]
