@@ -33,12 +33,24 @@ const SETUP: &str = "
 /// Insert clicks `from..from + count`, 20 to a statement, each on user
 /// `id % 50`.
 async fn clicks(client: &Client, from: i64, count: i64) -> Result<(), tokio_postgres::Error> {
-    for start in (from..from + count).step_by(20) {
+    insert_clicks(client, from, count, 50, 20).await
+}
+
+/// Insert clicks `from..from + count`, `per_statement` to a statement, each
+/// on user `id % users`.
+async fn insert_clicks(
+    client: &Client,
+    from: i64,
+    count: i64,
+    users: i64,
+    per_statement: usize,
+) -> Result<(), tokio_postgres::Error> {
+    for start in (from..from + count).step_by(per_statement) {
         client
             .batch_execute(&format!(
-                "INSERT INTO clicks SELECT v, v % 50, to_timestamp_seconds(1704067200 + v)
+                "INSERT INTO clicks SELECT v, v % {users}, to_timestamp_seconds(1704067200 + v)
                  FROM generate_series({start}, {}) AS s(v)",
-                start + 19
+                start + per_statement as i64 - 1
             ))
             .await?;
     }
@@ -231,16 +243,9 @@ async fn views_over_a_stream_with_rows_join_every_row_with_the_tables_rows() {
     let server = WeirProcess::start_with(dir.path(), &ARGS, &[]);
     let client = common::connect(&server).await;
     client.batch_execute(FIRST_SETUP).await.expect("setup");
-    for start in (0..FIRST_CLICKS).step_by(1000) {
-        client
-            .batch_execute(&format!(
-                "INSERT INTO clicks SELECT v, v % 60, to_timestamp_seconds(1704067200 + v)
-                 FROM generate_series({start}, {}) AS s(v)",
-                start + 999
-            ))
-            .await
-            .expect("clicks");
-    }
+    insert_clicks(&client, 0, FIRST_CLICKS, 60, 1000)
+        .await
+        .expect("clicks");
     // Several rounds of new views, each racing its two inputs while
     // checkpoints are taken every 100ms.
     for round in 0..3 {
@@ -263,12 +268,7 @@ async fn views_over_a_stream_with_rows_join_every_row_with_the_tables_rows() {
         check_first_views(&client, round, FIRST_CLICKS).await;
     }
     // And they go on with later clicks.
-    client
-        .batch_execute(&format!(
-            "INSERT INTO clicks SELECT v, v % 60, to_timestamp_seconds(1704067200 + v)
-             FROM generate_series({FIRST_CLICKS}, {}) AS s(v)",
-            FIRST_CLICKS + 59
-        ))
+    insert_clicks(&client, FIRST_CLICKS, 60, 60, 60)
         .await
         .expect("clicks");
     client.simple_query("FLUSH").await.expect("FLUSH");
