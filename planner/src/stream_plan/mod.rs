@@ -77,9 +77,10 @@ use weir_runtime::plan::StreamPlan;
 
 use crate::error::Result;
 use crate::lookups::LookupUse;
-use crate::windows::WindowUse;
-use lowering::{Lowering, arrow_schema};
+use crate::windows::{WindowTvf, WindowUse};
+use lowering::{Lowering, arrow_schema, unsupported};
 
+use nodes::StreamAggregate;
 pub use nodes::{StreamInput, StreamMaterialize, StreamNode};
 
 /// What the view says that its query's `LogicalPlan` does not: the window
@@ -141,5 +142,35 @@ pub fn lower_stream(
         emit_on_window_close,
         parallelism,
     };
-    lower::lower(&steps, arrow_schema(plan.schema()), &lowering)
+    let materialize = lower::lower(&steps, arrow_schema(plan.schema()), &lowering)?;
+    // A session's bounds are known only when the session operator merges
+    // its rows; read without an aggregate over them, the rows would carry
+    // the placeholders the rewrite puts there (both bounds its own time).
+    // An aggregate by other keys alone (`GROUP BY bidder`) does not read
+    // the bounds and stays allowed; a bound under another name slips by.
+    let sessions = uses
+        .windows
+        .iter()
+        .any(|w| matches!(w.tvf, WindowTvf::Session { .. }))
+        && materialize
+            .schema
+            .fields()
+            .iter()
+            .any(|f| matches!(f.name().as_str(), "window_start" | "window_end"));
+    let session_aggregate = |node: &StreamNode| {
+        matches!(
+            node,
+            StreamNode::Aggregate(StreamAggregate {
+                window: Some(WindowTvf::Session { .. }),
+                ..
+            })
+        )
+    };
+    if sessions && !materialize.input.any(&session_aggregate) {
+        return Err(unsupported(
+            "SESSION rows that are not aggregated per session",
+            "GROUP BY window_start, window_end (and the session's keys): a session's bounds are known only when it closes; a batch SELECT computes them over its bounded rows",
+        ));
+    }
+    Ok(materialize)
 }

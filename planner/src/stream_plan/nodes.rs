@@ -348,6 +348,21 @@ impl StreamNode {
         self.sources().iter().any(|s| s.processing_time)
     }
 
+    /// Does this node, or one under it, pass `test`?
+    pub fn any(&self, test: &dyn Fn(&StreamNode) -> bool) -> bool {
+        test(self)
+            || match self {
+                StreamNode::Source(_) => false,
+                StreamNode::Filter(StreamFilter { input, .. })
+                | StreamNode::Project(StreamProject { input, .. })
+                | StreamNode::Unnest(StreamUnnest { input, .. })
+                | StreamNode::Aggregate(StreamAggregate { input, .. })
+                | StreamNode::TopN(StreamTopN { input, .. })
+                | StreamNode::OverWindow(StreamOverWindow { input, .. }) => input.any(test),
+                StreamNode::HashJoin(join) => join.left.any(test) || join.right.any(test),
+            }
+    }
+
     /// Every source under this node, left to right.
     pub fn sources(&self) -> Vec<&StreamSource> {
         match self {

@@ -531,3 +531,38 @@ async fn a_join_state_ttl_carries_an_unread_event_time_column_outside_the_output
     let plain = runtime_plan(&lower(sql).await.expect("lower")).expect("runtime plan");
     assert!(join_of(&plain).expect("a join").ttl().is_none());
 }
+
+#[tokio::test]
+async fn session_rows_are_refused_unless_aggregated_per_session() {
+    let lowered = |sql: &'static str| async move {
+        let (windows, plan) = windowed_bids_plan(sql).await;
+        let uses = super::QueryUses {
+            windows: &windows,
+            ..Default::default()
+        };
+        lower_stream(&plan, uses, false, 2, &bids_inputs()).map(|_| ())
+    };
+    for sql in [
+        "SELECT * FROM SESSION(bids, date_time, INTERVAL '3 seconds')",
+        "SELECT bidder, window_start, window_end FROM SESSION(bids, date_time, INTERVAL '3 seconds')",
+    ] {
+        let err = lowered(sql).await.expect_err(sql);
+        assert!(
+            matches!(&err, PlanError::Unsupported { what, .. }
+                if what == "SESSION rows that are not aggregated per session in a materialized view"),
+            "{sql}: {err:?}"
+        );
+    }
+    lowered(
+        "SELECT bidder, window_start, window_end, count(*) FROM SESSION(bids, date_time, INTERVAL '3 seconds')
+         GROUP BY bidder, window_start, window_end",
+    )
+    .await
+    .expect("a session aggregate");
+    // Not reading the bounds, the sessions do not matter.
+    lowered(
+        "SELECT bidder, count(*) FROM SESSION(bids, date_time, INTERVAL '3 seconds') GROUP BY bidder",
+    )
+    .await
+    .expect("an aggregate by other keys");
+}
