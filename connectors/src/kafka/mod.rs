@@ -26,6 +26,7 @@
 pub mod avro;
 mod batch;
 mod consumer;
+pub mod encode;
 pub mod format;
 pub mod sink;
 pub mod source;

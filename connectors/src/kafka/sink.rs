@@ -46,7 +46,8 @@ use tracing::warn;
 use weir_runtime::checkpoint::StateWrite;
 use weir_runtime::job::Sink;
 
-use super::format::{Encoder, Format, Message};
+use super::encode::{Encoder, Message};
+use super::format::Format;
 use super::{BROKER_TIMEOUT, CONNECTOR, KafkaOptions, kafka_error};
 use crate::error::{ConnectorError, Result};
 use crate::options::ConnectorOptions;
