@@ -348,36 +348,34 @@ impl StreamNode {
         self.sources().iter().any(|s| s.processing_time)
     }
 
+    /// The nodes right under this one, left to right (none under a source).
+    pub fn inputs(&self) -> Vec<&StreamNode> {
+        match self {
+            StreamNode::Source(_) => Vec::new(),
+            StreamNode::Filter(StreamFilter { input, .. })
+            | StreamNode::Project(StreamProject { input, .. })
+            | StreamNode::Unnest(StreamUnnest { input, .. })
+            | StreamNode::Aggregate(StreamAggregate { input, .. })
+            | StreamNode::TopN(StreamTopN { input, .. })
+            | StreamNode::OverWindow(StreamOverWindow { input, .. }) => vec![input],
+            StreamNode::HashJoin(join) => vec![&join.left, &join.right],
+        }
+    }
+
     /// Does this node, or one under it, pass `test`?
     pub fn any(&self, test: &dyn Fn(&StreamNode) -> bool) -> bool {
-        test(self)
-            || match self {
-                StreamNode::Source(_) => false,
-                StreamNode::Filter(StreamFilter { input, .. })
-                | StreamNode::Project(StreamProject { input, .. })
-                | StreamNode::Unnest(StreamUnnest { input, .. })
-                | StreamNode::Aggregate(StreamAggregate { input, .. })
-                | StreamNode::TopN(StreamTopN { input, .. })
-                | StreamNode::OverWindow(StreamOverWindow { input, .. }) => input.any(test),
-                StreamNode::HashJoin(join) => join.left.any(test) || join.right.any(test),
-            }
+        test(self) || self.inputs().iter().any(|input| input.any(test))
     }
 
     /// Every source under this node, left to right.
     pub fn sources(&self) -> Vec<&StreamSource> {
         match self {
             StreamNode::Source(source) => vec![source],
-            StreamNode::Filter(StreamFilter { input, .. })
-            | StreamNode::Project(StreamProject { input, .. })
-            | StreamNode::Unnest(StreamUnnest { input, .. })
-            | StreamNode::Aggregate(StreamAggregate { input, .. })
-            | StreamNode::TopN(StreamTopN { input, .. })
-            | StreamNode::OverWindow(StreamOverWindow { input, .. }) => input.sources(),
-            StreamNode::HashJoin(join) => {
-                let mut sources = join.left.sources();
-                sources.extend(join.right.sources());
-                sources
-            }
+            _ => self
+                .inputs()
+                .iter()
+                .flat_map(|input| input.sources())
+                .collect(),
         }
     }
 
