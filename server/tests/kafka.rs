@@ -1014,6 +1014,12 @@ async fn upsert_messages_feed_views_that_follow_updates_and_deletes_across_kill_
 /// message is read once (the counts and offsets per partition), the
 /// windowed view equals the batch answer over all rows, and its
 /// exactly-once sink holds each of them once.
+///
+/// The new rows are written once both jobs run on three partitions. Rows
+/// written to a partition before a job knows it exists may fall behind the
+/// watermark the old partitions have already moved (as in Flink's Kafka
+/// source): a windowed view drops them as late, which is not what this test
+/// is about (a CI run that wrote them at once lost a third of some windows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_that_gains_partitions_is_read_whole() {
     let broker = Broker::start();
@@ -1058,6 +1064,17 @@ async fn a_topic_that_gains_partitions_is_read_whole() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
     broker.add_partitions("bids", 3);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for job in ["per_partition", "hot"] {
+        while !job_events(&client, job)
+            .await
+            .iter()
+            .any(|r| r.contains("restarted from checkpoint"))
+        {
+            assert!(Instant::now() < deadline, "{job} never restarted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let third = bids(3000, 3, 200);
     produce(&broker, "bids", &messages(&third));
     produce(&broker, "bids", &closers(3));
@@ -1086,17 +1103,7 @@ async fn a_topic_that_gains_partitions_is_read_whole() {
     // Each job restarted once, from a checkpoint, for the new partition, and
     // none of it was a failure.
     for job in ["per_partition", "hot"] {
-        let events = client
-            .simple_query(&format!("SHOW JOB EVENTS {job}"))
-            .await
-            .expect("SHOW JOB EVENTS");
-        let reasons: Vec<String> = events
-            .iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get("reason").map(str::to_string),
-                _ => None,
-            })
-            .collect();
+        let reasons = job_events(&client, job).await;
         assert!(
             reasons
                 .iter()
@@ -1118,4 +1125,19 @@ async fn a_topic_that_gains_partitions_is_read_whole() {
             .any(|l| l.starts_with("weir_job_failures_total{") && !l.ends_with(" 0")),
         "no job failed:\n{metrics}"
     );
+}
+
+/// The reasons of a job's events (`SHOW JOB EVENTS`), oldest first.
+async fn job_events(client: &tokio_postgres::Client, job: &str) -> Vec<String> {
+    let events = client
+        .simple_query(&format!("SHOW JOB EVENTS {job}"))
+        .await
+        .expect("SHOW JOB EVENTS");
+    events
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get("reason").map(str::to_string),
+            _ => None,
+        })
+        .collect()
 }
