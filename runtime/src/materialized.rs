@@ -11,14 +11,16 @@
 //! an append-only view writes the batches appended since the last barrier
 //! (small chunks merge into bigger ones, so a view of n rows is O(log n)
 //! chunks); an updating view writes the current count of every row that
-//! changed (0: gone), and a full snapshot once the deltas outgrow it.
+//! changed (0: gone), and a slice of its rows at a time as the deltas grow
+//! (`checkpoint::rolling`).
 //!
 //! Jobs that read a view as a stream follow its [`feed`]: its batches and,
 //! when a watermark bounds its rows, its watermark, in order.
 
 mod feed;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -27,7 +29,7 @@ use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{HashMap, Result};
+use datafusion::common::{HashMap, HashSet, Result};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
@@ -35,6 +37,7 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 use crate::checkpoint::StateWrite;
+use crate::checkpoint::rolling::{Next, RollingBase, SLICES};
 use crate::job::Sink;
 pub use feed::{Following, VIEW_WATERMARKS, ViewChange};
 
@@ -117,9 +120,9 @@ enum ViewState {
         counts: HashMap<Box<[u8]>, i64>,
         /// Rows whose count changed since the last snapshot.
         dirty: HashSet<Box<[u8]>>,
-        /// Rows in the last full snapshot, and in the deltas since.
-        base_rows: usize,
-        delta_rows: usize,
+        /// Which chunks the checkpoint keeps, and which slice (of the rows'
+        /// hashes under `counts`' hasher) to rewrite next.
+        rolling: RollingBase,
     },
 }
 
@@ -146,9 +149,8 @@ impl MaterializedView {
             ViewState::Multiset {
                 converter: RowConverter::new(fields)?,
                 counts: HashMap::default(),
-                dirty: HashSet::new(),
-                base_rows: 0,
-                delta_rows: 0,
+                dirty: HashSet::default(),
+                rolling: RollingBase::default(),
             }
         } else {
             ViewState::Append {
@@ -349,37 +351,39 @@ impl Sink for MaterializedView {
                 converter,
                 counts,
                 dirty,
-                base_rows,
-                delta_rows,
+                rolling,
             } => {
-                let full = *base_rows == 0 || *delta_rows + dirty.len() > *base_rows;
-                let keys: Vec<(&[u8], i64)> = if full {
-                    counts.iter().map(|(k, c)| (k.as_ref(), *c)).collect()
-                } else {
-                    dirty
+                let slice_of = |row: &[u8]| (counts.hasher().hash_one(row) >> 32) as usize % SLICES;
+                let rows_of = |slice: usize| -> Vec<(&[u8], i64)> {
+                    counts
                         .iter()
-                        .map(|k| (k.as_ref(), counts.get(k).copied().unwrap_or(0)))
+                        .filter(|(k, _)| slice_of(k) == slice)
+                        .map(|(k, c)| (k.as_ref(), *c))
                         .collect()
                 };
-                let batch = counts_batch(converter, &self.schema, &keys)?;
-                let rows = keys.len();
-                drop(keys);
-                dirty.clear();
-                if full {
-                    *base_rows = rows.max(1);
-                    *delta_rows = 0;
-                } else {
-                    *delta_rows += rows;
-                }
-                let mut write = StateWrite {
-                    reset: full,
-                    ..Default::default()
+                let write = match rolling.next(dirty.len()) {
+                    Next::Full => {
+                        let slices = (0..SLICES)
+                            .map(|s| counts_batch(converter, &self.schema, &rows_of(s)))
+                            .collect::<Result<Vec<_>>>()?;
+                        rolling.full(epoch, slices)
+                    }
+                    Next::Delta { rewrite } => {
+                        let changed: Vec<(&[u8], i64)> = dirty
+                            .iter()
+                            .map(|k| (k.as_ref(), counts.get(k).copied().unwrap_or(0)))
+                            .collect();
+                        let changes = counts_batch(converter, &self.schema, &changed)?;
+                        let rebased = match rewrite {
+                            Some(s) => {
+                                Some((s, counts_batch(converter, &self.schema, &rows_of(s))?))
+                            }
+                            None => None,
+                        };
+                        rolling.delta(epoch, changes, rebased)
+                    }
                 };
-                if full || rows > 0 {
-                    write
-                        .put
-                        .push((format!("{}{epoch}", if full { "b" } else { "d" }), batch));
-                }
+                dirty.clear();
                 write
             }
         };
@@ -417,7 +421,7 @@ impl Sink for MaterializedView {
             ViewState::Multiset {
                 converter,
                 counts,
-                base_rows,
+                rolling,
                 ..
             } => {
                 for (_, batch) in chunks {
@@ -432,7 +436,8 @@ impl Sink for MaterializedView {
                         }
                     }
                 }
-                *base_rows = counts.len().max(1);
+                // Its slices are this run's: the next snapshot is full.
+                rolling.restarted();
             }
         }
         let rows = match &*view {
