@@ -2,8 +2,10 @@
 //! side's rows are dropped once the other side's watermark passes their
 //! reach, so its state (on `/metrics`) stays near the rows of a few seconds
 //! of event time however many rows went through. A regular join's would
-//! grow with every row, and the test shows that too. A regular join with a
-//! state TTL levels off the same way; without one it grows.
+//! grow with every row, and the test shows that too. A window join over
+//! HOP or CUMULATE windows (an interval join on the window ends) and a
+//! regular join with a state TTL level off the same way; a regular join
+//! without one grows.
 
 mod common;
 
@@ -135,6 +137,52 @@ async fn a_regular_join_with_a_state_ttl_levels_off_and_one_without_grows() {
         .simple_query("DROP MATERIALIZED VIEW ttl_bids")
         .await
         .expect("drop the view");
+}
+
+/// A window join over HOP or CUMULATE windows is an interval join on the
+/// window ends (`lower_join_interval::time_columns`): each side's rows of
+/// a window are dropped once the other side's watermark passes its end,
+/// so its state levels off too. The windows are short (1 s, every 500 ms)
+/// so that the state at either measure holds the few windows still open,
+/// not a share of one long window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hop_or_cumulate_window_joins_state_levels_off_over_an_unbounded_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start_with(dir.path(), &["--checkpoint-interval", "200ms"], &[]);
+    let client = common::connect(&server).await;
+    client
+        .batch_execute(
+            "CREATE STREAM auction WITH (connector = 'nexmark', table = 'auction', rate = 500, seed = 7);
+             CREATE STREAM bid WITH (connector = 'nexmark', table = 'bid', rate = 5000, seed = 7);",
+        )
+        .await
+        .expect("two unbounded generators");
+    for (view, tvf) in [("hop_bids", "HOP"), ("cumulate_bids", "CUMULATE")] {
+        let window = |stream: &str| {
+            format!("{tvf}({stream}, date_time, INTERVAL '500 milliseconds', INTERVAL '1 second')")
+        };
+        client
+            .batch_execute(&format!(
+                "CREATE MATERIALIZED VIEW {view} AS
+                   SELECT a.id, b.bidder, b.price, a.window_end
+                   FROM {} AS a JOIN {} AS b
+                   ON a.id = b.auction AND a.window_start = b.window_start AND a.window_end = b.window_end",
+                window("auction"),
+                window("bid"),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("a {tvf} window join: {e}"));
+        let early = state_after(&server, view, 30_000.0).await;
+        let late = state_after(&server, view, 120_000.0).await;
+        assert!(
+            late < early * 2.0,
+            "{view}: the state grew from {early} to {late} rows while the input grew fourfold"
+        );
+        client
+            .simple_query(&format!("DROP MATERIALIZED VIEW {view}"))
+            .await
+            .expect("drop the view");
+    }
 }
 
 /// A row behind its own side's watermark is dropped by the interval join,

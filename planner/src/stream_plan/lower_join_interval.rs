@@ -5,15 +5,15 @@
 //! row only until the watermark makes it unmatchable, and forwards a
 //! watermark (`operators::interval_join`).
 //!
-//! A window join (both inputs windowed by the same TUMBLE, joined on the
-//! window) is one too: its equal window ends are a zero-wide interval on
-//! them, so each side's rows are dropped once the other side's watermark
-//! passes their window's end.
+//! A window join (both inputs windowed by the same TUMBLE, HOP or
+//! CUMULATE, joined on the window) is one too: its equal window ends are a
+//! zero-wide interval on them, so each side's rows are dropped once the
+//! other side's watermark passes their window's end.
 //!
-//! Only the inputs' event-time columns and tumbling window ends over them
-//! count ([`time_columns`]): a bound on another column says nothing about
-//! what the watermark has made late. A join without both bounds stays a
-//! regular join.
+//! Only the inputs' event-time columns and window ends over them (TUMBLE,
+//! HOP, CUMULATE) count ([`time_columns`]): a bound on another column says
+//! nothing about what the watermark has made late. A join without both
+//! bounds stays a regular join.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DFSchemaRef, ScalarValue};
@@ -232,44 +232,131 @@ fn nanos(expr: &Expr) -> Option<i64> {
 
 /// The columns of `node`'s rows that an interval join may take as its
 /// time: its source's event-time column (the one its watermark is over),
-/// passed through the stateless operators under the join, and a tumbling
-/// window's end over it. Both are at or after the row's event time, which
-/// is what the join's cleanup needs (`operators::interval_join`): a row on
-/// time is never judged late by them.
+/// passed through the stateless operators under the join, and a window's
+/// end over it: a tumbling window's (`weir_window_end`), a cumulating
+/// one's (the element of `weir_cumulate_ends`), or a hopping one's (its
+/// start, the element of `weir_hop_starts`, plus the same size). All are
+/// at or after the row's event time, which is what the join's cleanup
+/// needs (`operators::interval_join`): a row on time is never judged late
+/// by them, and once a side's watermark passes one, no later row of that
+/// side carries it. A hopping window's start is not one: it is before
+/// the row's time.
 pub(super) fn time_columns(node: &StreamNode) -> Vec<usize> {
+    timed_columns(node)
+        .into_iter()
+        .filter(|(_, timing)| *timing == Timing::Time)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// What a column of a join input's rows says about the row's event time
+/// ([`timed_columns`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timing {
+    /// At or after it: a time the join may clean by.
+    Time,
+    /// The starts of the hopping windows `size` nanoseconds wide that hold
+    /// it (`weir_hop_starts`), a list.
+    HopStarts { size: i64 },
+    /// One of those starts, unnested: before the time, but the start plus
+    /// `size` (its window's end) is after it.
+    HopStart { size: i64 },
+    /// The ends of the cumulating windows that hold it
+    /// (`weir_cumulate_ends`), a list, each after the time.
+    CumulateEnds,
+}
+
+/// The columns of `node`'s rows that [`Timing`] describes, with what they
+/// are, in column order: [`time_columns`] keeps the times; the others are
+/// the steps on the way to a HOP or CUMULATE window's end (a projection
+/// computes the list, an unnest its element, a projection the end).
+fn timed_columns(node: &StreamNode) -> Vec<(usize, Timing)> {
     match node {
-        StreamNode::Source(source) => source.event_time_columns(),
-        StreamNode::Filter(StreamFilter { input, .. }) => time_columns(input),
-        StreamNode::Unnest(StreamUnnest { input, column, .. }) => time_columns(input)
+        StreamNode::Source(source) => source
+            .event_time_columns()
             .into_iter()
-            .filter(|time| time != column)
+            .map(|c| (c, Timing::Time))
+            .collect(),
+        StreamNode::Filter(StreamFilter { input, .. }) => timed_columns(input),
+        // The output has the input's columns, the list replaced by its
+        // element in place.
+        StreamNode::Unnest(StreamUnnest { input, column, .. }) => timed_columns(input)
+            .into_iter()
+            .filter_map(|(c, timing)| {
+                if c != *column {
+                    return Some((c, timing));
+                }
+                match timing {
+                    Timing::HopStarts { size } => Some((c, Timing::HopStart { size })),
+                    Timing::CumulateEnds => Some((c, Timing::Time)),
+                    Timing::Time | Timing::HopStart { .. } => None,
+                }
+            })
             .collect(),
         StreamNode::Project(StreamProject { input, exprs, .. }) => {
             let Some(schema) = schema_of(input) else {
                 return Vec::new();
             };
-            let times: Vec<String> = time_columns(input)
-                .into_iter()
-                .map(|t| schema.field(t).name().clone())
-                .collect();
-            let is_time = |e: &Expr| matches!(e, Expr::Column(c) if times.contains(&c.name));
+            let timed = timed_columns(input);
+            // By name: the input's rows are an Arrow schema, without the
+            // qualifiers a column reference carries.
+            let timing_of = |e: &Expr| match e {
+                Expr::Column(c) => {
+                    let index = schema.index_of(&c.name).ok()?;
+                    timed.iter().find(|(i, _)| *i == index).map(|(_, t)| *t)
+                }
+                _ => None,
+            };
             exprs
                 .iter()
                 .enumerate()
-                .filter(|(_, e)| match Expr::clone(e).unalias() {
-                    column @ Expr::Column(_) => is_time(&column),
-                    Expr::ScalarFunction(f) => {
-                        f.func.name() == "weir_window_end" && f.args.first().is_some_and(&is_time)
-                    }
-                    _ => false,
+                .filter_map(|(i, e)| {
+                    let timing = match Expr::clone(e).unalias() {
+                        column @ Expr::Column(_) => timing_of(&column),
+                        Expr::ScalarFunction(f) => window_bound(f.func.name(), &f.args, &timing_of),
+                        _ => None,
+                    };
+                    timing.map(|t| (i, t))
                 })
-                .map(|(i, _)| i)
                 .collect()
         }
         StreamNode::HashJoin(_)
         | StreamNode::Aggregate(_)
         | StreamNode::TopN(_)
         | StreamNode::OverWindow(_) => Vec::new(),
+    }
+}
+
+/// What the window function `name` over `args` computes, when it is one
+/// of the window rewrite's (`crate::windows`) over a time column (or, for
+/// `weir_add_nanos`, a hopping window's start plus its own size).
+fn window_bound(
+    name: &str,
+    args: &[Expr],
+    timing_of: &dyn Fn(&Expr) -> Option<Timing>,
+) -> Option<Timing> {
+    let over_time = || args.first().and_then(timing_of) == Some(Timing::Time);
+    match name {
+        "weir_window_end" if over_time() => Some(Timing::Time),
+        "weir_cumulate_ends" if over_time() => Some(Timing::CumulateEnds),
+        "weir_hop_starts" if over_time() => Some(Timing::HopStarts {
+            size: constant(args.get(2)?)?,
+        }),
+        // Only the size the starts were computed with makes an end: a
+        // start plus less could be before the row's time.
+        "weir_add_nanos" => match args.first().and_then(timing_of)? {
+            Timing::HopStart { size } if constant(args.get(1)?) == Some(size) => Some(Timing::Time),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A window rewrite's size argument: a BIGINT of nanoseconds.
+fn constant(expr: &Expr) -> Option<i64> {
+    match expr {
+        Expr::Literal(ScalarValue::Int64(Some(v)), _) => Some(*v),
+        _ => None,
     }
 }
 
@@ -471,6 +558,116 @@ mod tests {
         // A bound on one side's time alone bounds no distance.
         let one_side = col("b.ts").gt(col("b.ts") - seconds(1));
         assert_eq!(beyond(one_side.clone()), vec![one_side]);
+    }
+
+    /// The join of `sql` (a query over the stream `bids`, window
+    /// functions allowed) as a view lowers it.
+    async fn lowered(sql: &str) -> super::super::StreamMaterialize {
+        let (windows, plan) = super::super::tests::windowed_bids_plan(sql).await;
+        let uses = super::super::QueryUses {
+            windows: &windows,
+            ..Default::default()
+        };
+        super::super::lower_stream(&plan, uses, false, 2, &super::super::tests::bids_inputs())
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The first join under `node`.
+    fn join_in(node: &StreamNode) -> &super::super::nodes::StreamHashJoin {
+        match node {
+            StreamNode::HashJoin(join) => join,
+            other => join_in(
+                other
+                    .inputs()
+                    .first()
+                    .unwrap_or_else(|| panic!("no join in {other:?}")),
+            ),
+        }
+    }
+
+    /// The names of the time columns of each side of the join of `sql`,
+    /// and its bounds if it is an interval join.
+    async fn join_times(sql: &str) -> ([Vec<String>; 2], Option<(i64, i64)>) {
+        let plan = lowered(sql).await;
+        let join = join_in(&plan.input);
+        let names = |side: &StreamNode| {
+            let schema = schema_of(side).expect("a join input's rows");
+            time_columns(side)
+                .into_iter()
+                .map(|c| schema.field(c).name().clone())
+                .collect::<Vec<_>>()
+        };
+        (
+            [names(&join.left), names(&join.right)],
+            join.interval
+                .as_ref()
+                .map(|i| (i.bounds.lower, i.bounds.upper)),
+        )
+    }
+
+    const HOP: &str = "HOP(bids, date_time, INTERVAL '10 seconds', INTERVAL '1 minute')";
+    const CUMULATE: &str = "CUMULATE(bids, date_time, INTERVAL '10 seconds', INTERVAL '1 minute')";
+
+    #[tokio::test]
+    async fn a_hop_or_cumulate_window_end_is_a_time_and_their_window_join_an_interval_join() {
+        for tvf in [HOP, CUMULATE] {
+            let sql = format!(
+                "SELECT x.auction, x.window_start, x.window_end, y.price FROM {tvf} AS x JOIN {tvf} AS y \
+                 ON x.auction = y.auction AND x.window_start = y.window_start AND x.window_end = y.window_end"
+            );
+            let (times, bounds) = join_times(&sql).await;
+            for side in &times {
+                assert!(
+                    side.iter().any(|c| c == "window_end"),
+                    "{tvf}: the window end is a time column: {times:?}"
+                );
+                assert!(
+                    !side.iter().any(|c| c == "window_start"),
+                    "{tvf}: a window start is not one: {times:?}"
+                );
+            }
+            assert_eq!(bounds, Some((0, 0)), "{tvf}: a zero-wide interval");
+        }
+        // Equal ends alone are enough, as for TUMBLE.
+        let (_, bounds) = join_times(&format!(
+            "SELECT x.auction, y.price FROM {HOP} AS x JOIN {HOP} AS y \
+             ON x.auction = y.auction AND x.window_end = y.window_end"
+        ))
+        .await;
+        assert_eq!(bounds, Some((0, 0)));
+    }
+
+    #[tokio::test]
+    async fn a_hop_start_or_a_start_plus_another_size_is_no_time() {
+        // Joined on the hopping window's start alone: a start is before
+        // its rows' times, so nothing the watermark passes says a window
+        // is over. A regular join.
+        let (times, bounds) = join_times(&format!(
+            "SELECT x.auction, x.window_start, y.price FROM {HOP} AS x JOIN {HOP} AS y \
+             ON x.auction = y.auction AND x.window_start = y.window_start"
+        ))
+        .await;
+        assert_eq!(bounds, None, "{times:?}");
+        assert!(
+            times.iter().flatten().all(|c| c != "window_start"),
+            "{times:?}"
+        );
+        // A start plus less than the window's size can be before a row's
+        // time: not an end.
+        let early = "SELECT auction, price, weir_add_nanos(window_start, 1000000000) AS early FROM";
+        let (times, bounds) = join_times(&format!(
+            "SELECT x.auction, y.price FROM ({early} {HOP}) AS x JOIN ({early} {HOP}) AS y \
+             ON x.auction = y.auction AND x.early = y.early"
+        ))
+        .await;
+        assert_eq!(bounds, None, "{times:?}");
+        assert!(times.iter().flatten().all(|c| c != "early"), "{times:?}");
+        // A join on a column that is no window bound stays regular too.
+        let (_, bounds) = join_times(&format!(
+            "SELECT x.auction, y.price FROM {CUMULATE} AS x JOIN {CUMULATE} AS y ON x.price = y.price"
+        ))
+        .await;
+        assert_eq!(bounds, None);
     }
 
     #[test]
