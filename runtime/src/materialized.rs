@@ -11,16 +11,14 @@
 //! an append-only view writes the batches appended since the last barrier
 //! (small chunks merge into bigger ones, so a view of n rows is O(log n)
 //! chunks); an updating view writes the current count of every row that
-//! changed (0: gone), and a slice of its rows at a time as the deltas grow
-//! (`checkpoint::rolling`).
+//! changed (0: gone), and a full snapshot once the deltas outgrow it.
 //!
 //! Jobs that read a view as a stream follow its [`feed`]: its batches and,
 //! when a watermark bounds its rows, its watermark, in order.
 
 mod feed;
 
-use std::collections::BTreeMap;
-use std::hash::BuildHasher;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -29,7 +27,7 @@ use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{HashMap, HashSet, Result};
+use datafusion::common::{HashMap, Result};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
@@ -37,7 +35,6 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 use crate::checkpoint::StateWrite;
-use crate::checkpoint::rolling::{Next, RollingBase, SLICES};
 use crate::job::Sink;
 pub use feed::{Following, VIEW_WATERMARKS, ViewChange};
 
@@ -120,9 +117,9 @@ enum ViewState {
         counts: HashMap<Box<[u8]>, i64>,
         /// Rows whose count changed since the last snapshot.
         dirty: HashSet<Box<[u8]>>,
-        /// Which chunks the checkpoint keeps, and which slice (of the rows'
-        /// hashes under `counts`' hasher) to rewrite next.
-        rolling: RollingBase,
+        /// Rows in the last full snapshot, and in the deltas since.
+        base_rows: usize,
+        delta_rows: usize,
     },
 }
 
@@ -149,8 +146,9 @@ impl MaterializedView {
             ViewState::Multiset {
                 converter: RowConverter::new(fields)?,
                 counts: HashMap::default(),
-                dirty: HashSet::default(),
-                rolling: RollingBase::default(),
+                dirty: HashSet::new(),
+                base_rows: 0,
+                delta_rows: 0,
             }
         } else {
             ViewState::Append {
@@ -351,39 +349,37 @@ impl Sink for MaterializedView {
                 converter,
                 counts,
                 dirty,
-                rolling,
+                base_rows,
+                delta_rows,
             } => {
-                let slice_of = |row: &[u8]| (counts.hasher().hash_one(row) >> 32) as usize % SLICES;
-                let rows_of = |slice: usize| -> Vec<(&[u8], i64)> {
-                    counts
+                let full = *base_rows == 0 || *delta_rows + dirty.len() > *base_rows;
+                let keys: Vec<(&[u8], i64)> = if full {
+                    counts.iter().map(|(k, c)| (k.as_ref(), *c)).collect()
+                } else {
+                    dirty
                         .iter()
-                        .filter(|(k, _)| slice_of(k) == slice)
-                        .map(|(k, c)| (k.as_ref(), *c))
+                        .map(|k| (k.as_ref(), counts.get(k).copied().unwrap_or(0)))
                         .collect()
                 };
-                let write = match rolling.next(dirty.len()) {
-                    Next::Full => {
-                        let slices = (0..SLICES)
-                            .map(|s| counts_batch(converter, &self.schema, &rows_of(s)))
-                            .collect::<Result<Vec<_>>>()?;
-                        rolling.full(epoch, slices)
-                    }
-                    Next::Delta { rewrite } => {
-                        let changed: Vec<(&[u8], i64)> = dirty
-                            .iter()
-                            .map(|k| (k.as_ref(), counts.get(k).copied().unwrap_or(0)))
-                            .collect();
-                        let changes = counts_batch(converter, &self.schema, &changed)?;
-                        let rebased = match rewrite {
-                            Some(s) => {
-                                Some((s, counts_batch(converter, &self.schema, &rows_of(s))?))
-                            }
-                            None => None,
-                        };
-                        rolling.delta(epoch, changes, rebased)
-                    }
-                };
+                let batch = counts_batch(converter, &self.schema, &keys)?;
+                let rows = keys.len();
+                drop(keys);
                 dirty.clear();
+                if full {
+                    *base_rows = rows.max(1);
+                    *delta_rows = 0;
+                } else {
+                    *delta_rows += rows;
+                }
+                let mut write = StateWrite {
+                    reset: full,
+                    ..Default::default()
+                };
+                if full || rows > 0 {
+                    write
+                        .put
+                        .push((format!("{}{epoch}", if full { "b" } else { "d" }), batch));
+                }
                 write
             }
         };
@@ -421,7 +417,7 @@ impl Sink for MaterializedView {
             ViewState::Multiset {
                 converter,
                 counts,
-                rolling,
+                base_rows,
                 ..
             } => {
                 for (_, batch) in chunks {
@@ -436,8 +432,7 @@ impl Sink for MaterializedView {
                         }
                     }
                 }
-                // Its slices are this run's: the next snapshot is full.
-                rolling.restarted();
+                *base_rows = counts.len().max(1);
             }
         }
         let rows = match &*view {

@@ -12,8 +12,7 @@
 //! sink): Arrow IPC files in the checkpoint store (`object_store`: a folder
 //! under the data dir, or a bucket). A snapshot writes only what changed since
 //! the previous one: it puts new chunks, replaces or removes old ones by id,
-//! or resets the list with a full snapshot; keyed state rewrites its base a
-//! slice at a time as the deltas grow (`rolling.rs`). A
+//! or resets the list with a full snapshot when the deltas outgrow it. A
 //! manifest names every chunk a checkpoint needs, so old chunks stay until no
 //! retained manifest refers to them.
 //!
@@ -36,7 +35,6 @@
 //!   input holds now, so a position never points into another file.
 
 mod coordinator;
-pub mod rolling;
 mod savepoint;
 mod splits;
 

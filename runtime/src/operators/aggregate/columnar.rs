@@ -35,11 +35,10 @@ use datafusion::logical_expr::EmitTo;
 
 use super::filtered::split_mask;
 use super::group_store::GroupStore;
-use super::keyed_state::{Layout, chunk};
+use super::keyed_state::{Layout, chunk, state_write};
 use super::shared::Base;
 use super::window::groups_accumulators;
 use crate::checkpoint::StateWrite;
-use crate::checkpoint::rolling::{Next, RollingBase, SLICES};
 use crate::operators::changes::changelog_schema;
 use crate::operators::{StreamBatch, conform};
 
@@ -54,8 +53,10 @@ pub(super) struct ColumnarGroups {
     /// Scratch: a slot's local number in the batch being added (`u32::MAX`
     /// for none), kept between batches to avoid a map per batch.
     local: Vec<u32>,
-    /// Which chunks the checkpoint keeps, and which slice to rewrite next.
-    rolling: RollingBase,
+    /// Rows in the last full checkpoint, and in the deltas since (when to
+    /// write a full one instead of a delta).
+    base_rows: usize,
+    delta_rows: usize,
 }
 
 /// Column ranges of a stored group row: keys, states, values.
@@ -84,7 +85,8 @@ impl ColumnarGroups {
             by_close: BTreeMap::new(),
             state_fields,
             local: Vec::new(),
-            rolling: RollingBase::default(),
+            base_rows: 0,
+            delta_rows: 0,
         })
     }
 
@@ -288,51 +290,19 @@ impl ColumnarGroups {
         self.store.enable_tracking();
     }
 
-    /// A full snapshot (every group, a base per slice) first and after a
-    /// restore; then a delta (the groups that changed, and rows with op -1
-    /// for the dropped) and, as the deltas grow, one slice's base
-    /// ([`RollingBase`]). A group's slice is its slot's.
+    /// A full chunk (every group) once the deltas outgrow it, a delta (the
+    /// groups that changed, and rows with op -1 for the dropped) otherwise.
     pub(super) fn snapshot(&mut self, base: &Base, epoch: u64) -> Result<StateWrite> {
-        let next = self.rolling.next(self.store.changes());
+        let full = self.base_rows == 0 || self.delta_rows + self.store.changes() > self.base_rows;
         let (changed, dropped) = self.store.take_changes();
-        let of_slice = |ids: &[u32], slice: usize| -> Vec<u32> {
-            ids.iter()
-                .copied()
-                .filter(|&id| id as usize % SLICES == slice)
-                .collect()
-        };
-        Ok(match next {
-            Next::Full => {
-                let live = self.store.live();
-                let slices = (0..SLICES)
-                    .map(|s| self.state_rows(base, &of_slice(&live, s), &[]))
-                    .collect::<Result<Vec<_>>>()?;
-                self.rolling.full(epoch, slices)
-            }
-            Next::Delta { rewrite } => {
-                let changes = self.state_rows(base, &changed, &dropped)?;
-                let rebased = match rewrite {
-                    Some(s) => Some((
-                        s,
-                        self.state_rows(base, &of_slice(&self.store.live(), s), &[])?,
-                    )),
-                    None => None,
-                };
-                self.rolling.delta(epoch, changes, rebased)
-            }
-        })
-    }
-
-    /// The keyed-state chunk of groups `ids`, after rows with op -1 for the
-    /// keys `dropped`.
-    fn state_rows(&self, base: &Base, ids: &[u32], dropped: &[Arc<[u8]>]) -> Result<RecordBatch> {
+        let live = if full { self.store.live() } else { changed };
         let w = self.widths(base);
         let layout = Layout { keys: w.keys };
-        let stored = self.store.gather(ids, 0..w.keys + w.states + w.values)?;
+        let stored = self.store.gather(&live, 0..w.keys + w.states + w.values)?;
         let (keys, rest) = stored.split_at(w.keys);
-        let closes: Vec<Option<i64>> = ids.iter().map(|&id| self.store.close(id)).collect();
-        let emitted: Vec<bool> = ids.iter().map(|&id| self.store.emitted(id)).collect();
-        let n = ids.len();
+        let closes: Vec<Option<i64>> = live.iter().map(|&id| self.store.close(id)).collect();
+        let emitted: Vec<bool> = live.iter().map(|&id| self.store.emitted(id)).collect();
+        let n = live.len();
         let mut columns: Vec<ArrayRef> = keys.to_vec();
         columns.push(Arc::new(Int8Array::from(vec![1i8; n])));
         columns.push(Arc::new(Int64Array::from(closes)));
@@ -340,20 +310,27 @@ impl ColumnarGroups {
         columns.push(Arc::new(Int64Array::from(vec![Some(0i64); n])));
         columns.push(Arc::new(BooleanArray::from(emitted)));
         columns.extend(rest.iter().cloned());
-        let batch = chunk(columns)?;
-        if dropped.is_empty() {
-            return Ok(batch);
+        let mut batch = chunk(columns)?;
+        if !full && !dropped.is_empty() {
+            let gone = dropped_rows(base, layout, &batch, &dropped)?;
+            let columns = (0..batch.num_columns())
+                .map(|c| {
+                    Ok(concat(&[
+                        gone.column(c).as_ref(),
+                        batch.column(c).as_ref(),
+                    ])?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            batch = chunk(columns)?;
         }
-        let gone = dropped_rows(base, layout, &batch, dropped)?;
-        let columns = (0..batch.num_columns())
-            .map(|c| {
-                Ok(concat(&[
-                    gone.column(c).as_ref(),
-                    batch.column(c).as_ref(),
-                ])?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        chunk(columns)
+        let rows = batch.num_rows();
+        if full {
+            self.base_rows = rows.max(1);
+            self.delta_rows = 0;
+        } else {
+            self.delta_rows += rows;
+        }
+        Ok(state_write(batch, full, epoch))
     }
 
     /// Apply one old worker's chunk (its rows for this worker): a row
@@ -414,11 +391,11 @@ impl ColumnarGroups {
         self.store.compact_if_needed()
     }
 
-    /// A restore is complete: the next checkpoint writes every group (its
-    /// slices are this run's).
+    /// A restore is complete: its groups are the base of the next delta.
     pub(super) fn restored(&mut self) {
         self.store.clear_changes();
-        self.rolling.restarted();
+        self.base_rows = self.store.len().max(1);
+        self.delta_rows = 0;
     }
 }
 
