@@ -52,6 +52,22 @@ async fn state_after(server: &WeirProcess, job: &str, rows: f64) -> f64 {
     }
 }
 
+/// The join state of `view` once its job has read 30,000 rows and again at
+/// 120,000 (four times the input); then the view is dropped.
+async fn early_and_late(
+    server: &WeirProcess,
+    client: &tokio_postgres::Client,
+    view: &str,
+) -> (f64, f64) {
+    let early = state_after(server, view, 30_000.0).await;
+    let late = state_after(server, view, 120_000.0).await;
+    client
+        .simple_query(&format!("DROP MATERIALIZED VIEW {view}"))
+        .await
+        .expect("drop the view");
+    (early, late)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interval_joins_state_levels_off_over_an_unbounded_stream() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -70,18 +86,13 @@ async fn an_interval_joins_state_levels_off_over_an_unbounded_stream() {
         .await
         .expect("an interval join over two unbounded generators");
     // 5 500 rows a second: about 5 s, then about 20 s, of event time.
-    let early = state_after(&server, "recent_bids", 30_000.0).await;
-    let late = state_after(&server, "recent_bids", 120_000.0).await;
+    let (early, late) = early_and_late(&server, &client, "recent_bids").await;
     // Four times the rows, yet the state holds the same few seconds of
     // them.
     assert!(
         late < early * 2.0,
         "the state grew from {early} to {late} rows while the input grew fourfold"
     );
-    client
-        .simple_query("DROP MATERIALIZED VIEW recent_bids")
-        .await
-        .expect("drop the view");
     // The same join without the time bound, measured the same way, keeps
     // every row: the figures above are not stuck.
     client
@@ -91,16 +102,11 @@ async fn an_interval_joins_state_levels_off_over_an_unbounded_stream() {
         )
         .await
         .expect("a regular join over the same generators");
-    let early = state_after(&server, "all_bids", 30_000.0).await;
-    let late = state_after(&server, "all_bids", 120_000.0).await;
+    let (early, late) = early_and_late(&server, &client, "all_bids").await;
     assert!(
         late > early * 2.0,
         "a regular join's state went from {early} to {late} rows only"
     );
-    client
-        .simple_query("DROP MATERIALIZED VIEW all_bids")
-        .await
-        .expect("drop the view");
 }
 
 /// A regular join with a state TTL (`join_state_ttl`) levels off too: each
@@ -127,16 +133,11 @@ async fn a_regular_join_with_a_state_ttl_levels_off_and_one_without_grows() {
         job.contains("\"join_state_ttl\":\"2 seconds\""),
         "the job's settings show the TTL: {job}"
     );
-    let early = state_after(&server, "ttl_bids", 30_000.0).await;
-    let late = state_after(&server, "ttl_bids", 120_000.0).await;
+    let (early, late) = early_and_late(&server, &client, "ttl_bids").await;
     assert!(
         late < early * 2.0,
         "the state grew from {early} to {late} rows while the input grew fourfold"
     );
-    client
-        .simple_query("DROP MATERIALIZED VIEW ttl_bids")
-        .await
-        .expect("drop the view");
 }
 
 /// A window join over HOP or CUMULATE windows is an interval join on the
@@ -172,16 +173,11 @@ async fn a_hop_or_cumulate_window_joins_state_levels_off_over_an_unbounded_strea
             ))
             .await
             .unwrap_or_else(|e| panic!("a {tvf} window join: {e}"));
-        let early = state_after(&server, view, 30_000.0).await;
-        let late = state_after(&server, view, 120_000.0).await;
+        let (early, late) = early_and_late(&server, &client, view).await;
         assert!(
             late < early * 2.0,
             "{view}: the state grew from {early} to {late} rows while the input grew fourfold"
         );
-        client
-            .simple_query(&format!("DROP MATERIALIZED VIEW {view}"))
-            .await
-            .expect("drop the view");
     }
 }
 
