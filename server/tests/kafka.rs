@@ -269,6 +269,53 @@ async fn bad_messages_follow_the_stream_policy() {
     }
 }
 
+/// A broker response the consumer refuses to read (here larger than a
+/// small `receive.message.max.bytes`, yet above what the topic's metadata
+/// needs; the test broker ignores `fetch.max.bytes` and sends all it
+/// holds, 23 KB) would be fetched again for
+/// ever, the job running with nothing read. After a few in a row the job
+/// fails instead, saying which option to raise; the same rows read with
+/// the default limit, by another view, are all there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_the_consumer_refuses_fails_the_job_naming_the_option() {
+    let broker = Broker::start();
+    broker.create_topic("big", 1);
+    produce(&broker, "big", &messages(&bids(300, 1, 0)));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = WeirProcess::start(dir.path());
+    let client = connect(&server).await;
+    let stream = |name: &str, options: &str| {
+        format!(
+            "CREATE STREAM {name} (auction BIGINT, price BIGINT, date_time TIMESTAMP)
+             WITH (connector = 'kafka', topic = 'big', brokers = '{}', format = 'json'{options});
+             CREATE MATERIALIZED VIEW {name}_n AS SELECT count(*) AS n FROM {name};",
+            broker.addr
+        )
+    };
+    client
+        .batch_execute(&stream(
+            "small",
+            ", 'properties.fetch.message.max.bytes' = '100', 'properties.message.max.bytes' = '1000',
+               'properties.fetch.max.bytes' = '7000',
+               'properties.receive.message.max.bytes' = '8000'",
+        ))
+        .await
+        .expect("a stream with a small receive limit");
+    client
+        .batch_execute(&stream("whole", ""))
+        .await
+        .expect("the same stream with the defaults");
+    wait_for_rows(&client, "SELECT n FROM whole_n", &["300".into()]).await;
+    let row = jobs::wait_until(&client, "small_n", "failed naming the option", |r| {
+        r["last_error"].contains("properties.receive.message.max.bytes")
+    })
+    .await;
+    assert!(
+        row["last_error"].contains("refused the broker's responses"),
+        "{row:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debezium_changes_feed_an_aggregate_and_a_join() {
     let broker = Broker::start();

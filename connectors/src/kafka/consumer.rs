@@ -20,20 +20,26 @@
 //! - A lease dropped unassigns its partition; the consumer (and its
 //!   threads) goes when its last lease does.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tracing::warn;
 
 use super::batch::{Messages, PartitionQueue};
 use super::kafka_error;
 use crate::error::Result;
+
+/// Responses from the broker the consumer could not read, in a row with no
+/// message between, before the reader gives up (see
+/// [`PartitionLease::serve_events`]).
+const REFUSED_LIMIT: u32 = 3;
 
 /// The consumers a source's readers share: the one new leases come from.
 #[derive(Default)]
@@ -93,6 +99,8 @@ struct TopicConsumer {
     topic: String,
     /// Partitions leased from it, ever (by partition number).
     leased: parking_lot::Mutex<Vec<bool>>,
+    /// Broker responses it could not read since the last message came.
+    refused: AtomicU32,
 }
 
 impl TopicConsumer {
@@ -108,6 +116,7 @@ impl TopicConsumer {
             consumer: Arc::new(consumer),
             topic: topic.to_string(),
             leased: parking_lot::Mutex::new(vec![false; partitions]),
+            refused: AtomicU32::new(0),
         })
     }
 
@@ -134,18 +143,43 @@ pub(super) struct PartitionLease {
 impl PartitionLease {
     /// Up to `max` of the partition's next messages, those there now.
     pub(super) fn take(&self, max: usize) -> KafkaResult<Messages<'_>> {
-        self.queue.take(max)
+        let messages = self.queue.take(max)?;
+        if messages.len() > 0 {
+            self.consumer.refused.store(0, Ordering::Relaxed);
+        }
+        Ok(messages)
     }
 
     /// Serve what librdkafka queued on the consumer itself (statistics,
     /// errors) without waiting. Messages never come this way (they are
     /// split off before assignment); errors are logged, as librdkafka
-    /// retries them itself.
-    pub(super) fn serve_events(&self) {
+    /// retries them itself, but for one it cannot get past: a response it
+    /// refuses to read (`BadMessage`), which it fetches again for ever.
+    /// The usual cause is a response above `receive.message.max.bytes` (a
+    /// broker that ignores `fetch.max.bytes` sends everything it holds):
+    /// after [`REFUSED_LIMIT`] in a row with no message between, the
+    /// reader fails, saying what to raise, rather than leave the job
+    /// running with nothing read.
+    pub(super) fn serve_events(&self) -> Result<()> {
         match self.consumer.consumer.poll(Duration::ZERO) {
             None => {}
             Some(Err(err)) => {
                 warn!(topic = %self.consumer.topic, %err, "kafka consumer error");
+                if matches!(
+                    err,
+                    KafkaError::MessageConsumption(RDKafkaErrorCode::BadMessage)
+                ) && self.consumer.refused.fetch_add(1, Ordering::Relaxed) + 1 >= REFUSED_LIMIT
+                {
+                    return Err(kafka_error(
+                        &format!(
+                            "reading topic \"{}\": the consumer refused the broker's responses {REFUSED_LIMIT} times in a row",
+                            self.consumer.topic
+                        ),
+                        format!(
+                            "{err}; when the log says \"Invalid response size\", a response was larger than receive.message.max.bytes: raise it with the stream option 'properties.receive.message.max.bytes'"
+                        ),
+                    ));
+                }
             }
             Some(Ok(message)) => {
                 // Cannot happen (see above); said loudly if it does, since
@@ -158,6 +192,7 @@ impl PartitionLease {
                 );
             }
         }
+        Ok(())
     }
 
     /// The partition's last stable offset, from librdkafka's statistics

@@ -725,7 +725,9 @@ impl SourceReader for KafkaReader {
                     )),
                 ))));
             }
-            self.lease.serve_events();
+            if let Err(err) = self.lease.serve_events() {
+                return Some(Err(DataFusionError::from(err)));
+            }
             let read = self.read_available();
             self.show_progress();
             match read {
