@@ -1113,10 +1113,10 @@ async fn a_topic_that_gains_partitions_is_read_whole() {
     broker.add_partitions("bids", 3);
     let deadline = Instant::now() + Duration::from_secs(60);
     for job in ["per_partition", "hot"] {
-        while !job_events(&client, job)
+        while !jobs::events(&client, job)
             .await
             .iter()
-            .any(|r| r.contains("restarted from checkpoint"))
+            .any(|(_, _, r)| r.contains("restarted from checkpoint"))
         {
             assert!(Instant::now() < deadline, "{job} never restarted");
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1150,7 +1150,11 @@ async fn a_topic_that_gains_partitions_is_read_whole() {
     // Each job restarted once, from a checkpoint, for the new partition, and
     // none of it was a failure.
     for job in ["per_partition", "hot"] {
-        let reasons = job_events(&client, job).await;
+        let reasons: Vec<String> = jobs::events(&client, job)
+            .await
+            .into_iter()
+            .map(|(_, _, reason)| reason)
+            .collect();
         assert!(
             reasons
                 .iter()
@@ -1172,19 +1176,4 @@ async fn a_topic_that_gains_partitions_is_read_whole() {
             .any(|l| l.starts_with("weir_job_failures_total{") && !l.ends_with(" 0")),
         "no job failed:\n{metrics}"
     );
-}
-
-/// The reasons of a job's events (`SHOW JOB EVENTS`), oldest first.
-async fn job_events(client: &tokio_postgres::Client, job: &str) -> Vec<String> {
-    let events = client
-        .simple_query(&format!("SHOW JOB EVENTS {job}"))
-        .await
-        .expect("SHOW JOB EVENTS");
-    events
-        .iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get("reason").map(str::to_string),
-            _ => None,
-        })
-        .collect()
 }
