@@ -4,9 +4,10 @@
 //! Flink's lookup join does against an external table. Design note 0016.
 //!
 //! One instance runs per join worker and owns the keys the exchange sends
-//! it. Only the table side is kept: by key, each row in Arrow's row format
-//! with how many times it is there, so a table's deletes and updates (its
-//! changelog) find their rows. A stream row is probed against it, its pairs
+//! it. Only the table side is kept ([`CountedRows`]): by key, each row in
+//! columns with how many times it is there, so a table's deletes and
+//! updates (its changelog) find their rows. A stream row is probed against
+//! it, its pairs
 //! (or, for a LEFT JOIN, the row padded with NULLs when the key has no
 //! table row) are emitted, and the row is forgotten.
 //!
@@ -50,34 +51,27 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array,
-};
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{Int8Type, Int64Type};
-use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::common::{HashMap, Result, internal_err};
+use datafusion::arrow::row::RowConverter;
+use datafusion::common::{Result, internal_err};
 
 use crate::checkpoint::StateWrite;
+use crate::operators::counted_rows::{CountedRows, JoinKeys, key_converter};
 use crate::operators::join::{ChunkTail, SIDE_CHUNKS, side_chunk};
 use crate::operators::{StateSummary, StreamBatch, StreamOperator, exchange};
 use crate::plan::{JoinKind, JoinSpec, Side};
-
-/// The table side: key (row format) -> row (row format) -> its count.
-type TableRows = HashMap<Box<[u8]>, HashMap<Box<[u8]>, i64>>;
 
 /// One worker's lookup join.
 pub struct LookupJoin {
     spec: Arc<JoinSpec>,
     /// Key converters of the stream (left) and the table (right) side:
-    /// both give the same bytes for equal keys (the keys are cast to one
+    /// both give the same keys for equal values (the keys are cast to one
     /// type by the planner).
     keys: [RowConverter; 2],
-    /// The table's rows in Arrow's row format.
-    rows: RowConverter,
-    table: TableRows,
-    /// Table rows kept, counted with their multiplicity.
-    len: usize,
+    /// The table side: its rows in columns, by key.
+    table: CountedRows,
     /// Has the table side changed since the last snapshot?
     changed: bool,
     /// The highest watermark seen (the stream's): forwarded as it is once
@@ -97,97 +91,51 @@ impl LookupJoin {
         if spec.input_changelog[0] {
             return internal_err!("a lookup join over an updating stream");
         }
-        let key_converter = |s: usize| -> Result<RowConverter> {
-            let types = spec.keys[s]
+        let key_types = |s: usize| -> Result<Vec<_>> {
+            spec.keys[s]
                 .iter()
                 .map(|k| k.data_type(&spec.inputs[s]))
-                .collect::<Result<Vec<_>>>()?;
-            Ok(RowConverter::new(
-                types.into_iter().map(SortField::new).collect(),
-            )?)
+                .collect()
         };
-        let rows = RowConverter::new(
-            spec.inputs[1]
-                .fields()
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect(),
-        )?;
+        let table = CountedRows::new(spec.inputs[1].clone(), &key_types(1)?)?;
         Ok(Self {
-            keys: [key_converter(0)?, key_converter(1)?],
-            rows,
+            keys: [key_converter(key_types(0)?)?, key_converter(key_types(1)?)?],
+            table,
             spec,
-            table: HashMap::default(),
-            len: 0,
             changed: false,
             watermark: i64::MIN,
             held: Some(Vec::new()),
         })
     }
 
-    /// The key columns of `batch` (of side `s`).
-    fn key_columns(&self, s: usize, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+    /// The join keys of `batch` (of side `s`).
+    fn join_keys(&self, s: usize, batch: &RecordBatch) -> Result<JoinKeys> {
         let n = batch.num_rows();
-        self.spec.keys[s]
+        let columns = self.spec.keys[s]
             .iter()
             .map(|k| k.evaluate(batch)?.into_array(n))
-            .collect()
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        JoinKeys::new(&self.keys[s], &columns)
     }
 
     /// Table rows arrive (inserts, or a changelog's inserts and deletes):
     /// applied to the table side; nothing is emitted.
     fn table_rows(&mut self, batch: &RecordBatch) -> Result<()> {
-        let n = batch.num_rows();
-        if n == 0 {
+        if batch.num_rows() == 0 {
             return Ok(());
         }
-        let width = self.spec.inputs[1].fields().len();
-        let ops = self.spec.input_changelog[1].then(|| {
-            batch
+        let keys = self.join_keys(1, batch)?;
+        if self.spec.input_changelog[1] {
+            let ops = batch
                 .column(batch.num_columns() - 1)
-                .as_primitive::<Int8Type>()
-                .clone()
-        });
-        let keys = self.key_columns(1, batch)?;
-        let key_rows = self.keys[1].convert_columns(&keys)?;
-        let rows = self.rows.convert_columns(&batch.columns()[..width])?;
-        for i in 0..n {
-            if keys.iter().any(|k| k.is_null(i)) {
-                continue;
-            }
-            let op = i64::from(ops.as_ref().map_or(1, |o| o.value(i)));
-            self.apply(key_rows.row(i).as_ref(), rows.row(i).as_ref(), op);
+                .as_primitive::<Int8Type>();
+            self.table
+                .apply(batch, &keys, |i| i64::from(ops.value(i)))?;
+        } else {
+            self.table.apply(batch, &keys, |_| 1)?;
         }
         self.changed = true;
         Ok(())
-    }
-
-    /// Count `row` of `key` `op` more times (a negative op removes it).
-    fn apply(&mut self, key: &[u8], row: &[u8], op: i64) {
-        // Looked up before inserting: keys and rows are copied only when new.
-        if !self.table.contains_key(key) {
-            self.table.insert(key.into(), HashMap::default());
-        }
-        let Some(per_key) = self.table.get_mut(key) else {
-            return;
-        };
-        let count = match per_key.get_mut(row) {
-            Some(count) => {
-                *count += op;
-                *count
-            }
-            None => {
-                per_key.insert(row.into(), op);
-                op
-            }
-        };
-        self.len = (self.len as i64 + op).max(0) as usize;
-        if count == 0 {
-            per_key.remove(row);
-            if per_key.is_empty() {
-                self.table.remove(key);
-            }
-        }
     }
 
     /// Stream rows arrive: each is joined with the table rows of its key
@@ -198,24 +146,20 @@ impl LookupJoin {
             return Ok(Vec::new());
         }
         let padded = self.spec.kind == JoinKind::Left;
-        let keys = self.key_columns(0, batch)?;
-        let key_rows = self.keys[0].convert_columns(&keys)?;
+        let keys = self.join_keys(0, batch)?;
         // For each output row: the stream row it extends, and the table
-        // row (row format) or none (padded).
-        let mut left: Vec<u32> = Vec::new();
-        let mut right: Vec<Option<&[u8]>> = Vec::new();
+        // row's slot or none (padded).
+        let mut left: Vec<u32> = Vec::with_capacity(n);
+        let mut right: Vec<Option<u32>> = Vec::with_capacity(n);
         for i in 0..n {
-            let matches = if keys.iter().any(|k| k.is_null(i)) {
-                None
-            } else {
-                self.table.get(key_rows.row(i).as_ref())
-            };
             let mut matched = false;
-            for (row, &count) in matches.into_iter().flatten() {
-                for _ in 0..count.max(0) {
-                    left.push(i as u32);
-                    right.push(Some(row));
-                    matched = true;
+            if let Some(key) = keys.get(i) {
+                for (slot, count) in self.table.matches(key) {
+                    for _ in 0..count.max(0) {
+                        left.push(i as u32);
+                        right.push(Some(slot));
+                        matched = true;
+                    }
                 }
             }
             if padded && !matched {
@@ -227,53 +171,23 @@ impl LookupJoin {
             return Ok(Vec::new());
         }
         let width = self.spec.inputs[0].fields().len();
-        let indices = UInt32Array::from(left);
-        let mut columns = batch.columns()[..width]
-            .iter()
-            .map(|c| take(c.as_ref(), &indices, None))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        columns.extend(self.table_columns(&right)?);
+        let mut columns =
+            if left.len() == n && left.iter().enumerate().all(|(i, &l)| l as usize == i) {
+                // Each stream row once, in order: its columns as they are.
+                batch.columns()[..width].to_vec()
+            } else {
+                let indices = UInt32Array::from(left);
+                batch.columns()[..width]
+                    .iter()
+                    .map(|c| take(c.as_ref(), &indices, None))
+                    .collect::<std::result::Result<Vec<_>, _>>()?
+            };
+        columns.extend(self.table.gather(&right)?);
         let schema = self.spec.output_schema.clone();
         let columns = crate::operators::conform(&schema, columns)?;
         Ok(vec![StreamBatch::Rows(RecordBatch::try_new(
             schema, columns,
         )?)])
-    }
-
-    /// The table side's columns of the output: each row decoded, NULLs
-    /// where it is padded.
-    fn table_columns(&self, rows: &[Option<&[u8]>]) -> Result<Vec<ArrayRef>> {
-        let present = rows.iter().flatten().count();
-        if present == 0 {
-            return Ok(self.spec.inputs[1]
-                .fields()
-                .iter()
-                .map(|f| new_null_array(f.data_type(), rows.len()))
-                .collect());
-        }
-        let parser = self.rows.parser();
-        let mut encoded = self.rows.empty_rows(present, 0);
-        for row in rows.iter().flatten() {
-            encoded.push(parser.parse(row));
-        }
-        let gathered = self.rows.convert_rows(&encoded)?;
-        if present == rows.len() {
-            return Ok(gathered);
-        }
-        let mut next = 0u32;
-        let indices: UInt32Array = rows
-            .iter()
-            .map(|r| {
-                r.map(|_| {
-                    next += 1;
-                    next - 1
-                })
-            })
-            .collect();
-        gathered
-            .iter()
-            .map(|c| Ok(take(c.as_ref(), &indices, None)?))
-            .collect()
     }
 
     /// The table side, whole.
@@ -282,18 +196,10 @@ impl LookupJoin {
             reset: true,
             ..Default::default()
         };
-        let total: usize = self.table.values().map(HashMap::len).sum();
-        if total == 0 {
+        if self.table.distinct() == 0 {
             return Ok(write);
         }
-        let parser = self.rows.parser();
-        let mut encoded = self.rows.empty_rows(total, 0);
-        let mut counts = Vec::with_capacity(total);
-        for (row, &count) in self.table.values().flatten() {
-            encoded.push(parser.parse(row));
-            counts.push(count);
-        }
-        let columns = self.rows.convert_rows(&encoded)?;
+        let (columns, counts) = self.table.snapshot()?;
         write.put.push((
             TABLE_CHUNK.to_string(),
             side_chunk(&self.spec.inputs[1], columns, ChunkTail::Counts(counts))?,
@@ -315,18 +221,9 @@ impl LookupJoin {
         else {
             return Ok(());
         };
-        let keys = self.key_columns(1, &mine)?;
-        let key_rows = self.keys[1].convert_columns(&keys)?;
-        let rows = self.rows.convert_columns(&mine.columns()[..width])?;
+        let keys = self.join_keys(1, &mine)?;
         let counts = mine.column(width).as_primitive::<Int64Type>();
-        for i in 0..mine.num_rows() {
-            self.apply(
-                key_rows.row(i).as_ref(),
-                rows.row(i).as_ref(),
-                counts.value(i),
-            );
-        }
-        Ok(())
+        self.table.apply(&mine, &keys, |i| counts.value(i))
     }
 }
 
@@ -335,7 +232,7 @@ impl StreamOperator for LookupJoin {
         let held: usize = self.held.iter().flatten().map(RecordBatch::num_rows).sum();
         StateSummary {
             operator: "lookup join",
-            entries: self.len + held,
+            entries: self.table.len() + held,
         }
     }
 

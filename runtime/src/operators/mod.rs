@@ -29,6 +29,7 @@ pub use crate::plan::Side;
 
 pub mod aggregate;
 pub mod changes;
+pub(crate) mod counted_rows;
 pub mod exchange;
 pub mod interval_join;
 pub mod join;
