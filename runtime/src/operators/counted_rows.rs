@@ -7,16 +7,12 @@
 //! every probe hashed and compared a byte string and every matched row was
 //! decoded again; here the rows stay in the columns they came in (gathered
 //! with `interleave`, as DataFusion's hash join gathers its build side),
-//! and a key of one 64-bit integer, the commonest join key, is hashed as
-//! the integer itself. The row format is kept only for a row's identity,
+//! by keys of `join_keys`. The row format is kept only for a row's identity,
 //! which a delete needs to find the row it removes.
 //!
 //! # Correctness
 //! - A NULL key matches nothing, as in SQL: [`JoinKeys::get`] gives none
 //!   for it, and such rows are not kept.
-//! - Equal keys give equal [`KeyRef`]s on both sides of a join: the
-//!   planner casts both sides' keys to one type, and both sides choose the
-//!   integer form from those types alone.
 //! - A row's count may go below zero (a delete before its insert, which an
 //!   upstream never sends in order, but a replay may not be trusted to
 //!   avoid): it is kept with its negative count and pairs with nothing
@@ -25,139 +21,17 @@
 //!   of them are dead than alive (and at least [`COMPACT_AFTER`]); then the
 //!   live rows are gathered into one batch, so memory follows the rows kept.
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, RecordBatch, UInt32Array, new_null_array,
-};
-use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array, new_null_array};
 use datafusion::arrow::compute::{interleave, take};
-use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::{HashMap, Result, internal_err};
+
+use crate::operators::join_keys::{JoinKeys, KeyMap, KeyRef};
 
 /// Compact only past this many dead rows (and more dead than alive): a small
 /// side is not rewritten at every delete.
 const COMPACT_AFTER: usize = 4096;
-
-/// Does a key of these types take the integer form?
-fn integer_key(types: &[DataType]) -> bool {
-    matches!(types, [DataType::Int64])
-}
-
-/// The row-format converter of a key of `types`.
-pub(crate) fn key_converter(types: Vec<DataType>) -> Result<RowConverter> {
-    Ok(RowConverter::new(
-        types.into_iter().map(SortField::new).collect(),
-    )?)
-}
-
-/// A batch's join keys, each row's as a [`KeyRef`].
-pub(crate) enum JoinKeys {
-    /// One 64-bit integer column.
-    Int(Int64Array),
-    /// Anything else, in Arrow's row format, with the rows where any key
-    /// column is NULL.
-    Rows(Rows, Option<NullBuffer>),
-}
-
-/// One row's join key.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum KeyRef<'a> {
-    Int(i64),
-    Bytes(&'a [u8]),
-}
-
-impl JoinKeys {
-    /// The keys of the evaluated key `columns` of a batch, by `converter`
-    /// (made by [`key_converter`] for the columns' types).
-    pub(crate) fn new(converter: &RowConverter, columns: &[ArrayRef]) -> Result<Self> {
-        if let [column] = columns
-            && column.data_type() == &DataType::Int64
-        {
-            return Ok(Self::Int(column.as_primitive::<Int64Type>().clone()));
-        }
-        let nulls = columns.iter().fold(None, |acc: Option<NullBuffer>, c| {
-            NullBuffer::union(acc.as_ref(), c.logical_nulls().as_ref())
-        });
-        Ok(Self::Rows(converter.convert_columns(columns)?, nulls))
-    }
-
-    /// Row `i`'s key, or none when a key column is NULL there.
-    #[inline]
-    pub(crate) fn get(&self, i: usize) -> Option<KeyRef<'_>> {
-        match self {
-            Self::Int(values) => values.is_valid(i).then(|| KeyRef::Int(values.value(i))),
-            Self::Rows(rows, nulls) => match nulls {
-                Some(nulls) if nulls.is_null(i) => None,
-                _ => Some(KeyRef::Bytes(rows.row(i).data())),
-            },
-        }
-    }
-}
-
-/// A map from join keys: integers as themselves, other keys as row-format
-/// bytes.
-pub(crate) enum KeyMap<V> {
-    Int(HashMap<i64, V>),
-    Bytes(HashMap<Box<[u8]>, V>),
-}
-
-impl<V: Default> KeyMap<V> {
-    /// An empty map for keys of `types`.
-    pub(crate) fn for_types(types: &[DataType]) -> Self {
-        if integer_key(types) {
-            Self::Int(HashMap::default())
-        } else {
-            Self::Bytes(HashMap::default())
-        }
-    }
-
-    #[inline]
-    pub(crate) fn get(&self, key: KeyRef<'_>) -> Option<&V> {
-        match (self, key) {
-            (Self::Int(map), KeyRef::Int(k)) => map.get(&k),
-            (Self::Bytes(map), KeyRef::Bytes(k)) => map.get(k),
-            _ => None,
-        }
-    }
-
-    /// The value of `key`, a default one inserted when it has none. Keys are
-    /// copied only when new.
-    pub(crate) fn get_or_default(&mut self, key: KeyRef<'_>) -> Result<&mut V> {
-        match (self, key) {
-            (Self::Int(map), KeyRef::Int(k)) => Ok(map.entry(k).or_default()),
-            (Self::Bytes(map), KeyRef::Bytes(k)) => {
-                if !map.contains_key(k) {
-                    map.insert(k.into(), V::default());
-                }
-                match map.get_mut(k) {
-                    Some(v) => Ok(v),
-                    None => internal_err!("a key just inserted is missing"),
-                }
-            }
-            _ => internal_err!("a join key of the wrong form for its map"),
-        }
-    }
-
-    pub(crate) fn get_mut(&mut self, key: KeyRef<'_>) -> Option<&mut V> {
-        match (self, key) {
-            (Self::Int(map), KeyRef::Int(k)) => map.get_mut(&k),
-            (Self::Bytes(map), KeyRef::Bytes(k)) => map.get_mut(k),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn remove(&mut self, key: KeyRef<'_>) {
-        match (self, key) {
-            (Self::Int(map), KeyRef::Int(k)) => {
-                map.remove(&k);
-            }
-            (Self::Bytes(map), KeyRef::Bytes(k)) => {
-                map.remove(k);
-            }
-            _ => {}
-        }
-    }
-}
 
 /// An updating side's rows: each distinct row once, with its count, by
 /// join key.
@@ -224,69 +98,42 @@ impl CountedRows {
         keys: &JoinKeys,
         op: impl Fn(usize) -> i64,
     ) -> Result<()> {
-        let n = batch.num_rows();
-        if n == 0 {
-            return Ok(());
+        let mut changes = self.changes(batch)?;
+        for i in 0..batch.num_rows() {
+            if let Some(key) = keys.get(i) {
+                changes.apply(i, key, op(i))?;
+            }
         }
+        changes.finish()
+    }
+
+    /// The changes `batch` (its input columns first) makes, to be applied
+    /// row by row: a join probes the other side between them.
+    pub(crate) fn changes<'a>(&'a mut self, batch: &'a RecordBatch) -> Result<Changes<'a>> {
         let width = self.schema.fields().len();
         let rows = self.rows.convert_columns(&batch.columns()[..width])?;
-        // Rows new to the side, gathered into one stored batch.
-        let mut new_rows: Vec<u32> = Vec::new();
-        let next_batch = self.batches.len();
-        for i in 0..n {
-            let Some(key) = keys.get(i) else { continue };
-            let op = op(i);
-            if op == 0 {
-                continue;
-            }
-            self.len += op;
-            let row = rows.row(i);
-            let row = row.data();
-            if let Some(&slot) = self.slot_of.get(row) {
-                let count = &mut self.counts[slot as usize];
-                *count += op;
-                if *count == 0 {
-                    self.slot_of.remove(row);
-                    self.dead += 1;
-                    if let Some(slots) = self.by_key.get_mut(key) {
-                        slots.retain(|&s| s != slot);
-                        if slots.is_empty() {
-                            self.by_key.remove(key);
-                        }
-                    }
-                }
-                continue;
-            }
-            let slot = self.counts.len() as u32;
-            self.counts.push(op);
-            self.place.push((next_batch, new_rows.len()));
-            new_rows.push(i as u32);
-            self.slot_of.insert(row.into(), slot);
-            self.by_key.get_or_default(key)?.push(slot);
-        }
-        if !new_rows.is_empty() {
-            let indices = UInt32Array::from(new_rows);
-            let columns = batch.columns()[..width]
-                .iter()
-                .map(|c| take(c.as_ref(), &indices, None))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            self.batches
-                .push(RecordBatch::try_new(self.schema.clone(), columns)?);
-        }
-        if self.dead >= COMPACT_AFTER && self.dead > self.slot_of.len() {
-            self.compact()?;
-        }
-        Ok(())
+        Ok(Changes {
+            next_batch: self.batches.len(),
+            side: self,
+            batch,
+            rows,
+            new_rows: Vec::new(),
+        })
     }
 
     /// The rows of `key`: each one's slot and count.
     #[inline]
-    pub(crate) fn matches(&self, key: KeyRef<'_>) -> impl Iterator<Item = (u32, i64)> + '_ {
+    pub(crate) fn matches(&self, key: KeyRef<'_>) -> impl Iterator<Item = (u32, i64)> + Clone + '_ {
         self.by_key
             .get(key)
             .into_iter()
             .flatten()
             .map(|&slot| (slot, self.counts[slot as usize]))
+    }
+
+    /// How many rows `key` has (with their multiplicity).
+    pub(crate) fn count(&self, key: KeyRef<'_>) -> i64 {
+        self.matches(key).map(|(_, c)| c).sum()
     }
 
     /// The side's columns for `slots`, in order: each slot's row, NULLs
@@ -339,10 +186,7 @@ impl CountedRows {
             *slot = renumbered[*slot as usize];
         }
         let columns = self.gather(&live)?;
-        let mut slots_of_keys: Vec<&mut Vec<u32>> = match &mut self.by_key {
-            KeyMap::Int(map) => map.values_mut().collect(),
-            KeyMap::Bytes(map) => map.values_mut().collect(),
-        };
+        let mut slots_of_keys: Vec<&mut Vec<u32>> = self.by_key.values_mut().collect();
         for slots in slots_of_keys.iter_mut() {
             for slot in slots.iter_mut() {
                 *slot = renumbered[*slot as usize];
@@ -363,21 +207,92 @@ impl CountedRows {
     }
 }
 
+/// One batch's changes to a [`CountedRows`], applied row by row; the rows
+/// new to the side are stored at [`Changes::finish`].
+pub(crate) struct Changes<'a> {
+    side: &'a mut CountedRows,
+    batch: &'a RecordBatch,
+    /// The batch's rows in the row format: their identities.
+    rows: Rows,
+    /// The batch's rows new to the side, stored as batch `next_batch`.
+    new_rows: Vec<u32>,
+    next_batch: usize,
+}
+
+impl Changes<'_> {
+    /// Count row `i` of the batch `op` more times under `key`.
+    pub(crate) fn apply(&mut self, i: usize, key: KeyRef<'_>, op: i64) -> Result<()> {
+        if op == 0 {
+            return Ok(());
+        }
+        let side = &mut *self.side;
+        side.len += op;
+        let row = self.rows.row(i);
+        let row = row.data();
+        if let Some(&slot) = side.slot_of.get(row) {
+            let count = &mut side.counts[slot as usize];
+            *count += op;
+            if *count == 0 {
+                side.slot_of.remove(row);
+                side.dead += 1;
+                if let Some(slots) = side.by_key.get_mut(key) {
+                    slots.retain(|&s| s != slot);
+                    if slots.is_empty() {
+                        side.by_key.remove(key);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let slot = side.counts.len() as u32;
+        side.counts.push(op);
+        side.place.push((self.next_batch, self.new_rows.len()));
+        self.new_rows.push(i as u32);
+        side.slot_of.insert(row.into(), slot);
+        side.by_key.get_or_default(key)?.push(slot);
+        Ok(())
+    }
+
+    /// How many rows `key` has now (with their multiplicity).
+    pub(crate) fn count(&self, key: KeyRef<'_>) -> i64 {
+        self.side.count(key)
+    }
+
+    /// Store the rows new to the side, and compact it when it has more dead
+    /// rows than live ones.
+    pub(crate) fn finish(self) -> Result<()> {
+        let side = self.side;
+        if !self.new_rows.is_empty() {
+            let width = side.schema.fields().len();
+            let indices = UInt32Array::from(self.new_rows);
+            let columns = self.batch.columns()[..width]
+                .iter()
+                .map(|c| take(c.as_ref(), &indices, None))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            side.batches
+                .push(RecordBatch::try_new(side.schema.clone(), columns)?);
+        }
+        if side.dead >= COMPACT_AFTER && side.dead > side.slot_of.len() {
+            side.compact()?;
+        }
+        Ok(())
+    }
+}
+
 /// Does any key still list a slot that was not renumbered (a dead one)?
 fn renumbered_missing(slots_of_keys: &[&mut Vec<u32>]) -> bool {
-    slots_of_keys
-        .iter()
-        .any(|slots| slots.iter().any(|&s| s == u32::MAX))
+    slots_of_keys.iter().any(|slots| slots.contains(&u32::MAX))
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::array::{AsArray, Int64Array, StringArray};
     use datafusion::arrow::datatypes::{Field, Schema};
 
     use super::*;
+    use crate::operators::join_keys::key_converter;
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -484,15 +399,5 @@ mod tests {
         assert_eq!(names(&side, 30), expected);
         let (columns, counts) = side.snapshot().expect("snapshot");
         assert_eq!((columns[0].len(), counts.len()), (1_000, 1_000));
-    }
-
-    #[test]
-    fn keys_of_several_columns_use_the_row_format_and_skip_nulls() {
-        let b = batch(&[(Some(1), "a"), (None, "b"), (Some(1), "a")]);
-        let converter = key_converter(vec![DataType::Int64, DataType::Utf8]).expect("converter");
-        let keys = JoinKeys::new(&converter, b.columns()).expect("keys");
-        assert!(matches!(keys.get(0), Some(KeyRef::Bytes(_))));
-        assert_eq!(keys.get(1), None);
-        assert_eq!(keys.get(0), keys.get(2));
     }
 }

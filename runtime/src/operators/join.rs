@@ -2,12 +2,13 @@
 //! with a primary key) and both maintained: a symmetric hash join.
 //!
 //! One instance runs per join worker and owns the keys the exchange sends
-//! it. Each side keeps its rows by join key. An updating side (a table with
-//! a primary key) keeps them as Arrow row-format bytes with a count (a
-//! multiset, so duplicates and retractions are exact); an append-only side
-//! (a stream) keeps its batches as they came and, per key, where its rows
-//! are, so nothing is copied per row and pairs are gathered with
-//! `interleave`. A row in
+//! it. Each side keeps its rows by join key (`join_keys`: one integer key
+//! as itself). An updating side (a table with a primary key) keeps each
+//! distinct row once in columns with a count (`counted_rows`: a multiset,
+//! so duplicates and retractions are exact); an append-only side (a
+//! stream) keeps its batches as they came and, per key, where its rows
+//! are. Nothing is copied or re-encoded per row: pairs are gathered with
+//! `take` and `interleave`. A row
 //! on one side is matched against the other side's rows of its key, and the
 //! pairs are emitted with the row's op: an insert inserts its pairs, a
 //! retraction retracts them. A LEFT JOIN also keeps the null-padded row of
@@ -42,11 +43,12 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{interleave, take};
 use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema, SchemaRef};
-use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::common::{HashMap, Result, internal_err};
+use datafusion::common::{Result, internal_err};
 
 use crate::checkpoint::StateWrite;
 use crate::operators::changes::changelog_schema;
+use crate::operators::counted_rows::{Changes, CountedRows};
+use crate::operators::join_keys::{JoinKeys, KeyMap, KeyRef, key_converter};
 use crate::operators::join_state::{Expiry, Part, SideState, Stored};
 use crate::operators::{StateSummary, StreamBatch, StreamOperator, exchange};
 // The join's plan types live with the plan (the planner/runtime contract);
@@ -54,7 +56,26 @@ use crate::operators::{StateSummary, StreamBatch, StreamOperator, exchange};
 pub use crate::plan::{JoinKind, JoinSpec, Side};
 
 /// An output row: the left part, the right part, the op.
-type Pair<'a> = (Part<'a>, Part<'a>, i8);
+type Pair = (Part, Part, i8);
+
+/// How the side whose rows arrived takes them in.
+enum Taking<'a> {
+    /// An updating side counts each row.
+    Counted(Changes<'a>),
+    /// An append-only side stored the batch (as its batch `1`) and keeps
+    /// each row of it under its key.
+    Appended(&'a mut SideState, u32),
+}
+
+impl Taking<'_> {
+    /// How many rows the side has for `key` now.
+    fn count(&self, key: KeyRef<'_>) -> i64 {
+        match self {
+            Self::Counted(changes) => changes.count(key),
+            Self::Appended(side, _) => side.count(key),
+        }
+    }
+}
 
 /// One worker's join.
 pub struct JoinOperator {
@@ -77,22 +98,15 @@ impl JoinOperator {
                 .map(|k| k.data_type(&spec.inputs[i]))
                 .collect::<Result<Vec<_>>>()?;
             Ok(SideState {
-                keys: RowConverter::new(key_types.into_iter().map(SortField::new).collect())?,
-                rows: RowConverter::new(
-                    spec.inputs[i]
-                        .fields()
-                        .iter()
-                        .map(|f| SortField::new(f.data_type().clone()))
-                        .collect(),
-                )?,
                 stored: if spec.input_changelog[i] {
-                    Stored::Counted(HashMap::default())
+                    Stored::Counted(CountedRows::new(spec.inputs[i].clone(), &key_types)?)
                 } else {
                     Stored::Appended {
                         batches: Vec::new(),
-                        by_key: HashMap::default(),
+                        by_key: KeyMap::for_types(&key_types),
                     }
                 },
+                keys: key_converter(key_types)?,
                 expiry: Expiry::of(spec.ttl(), i),
             })
         };
@@ -131,7 +145,7 @@ impl JoinOperator {
         } else {
             None
         };
-        let keys = self.spec.keys[s]
+        let key_columns = self.spec.keys[s]
             .iter()
             .map(|k| k.evaluate(batch)?.into_array(n))
             .collect::<Result<Vec<_>>>()?;
@@ -152,67 +166,59 @@ impl JoinOperator {
             [left, right] if side == Side::Left => (left, &*right),
             [left, right] => (right, &*left),
         };
-        let key_rows = mine.keys.convert_columns(&keys)?;
+        let keys = JoinKeys::new(&mine.keys, &key_columns)?;
         let times = match &mine.expiry {
             Some(expiry) => expiry.times_of(batch)?,
             None => Vec::new(),
         };
-        // The input's rows as this side keeps them: row-format bytes for an
-        // updating side, a stored batch for an append-only one.
-        let (rows, stored_at) = match &mine.stored {
-            Stored::Counted(_) => (
-                Some(mine.rows.convert_columns(&batch.columns()[..width])?),
-                0,
-            ),
-            Stored::Appended { .. } => {
-                let seen = if mine.expiry.is_some() {
-                    vec![own; n]
-                } else {
-                    Vec::new()
-                };
-                let projected = batch.project(&(0..width).collect::<Vec<_>>())?;
-                (None, mine.append(projected, times.clone(), seen))
-            }
+        // The input's own columns: its part of each output row, and what an
+        // append-only side stores.
+        let input = batch.project(&(0..width).collect::<Vec<_>>())?;
+        let mut taking = if let Stored::Counted(rows) = &mut mine.stored {
+            Taking::Counted(rows.changes(&input)?)
+        } else {
+            let seen = if mine.expiry.is_some() {
+                vec![own; n]
+            } else {
+                Vec::new()
+            };
+            let at = mine.append(input.clone(), times.clone(), seen);
+            Taking::Appended(mine, at)
         };
-        let this = |i: usize| match &rows {
-            Some(rows) => Part::Row(rows.row(i).data()),
-            None => Part::At(stored_at, i as u32),
-        };
-        fn pair<'a>(side: Side, mine: Part<'a>, other: Part<'a>) -> (Part<'a>, Part<'a>) {
+        fn pair(side: Side, mine: Part, other: Part) -> (Part, Part) {
             if side == Side::Left {
                 (mine, other)
             } else {
                 (other, mine)
             }
         }
-        let mut out: Vec<Pair<'_>> = Vec::new();
+        let mut out: Vec<Pair> = Vec::new();
         for i in 0..n {
             let op = ops.as_ref().map_or(1, |o| o.value(i));
-            if keys.iter().any(|k| k.is_null(i)) {
+            let this = Part::Input(i as u32);
+            let Some(key) = keys.get(i) else {
                 if mine_kept {
-                    let (l, r) = pair(side, this(i), Part::Null);
+                    let (l, r) = pair(side, this, Part::Null);
                     out.push((l, r, op));
                 }
                 continue;
-            }
-            let key = key_rows.row(i);
+            };
             // Two sides with event time: only the other side's rows that
             // were within the TTL of this row when they arrived.
             let time = times.get(i).copied().filter(|_| both);
-            let matches = theirs.matches(key.as_ref()).filter(move |(part, _)| {
-                match (part, time, &theirs.expiry) {
-                    (Part::At(b, r), Some(time), Some(expiry)) => expiry.pairs_with(*b, *r, time),
-                    _ => true,
-                }
-            });
+            let matches =
+                theirs
+                    .matches(key)
+                    .filter(move |(part, _)| match (part, time, &theirs.expiry) {
+                        (Part::At(b, r), Some(time), Some(expiry)) => {
+                            expiry.pairs_with(*b, *r, time)
+                        }
+                        _ => true,
+                    });
             // The other side's rows of the key are padded while this side
             // has none: the padded rows go when the key's first row comes
             // here, and come back when its last one goes.
-            let before = if theirs_kept {
-                mine.count(key.as_ref())
-            } else {
-                0
-            };
+            let before = if theirs_kept { taking.count(key) } else { 0 };
             let after = before + op as i64;
             if theirs_kept && before <= 0 && after > 0 {
                 for (t, c) in matches.clone() {
@@ -226,7 +232,7 @@ impl JoinOperator {
             for (t, c) in matches.clone() {
                 matched |= c > 0;
                 for _ in 0..c {
-                    let (l, r) = pair(side, this(i), t);
+                    let (l, r) = pair(side, this, t);
                     out.push((l, r, op));
                 }
             }
@@ -239,53 +245,23 @@ impl JoinOperator {
                 }
             }
             if mine_kept && !matched {
-                let (l, r) = pair(side, this(i), Part::Null);
+                let (l, r) = pair(side, this, Part::Null);
                 out.push((l, r, op));
             }
             // The row joins this side's state only now: it was matched
             // against the other side as it was when it arrived.
-            if rows.is_none() {
-                mine.keep(key.as_ref(), stored_at, i as u32, clock);
-                continue;
-            }
-            match (&mut mine.stored, &rows) {
-                (Stored::Counted(state), Some(rows)) => {
-                    let row = rows.row(i);
-                    // Look up before inserting: keys and rows are copied
-                    // only when new.
-                    if !state.contains_key(key.as_ref()) {
-                        state.insert(key.as_ref().into(), HashMap::default());
-                    }
-                    let Some(per_key) = state.get_mut(key.as_ref()) else {
-                        continue;
-                    };
-                    let op = op as i64;
-                    let count = match per_key.get_mut(row.as_ref()) {
-                        Some(count) => {
-                            *count += op;
-                            *count
-                        }
-                        None => {
-                            per_key.insert(row.as_ref().into(), op);
-                            op
-                        }
-                    };
-                    if count == 0 {
-                        per_key.remove(row.as_ref());
-                        if per_key.is_empty() {
-                            state.remove(key.as_ref());
-                        }
-                    }
-                }
-                _ => return internal_err!("an updating join side without its rows"),
+            match &mut taking {
+                Taking::Counted(changes) => changes.apply(i, key, i64::from(op))?,
+                Taking::Appended(mine, at) => mine.keep(key, *at, i as u32, clock)?,
             }
         }
-        let sides = if side == Side::Left {
-            [&*mine, theirs]
-        } else {
-            [theirs, &*mine]
-        };
-        Ok(pairs_batch(&self.spec, sides, &out)?.into_iter().collect())
+        if let Taking::Counted(changes) = taking {
+            changes.finish()?;
+        }
+        let sides = [&self.sides[0], &self.sides[1]];
+        Ok(pairs_batch(&self.spec, sides, &input, &out)?
+            .into_iter()
+            .collect())
     }
 
     /// Both sides' rows with their counts, whole (at a barrier); with a
@@ -302,21 +278,11 @@ impl JoinOperator {
         }
         for (s, side) in self.sides.iter().enumerate() {
             let (columns, counts) = match &side.stored {
-                Stored::Counted(state) => {
-                    let total: usize = state.values().map(|m| m.len()).sum();
-                    if total == 0 {
+                Stored::Counted(rows) => {
+                    if rows.distinct() == 0 {
                         continue;
                     }
-                    let parser = side.rows.parser();
-                    let mut encoded = side.rows.empty_rows(total, 0);
-                    let mut counts = Vec::with_capacity(total);
-                    for per_key in state.values() {
-                        for (row, &count) in per_key {
-                            encoded.push(parser.parse(row));
-                            counts.push(count);
-                        }
-                    }
-                    (side.rows.convert_rows(&encoded)?, counts)
+                    rows.snapshot()?
                 }
                 Stored::Appended { batches, .. } => {
                     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -360,19 +326,10 @@ impl JoinOperator {
                 .map(|k| k.evaluate(&mine)?.into_array(n))
                 .collect::<Result<Vec<_>>>()?;
             let side = &mut self.sides[s];
-            let key_rows = side.keys.convert_columns(&keys)?;
+            let keys = JoinKeys::new(&side.keys, &keys)?;
             let counts = mine.column(width).as_primitive::<Int64Type>();
             match &mut side.stored {
-                Stored::Counted(state) => {
-                    let rows = side.rows.convert_columns(&mine.columns()[..width])?;
-                    for i in 0..n {
-                        *state
-                            .entry(key_rows.row(i).as_ref().into())
-                            .or_default()
-                            .entry(rows.row(i).as_ref().into())
-                            .or_insert(0) += counts.value(i);
-                    }
-                }
+                Stored::Counted(rows) => rows.apply(&mine, &keys, |i| counts.value(i))?,
                 Stored::Appended { .. } => {
                     // A row counted twice is there twice.
                     let repeat: Vec<u32> = (0..n as u32)
@@ -404,7 +361,9 @@ impl JoinOperator {
                     for (r, &i) in repeat.iter().enumerate() {
                         // The restored side watermarks drop what they
                         // expire before any row comes.
-                        side.keep(key_rows.row(i as usize).as_ref(), at, r as u32, i64::MIN);
+                        if let Some(key) = keys.get(i as usize) {
+                            side.keep(key, at, r as u32, i64::MIN)?;
+                        }
                     }
                 }
             }
@@ -479,73 +438,24 @@ impl StreamOperator for JoinOperator {
     }
 }
 
-/// The output rows of `pairs`: each side's columns gathered from its stored
-/// batches or decoded from the row format, NULLs where a part is missing.
-fn pairs_batch<'a>(
+/// The output rows of `pairs`: each side's columns gathered from the input
+/// batch or the side's state, NULLs where a part is missing.
+fn pairs_batch(
     spec: &JoinSpec,
     sides: [&SideState; 2],
-    pairs: &[Pair<'a>],
+    input: &RecordBatch,
+    pairs: &[Pair],
 ) -> Result<Option<StreamBatch>> {
     if pairs.is_empty() {
         return Ok(None);
     }
     let mut columns = Vec::with_capacity(spec.output_schema.fields().len() + 1);
     for (s, side) in sides.into_iter().enumerate() {
-        let part = |p: &Pair<'a>| -> Part<'a> { if s == 0 { p.0 } else { p.1 } };
-        // Where each output row's part is among the gathered ones.
-        let mut next = 0u32;
-        let indices: UInt32Array = pairs
+        let parts: Vec<Part> = pairs
             .iter()
-            .map(|p| match part(p) {
-                Part::Null => None,
-                _ => {
-                    next += 1;
-                    Some(next - 1)
-                }
-            })
+            .map(|p| if s == 0 { p.0 } else { p.1 })
             .collect();
-        let gathered: Vec<ArrayRef> = match &side.stored {
-            Stored::Counted(_) => {
-                let parser = side.rows.parser();
-                let mut encoded = side.rows.empty_rows(next as usize, 0);
-                for p in pairs {
-                    if let Part::Row(bytes) = part(p) {
-                        encoded.push(parser.parse(bytes));
-                    }
-                }
-                side.rows.convert_rows(&encoded)?
-            }
-            Stored::Appended { batches, .. } => {
-                let at: Vec<(usize, usize)> = pairs
-                    .iter()
-                    .filter_map(|p| match part(p) {
-                        Part::At(b, r) => Some((b as usize, r as usize)),
-                        _ => None,
-                    })
-                    .collect();
-                // Not an event-time column appended for a TTL alone.
-                (0..spec.output_columns(Side::BOTH[s]))
-                    .map(|c| {
-                        if at.is_empty() {
-                            // Only padded rows on this side (an outer
-                            // join's other side before this one has any
-                            // rows): nothing to gather, from no batch.
-                            return Ok(new_empty_array(spec.inputs[s].field(c).data_type()));
-                        }
-                        let arrays: Vec<&dyn Array> =
-                            batches.iter().map(|b| b.column(c).as_ref()).collect();
-                        Ok(interleave(&arrays, &at)?)
-                    })
-                    .collect::<Result<_>>()?
-            }
-        };
-        for array in gathered {
-            columns.push(if indices.null_count() == 0 {
-                array
-            } else {
-                take(array.as_ref(), &indices, None)?
-            });
-        }
+        columns.extend(gather(spec, Side::BOTH[s], side, input, &parts)?);
     }
     let schema = spec.output_schema.clone();
     let columns = crate::operators::conform(&schema, columns)?;
@@ -562,6 +472,87 @@ fn pairs_batch<'a>(
         Ok(Some(StreamBatch::Rows(RecordBatch::try_new(
             schema, columns,
         )?)))
+    }
+}
+
+/// One side's output columns of `parts`: from the input batch (the side
+/// whose rows arrived: its parts are all `Input` or `Null`) or from its
+/// state (the other side's: `Slot` or `At`, or `Null`).
+fn gather(
+    spec: &JoinSpec,
+    side: Side,
+    state: &SideState,
+    input: &RecordBatch,
+    parts: &[Part],
+) -> Result<Vec<ArrayRef>> {
+    // Not an event-time column appended for a TTL alone.
+    let width = spec.output_columns(side);
+    if parts.iter().any(|p| matches!(p, Part::Input(_))) {
+        let indices: UInt32Array = parts
+            .iter()
+            .map(|p| match p {
+                Part::Input(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        return input.columns()[..width]
+            .iter()
+            .map(|c| Ok(take(c.as_ref(), &indices, None)?))
+            .collect();
+    }
+    match &state.stored {
+        Stored::Counted(rows) => {
+            let slots: Vec<Option<u32>> = parts
+                .iter()
+                .map(|p| match p {
+                    Part::Slot(slot) => Some(*slot),
+                    _ => None,
+                })
+                .collect();
+            let mut columns = rows.gather(&slots)?;
+            columns.truncate(width);
+            Ok(columns)
+        }
+        Stored::Appended { batches, .. } => {
+            // Where each output row's part is among the gathered ones.
+            let mut next = 0u32;
+            let indices: UInt32Array = parts
+                .iter()
+                .map(|p| match p {
+                    Part::At(..) => {
+                        next += 1;
+                        Some(next - 1)
+                    }
+                    _ => None,
+                })
+                .collect();
+            let at: Vec<(usize, usize)> = parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::At(b, r) => Some((*b as usize, *r as usize)),
+                    _ => None,
+                })
+                .collect();
+            (0..width)
+                .map(|c| {
+                    let gathered = if at.is_empty() {
+                        // Only padded rows on this side (an outer join's
+                        // other side before this one has any rows):
+                        // nothing to gather, from no batch.
+                        new_empty_array(spec.inputs[side.index()].field(c).data_type())
+                    } else {
+                        let arrays: Vec<&dyn Array> =
+                            batches.iter().map(|b| b.column(c).as_ref()).collect();
+                        interleave(&arrays, &at)?
+                    };
+                    Ok(if indices.null_count() == 0 {
+                        gathered
+                    } else {
+                        take(gathered.as_ref(), &indices, None)?
+                    })
+                })
+                .collect()
+        }
     }
 }
 

@@ -2,9 +2,9 @@
 //! join key and, with a state time to live (the view's `join_state_ttl`),
 //! when each row goes.
 //!
-//! An updating side keeps row-format rows with their counts; an
-//! append-only side keeps its batches as they came and, per key, where its
-//! rows are. With a TTL, an append-only side with event time also keeps,
+//! An updating side keeps its distinct rows with their counts
+//! (`counted_rows`); an append-only side keeps its batches as they came
+//! and, per key, where its rows are. With a TTL, an append-only side with event time also keeps,
 //! per stored row, its event time and the watermark its own side had when
 //! it arrived, and an index event time -> keys (as the interval join's), so
 //! that a rising watermark drops the rows it expires without scanning the
@@ -38,8 +38,10 @@ use std::collections::BTreeMap;
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::compute::interleave;
 use datafusion::arrow::row::RowConverter;
-use datafusion::common::{HashMap, Result, internal_err};
+use datafusion::common::{Result, internal_err};
 
+use crate::operators::counted_rows::CountedRows;
+use crate::operators::join_keys::{KeyMap, KeyRef, OwnedKey};
 use crate::plan::JoinTtl;
 use crate::windows::timestamps_as_nanos;
 
@@ -48,30 +50,29 @@ use crate::windows::timestamps_as_nanos;
 /// watermark.
 const COMPACT_AFTER: usize = 4096;
 
-/// Row-format rows of one key, each with how many times it is there.
-pub(crate) type Counts = HashMap<Box<[u8]>, i64>;
-
 /// One side's rows by key.
 pub(crate) enum Stored {
-    /// An updating side: key -> row (row format) -> how many times it is
+    /// An updating side: each distinct row once with how many times it is
     /// there, so a retraction finds its row.
-    Counted(HashMap<Box<[u8]>, Counts>),
+    Counted(CountedRows),
     /// An append-only side (a stream): its batches as they came, and per key
     /// where its rows are. Nothing is re-encoded or copied per row; pairs
     /// are gathered from the batches.
     Appended {
         batches: Vec<RecordBatch>,
-        by_key: HashMap<Box<[u8]>, Vec<(u32, u32)>>,
+        by_key: KeyMap<Vec<(u32, u32)>>,
     },
 }
 
 /// One side's row in an output row.
 #[derive(Clone, Copy)]
-pub(crate) enum Part<'a> {
+pub(crate) enum Part {
     /// NULLs (the other side of an outer join's row without a match).
     Null,
-    /// A row in the row format.
-    Row(&'a [u8]),
+    /// Row `0` of the input batch being applied.
+    Input(u32),
+    /// A kept row of an updating side, by its slot.
+    Slot(u32),
     /// Row `1` of stored batch `0` (an append-only side).
     At(u32, u32),
 }
@@ -89,7 +90,7 @@ pub(crate) struct Expiry {
     seen: Vec<Vec<i64>>,
     /// Event time -> the keys with a row at that time: what a rising
     /// watermark drops, oldest first.
-    index: BTreeMap<i64, Vec<Box<[u8]>>>,
+    index: BTreeMap<i64, Vec<OwnedKey>>,
     /// Rows of the stored batches that are no longer kept (dropped, or never
     /// kept: a NULL key, or already past its time to live).
     dead: usize,
@@ -130,8 +131,8 @@ impl Expiry {
 
 /// One side's state.
 pub(crate) struct SideState {
+    /// The row format of its keys, when they are not one integer.
     pub(crate) keys: RowConverter,
-    pub(crate) rows: RowConverter,
     pub(crate) stored: Stored,
     /// When its rows go, with a TTL (an append-only side with event time).
     pub(crate) expiry: Option<Expiry>,
@@ -139,9 +140,9 @@ pub(crate) struct SideState {
 
 impl SideState {
     /// How many rows the side has for `key`.
-    pub(crate) fn count(&self, key: &[u8]) -> i64 {
+    pub(crate) fn count(&self, key: KeyRef<'_>) -> i64 {
         match &self.stored {
-            Stored::Counted(map) => map.get(key).map_or(0, |m| m.values().sum()),
+            Stored::Counted(rows) => rows.count(key),
             Stored::Appended { by_key, .. } => by_key.get(key).map_or(0, |v| v.len() as i64),
         }
     }
@@ -149,7 +150,7 @@ impl SideState {
     /// How many rows it keeps.
     pub(crate) fn entries(&self) -> usize {
         match &self.stored {
-            Stored::Counted(map) => map.values().map(|rows| rows.len()).sum::<usize>(),
+            Stored::Counted(rows) => rows.distinct(),
             Stored::Appended { batches, .. } => {
                 batches.iter().map(RecordBatch::num_rows).sum::<usize>()
                     - self.expiry.as_ref().map_or(0, |e| e.dead)
@@ -159,15 +160,15 @@ impl SideState {
 
     /// The side's rows for `key`, each with how many times it is there.
     /// An iterator, not a list: it runs once per input row.
-    pub(crate) fn matches(&self, key: &[u8]) -> impl Iterator<Item = (Part<'_>, i64)> + Clone {
+    pub(crate) fn matches(&self, key: KeyRef<'_>) -> impl Iterator<Item = (Part, i64)> + Clone {
         let (counted, appended) = match &self.stored {
-            Stored::Counted(map) => (map.get(key), None),
+            Stored::Counted(rows) => (Some(rows.matches(key)), None),
             Stored::Appended { by_key, .. } => (None, by_key.get(key)),
         };
         let counted = counted
             .into_iter()
             .flatten()
-            .map(|(row, &c)| (Part::Row(row), c));
+            .map(|(slot, c)| (Part::Slot(slot), c));
         let appended = appended
             .into_iter()
             .flatten()
@@ -196,24 +197,26 @@ impl SideState {
 
     /// Keep row `row` of stored batch `batch` under `key`, unless a TTL has
     /// already passed it (its clock is at `watermark`).
-    pub(crate) fn keep(&mut self, key: &[u8], batch: u32, row: u32, watermark: i64) {
+    pub(crate) fn keep(
+        &mut self,
+        key: KeyRef<'_>,
+        batch: u32,
+        row: u32,
+        watermark: i64,
+    ) -> Result<()> {
         let Stored::Appended { by_key, .. } = &mut self.stored else {
-            return;
+            return internal_err!("an updating join side kept as an append-only one");
         };
         if let Some(expiry) = &mut self.expiry {
             let time = expiry.times[batch as usize][row as usize];
             if !expiry.keeps(time, watermark) {
-                return;
+                return Ok(());
             }
             expiry.dead -= 1;
             expiry.index.entry(time).or_default().push(key.into());
         }
-        match by_key.get_mut(key) {
-            Some(list) => list.push((batch, row)),
-            None => {
-                by_key.insert(key.into(), vec![(batch, row)]);
-            }
-        }
+        by_key.get_or_default(key)?.push((batch, row));
+        Ok(())
     }
 
     /// Its clock rose to `watermark`: drop every row whose time to live it
@@ -231,7 +234,7 @@ impl SideState {
         };
         let expired = std::mem::replace(&mut expiry.index, kept);
         for key in expired.into_values().flatten() {
-            let Some(at) = by_key.get_mut(&key) else {
+            let Some(at) = by_key.get_mut(key.as_ref()) else {
                 // A key listed at two times: already emptied.
                 continue;
             };
@@ -239,7 +242,7 @@ impl SideState {
             at.retain(|&(b, r)| expiry.times[b as usize][r as usize] > last);
             expiry.dead += before - at.len();
             if at.is_empty() {
-                by_key.remove(&key);
+                by_key.remove(key.as_ref());
             }
         }
         let live: usize = by_key.values().map(Vec::len).sum();

@@ -58,8 +58,9 @@ use datafusion::arrow::row::RowConverter;
 use datafusion::common::{Result, internal_err};
 
 use crate::checkpoint::StateWrite;
-use crate::operators::counted_rows::{CountedRows, JoinKeys, key_converter};
+use crate::operators::counted_rows::CountedRows;
 use crate::operators::join::{ChunkTail, SIDE_CHUNKS, side_chunk};
+use crate::operators::join_keys::{JoinKeys, key_converter};
 use crate::operators::{StateSummary, StreamBatch, StreamOperator, exchange};
 use crate::plan::{JoinKind, JoinSpec, Side};
 

@@ -33,6 +33,7 @@ pub(crate) mod counted_rows;
 pub mod exchange;
 pub mod interval_join;
 pub mod join;
+pub(crate) mod join_keys;
 pub(crate) mod join_state;
 pub mod lookup_join;
 pub mod over_window;
