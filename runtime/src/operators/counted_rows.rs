@@ -27,7 +27,23 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::{HashMap, Result, internal_err};
 
+use smallvec::SmallVec;
+
 use crate::operators::join_keys::{JoinKeys, KeyMap, KeyRef};
+
+/// A distinct row's count and where it is: row `row` of stored batch
+/// `batch`.
+struct Slot {
+    count: i64,
+    batch: u32,
+    row: u32,
+}
+
+impl Slot {
+    fn at(&self) -> (usize, usize) {
+        (self.batch as usize, self.row as usize)
+    }
+}
 
 /// Compact only past this many dead rows (and more dead than alive): a small
 /// side is not rewritten at every delete.
@@ -42,12 +58,12 @@ pub(crate) struct CountedRows {
     rows: RowConverter,
     /// Row (row format) -> its slot.
     slot_of: HashMap<Box<[u8]>, u32>,
-    /// Join key -> the slots of its rows.
-    by_key: KeyMap<Vec<u32>>,
-    /// Per slot: how many times its row is there (0: dead).
-    counts: Vec<i64>,
-    /// Per slot: where its row is, as (batch, row) of `batches`.
-    place: Vec<(usize, usize)>,
+    /// Join key -> the slots of its rows (inline up to two: most keys of
+    /// a table have one row, and a probe then touches no other memory).
+    by_key: KeyMap<SmallVec<[u32; 2]>>,
+    /// Per slot: its count and where its row is, side by side (a probe
+    /// reads both).
+    slots: Vec<Slot>,
     batches: Vec<RecordBatch>,
     /// Slots whose count is zero.
     dead: usize,
@@ -71,8 +87,7 @@ impl CountedRows {
             rows,
             slot_of: HashMap::default(),
             by_key: KeyMap::for_types(key_types),
-            counts: Vec::new(),
-            place: Vec::new(),
+            slots: Vec::new(),
             batches: Vec::new(),
             dead: 0,
             len: 0,
@@ -128,7 +143,7 @@ impl CountedRows {
             .get(key)
             .into_iter()
             .flatten()
-            .map(|&slot| (slot, self.counts[slot as usize]))
+            .map(|&slot| (slot, self.slots[slot as usize].count))
     }
 
     /// How many rows `key` has (with their multiplicity).
@@ -150,7 +165,7 @@ impl CountedRows {
         let null_batch = self.batches.len();
         let at: Vec<(usize, usize)> = slots
             .iter()
-            .map(|s| s.map_or((null_batch, 0), |s| self.place[s as usize]))
+            .map(|s| s.map_or((null_batch, 0), |s| self.slots[s as usize].at()))
             .collect();
         let padded = slots.iter().any(Option::is_none);
         (0..fields.len())
@@ -169,24 +184,24 @@ impl CountedRows {
     /// Every live row's columns and its count: what a checkpoint keeps.
     pub(crate) fn snapshot(&self) -> Result<(Vec<ArrayRef>, Vec<i64>)> {
         let live: Vec<u32> = self.slot_of.values().copied().collect();
-        let counts = live.iter().map(|&s| self.counts[s as usize]).collect();
+        let counts = live.iter().map(|&s| self.slots[s as usize].count).collect();
         let columns = self.gather(&live.iter().map(|&s| Some(s)).collect::<Vec<_>>())?;
         Ok((columns, counts))
     }
 
     /// Gather the live rows into one batch and renumber their slots.
     fn compact(&mut self) -> Result<()> {
-        let mut renumbered = vec![u32::MAX; self.counts.len()];
+        let mut renumbered = vec![u32::MAX; self.slots.len()];
         let mut live: Vec<Option<u32>> = Vec::with_capacity(self.slot_of.len());
         let mut counts = Vec::with_capacity(self.slot_of.len());
         for slot in self.slot_of.values_mut() {
             renumbered[*slot as usize] = live.len() as u32;
             live.push(Some(*slot));
-            counts.push(self.counts[*slot as usize]);
+            counts.push(self.slots[*slot as usize].count);
             *slot = renumbered[*slot as usize];
         }
         let columns = self.gather(&live)?;
-        let mut slots_of_keys: Vec<&mut Vec<u32>> = self.by_key.values_mut().collect();
+        let mut slots_of_keys: Vec<&mut SmallVec<[u32; 2]>> = self.by_key.values_mut().collect();
         for slots in slots_of_keys.iter_mut() {
             for slot in slots.iter_mut() {
                 *slot = renumbered[*slot as usize];
@@ -195,8 +210,15 @@ impl CountedRows {
         if renumbered_missing(&slots_of_keys) {
             return internal_err!("a join side's key lists a dead row");
         }
-        self.place = (0..live.len()).map(|r| (0, r)).collect();
-        self.counts = counts;
+        self.slots = counts
+            .into_iter()
+            .enumerate()
+            .map(|(row, count)| Slot {
+                count,
+                batch: 0,
+                row: row as u32,
+            })
+            .collect();
         self.batches = if live.is_empty() {
             Vec::new()
         } else {
@@ -230,13 +252,13 @@ impl Changes<'_> {
         let row = self.rows.row(i);
         let row = row.data();
         if let Some(&slot) = side.slot_of.get(row) {
-            let count = &mut side.counts[slot as usize];
+            let count = &mut side.slots[slot as usize].count;
             *count += op;
             if *count == 0 {
                 side.slot_of.remove(row);
                 side.dead += 1;
                 if let Some(slots) = side.by_key.get_mut(key) {
-                    slots.retain(|&s| s != slot);
+                    slots.retain(|s| *s != slot);
                     if slots.is_empty() {
                         side.by_key.remove(key);
                     }
@@ -244,9 +266,12 @@ impl Changes<'_> {
             }
             return Ok(());
         }
-        let slot = side.counts.len() as u32;
-        side.counts.push(op);
-        side.place.push((self.next_batch, self.new_rows.len()));
+        let slot = side.slots.len() as u32;
+        side.slots.push(Slot {
+            count: op,
+            batch: self.next_batch as u32,
+            row: self.new_rows.len() as u32,
+        });
         self.new_rows.push(i as u32);
         side.slot_of.insert(row.into(), slot);
         side.by_key.get_or_default(key)?.push(slot);
@@ -280,7 +305,7 @@ impl Changes<'_> {
 }
 
 /// Does any key still list a slot that was not renumbered (a dead one)?
-fn renumbered_missing(slots_of_keys: &[&mut Vec<u32>]) -> bool {
+fn renumbered_missing(slots_of_keys: &[&mut SmallVec<[u32; 2]>]) -> bool {
     slots_of_keys.iter().any(|slots| slots.contains(&u32::MAX))
 }
 
