@@ -416,6 +416,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn single_row_inserts_merge_into_few_chunks_and_stay_indexed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = TableStore::open(dir.path(), vec![spec()]).expect("open");
+        let table = store.get(42).expect("table");
+        let n = 64 * 64 + 300;
+        for i in 0..n {
+            table.insert(vec![rows(i..i + 1)]).await.expect("insert");
+        }
+        let chunks = table.inner.data.lock().chunks.len();
+        // Each tier holds fewer than 64 chunks of its size.
+        assert!(chunks < 3 * 64, "{chunks} chunks");
+        let ids = all(&table);
+        let ids = ids
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("ids");
+        assert_eq!(ids.values().to_vec(), (0..n).collect::<Vec<_>>());
+        // Every key still finds its row, in every tier.
+        for i in [0, 63, 64, 4095, 4096, n - 1] {
+            let err = table.insert(vec![rows(i..i + 1)]).await.expect_err("dup");
+            assert!(
+                matches!(err, ConnectorError::UniqueViolation { .. }),
+                "{i}: {err}"
+            );
+        }
+        drop((table, store));
+        let store = TableStore::open(dir.path(), vec![spec()]).expect("reopen");
+        assert_eq!(all(&store.get(42).expect("table")).num_rows(), n as usize);
+    }
+
+    #[tokio::test]
     async fn compaction_then_replay_gives_the_same_rows() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = TableStore::open(dir.path(), vec![spec()]).expect("open");

@@ -28,9 +28,16 @@ pub(super) const ALIVE: Lsn = Lsn::MAX;
 /// no scan at a durable LSN sees it; the transaction itself scans at
 /// `PENDING` (its rows in, the rows it deleted out).
 pub(super) const PENDING: Lsn = ALIVE - 1;
-/// Chunks smaller than this (single-row INSERTs) are merged once
-/// [`MERGE_AFTER`] of them pile up, so scans do not walk thousands of tiny
-/// batches.
+/// Small chunks (single-row INSERTs) are merged so scans do not walk
+/// thousands of tiny batches, in tiers as an LSM tree's runs are: once
+/// [`MERGE_AFTER`] chunks smaller than a tier's size pile up at the end,
+/// they become one. A row is copied (and its key indexed again) about once
+/// per tier on its way into a chunk of hundreds of thousands of rows.
+/// Merging every trailing chunk below one size instead re-copied up to that
+/// many rows every [`MERGE_AFTER`] commits: most of a single-row INSERT's
+/// CPU once a table held a few thousand of them.
+const TIERS: [usize; 3] = [64, 4096, SMALL_CHUNK];
+/// Chunks this large (a COPY's) are never merged.
 const SMALL_CHUNK: usize = 8192;
 const MERGE_AFTER: usize = 64;
 
@@ -491,18 +498,31 @@ impl TableData {
         if self.pending.is_some() {
             return Ok(());
         }
-        let small = self
-            .chunks
-            .iter()
-            .rev()
-            .take_while(|c| c.batch.num_rows() < SMALL_CHUNK)
-            .count();
-        if small < MERGE_AFTER {
-            return Ok(());
+        // Chunks are newest last and, below SMALL_CHUNK, smaller the newer:
+        // each tier is the run of chunks of its size just before the
+        // smaller tiers' runs.
+        let mut below = 0;
+        for tier in TIERS {
+            let rows = |c: &Chunk| c.batch.num_rows();
+            let end = self.chunks.len()
+                - self.chunks.iter().rev().take_while(|c| rows(c) < below).count();
+            let run = self.chunks[..end]
+                .iter()
+                .rev()
+                .take_while(|c| (below..tier).contains(&rows(c)))
+                .count();
+            if run >= MERGE_AFTER {
+                self.merge_run(end - run, end, durable)?;
+            }
+            below = tier;
         }
-        let from = self.chunks.len() - small;
+        Ok(())
+    }
+
+    /// Merge the durable ones of the chunks `from..end` into one.
+    fn merge_run(&mut self, from: usize, end: usize, durable: Lsn) -> Result<()> {
         let to = from
-            + self.chunks[from..]
+            + self.chunks[from..end]
                 .iter()
                 .take_while(|c| c.lsn <= durable)
                 .count();
