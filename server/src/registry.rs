@@ -167,6 +167,15 @@ impl Registry {
         Ok(self.executor.run(work).await?)
     }
 
+    /// Run `work` on the calling task; a panic in it fails the statement,
+    /// as in [`Registry::run`].
+    pub async fn run_here<F, T>(&self, work: F) -> Result<T>
+    where
+        F: Future<Output = T>,
+    {
+        Ok(self.executor.run_here(work).await?)
+    }
+
     /// How many partitions a job's stages run in.
     pub fn parallelism(&self) -> usize {
         self.parallelism

@@ -505,7 +505,12 @@ impl TableData {
         for tier in TIERS {
             let rows = |c: &Chunk| c.batch.num_rows();
             let end = self.chunks.len()
-                - self.chunks.iter().rev().take_while(|c| rows(c) < below).count();
+                - self
+                    .chunks
+                    .iter()
+                    .rev()
+                    .take_while(|c| rows(c) < below)
+                    .count();
             let run = self.chunks[..end]
                 .iter()
                 .rev()

@@ -269,6 +269,18 @@ pub fn takes_no_rewrite(statement: &Statement) -> bool {
     })
 }
 
+/// May `statement` (whose text is `text`) run on the connection's task
+/// rather than a worker's? A short INSERT of plain values: it is cheaper
+/// than the hand-off to a worker and back (it mostly waits for the log),
+/// and too short to nest deep or take long. Whether its table is one
+/// Weir owns is found out when it runs; if not, DataFusion plans it here,
+/// which for so short a statement is still little work.
+pub fn runs_in_place(statement: &WeirStatement, text: &str) -> bool {
+    const SHORT: usize = 256;
+    text.len() <= SHORT
+        && matches!(statement, WeirStatement::Dml(dml) if takes_no_rewrite(&dml.statement))
+}
+
 /// The VALUES of a plain `INSERT INTO t [(cols)] VALUES ...`.
 fn values_list(insert: &Insert) -> Option<&ast::Values> {
     if !plain(insert) {
