@@ -14,8 +14,8 @@
 //! - over processing time, the stamp `weir_proctime()` computed in the
 //!   source's partitions (`PROCTIME()`'s `proctime` column), then kept as
 //!   a plain column as above;
-//! - a tumbling window's end computed over such a column in a projection
-//!   (`window_end` of `TUMBLE` without an aggregate: at or after the time);
+//! - a window's end computed over such a column without an aggregate
+//!   (`window_end` of `TUMBLE`, `HOP` or `CUMULATE`: after the time);
 //! - a windowed aggregate's `window_end` (its groups of a window change
 //!   only until the watermark passes that end), or a session's;
 //! - a TopN's per-window key when it is the window's end;
@@ -63,21 +63,25 @@ pub(super) fn watermarked_columns(node: &StreamNode) -> Vec<usize> {
     match node {
         StreamNode::Source(source) => source.event_time_columns(),
         StreamNode::Filter(StreamFilter { input, .. }) => watermarked_columns(input),
-        StreamNode::Unnest(StreamUnnest { input, column, .. }) => watermarked_columns(input)
-            .into_iter()
-            .filter(|time| time != column)
-            .collect(),
+        StreamNode::Unnest(StreamUnnest { input, column, .. }) => with_window_ends(
+            node,
+            watermarked_columns(input)
+                .into_iter()
+                .filter(|time| time != column)
+                .collect(),
+        ),
         StreamNode::Project(StreamProject {
             input, physical, ..
         }) => {
             let times = watermarked_columns(input);
             let stamps = input.stamps_processing_time();
-            physical
+            let kept = physical
                 .iter()
                 .enumerate()
                 .filter(|(_, e)| bounded_by(e.as_ref(), &times) || (stamps && is_stamp(e.as_ref())))
                 .map(|(i, _)| i)
-                .collect()
+                .collect();
+            with_window_ends(node, kept)
         }
         StreamNode::Aggregate(StreamAggregate { spec, .. }) => match spec.window {
             // Group columns come first in the output, in group order.
@@ -118,6 +122,18 @@ pub(super) fn watermarked_columns(node: &StreamNode) -> Vec<usize> {
             None => watermarked_columns(&join.left),
         },
     }
+}
+
+/// `columns` and the ends of HOP and CUMULATE windows `node` computes over
+/// an event time: the interval join's walk (`time_columns`) follows a
+/// window's start list, its unnest and the end computed from the start,
+/// which a look at one projection cannot. Each end is after the row's
+/// time, so at or after the watermark as the time is.
+fn with_window_ends(node: &StreamNode, mut columns: Vec<usize>) -> Vec<usize> {
+    columns.extend(super::lower_join_interval::time_columns(node));
+    columns.sort_unstable();
+    columns.dedup();
+    columns
 }
 
 /// Is `expr` one of the input's columns `times`, or a tumbling window's end
@@ -188,6 +204,29 @@ mod tests {
             .await
             .as_deref(),
             Some("window_end")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hopping_or_cumulating_windows_end_is_watermarked_and_its_start_is_not() {
+        for sql in [
+            "SELECT auction, window_end FROM HOP(bids, date_time, INTERVAL '10 seconds', INTERVAL '1 minute')",
+            "SELECT window_start, auction, window_end AS closes FROM HOP(bids, date_time, INTERVAL '10 seconds', INTERVAL '1 minute')",
+            "SELECT auction, window_end FROM CUMULATE(bids, date_time, INTERVAL '10 seconds', INTERVAL '1 minute')",
+        ] {
+            let column = event_time_of(sql, false).await;
+            assert!(
+                matches!(column.as_deref(), Some("window_end" | "closes")),
+                "{sql}: {column:?}"
+            );
+        }
+        assert_eq!(
+            event_time_of(
+                "SELECT auction, window_start FROM HOP(bids, date_time, INTERVAL '10 seconds', INTERVAL '1 minute')",
+                false
+            )
+            .await,
+            None
         );
     }
 
