@@ -531,6 +531,14 @@ impl WeirStatement {
             Statement::Rollback { .. } => WeirStatement::Transaction(TransactionOp::Rollback),
             Statement::Savepoint { .. } => WeirStatement::Savepoint("SAVEPOINT"),
             Statement::ReleaseSavepoint { .. } => WeirStatement::Savepoint("RELEASE"),
+            // psycopg sends `DEALLOCATE ALL` when a transaction with
+            // prepared statements rolls back, and names new ones afterwards.
+            // Accepted: a statement prepared with Parse stays in the
+            // connection's store (pgwire's, which offers no way to empty it)
+            // until the connection ends or the name is prepared again, so
+            // a client that executes a deallocated name still runs it
+            // where PostgreSQL would answer 26000.
+            Statement::Deallocate { .. } => WeirStatement::NoEffect("DEALLOCATE"),
             Statement::Discard { object_type } => {
                 use datafusion::sql::sqlparser::ast::DiscardObject;
                 let (all, tag) = match object_type {
@@ -816,6 +824,20 @@ mod tests {
             classify("SHOW TABLES"),
             WeirStatement::ShowObjects(ObjectKind::Table)
         ));
+    }
+
+    #[test]
+    fn deallocate_is_accepted_with_its_tag() {
+        for sql in [
+            "DEALLOCATE ALL",
+            "DEALLOCATE PREPARE _pg3_0",
+            "deallocate s1",
+        ] {
+            assert!(
+                matches!(classify(sql), WeirStatement::NoEffect("DEALLOCATE")),
+                "{sql}"
+            );
+        }
     }
 
     #[test]

@@ -63,6 +63,17 @@ with psycopg.connect(url) as conn:
     check("psycopg in transaction", conn.execute("SELECT 2").fetchone(), (2,))
     conn.commit()
 
+# A rollback with statements prepared server-side: psycopg then sends
+# DEALLOCATE ALL and prepares them again under new names.
+with psycopg.connect(url) as conn:
+    for _ in range(2):
+        row = conn.execute("SELECT count(*) FROM trips WHERE city = %s", ("paris",), prepare=True).fetchone()
+        check("psycopg prepared in a transaction", row, (2,))
+        conn.rollback()
+    conn.execute("DEALLOCATE PREPARE some_name")
+    row = conn.execute("SELECT count(*) FROM trips WHERE city = %s", ("berlin",), prepare=True).fetchone()
+    check("psycopg prepared after DEALLOCATE ALL", row, (3,))
+
 # SQLAlchemy: reflection through the catalog.
 engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
 inspector = sa.inspect(engine)
@@ -70,13 +81,9 @@ check("sqlalchemy get_table_names", sorted(inspector.get_table_names()), ["citie
 check("sqlalchemy get_view_names", inspector.get_view_names(), ["paid_trips"])
 check("sqlalchemy get_materialized_view_names", inspector.get_materialized_view_names(), ["per_country"])
 # Keys and indexes. Reflection runs each catalog query several times, so
-# psycopg would prepare them server-side and, on the pool's rollback, send
-# DEALLOCATE ALL, which Weir does not support yet: this engine does not
-# prepare.
-keyed = sa.create_engine(
-    url.replace("postgresql://", "postgresql+psycopg://"),
-    connect_args={"prepare_threshold": None},
-)
+# psycopg prepares them server-side and, on the pool's rollback, sends
+# DEALLOCATE ALL.
+keyed = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
 inspector = sa.inspect(keyed)
 pk = inspector.get_pk_constraint("users")
 check("sqlalchemy get_pk_constraint", (pk["constrained_columns"], pk["name"]), (["id"], "users_pkey"))
