@@ -207,8 +207,9 @@ async fn run(
             may.job(&job)?;
             statements::jobs::execute(registry, job).await
         }
-        WeirStatement::Dml(dml) => {
+        WeirStatement::Dml(mut dml) => {
             may.dml(&dml)?;
+            statements::insert_fast::name_implied_columns(registry, &mut dml)?;
             match statements::insert_fast::execute(registry, &dml, params.as_ref(), txn).await? {
                 Some(output) => Ok(output),
                 None => statements::dml::execute(registry, dml, sql, params).await,
@@ -235,9 +236,15 @@ pub async fn describe(
         return Ok(described);
     }
     let schema = match statement {
-        WeirStatement::Query(statement)
-        | WeirStatement::Dml(weir_planner::dml::Dml { statement, .. }) => {
+        WeirStatement::Query(statement) => {
             let plan = registry.plan_query((**statement).clone(), sql).await?;
+            return describe_plan(&plan, sql);
+        }
+        WeirStatement::Dml(dml) => {
+            // As it will run: with the columns an INSERT's short rows fill.
+            let mut dml = dml.clone();
+            statements::insert_fast::name_implied_columns(registry, &mut dml)?;
+            let plan = registry.plan_query(*dml.statement, sql).await?;
             return describe_plan(&plan, sql);
         }
         WeirStatement::ShowVariable { name } => Some(statements::show::variable_schema(name)),

@@ -162,7 +162,8 @@ impl<'a> Values<'a> {
             return Ok(None);
         };
         let columns = if insert.columns.is_empty() {
-            (0..schema.fields().len()).collect()
+            let all = schema.fields().len();
+            (0..implied_width(values).filter(|&w| w <= all).unwrap_or(all)).collect()
         } else {
             let mut columns = Vec::with_capacity(insert.columns.len());
             for name in &insert.columns {
@@ -279,6 +280,64 @@ pub fn runs_in_place(statement: &WeirStatement, text: &str) -> bool {
     const SHORT: usize = 256;
     text.len() <= SHORT
         && matches!(statement, WeirStatement::Dml(dml) if takes_no_rewrite(&dml.statement))
+}
+
+/// How many columns an INSERT without a column list fills: Postgres fills
+/// the first k when every row of its VALUES has k values, and the rest
+/// with their defaults (NULL here). `None` when the rows differ in length
+/// (an error, which DataFusion reports).
+fn implied_width(values: &ast::Values) -> Option<usize> {
+    let width = values.rows.first()?.content.len();
+    values
+        .rows
+        .iter()
+        .all(|row| row.content.len() == width)
+        .then_some(width)
+}
+
+/// Name the columns an INSERT of VALUES without a column list fills when
+/// its rows are shorter than the table (see [`implied_width`]), so the
+/// DataFusion path inserts it as Postgres does rather than refusing a row
+/// of fewer values than columns; and refuse rows of different lengths, or
+/// more values than columns, with Postgres's 42601 and words.
+pub fn name_implied_columns(registry: &Registry, dml: &mut Dml) -> Result<()> {
+    if dml.kind != DmlKind::Insert {
+        return Ok(());
+    }
+    let WriteTarget::Owned(Some(table)) = registry.write_target(&dml.table) else {
+        return Ok(());
+    };
+    let Statement::Insert(insert) = dml.statement.as_mut() else {
+        return Ok(());
+    };
+    let Some(values) = values_list(insert) else {
+        return Ok(());
+    };
+    let syntax = |message: &str| ServerError::Syntax {
+        message: message.into(),
+        detail: None,
+        position: None,
+    };
+    let Some(width) = implied_width(values) else {
+        return Err(syntax("VALUES lists must all be the same length"));
+    };
+    let targets = match insert.columns.len() {
+        0 => table.schema().fields().len(),
+        listed => listed,
+    };
+    if width > targets {
+        return Err(syntax("INSERT has more expressions than target columns"));
+    }
+    if width < targets && !insert.columns.is_empty() {
+        return Err(syntax("INSERT has more target columns than expressions"));
+    }
+    if width < targets {
+        insert.columns = table.schema().fields()[..width]
+            .iter()
+            .map(|f| ObjectName::from(vec![ast::Ident::with_quote('"', f.name())]))
+            .collect();
+    }
+    Ok(())
 }
 
 /// The VALUES of a plain `INSERT INTO t [(cols)] VALUES ...`.
