@@ -32,12 +32,13 @@ use crate::registry::{Parts, Registry};
 use crate::session::Session;
 use crate::statements;
 
-/// A request this short is parsed on the connection's thread: two thread
-/// hand-offs cost more than parsing it (a single-row INSERT's parse is
-/// about a tenth of its CPU, the hand-offs more), and in so few bytes
-/// nothing nests deep enough to matter to a connection thread's stack
-/// (each level of nesting takes at least two bytes).
-const PARSE_IN_PLACE_BYTES: usize = 256;
+/// A request this short is parsed on the connection's thread, and a
+/// statement this short may run there ([`statements::insert_fast::runs_in_place`]):
+/// two thread hand-offs cost more than parsing it (a single-row INSERT's
+/// parse is about a tenth of its CPU, the hand-offs more), and in so few
+/// bytes nothing nests deep enough to matter to a connection thread's
+/// stack (each level of nesting takes at least two bytes).
+pub(crate) const IN_PLACE_BYTES: usize = 256;
 
 /// One statement of a request, classified, with the text it came from.
 #[derive(Debug, Clone)]
@@ -138,7 +139,7 @@ impl Engine {
     /// statement nests and cost as much as it is long, which must neither
     /// overflow a connection thread's small stack nor keep that thread from
     /// serving other sessions. A short request is parsed in place instead
-    /// ([`PARSE_IN_PLACE_BYTES`]).
+    /// (`IN_PLACE_BYTES`).
     pub async fn parse(self: &Arc<Self>, sql: &str) -> Result<Vec<Parsed>> {
         // pgwire decodes a message's text lossily, each invalid UTF-8
         // sequence becoming U+FFFD; Postgres refuses such text instead of
@@ -147,7 +148,7 @@ impl Engine {
         if sql.contains(char::REPLACEMENT_CHARACTER) {
             return Err(ServerError::InvalidByteSequence);
         }
-        if sql.len() <= PARSE_IN_PLACE_BYTES {
+        if sql.len() <= IN_PLACE_BYTES {
             return self.parse_now(sql);
         }
         let engine = self.clone();

@@ -277,8 +277,7 @@ pub fn takes_no_rewrite(statement: &Statement) -> bool {
 /// Weir owns is found out when it runs; if not, DataFusion plans it here,
 /// which for so short a statement is still little work.
 pub fn runs_in_place(statement: &WeirStatement, text: &str) -> bool {
-    const SHORT: usize = 256;
-    text.len() <= SHORT
+    text.len() <= crate::engine::IN_PLACE_BYTES
         && matches!(statement, WeirStatement::Dml(dml) if takes_no_rewrite(&dml.statement))
 }
 
